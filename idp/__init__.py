@@ -1,0 +1,142 @@
+"""SAML 2.0 identity provider. create_app() is the only wiring point."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, request
+from flask_wtf.csrf import CSRFError
+
+from .auth.passwords import Passwords
+from .certs.keystore import KeyStore
+from .config import PROJECT_ROOT, Settings, load_settings
+from .errors import SamlFlowError
+from .extensions import csrf, db, login_manager
+
+
+def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flask:
+    settings = settings or load_settings()
+    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), instance_path=str(settings.instance_dir))
+    engine_options: dict[str, Any] = {"pool_pre_ping": True}
+    if settings.database_url.startswith("sqlite"):
+        engine_options["connect_args"] = {"timeout": 15}
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options,
+        SESSION_COOKIE_NAME="idp_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_https,
+        PERMANENT_SESSION_LIFETIME=settings.session_lifetime_s,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        WTF_CSRF_TIME_LIMIT=None,        # tied to the session instead of a clock
+        WTF_CSRF_SSL_STRICT=settings.is_https,
+        PREFERRED_URL_SCHEME="https" if settings.is_https else "http",
+    )
+    app.config.update(flask_overrides)
+    app.extensions["idp.settings"] = settings
+    app.extensions["idp.keystore"] = KeyStore(settings.cert_dir)
+    app.extensions["idp.passwords"] = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib,
+                                                settings.argon2_parallelism)
+    if settings.database_url.startswith("sqlite"):
+        settings.instance_dir.mkdir(parents=True, exist_ok=True)
+        _sqlite_pragmas()
+
+    db.init_app(app)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.session_protection = None  # the server-side session record is the protection
+
+    from .auth.views import bp as auth_bp
+    from .auth.views import load_principal
+    from .web.home import bp as home_bp
+    from .web.saml_views import bp as saml_bp
+    from .web.saml_views import handle_flow_error
+    from .web.slo_views import bp as slo_bp
+
+    login_manager.user_loader(load_principal)
+    for bp in (auth_bp, home_bp, saml_bp, slo_bp):
+        app.register_blueprint(bp)
+    app.register_error_handler(SamlFlowError, handle_flow_error)
+    _register_http_errors(app)
+    app.after_request(_security_headers)
+    from .cli import register_cli
+    register_cli(app)
+    return app
+
+
+def _sqlite_pragmas() -> None:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if getattr(_sqlite_pragmas, "done", False):
+        return
+
+    @event.listens_for(Engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:  # pragma: no cover - trivial
+        if type(dbapi_conn).__module__.startswith("sqlite3"):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+    _sqlite_pragmas.done = True  # type: ignore[attr-defined]
+
+
+def _register_http_errors(app: Flask) -> None:
+    from .web.responses import error_page
+
+    def csrf_error(exc: CSRFError) -> Response:
+        return error_page(400, "Form expired", "The form was stale or forged. Go back, reload and try again.")
+
+    def too_large(exc: Exception) -> Response:
+        return error_page(413, "Request too large", "The request body is larger than this server accepts.")
+
+    def not_found(exc: Exception) -> Response:
+        return error_page(404, "Not found", "There is nothing at this address.")
+
+    def not_allowed(exc: Exception) -> Response:
+        return error_page(405, "Method not allowed", "This address does not accept that kind of request.")
+
+    def bad_request(exc: Exception) -> Response:
+        return error_page(400, "Bad request", "The request could not be understood.")
+
+    def forbidden(exc: Exception) -> Response:
+        return error_page(403, "Forbidden", "You do not have access to this page.")
+
+    def internal(exc: Exception) -> Response:
+        logging.getLogger("idp").exception("unhandled error on %s %s", request.method, request.path)
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001, S110 - the database may be the thing that failed
+            pass
+        return error_page(500, "Internal error", "Something went wrong on our side. Nothing was sent to the app.")
+
+    app.register_error_handler(CSRFError, csrf_error)
+    app.register_error_handler(413, too_large)
+    app.register_error_handler(404, not_found)
+    app.register_error_handler(405, not_allowed)
+    app.register_error_handler(400, bad_request)
+    app.register_error_handler(403, forbidden)
+    app.register_error_handler(500, internal)
+
+
+def _security_headers(resp: Response) -> Response:
+    from .web.context import settings
+
+    h = resp.headers
+    h.setdefault("Content-Security-Policy",
+                 "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                 "frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("Referrer-Policy", "no-referrer")
+    if settings().is_https:
+        h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    if resp.mimetype == "text/html":
+        h.setdefault("Cache-Control", "no-store")
+    return resp

@@ -1,0 +1,1 @@
+"""Signing keys: generation, the on-disk key store and its rotation state."""

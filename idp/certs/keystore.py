@@ -1,0 +1,220 @@
+"""The key store in IDP_CERT_DIR: key files plus keystore.json holding each key's state.
+
+States: next (published, not used), active (signs), retiring (published, not used), retired
+(archived). Keys are loaded once per change of keystore.json and shared by every request:
+loading a PEM private key costs ~29 ms (RSA key check), signing costs ~0.3 ms.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import xmlsec
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from .files import ensure_private_dir, write_atomic
+from .generate import generate_key_pair
+
+STATE_FILE = "keystore.json"
+PUBLISHED_STATES = ("next", "active", "retiring")
+
+
+class KeyStoreError(RuntimeError):
+    """The key store cannot provide a usable signing key; the message tells the operator what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedKey:
+    kid: str
+    state: str
+    cert_pem: str
+    cert_b64: str                 # DER base64, as in ds:X509Certificate
+    fingerprint_sha256: str       # colon-separated hex
+    not_after: datetime
+    key_type: str                 # rsa | ec
+    private_key: Any              # cryptography private key (Redirect-binding signatures)
+    xmlsec_key: xmlsec.Key        # private key + certificate for XML signatures
+
+    @property
+    def days_left(self) -> int:
+        return (self.not_after - datetime.now(UTC)).days
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    active: LoadedKey
+    keys: tuple[LoadedKey, ...]   # every non-retired key
+
+    @property
+    def published(self) -> tuple[LoadedKey, ...]:
+        order = {s: i for i, s in enumerate(PUBLISHED_STATES)}
+        return tuple(sorted((k for k in self.keys if k.state in order), key=lambda k: order[k.state]))
+
+    def get(self, kid: str) -> LoadedKey | None:
+        return next((k for k in self.keys if k.kid == kid), None)
+
+
+def _fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def load_key_files(kid: str, state: str, key_path: Path, cert_path: Path) -> LoadedKey:
+    """Load and cross-check one key pair; any problem is a KeyStoreError naming the file."""
+    try:
+        key_pem = key_path.read_bytes()
+    except OSError as exc:
+        raise KeyStoreError(f"signing key {kid}: cannot read {key_path.name}: {exc.strerror}") from None
+    try:
+        cert_pem = cert_path.read_bytes()
+    except OSError as exc:
+        raise KeyStoreError(f"signing key {kid}: cannot read {cert_path.name}: {exc.strerror}") from None
+    try:
+        private_key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        raise KeyStoreError(f"signing key {kid}: {key_path.name} is not a valid unencrypted PEM private key") from None
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        raise KeyStoreError(f"signing key {kid}: {cert_path.name} is not a valid PEM certificate") from None
+    pub = private_key.public_key()
+    if not isinstance(private_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise KeyStoreError(f"signing key {kid}: only RSA and EC keys are supported")
+    raw = serialization.PublicFormat.SubjectPublicKeyInfo
+    if pub.public_bytes(serialization.Encoding.DER, raw) != cert.public_key().public_bytes(
+        serialization.Encoding.DER, raw
+    ):
+        raise KeyStoreError(f"signing key {kid}: {key_path.name} does not match the certificate {cert_path.name}")
+    try:
+        xkey = xmlsec.Key.from_memory(key_pem, xmlsec.KeyFormat.PEM, None)
+        xkey.load_cert_from_memory(cert_pem, xmlsec.KeyFormat.CERT_PEM)
+    except xmlsec.Error:
+        raise KeyStoreError(f"signing key {kid}: xmlsec cannot load the key pair") from None
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return LoadedKey(
+        kid=kid,
+        state=state,
+        cert_pem=cert_pem.decode("ascii"),
+        cert_b64=base64.b64encode(der).decode("ascii"),
+        fingerprint_sha256=_fingerprint(cert),
+        not_after=cert.not_valid_after_utc,
+        key_type="rsa" if isinstance(private_key, rsa.RSAPrivateKey) else "ec",
+        private_key=private_key,
+        xmlsec_key=xkey,
+    )
+
+
+class KeyStore:
+    """Reads the key store, caching the loaded keys until keystore.json changes."""
+
+    def __init__(self, cert_dir: Path) -> None:
+        self.cert_dir = Path(cert_dir)
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None | str = "unloaded"
+        self._cached: KeySet | None = None
+        self._error: KeyStoreError | None = None
+
+    @property
+    def state_path(self) -> Path:
+        return self.cert_dir / STATE_FILE
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.state_path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def read_state(self) -> dict[str, Any]:
+        try:
+            raw = self.state_path.read_bytes()
+        except FileNotFoundError:
+            if any(self.cert_dir.glob("*.key")) or any(self.cert_dir.glob("*.pem")):
+                raise KeyStoreError(
+                    f"{self.cert_dir} holds key files but no {STATE_FILE}; "
+                    "register them with `idp certs import --key K --cert C`"
+                ) from None
+            raise KeyStoreError("no signing key: run `idp certs generate` (make certs)") from None
+        try:
+            state = json.loads(raw)
+            assert isinstance(state.get("keys"), list)
+        except (ValueError, AssertionError):
+            raise KeyStoreError(f"{STATE_FILE} is corrupt; restore it from a backup") from None
+        return state
+
+    def current(self) -> KeySet:
+        """The loaded keys; raises KeyStoreError (never falls back to another key)."""
+        stamp = self._stat()
+        if stamp is not None and stamp == self._stamp:
+            if self._cached is not None:
+                return self._cached
+            assert self._error is not None
+            raise self._error
+        with self._lock:
+            stamp = self._stat()
+            if stamp is None or stamp != self._stamp:
+                try:
+                    self._cached, self._error = self._load(), None
+                except KeyStoreError as exc:
+                    self._cached, self._error = None, exc
+                self._stamp = stamp
+            if self._cached is None:
+                assert self._error is not None
+                raise self._error
+            return self._cached
+
+    def _load(self) -> KeySet:
+        state = self.read_state()
+        loaded = []
+        for entry in state["keys"]:
+            if entry.get("state") == "retired":
+                continue
+            kid = str(entry.get("kid", ""))
+            loaded.append(
+                load_key_files(kid, str(entry.get("state")), self.cert_dir / f"{kid}.key", self.cert_dir / f"{kid}.crt")
+            )
+        active = [k for k in loaded if k.state == "active"]
+        if len(active) != 1:
+            raise KeyStoreError(f"{STATE_FILE} must name exactly one active key, found {len(active)}")
+        return KeySet(active=active[0], keys=tuple(loaded))
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        write_atomic(self.state_path, (json.dumps(state, indent=2, sort_keys=True) + "\n").encode(), 0o600)
+
+    def is_empty(self) -> bool:
+        if not self.cert_dir.exists():
+            return True
+        return not any(p.suffix in {".key", ".crt", ".pem"} or p.name == STATE_FILE for p in self.cert_dir.iterdir())
+
+    def add_key(self, key_pem: bytes, cert_pem: bytes, state: str, key_type: str, source: str) -> str:
+        """Write a key pair's files, then record it in keystore.json (files first: a crash leaves orphans only)."""
+        ensure_private_dir(self.cert_dir)
+        kid = datetime.now(UTC).strftime("%Y%m%d") + "-" + secrets.token_hex(4)
+        write_atomic(self.cert_dir / f"{kid}.key", key_pem, 0o600)
+        write_atomic(self.cert_dir / f"{kid}.crt", cert_pem, 0o644)
+        try:
+            st = self.read_state()
+        except KeyStoreError:
+            st = {"version": 1, "keys": []}
+        st["keys"].append({
+            "kid": kid, "state": state, "key_type": key_type, "source": source,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        })
+        self.write_state(st)
+        return kid
+
+    def generate_first(self, common_name: str, key_type: str = "rsa3072", days: int = 730) -> str:
+        """First key pair on an empty store; refuses when any key material exists (never overwrites)."""
+        if not self.is_empty():
+            raise KeyStoreError(f"{self.cert_dir} already holds keys; use `idp certs rotate` to add one")
+        gen = generate_key_pair(common_name, key_type, days)
+        return self.add_key(gen.key_pem, gen.cert_pem, "active", key_type, "generated")

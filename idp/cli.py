@@ -1,0 +1,417 @@
+"""The `idp` command: database, users, groups, connected apps, events and certificates.
+
+Commands call services only; every change goes to the database (or the key store), so a
+running server picks it up without restart.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from .certs.keystore import KeyStoreError
+from .config import PROJECT_ROOT, load_settings
+from .events import EventFilter, query_events, to_csv, to_json
+from .extensions import db
+from .services import ServiceError
+from .services import apps as apps_svc
+from .services import users as users_svc
+from .services.fetch import fetch_metadata
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    return current_app.extensions["idp.settings"]
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+# ---------------------------------------------------------------- db
+
+@click.group("db", help="Database schema.")
+def db_group() -> None:
+    pass
+
+
+@db_group.command("init", help="Create the schema (idempotent) and the first admin when there is no user.")
+@with_appcontext
+def db_init() -> None:
+    from .models import User  # noqa: F401 - models must be imported for create_all
+
+    db.create_all()
+    click.echo("database ready")
+    if db.session.query(User.id).first() is None:
+        s = _settings()
+        password = s.admin_password
+        generated = password is None
+        if generated:
+            password = secrets.token_urlsafe(12)
+        pw = current_app.extensions["idp.passwords"]
+        users_svc.add_user("admin", email="admin@localhost.localdomain", password_hash=pw.hash(password),
+                           first_name="Admin", is_admin=True)
+        if generated:
+            click.echo(f"created admin user 'admin' with password: {password}")
+            click.echo("(shown once; change it after signing in)")
+        else:
+            click.echo("created admin user 'admin' with the password from IDP_ADMIN_PASSWORD")
+
+
+# ---------------------------------------------------------------- users and groups
+
+@click.group("users", help="Manage users.")
+def users_group() -> None:
+    pass
+
+
+def _read_password_stdin() -> str:
+    line = sys.stdin.readline()
+    password = line.rstrip("\r\n")
+    try:
+        users_svc.validate_password(password)
+    except ServiceError as exc:
+        _fail(str(exc))
+    return password
+
+
+@users_group.command("add")
+@click.argument("username")
+@click.option("--email", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@click.option("--first-name", default="")
+@click.option("--last-name", default="")
+@click.option("--group", "groups", multiple=True)
+@click.option("--admin", is_flag=True)
+@with_appcontext
+def users_add(username: str, email: str, password_stdin: bool, first_name: str, last_name: str,
+              groups: tuple[str, ...], admin: bool) -> None:
+    pw_hash = None
+    if password_stdin:
+        pw_hash = current_app.extensions["idp.passwords"].hash(_read_password_stdin())
+    try:
+        users_svc.add_user(username, email=email, password_hash=pw_hash, first_name=first_name,
+                           last_name=last_name, groups=list(groups), is_admin=admin)
+    except ServiceError as exc:
+        _fail(str(exc))
+    click.echo(f"user {username} added")
+
+
+@users_group.command("set")
+@click.argument("username")
+@click.option("--group", "groups", multiple=True)
+@click.option("--remove-group", "remove_groups", multiple=True)
+@click.option("--disabled/--enabled", default=None)
+@click.option("--password-stdin", is_flag=True)
+@with_appcontext
+def users_set(username: str, groups: tuple[str, ...], remove_groups: tuple[str, ...], disabled: bool | None,
+              password_stdin: bool) -> None:
+    try:
+        user = users_svc.get_user(username)
+        pw_hash = None
+        if password_stdin:
+            pw_hash = current_app.extensions["idp.passwords"].hash(_read_password_stdin())
+        users_svc.set_user(user, add_groups=list(groups), remove_groups=list(remove_groups), disabled=disabled,
+                           password_hash=pw_hash)
+    except ServiceError as exc:
+        _fail(str(exc))
+    click.echo(f"user {username} updated")
+
+
+@users_group.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@with_appcontext
+def users_list(fmt: str) -> None:
+    from sqlalchemy import select
+
+    from .models import User
+    rows = list(db.session.scalars(select(User).order_by(User.username)))
+    data = [{"username": u.username, "email": u.email, "first_name": u.first_name, "last_name": u.last_name,
+             "groups": u.group_names, "admin": u.is_admin, "disabled": u.disabled} for u in rows]
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    for d in data:
+        flags = ",".join(f for f in ("admin" if d["admin"] else "", "disabled" if d["disabled"] else "") if f)
+        click.echo(f"{d['username']:<24} {d['email']:<32} {','.join(d['groups']):<24} {flags}")
+
+
+@click.group("groups", help="Manage groups.")
+def groups_group() -> None:
+    pass
+
+
+@groups_group.command("add")
+@click.argument("name")
+@with_appcontext
+def groups_add(name: str) -> None:
+    try:
+        users_svc.add_group(name)
+    except ServiceError as exc:
+        _fail(str(exc))
+    click.echo(f"group {name} added")
+
+
+@groups_group.command("list")
+@with_appcontext
+def groups_list() -> None:
+    from sqlalchemy import select
+
+    from .models import Group
+    for g in db.session.scalars(select(Group).order_by(Group.name)):
+        click.echo(f"{g.name}\t{len(g.members)} members")
+
+
+# ---------------------------------------------------------------- apps
+
+@click.group("apps", help="Manage connected apps (SAML service providers).")
+def apps_group() -> None:
+    pass
+
+
+def _read_metadata(source: str) -> tuple[bytes, str]:
+    if source.startswith(("http://", "https://")):
+        s = _settings()
+        return fetch_metadata(source, allow_private=s.metadata_fetch_allow_private,
+                              timeout=s.metadata_fetch_timeout_s), source
+    if "://" in source:
+        raise ServiceError("--metadata takes a file path or an http(s) URL")
+    path = Path(source)
+    if not path.is_file():
+        raise ServiceError(f"no metadata file at {source}")
+    if path.stat().st_size > 5 * 1024 * 1024:
+        raise ServiceError("metadata file is larger than 5 MiB")
+    return path.read_bytes(), str(path.resolve())
+
+
+@apps_group.command("add")
+@click.option("--metadata", "source", required=True, help="SP metadata: a file path or an http(s) URL.")
+@click.option("--name")
+@click.option("--slug")
+@click.option("--entity-id", help="Pick one SP from an aggregate (EntitiesDescriptor).")
+@with_appcontext
+def apps_add(source: str, name: str | None, slug: str | None, entity_id: str | None) -> None:
+    try:
+        xml, ref = _read_metadata(source)
+        app = apps_svc.register_app(xml, name=name, slug=slug, entity_id=entity_id, source="cli", source_ref=ref)
+    except ServiceError as exc:
+        _fail(str(exc))
+    click.echo(app.slug)
+
+
+@apps_group.command("sync")
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@with_appcontext
+def apps_sync(folder: Path | None) -> None:
+    folder = folder or PROJECT_ROOT / "metadata"
+    if not folder.is_dir():
+        _fail(f"no folder {folder}")
+    report = apps_svc.sync_folder(folder)
+    for label, items in (("added", report.added), ("updated", report.updated), ("unchanged", report.unchanged)):
+        for slug in items:
+            click.echo(f"{label:<9} {slug}")
+    for name, why in report.refused:
+        click.echo(f"refused   {name}: {why}")
+    click.echo(f"{len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
+               f"{len(report.refused)} refused")
+    if report.refused:
+        sys.exit(1)
+
+
+def _app_dict(app: Any) -> dict[str, Any]:
+    cfg = apps_svc.AppSettings.from_dict(app.settings)
+    sp = app.sp
+    return {
+        "slug": app.slug, "name": app.name, "entity_id": app.entity_id, "enabled": app.enabled,
+        "source": app.source, "acs": [a for a in sp["acs"]], "slo": sp["slo"],
+        "signing_certs": len(sp["signing_certs"]), "encryption_certs": len(sp["encryption_certs"]),
+        "authn_requests_signed": sp["authn_requests_signed"], "want_assertions_signed": sp["want_assertions_signed"],
+        "settings": cfg.to_dict(),
+        "launch_url": _settings().url(f"/apps/{app.slug}/sso"),
+    }
+
+
+@apps_group.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@with_appcontext
+def apps_list(fmt: str) -> None:
+    rows = apps_svc.list_apps()
+    if fmt == "json":
+        click.echo(json.dumps([_app_dict(a) for a in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no apps registered")
+        return
+    click.echo(f"{'SLUG':<28} {'STATUS':<9} {'NAMEID':<12} ENTITY ID")
+    for a in rows:
+        cfg = apps_svc.AppSettings.from_dict(a.settings)
+        click.echo(f"{a.slug:<28} {'enabled' if a.enabled else 'disabled':<9} {cfg.nameid_format:<12} {a.entity_id}")
+
+
+@apps_group.command("show")
+@click.argument("slug")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@with_appcontext
+def apps_show(slug: str, fmt: str) -> None:
+    try:
+        app = apps_svc.get_app(slug)
+    except ServiceError as exc:
+        _fail(str(exc))
+    d = _app_dict(app)
+    if fmt == "json":
+        click.echo(json.dumps(d, indent=2))
+        return
+    for key, value in d.items():
+        if key in ("acs", "slo"):
+            click.echo(f"{key}:")
+            for ep in value:
+                click.echo(f"  - {ep['binding'].rsplit(':', 1)[-1]} {ep['location']}"
+                           + (f" index={ep['index']}" if ep.get("index") is not None else "")
+                           + (" default" if ep.get("is_default") else ""))
+        elif key == "settings":
+            for k, v in value.items():
+                click.echo(f"{k}: {v}")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+@apps_group.command("remove")
+@click.argument("slug")
+@with_appcontext
+def apps_remove(slug: str) -> None:
+    try:
+        apps_svc.remove_app(slug)
+    except ServiceError as exc:
+        _fail(str(exc))
+    click.echo(f"app {slug} removed")
+
+
+@apps_group.command("set")
+@click.argument("slug")
+@click.option("--nameid-format", type=click.Choice(["email", "persistent", "transient", "unspecified"]))
+@click.option("--nameid-field", type=click.Choice(["username", "email", "id"]))
+@click.option("--attribute", "attributes", multiple=True, help="NAME=FIELD; repeat. Replaces the attribute map.")
+@click.option("--clear-attributes", is_flag=True)
+@click.option("--sign", type=click.Choice(["response", "assertion", "both"]))
+@click.option("--enabled/--disabled", default=None)
+@click.option("--name")
+@click.option("--require-signed-requests/--no-require-signed-requests", default=None)
+@click.option("--allow-sha1/--no-allow-sha1", default=None)
+@with_appcontext
+def apps_set(slug: str, nameid_format: str | None, nameid_field: str | None, attributes: tuple[str, ...],
+             clear_attributes: bool, sign: str | None, enabled: bool | None, name: str | None,
+             require_signed_requests: bool | None, allow_sha1: bool | None) -> None:
+    try:
+        app = apps_svc.get_app(slug)
+        attr_map = apps_svc.parse_attribute_option(list(attributes)) if attributes else None
+        if clear_attributes and attr_map is None:
+            attr_map = {}
+        if nameid_field is None and nameid_format == "email":
+            nameid_field = "email"
+        if name is not None:
+            if not name.strip() or len(name) > 200:
+                raise ServiceError("name must be 1-200 characters")
+            app.name = name.strip()
+        apps_svc.change_settings(app, enabled=enabled, nameid_format=nameid_format, nameid_field=nameid_field,
+                                 attributes=attr_map, sign=sign, require_signed_requests=require_signed_requests,
+                                 allow_sha1=allow_sha1)
+    except ServiceError as exc:
+        db.session.rollback()
+        _fail(str(exc))
+    click.echo(f"app {slug} updated")
+
+
+# ---------------------------------------------------------------- events
+
+def _parse_since(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter("use ISO 8601, e.g. 2026-11-28T09:00:00Z", param_hint="--since") from None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+@click.command("events", help="Show the SSO event log, newest first.")
+@click.option("--app", "app_slug")
+@click.option("--user", "username")
+@click.option("--outcome", type=click.Choice(["success", "denied", "error"]))
+@click.option("--reason")
+@click.option("--since")
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@with_appcontext
+def events_cmd(app_slug: str | None, username: str | None, outcome: str | None, reason: str | None,
+               since: str | None, limit: int, fmt: str) -> None:
+    f = EventFilter(app_slug=app_slug, username=username, outcome=outcome, reason=reason, since=_parse_since(since))
+    rows = query_events(f, limit=limit)
+    if fmt == "json":
+        click.echo(to_json(rows))
+    elif fmt == "csv":
+        click.echo(to_csv(rows), nl=False)
+    else:
+        click.echo(f"{'AT':<21} {'APP':<20} {'USER':<16} {'OUTCOME':<8} {'REASON':<22} {'BY':<4} IP")
+        for e in rows:
+            click.echo(f"{e.at.strftime('%Y-%m-%d %H:%M:%SZ'):<21} {(e.app_slug or '-')[:20]:<20} "
+                       f"{(e.username or '-')[:16]:<16} {e.outcome:<8} {e.reason:<22} {(e.initiated_by or '-'):<4} "
+                       f"{e.client_ip or '-'}")
+
+
+# ---------------------------------------------------------------- certs
+
+@click.group("certs", help="Signing keys and certificates.")
+def certs_group() -> None:
+    pass
+
+
+@certs_group.command("generate", help="Create the first signing key pair; refuses when keys exist.")
+@click.option("--key-type", type=click.Choice(["rsa2048", "rsa3072", "ec-p256"]), default="rsa3072")
+@click.option("--days", type=click.IntRange(1, 3650), default=730)
+@click.option("--if-empty", is_flag=True, help="Do nothing (exit 0) when keys already exist.")
+@with_appcontext
+def certs_generate(key_type: str, days: int, if_empty: bool) -> None:
+    store = current_app.extensions["idp.keystore"]
+    if if_empty and not store.is_empty():
+        click.echo("signing keys already present; nothing generated")
+        return
+    try:
+        kid = store.generate_first(_settings().entity_id, key_type, days)
+    except KeyStoreError as exc:
+        _fail(str(exc))
+    click.echo(f"generated active signing key {kid} in {store.cert_dir}")
+
+
+@certs_group.command("status")
+@with_appcontext
+def certs_status() -> None:
+    store = current_app.extensions["idp.keystore"]
+    try:
+        keys = store.current()
+    except KeyStoreError as exc:
+        _fail(str(exc))
+    for k in keys.keys:
+        click.echo(f"{k.kid:<20} {k.state:<9} {k.not_after.date()} ({k.days_left} days)  SHA256 {k.fingerprint_sha256}")
+
+
+def register_cli(app: Flask) -> None:
+    for cmd in (db_group, users_group, groups_group, apps_group, events_cmd, certs_group):
+        app.cli.add_command(cmd)
+
+
+def main() -> None:
+    from . import create_app
+
+    def factory() -> Flask:
+        return create_app(load_settings())
+
+    cli = FlaskGroup(create_app=factory, add_version_option=False, load_dotenv=False,
+                     help="Manage the identity provider.")
+    cli.main(prog_name="idp")

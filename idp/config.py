@@ -1,0 +1,136 @@
+"""Typed settings, read once from IDP_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    base_url: str
+    database_url: str
+    secret_key: str
+    cert_dir: Path
+    instance_dir: Path
+    trusted_proxies: int
+    admin_password: str | None
+    redis_url: str | None = None
+    # SAML protocol limits (the why: saml-bindings-2.0 leaves them to deployments).
+    request_max_age_s: int = 300           # IssueInstant window, past and future
+    clock_skew_s: int = 60                 # NotBefore back-dating for SP clocks slightly ahead
+    assertion_lifetime_s: int = 300        # NotOnOrAfter of SubjectConfirmation and Conditions
+    session_lifetime_s: int = 8 * 3600     # IdP session absolute lifetime
+    session_idle_s: int = 2 * 3600         # IdP session idle timeout
+    max_request_bytes: int = 256 * 1024    # HTTP body cap (413 above)
+    max_inflated_bytes: int = 128 * 1024   # Redirect-binding DEFLATE output cap
+    want_authn_requests_signed: bool = False
+    metadata_fetch_allow_private: bool = False
+    metadata_fetch_timeout_s: int = 10
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def entity_id(self) -> str:
+        return f"{self.base_url}/saml/metadata"
+
+    @property
+    def is_https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    def url(self, path: str) -> str:
+        """An absolute URL of this IdP; never derived from the request's Host header."""
+        return f"{self.base_url}{path}"
+
+
+def _secret_key(env: dict[str, str], instance_dir: Path) -> str:
+    value = env.get("IDP_SECRET_KEY")
+    if value:
+        return value
+    path = instance_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, path)  # first writer wins when two processes start together
+    except FileExistsError:
+        os.unlink(tmp)
+        return path.read_text().strip()
+    os.unlink(tmp)
+    return value
+
+
+def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Settings:
+    env = dict(os.environ if env is None else env)
+    base_url = env.get("IDP_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"IDP_BASE_URL must be an absolute http(s) URL without query, got {base_url!r}")
+    instance_dir = Path(env.get("IDP_INSTANCE_DIR", str(PROJECT_ROOT / "instance"))).resolve()
+    database_url = env.get("IDP_DATABASE_URL") or f"sqlite:///{instance_dir / 'idp.sqlite3'}"
+    values: dict[str, object] = dict(
+        base_url=base_url,
+        database_url=database_url,
+        secret_key="",
+        cert_dir=Path(env.get("IDP_CERT_DIR", str(PROJECT_ROOT / "certs"))).resolve(),
+        instance_dir=instance_dir,
+        trusted_proxies=_int(env, "IDP_TRUSTED_PROXIES", 0),
+        admin_password=env.get("IDP_ADMIN_PASSWORD") or None,
+        redis_url=env.get("IDP_REDIS_URL") or None,
+        request_max_age_s=_int(env, "IDP_REQUEST_MAX_AGE", 300, 1),
+        session_lifetime_s=_int(env, "IDP_SESSION_LIFETIME", 8 * 3600, 60),
+        session_idle_s=_int(env, "IDP_SESSION_IDLE", 2 * 3600, 60),
+        want_authn_requests_signed=_bool(env, "IDP_WANT_AUTHN_REQUESTS_SIGNED", False),
+        metadata_fetch_allow_private=_bool(env, "IDP_METADATA_FETCH_ALLOW_PRIVATE", False),
+        argon2_time_cost=_int(env, "IDP_ARGON2_TIME_COST", 3, 1),
+        argon2_memory_kib=_int(env, "IDP_ARGON2_MEMORY_KIB", 65536, 8),
+        argon2_parallelism=_int(env, "IDP_ARGON2_PARALLELISM", 4, 1),
+    )
+    values.update(overrides)
+    if not values["secret_key"]:
+        values["secret_key"] = _secret_key(env, Path(str(values["instance_dir"])))
+    return Settings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,118 @@
+"""The one writer and reader of the SSO event log."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+
+from .errors import EventContext
+from .extensions import db
+from .models import SsoEvent, utcnow
+from .reasons import Outcome, Reason, outcome_for
+
+log = logging.getLogger("idp.events")
+
+EXPORT_FIELDS = (
+    "id", "at", "event_type", "app_slug", "sp_entity_id", "username", "outcome", "reason", "initiated_by",
+    "binding", "request_id", "response_id", "assertion_id", "client_ip", "user_agent",
+)
+
+
+def record_event(ctx: EventContext, reason: Reason, *, client_ip: str | None, user_agent: str | None,
+                 outcome: Outcome | None = None, commit: bool = True) -> SsoEvent:
+    """Write one event row (and commit unless the caller commits it with other writes)."""
+    event = SsoEvent(
+        at=utcnow(),
+        event_type=ctx.event_type,
+        app_slug=ctx.app_slug,
+        sp_entity_id=(ctx.sp_entity_id or "")[:1024] or None,
+        username=ctx.username,
+        outcome=str(outcome or outcome_for(reason)),
+        reason=str(reason),
+        initiated_by=ctx.initiated_by,
+        binding=ctx.binding,
+        request_id=(ctx.request_id or "")[:256] or None,
+        response_id=ctx.response_id,
+        assertion_id=ctx.assertion_id,
+        client_ip=client_ip,
+        user_agent=(user_agent or "")[:512] or None,
+        detail=ctx.detail or None,
+    )
+    db.session.add(event)
+    if commit:
+        db.session.commit()
+    log.info("sso_event %s", json.dumps(event_dict(event, with_detail=False), default=str, sort_keys=True))
+    return event
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    app_slug: str | None = None
+    username: str | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    event_type: str | None = None
+
+
+def filtered_query(f: EventFilter) -> Select[tuple[SsoEvent]]:
+    q = select(SsoEvent)
+    if f.app_slug:
+        q = q.where(SsoEvent.app_slug == f.app_slug)
+    if f.username:
+        q = q.where(SsoEvent.username == f.username)
+    if f.outcome:
+        q = q.where(SsoEvent.outcome == f.outcome)
+    if f.reason:
+        q = q.where(SsoEvent.reason == f.reason)
+    if f.event_type:
+        q = q.where(SsoEvent.event_type == f.event_type)
+    if f.since:
+        q = q.where(SsoEvent.at >= f.since)
+    if f.until:
+        q = q.where(SsoEvent.at < f.until)
+    return q.order_by(SsoEvent.at.desc(), SsoEvent.id.desc())
+
+
+def query_events(f: EventFilter, *, limit: int | None = 100, offset: int = 0) -> list[SsoEvent]:
+    q = filtered_query(f)
+    if limit is not None:
+        q = q.limit(limit).offset(offset)
+    return list(db.session.scalars(q))
+
+
+def event_dict(e: SsoEvent, with_detail: bool = True) -> dict[str, Any]:
+    d: dict[str, Any] = {name: getattr(e, name) for name in EXPORT_FIELDS}
+    d["at"] = e.at.isoformat().replace("+00:00", "Z") if e.at else None
+    if with_detail:
+        d["detail"] = e.detail
+    return d
+
+
+def to_json(events: Iterable[SsoEvent]) -> str:
+    return json.dumps([event_dict(e) for e in events], indent=2, default=str)
+
+
+def to_csv(events: Iterable[SsoEvent], fields: Sequence[str] = EXPORT_FIELDS) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(fields)
+    for e in events:
+        d = event_dict(e, with_detail=False)
+        writer.writerow([_csv_safe(d[f]) for f in fields])
+    return buf.getvalue()
+
+
+def _csv_safe(value: object) -> str:
+    """Neutralise spreadsheet formula injection (=, +, -, @ at the start of a cell)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -1,0 +1,197 @@
+"""SQLAlchemy 2 typed models. Datetimes are stored and returned as aware UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC; SQLite drops tzinfo, so it is re-attached on the way out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+user_groups = Table(
+    "user_groups",
+    db.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_id", ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class User(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True, index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    first_name: Mapped[str] = mapped_column(String(150), default="")
+    last_name: Mapped[str] = mapped_column(String(150), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    totp_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    groups: Mapped[list[Group]] = relationship(secondary=user_groups, back_populates="members", lazy="selectin")
+
+    @property
+    def group_names(self) -> list[str]:
+        return sorted(g.name for g in self.groups)
+
+
+class Group(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "groups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(150), unique=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    members: Mapped[list[User]] = relationship(secondary=user_groups, back_populates="groups")
+
+
+class ConnectedApp(db.Model):  # type: ignore[name-defined,misc]
+    """A SAML service provider registered from its metadata."""
+
+    __tablename__ = "connected_apps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True, index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    entity_id: Mapped[str] = mapped_column(String(1024), unique=True, index=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    metadata_xml: Mapped[str] = mapped_column(Text)
+    sp: Mapped[dict[str, Any]] = mapped_column(JSON)                 # SpMetadata.to_dict()
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # AppSettings.to_dict()
+    source: Mapped[str] = mapped_column(String(20), default="cli")   # cli | sync | admin
+    source_ref: Mapped[str | None] = mapped_column(String(1024), nullable=True)  # file path or URL
+    version: Mapped[int] = mapped_column(Integer, default=1)         # bumped on every change: cache key
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class PersistentId(db.Model):  # type: ignore[name-defined,misc]
+    """Pairwise persistent NameID per (user, app), stable across restarts and key changes."""
+
+    __tablename__ = "persistent_ids"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    app_entity_id: Mapped[str] = mapped_column(String(1024))
+    value: Mapped[str] = mapped_column(String(64), unique=True)
+    __table_args__ = (UniqueConstraint("user_id", "app_entity_id"),)
+
+
+class IdpSession(db.Model):  # type: ignore[name-defined,misc]
+    """Server-side login session; the browser cookie only carries its random id."""
+
+    __tablename__ = "idp_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    authn_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)   # last password check
+    mfa_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    client_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class SessionParticipant(db.Model):  # type: ignore[name-defined,misc]
+    """An app that received an assertion in an IdP session (needed for single logout)."""
+
+    __tablename__ = "session_participants"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("idp_sessions.id", ondelete="CASCADE"), index=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("connected_apps.id", ondelete="CASCADE"))
+    name_id: Mapped[str] = mapped_column(String(512))
+    name_id_format: Mapped[str] = mapped_column(String(255))
+    session_index: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("session_id", "app_id"),)
+
+
+class PendingRequest(db.Model):  # type: ignore[name-defined,misc]
+    """An SSO request parked while the browser logs in (survives SameSite=Lax cross-site POSTs)."""
+
+    __tablename__ = "pending_requests"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class SeenRequest(db.Model):  # type: ignore[name-defined,misc]
+    """Replay cache: one row per (issuer, request ID) until it could no longer be fresh."""
+
+    __tablename__ = "seen_requests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(1024))
+    request_id: Mapped[str] = mapped_column(String(256))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    __table_args__ = (UniqueConstraint("issuer", "request_id", name="uq_seen_request"),)
+
+
+class SsoEvent(db.Model):  # type: ignore[name-defined,misc]
+    """One row per SSO attempt and per logout."""
+
+    __tablename__ = "sso_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    event_type: Mapped[str] = mapped_column(String(20), default="sso")  # sso | logout
+    app_slug: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    sp_entity_id: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    username: Mapped[str | None] = mapped_column(String(150), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(String(40))
+    initiated_by: Mapped[str | None] = mapped_column(String(10), nullable=True)  # sp | idp
+    binding: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    response_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    assertion_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    client_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # admin-only explanation
+    __table_args__ = (
+        Index("ix_sso_events_at", "at"),
+        Index("ix_sso_events_app_at", "app_slug", "at"),
+        Index("ix_sso_events_user_at", "username", "at"),
+        Index("ix_sso_events_outcome_at", "outcome", "at"),
+        Index("ix_sso_events_reason_at", "reason", "at"),
+    )
+
+
+class OrgSetting(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "org_settings"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)

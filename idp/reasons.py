@@ -1,0 +1,60 @@
+"""Machine codes every SSO outcome carries: Outcome and Reason enums."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    DENIED = "denied"
+    ERROR = "error"
+
+
+class Reason(StrEnum):
+    OK = "ok"
+    LOGOUT = "logout"
+    # request validation (SAML)
+    UNKNOWN_SP = "unknown_sp"
+    ACS_NOT_REGISTERED = "acs_not_registered"
+    BAD_SIGNATURE = "bad_signature"
+    REQUEST_EXPIRED = "request_expired"
+    REPLAYED_REQUEST = "replayed_request"
+    WRONG_DESTINATION = "wrong_destination"
+    MALFORMED_REQUEST = "malformed_request"
+    UNSUPPORTED_BINDING = "unsupported_binding"
+    UNSUPPORTED_NAMEID_FORMAT = "unsupported_nameid_format"
+    NO_PASSIVE = "no_passive"
+    NO_AUTHN_CONTEXT = "no_authn_context"
+    APP_DISABLED = "app_disabled"
+    UNKNOWN_APP = "unknown_app"
+    USER_DISABLED = "user_disabled"
+    MISSING_ATTRIBUTE = "missing_attribute"
+    NO_ENCRYPTION_CERT = "no_encryption_cert"
+    # policy
+    USER_NOT_PERMITTED = "user_not_permitted"
+    IP_NOT_ALLOWED = "ip_not_allowed"
+    MFA_REQUIRED = "mfa_required"
+    MFA_FAILED = "mfa_failed"
+    SESSION_EXPIRED = "session_expired"
+    POLICY_ERROR = "policy_error"
+    # logout
+    UNKNOWN_SESSION = "unknown_session"
+    # infrastructure
+    SIGNING_KEY_UNAVAILABLE = "signing_key_unavailable"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    INTERNAL_ERROR = "internal_error"
+
+
+# The outcome a reason implies when a flow stops on it.
+DENIAL_REASONS = frozenset({
+    Reason.USER_NOT_PERMITTED, Reason.IP_NOT_ALLOWED, Reason.MFA_REQUIRED, Reason.MFA_FAILED,
+    Reason.APP_DISABLED, Reason.USER_DISABLED, Reason.NO_PASSIVE, Reason.NO_AUTHN_CONTEXT,
+    Reason.SESSION_EXPIRED,
+})
+
+
+def outcome_for(reason: Reason) -> Outcome:
+    if reason in (Reason.OK, Reason.LOGOUT):
+        return Outcome.SUCCESS
+    return Outcome.DENIED if reason in DENIAL_REASONS else Outcome.ERROR

@@ -1,0 +1,223 @@
+"""Build signed SAML responses with lxml's element API (saml-core-2.0-os §2, §3.2.2, §3.7).
+
+User data only ever enters the tree as element text or attribute values, so it cannot
+inject markup. Signing happens here, in-process, with keys loaded once by the key store.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import xmlsec
+from lxml import etree
+
+from .constants import (
+    ATTRNAME_BASIC,
+    CM_BEARER,
+    NS_SAML,
+    NS_SAMLP,
+    NS_XS,
+    NS_XSI,
+    SIG_RSA_SHA256,
+    STATUS_SUCCESS,
+)
+from .signing import sign_element
+
+SAMLP = f"{{{NS_SAMLP}}}"
+SAML = f"{{{NS_SAML}}}"
+XSI_TYPE = f"{{{NS_XSI}}}type"
+_RESPONSE_NSMAP = {"samlp": NS_SAMLP, "saml": NS_SAML}
+_ASSERTION_NSMAP = {"saml": NS_SAML, "xs": NS_XS, "xsi": NS_XSI}
+
+
+def new_id() -> str:
+    """A fresh message ID: an NCName with 128 bits of randomness (saml-core §1.3.4)."""
+    return "_" + secrets.token_hex(16)
+
+
+def instant(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class AssertionSpec:
+    """Everything a Response with an Assertion needs; built by the SSO use case."""
+
+    issuer: str
+    audience: str
+    destination: str                     # the ACS URL (Response Destination, Recipient)
+    in_response_to: str | None
+    name_id: str
+    name_id_format: str
+    session_index: str
+    authn_instant: datetime
+    authn_context: str
+    now: datetime
+    lifetime: timedelta
+    clock_skew: timedelta
+    session_not_on_or_after: datetime | None = None
+    attributes: Sequence[tuple[str, str | None, Sequence[str]]] = ()   # (name, name_format, values)
+    sp_name_qualifier: str | None = None
+    response_id: str = field(default_factory=new_id)
+    assertion_id: str = field(default_factory=new_id)
+
+
+def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+    el = etree.SubElement(parent, tag, {k: v for k, v in attrs.items() if v is not None})
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _status(parent: etree._Element, code: str, sub_code: str | None, message: str | None) -> None:
+    status = _sub(parent, SAMLP + "Status")
+    top = _sub(status, SAMLP + "StatusCode", Value=code)
+    if sub_code:
+        _sub(top, SAMLP + "StatusCode", Value=sub_code)
+    if message:
+        _sub(status, SAMLP + "StatusMessage", message)
+
+
+def build_assertion(spec: AssertionSpec) -> etree._Element:
+    a = etree.Element(SAML + "Assertion", nsmap=_ASSERTION_NSMAP)
+    a.set("ID", spec.assertion_id)
+    a.set("Version", "2.0")
+    a.set("IssueInstant", instant(spec.now))
+    _sub(a, SAML + "Issuer", spec.issuer)
+    subject = _sub(a, SAML + "Subject")
+    _sub(subject, SAML + "NameID", spec.name_id, Format=spec.name_id_format,
+         SPNameQualifier=spec.sp_name_qualifier)  # type: ignore[arg-type]
+    conf = _sub(subject, SAML + "SubjectConfirmation", Method=CM_BEARER)
+    not_after = instant(spec.now + spec.lifetime)
+    _sub(conf, SAML + "SubjectConfirmationData", NotOnOrAfter=not_after, Recipient=spec.destination,
+         InResponseTo=spec.in_response_to)  # type: ignore[arg-type]
+    cond = _sub(a, SAML + "Conditions", NotBefore=instant(spec.now - spec.clock_skew), NotOnOrAfter=not_after)
+    _sub(_sub(cond, SAML + "AudienceRestriction"), SAML + "Audience", spec.audience)
+    authn = _sub(a, SAML + "AuthnStatement", AuthnInstant=instant(spec.authn_instant),
+                 SessionIndex=spec.session_index,
+                 SessionNotOnOrAfter=instant(spec.session_not_on_or_after) if spec.session_not_on_or_after else None)
+    _sub(_sub(authn, SAML + "AuthnContext"), SAML + "AuthnContextClassRef", spec.authn_context)
+    if spec.attributes:
+        stmt = _sub(a, SAML + "AttributeStatement")
+        for name, name_format, values in spec.attributes:
+            attr = _sub(stmt, SAML + "Attribute", Name=name, NameFormat=name_format or ATTRNAME_BASIC)
+            for value in values:
+                v = _sub(attr, SAML + "AttributeValue", value)
+                v.set(XSI_TYPE, "xs:string")
+    return a
+
+
+@dataclass(frozen=True, slots=True)
+class SigningChoice:
+    key: xmlsec.Key
+    algorithm: str = SIG_RSA_SHA256
+    sign_response: bool = True
+    sign_assertion: bool = True
+
+
+def build_response(spec: AssertionSpec, signing: SigningChoice,
+                   encrypt: object | None = None) -> bytes:
+    """A Success Response carrying one Assertion, signed as the app asks (default both).
+
+    `encrypt` is a callable taking the signed Assertion element and returning an
+    EncryptedAssertion element (sign-then-encrypt, saml-core §6.2).
+    """
+    resp = etree.Element(SAMLP + "Response", nsmap=_RESPONSE_NSMAP)
+    resp.set("ID", spec.response_id)
+    resp.set("Version", "2.0")
+    resp.set("IssueInstant", instant(spec.now))
+    resp.set("Destination", spec.destination)
+    if spec.in_response_to:
+        resp.set("InResponseTo", spec.in_response_to)
+    _sub(resp, SAML + "Issuer", spec.issuer)
+    _status(resp, STATUS_SUCCESS, None, None)
+    assertion = build_assertion(spec)
+    resp.append(assertion)
+    if signing.sign_assertion:
+        sign_element(assertion, signing.key, signing.algorithm)
+    if encrypt is not None:
+        encrypted = encrypt(assertion)  # type: ignore[operator]
+        resp.replace(assertion, encrypted)
+    if signing.sign_response:
+        sign_element(resp, signing.key, signing.algorithm)
+    return etree.tostring(resp, xml_declaration=False, encoding="utf-8")
+
+
+def build_error_response(*, issuer: str, destination: str, in_response_to: str | None, status: str,
+                         sub_status: str | None, message: str | None, now: datetime,
+                         signing: SigningChoice | None) -> tuple[str, bytes]:
+    """A Response without an Assertion, carrying an error status (saml-core §3.2.2.2)."""
+    resp = etree.Element(SAMLP + "Response", nsmap=_RESPONSE_NSMAP)
+    rid = new_id()
+    resp.set("ID", rid)
+    resp.set("Version", "2.0")
+    resp.set("IssueInstant", instant(now))
+    resp.set("Destination", destination)
+    if in_response_to:
+        resp.set("InResponseTo", in_response_to)
+    _sub(resp, SAML + "Issuer", issuer)
+    _status(resp, status, sub_status, message)
+    if signing is not None:
+        sign_element(resp, signing.key, signing.algorithm)
+    return rid, etree.tostring(resp, encoding="utf-8")
+
+
+def build_logout_request(*, issuer: str, destination: str, name_id: str, name_id_format: str,
+                         session_index: str, now: datetime, lifetime: timedelta,
+                         sp_name_qualifier: str | None = None,
+                         signing: SigningChoice | None = None) -> tuple[str, bytes]:
+    req = etree.Element(SAMLP + "LogoutRequest", nsmap=_RESPONSE_NSMAP)
+    rid = new_id()
+    req.set("ID", rid)
+    req.set("Version", "2.0")
+    req.set("IssueInstant", instant(now))
+    req.set("Destination", destination)
+    req.set("NotOnOrAfter", instant(now + lifetime))
+    _sub(req, SAML + "Issuer", issuer)
+    _sub(req, SAML + "NameID", name_id, Format=name_id_format,
+         SPNameQualifier=sp_name_qualifier)  # type: ignore[arg-type]
+    _sub(req, SAMLP + "SessionIndex", session_index)
+    if signing is not None:
+        sign_element(req, signing.key, signing.algorithm)
+    return rid, etree.tostring(req, encoding="utf-8")
+
+
+def build_logout_response(*, issuer: str, destination: str, in_response_to: str | None, status: str,
+                          now: datetime, signing: SigningChoice | None,
+                          sub_status: str | None = None) -> tuple[str, bytes]:
+    resp = etree.Element(SAMLP + "LogoutResponse", nsmap=_RESPONSE_NSMAP)
+    rid = new_id()
+    resp.set("ID", rid)
+    resp.set("Version", "2.0")
+    resp.set("IssueInstant", instant(now))
+    resp.set("Destination", destination)
+    if in_response_to:
+        resp.set("InResponseTo", in_response_to)
+    _sub(resp, SAML + "Issuer", issuer)
+    _status(resp, status, sub_status, None)
+    if signing is not None:
+        sign_element(resp, signing.key, signing.algorithm)
+    return rid, etree.tostring(resp, encoding="utf-8")
+
+
+def attribute_values(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple | set | frozenset):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def map_attributes(mapping: Mapping[str, str], fields: Mapping[str, object]) -> list[tuple[str, str | None,
+                                                                                      list[str]]]:
+    """Turn the app's {SAML name: user field} map into (name, format, values), names exactly as configured."""
+    out = []
+    for name, field_name in mapping.items():
+        values = attribute_values(fields.get(field_name))
+        if values:
+            fmt = None if ":" not in name else "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
+            out.append((name, fmt, values))
+    return out

@@ -1,0 +1,313 @@
+"""Connected apps: registration from SP metadata, settings, sync from a folder, and a per-process cache."""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import ConnectedApp
+from ..saml.constants import NAMEID_FORMATS, SIG_RSA_SHA256
+from ..saml.signing import SIGNATURE_ALGORITHMS
+from ..saml.sp_metadata import MetadataError, SpMetadata, parse_sp_metadata
+from . import ServiceError
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+USER_FIELDS = ("username", "email", "first_name", "last_name", "groups", "id", "display_name")
+NAMEID_FIELDS = ("username", "email", "id")
+SIGN_MODES = ("response", "assertion", "both")
+
+# Well-known attribute names SPs ask for in RequestedAttribute, mapped to user fields.
+KNOWN_ATTRIBUTES = {
+    "urn:oid:0.9.2342.19200300.100.1.3": "email", "mail": "email", "email": "email", "emailaddress": "email",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress": "email",
+    "urn:oid:2.5.4.42": "first_name", "givenname": "first_name", "firstname": "first_name",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname": "first_name",
+    "urn:oid:2.5.4.4": "last_name", "sn": "last_name", "surname": "last_name", "lastname": "last_name",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname": "last_name",
+    "urn:oid:0.9.2342.19200300.100.1.1": "username", "uid": "username",
+    "urn:oid:2.16.840.1.113730.3.1.241": "display_name", "displayname": "display_name",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AppSettings:
+    """Admin-chosen per-app settings (stored as JSON on ConnectedApp.settings)."""
+
+    nameid_format: str = "unspecified"            # email | persistent | transient | unspecified
+    nameid_field: str = "username"                # username | email | id
+    attributes: dict[str, str] = field(default_factory=dict)  # SAML attribute name -> user field
+    sign: str = "both"                            # response | assertion | both
+    signature_algorithm: str = SIG_RSA_SHA256
+    require_signed_requests: bool = False         # in addition to the SP's AuthnRequestsSigned
+    allow_sha1: bool = False                      # legacy SPs only, explicit opt-in
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> AppSettings:
+        known = {k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """The read-only view of a connected app used on every SSO request."""
+
+    id: int
+    slug: str
+    name: str
+    entity_id: str
+    enabled: bool
+    version: int
+    sp: SpMetadata
+    settings: AppSettings
+
+    @property
+    def nameid_format_uri(self) -> str:
+        return NAMEID_FORMATS[self.settings.nameid_format]
+
+    @property
+    def requires_signed_requests(self) -> bool:
+        return self.sp.authn_requests_signed or self.settings.require_signed_requests
+
+
+def default_settings(sp: SpMetadata) -> AppSettings:
+    """Settings a new app starts with, derived from what its metadata says it wants."""
+    nameid, field_name = "unspecified", "username"
+    by_uri = {v: k for k, v in NAMEID_FORMATS.items()}
+    for fmt in sp.nameid_formats:
+        if fmt in by_uri:
+            nameid = by_uri[fmt]
+            break
+    if nameid == "email":
+        field_name = "email"
+    elif nameid == "persistent" or nameid == "transient":
+        field_name = "id"
+    attributes: dict[str, str] = {}
+    for ra in sp.requested_attributes:
+        guess = KNOWN_ATTRIBUTES.get(ra.name) or KNOWN_ATTRIBUTES.get(ra.name.lower())
+        if guess is None and ra.friendly_name:
+            guess = KNOWN_ATTRIBUTES.get(ra.friendly_name.lower())
+        if guess:
+            attributes[ra.name] = guess
+    return AppSettings(nameid_format=nameid, nameid_field=field_name, attributes=attributes)
+
+
+def slugify(text: str) -> str:
+    text = re.sub(r"^[a-z]+://", "", text.lower())
+    slug = re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:60].strip("-")
+    return slug or "app"
+
+
+def _unique_slug(base: str) -> str:
+    slug, n = base, 2
+    while db.session.scalar(select(ConnectedApp.id).where(ConnectedApp.slug == slug)) is not None:
+        slug = f"{base[:58]}-{n}"
+        n += 1
+    return slug
+
+
+def validate_slug(slug: str) -> str:
+    if not SLUG_RE.match(slug):
+        raise ServiceError(f"slug {slug!r} must be 1-64 lower-case letters, digits and inner hyphens")
+    return slug
+
+
+def parse_metadata_or_refuse(xml: bytes, entity_id: str | None) -> SpMetadata:
+    try:
+        return parse_sp_metadata(xml, entity_id)
+    except MetadataError as exc:
+        raise ServiceError(str(exc)) from None
+
+
+def register_app(xml: bytes, *, name: str | None = None, slug: str | None = None, entity_id: str | None = None,
+                 source: str = "cli", source_ref: str | None = None) -> ConnectedApp:
+    """Register a connected app from SP metadata; refuses with ServiceError and stores nothing on any problem."""
+    sp = parse_metadata_or_refuse(xml, entity_id)
+    if db.session.scalar(select(ConnectedApp.id).where(ConnectedApp.entity_id == sp.entity_id)) is not None:
+        raise ServiceError(f"an app with entityID {sp.entity_id!r} is already registered")
+    if slug is not None:
+        validate_slug(slug)
+        if db.session.scalar(select(ConnectedApp.id).where(ConnectedApp.slug == slug)) is not None:
+            raise ServiceError(f"slug {slug!r} is already taken")
+    else:
+        slug = _unique_slug(slugify(name or sp.display_name or sp.entity_id))
+    app = ConnectedApp(
+        slug=slug,
+        name=(name or sp.display_name or sp.entity_id)[:200],
+        entity_id=sp.entity_id,
+        enabled=True,
+        metadata_xml=xml.decode("utf-8", errors="replace"),
+        sp=sp.to_dict(),
+        settings=default_settings(sp).to_dict(),
+        source=source,
+        source_ref=source_ref,
+        version=1,
+    )
+    db.session.add(app)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ServiceError("an app with that entityID or slug was registered at the same time") from None
+    return app
+
+
+def update_metadata(app: ConnectedApp, xml: bytes, *, source_ref: str | None = None) -> bool:
+    """Replace an app's metadata (same entityID); returns False when nothing changed."""
+    sp = parse_metadata_or_refuse(xml, app.entity_id)
+    text = xml.decode("utf-8", errors="replace")
+    if text == app.metadata_xml:
+        return False
+    app.metadata_xml = text
+    app.sp = sp.to_dict()
+    if source_ref:
+        app.source_ref = source_ref
+    app.version += 1
+    db.session.commit()
+    return True
+
+
+def get_app(slug: str) -> ConnectedApp:
+    app = db.session.scalar(select(ConnectedApp).where(ConnectedApp.slug == slug))
+    if app is None:
+        raise ServiceError(f"no app with slug {slug!r}")
+    return app
+
+
+def list_apps() -> list[ConnectedApp]:
+    return list(db.session.scalars(select(ConnectedApp).order_by(ConnectedApp.slug)))
+
+
+def remove_app(slug: str) -> None:
+    app = get_app(slug)
+    db.session.delete(app)
+    db.session.commit()
+    _cache.pop(app.id, None)
+
+
+def change_settings(app: ConnectedApp, *, enabled: bool | None = None, **changes: Any) -> AppSettings:
+    """Validate and apply setting changes; nothing is written if any value is invalid."""
+    current = AppSettings.from_dict(app.settings)
+    new = replace(current, **{k: v for k, v in changes.items() if v is not None})
+    validate_settings(new)
+    app.settings = new.to_dict()
+    if enabled is not None:
+        app.enabled = enabled
+    app.version += 1
+    db.session.commit()
+    return new
+
+
+def validate_settings(s: AppSettings) -> None:
+    if s.nameid_format not in NAMEID_FORMATS:
+        raise ServiceError(f"NameID format must be one of {', '.join(NAMEID_FORMATS)}")
+    if s.nameid_field not in NAMEID_FIELDS:
+        raise ServiceError(f"NameID field must be one of {', '.join(NAMEID_FIELDS)}")
+    if s.sign not in SIGN_MODES:
+        raise ServiceError(f"sign must be one of {', '.join(SIGN_MODES)}")
+    if s.signature_algorithm not in SIGNATURE_ALGORITHMS:
+        raise ServiceError("unsupported signature algorithm")
+    for name, field_name in s.attributes.items():
+        if not name or len(name) > 1024 or any(ord(c) < 32 for c in name):
+            raise ServiceError(f"attribute name {name!r} is not valid")
+        if field_name not in USER_FIELDS:
+            raise ServiceError(f"attribute {name!r}: unknown user field {field_name!r} "
+                               f"(choose from {', '.join(USER_FIELDS)})")
+
+
+def parse_attribute_option(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        name, sep, field_name = item.rpartition("=")
+        if not sep or not name:
+            raise ServiceError(f"--attribute expects NAME=FIELD, got {item!r}")
+        out[name] = field_name
+    return out
+
+
+# ---------------------------------------------------------------- runtime cache
+
+_cache: dict[int, AppConfig] = {}
+_cache_lock = threading.Lock()
+
+
+def _to_config(row: ConnectedApp) -> AppConfig:
+    return AppConfig(
+        id=row.id, slug=row.slug, name=row.name, entity_id=row.entity_id, enabled=row.enabled,
+        version=row.version, sp=SpMetadata.from_dict(row.sp), settings=AppSettings.from_dict(row.settings),
+    )
+
+
+def _lookup(where: Any) -> AppConfig | None:
+    """One indexed query for (id, version); the parsed config is rebuilt only when the version changed."""
+    hit = db.session.execute(select(ConnectedApp.id, ConnectedApp.version).where(where)).first()
+    if hit is None:
+        return None
+    app_id, version = hit
+    cached = _cache.get(app_id)
+    if cached is not None and cached.version == version:
+        return cached
+    row = db.session.get(ConnectedApp, app_id)
+    if row is None:
+        return None
+    config = _to_config(row)
+    with _cache_lock:
+        _cache[app_id] = config
+    return config
+
+
+def app_config_by_entity_id(entity_id: str) -> AppConfig | None:
+    return _lookup(ConnectedApp.entity_id == entity_id)
+
+
+def app_config_by_slug(slug: str) -> AppConfig | None:
+    return _lookup(ConnectedApp.slug == slug)
+
+
+def app_config_by_id(app_id: int) -> AppConfig | None:
+    return _lookup(ConnectedApp.id == app_id)
+
+
+# ---------------------------------------------------------------- sync from a folder
+
+@dataclass
+class SyncReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+
+def sync_folder(folder: Path) -> SyncReport:
+    """Register or update one app per *.xml (slug = file name); never deletes, never touches apps it did not create."""
+    report = SyncReport()
+    for path in sorted(folder.glob("*.xml")):
+        slug = path.stem.lower()
+        try:
+            validate_slug(slug)
+            xml = path.read_bytes()
+            existing = db.session.scalar(select(ConnectedApp).where(ConnectedApp.slug == slug))
+            if existing is None:
+                register_app(xml, slug=slug, source="sync", source_ref=str(path))
+                report.added.append(slug)
+            elif existing.source != "sync":
+                raise ServiceError(f"slug {slug!r} belongs to an app that was not created by sync; left alone")
+            elif update_metadata(existing, xml, source_ref=str(path)):
+                report.updated.append(slug)
+            else:
+                report.unchanged.append(slug)
+        except (ServiceError, OSError) as exc:
+            db.session.rollback()
+            report.refused.append((path.name, str(exc)))
+    return report
+
+

@@ -1,0 +1,118 @@
+"""Fetch SP metadata from a URL without becoming an SSRF proxy.
+
+Only http(s); every address the host name resolves to must be public unless private targets
+are allowed by configuration; the connection goes to the vetted address (no second DNS
+lookup to rebind); redirects are followed by hand (at most 3) with the same checks; bounded
+time and size.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+from urllib.parse import urljoin, urlsplit
+
+from . import ServiceError
+
+MAX_BYTES = 5 * 1024 * 1024
+MAX_REDIRECTS = 3
+
+
+def _vet_address(ip: str, allow_private: bool) -> None:
+    addr = ipaddress.ip_address(ip)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    if allow_private:
+        if addr.is_unspecified or addr.is_multicast:
+            raise ServiceError(f"metadata URL resolves to a forbidden address ({addr})")
+        return
+    if not addr.is_global or addr.is_multicast:
+        raise ServiceError(f"metadata URL resolves to a non-public address ({addr}); "
+                           "set IDP_METADATA_FETCH_ALLOW_PRIVATE=true to allow internal hosts")
+
+
+def _resolve(host: str, port: int, allow_private: bool) -> str:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise ServiceError(f"cannot resolve the metadata host {host!r}") from None
+    addresses = sorted({info[4][0] for info in infos})
+    if not addresses:
+        raise ServiceError(f"cannot resolve the metadata host {host!r}")
+    for ip in addresses:  # every answer must pass, or a round-robin name could slip one through
+        _vet_address(str(ip), allow_private)
+    return str(addresses[0])
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, ip: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._ip = ip
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._ip, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, host: str, ip: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._ip = ip
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._ip, self.port), self.timeout)
+
+
+def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10.0,
+                   max_bytes: int = MAX_BYTES) -> bytes:
+    deadline = time.monotonic() + timeout
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ServiceError("metadata URL must be an absolute http:// or https:// URL")
+        if parts.username or parts.password:
+            raise ServiceError("metadata URL must not contain credentials")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise ServiceError("metadata URL has an invalid port") from None
+        ip = _resolve(parts.hostname, port, allow_private)
+        remaining = max(0.5, deadline - time.monotonic())
+        cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+        conn = cls(parts.hostname, ip, port, remaining)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            conn.request("GET", path, headers={"Accept": "application/samlmetadata+xml, application/xml, text/xml",
+                                               "User-Agent": "idp-metadata-fetch/1"})
+            resp = conn.getresponse()
+            if resp.status in (301, 302, 303, 307, 308):
+                location = resp.getheader("Location")
+                if not location:
+                    raise ServiceError("metadata URL redirected without a Location")
+                url = urljoin(url, location)
+                continue
+            if resp.status != 200:
+                raise ServiceError(f"metadata URL answered HTTP {resp.status}")
+            declared = resp.getheader("Content-Length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise ServiceError(f"metadata is larger than {max_bytes} bytes")
+            chunks, total = [], 0
+            while True:
+                if time.monotonic() > deadline:
+                    raise ServiceError("metadata download took too long")
+                chunk = resp.read(65536)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > max_bytes:
+                    raise ServiceError(f"metadata is larger than {max_bytes} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
+        except (OSError, http.client.HTTPException) as exc:
+            raise ServiceError(f"could not fetch the metadata URL: {exc.__class__.__name__}") from None
+        finally:
+            conn.close()
+    raise ServiceError("metadata URL redirected too many times")

@@ -1,0 +1,109 @@
+"""Users and groups: creation, changes and lookups shared by the CLI, admin forms and login."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import Group, User
+from . import ServiceError
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
+EMAIL_RE = re.compile(r"^[^@\s<>\"']+@[^@\s<>\"']+\.[^@\s<>\"']+$")
+GROUP_RE = re.compile(r"^[\w][\w .@+-]{0,149}$")
+MIN_PASSWORD_LENGTH = 8
+
+
+def validate_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ServiceError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > 1024:
+        raise ServiceError("password is too long")
+
+
+def get_user(username: str) -> User:
+    user = find_user(username)
+    if user is None:
+        raise ServiceError(f"no user {username!r}")
+    return user
+
+
+def find_user(username: str) -> User | None:
+    return db.session.scalar(select(User).where(User.username == username))
+
+
+def get_group(name: str) -> Group:
+    group = db.session.scalar(select(Group).where(Group.name == name))
+    if group is None:
+        raise ServiceError(f"no group {name!r} (create it with `idp groups add {name}`)")
+    return group
+
+
+def add_group(name: str) -> Group:
+    name = name.strip()
+    if not GROUP_RE.match(name):
+        raise ServiceError(f"group name {name!r} is not valid")
+    if db.session.scalar(select(Group.id).where(Group.name == name)) is not None:
+        raise ServiceError(f"group {name!r} already exists")
+    group = Group(name=name)
+    db.session.add(group)
+    db.session.commit()
+    return group
+
+
+def add_user(username: str, *, email: str, password_hash: str | None, first_name: str = "", last_name: str = "",
+             groups: list[str] | None = None, is_admin: bool = False) -> User:
+    if not USERNAME_RE.match(username):
+        raise ServiceError(f"username {username!r} is not valid (letters, digits, . _ @ + -)")
+    if not EMAIL_RE.match(email) or len(email) > 320:
+        raise ServiceError(f"email {email!r} is not a valid address")
+    for label, value in (("first name", first_name), ("last name", last_name)):
+        if len(value) > 150 or any(ord(c) < 32 for c in value):
+            raise ServiceError(f"{label} is not valid")
+    if find_user(username) is not None:
+        raise ServiceError(f"user {username!r} already exists")
+    group_rows = [get_group(g) for g in (groups or [])]
+    user = User(username=username, email=email, first_name=first_name, last_name=last_name,
+                password_hash=password_hash, is_admin=is_admin, groups=group_rows)
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ServiceError(f"user {username!r} already exists") from None
+    return user
+
+
+def set_user(user: User, *, add_groups: list[str] | None = None, remove_groups: list[str] | None = None,
+             disabled: bool | None = None, password_hash: str | None = None) -> User:
+    to_add = [get_group(g) for g in (add_groups or [])]
+    to_remove = [get_group(g) for g in (remove_groups or [])]
+    for g in to_add:
+        if g not in user.groups:
+            user.groups.append(g)
+    for g in to_remove:
+        if g in user.groups:
+            user.groups.remove(g)
+    if disabled is not None:
+        user.disabled = disabled
+    if password_hash is not None:
+        user.password_hash = password_hash
+    db.session.commit()
+    return user
+
+
+def count_admins() -> int:
+    return db.session.scalar(select(func.count(User.id)).where(User.is_admin.is_(True))) or 0
+
+
+def user_fields(user: User) -> dict[str, object]:
+    """The fields an app's NameID and attribute mapping can draw from."""
+    display = f"{user.first_name} {user.last_name}".strip() or user.username
+    return {
+        "id": str(user.id), "username": user.username, "email": user.email,
+        "first_name": user.first_name, "last_name": user.last_name,
+        "groups": user.group_names, "display_name": display,
+    }

@@ -1,0 +1,204 @@
+"""Single logout (saml-profiles-2.0-os §4.4): SP-initiated LogoutRequests and front-channel propagation.
+
+A LogoutRequest must be signed with a certificate from the app's metadata and must name a
+(NameID, SessionIndex) this IdP issued to that app; only then is that IdP session ended. The
+other apps of the session are then sent signed LogoutRequests one after another through the
+browser, and finally the initiating app gets a signed LogoutResponse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from . import pending as pending_store
+from .auth.sessions import end_session
+from .certs.keystore import KeySet
+from .config import Settings
+from .errors import BadSignature, EventContext, MalformedRequest, ReplayedRequest, RequestExpired, SamlFlowError
+from .errors import UnknownSp, WrongDestination
+from .events import record_event
+from .extensions import db
+from .models import IdpSession, SessionParticipant, utcnow
+from .reasons import Reason
+from .replay import remember_request, replay_window
+from .saml.bindings import DecodedMessage, encode_post, encode_redirect_url
+from .saml.constants import BINDING_POST, BINDING_REDIRECT, STATUS_SUCCESS
+from .saml.requests import (
+    LogoutRequest,
+    RequestParseError,
+    parse_logout_request,
+    parse_logout_response,
+    peek_issuer,
+)
+from .saml.responses import SigningChoice, build_logout_request, build_logout_response
+from .saml.signing import SignatureError, allowed_algorithms, has_signature, verify_enveloped, verify_redirect_signature
+from .saml.sp_metadata import Endpoint
+from .services.apps import AppConfig, app_config_by_entity_id, app_config_by_id
+from .sso import Client
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """Where the browser goes next: a redirect URL, or a POST form (url + field + value + relay state)."""
+
+    binding: str            # redirect | post | page
+    url: str
+    field: str | None = None
+    value: str | None = None
+    relay_state: str | None = None
+
+
+def _slo_endpoint(app: AppConfig, prefer: str | None = None) -> Endpoint | None:
+    eps = [e for e in app.sp.slo if e.binding in (BINDING_REDIRECT, BINDING_POST)]
+    if prefer:
+        eps.sort(key=lambda e: e.binding != prefer)
+    return eps[0] if eps else None
+
+
+def _verify(msg: DecodedMessage, raw_query: bytes | None, root: Any, app: AppConfig, param: str) -> None:
+    allowed = allowed_algorithms(app.settings.allow_sha1)
+    try:
+        if msg.binding == "redirect":
+            if not msg.signed_query:
+                raise SignatureError("the message is not signed")
+            assert raw_query is not None
+            verify_redirect_signature(raw_query, param, app.sp.signing_certs, allowed)
+        else:
+            if not has_signature(root):
+                raise SignatureError("the message is not signed")
+            verify_enveloped(root, app.sp.signing_certs, allowed)
+    except SignatureError as exc:
+        raise BadSignature(f"logout message signature rejected: {exc}") from None
+
+
+def receive_logout_request(msg: DecodedMessage, raw_query: bytes | None, settings: Settings,
+                           client: Client, now: datetime | None = None) -> tuple[AppConfig, LogoutRequest,
+                                                                                 IdpSession | None]:
+    """Validate an SP's LogoutRequest; returns the IdP session it legitimately names (or None)."""
+    now = now or utcnow()
+    ctx = EventContext(event_type="logout", initiated_by="sp", binding=msg.binding)
+    try:
+        try:
+            req = parse_logout_request(msg.xml, settings.max_inflated_bytes)
+        except RequestParseError as exc:
+            ctx.sp_entity_id = peek_issuer(msg.xml, settings.max_inflated_bytes)
+            raise MalformedRequest(f"the LogoutRequest is malformed: {exc}") from None
+        ctx.sp_entity_id, ctx.request_id = req.issuer, req.id
+        app = app_config_by_entity_id(req.issuer)
+        if app is None:
+            raise UnknownSp(f"no connected app has the entityID {req.issuer[:200]!r}")
+        ctx.app_slug = app.slug
+        _verify(msg, raw_query, req.root, app, "SAMLRequest")
+        if req.destination != settings.url("/saml/slo"):
+            raise WrongDestination("a signed LogoutRequest must carry this IdP's SLO URL as Destination")
+        window = timedelta(seconds=settings.request_max_age_s)
+        if abs(now - req.issue_instant) > window or (req.not_on_or_after and now >= req.not_on_or_after):
+            raise RequestExpired("the LogoutRequest has expired")
+        if not remember_request(req.issuer, req.id, now + replay_window(settings.request_max_age_s)):
+            raise ReplayedRequest("this LogoutRequest was already used")
+    except SamlFlowError as exc:
+        exc.context = ctx
+        raise
+    q = (select(SessionParticipant, IdpSession)
+         .join(IdpSession, IdpSession.id == SessionParticipant.session_id)
+         .where(SessionParticipant.app_id == app.id, SessionParticipant.name_id == req.name_id,
+                IdpSession.ended_at.is_(None)))
+    if req.session_indexes:
+        q = q.where(SessionParticipant.session_index.in_(req.session_indexes))
+    rows = db.session.execute(q).all()
+    session = rows[0][1] if len(rows) == 1 else None
+    return app, req, session
+
+
+def start_logout_chain(session: IdpSession, origin: dict[str, Any] | None, settings: Settings, keys: KeySet,
+                       ctx: EventContext, client: Client, exclude_app_id: int | None = None) -> Outgoing:
+    """End the session, record the event, then walk the other apps' SLO endpoints."""
+    parts = end_session(session)
+    queue = []
+    for p in parts:
+        if p.app_id == exclude_app_id:
+            continue
+        queue.append({"app_id": p.app_id, "name_id": p.name_id, "name_id_format": p.name_id_format,
+                      "session_index": p.session_index})
+    ctx.username = session.user.username
+    ctx.detail["propagate_to"] = [q["app_id"] for q in queue]
+    record_event(ctx, Reason.LOGOUT, client_ip=client.ip, user_agent=client.user_agent)
+    state = {"kind": "logout", "origin": origin, "queue": queue, "statuses": {}}
+    token = pending_store.put(state)
+    return next_step(token, settings, keys)
+
+
+def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
+    state = pending_store.get(token, "logout", consume=False)
+    if state is None:
+        return Outgoing(binding="page", url="")
+    signing = SigningChoice(key=keys.active.xmlsec_key, sign_assertion=False)
+    now = utcnow()
+    while state["queue"]:
+        item = state["queue"].pop(0)
+        app = app_config_by_id(item["app_id"])
+        ep = _slo_endpoint(app, BINDING_REDIRECT) if app else None
+        if app is None or ep is None:
+            continue
+        pending_store.replace(token, state)
+        if ep.binding == BINDING_REDIRECT:
+            _, xml = build_logout_request(issuer=settings.entity_id, destination=ep.location,
+                                          name_id=item["name_id"], name_id_format=item["name_id_format"],
+                                          session_index=item["session_index"], now=now,
+                                          lifetime=timedelta(minutes=5), signing=None)
+            url = encode_redirect_url(ep.location, "SAMLRequest", xml, token, keys.active.private_key,
+                                      app.settings.signature_algorithm)
+            return Outgoing(binding="redirect", url=url)
+        _, xml = build_logout_request(issuer=settings.entity_id, destination=ep.location, name_id=item["name_id"],
+                                      name_id_format=item["name_id_format"], session_index=item["session_index"],
+                                      now=now, lifetime=timedelta(minutes=5), signing=signing)
+        return Outgoing(binding="post", url=ep.location, field="SAMLRequest", value=encode_post(xml),
+                        relay_state=token)
+    pending_store.get(token, "logout", consume=True)
+    origin = state.get("origin")
+    if not origin:
+        return Outgoing(binding="page", url="")
+    app = app_config_by_id(origin["app_id"])
+    ep = _slo_endpoint(app, origin.get("binding")) if app else None
+    if app is None or ep is None:
+        return Outgoing(binding="page", url="")
+    dest = ep.response_location or ep.location
+    if ep.binding == BINDING_REDIRECT:
+        _, xml = build_logout_response(issuer=settings.entity_id, destination=dest,
+                                       in_response_to=origin["request_id"], status=STATUS_SUCCESS, now=now,
+                                       signing=None)
+        url = encode_redirect_url(dest, "SAMLResponse", xml, origin.get("relay_state"), keys.active.private_key,
+                                  app.settings.signature_algorithm)
+        return Outgoing(binding="redirect", url=url)
+    _, xml = build_logout_response(issuer=settings.entity_id, destination=dest, in_response_to=origin["request_id"],
+                                   status=STATUS_SUCCESS, now=now, signing=signing)
+    return Outgoing(binding="post", url=dest, field="SAMLResponse", value=encode_post(xml),
+                    relay_state=origin.get("relay_state"))
+
+
+def receive_logout_response(msg: DecodedMessage, raw_query: bytes | None, settings: Settings) -> str | None:
+    """An app answered our LogoutRequest; returns the chain token to continue with (None: unknown)."""
+    try:
+        resp = parse_logout_response(msg.xml, settings.max_inflated_bytes)
+    except RequestParseError:
+        return None
+    token = msg.relay_state
+    if pending_store.get(token, "logout", consume=False) is None:
+        return None
+    app = app_config_by_entity_id(resp.issuer)
+    if app is not None and app.sp.signing_certs:
+        try:
+            _verify(msg, raw_query, resp.root, app, "SAMLResponse")
+        except BadSignature:
+            return token  # an unverifiable answer does not stop the chain; the session is already ended
+    return token
+
+
+def origin_for(app: AppConfig, req: LogoutRequest, msg: DecodedMessage) -> dict[str, Any]:
+    return {"app_id": app.id, "request_id": req.id, "relay_state": msg.relay_state,
+            "binding": BINDING_REDIRECT if msg.binding == "redirect" else BINDING_POST}
+

@@ -1,0 +1,364 @@
+"""THE use case: an SSO request (SP- or IdP-initiated) + a user session → checks → signed Response → event.
+
+Validation order for SP-initiated requests (each failure has its reason code and issues nothing):
+decode → parse → issuer is a registered app → app enabled → signature (only the app's metadata
+certificates) → Destination → IssueInstant window → ACS resolved from metadata → replay cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from .certs.keystore import KeySet
+from .config import Settings
+from .errors import (
+    AccessDenied,
+    AcsNotRegistered,
+    AppDisabled,
+    BadSignature,
+    EventContext,
+    MalformedRequest,
+    ReplayedRequest,
+    RequestExpired,
+    SamlFlowError,
+    UnknownApp,
+    UnknownSp,
+    UnsupportedBinding,
+    WrongDestination,
+)
+from .events import record_event
+from .extensions import db
+from . import pending as pending_store
+from .models import IdpSession, PersistentId, SessionParticipant, User, utcnow
+from .policy.authn_context import choose_context
+from .reasons import Reason
+from .replay import remember_request, replay_window
+from .saml.bindings import BindingError, DecodedMessage, check_relay_state
+from .saml.constants import (
+    BINDING_POST,
+    NAMEID_EMAIL,
+    NAMEID_FORMATS,
+    NAMEID_PERSISTENT,
+    NAMEID_TRANSIENT,
+    NAMEID_UNSPECIFIED,
+    STATUS_INVALID_NAMEID_POLICY,
+    STATUS_NO_AUTHN_CONTEXT,
+    STATUS_NO_PASSIVE,
+    STATUS_REQUEST_DENIED,
+    STATUS_REQUESTER,
+    STATUS_RESPONDER,
+)
+from .saml.requests import AuthnRequest, RequestParseError, parse_authn_request, peek_issuer
+from .saml.responses import AssertionSpec, SigningChoice, build_error_response, build_response, map_attributes
+from .saml.signing import SignatureError, allowed_algorithms, has_signature, verify_enveloped, verify_redirect_signature
+from .services.apps import AppConfig, app_config_by_entity_id, app_config_by_id, app_config_by_slug
+from .services.users import user_fields
+from .saml.sp_metadata import Endpoint
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSso:
+    """A validated SSO request waiting for (or ready for) an authenticated session."""
+
+    app_id: int
+    initiated_by: str                 # sp | idp
+    binding: str | None               # redirect | post | None (IdP-initiated)
+    acs_url: str
+    relay_state: str | None
+    received_at: datetime
+    request: dict[str, Any] | None = None   # AuthnRequest.to_dict() for SP-initiated
+
+    @property
+    def request_id(self) -> str | None:
+        return self.request["id"] if self.request else None
+
+    @property
+    def force_authn(self) -> bool:
+        return bool(self.request and self.request.get("force_authn"))
+
+    @property
+    def is_passive(self) -> bool:
+        return bool(self.request and self.request.get("is_passive"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"app_id": self.app_id, "initiated_by": self.initiated_by, "binding": self.binding,
+                "acs_url": self.acs_url, "relay_state": self.relay_state,
+                "received_at": self.received_at.isoformat(), "request": self.request}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PendingSso:
+        return cls(app_id=int(d["app_id"]), initiated_by=d["initiated_by"], binding=d.get("binding"),
+                   acs_url=d["acs_url"], relay_state=d.get("relay_state"),
+                   received_at=datetime.fromisoformat(d["received_at"]), request=d.get("request"))
+
+    def event_context(self, app: AppConfig | None) -> EventContext:
+        return EventContext(app_slug=app.slug if app else None, sp_entity_id=app.entity_id if app else None,
+                            initiated_by=self.initiated_by, binding=self.binding, request_id=self.request_id)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedResponse:
+    """What the browser must POST to the SP's ACS."""
+
+    acs_url: str
+    saml_response: str                # base64
+    relay_state: str | None
+    response_id: str
+    assertion_id: str | None = None
+    event_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- receiving requests
+
+def _fail(exc: SamlFlowError, ctx: EventContext, reply_to: tuple[AppConfig, str, str | None, str | None] | None = None
+          ) -> SamlFlowError:
+    exc.context = ctx
+    exc.reply_to = reply_to
+    return exc
+
+
+def resolve_acs(app: AppConfig, req: AuthnRequest) -> str:
+    """The ACS URL to answer at: exact match against the app's registered HTTP-POST ACS (saml-core §3.4.1)."""
+    if req.protocol_binding is not None and req.protocol_binding != BINDING_POST:
+        raise UnsupportedBinding(f"ProtocolBinding {req.protocol_binding[:100]} is not supported; use HTTP-POST")
+    if req.acs_url is not None:
+        for ep in app.sp.acs:
+            if ep.location == req.acs_url:
+                if ep.binding != BINDING_POST:
+                    continue
+                return ep.location
+        raise AcsNotRegistered(f"AssertionConsumerServiceURL {req.acs_url[:200]!r} is not registered for this app")
+    if req.acs_index is not None:
+        match: Endpoint | None = next((ep for ep in app.sp.acs if ep.index == req.acs_index), None)
+        if match is None:
+            raise AcsNotRegistered(f"AssertionConsumerServiceIndex {req.acs_index} is not registered for this app")
+        if match.binding != BINDING_POST:
+            raise UnsupportedBinding(f"the ACS at index {req.acs_index} does not use HTTP-POST")
+        return match.location
+    return app.sp.default_post_acs().location
+
+
+def receive_authn_request(msg: DecodedMessage, raw_query: bytes | None, settings: Settings,
+                          now: datetime | None = None) -> tuple[AppConfig, PendingSso]:
+    """Validate an SP-initiated AuthnRequest; raises SamlFlowError (with context) on any problem."""
+    now = now or utcnow()
+    ctx = EventContext(initiated_by="sp", binding=msg.binding)
+    max_bytes = settings.max_inflated_bytes
+    try:
+        req = parse_authn_request(msg.xml, max_bytes)
+    except RequestParseError as exc:
+        ctx.sp_entity_id = peek_issuer(msg.xml, max_bytes)
+        raise _fail(MalformedRequest(f"the AuthnRequest is malformed: {exc}"), ctx) from None
+    ctx.sp_entity_id, ctx.request_id = req.issuer, req.id
+    app = app_config_by_entity_id(req.issuer)
+    if app is None:
+        raise _fail(UnknownSp(f"no connected app has the entityID {req.issuer[:200]!r}"), ctx)
+    ctx.app_slug = app.slug
+    if not app.enabled:
+        raise _fail(AppDisabled("this app is disabled"), ctx)
+    # Signature before anything else is trusted.
+    allowed = allowed_algorithms(app.settings.allow_sha1)
+    certs = app.sp.signing_certs
+    signed = msg.signed_query if msg.binding == "redirect" else has_signature(req.root)
+    required = app.requires_signed_requests or settings.want_authn_requests_signed
+    if signed and (certs or required):
+        try:
+            if msg.binding == "redirect":
+                assert raw_query is not None
+                ctx.detail["signature_algorithm"] = verify_redirect_signature(raw_query, "SAMLRequest", certs, allowed)
+            else:
+                ctx.detail["signature_algorithm"] = verify_enveloped(req.root, certs, allowed)
+        except SignatureError as exc:
+            raise _fail(BadSignature(f"the request signature was rejected: {exc}"), ctx) from None
+    elif required:
+        raise _fail(BadSignature("this app must sign its AuthnRequests and this one is not signed"), ctx)
+    verified = signed and bool(certs or required)
+    if req.destination is not None and req.destination != settings.url("/saml/sso"):
+        raise _fail(WrongDestination(f"Destination {req.destination[:200]!r} is not this IdP's SSO URL"), ctx)
+    if req.destination is None and verified:
+        # saml-bindings-2.0-os §3.4.5.2 / §3.5.5.2: a signed request MUST carry Destination
+        raise _fail(WrongDestination("a signed request must carry a Destination"), ctx)
+    window = timedelta(seconds=settings.request_max_age_s)
+    if abs(now - req.issue_instant) > window:
+        raise _fail(RequestExpired(f"IssueInstant {req.issue_instant.isoformat()} is outside the allowed "
+                                   f"{settings.request_max_age_s}s window"), ctx)
+    try:
+        acs_url = resolve_acs(app, req)
+    except SamlFlowError as exc:
+        raise _fail(exc, ctx) from None
+    if not remember_request(req.issuer, req.id, now + replay_window(settings.request_max_age_s)):
+        raise _fail(ReplayedRequest(f"request {req.id[:100]!r} from this app was already used"), ctx)
+    pending = PendingSso(app_id=app.id, initiated_by="sp", binding=msg.binding, acs_url=acs_url,
+                         relay_state=msg.relay_state, received_at=now, request=req.to_dict())
+    return app, pending
+
+
+def start_idp_initiated(slug: str, relay_state: str | None, now: datetime | None = None) -> tuple[AppConfig,
+                                                                                                PendingSso]:
+    ctx = EventContext(initiated_by="idp", app_slug=slug[:100])
+    app = app_config_by_slug(slug)
+    if app is None:
+        raise _fail(UnknownApp(f"no connected app {slug[:100]!r}"), ctx)
+    ctx.sp_entity_id = app.entity_id
+    if not app.enabled:
+        raise _fail(AppDisabled("this app is disabled"), ctx)
+    try:
+        relay_state = check_relay_state(relay_state)
+    except BindingError as exc:
+        raise _fail(MalformedRequest(str(exc)), ctx) from None
+    return app, PendingSso(app_id=app.id, initiated_by="idp", binding=None,
+                           acs_url=app.sp.default_post_acs().location, relay_state=relay_state,
+                           received_at=now or utcnow())
+
+
+# ---------------------------------------------------------------- parking requests across the login detour
+
+def park(pending: PendingSso) -> str:
+    return pending_store.put({"kind": "sso", **pending.to_dict()})
+
+
+def unpark(token: str, *, consume: bool) -> PendingSso | None:
+    data = pending_store.get(token, "sso", consume=consume)
+    return PendingSso.from_dict(data) if data else None
+
+
+# ---------------------------------------------------------------- issuing
+
+def _name_id(app: AppConfig, user: User, requested_format: str | None) -> tuple[str, str]:
+    """(format URI, value): the request's NameIDPolicy wins when it names a format we can produce."""
+    fmt = app.nameid_format_uri
+    if requested_format and requested_format != NAMEID_UNSPECIFIED and requested_format != fmt:
+        if requested_format not in NAMEID_FORMATS.values():
+            raise AccessDenied(f"NameID format {requested_format[:100]} is not supported",
+                               reason=Reason.UNSUPPORTED_NAMEID_FORMAT, saml_status=STATUS_REQUESTER,
+                               saml_sub_status=STATUS_INVALID_NAMEID_POLICY)
+        fmt = requested_format
+    if fmt == NAMEID_EMAIL:
+        return fmt, user.email
+    if fmt == NAMEID_PERSISTENT:
+        return fmt, persistent_id(user, app.entity_id)
+    if fmt == NAMEID_TRANSIENT:
+        return fmt, "_" + secrets.token_hex(16)
+    value = str(user_fields(user)[app.settings.nameid_field])
+    return fmt, value
+
+
+def persistent_id(user: User, entity_id: str) -> str:
+    """Pairwise, opaque, stable: stored on first use so it survives restarts and secret changes."""
+    row = db.session.scalar(select(PersistentId).where(PersistentId.user_id == user.id,
+                                                       PersistentId.app_entity_id == entity_id))
+    if row is not None:
+        return row.value
+    seed = hmac.new(secrets.token_bytes(32), f"{user.id}|{entity_id}".encode(), hashlib.sha256).digest()
+    value = base64.b32encode(seed[:20]).decode("ascii").lower()
+    db.session.add(PersistentId(user_id=user.id, app_entity_id=entity_id, value=value))
+    db.session.flush()
+    return value
+
+
+def _participant(session: IdpSession, app: AppConfig, name_id: str, fmt: str) -> SessionParticipant:
+    part = db.session.scalar(select(SessionParticipant).where(SessionParticipant.session_id == session.id,
+                                                              SessionParticipant.app_id == app.id))
+    if part is None:
+        part = SessionParticipant(session_id=session.id, app_id=app.id, name_id=name_id, name_id_format=fmt,
+                                  session_index="_" + secrets.token_hex(16))
+        db.session.add(part)
+    else:
+        part.name_id, part.name_id_format = name_id, fmt
+    return part
+
+
+def signing_for(app: AppConfig, keys: KeySet) -> SigningChoice:
+    mode = app.settings.sign
+    return SigningChoice(key=keys.active.xmlsec_key, algorithm=app.settings.signature_algorithm,
+                         sign_response=mode in ("response", "both"), sign_assertion=mode in ("assertion", "both"))
+
+
+def issue_response(pending: PendingSso, session: IdpSession, settings: Settings, keys: KeySet, client: Client,
+                   now: datetime | None = None) -> IssuedResponse:
+    """Run the checks for this user and app, then build, sign and record; raises SamlFlowError on denial."""
+    now = now or utcnow()
+    app = app_config_by_id(pending.app_id)
+    ctx = pending.event_context(app)
+    user = session.user
+    ctx.username = user.username
+    if app is None:
+        raise _fail(UnknownApp("the app was removed while the request was pending"), ctx)
+    reply = (app, pending.acs_url, pending.request_id, pending.relay_state)
+    if not app.enabled:
+        raise _fail(AppDisabled("this app is disabled"), ctx)
+    if user.disabled:
+        raise _fail(AccessDenied("this account is disabled", reason=Reason.USER_DISABLED,
+                                 saml_status=STATUS_RESPONDER, saml_sub_status=STATUS_REQUEST_DENIED), ctx, reply)
+    req = pending.request or {}
+    authn_context = choose_context(req.get("requested_context_comparison"),
+                                   req.get("requested_context_refs") or [], session.mfa_at is not None)
+    if authn_context is None:
+        ctx.detail["requested_context"] = {"comparison": req.get("requested_context_comparison"),
+                                           "refs": req.get("requested_context_refs")}
+        raise _fail(AccessDenied("the requested authentication context cannot be satisfied",
+                                 reason=Reason.NO_AUTHN_CONTEXT, saml_status=STATUS_REQUESTER,
+                                 saml_sub_status=STATUS_NO_AUTHN_CONTEXT), ctx, reply)
+    try:
+        fmt, name_id = _name_id(app, user, req.get("nameid_format"))
+    except SamlFlowError as exc:
+        raise _fail(exc, ctx, reply) from None
+    part = _participant(session, app, name_id, fmt)
+    fields = user_fields(user)
+    spec = AssertionSpec(
+        issuer=settings.entity_id, audience=app.entity_id, destination=pending.acs_url,
+        in_response_to=pending.request_id, name_id=name_id, name_id_format=fmt,
+        session_index=part.session_index, authn_instant=session.authn_at, authn_context=authn_context,
+        now=now, lifetime=timedelta(seconds=settings.assertion_lifetime_s),
+        clock_skew=timedelta(seconds=settings.clock_skew_s),
+        session_not_on_or_after=session.created_at + timedelta(seconds=settings.session_lifetime_s),
+        attributes=map_attributes(app.settings.attributes, fields),
+        sp_name_qualifier=app.entity_id if fmt == NAMEID_PERSISTENT else None,
+    )
+    xml = build_response(spec, signing_for(app, keys))
+    ctx.response_id, ctx.assertion_id = spec.response_id, spec.assertion_id
+    ctx.detail["authn_context"] = authn_context
+    ctx.detail["nameid_format"] = fmt
+    # The event row and the participant row commit together, before the response leaves.
+    event = record_event(ctx, Reason.OK, client_ip=client.ip, user_agent=client.user_agent)
+    return IssuedResponse(acs_url=pending.acs_url, saml_response=base64.b64encode(xml).decode("ascii"),
+                          relay_state=pending.relay_state, response_id=spec.response_id,
+                          assertion_id=spec.assertion_id, event_id=event.id)
+
+
+def error_response(exc: SamlFlowError, settings: Settings, keys: KeySet | None) -> IssuedResponse | None:
+    """A signed SAML error Response for the SP, when the failure happened after a registered ACS was known."""
+    if exc.reply_to is None or exc.saml_status is None:
+        return None
+    app, acs_url, in_response_to, relay_state = exc.reply_to
+    signing = signing_for(app, keys) if keys is not None else None
+    if signing is not None:
+        signing = SigningChoice(key=signing.key, algorithm=signing.algorithm, sign_response=True,
+                                sign_assertion=False)
+    rid, xml = build_error_response(issuer=settings.entity_id, destination=acs_url, in_response_to=in_response_to,
+                                    status=exc.saml_status, sub_status=exc.saml_sub_status, message=None,
+                                    now=utcnow(), signing=signing)
+    if exc.context is not None:
+        exc.context.response_id = rid
+    return IssuedResponse(acs_url=acs_url, saml_response=base64.b64encode(xml).decode("ascii"),
+                          relay_state=relay_state, response_id=rid)
+
+
+def no_passive(pending: PendingSso, app: AppConfig) -> SamlFlowError:
+    exc = AccessDenied("IsPassive was requested and there is no session", reason=Reason.NO_PASSIVE,
+                       saml_status=STATUS_RESPONDER, saml_sub_status=STATUS_NO_PASSIVE)
+    return _fail(exc, pending.event_context(app), (app, pending.acs_url, pending.request_id, pending.relay_state))

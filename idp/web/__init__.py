@@ -1,0 +1,1 @@
+"""HTTP glue: blueprints that decode requests, call one use case, and render."""

@@ -1,0 +1,22 @@
+"""Rendering helpers shared by the views: the POST-binding form and the error page."""
+
+from __future__ import annotations
+
+from flask import Response, make_response, render_template
+
+from ..sso import IssuedResponse
+
+
+def post_form(issued: IssuedResponse, field: str = "SAMLResponse") -> Response:
+    """HTTP-POST binding (saml-bindings §3.5.4): an auto-submitting form, with a button for no-script browsers."""
+    resp = make_response(render_template("post_binding.html", action=issued.acs_url, field=field,
+                                         value=issued.saml_response, relay_state=issued.relay_state))
+    resp.headers["Cache-Control"] = "no-cache, no-store"
+    resp.headers["Pragma"] = "no-cache"
+    return resp
+
+
+def error_page(status: int, title: str, message: str, event_id: int | None = None) -> Response:
+    resp = make_response(render_template("error.html", title=title, message=message, event_id=event_id), status)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp

@@ -1,0 +1,156 @@
+"""SAML endpoints: IdP metadata, SingleSignOnService (Redirect + POST), IdP-initiated launch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, redirect, request, url_for
+from flask_login import current_user
+from lxml import etree
+
+from ..auth.sessions import Principal
+from ..certs.keystore import KeyStoreError
+from ..errors import MalformedRequest, SamlFlowError, ServiceUnavailable
+from ..events import record_event
+from ..extensions import csrf
+from ..saml.bindings import BindingError, decode_post, decode_redirect
+from ..saml.idp_metadata import IdpMetadataSpec, build_idp_metadata
+from ..services.apps import AppConfig
+from ..sso import (
+    PendingSso,
+    error_response,
+    issue_response,
+    no_passive,
+    park,
+    receive_authn_request,
+    start_idp_initiated,
+    unpark,
+)
+from ..errors import EventContext
+from .context import current_client, keystore, settings
+from .responses import error_page, post_form
+
+bp = Blueprint("saml", __name__)
+
+
+@bp.get("/saml/metadata")
+def metadata() -> Response:
+    s = settings()
+    try:
+        keys = keystore().current()
+    except KeyStoreError as exc:
+        return error_page(503, "Signing key unavailable", str(exc))
+    spec = IdpMetadataSpec(
+        entity_id=s.entity_id, sso_url=s.url("/saml/sso"), slo_url=s.url("/saml/slo"),
+        signing_certs_b64=[k.cert_b64 for k in keys.published],
+        want_authn_requests_signed=s.want_authn_requests_signed, now=datetime.now(UTC),
+    )
+    xml = etree.tostring(build_idp_metadata(spec), xml_declaration=True, encoding="utf-8")
+    resp = Response(xml, mimetype="application/samlmetadata+xml")
+    if request.args.get("download"):
+        resp.headers["Content-Disposition"] = 'attachment; filename="idp-metadata.xml"'
+    return resp
+
+
+def _session_principal() -> Principal | None:
+    return current_user if current_user.is_authenticated else None  # type: ignore[return-value]
+
+
+def _continue(app: AppConfig, pending: PendingSso, token: str | None = None) -> Response:
+    """Issue now if the browser has a fitting session; otherwise park the request and log in first."""
+    principal = _session_principal()
+    stale = principal is not None and pending.force_authn and principal.session.authn_at < pending.received_at
+    if principal is None or stale:
+        if pending.is_passive:
+            if token:
+                unpark(token, consume=True)
+            raise no_passive(pending, app)
+        token = token or park(pending)
+        args = {"next": url_for("saml.resume", token=token)}
+        if pending.force_authn:
+            args["force"] = "1"
+        return redirect(url_for("auth.login", **args), code=303)  # type: ignore[return-value]
+    s = settings()
+    try:
+        keys = keystore().current()
+    except KeyStoreError as exc:
+        raise ServiceUnavailable(f"signing key unavailable: {exc}") from None
+    if token:
+        unpark(token, consume=True)
+    issued = issue_response(pending, principal.session, s, keys, current_client())
+    return post_form(issued)
+
+
+@bp.route("/saml/sso", methods=["GET", "POST"])
+@csrf.exempt
+def sso() -> Response:
+    s = settings()
+    try:
+        if request.method == "GET":
+            msg = decode_redirect(request.query_string, "SAMLRequest", s.max_inflated_bytes)
+            raw_query: bytes | None = request.query_string
+        else:
+            msg = decode_post(request.form.get("SAMLRequest"), request.form.get("RelayState"), s.max_inflated_bytes)
+            raw_query = None
+    except BindingError as exc:
+        err = MalformedRequest(f"the SAML request could not be decoded: {exc}")
+        err.context = EventContext(initiated_by="sp", binding="redirect" if request.method == "GET" else "post")
+        raise err from None
+    app, pending = receive_authn_request(msg, raw_query, s)
+    if msg.binding == "post" and _session_principal() is None:
+        # A cross-site POST carries no SameSite=Lax cookie: park it and continue with a same-site GET.
+        return redirect(url_for("saml.resume", token=park(pending)), code=303)  # type: ignore[return-value]
+    return _continue(app, pending)
+
+
+@bp.get("/saml/continue/<token>")
+def resume(token: str) -> Response:
+    pending = unpark(token, consume=False)
+    if pending is None:
+        err = MalformedRequest("this sign-in request is unknown or has expired; start again from the application",
+                               http_status=400)
+        err.context = EventContext()
+        raise err
+    from ..services.apps import app_config_by_id
+    app = app_config_by_id(pending.app_id)
+    if app is None:
+        unpark(token, consume=True)
+        err = MalformedRequest("the application was removed", http_status=404)
+        err.context = pending.event_context(None)
+        raise err
+    return _continue(app, pending, token)
+
+
+@bp.get("/apps/<slug>/sso")
+def idp_initiated(slug: str) -> Response:
+    app, pending = start_idp_initiated(slug, request.args.get("RelayState"))
+    return _continue(app, pending)
+
+
+def handle_flow_error(exc: SamlFlowError) -> Response:
+    """The one place a stopped flow becomes an event plus a response (SAML error to the ACS, or a 4xx page)."""
+    ctx = exc.context or EventContext()
+    if ctx.username is None and current_user.is_authenticated:
+        ctx.username = current_user.user.username
+    ctx.detail.setdefault("message", exc.message)
+    issued = None
+    if exc.reply_to is not None and exc.saml_status is not None:
+        try:
+            issued = error_response(exc, settings(), keystore().current())
+        except KeyStoreError:
+            issued = None
+    client = current_client()
+    event = record_event(ctx, exc.reason, client_ip=client.ip, user_agent=client.user_agent)
+    if issued is not None:
+        return post_form(issued)
+    title, message = _user_facing(exc)
+    return error_page(exc.http_status, title, message, event.id)
+
+
+def _user_facing(exc: SamlFlowError) -> tuple[str, str]:
+    if exc.http_status == 403 and exc.reason.value in {"user_not_permitted", "ip_not_allowed", "mfa_required",
+                                                      "user_disabled"}:
+        return "Access denied", "You are not allowed to sign in to this application. Contact your administrator."
+    if exc.http_status == 503:
+        return "Temporarily unavailable", "Sign-in is temporarily unavailable. Please try again in a minute."
+    return "Sign-in failed", exc.message

@@ -1,0 +1,94 @@
+"""SingleLogoutService (Redirect + POST) and the IdP-initiated logout page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, redirect, render_template, request, session
+from flask_login import current_user, logout_user
+
+from ..certs.keystore import KeyStoreError
+from ..errors import EventContext, MalformedRequest, ServiceUnavailable
+from ..events import record_event
+from ..extensions import csrf
+from ..reasons import Reason
+from ..saml.bindings import BindingError, DecodedMessage, decode_post, decode_redirect
+from ..slo import Outgoing, next_step, origin_for, receive_logout_request, receive_logout_response, start_logout_chain
+from .context import current_client, keystore, settings
+
+bp = Blueprint("slo", __name__)
+
+
+def _keys():  # type: ignore[no-untyped-def]
+    try:
+        return keystore().current()
+    except KeyStoreError as exc:
+        raise ServiceUnavailable(f"signing key unavailable: {exc}") from None
+
+
+def _go(out: Outgoing) -> Response:
+    if out.binding == "redirect":
+        resp = redirect(out.url, code=303)
+    elif out.binding == "post":
+        resp = Response(render_template("post_binding.html", action=out.url, field=out.field, value=out.value,
+                                        relay_state=out.relay_state))
+    else:
+        resp = Response(render_template("logged_out.html"))
+    resp.headers["Cache-Control"] = "no-cache, no-store"
+    return resp  # type: ignore[return-value]
+
+
+def _forget_browser_session() -> None:
+    logout_user()
+    session.clear()
+
+
+@bp.route("/saml/slo", methods=["GET", "POST"])
+@csrf.exempt
+def slo() -> Response:
+    s = settings()
+    source = request.args if request.method == "GET" else request.form
+    param = "SAMLRequest" if "SAMLRequest" in source else "SAMLResponse" if "SAMLResponse" in source else None
+    try:
+        if param is None:
+            raise BindingError("no SAMLRequest or SAMLResponse")
+        if request.method == "GET":
+            msg: DecodedMessage = decode_redirect(request.query_string, param, s.max_inflated_bytes)
+        else:
+            msg = decode_post(request.form.get(param), request.form.get("RelayState"), s.max_inflated_bytes)
+    except BindingError as exc:
+        err = MalformedRequest(f"the logout message could not be decoded: {exc}")
+        err.context = EventContext(event_type="logout", binding="redirect" if request.method == "GET" else "post")
+        raise err from None
+    raw_query = request.query_string if request.method == "GET" else None
+    if param == "SAMLResponse":
+        token = receive_logout_response(msg, raw_query, s)
+        if token is None:
+            return _go(Outgoing(binding="page", url=""))
+        return _go(next_step(token, s, _keys()))
+    client = current_client()
+    app, req, idp_session = receive_logout_request(msg, raw_query, s, client)
+    keys = _keys()
+    ctx = EventContext(event_type="logout", app_slug=app.slug, sp_entity_id=app.entity_id, initiated_by="sp",
+                       binding=msg.binding, request_id=req.id)
+    origin = origin_for(app, req, msg)
+    if current_user.is_authenticated and idp_session is not None and current_user.session.id == idp_session.id:
+        _forget_browser_session()
+    if idp_session is None:
+        ctx.detail["message"] = "no live session matches the NameID and SessionIndex; nothing was ended"
+        record_event(ctx, Reason.UNKNOWN_SESSION, client_ip=client.ip, user_agent=client.user_agent)
+        from .. import pending as pending_store
+        token = pending_store.put({"kind": "logout", "origin": origin, "queue": [], "statuses": {}})
+        return _go(next_step(token, s, keys))
+    return _go(start_logout_chain(idp_session, origin, s, keys, ctx, client, exclude_app_id=app.id))
+
+
+@bp.get("/logout/saml")
+def idp_logout() -> Response:
+    """Sign out of the IdP and every app that registered an SLO endpoint."""
+    if not current_user.is_authenticated:
+        _forget_browser_session()
+        return _go(Outgoing(binding="page", url=""))
+    idp_session = current_user.session
+    client = current_client()
+    ctx = EventContext(event_type="logout", initiated_by="idp")
+    _forget_browser_session()
+    return _go(start_logout_chain(idp_session, None, settings(), _keys(), ctx, client))
