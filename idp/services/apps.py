@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ class AppConfig:
     entity_id: str
     enabled: bool
     version: int
+    created_at: datetime
     sp: SpMetadata
     settings: AppSettings
 
@@ -243,18 +245,20 @@ _cache_lock = threading.Lock()
 def _to_config(row: ConnectedApp) -> AppConfig:
     return AppConfig(
         id=row.id, slug=row.slug, name=row.name, entity_id=row.entity_id, enabled=row.enabled,
-        version=row.version, sp=SpMetadata.from_dict(row.sp), settings=AppSettings.from_dict(row.settings),
+        version=row.version, created_at=row.created_at, sp=SpMetadata.from_dict(row.sp), settings=AppSettings.from_dict(row.settings),
     )
 
 
 def _lookup(where: Any) -> AppConfig | None:
     """One indexed query for (id, version); the parsed config is rebuilt only when the version changed."""
-    hit = db.session.execute(select(ConnectedApp.id, ConnectedApp.version).where(where)).first()
+    hit = db.session.execute(select(ConnectedApp.id, ConnectedApp.version, ConnectedApp.created_at)
+                             .where(where)).first()
     if hit is None:
         return None
-    app_id, version = hit
+    app_id, version, created_at = hit
     cached = _cache.get(app_id)
-    if cached is not None and cached.version == version:
+    # created_at guards against a deleted app's id being reused by a new row (SQLite reuses rowids)
+    if cached is not None and cached.version == version and cached.created_at == created_at:
         return cached
     row = db.session.get(ConnectedApp, app_id)
     if row is None:

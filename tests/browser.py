@@ -1,0 +1,97 @@
+"""A scripted browser over Flask's test client: follows redirects, logs in, and reads SAML POST forms."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html import unescape
+from urllib.parse import urlsplit
+
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from .sp_harness import OutgoingRequest
+
+_INPUT = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+_FORM = re.compile(r'<form id="saml-post" method="post" action="([^"]+)">')
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class PostedForm:
+    action: str
+    fields: dict[str, str]
+
+    @property
+    def saml_response(self) -> str:
+        return self.fields["SAMLResponse"]
+
+    @property
+    def relay_state(self) -> str | None:
+        return self.fields.get("RelayState")
+
+
+def saml_form(resp: TestResponse) -> PostedForm | None:
+    body = resp.get_data(as_text=True)
+    m = _FORM.search(body)
+    if not m:
+        return None
+    return PostedForm(action=unescape(m.group(1)),
+                      fields={unescape(k): unescape(v) for k, v in _INPUT.findall(body)})
+
+
+def local_path(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+class Browser:
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+        self.last: TestResponse | None = None
+
+    def send(self, req: OutgoingRequest) -> TestResponse:
+        """Deliver an SP's request to the IdP (Redirect: GET with the raw query; POST: form post)."""
+        if req.binding == "redirect":
+            resp = self.client.get(local_path(req.url))
+        else:
+            resp = self.client.post(local_path(req.url), data=req.form)
+        return self.follow(resp)
+
+    def get(self, path: str) -> TestResponse:
+        return self.follow(self.client.get(path))
+
+    def follow(self, resp: TestResponse, limit: int = 10) -> TestResponse:
+        for _ in range(limit):
+            if resp.status_code not in (301, 302, 303, 307, 308):
+                break
+            location = resp.headers["Location"]
+            if urlsplit(location).netloc not in ("", "localhost"):
+                break  # leaves the IdP (e.g. a Redirect-binding logout message to an SP)
+            resp = self.client.get(local_path(location))
+        self.last = resp
+        return resp
+
+    def login(self, resp: TestResponse, username: str, password: str) -> TestResponse:
+        """Fill in the login form the IdP is showing."""
+        body = resp.get_data(as_text=True)
+        m = _CSRF.search(body)
+        assert m, f"no login form (status {resp.status_code}): {body[:300]}"
+        nxt = re.search(r'name="next" value="([^"]*)"', body)
+        data = {"csrf_token": m.group(1), "username": username, "password": password,
+                "next": unescape(nxt.group(1)) if nxt else "/"}
+        if 'name="force" value="1"' in body:
+            data["force"] = "1"
+        return self.follow(self.client.post("/login", data=data))
+
+    def sso_path(self, path: str, username: str, password: str) -> TestResponse:
+        resp = self.get(path)
+        if "csrf_token" in resp.get_data(as_text=True) and saml_form(resp) is None:
+            resp = self.login(resp, username, password)
+        return resp
+
+    def sso(self, req: OutgoingRequest, username: str | None = None, password: str | None = None) -> TestResponse:
+        resp = self.send(req)
+        if username is not None and "csrf_token" in resp.get_data(as_text=True) and saml_form(resp) is None:
+            resp = self.login(resp, username, password or "")
+        return resp

@@ -1,0 +1,93 @@
+"""Shared fixtures: an isolated IdP per test (own DB, key store, instance dir) and test SPs."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.globals import _cv_app
+from flask.testing import FlaskClient
+
+from idp import create_app
+from idp.certs.keystore import KeyStore
+from idp.config import Settings, load_settings
+from idp.extensions import db
+
+ROOT = Path(__file__).resolve().parents[1]
+SP_METADATA_DIR = Path(os.environ.get("IDP_SP_METADATA_DIR", ROOT.parent / "shared" / "sp-metadata"))
+IDP_BASE = "http://localhost"
+
+logging.getLogger("saml2").setLevel(logging.CRITICAL)
+
+
+@pytest.fixture(scope="session")
+def key_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One RSA-2048 key store generated per test session, copied into each test (key generation is slow)."""
+    path = tmp_path_factory.mktemp("keytemplate")
+    KeyStore(path / "certs").generate_first(f"{IDP_BASE}/saml/metadata", "rsa2048", 365)
+    return path / "certs"
+
+
+def make_settings(tmp_path: Path, key_template: Path, **overrides: object) -> Settings:
+    certs = tmp_path / "certs"
+    if not certs.exists():
+        shutil.copytree(key_template, certs)
+    env = {
+        "IDP_BASE_URL": IDP_BASE,
+        "IDP_INSTANCE_DIR": str(tmp_path / "instance"),
+        "IDP_CERT_DIR": str(certs),
+        "IDP_SECRET_KEY": "test-secret-key-" + tmp_path.name,
+        "IDP_ARGON2_TIME_COST": "1",
+        "IDP_ARGON2_MEMORY_KIB": "1024",
+        "IDP_ARGON2_PARALLELISM": "1",
+    }
+    if os.environ.get("IDP_TEST_DATABASE_URL"):
+        env["IDP_DATABASE_URL"] = os.environ["IDP_TEST_DATABASE_URL"]
+    if os.environ.get("IDP_TEST_REDIS_URL"):
+        env["IDP_REDIS_URL"] = os.environ["IDP_TEST_REDIS_URL"]
+    return load_settings(env, **overrides)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, key_template: Path) -> Settings:
+    return make_settings(tmp_path, key_template)
+
+
+class IsolatedClient(FlaskClient):
+    """Runs every request in its own app context, as in production.
+
+    The tests hold an app context open (for direct service and DB calls); without this, each
+    request would reuse it, sharing `g` (CSRF tokens) and the SQLAlchemy session across requests.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        def run() -> Any:
+            _cv_app.set(None)  # type: ignore[arg-type]
+            return super(IsolatedClient, self).open(*args, **kwargs)
+
+        return contextvars.copy_context().run(run)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    flask_app = create_app(settings, TESTING=True)
+    flask_app.test_client_class = IsolatedClient
+    with flask_app.app_context():
+        db.drop_all()
+        db.create_all()
+        yield flask_app
+        db.session.remove()
+        db.drop_all()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
