@@ -1,0 +1,58 @@
+# One Makefile, the same commands locally and in CI. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_STAMP := $(VENV)/.apt
+APT_RUNTIME :=
+APT_TEST := xmlsec1 chromium
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help run serve test test-fast lint certs certs-status clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+# Debian packages the tests need (the pysaml2 test SP shells out to xmlsec1; browser tests drive chromium).
+$(APT_STAMP): $(STAMP)
+	@missing=""; for p in $(APT_TEST); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=600 $$missing >/dev/null; \
+	fi
+	@touch $(APT_STAMP)
+
+install: $(STAMP) ## Create .venv and install the IdP with its test tools
+
+run: $(STAMP) ## Install, create the SQLite DB, dev keys and first admin, sync metadata/, then serve on IDP_BASE_URL
+	$(BIN)/idp db init
+	$(BIN)/idp certs generate --if-empty
+	-$(BIN)/idp apps sync metadata
+	$(BIN)/idp serve
+
+serve: $(STAMP) ## Production server only (gunicorn; workers = cores), no set-up steps
+	$(BIN)/idp serve
+
+test: $(APT_STAMP) ## Install everything the tests need, then run the whole suite
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff (with bandit rules) and mypy
+	$(BIN)/ruff check idp tests
+	$(BIN)/mypy idp
+
+certs: $(STAMP) ## Generate the first signing key pair (refuses when keys exist)
+	$(BIN)/idp certs generate
+
+certs-status: $(STAMP) ## Show every signing key with state, fingerprint and expiry
+	$(BIN)/idp certs status
+
+clean: ## Remove the venv and caches (keeps instance/ and certs/)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
