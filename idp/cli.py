@@ -27,7 +27,7 @@ from .services import users as users_svc
 from .services.fetch import fetch_metadata
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> Any:
     return current_app.extensions["idp.settings"]
 
 
@@ -140,7 +140,8 @@ def users_list(fmt: str) -> None:
         return
     for d in data:
         flags = ",".join(f for f in ("admin" if d["admin"] else "", "disabled" if d["disabled"] else "") if f)
-        click.echo(f"{d['username']:<24} {d['email']:<32} {','.join(d['groups']):<24} {flags}")
+        groups = ",".join(d["groups"])  # type: ignore[arg-type]
+        click.echo(f"{d['username']:<24} {d['email']:<32} {groups:<24} {flags}")
 
 
 @click.group("groups", help="Manage groups.")
@@ -428,7 +429,7 @@ def serve_cmd(bind: str | None, workers: int | None, threads: int) -> None:
     workers = workers or (os.cpu_count() or 1)
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or shutil.which("gunicorn")
     if gunicorn is None:
-        _fail("gunicorn is not installed in this environment")
+        raise click.ClickException("gunicorn is not installed in this environment")
     args = [gunicorn, "idp.wsgi:app", "--bind", bind, "--workers", str(workers), "--threads", str(threads),
             "--timeout", "30", "--graceful-timeout", "20", "--keep-alive", "5", "--backlog", "256",
             "--max-requests", "20000", "--max-requests-jitter", "2000", "--access-logfile", "-"]

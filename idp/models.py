@@ -55,7 +55,7 @@ user_groups = Table(
 )
 
 
-class User(db.Model):  # type: ignore[name-defined,misc]
+class User(db.Model):  # type: ignore[name-defined]
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(150), unique=True, index=True)
@@ -75,7 +75,7 @@ class User(db.Model):  # type: ignore[name-defined,misc]
         return sorted(g.name for g in self.groups)
 
 
-class Group(db.Model):  # type: ignore[name-defined,misc]
+class Group(db.Model):  # type: ignore[name-defined]
     __tablename__ = "groups"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(150), unique=True, index=True)
@@ -83,7 +83,7 @@ class Group(db.Model):  # type: ignore[name-defined,misc]
     members: Mapped[list[User]] = relationship(secondary=user_groups, back_populates="groups")
 
 
-class ConnectedApp(db.Model):  # type: ignore[name-defined,misc]
+class ConnectedApp(db.Model):  # type: ignore[name-defined]
     """A SAML service provider registered from its metadata."""
 
     __tablename__ = "connected_apps"
@@ -102,7 +102,7 @@ class ConnectedApp(db.Model):  # type: ignore[name-defined,misc]
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-class PersistentId(db.Model):  # type: ignore[name-defined,misc]
+class PersistentId(db.Model):  # type: ignore[name-defined]
     """Pairwise persistent NameID per (user, app), stable across restarts and key changes."""
 
     __tablename__ = "persistent_ids"
@@ -113,7 +113,7 @@ class PersistentId(db.Model):  # type: ignore[name-defined,misc]
     __table_args__ = (UniqueConstraint("user_id", "app_entity_id"),)
 
 
-class IdpSession(db.Model):  # type: ignore[name-defined,misc]
+class IdpSession(db.Model):  # type: ignore[name-defined]
     """Server-side login session; the browser cookie only carries its random id."""
 
     __tablename__ = "idp_sessions"
@@ -128,7 +128,7 @@ class IdpSession(db.Model):  # type: ignore[name-defined,misc]
     user: Mapped[User] = relationship(lazy="joined")
 
 
-class SessionParticipant(db.Model):  # type: ignore[name-defined,misc]
+class SessionParticipant(db.Model):  # type: ignore[name-defined]
     """An app that received an assertion in an IdP session (needed for single logout)."""
 
     __tablename__ = "session_participants"
@@ -142,7 +142,7 @@ class SessionParticipant(db.Model):  # type: ignore[name-defined,misc]
     __table_args__ = (UniqueConstraint("session_id", "app_id"),)
 
 
-class PendingRequest(db.Model):  # type: ignore[name-defined,misc]
+class PendingRequest(db.Model):  # type: ignore[name-defined]
     """An SSO request parked while the browser logs in (survives SameSite=Lax cross-site POSTs)."""
 
     __tablename__ = "pending_requests"
@@ -151,7 +151,7 @@ class PendingRequest(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
-class SeenRequest(db.Model):  # type: ignore[name-defined,misc]
+class SeenRequest(db.Model):  # type: ignore[name-defined]
     """Replay cache: one row per (issuer, request ID) until it could no longer be fresh."""
 
     __tablename__ = "seen_requests"
@@ -162,7 +162,7 @@ class SeenRequest(db.Model):  # type: ignore[name-defined,misc]
     __table_args__ = (UniqueConstraint("issuer", "request_id", name="uq_seen_request"),)
 
 
-class SsoEvent(db.Model):  # type: ignore[name-defined,misc]
+class SsoEvent(db.Model):  # type: ignore[name-defined]
     """One row per SSO attempt and per logout."""
 
     __tablename__ = "sso_events"
@@ -191,7 +191,7 @@ class SsoEvent(db.Model):  # type: ignore[name-defined,misc]
     )
 
 
-class OrgSetting(db.Model):  # type: ignore[name-defined,misc]
+class OrgSetting(db.Model):  # type: ignore[name-defined]
     __tablename__ = "org_settings"
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)

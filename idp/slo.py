@@ -18,8 +18,16 @@ from . import pending as pending_store
 from .auth.sessions import end_session
 from .certs.keystore import KeySet
 from .config import Settings
-from .errors import BadSignature, EventContext, MalformedRequest, ReplayedRequest, RequestExpired, SamlFlowError
-from .errors import UnknownSp, WrongDestination
+from .errors import (
+    BadSignature,
+    EventContext,
+    MalformedRequest,
+    ReplayedRequest,
+    RequestExpired,
+    SamlFlowError,
+    UnknownSp,
+    WrongDestination,
+)
 from .events import record_event
 from .extensions import db
 from .models import IdpSession, SessionParticipant, utcnow

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from . import pending as pending_store
 from .certs.keystore import KeySet
 from .config import Settings
 from .errors import (
@@ -36,7 +37,6 @@ from .errors import (
 )
 from .events import record_event
 from .extensions import db
-from . import pending as pending_store
 from .models import IdpSession, PersistentId, SessionParticipant, User, utcnow
 from .policy.authn_context import choose_context
 from .reasons import Reason
@@ -59,9 +59,10 @@ from .saml.constants import (
 from .saml.requests import AuthnRequest, RequestParseError, parse_authn_request, peek_issuer
 from .saml.responses import AssertionSpec, SigningChoice, build_error_response, build_response, map_attributes
 from .saml.signing import SignatureError, allowed_algorithms, has_signature, verify_enveloped, verify_redirect_signature
+from .saml.sp_metadata import Endpoint
 from .services.apps import AppConfig, app_config_by_entity_id, app_config_by_id, app_config_by_slug
 from .services.users import user_fields
-from .saml.sp_metadata import Endpoint
+
 
 @dataclass(frozen=True, slots=True)
 class Client:

@@ -26,7 +26,7 @@ class Principal(UserMixin):
         return self.session.id
 
     @property
-    def is_active(self) -> bool:  # type: ignore[override]
+    def is_active(self) -> bool:
         return not self.user.disabled
 
     @property

@@ -32,8 +32,8 @@ ATTRNAME_UNSPECIFIED = "urn:oasis:names:tc:SAML:2.0:attrname-format:unspecified"
 
 CM_BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 
-AC_PASSWORD_PROTECTED = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
-AC_PASSWORD = "urn:oasis:names:tc:SAML:2.0:ac:classes:Password"
+AC_PASSWORD_PROTECTED = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"  # noqa: S105
+AC_PASSWORD = "urn:oasis:names:tc:SAML:2.0:ac:classes:Password"  # noqa: S105
 AC_UNSPECIFIED = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified"
 AC_REFEDS_MFA = "https://refeds.org/profile/mfa"
 

@@ -143,7 +143,8 @@ def parse_authn_request(xml: bytes, max_bytes: int) -> AuthnRequest:
     nameid_format = policy.get("Format") if policy is not None else None
     allow_create = _bool_attr(policy, "AllowCreate") if policy is not None else None
     rac = root.find(f"{{{NS_SAMLP}}}RequestedAuthnContext")
-    comparison, refs = None, ()
+    comparison: str | None = None
+    refs: tuple[str, ...] = ()
     if rac is not None:
         comparison = rac.get("Comparison", "exact")
         if comparison not in ("exact", "minimum", "maximum", "better"):

@@ -98,7 +98,8 @@ def build_assertion(spec: AssertionSpec) -> etree._Element:
     _sub(_sub(cond, SAML + "AudienceRestriction"), SAML + "Audience", spec.audience)
     authn = _sub(a, SAML + "AuthnStatement", AuthnInstant=instant(spec.authn_instant),
                  SessionIndex=spec.session_index,
-                 SessionNotOnOrAfter=instant(spec.session_not_on_or_after) if spec.session_not_on_or_after else None)
+                 SessionNotOnOrAfter=instant(spec.session_not_on_or_after)  # type: ignore[arg-type]
+                 if spec.session_not_on_or_after else None)
     _sub(_sub(authn, SAML + "AuthnContext"), SAML + "AuthnContextClassRef", spec.authn_context)
     if spec.attributes:
         stmt = _sub(a, SAML + "AttributeStatement")

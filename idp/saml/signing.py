@@ -11,6 +11,7 @@ import base64
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from typing import Any
 from urllib.parse import unquote_plus
 
 import xmlsec
@@ -40,7 +41,7 @@ class SignatureError(ValueError):
 
 
 # algorithm URI -> (key family, hash, xmlsec transform)
-SIGNATURE_ALGORITHMS: dict[str, tuple[str, type[hashes.HashAlgorithm], object]] = {
+SIGNATURE_ALGORITHMS: dict[str, tuple[str, type[hashes.HashAlgorithm], Any]] = {
     SIG_RSA_SHA256: ("rsa", hashes.SHA256, xmlsec.Transform.RSA_SHA256),
     SIG_RSA_SHA384: ("rsa", hashes.SHA384, xmlsec.Transform.RSA_SHA384),
     SIG_RSA_SHA512: ("rsa", hashes.SHA512, xmlsec.Transform.RSA_SHA512),

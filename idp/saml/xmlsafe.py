@@ -32,7 +32,7 @@ def parse_untrusted_xml(data: bytes, *, max_bytes: int, max_depth: int = 64) -> 
     data = data.lstrip(b"\xef\xbb\xbf").lstrip()
     if not data:
         raise UnsafeXmlError("document is empty")
-    parser = etree.XMLParser(**_PARSER_KW)  # type: ignore[arg-type]
+    parser = etree.XMLParser(**_PARSER_KW)
     try:
         root = etree.fromstring(data, parser=parser)  # noqa: S320 - parser hardened above
     except etree.XMLSyntaxError as exc:

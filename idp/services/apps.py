@@ -245,7 +245,8 @@ _cache_lock = threading.Lock()
 def _to_config(row: ConnectedApp) -> AppConfig:
     return AppConfig(
         id=row.id, slug=row.slug, name=row.name, entity_id=row.entity_id, enabled=row.enabled,
-        version=row.version, created_at=row.created_at, sp=SpMetadata.from_dict(row.sp), settings=AppSettings.from_dict(row.settings),
+        version=row.version, created_at=row.created_at, sp=SpMetadata.from_dict(row.sp),
+        settings=AppSettings.from_dict(row.settings),
     )
 
 

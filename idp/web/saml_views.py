@@ -10,7 +10,7 @@ from lxml import etree
 
 from ..auth.sessions import Principal
 from ..certs.keystore import KeyStoreError
-from ..errors import MalformedRequest, SamlFlowError, ServiceUnavailable
+from ..errors import EventContext, MalformedRequest, SamlFlowError, ServiceUnavailable
 from ..events import record_event
 from ..extensions import csrf
 from ..saml.bindings import BindingError, decode_post, decode_redirect
@@ -26,7 +26,6 @@ from ..sso import (
     start_idp_initiated,
     unpark,
 )
-from ..errors import EventContext
 from .context import current_client, keystore, settings
 from .responses import error_page, post_form
 
@@ -53,7 +52,7 @@ def metadata() -> Response:
 
 
 def _session_principal() -> Principal | None:
-    return current_user if current_user.is_authenticated else None  # type: ignore[return-value]
+    return current_user if current_user.is_authenticated else None
 
 
 def _continue(app: AppConfig, pending: PendingSso, token: str | None = None) -> Response:
@@ -66,10 +65,9 @@ def _continue(app: AppConfig, pending: PendingSso, token: str | None = None) -> 
                 unpark(token, consume=True)
             raise no_passive(pending, app)
         token = token or park(pending)
-        args = {"next": url_for("saml.resume", token=token)}
-        if pending.force_authn:
-            args["force"] = "1"
-        return redirect(url_for("auth.login", **args), code=303)  # type: ignore[return-value]
+        login_url = url_for("auth.login", next=url_for("saml.resume", token=token),
+                            force="1" if pending.force_authn else None)
+        return redirect(login_url, code=303)  # type: ignore[return-value]
     s = settings()
     try:
         keys = keystore().current()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, redirect, render_template, request, session
 from flask_login import current_user, logout_user
 
-from ..certs.keystore import KeyStoreError
+from ..certs.keystore import KeySet, KeyStoreError
 from ..errors import EventContext, MalformedRequest, ServiceUnavailable
 from ..events import record_event
 from ..extensions import csrf
@@ -17,7 +17,7 @@ from .context import current_client, keystore, settings
 bp = Blueprint("slo", __name__)
 
 
-def _keys():  # type: ignore[no-untyped-def]
+def _keys() -> KeySet:
     try:
         return keystore().current()
     except KeyStoreError as exc:

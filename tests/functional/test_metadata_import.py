@@ -7,9 +7,13 @@ read from the files with a plain XPath, independently of the parser under test (
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -308,8 +312,11 @@ def test_empty_file_refused(app: Flask, tmp_path: Path) -> None:
     assert apps_json(app) == []
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:1/x", "http://localhost:1/x", "http://[::1]:1/x",
-                                 "http://10.0.0.1:1/x", "http://169.254.169.254/latest/meta-data/"])
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:1/x", "https://127.0.0.1:1/x", "http://localhost:1/x", "http://[::1]:1/x",
+    "http://[::ffff:127.0.0.1]:1/x", "http://127.1:1/x", "http://2130706433:1/x", "http://0.0.0.0:1/x",
+    "http://10.0.0.1:1/x", "http://192.168.1.1:1/x", "http://169.254.169.254/latest/meta-data/",
+])
 def test_private_address_url_refused(app: Flask, url: str) -> None:
     refused(app, "apps", "add", "--metadata", url, fragment="non-public address")
     assert apps_json(app) == []
@@ -471,3 +478,74 @@ def test_sync_missing_folder(app: Flask, tmp_path: Path) -> None:
     r = cli(app, "apps", "sync", str(tmp_path / "nope"))
     assert r.exit_code != 0
     assert "no folder" in r.stderr
+
+
+# ---------------------------------------------------------------- fetching from a URL (internal hosts allowed)
+
+class _MetadataHandler(BaseHTTPRequestHandler):
+    body = b""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        if self.path == "/md.xml":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/samlmetadata+xml")
+            self.send_header("Content-Length", str(len(self.body)))
+            self.end_headers()
+            self.wfile.write(self.body)
+        elif self.path == "/to-md":
+            self.send_response(302)
+            self.send_header("Location", "/md.xml")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/to-unspecified":
+            self.send_response(302)
+            self.send_header("Location", "http://0.0.0.0:1/x")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/loop":
+            self.send_response(302)
+            self.send_header("Location", "/loop")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def md_server(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A local HTTP server with SP metadata; the app is configured to allow internal metadata hosts."""
+    settings = app.extensions["idp.settings"]
+    monkeypatch.setitem(app.extensions, "idp.settings",
+                        dataclasses.replace(settings, metadata_fetch_allow_private=True, metadata_fetch_timeout_s=5))
+    handler = type("Handler", (_MetadataHandler,), {"body": (SP_METADATA_DIR / "dropbox-gluu-docs.xml").read_bytes()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_url_fetch_registers(app: Flask, md_server: str) -> None:
+    slug = add(app, f"{md_server}/to-md")
+    d = show(app, slug)
+    assert d["entity_id"] == "Dropbox"
+    assert post_locations(d) == ["https://www.dropbox.com/saml_login"]
+
+
+@pytest.mark.parametrize(("path", "fragment"), [
+    ("/to-unspecified", "forbidden address"),
+    ("/loop", "redirected too many times"),
+    ("/missing", "HTTP 404"),
+])
+def test_url_fetch_refusals(app: Flask, md_server: str, path: str, fragment: str) -> None:
+    refused(app, "apps", "add", "--metadata", f"{md_server}{path}", fragment=fragment)
+    assert apps_json(app) == []
