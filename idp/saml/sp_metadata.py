@@ -15,13 +15,12 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from lxml import etree
 
-BINDING_POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
-BINDING_REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+from .constants import BINDING_POST, NS_DS, NS_MD, NS_SAMLP
+from .xmlsafe import UnsafeXmlError, parse_untrusted_xml
+
 MAX_METADATA_BYTES = 5 * 1024 * 1024
 
-SAML2_PROTOCOL = "urn:oasis:names:tc:SAML:2.0:protocol"
-NS_MD = "urn:oasis:names:tc:SAML:2.0:metadata"
-NS_DS = "http://www.w3.org/2000/09/xmldsig#"
+SAML2_PROTOCOL = NS_SAMLP
 NS_MDUI = "urn:oasis:names:tc:SAML:metadata:ui"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
@@ -201,10 +200,10 @@ class SpMetadata:
 
 
 def safe_parse_xml(xml: bytes, max_bytes: int = MAX_METADATA_BYTES) -> etree._Element:
-    """Parse untrusted XML bytes with a hardened lxml parser; raise MetadataError on anything unsafe or malformed.
+    """Parse untrusted metadata with the shared hardened parser; MetadataError on anything unsafe or malformed.
 
-    Refuses input over max_bytes and any DOCTYPE (so no entity can be declared, let alone expanded); never touches
-    the network or the file system; drops comments and processing instructions so they cannot split text content.
+    No DOCTYPE (so no entity can be declared, let alone expanded), no network, no file system;
+    comments and processing instructions are dropped so they cannot split text content.
     """
     if isinstance(xml, str):
         raise TypeError("safe_parse_xml() takes bytes, not str: pass the uploaded file's raw content")
@@ -213,36 +212,17 @@ def safe_parse_xml(xml: bytes, max_bytes: int = MAX_METADATA_BYTES) -> etree._El
         raise MetadataError(
             f"The metadata is {_size(len(data))}, over the {_size(max_bytes)} limit; upload only the SP's own metadata."
         )
-    # A UTF-8 byte order mark and whitespace before the root (dropbox-gluu-docs.xml) are harmless; an XML
-    # declaration after whitespace is not well-formed, so drop both before parsing.
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    data = data.lstrip(b" \t\r\n")
-    if not data:
-        raise MetadataError("The metadata is empty.")
-    # Cheap early refusal; the docinfo check below is the authoritative one (it also covers UTF-16 input).
-    if b"<!DOCTYPE" in data:
-        raise _doctype_error()
-    parser = etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-        collect_ids=False,
-    )
     try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as exc:
-        raise MetadataError(f"The metadata is not well-formed XML: {_short(str(exc.msg or exc))}") from None
-    except ValueError as exc:  # lxml refuses some inputs (e.g. unsupported encodings) with ValueError
-        raise MetadataError(f"The metadata is not well-formed XML: {_short(str(exc))}") from None
-    docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise _doctype_error()
-    return root
+        return parse_untrusted_xml(data, max_bytes=max_bytes, max_depth=256, remove_comments=True)
+    except UnsafeXmlError as exc:
+        message = str(exc)
+        if "DOCTYPE" in message:
+            raise _doctype_error() from None
+        if message == "document is empty":
+            raise MetadataError("The metadata is empty.") from None
+        if message.startswith("not well-formed XML: "):
+            message = message[len("not well-formed XML: "):]
+        raise MetadataError(f"The metadata is not well-formed XML: {_short(message)}") from None
 
 
 def _doctype_error() -> MetadataError:

@@ -15,13 +15,13 @@ _PARSER_KW = dict(
     load_dtd=False,
     dtd_validation=False,
     huge_tree=False,
-    remove_comments=False,
     remove_pis=True,
     collect_ids=False,
 )
 
 
-def parse_untrusted_xml(data: bytes, *, max_bytes: int, max_depth: int = 64) -> etree._Element:
+def parse_untrusted_xml(data: bytes, *, max_bytes: int, max_depth: int = 64,
+                        remove_comments: bool = False) -> etree._Element:
     """Parse bytes from an untrusted party and return the root element.
 
     A DOCTYPE is refused outright (SAML protocol messages and metadata never need one), which
@@ -29,10 +29,16 @@ def parse_untrusted_xml(data: bytes, *, max_bytes: int, max_depth: int = 64) -> 
     """
     if len(data) > max_bytes:
         raise UnsafeXmlError(f"document is larger than {max_bytes} bytes")
-    data = data.lstrip(b"\xef\xbb\xbf").lstrip()
+    if isinstance(data, str):
+        raise TypeError("parse_untrusted_xml() takes bytes")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    data = data.lstrip(b" \t\r\n")  # whitespace before the root or the XML declaration is harmless
     if not data:
         raise UnsafeXmlError("document is empty")
-    parser = etree.XMLParser(**_PARSER_KW)
+    if b"<!DOCTYPE" in data:  # cheap early refusal; the docinfo check below is the authoritative one
+        raise UnsafeXmlError("a DOCTYPE is not allowed")
+    parser = etree.XMLParser(**_PARSER_KW, remove_comments=remove_comments)
     try:
         root = etree.fromstring(data, parser=parser)  # noqa: S320 - parser hardened above
     except etree.XMLSyntaxError as exc:
@@ -40,7 +46,7 @@ def parse_untrusted_xml(data: bytes, *, max_bytes: int, max_depth: int = 64) -> 
     except ValueError as exc:  # e.g. unicode strings with an encoding declaration
         raise UnsafeXmlError(f"not well-formed XML: {str(exc)[:200]}") from None
     tree = root.getroottree()
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None or tree.docinfo.externalDTD is not None:
         raise UnsafeXmlError("a DOCTYPE is not allowed")
     if _depth_exceeds(root, max_depth):
         raise UnsafeXmlError(f"elements are nested deeper than {max_depth} levels")

@@ -16,9 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from idp.saml.constants import BINDING_POST, BINDING_REDIRECT
 from idp.saml.sp_metadata import (
-    BINDING_POST,
-    BINDING_REDIRECT,
     MAX_METADATA_BYTES,
     Endpoint,
     MetadataError,
