@@ -67,6 +67,7 @@ class User(db.Model):  # type: ignore[name-defined]
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     totp_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)  # replay guard (RFC 6238 §5.2)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     groups: Mapped[list[Group]] = relationship(secondary=user_groups, back_populates="members", lazy="selectin")
 
@@ -195,3 +196,13 @@ class OrgSetting(db.Model):  # type: ignore[name-defined]
     __tablename__ = "org_settings"
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
+
+
+class ThrottleCounter(db.Model):  # type: ignore[name-defined]
+    """Failed-attempt counters for login and MFA throttling (per account, per IP)."""
+
+    __tablename__ = "throttle_counters"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from . import pending as pending_store
+from .auth import totp
 from .certs.keystore import KeySet
 from .config import Settings
 from .errors import (
@@ -38,11 +39,13 @@ from .errors import (
 from .events import record_event
 from .extensions import db
 from .models import IdpSession, PersistentId, SessionParticipant, User, utcnow
-from .policy.authn_context import choose_context
+from .policy.engine import evaluate
+from .policy.model import AccessContext, Decision, Effect
 from .reasons import Reason
 from .replay import remember_request, replay_window
 from .saml.bindings import BindingError, DecodedMessage, check_relay_state
 from .saml.constants import (
+    AC_PASSWORD_PROTECTED,
     BINDING_POST,
     NAMEID_EMAIL,
     NAMEID_FORMATS,
@@ -52,7 +55,6 @@ from .saml.constants import (
     STATUS_INVALID_NAMEID_POLICY,
     STATUS_NO_AUTHN_CONTEXT,
     STATUS_NO_PASSIVE,
-    STATUS_REQUEST_DENIED,
     STATUS_REQUESTER,
     STATUS_RESPONDER,
 )
@@ -61,6 +63,7 @@ from .saml.responses import AssertionSpec, SigningChoice, build_error_response, 
 from .saml.signing import SignatureError, allowed_algorithms, has_signature, verify_enveloped, verify_redirect_signature
 from .saml.sp_metadata import Endpoint
 from .services.apps import AppConfig, app_config_by_entity_id, app_config_by_id, app_config_by_slug
+from .services.org import trusted_ranges
 from .services.users import user_fields
 
 
@@ -289,9 +292,53 @@ def signing_for(app: AppConfig, keys: KeySet) -> SigningChoice:
                          sign_response=mode in ("response", "both"), sign_assertion=mode in ("assertion", "both"))
 
 
+class InteractionRequired(Exception):
+    """The user must do something first: "reauth" (password again) or "mfa" (second factor)."""
+
+    def __init__(self, kind: str, decision: Decision) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.decision = decision
+
+
+def access_context(app: AppConfig, user: User, pending: PendingSso | None, client_ip: str | None, *,
+                   authn_at: datetime | None, mfa_passed: bool, now: datetime,
+                   org_ranges: tuple[str, ...] | None = None) -> AccessContext:
+    req = (pending.request if pending else None) or {}
+    return AccessContext(
+        app_slug=app.slug, app_enabled=app.enabled, policy=app.settings.policy,
+        username=user.username, user_disabled=user.disabled, user_groups=frozenset(user.group_names),
+        client_ip=client_ip, org_ip_ranges=trusted_ranges() if org_ranges is None else org_ranges,
+        session_age_s=(now - authn_at).total_seconds() if authn_at else None,
+        mfa_passed=mfa_passed, mfa_enrolled=totp.is_enrolled(user),
+        requested_comparison=req.get("requested_context_comparison"),
+        requested_refs=tuple(req.get("requested_context_refs") or ()),
+    )
+
+
+def decide(pending: PendingSso, app: AppConfig, user: User, client_ip: str | None, *,
+           authn_at: datetime | None, mfa_passed: bool, now: datetime | None = None) -> Decision:
+    now = now or utcnow()
+    return evaluate(access_context(app, user, pending, client_ip, authn_at=authn_at, mfa_passed=mfa_passed, now=now))
+
+
+def _denied(decision: Decision) -> SamlFlowError:
+    if decision.reason is Reason.NO_AUTHN_CONTEXT:
+        return AccessDenied(decision.explanation, reason=decision.reason, saml_status=STATUS_REQUESTER,
+                            saml_sub_status=STATUS_NO_AUTHN_CONTEXT)
+    if decision.reason is Reason.APP_DISABLED:
+        return AppDisabled(decision.explanation)
+    exc = AccessDenied(decision.explanation, reason=decision.reason, http_status=403)
+    return exc
+
+
 def issue_response(pending: PendingSso, session: IdpSession, settings: Settings, keys: KeySet, client: Client,
                    now: datetime | None = None) -> IssuedResponse:
-    """Run the checks for this user and app, then build, sign and record; raises SamlFlowError on denial."""
+    """Run the policy for this user and app, then build, sign and record.
+
+    Raises SamlFlowError on a denial, InteractionRequired when the user must re-authenticate or
+    pass a second factor first (the caller parks the request and sends the browser there).
+    """
     now = now or utcnow()
     app = app_config_by_id(pending.app_id)
     ctx = pending.event_context(app)
@@ -300,33 +347,33 @@ def issue_response(pending: PendingSso, session: IdpSession, settings: Settings,
     if app is None:
         raise _fail(UnknownApp("the app was removed while the request was pending"), ctx)
     reply = (app, pending.acs_url, pending.request_id, pending.relay_state)
-    if not app.enabled:
-        raise _fail(AppDisabled("this app is disabled"), ctx)
-    if user.disabled:
-        raise _fail(AccessDenied("this account is disabled", reason=Reason.USER_DISABLED,
-                                 saml_status=STATUS_RESPONDER, saml_sub_status=STATUS_REQUEST_DENIED), ctx, reply)
-    req = pending.request or {}
-    authn_context = choose_context(req.get("requested_context_comparison"),
-                                   req.get("requested_context_refs") or [], session.mfa_at is not None)
-    if authn_context is None:
-        ctx.detail["requested_context"] = {"comparison": req.get("requested_context_comparison"),
-                                           "refs": req.get("requested_context_refs")}
-        raise _fail(AccessDenied("the requested authentication context cannot be satisfied",
-                                 reason=Reason.NO_AUTHN_CONTEXT, saml_status=STATUS_REQUESTER,
-                                 saml_sub_status=STATUS_NO_AUTHN_CONTEXT), ctx, reply)
+    decision = decide(pending, app, user, client.ip, authn_at=session.authn_at,
+                      mfa_passed=session.mfa_at is not None, now=now)
+    ctx.detail["policy"] = decision.to_detail()
+    if decision.effect is Effect.STEP_UP:
+        raise InteractionRequired("mfa", decision)
+    if decision.effect is Effect.REAUTH:
+        raise InteractionRequired("reauth", decision)
+    if decision.effect is not Effect.ALLOW:
+        exc = _denied(decision)
+        raise _fail(exc, ctx, reply if exc.saml_status else None)
+    authn_context = decision.authn_context or AC_PASSWORD_PROTECTED
     try:
-        fmt, name_id = _name_id(app, user, req.get("nameid_format"))
+        fmt, name_id = _name_id(app, user, (pending.request or {}).get("nameid_format"))
     except SamlFlowError as exc:
         raise _fail(exc, ctx, reply) from None
     part = _participant(session, app, name_id, fmt)
     fields = user_fields(user)
+    session_end = session.created_at + timedelta(seconds=settings.session_lifetime_s)
+    if app.settings.session_timeout:
+        session_end = min(session_end, session.authn_at + timedelta(minutes=app.settings.session_timeout))
     spec = AssertionSpec(
         issuer=settings.entity_id, audience=app.entity_id, destination=pending.acs_url,
         in_response_to=pending.request_id, name_id=name_id, name_id_format=fmt,
         session_index=part.session_index, authn_instant=session.authn_at, authn_context=authn_context,
         now=now, lifetime=timedelta(seconds=settings.assertion_lifetime_s),
         clock_skew=timedelta(seconds=settings.clock_skew_s),
-        session_not_on_or_after=session.created_at + timedelta(seconds=settings.session_lifetime_s),
+        session_not_on_or_after=session_end,
         attributes=map_attributes(app.settings.attributes, fields),
         sp_name_qualifier=app.entity_id if fmt == NAMEID_PERSISTENT else None,
     )
@@ -363,3 +410,40 @@ def no_passive(pending: PendingSso, app: AppConfig) -> SamlFlowError:
     exc = AccessDenied("IsPassive was requested and there is no session", reason=Reason.NO_PASSIVE,
                        saml_status=STATUS_RESPONDER, saml_sub_status=STATUS_NO_PASSIVE)
     return _fail(exc, pending.event_context(app), (app, pending.acs_url, pending.request_id, pending.relay_state))
+
+
+_RESUME_PREFIX = "/saml/continue/"
+
+
+def pending_from_next(next_url: str) -> tuple[str, PendingSso] | None:
+    """The parked SSO request a login/MFA page will resume, if `next` points at one."""
+    if not next_url.startswith(_RESUME_PREFIX):
+        return None
+    token = next_url[len(_RESUME_PREFIX):].split("?", 1)[0]
+    pending = unpark(token, consume=False)
+    return (token, pending) if pending else None
+
+
+def needs_mfa_at_login(next_url: str, user: User, client_ip: str | None) -> bool:
+    """Whether the request being resumed needs a second factor: then the password alone opens no session."""
+    found = pending_from_next(next_url)
+    if found is None:
+        return False
+    app = app_config_by_id(found[1].app_id)
+    if app is None:
+        return False
+    now = utcnow()
+    decision = decide(found[1], app, user, client_ip, authn_at=now, mfa_passed=False, now=now)
+    return decision.effect is Effect.STEP_UP
+
+
+def record_mfa_failure(next_url: str, user: User, client: Client, why: str) -> int | None:
+    """An `mfa_failed` event when the failed second factor was for a pending SSO; returns the event id."""
+    found = pending_from_next(next_url)
+    if found is None:
+        return None
+    app = app_config_by_id(found[1].app_id)
+    ctx = found[1].event_context(app)
+    ctx.username = user.username
+    ctx.detail["message"] = why
+    return record_event(ctx, Reason.MFA_FAILED, client_ip=client.ip, user_agent=client.user_agent).id

@@ -7,8 +7,10 @@ from datetime import timedelta
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from ..models import utcnow
+from ..extensions import db
+from ..models import IdpSession, User, utcnow
 from ..services.users import find_user
+from ..sso import needs_mfa_at_login
 from ..web.context import current_client, passwords, settings
 from .sessions import Principal, load_session, start_session
 
@@ -49,13 +51,30 @@ def login() -> Response | str:
                                         error="Invalid username or password."), status=401)
     if user.password_hash and passwords().needs_rehash(user.password_hash):
         user.password_hash = passwords().hash(password)
+        db.session.commit()
     previous = current_user.session if current_user.is_authenticated else None
-    idp_session = start_session(user, current_client().ip, replaces=previous)
-    logout_user()
-    session.clear()  # new cookie contents: nothing from before login survives (fixation)
-    login_user(Principal(idp_session, user))
-    session["login_at"] = utcnow().isoformat()
+    if needs_mfa_at_login(next_url, user, current_client().ip):
+        # Only a "pending user" lives in the cookie until the second factor passes: no IdP session yet.
+        logout_user()
+        session.clear()
+        session[PENDING_USER] = {"user_id": user.id, "at": utcnow().isoformat(),
+                                 "replaces": previous.id if previous is not None else None}
+        return redirect(url_for("mfa.verify", next=next_url), code=303)  # type: ignore[return-value]
+    complete_login(user, previous, mfa=False)
     return redirect(next_url, code=303)  # type: ignore[return-value]
+
+
+PENDING_USER = "pending_user"
+PENDING_USER_TTL_S = 600
+
+
+def complete_login(user: User, previous: IdpSession | None, *, mfa: bool) -> IdpSession:
+    """Open a fresh IdP session and a fresh cookie (nothing from before survives: no fixation)."""
+    idp_session = start_session(user, current_client().ip, replaces=previous, mfa=mfa)
+    logout_user()
+    session.clear()
+    login_user(Principal(idp_session, user))
+    return idp_session
 
 
 @bp.get("/logout")

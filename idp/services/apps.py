@@ -14,6 +14,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import ConnectedApp
+from ..policy.checks import parse_cidr
+from ..policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES, AppPolicy
 from ..saml.constants import NAMEID_FORMATS, SIG_RSA_SHA256
 from ..saml.signing import SIGNATURE_ALGORITHMS
 from ..saml.sp_metadata import MetadataError, SpMetadata, parse_sp_metadata
@@ -48,6 +50,16 @@ class AppSettings:
     signature_algorithm: str = SIG_RSA_SHA256
     require_signed_requests: bool = False         # in addition to the SP's AuthnRequestsSigned
     allow_sha1: bool = False                      # legacy SPs only, explicit opt-in
+    # access policy (see idp/policy)
+    permitted: str = "all"                        # all | admin-approved
+    allow_groups: tuple[str, ...] = ()
+    deny_groups: tuple[str, ...] = ()
+    assigned_users: tuple[str, ...] = ()
+    ip_policy: str = "relax"                      # enforce | relax-with-mfa | relax
+    ip_ranges: tuple[str, ...] = ()
+    require_mfa: bool = False
+    mfa_action: str = "step-up"                   # step-up | block
+    session_timeout: int | None = None            # minutes since the password was entered
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,7 +67,22 @@ class AppSettings:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> AppSettings:
         known = {k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__}
+        for name in _TUPLE_FIELDS:
+            if name in known:
+                known[name] = tuple(known[name])
         return cls(**known)
+
+    @property
+    def policy(self) -> AppPolicy:
+        return AppPolicy(
+            permitted=self.permitted, allow_groups=frozenset(self.allow_groups),
+            deny_groups=frozenset(self.deny_groups), assigned_users=frozenset(self.assigned_users),
+            ip_policy=self.ip_policy, ip_ranges=tuple(self.ip_ranges), require_mfa=self.require_mfa,
+            mfa_action=self.mfa_action, session_timeout_min=self.session_timeout,
+        )
+
+
+_TUPLE_FIELDS = ("allow_groups", "deny_groups", "assigned_users", "ip_ranges")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +245,19 @@ def validate_settings(s: AppSettings) -> None:
         raise ServiceError(f"sign must be one of {', '.join(SIGN_MODES)}")
     if s.signature_algorithm not in SIGNATURE_ALGORITHMS:
         raise ServiceError("unsupported signature algorithm")
+    if s.permitted not in PERMITTED_MODES:
+        raise ServiceError(f"permitted must be one of {', '.join(PERMITTED_MODES)}")
+    if s.ip_policy not in IP_MODES:
+        raise ServiceError(f"ip policy must be one of {', '.join(IP_MODES)}")
+    if s.mfa_action not in MFA_ACTIONS:
+        raise ServiceError(f"mfa action must be one of {', '.join(MFA_ACTIONS)}")
+    if s.session_timeout is not None and not 1 <= s.session_timeout <= 7 * 24 * 60:
+        raise ServiceError("session timeout must be between 1 and 10080 minutes")
+    for cidr in s.ip_ranges:
+        try:
+            parse_cidr(cidr)
+        except ValueError as exc:
+            raise ServiceError(str(exc)) from None
     for name, field_name in s.attributes.items():
         if not name or len(name) > 1024 or any(ord(c) < 32 for c in name):
             raise ServiceError(f"attribute name {name!r} is not valid")

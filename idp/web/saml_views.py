@@ -17,6 +17,7 @@ from ..saml.bindings import BindingError, decode_post, decode_redirect
 from ..saml.idp_metadata import IdpMetadataSpec, build_idp_metadata
 from ..services.apps import AppConfig
 from ..sso import (
+    InteractionRequired,
     PendingSso,
     error_response,
     issue_response,
@@ -56,27 +57,43 @@ def _session_principal() -> Principal | None:
 
 
 def _continue(app: AppConfig, pending: PendingSso, token: str | None = None) -> Response:
-    """Issue now if the browser has a fitting session; otherwise park the request and log in first."""
+    """Issue now if the browser has a fitting session; otherwise park the request and send the user to log in."""
     principal = _session_principal()
     stale = principal is not None and pending.force_authn and principal.session.authn_at < pending.received_at
     if principal is None or stale:
-        if pending.is_passive:
-            if token:
-                unpark(token, consume=True)
-            raise no_passive(pending, app)
-        token = token or park(pending)
-        login_url = url_for("auth.login", next=url_for("saml.resume", token=token),
-                            force="1" if pending.force_authn else None)
-        return redirect(login_url, code=303)  # type: ignore[return-value]
+        return _interact(app, pending, token, "login")
     s = settings()
     try:
         keys = keystore().current()
     except KeyStoreError as exc:
         raise ServiceUnavailable(f"signing key unavailable: {exc}") from None
+    try:
+        issued = issue_response(pending, principal.session, s, keys, current_client())
+    except InteractionRequired as need:
+        return _interact(app, pending, token, need.kind)
+    except SamlFlowError:
+        if token:
+            unpark(token, consume=True)
+        raise
     if token:
         unpark(token, consume=True)
-    issued = issue_response(pending, principal.session, s, keys, current_client())
     return post_form(issued)
+
+
+def _interact(app: AppConfig, pending: PendingSso, token: str | None, kind: str) -> Response:
+    """Park the request and send the browser to the login (kind login/reauth) or second-factor page."""
+    if pending.is_passive:
+        if token:
+            unpark(token, consume=True)
+        raise no_passive(pending, app)
+    token = token or park(pending)
+    resume_url = url_for("saml.resume", token=token)
+    if kind == "mfa":
+        target = url_for("mfa.verify", next=resume_url)
+    else:
+        force = "1" if (kind == "reauth" or pending.force_authn) and _session_principal() is not None else None
+        target = url_for("auth.login", next=resume_url, force=force)
+    return redirect(target, code=303)  # type: ignore[return-value]
 
 
 @bp.route("/saml/sso", methods=["GET", "POST"])

@@ -1,0 +1,103 @@
+"""Second factor pages: /mfa (verify a TOTP code) and /mfa/enroll (first enrolment)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask_login import current_user
+
+from ..extensions import db
+from ..models import IdpSession, User, utcnow
+from ..services.org import mfa_self_enroll
+from ..sso import record_mfa_failure
+from ..throttle import MFA_RULE, record_failure, reset, retry_after
+from ..web.context import current_client
+from . import totp
+from .views import PENDING_USER, PENDING_USER_TTL_S, complete_login, safe_next
+
+bp = Blueprint("mfa", __name__)
+
+
+def _subject() -> tuple[User, IdpSession | None] | None:
+    """Who is proving a second factor: the password-verified pending user, or the signed-in user (step-up)."""
+    data = session.get(PENDING_USER)
+    if data:
+        age = (utcnow() - datetime.fromisoformat(data["at"])).total_seconds()
+        user = db.session.get(User, data["user_id"])
+        if age <= PENDING_USER_TTL_S and user is not None and not user.disabled:
+            previous = db.session.get(IdpSession, data["replaces"]) if data.get("replaces") else None
+            return user, previous
+        session.pop(PENDING_USER, None)
+        return None
+    if current_user.is_authenticated:
+        return current_user.user, current_user.session
+    return None
+
+
+def _throttle_key(user: User) -> str:
+    return f"mfa:user:{user.id}"
+
+
+def _render(template: str, status: int = 200, **kw: object) -> Response:
+    resp = Response(render_template(template, **kw), status=status)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.route("/mfa", methods=["GET", "POST"])
+def verify() -> Response:
+    next_url = safe_next(request.values.get("next"))
+    subject = _subject()
+    if subject is None:
+        return redirect(url_for("auth.login", next=next_url), code=303)  # type: ignore[return-value]
+    user, previous = subject
+    if not totp.is_enrolled(user):
+        return _render("mfa_not_enrolled.html", next=next_url, can_enroll=mfa_self_enroll())
+    if request.method == "GET":
+        return _render("mfa.html", next=next_url, error=None)
+    wait = retry_after(_throttle_key(user))
+    if wait:
+        return _render("mfa.html", 429, next=next_url,
+                       error=f"Too many wrong codes. Wait {wait} seconds, then try again.")
+    if not totp.verify_and_consume(user, request.form.get("code", "")[:20]):
+        record_failure(_throttle_key(user), MFA_RULE)
+        record_mfa_failure(next_url, user, current_client(), "wrong, expired or already used TOTP code")
+        return _render("mfa.html", 401, next=next_url,
+                       error="That code is not valid. Enter the current code from your authenticator app.")
+    reset(_throttle_key(user))
+    complete_login(user, previous, mfa=True)  # renews the session id
+    return redirect(next_url, code=303)  # type: ignore[return-value]
+
+
+@bp.route("/mfa/enroll", methods=["GET", "POST"])
+def enroll() -> Response:
+    next_url = safe_next(request.values.get("next"))
+    subject = _subject()
+    if subject is None:
+        return redirect(url_for("auth.login", next=url_for("mfa.enroll", next=next_url)), code=303)  # type: ignore[return-value]
+    user, previous = subject
+    if totp.is_enrolled(user):
+        return redirect(url_for("mfa.verify", next=next_url), code=303)  # type: ignore[return-value]
+    pending_login = PENDING_USER in session
+    if pending_login and not mfa_self_enroll():
+        return _render("mfa_not_enrolled.html", next=next_url, can_enroll=False)
+    error = None
+    status = 200
+    if request.method == "POST":
+        wait = retry_after(_throttle_key(user))
+        if wait:
+            error, status = f"Too many wrong codes. Wait {wait} seconds, then try again.", 429
+        elif totp.confirm_enrolment(user, request.form.get("code", "")[:20]):
+            reset(_throttle_key(user))
+            complete_login(user, previous, mfa=True)
+            return redirect(next_url, code=303)  # type: ignore[return-value]
+        else:
+            record_failure(_throttle_key(user), MFA_RULE)
+            error, status = "That code does not match. Scan the QR code again and enter the current code.", 401
+    if not user.totp_secret or request.method == "GET":
+        totp.start_enrolment(user)
+    assert user.totp_secret is not None
+    uri = totp.provisioning_uri(user, user.totp_secret)
+    return _render("mfa_enroll.html", status, next=next_url, secret=user.totp_secret, qr=totp.qr_svg(uri),
+                   uri=uri, error=error)

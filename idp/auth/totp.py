@@ -1,0 +1,101 @@
+"""TOTP second factor (RFC 6238: SHA-1, 6 digits, 30 s): enrolment, QR code, verification with replay guard."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pyotp
+import qrcode
+import qrcode.image.svg
+from sqlalchemy import or_, update
+
+from ..extensions import db
+from ..models import User
+
+STEP = 30
+ISSUER = "Identity Provider"
+
+
+def new_secret() -> str:
+    return pyotp.random_base32(32)
+
+
+def provisioning_uri(user: User, secret: str, issuer: str = ISSUER) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=issuer)
+
+
+def qr_svg(uri: str) -> str:
+    """An inline SVG QR code (no Pillow needed); safe to embed: it is generated, not user markup."""
+    img = qrcode.make(uri, image_factory=qrcode.image.svg.SvgPathImage, box_size=8, border=2)
+    buf = io.BytesIO()
+    img.save(buf)
+    svg = buf.getvalue().decode("utf-8")
+    return svg[svg.index("<svg"):]
+
+
+def matching_step(secret: str, code: str, now: float | None = None) -> int | None:
+    """The time step (±1 around now) whose code equals `code`, or None."""
+    code = "".join(code.split())
+    if not (len(code) == 6 and code.isdigit()):
+        return None
+    totp = pyotp.TOTP(secret)
+    now = time.time() if now is None else now
+    current = int(now // STEP)
+    for step in (current, current - 1, current + 1):
+        if pyotp.utils.strings_equal(totp.at(step * STEP), code):
+            return step
+    return None
+
+
+def consume_step(user_id: int, step: int) -> bool:
+    """Atomically record `step` as used; False when this or a later step was already used (a replay).
+
+    A single conditional UPDATE, so two sessions racing with the same code cannot both succeed.
+    """
+    result = db.session.execute(
+        update(User)
+        .where(User.id == user_id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .values(totp_last_step=step)
+    )
+    db.session.commit()
+    return bool(getattr(result, "rowcount", 0))
+
+
+def verify_and_consume(user: User, code: str, *, pending_secret: bool = False, now: float | None = None) -> bool:
+    secret = user.totp_secret
+    if not secret or (not user.totp_confirmed and not pending_secret):
+        return False
+    step = matching_step(secret, code, now)
+    return step is not None and consume_step(user.id, step)
+
+
+def start_enrolment(user: User) -> str:
+    """A new unconfirmed secret (replacing an earlier unconfirmed one); confirmed secrets are never replaced here."""
+    if user.totp_confirmed:
+        raise ValueError("a second factor is already enrolled")
+    user.totp_secret = new_secret()
+    user.totp_last_step = None
+    db.session.commit()
+    return user.totp_secret
+
+
+def confirm_enrolment(user: User, code: str) -> bool:
+    if user.totp_confirmed or not user.totp_secret:
+        return False
+    if not verify_and_consume(user, code, pending_secret=True):
+        return False
+    user.totp_confirmed = True
+    db.session.commit()
+    return True
+
+
+def reset(user: User) -> None:
+    user.totp_secret = None
+    user.totp_confirmed = False
+    user.totp_last_step = None
+    db.session.commit()
+
+
+def is_enrolled(user: User) -> bool:
+    return bool(user.totp_secret and user.totp_confirmed)

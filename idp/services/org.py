@@ -1,0 +1,66 @@
+"""Org-wide settings: trusted login IP ranges and MFA self-enrolment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..extensions import db
+from ..models import OrgSetting
+from ..policy.checks import parse_cidr
+from . import ServiceError
+
+TRUSTED_RANGES = "trusted_ip_ranges"
+MFA_SELF_ENROLL = "mfa_self_enroll"
+
+
+def _get(key: str, default: Any) -> Any:
+    row = db.session.get(OrgSetting, key)
+    return default if row is None else row.value
+
+
+def _set(key: str, value: Any) -> None:
+    row = db.session.get(OrgSetting, key)
+    if row is None:
+        db.session.add(OrgSetting(key=key, value=value))
+    else:
+        row.value = value
+    db.session.commit()
+
+
+def trusted_ranges() -> tuple[str, ...]:
+    return tuple(_get(TRUSTED_RANGES, []))
+
+
+def normalise_cidr(value: str) -> str:
+    try:
+        return str(parse_cidr(value))
+    except ValueError as exc:
+        raise ServiceError(str(exc)) from None
+
+
+def add_trusted_range(cidr: str) -> str:
+    value = normalise_cidr(cidr)
+    ranges = list(trusted_ranges())
+    if value in ranges:
+        raise ServiceError(f"{value} is already a trusted range")
+    _set(TRUSTED_RANGES, ranges + [value])
+    return value
+
+
+def remove_trusted_range(cidr: str) -> str:
+    value = normalise_cidr(cidr)
+    ranges = list(trusted_ranges())
+    if value not in ranges:
+        raise ServiceError(f"{value} is not a trusted range")
+    ranges.remove(value)
+    _set(TRUSTED_RANGES, ranges)
+    return value
+
+
+def mfa_self_enroll() -> bool:
+    """Whether users may enrol a second factor themselves when a policy first asks for one."""
+    return bool(_get(MFA_SELF_ENROLL, True))
+
+
+def set_mfa_self_enroll(enabled: bool) -> None:
+    _set(MFA_SELF_ENROLL, bool(enabled))
