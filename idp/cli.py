@@ -125,6 +125,36 @@ def users_set(username: str, groups: tuple[str, ...], remove_groups: tuple[str, 
     click.echo(f"user {username} updated")
 
 
+@users_group.command("mfa-enroll", help="Enrol a TOTP second factor; prints the otpauth:// URI (shown once).")
+@click.argument("username")
+@with_appcontext
+def users_mfa_enroll(username: str) -> None:
+    from .auth import totp
+    try:
+        user = users_svc.get_user(username)
+    except ServiceError as exc:
+        _fail(str(exc))
+    if totp.is_enrolled(user):
+        _fail(f"{username} already has a second factor; reset it first with `idp users mfa-reset {username}`")
+    secret = totp.start_enrolment(user)
+    user.totp_confirmed = True  # the admin hands the URI over out of band
+    db.session.commit()
+    click.echo(totp.provisioning_uri(user, secret))
+
+
+@users_group.command("mfa-reset", help="Remove a user's second factor (they enrol again when a policy asks).")
+@click.argument("username")
+@with_appcontext
+def users_mfa_reset(username: str) -> None:
+    from .auth import totp
+    try:
+        user = users_svc.get_user(username)
+    except ServiceError as exc:
+        _fail(str(exc))
+    totp.reset(user)
+    click.echo(f"second factor of {username} removed")
+
+
 @users_group.command("list")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @with_appcontext
@@ -305,12 +335,35 @@ def apps_remove(slug: str) -> None:
 @click.option("--name")
 @click.option("--require-signed-requests/--no-require-signed-requests", default=None)
 @click.option("--allow-sha1/--no-allow-sha1", default=None)
+@click.option("--permitted", type=click.Choice(["all", "admin-approved"]))
+@click.option("--allow-group", "allow_groups", multiple=True, help="Group allowed in (admin-approved); repeat.")
+@click.option("--deny-group", "deny_groups", multiple=True, help="Group always refused; repeat.")
+@click.option("--remove-allow-group", "remove_allow_groups", multiple=True)
+@click.option("--remove-deny-group", "remove_deny_groups", multiple=True)
+@click.option("--assign-user", "assign_users", multiple=True, help="User allowed in directly; repeat.")
+@click.option("--unassign-user", "unassign_users", multiple=True)
+@click.option("--ip-policy", type=click.Choice(["enforce", "relax-with-mfa", "relax"]))
+@click.option("--ip-range", "ip_ranges", multiple=True, help="IPv4/IPv6 CIDR added to the app's ranges; repeat.")
+@click.option("--clear-ip-ranges", is_flag=True)
+@click.option("--require-mfa/--no-require-mfa", default=None)
+@click.option("--mfa-action", type=click.Choice(["step-up", "block"]))
+@click.option("--session-timeout", type=click.IntRange(0, 10080), help="Minutes; 0 removes the limit.")
 @with_appcontext
 def apps_set(slug: str, nameid_format: str | None, nameid_field: str | None, attributes: tuple[str, ...],
              clear_attributes: bool, sign: str | None, enabled: bool | None, name: str | None,
-             require_signed_requests: bool | None, allow_sha1: bool | None) -> None:
+             require_signed_requests: bool | None, allow_sha1: bool | None, permitted: str | None,
+             allow_groups: tuple[str, ...], deny_groups: tuple[str, ...], remove_allow_groups: tuple[str, ...],
+             remove_deny_groups: tuple[str, ...], assign_users: tuple[str, ...], unassign_users: tuple[str, ...],
+             ip_policy: str | None, ip_ranges: tuple[str, ...], clear_ip_ranges: bool, require_mfa: bool | None,
+             mfa_action: str | None, session_timeout: int | None) -> None:
     try:
         app = apps_svc.get_app(slug)
+        policy = apps_svc.policy_changes(
+            apps_svc.AppSettings.from_dict(app.settings), permitted=permitted, allow_groups=allow_groups,
+            deny_groups=deny_groups, remove_allow_groups=remove_allow_groups,
+            remove_deny_groups=remove_deny_groups, assign_users=assign_users, unassign_users=unassign_users,
+            ip_policy=ip_policy, ip_ranges=ip_ranges, clear_ip_ranges=clear_ip_ranges, require_mfa=require_mfa,
+            mfa_action=mfa_action, session_timeout=session_timeout)
         attr_map = apps_svc.parse_attribute_option(list(attributes)) if attributes else None
         if clear_attributes and attr_map is None:
             attr_map = {}
@@ -322,7 +375,7 @@ def apps_set(slug: str, nameid_format: str | None, nameid_field: str | None, att
             app.name = name.strip()
         apps_svc.change_settings(app, enabled=enabled, nameid_format=nameid_format, nameid_field=nameid_field,
                                  attributes=attr_map, sign=sign, require_signed_requests=require_signed_requests,
-                                 allow_sha1=allow_sha1)
+                                 allow_sha1=allow_sha1, **policy)
     except ServiceError as exc:
         db.session.rollback()
         _fail(str(exc))
@@ -402,6 +455,86 @@ def certs_status() -> None:
         click.echo(f"{k.kid:<20} {k.state:<9} {k.not_after.date()} ({k.days_left} days)  SHA256 {k.fingerprint_sha256}")
 
 
+# ---------------------------------------------------------------- org settings and access check
+
+@click.group("org", help="Org-wide settings.")
+def org_group() -> None:
+    pass
+
+
+@org_group.group("ip-ranges", help="Trusted login IP ranges (IPv4/IPv6 CIDR), used by every app's IP policy.")
+def ip_ranges_group() -> None:
+    pass
+
+
+@ip_ranges_group.command("add")
+@click.argument("cidr")
+@with_appcontext
+def ip_ranges_add(cidr: str) -> None:
+    from .services import org
+    try:
+        value = org.add_trusted_range(cidr)
+    except ServiceError as exc:
+        _fail(str(exc))
+    click.echo(f"trusted range {value} added")
+
+
+@ip_ranges_group.command("remove")
+@click.argument("cidr")
+@with_appcontext
+def ip_ranges_remove(cidr: str) -> None:
+    from .services import org
+    try:
+        value = org.remove_trusted_range(cidr)
+    except ServiceError as exc:
+        _fail(str(exc))
+    click.echo(f"trusted range {value} removed")
+
+
+@ip_ranges_group.command("list")
+@with_appcontext
+def ip_ranges_list() -> None:
+    from .services import org
+    ranges = org.trusted_ranges()
+    if not ranges:
+        click.echo("no trusted ranges (no org-wide IP restriction)")
+    for r in ranges:
+        click.echo(r)
+
+
+@click.group("access", help="Explain access decisions.")
+def access_group() -> None:
+    pass
+
+
+@access_group.command("check", help="Dry run: would USER get into APP from IP, with or without MFA? Issues nothing.")
+@click.option("--user", "username", required=True)
+@click.option("--app", "slug", required=True)
+@click.option("--ip", "ip", default=None)
+@click.option("--mfa", is_flag=True, help="Assume the session passed a second factor.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@with_appcontext
+def access_check(username: str, slug: str, ip: str | None, mfa: bool, fmt: str) -> None:
+    from .services.access import dry_run
+    try:
+        decision = dry_run(username, slug, ip, mfa)
+    except ServiceError as exc:
+        _fail(str(exc))
+    if fmt == "json":
+        click.echo(json.dumps({"decision": str(decision.effect), "check": decision.check,
+                               "reason": str(decision.reason), "explanation": decision.explanation,
+                               "inputs": decision.inputs}, indent=2, default=str))
+        return
+    words = {"allow": "ALLOW", "deny": "DENY", "step_up": "STEP-UP (second factor required)",
+             "reauth": "RE-AUTHENTICATE"}
+    click.echo(f"decision: {words[str(decision.effect)]}")
+    click.echo(f"check:    {decision.check}")
+    click.echo(f"reason:   {decision.reason}")
+    click.echo(f"why:      {decision.explanation}")
+    for k, v in decision.inputs.items():
+        click.echo(f"  {k}: {v}")
+
+
 # ---------------------------------------------------------------- serve
 
 def default_bind(base_url: str) -> str:
@@ -438,7 +571,8 @@ def serve_cmd(bind: str | None, workers: int | None, threads: int) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    for cmd in (db_group, users_group, groups_group, apps_group, events_cmd, certs_group, serve_cmd):
+    for cmd in (db_group, users_group, groups_group, apps_group, events_cmd, certs_group, org_group,
+                access_group, serve_cmd):
         app.cli.add_command(cmd)
 
 

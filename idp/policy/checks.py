@@ -21,7 +21,7 @@ def parse_cidr(value: str) -> IpNetwork:
         raise ValueError(f"{value!r} is not a valid IPv4/IPv6 CIDR range ({exc})") from None
 
 
-def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def parse_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         addr = ipaddress.ip_address(value)
     except ValueError:
@@ -32,7 +32,7 @@ def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
 
 
 def matching_range(ip: str | None, ranges: Iterable[str]) -> str | None:
-    addr = _address(ip) if ip else None
+    addr = parse_address(ip) if ip else None
     if addr is None:
         return None
     for r in ranges:

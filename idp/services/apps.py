@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -226,7 +227,8 @@ def remove_app(slug: str) -> None:
 def change_settings(app: ConnectedApp, *, enabled: bool | None = None, **changes: Any) -> AppSettings:
     """Validate and apply setting changes; nothing is written if any value is invalid."""
     current = AppSettings.from_dict(app.settings)
-    new = replace(current, **{k: v for k, v in changes.items() if v is not None})
+    updates: dict[str, Any] = {k: (None if v is _CLEAR else v) for k, v in changes.items() if v is not None}
+    new = replace(current, **updates)
     validate_settings(new)
     app.settings = new.to_dict()
     if enabled is not None:
@@ -264,6 +266,50 @@ def validate_settings(s: AppSettings) -> None:
         if field_name not in USER_FIELDS:
             raise ServiceError(f"attribute {name!r}: unknown user field {field_name!r} "
                                f"(choose from {', '.join(USER_FIELDS)})")
+
+
+def policy_changes(current: AppSettings, *, permitted: str | None = None, allow_groups: Iterable[str] = (),
+                   deny_groups: Iterable[str] = (), remove_allow_groups: Iterable[str] = (),
+                   remove_deny_groups: Iterable[str] = (), assign_users: Iterable[str] = (),
+                   unassign_users: Iterable[str] = (), ip_policy: str | None = None, ip_ranges: Iterable[str] = (),
+                   clear_ip_ranges: bool = False, require_mfa: bool | None = None, mfa_action: str | None = None,
+                   session_timeout: int | None = None) -> dict[str, Any]:
+    """Turn add/remove options into new setting values; unknown groups and users are refused."""
+    from .org import normalise_cidr
+    from .users import find_user, get_group
+
+    for g in (*allow_groups, *deny_groups):
+        get_group(g)
+    for u in assign_users:
+        if find_user(u) is None:
+            raise ServiceError(f"no user {u!r}")
+
+    def merged(existing: tuple[str, ...], add: Iterable[str], remove: Iterable[str]) -> tuple[str, ...] | None:
+        add, remove = list(add), list(remove)
+        if not add and not remove:
+            return None
+        out = [x for x in existing if x not in remove]
+        out += [x for x in add if x not in out]
+        return tuple(out)
+
+    ranges = None
+    new_ranges = [normalise_cidr(r) for r in ip_ranges]
+    if clear_ip_ranges or new_ranges:
+        base = () if clear_ip_ranges else current.ip_ranges
+        ranges = tuple(dict.fromkeys([*base, *new_ranges]))
+    changes: dict[str, Any] = {
+        "permitted": permitted, "ip_policy": ip_policy, "require_mfa": require_mfa, "mfa_action": mfa_action,
+        "allow_groups": merged(current.allow_groups, allow_groups, remove_allow_groups),
+        "deny_groups": merged(current.deny_groups, deny_groups, remove_deny_groups),
+        "assigned_users": merged(current.assigned_users, assign_users, unassign_users),
+        "ip_ranges": ranges,
+    }
+    if session_timeout is not None:
+        changes["session_timeout"] = session_timeout or _CLEAR
+    return changes
+
+
+_CLEAR = object()  # a value meaning "set this optional setting back to None"
 
 
 def parse_attribute_option(values: list[str]) -> dict[str, str]:

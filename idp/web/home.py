@@ -1,13 +1,12 @@
-"""The user's landing page (app launcher)."""
+"""The user's landing page (app launcher): tiles of the apps the policy engine lets this user launch."""
 
 from __future__ import annotations
 
 from flask import Blueprint, render_template
 from flask_login import current_user, login_required
-from sqlalchemy import select
 
-from ..extensions import db
-from ..models import ConnectedApp
+from ..services.access import launchable_apps
+from .context import current_client
 
 bp = Blueprint("home", __name__)
 
@@ -15,6 +14,5 @@ bp = Blueprint("home", __name__)
 @bp.get("/")
 @login_required
 def index() -> str:
-    apps = db.session.scalars(select(ConnectedApp).where(ConnectedApp.enabled.is_(True))
-                              .order_by(ConnectedApp.name)).all()
+    apps = launchable_apps(current_user.user, current_client().ip)
     return render_template("home.html", apps=apps, user=current_user.user)
