@@ -11,6 +11,7 @@ from ..extensions import db
 from ..models import IdpSession, User, utcnow
 from ..services.users import find_user
 from ..sso import needs_mfa_at_login
+from ..throttle import LOGIN_ACCOUNT_RULE, LOGIN_IP_RULE, record_failure, reset, retry_after
 from ..web.context import current_client, passwords, settings
 from .sessions import Principal, load_session, start_session
 
@@ -44,11 +45,23 @@ def login() -> Response | str:
         return render_template("login.html", next=next_url, force=force, username=prefill, error=None)
     username = (request.form.get("username") or "").strip()[:150]
     password = request.form.get("password") or ""
+    ip = current_client().ip or "unknown"
+    account_key, ip_key = f"login:user:{username.lower()}", f"login:ip:{ip}"
+    wait = max(retry_after(account_key), retry_after(ip_key))
+    if wait:
+        # Same answer whether or not the account exists; no password is checked while locked.
+        resp = Response(render_template("login.html", next=next_url, force=force, username=username,
+                                        error=f"Too many failed sign-ins. Try again in {wait} seconds."), status=429)
+        resp.headers["Retry-After"] = str(wait)
+        return resp
     user = find_user(username) if username else None
     ok = passwords().verify(user.password_hash if user else None, password[:1024])
     if not ok or user is None or user.disabled:
+        record_failure(account_key, LOGIN_ACCOUNT_RULE)
+        record_failure(ip_key, LOGIN_IP_RULE)
         return Response(render_template("login.html", next=next_url, force=force, username=username,
                                         error="Invalid username or password."), status=401)
+    reset(account_key)
     if user.password_hash and passwords().needs_rehash(user.password_hash):
         user.password_hash = passwords().hash(password)
         db.session.commit()

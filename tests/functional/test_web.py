@@ -174,3 +174,15 @@ def test_not_found_and_method_not_allowed_pages(client):
 def test_oversized_body_is_413(client):
     resp = client.post("/saml/sso", data={"SAMLRequest": "A" * 400_000})
     assert resp.status_code == 413
+
+
+def test_password_guessing_is_throttled_per_account(client, alice):
+    for _ in range(5):
+        assert login(client, "alice", "wrong guess").status_code == 401
+    resp = login(client, "alice", PASSWORD)  # even the right password waits while locked
+    assert resp.status_code == 429 and int(resp.headers["Retry-After"]) >= 1
+    assert db.session.query(IdpSession).count() == 0
+    # unknown accounts are throttled the same way (no user enumeration through the lock-out)
+    for _ in range(5):
+        login(client, "ghost", "wrong guess")
+    assert login(client, "ghost", "x").status_code == 429
