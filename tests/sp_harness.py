@@ -21,13 +21,17 @@ from __future__ import annotations
 import base64
 import copy
 import datetime
+import gc
 import logging
 import os
 import re
 import shutil
 import tempfile
+import traceback
+import warnings
 import zlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,7 +105,57 @@ for _name in ("saml2", "xmlschema"):
 
 
 class SPValidationError(Exception):
-    """The test SP refused a message (bad signature, wrong audience/destination/recipient, status, ...)."""
+    """The test SP refused a message (bad signature, wrong audience/destination/recipient, status, ...).
+
+    `detail` holds the library's traceback as text when a library call failed. (The library exception is not
+    chained as __cause__: see release_pysaml2_tempfiles.)
+    """
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+def release_pysaml2_tempfiles() -> None:
+    """Collect the NamedTemporaryFiles pysaml2 leaves behind when a signature check raises.
+
+    pysaml2 (sigver._check_signature) writes each metadata certificate to a NamedTemporaryFile and never closes
+    it; on the error path those files end up in reference cycles with the exception's frames. When the cyclic
+    GC later finalises them, the file object can go before its closer and Python emits a ResourceWarning, which
+    pytest (filterwarnings = error) reports as PytestUnraisableExceptionWarning in whatever test runs next.
+    Collecting right away, with ResourceWarning ignored for just this collection, closes them deterministically.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
+_TOLERATED = object()
+
+
+def _pysaml2_call(
+    what: str,
+    fn: Callable[..., Any],
+    *args: Any,
+    note: str = "",
+    tolerate: tuple[type[BaseException], ...] = (),
+    **kwargs: Any,
+) -> Any:
+    """Run a pysaml2 call; an exception becomes SPValidationError (after releasing pysaml2's temp files).
+
+    Exceptions of a `tolerate` type make the call return _TOLERATED instead.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except tolerate:
+        failure = None
+    except Exception as exc:
+        failure = (f"pysaml2 rejected the {what}: {type(exc).__name__}: {exc}{note}", traceback.format_exc())
+    # outside the except blocks: the exception and its frames are unreachable now
+    release_pysaml2_tempfiles()
+    if failure is None:
+        return _TOLERATED
+    raise SPValidationError(*failure)
 
 
 # --------------------------------------------------------------------------------------------- keys
@@ -355,7 +409,12 @@ def _normalise_sp_metadata(
         sp.remove(el)
     children = list(sp)
     before_slo = {
-        "Signature", "Extensions", "KeyDescriptor", "Organization", "ContactPerson", "ArtifactResolutionService"
+        "Signature",
+        "Extensions",
+        "KeyDescriptor",
+        "Organization",
+        "ContactPerson",
+        "ArtifactResolutionService",
     }
     pos = 0
     for i, child in enumerate(children):
@@ -548,9 +607,7 @@ class TestSP(ABC):
                 continue
             if issuer != self.idp.entity_id:
                 raise SPValidationError(f"{where} Issuer {issuer!r} is not the IdP {self.idp.entity_id!r}")
-        audiences = [
-            _text(a) for a in assertion.iterfind("saml:Conditions/saml:AudienceRestriction/saml:Audience", NS)
-        ]
+        audiences = [_text(a) for a in assertion.iterfind("saml:Conditions/saml:AudienceRestriction/saml:Audience", NS)]
         if self.entity_id not in audiences:
             raise SPValidationError(f"no AudienceRestriction naming {self.entity_id!r} (audiences: {audiences})")
         bearer = [
@@ -719,10 +776,14 @@ class Pysaml2SP(TestSP):
         raw, raw_root = self._decode_response(saml_response_b64)
         note = _status_note(raw_root)
         outstanding = {request_id: "/"} if request_id else {}
-        try:
-            ar = self.client.parse_authn_request_response(saml_response_b64, BINDING_POST, outstanding=outstanding)
-        except Exception as exc:
-            raise SPValidationError(f"pysaml2 rejected the response: {type(exc).__name__}: {exc}{note}") from exc
+        ar = _pysaml2_call(
+            "response",
+            self.client.parse_authn_request_response,
+            saml_response_b64,
+            BINDING_POST,
+            outstanding=outstanding,
+            note=note,
+        )
         # pysaml2 does not raise for everything: a Destination outside the ACS list makes verify() return None
         # and the Response comes back without an assertion.
         if not isinstance(ar, AuthnResponse) or ar.assertion is None or ar.name_id is None:
@@ -796,12 +857,9 @@ class Pysaml2SP(TestSP):
         certs = self.client.metadata.certs(self.idp.entity_id, "idpsso", "signing")
         if not certs:
             raise SPValidationError("no IdP signing certificate in metadata")
-        for _name, cert in certs:
-            try:
-                if verify_redirect_signature(msg, self.client.sec.sec_backend, cert):
-                    return
-            except Exception as exc:  # unsupported SigAlg, bad base64, ...
-                raise SPValidationError(f"redirect signature check failed: {type(exc).__name__}: {exc}") from exc
+        for _name, cert in certs:  # unsupported SigAlg, bad base64, ... raise
+            if _pysaml2_call(f"{typ} signature", verify_redirect_signature, msg, self.client.sec.sec_backend, cert):
+                return
         raise SPValidationError(f"redirect {typ} signature does not verify with the IdP's certificate(s)")
 
     def process_logout_response(
@@ -830,12 +888,15 @@ class Pysaml2SP(TestSP):
         root = _xml(_decode_message(value, binding))
         if binding == "post" and root.find("ds:Signature", NS) is None:
             raise SPValidationError("POST LogoutResponse is not signed")
-        try:
-            resp = self.client.parse_logout_request_response(value, _BINDINGS[binding])
-        except StatusError:
-            resp = True  # signature and Destination were checked before the status (see StatusResponse._verify)
-        except Exception as exc:
-            raise SPValidationError(f"pysaml2 rejected the LogoutResponse: {type(exc).__name__}: {exc}") from exc
+        # A non-success status raises StatusError, but only after pysaml2 has checked the signature and
+        # Destination (StatusResponse._verify): the message is fine and the caller gets the status code.
+        resp = _pysaml2_call(
+            "LogoutResponse",
+            self.client.parse_logout_request_response,
+            value,
+            _BINDINGS[binding],
+            tolerate=(StatusError,),
+        )
         if not resp:
             raise SPValidationError("pysaml2 did not accept the LogoutResponse")
         self._check_logout_message(root, "LogoutResponse", request_id)
@@ -865,10 +926,7 @@ class Pysaml2SP(TestSP):
             raise SPValidationError("POST LogoutRequest is not signed")
         # An SP's pysaml2 only insists on signatures for IdP-side config (want_authn_requests_signed), so the
         # presence checks above are ours; a signature that is present is verified by pysaml2 here.
-        try:
-            req = self.client.parse_logout_request(value, _BINDINGS[binding])
-        except Exception as exc:
-            raise SPValidationError(f"pysaml2 rejected the LogoutRequest: {type(exc).__name__}: {exc}") from exc
+        req = _pysaml2_call("LogoutRequest", self.client.parse_logout_request, value, _BINDINGS[binding])
         if req is None or req.message is None:
             raise SPValidationError("pysaml2 did not accept the LogoutRequest")
         self._check_logout_message(root, "LogoutRequest")

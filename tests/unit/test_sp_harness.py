@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import shutil
 import stat
-import time
 import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -39,6 +38,7 @@ from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 from tests.sp_harness import (
     NS,
+    RSA_SHA1,
     RSA_SHA256,
     SP_CLASSES,
     STATUS_SUCCESS,
@@ -48,6 +48,7 @@ from tests.sp_harness import (
     TestSP,
     make_keypair,
     parse_idp_metadata,
+    release_pysaml2_tempfiles,
 )
 
 IDP = "https://idp.example.org"
@@ -270,6 +271,24 @@ def login(world: World, sp: TestSP, *, idp: Server | None = None, encrypt: bool 
     return out, respond(idp or world.idp, sp, req.message, encrypt=encrypt)
 
 
+def idp_refuses(fn, *args, **kwargs) -> str:
+    """The reference IdP must raise; return the error text.
+
+    Like the harness, release pysaml2's leaked temp files outside the except block (see
+    release_pysaml2_tempfiles), or a ResourceWarning surfaces later as an unraisable-exception error.
+    """
+    try:
+        fn(*args, **kwargs)
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}"
+    else:
+        text = None
+    release_pysaml2_tempfiles()
+    if text is None:
+        pytest.fail("the reference IdP accepted the message")
+    return text
+
+
 def session_index_of(b64: str) -> str:
     root = etree.fromstring(base64.b64decode(b64))
     return root.find(".//saml:AuthnStatement", NS).get("SessionIndex")
@@ -379,8 +398,7 @@ def test_post_authn_request_parses_at_idp(world, kind):
     assert msg.name_id_policy is None and msg.requested_authn_context is None
     # the override really is in the signed XML: tampering with it breaks the signature
     evil = base64.b64encode(xml.replace(b"https://evil.example/acs", b"https://evil.example/acz")).decode()
-    with pytest.raises(Exception, match="(?i)sign"):
-        world.idp.parse_authn_request(evil, BINDING_HTTP_POST)
+    assert "sign" in idp_refuses(world.idp.parse_authn_request, evil, BINDING_HTTP_POST).lower()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -394,12 +412,25 @@ def test_acs_index_override(world, kind, binding):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_sha1_signed_requests(world, kind):
+    """sig_alg=RSA_SHA1 (for IdP tests that must refuse SHA-1) switches both the query and the XML signature."""
+    sp = world.variant(kind, sig_alg=RSA_SHA1)
+    out = sp.authn_request("redirect")
+    assert out.params()["SigAlg"] == RSA_SHA1
+    assert parse_authn_at_idp(world.idp, out).message.id == out.request_id  # pysaml2 still accepts SHA-1
+    post = sp.authn_request("post")
+    sig = etree.fromstring(base64.b64decode(post.form["SAMLRequest"])).find("ds:Signature", NS)
+    assert sig.find(".//ds:SignatureMethod", NS).get("Algorithm") == RSA_SHA1
+    assert sig.find(".//ds:DigestMethod", NS).get("Algorithm") == "http://www.w3.org/2000/09/xmldsig#sha1"
+    assert parse_authn_at_idp(world.idp, post).message.id == post.request_id
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_unsigned_request(world, kind):
     sp = world.sp[kind]
     out = sp.authn_request("redirect", sign=False)
     assert "Signature" not in out.params() and "SigAlg" not in out.params()
-    with pytest.raises(Exception):  # noqa: B017 - pysaml2 raises IncorrectlySigned
-        parse_authn_at_idp(world.idp, out)
+    assert "IncorrectlySigned" in idp_refuses(parse_authn_at_idp, world.idp, out)
     post = sp.authn_request("post", sign=False)
     assert etree.fromstring(base64.b64decode(post.form["SAMLRequest"])).find("ds:Signature", NS) is None
     assert "RelayState" not in post.form
@@ -434,7 +465,7 @@ def test_tampered_response_rejected(world, kind):
     with pytest.raises(SPValidationError):
         sp.process_response("not base64 !", out.request_id)
     other = world.sp["onelogin" if kind == "pysaml2" else "pysaml2"]
-    with pytest.raises(SPValidationError, match="(?i)destination|audience|recipient|return address|not accept"):
+    with pytest.raises(SPValidationError, match="(?i)destination|audience|recipient|received at|not accept"):
         sp.process_response(respond(world.idp, other), None)  # addressed to another SP
     assert sp.process_response(b64, out.request_id).name_id == "alice@example.org"  # the original is fine
 
@@ -446,7 +477,11 @@ def test_error_status_rejected_with_code(world, kind):
     msg = parse_authn_at_idp(world.idp, out).message
     args = world.idp.response_args(msg)
     resp = world.idp.create_error_response(
-        msg.id, args["destination"], (STATUS_AUTHN_FAILED, "no way"), sign=True, sign_alg=SIG_RSA_SHA256,
+        msg.id,
+        args["destination"],
+        (STATUS_AUTHN_FAILED, "no way"),
+        sign=True,
+        sign_alg=SIG_RSA_SHA256,
         digest_alg=DIGEST_SHA256,
     )
     b64 = base64.b64encode(str(resp).encode()).decode()
@@ -497,7 +532,9 @@ def test_key_rollover_several_signing_certs(world, kind):
     assert parse_idp_metadata(md).signing_certs == [spare.cert_b64, world.idp_kp.cert_b64]
     sp = world.variant(kind, idp_md=md)
     if isinstance(sp, OneLoginSP):
-        assert sp._settings().get_idp_data()["x509certMulti"]["signing"] == [spare.cert_b64, world.idp_kp.cert_b64]
+        multi = sp._settings().get_idp_data()["x509certMulti"]["signing"]  # python3-saml rewrites them to PEM
+        bodies = ["".join(line for line in c.splitlines() if "-----" not in line) for c in multi]
+        assert bodies == [spare.cert_b64, world.idp_kp.cert_b64]
     out, b64 = login(world, sp)
     assert sp.process_response(b64, out.request_id).name_id == "alice@example.org"
 
@@ -526,12 +563,14 @@ def test_sp_initiated_slo_round_trip(world, kind, binding):
     assert msg.id == out.request_id and msg.issuer.text == sp.entity_id
     assert msg.name_id.text == "alice@example.org" and msg.name_id.format == NAMEID_FORMAT_EMAILADDRESS
     assert [s.text for s in msg.session_index] == ["sess-1"]
-    assert msg.destination == out.url
+    assert msg.destination == out.url.split("?")[0]
     resp = world.idp.create_logout_response(
         msg, [b], sign=binding == "post", sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256
     )
     if binding == "redirect":
-        http = world.idp.apply_binding(b, str(resp), sp.slo_url, "/bye", response=True, sign=True, sigalg=SIG_RSA_SHA256)
+        http = world.idp.apply_binding(
+            b, str(resp), sp.slo_url, "/bye", response=True, sign=True, sigalg=SIG_RSA_SHA256
+        )
         location = dict(http["headers"])["Location"]
         assert sp.process_logout_response("redirect", query=urlsplit(location).query, request_id=out.request_id) == (
             STATUS_SUCCESS
@@ -559,8 +598,13 @@ def test_idp_initiated_logout_request(world, kind, binding):
     nid = NameID(format=NAMEID_FORMAT_EMAILADDRESS, text="alice@example.org")
     post = binding == "post"
     rid, req = world.idp.create_logout_request(
-        sp.slo_url, sp.entity_id, name_id=nid, session_indexes=["s1", "s2"], sign=post,
-        sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256,
+        sp.slo_url,
+        sp.entity_id,
+        name_id=nid,
+        session_indexes=["s1", "s2"],
+        sign=post,
+        sign_alg=SIG_RSA_SHA256,
+        digest_alg=DIGEST_SHA256,
     )
     if post:
         b64 = base64.b64encode(str(req).encode()).decode()
@@ -586,13 +630,3 @@ def test_idp_initiated_logout_request(world, kind, binding):
         assert parsed.response.signature is not None  # and verified by pysaml2/xmlsec1
     else:
         assert answer.params()["SigAlg"] == RSA_SHA256
-
-
-def test_self_test_is_quick(world):
-    """A guard against slow drift: one full round trip per SP stays well under a second."""
-    for kind in KINDS:
-        sp = world.sp[kind]
-        t0 = time.perf_counter()
-        out, b64 = login(world, sp)
-        sp.process_response(b64, out.request_id)
-        assert time.perf_counter() - t0 < 2.0
