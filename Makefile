@@ -10,7 +10,7 @@ APT_TEST := xmlsec1 chromium
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run serve test test-fast lint certs certs-status clean
+.PHONY: help install run serve test lint certs certs-status rotate-certs activate-certs retire-certs clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -51,8 +51,17 @@ lint: $(STAMP) ## ruff (with bandit rules) and mypy
 certs: $(STAMP) ## Generate the first signing key pair (refuses when keys exist)
 	$(BIN)/idp certs generate
 
-certs-status: $(STAMP) ## Show every signing key with state, fingerprint and expiry
+certs-status: $(STAMP) ## Show every signing key with state, fingerprint, expiry and warnings
 	$(BIN)/idp certs status
+
+rotate-certs: $(STAMP) ## Stage the next signing key (published in metadata, not yet signing); KEY_TYPE=, DAYS=
+	$(BIN)/idp certs rotate $(if $(KEY_TYPE),--key-type $(KEY_TYPE)) $(if $(DAYS),--days $(DAYS))
+
+activate-certs: $(STAMP) ## Sign with the staged key; the old one stays published as retiring
+	$(BIN)/idp certs activate
+
+retire-certs: $(STAMP) ## Remove the retiring key from the metadata (archived under certs/archive/)
+	$(BIN)/idp certs retire
 
 clean: ## Remove the venv and caches (keeps instance/ and certs/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

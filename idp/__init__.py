@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     app.config.update(flask_overrides)
     app.extensions["idp.settings"] = settings
     app.extensions["idp.keystore"] = KeyStore(settings.cert_dir)
+    _check_keys_at_start(app.extensions["idp.keystore"])
     app.extensions["idp.passwords"] = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib,
                                                 settings.argon2_parallelism)
     if settings.database_url.startswith("sqlite"):
@@ -67,6 +68,16 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     from .cli import register_cli
     register_cli(app)
     return app
+
+
+def _check_keys_at_start(store: KeyStore) -> None:
+    """A broken key store does not stop the process (health checks, admin pages) but SSO answers 503."""
+    from .certs.keystore import KeyStoreError
+
+    try:
+        store.current()
+    except KeyStoreError as exc:
+        logging.getLogger("idp").error("SSO is stopped until the key store is fixed: %s", exc)
 
 
 def _sqlite_pragmas() -> None:

@@ -348,6 +348,10 @@ def apps_remove(slug: str) -> None:
 @click.option("--require-mfa/--no-require-mfa", default=None)
 @click.option("--mfa-action", type=click.Choice(["step-up", "block"]))
 @click.option("--session-timeout", type=click.IntRange(0, 10080), help="Minutes; 0 removes the limit.")
+@click.option("--signing-key", help="Pin the app to a published key id (see idp certs status), or 'active'.")
+@click.option("--signature-algorithm", type=click.Choice(list(apps_svc.SIGNATURE_ALGORITHM_NAMES)))
+@click.option("--encrypt-assertion/--no-encrypt-assertion", default=None)
+@click.option("--encryption-algorithm", type=click.Choice(list(apps_svc.ENCRYPTION_ALGORITHMS)))
 @with_appcontext
 def apps_set(slug: str, nameid_format: str | None, nameid_field: str | None, attributes: tuple[str, ...],
              clear_attributes: bool, sign: str | None, enabled: bool | None, name: str | None,
@@ -355,7 +359,9 @@ def apps_set(slug: str, nameid_format: str | None, nameid_field: str | None, att
              allow_groups: tuple[str, ...], deny_groups: tuple[str, ...], remove_allow_groups: tuple[str, ...],
              remove_deny_groups: tuple[str, ...], assign_users: tuple[str, ...], unassign_users: tuple[str, ...],
              ip_policy: str | None, ip_ranges: tuple[str, ...], clear_ip_ranges: bool, require_mfa: bool | None,
-             mfa_action: str | None, session_timeout: int | None) -> None:
+             mfa_action: str | None, session_timeout: int | None, signing_key: str | None,
+             signature_algorithm: str | None, encrypt_assertion: bool | None,
+             encryption_algorithm: str | None) -> None:
     try:
         app = apps_svc.get_app(slug)
         policy = apps_svc.policy_changes(
@@ -375,7 +381,12 @@ def apps_set(slug: str, nameid_format: str | None, nameid_field: str | None, att
             app.name = name.strip()
         apps_svc.change_settings(app, enabled=enabled, nameid_format=nameid_format, nameid_field=nameid_field,
                                  attributes=attr_map, sign=sign, require_signed_requests=require_signed_requests,
-                                 allow_sha1=allow_sha1, **policy)
+                                 allow_sha1=allow_sha1, **policy,
+                                 **apps_svc.signing_changes(published_kids=_published_kids(signing_key),
+                                                            signing_key=signing_key,
+                                                            signature_algorithm=signature_algorithm,
+                                                            encrypt_assertion=encrypt_assertion,
+                                                            encryption_algorithm=encryption_algorithm))
     except ServiceError as exc:
         db.session.rollback()
         _fail(str(exc))
@@ -426,33 +437,119 @@ def certs_group() -> None:
     pass
 
 
+def _published_kids(requested: str | None) -> list[str] | None:
+    if requested is None or requested == "active":
+        return None
+    try:
+        return [k.kid for k in _store().current().published]
+    except KeyStoreError as exc:
+        raise ServiceError(f"cannot check the key: {exc}") from None
+
+
+def _store() -> Any:
+    return current_app.extensions["idp.keystore"]
+
+
 @certs_group.command("generate", help="Create the first signing key pair; refuses when keys exist.")
 @click.option("--key-type", type=click.Choice(["rsa2048", "rsa3072", "ec-p256"]), default="rsa3072")
 @click.option("--days", type=click.IntRange(1, 3650), default=730)
 @click.option("--if-empty", is_flag=True, help="Do nothing (exit 0) when keys already exist.")
 @with_appcontext
 def certs_generate(key_type: str, days: int, if_empty: bool) -> None:
-    store = current_app.extensions["idp.keystore"]
-    if if_empty and not store.is_empty():
-        click.echo("signing keys already present; nothing generated")
-        return
-    try:
-        kid = store.generate_first(_settings().entity_id, key_type, days)
-    except KeyStoreError as exc:
-        _fail(str(exc))
+    store = _store()
+    with store.mutation():
+        if if_empty and not store.is_empty():
+            click.echo("signing keys already present; nothing generated")
+            return
+        try:
+            kid = store.generate_first(_settings().entity_id, key_type, days)
+        except KeyStoreError as exc:
+            _fail(str(exc))
     click.echo(f"generated active signing key {kid} in {store.cert_dir}")
 
 
-@certs_group.command("status")
+@certs_group.command("rotate", help="Stage the next key pair: published in metadata, not yet signing.")
+@click.option("--key-type", type=click.Choice(["rsa2048", "rsa3072", "ec-p256"]), default="rsa3072")
+@click.option("--days", type=click.IntRange(1, 3650), default=730)
 @with_appcontext
-def certs_status() -> None:
-    store = current_app.extensions["idp.keystore"]
+def certs_rotate(key_type: str, days: int) -> None:
+    store = _store()
     try:
-        keys = store.current()
+        with store.mutation():
+            kid = store.rotate(_settings().entity_id, key_type, days)
     except KeyStoreError as exc:
         _fail(str(exc))
-    for k in keys.keys:
-        click.echo(f"{k.kid:<20} {k.state:<9} {k.not_after.date()} ({k.days_left} days)  SHA256 {k.fingerprint_sha256}")
+    click.echo(f"staged next signing key {kid}; metadata now publishes it next to the active key.")
+    click.echo("Tell SP owners to refresh the IdP metadata, wait for them, then run `make activate-certs`.")
+
+
+@certs_group.command("activate", help="The next key becomes active; the old one stays published as retiring.")
+@with_appcontext
+def certs_activate() -> None:
+    store = _store()
+    try:
+        with store.mutation():
+            new, old = store.activate()
+    except KeyStoreError as exc:
+        _fail(str(exc))
+    click.echo(f"key {new} is now active" + (f"; {old} is retiring (still published)" if old else ""))
+    click.echo("When every SP has refreshed the metadata, run `make retire-certs`.")
+
+
+@certs_group.command("retire", help="The retiring key leaves the metadata and is archived.")
+@with_appcontext
+def certs_retire() -> None:
+    store = _store()
+    try:
+        with store.mutation():
+            kid = store.retire(apps_svc.pinned_keys())
+    except KeyStoreError as exc:
+        _fail(str(exc))
+    click.echo(f"key {kid} retired and moved to {store.cert_dir / 'archive'}")
+
+
+@certs_group.command("import", help="Register an externally issued key pair (next, or active on an empty store).")
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--cert", "cert_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@with_appcontext
+def certs_import(key_path: Path, cert_path: Path) -> None:
+    store = _store()
+    try:
+        if key_path.stat().st_size > 64 * 1024 or cert_path.stat().st_size > 64 * 1024:
+            raise KeyStoreError("key and certificate files must be PEM files under 64 KiB")
+        with store.mutation():
+            kid, state = store.import_pair(key_path.read_bytes(), cert_path.read_bytes())
+    except (KeyStoreError, OSError) as exc:
+        _fail(str(exc))
+    click.echo(f"imported key {kid} as {state}")
+
+
+@certs_group.command("status", help="Every key with state, SHA-256 fingerprint, expiry; warnings. Exit 1 on errors.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@with_appcontext
+def certs_status(fmt: str) -> None:
+    store = _store()
+    try:
+        rows = store.status()
+    except KeyStoreError as exc:
+        _fail(str(exc))
+    warnings = store.warnings(rows)
+    pins = apps_svc.pinned_keys()
+    if fmt == "json":
+        click.echo(json.dumps({"keys": rows, "warnings": warnings, "pinned_by": pins}, indent=2))
+    else:
+        click.echo(f"{'KEY':<20} {'STATE':<9} {'TYPE':<9} {'NOT AFTER':<11} {'DAYS':>5}  SHA-256 FINGERPRINT")
+        for r in rows:
+            if r.get("error"):
+                click.echo(f"{r['kid']:<20} {r['state']:<9} {str(r.get('key_type')):<9} ERROR: {r['error']}")
+                continue
+            pinned = f"  (pinned by {', '.join(pins[r['kid']])})" if r["kid"] in pins else ""
+            click.echo(f"{r['kid']:<20} {r['state']:<9} {str(r.get('key_type')):<9} {r['not_after'][:10]:<11} "
+                       f"{r['days_left']:>5}  {r['fingerprint_sha256']}{pinned}")
+        for w in warnings:
+            click.echo(f"WARNING: {w}")
+    if any(r.get("error") for r in rows) or not any(r["state"] == "active" for r in rows):
+        sys.exit(1)
 
 
 # ---------------------------------------------------------------- org settings and access check

@@ -58,6 +58,8 @@ class Settings:
     max_request_bytes: int = 256 * 1024    # HTTP body cap (413 above)
     max_inflated_bytes: int = 128 * 1024   # Redirect-binding DEFLATE output cap
     want_authn_requests_signed: bool = False
+    metadata_signed: bool = False          # sign /saml/metadata by default (else only with ?signed=1)
+    metadata_valid_days: int = 7
     metadata_fetch_allow_private: bool = False
     metadata_fetch_timeout_s: int = 10
     argon2_time_cost: int = 3
@@ -125,6 +127,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         session_lifetime_s=_int(env, "IDP_SESSION_LIFETIME", 8 * 3600, 60),
         session_idle_s=_int(env, "IDP_SESSION_IDLE", 2 * 3600, 60),
         want_authn_requests_signed=_bool(env, "IDP_WANT_AUTHN_REQUESTS_SIGNED", False),
+        metadata_signed=_bool(env, "IDP_METADATA_SIGNED", False),
+        metadata_valid_days=_int(env, "IDP_METADATA_VALID_DAYS", 7, 1),
         metadata_fetch_allow_private=_bool(env, "IDP_METADATA_FETCH_ALLOW_PRIVATE", False),
         argon2_time_cost=_int(env, "IDP_ARGON2_TIME_COST", 3, 1),
         argon2_memory_kib=_int(env, "IDP_ARGON2_MEMORY_KIB", 65536, 8),

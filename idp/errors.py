@@ -106,3 +106,13 @@ class AccessDenied(SamlFlowError):
 class ServiceUnavailable(SamlFlowError):
     reason = Reason.SERVICE_UNAVAILABLE
     http_status = 503
+
+
+class SigningKeyUnavailable(SamlFlowError):
+    reason = Reason.SIGNING_KEY_UNAVAILABLE
+    http_status = 503
+
+
+class AppMisconfigured(SamlFlowError):
+    reason = Reason.NO_ENCRYPTION_CERT
+    http_status = 503

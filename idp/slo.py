@@ -46,7 +46,7 @@ from .saml.responses import SigningChoice, build_logout_request, build_logout_re
 from .saml.signing import SignatureError, allowed_algorithms, has_signature, verify_enveloped, verify_redirect_signature
 from .saml.sp_metadata import Endpoint
 from .services.apps import AppConfig, app_config_by_entity_id, app_config_by_id
-from .sso import Client
+from .sso import Client, algorithm_for, signing_key_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +144,6 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
     state = pending_store.get(token, "logout", consume=False)
     if state is None:
         return Outgoing(binding="page", url="")
-    signing = SigningChoice(key=keys.active.xmlsec_key, sign_assertion=False)
     now = utcnow()
     while state["queue"]:
         item = state["queue"].pop(0)
@@ -153,13 +152,15 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
         if app is None or ep is None:
             continue
         pending_store.replace(token, state)
+        key = signing_key_for(app, keys)
+        algorithm = algorithm_for(app, key)
+        signing = SigningChoice(key=key.xmlsec_key, algorithm=algorithm, sign_assertion=False)
         if ep.binding == BINDING_REDIRECT:
             _, xml = build_logout_request(issuer=settings.entity_id, destination=ep.location,
                                           name_id=item["name_id"], name_id_format=item["name_id_format"],
                                           session_index=item["session_index"], now=now,
                                           lifetime=timedelta(minutes=5), signing=None)
-            url = encode_redirect_url(ep.location, "SAMLRequest", xml, token, keys.active.private_key,
-                                      app.settings.signature_algorithm)
+            url = encode_redirect_url(ep.location, "SAMLRequest", xml, token, key.private_key, algorithm)
             return Outgoing(binding="redirect", url=url)
         _, xml = build_logout_request(issuer=settings.entity_id, destination=ep.location, name_id=item["name_id"],
                                       name_id_format=item["name_id_format"], session_index=item["session_index"],
@@ -175,12 +176,14 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
     if app is None or ep is None:
         return Outgoing(binding="page", url="")
     dest = ep.response_location or ep.location
+    key = signing_key_for(app, keys)
+    algorithm = algorithm_for(app, key)
+    signing = SigningChoice(key=key.xmlsec_key, algorithm=algorithm, sign_assertion=False)
     if ep.binding == BINDING_REDIRECT:
         _, xml = build_logout_response(issuer=settings.entity_id, destination=dest,
                                        in_response_to=origin["request_id"], status=STATUS_SUCCESS, now=now,
                                        signing=None)
-        url = encode_redirect_url(dest, "SAMLResponse", xml, origin.get("relay_state"), keys.active.private_key,
-                                  app.settings.signature_algorithm)
+        url = encode_redirect_url(dest, "SAMLResponse", xml, origin.get("relay_state"), key.private_key, algorithm)
         return Outgoing(binding="redirect", url=url)
     _, xml = build_logout_response(issuer=settings.entity_id, destination=dest, in_response_to=origin["request_id"],
                                    status=STATUS_SUCCESS, now=now, signing=signing)

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,18 +20,20 @@ from sqlalchemy import select
 
 from . import pending as pending_store
 from .auth import totp
-from .certs.keystore import KeySet
+from .certs.keystore import KeySet, LoadedKey
 from .config import Settings
 from .errors import (
     AccessDenied,
     AcsNotRegistered,
     AppDisabled,
+    AppMisconfigured,
     BadSignature,
     EventContext,
     MalformedRequest,
     ReplayedRequest,
     RequestExpired,
     SamlFlowError,
+    SigningKeyUnavailable,
     UnknownApp,
     UnknownSp,
     UnsupportedBinding,
@@ -58,6 +61,7 @@ from .saml.constants import (
     STATUS_REQUESTER,
     STATUS_RESPONDER,
 )
+from .saml.encryption import EncryptionError, encrypt_assertion
 from .saml.requests import AuthnRequest, RequestParseError, parse_authn_request, peek_issuer
 from .saml.responses import AssertionSpec, SigningChoice, build_error_response, build_response, map_attributes
 from .saml.signing import SignatureError, allowed_algorithms, has_signature, verify_enveloped, verify_redirect_signature
@@ -286,10 +290,49 @@ def _participant(session: IdpSession, app: AppConfig, name_id: str, fmt: str) ->
     return part
 
 
+_FAMILY_SWAP = {
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
+    "http://www.w3.org/2000/09/xmldsig#rsa-sha1": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+}
+_FAMILY_SWAP_BACK = {v: k for k, v in _FAMILY_SWAP.items() if "sha1" not in k}
+
+
+def signing_key_for(app: AppConfig, keys: KeySet) -> LoadedKey:
+    """The app's pinned key (any published one) or the active key; never silently another one."""
+    kid = app.settings.signing_key
+    if not kid:
+        return keys.active
+    key = keys.get(kid)
+    if key is None:
+        raise SigningKeyUnavailable(f"the app is pinned to signing key {kid}, which is no longer available")
+    return key
+
+
+def algorithm_for(app: AppConfig, key: LoadedKey) -> str:
+    """The app's algorithm, in the family of the key (an EC key cannot make an RSA signature)."""
+    alg = app.settings.signature_algorithm
+    if key.key_type == "ec":
+        return _FAMILY_SWAP.get(alg, alg)
+    return _FAMILY_SWAP_BACK.get(alg, alg)
+
+
 def signing_for(app: AppConfig, keys: KeySet) -> SigningChoice:
     mode = app.settings.sign
-    return SigningChoice(key=keys.active.xmlsec_key, algorithm=app.settings.signature_algorithm,
+    key = signing_key_for(app, keys)
+    return SigningChoice(key=key.xmlsec_key, algorithm=algorithm_for(app, key),
                          sign_response=mode in ("response", "both"), sign_assertion=mode in ("assertion", "both"))
+
+
+def encryptor_for(app: AppConfig) -> Callable[[Any], Any] | None:
+    if not app.settings.encrypt_assertion:
+        return None
+    certs = app.sp.encryption_certs
+    if not certs:
+        raise AppMisconfigured("assertion encryption is on but the app's metadata has no encryption certificate")
+    algorithm = app.settings.encryption_algorithm
+    return lambda assertion: encrypt_assertion(assertion, certs[0], algorithm)
 
 
 class InteractionRequired(Exception):
@@ -377,7 +420,12 @@ def issue_response(pending: PendingSso, session: IdpSession, settings: Settings,
         attributes=map_attributes(app.settings.attributes, fields),
         sp_name_qualifier=app.entity_id if fmt == NAMEID_PERSISTENT else None,
     )
-    xml = build_response(spec, signing_for(app, keys))
+    try:
+        xml = build_response(spec, signing_for(app, keys), encryptor_for(app))
+    except SamlFlowError as exc:
+        raise _fail(exc, ctx) from None
+    except EncryptionError as exc:
+        raise _fail(AppMisconfigured(f"assertion encryption failed: {exc}"), ctx) from None
     ctx.response_id, ctx.assertion_id = spec.response_id, spec.assertion_id
     ctx.detail["authn_context"] = authn_context
     ctx.detail["nameid_format"] = fmt
@@ -393,7 +441,10 @@ def error_response(exc: SamlFlowError, settings: Settings, keys: KeySet | None) 
     if exc.reply_to is None or exc.saml_status is None:
         return None
     app, acs_url, in_response_to, relay_state = exc.reply_to
-    signing = signing_for(app, keys) if keys is not None else None
+    try:
+        signing = signing_for(app, keys) if keys is not None else None
+    except SamlFlowError:
+        signing = None
     if signing is not None:
         signing = SigningChoice(key=signing.key, algorithm=signing.algorithm, sign_response=True,
                                 sign_assertion=False)

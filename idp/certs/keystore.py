@@ -8,10 +8,13 @@ loading a PEM private key costs ~29 ms (RSA key check), signing costs ~0.3 ms.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import secrets
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +30,8 @@ from .generate import generate_key_pair
 
 STATE_FILE = "keystore.json"
 PUBLISHED_STATES = ("next", "active", "retiring")
+EXPIRY_WARNING_DAYS = 30
+STAGE_WARNING_DAYS = 60
 
 
 class KeyStoreError(RuntimeError):
@@ -211,6 +216,165 @@ class KeyStore:
         })
         self.write_state(st)
         return kid
+
+    @contextmanager
+    def mutation(self) -> Iterator[None]:
+        """Serialise state changes between processes (two admins rotating at once) with an flock."""
+        ensure_private_dir(self.cert_dir)
+        fd = os.open(self.cert_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # ------------------------------------------------------------ rotation state machine
+    # Each transition is a single atomic rewrite of keystore.json (key files are written before,
+    # archived after), so a process killed at any point leaves exactly one active key whose
+    # certificate is published: the state file is either the old one or the new one.
+
+    def _entries(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        state = self.read_state()
+        return state, state["keys"]
+
+    def _one(self, entries: list[dict[str, Any]], st: str) -> dict[str, Any] | None:
+        found = [e for e in entries if e.get("state") == st]
+        return found[0] if found else None
+
+    def rotate(self, common_name: str, key_type: str = "rsa3072", days: int = 730) -> str:
+        """Stage a new key pair as `next`: published in metadata, not yet used to sign."""
+        _, entries = self._entries()
+        if self._one(entries, "next") is not None:
+            raise KeyStoreError("a next key is already staged; activate it (idp certs activate) before rotating again")
+        if self._one(entries, "active") is None:
+            raise KeyStoreError("there is no active key; run `idp certs generate` first")
+        gen = generate_key_pair(common_name, key_type, days)
+        return self.add_key(gen.key_pem, gen.cert_pem, "next", key_type, "generated")
+
+    def activate(self) -> tuple[str, str]:
+        """next → active, active → retiring (still published so cached SP metadata keeps validating)."""
+        state, entries = self._entries()
+        nxt, active = self._one(entries, "next"), self._one(entries, "active")
+        if nxt is None:
+            raise KeyStoreError("no next key is staged; run `idp certs rotate` first")
+        if self._one(entries, "retiring") is not None:
+            raise KeyStoreError("a key is still retiring; run `idp certs retire` before activating another")
+        # refuse to activate a key that does not load: never switch to something unusable
+        load_key_files(nxt["kid"], "next", self.cert_dir / f"{nxt['kid']}.key", self.cert_dir / f"{nxt['kid']}.crt")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        nxt["state"], nxt["activated_at"] = "active", now
+        old = ""
+        if active is not None:
+            active["state"], active["retiring_since"] = "retiring", now
+            old = active["kid"]
+        self.write_state(state)
+        return nxt["kid"], old
+
+    def retire(self, pinned_by: dict[str, list[str]] | None = None) -> str:
+        """retiring → retired: leaves the metadata; files move to archive/ (kept, never deleted)."""
+        state, entries = self._entries()
+        retiring = self._one(entries, "retiring")
+        if retiring is None:
+            raise KeyStoreError("no key is retiring; nothing to retire")
+        apps = (pinned_by or {}).get(retiring["kid"], [])
+        if apps:
+            raise KeyStoreError(f"key {retiring['kid']} is pinned by app(s) {', '.join(sorted(apps))}; "
+                                "move them to another key first (idp apps set SLUG --signing-key active)")
+        retiring["state"], retiring["retired_at"] = "retired", datetime.now(UTC).isoformat(timespec="seconds")
+        self.write_state(state)
+        self.archive_retired()
+        return str(retiring["kid"])
+
+    def archive_retired(self) -> None:
+        """Move files of retired keys into archive/ (idempotent: also finishes an interrupted retire)."""
+        try:
+            entries = self.read_state()["keys"]
+        except KeyStoreError:
+            return
+        archive = self.cert_dir / "archive"
+        for e in entries:
+            if e.get("state") != "retired":
+                continue
+            for suffix in (".key", ".crt"):
+                src = self.cert_dir / f"{e['kid']}{suffix}"
+                if src.exists():
+                    ensure_private_dir(archive)
+                    os.replace(src, archive / src.name)
+
+    def import_pair(self, key_pem: bytes, cert_pem: bytes) -> tuple[str, str]:
+        """Register an externally issued key pair: `next` when an active key exists, else `active`."""
+        try:
+            private_key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError):
+            raise KeyStoreError("the key is not an unencrypted PEM private key") from None
+        try:
+            cert = x509.load_pem_x509_certificate(cert_pem)
+        except ValueError:
+            raise KeyStoreError("the certificate is not a PEM X.509 certificate") from None
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        if private_key.public_key().public_bytes(serialization.Encoding.DER, spki) != cert.public_key().public_bytes(
+                serialization.Encoding.DER, spki):
+            raise KeyStoreError("the key does not match the certificate")
+        if cert.not_valid_after_utc <= datetime.now(UTC):
+            raise KeyStoreError("the certificate has already expired")
+        if isinstance(private_key, rsa.RSAPrivateKey):
+            if private_key.key_size < 2048:
+                raise KeyStoreError("RSA keys must be at least 2048 bits")
+            key_type = f"rsa{private_key.key_size}"
+        elif isinstance(private_key, ec.EllipticCurvePrivateKey):
+            key_type = f"ec-{private_key.curve.name}"
+        else:
+            raise KeyStoreError("only RSA and EC keys are supported")
+        if self.is_empty():
+            state_name = "active"
+        else:
+            _, entries = self._entries()
+            if self._one(entries, "next") is not None:
+                raise KeyStoreError("a next key is already staged; activate or discard it first")
+            state_name = "next" if self._one(entries, "active") is not None else "active"
+        normalised = private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption())
+        kid = self.add_key(normalised, cert.public_bytes(serialization.Encoding.PEM), state_name, key_type, "imported")
+        return kid, state_name
+
+    def status(self) -> list[dict[str, Any]]:
+        """Every key with state, fingerprint and expiry, readable even when a key file is broken."""
+        rows = []
+        for e in self.read_state()["keys"]:
+            row: dict[str, Any] = {"kid": e.get("kid"), "state": e.get("state"), "key_type": e.get("key_type"),
+                                   "source": e.get("source"), "created_at": e.get("created_at")}
+            folder = self.cert_dir / "archive" if e.get("state") == "retired" else self.cert_dir
+            try:
+                if e.get("state") == "retired":
+                    cert = x509.load_pem_x509_certificate((folder / f"{e['kid']}.crt").read_bytes())
+                else:
+                    loaded = load_key_files(str(e["kid"]), str(e["state"]), folder / f"{e['kid']}.key",
+                                            folder / f"{e['kid']}.crt")
+                    cert = x509.load_pem_x509_certificate(loaded.cert_pem.encode())
+                row["fingerprint_sha256"] = _fingerprint(cert)
+                row["not_after"] = cert.not_valid_after_utc.isoformat()
+                row["days_left"] = (cert.not_valid_after_utc - datetime.now(UTC)).days
+                row["error"] = None
+            except (KeyStoreError, OSError, ValueError) as exc:
+                row["error"] = str(exc)
+            rows.append(row)
+        return rows
+
+    def warnings(self, rows: list[dict[str, Any]] | None = None) -> list[str]:
+        rows = self.status() if rows is None else rows
+        out = [f"key {r['kid']} ({r['state']}): {r['error']}" for r in rows if r.get("error")]
+        active = [r for r in rows if r["state"] == "active"]
+        if len(active) != 1:
+            out.append(f"expected exactly one active key, found {len(active)}")
+        for r in active:
+            days = r.get("days_left")
+            if days is not None and days < EXPIRY_WARNING_DAYS:
+                out.append(f"the active certificate expires in {days} days")
+            if days is not None and days < STAGE_WARNING_DAYS and not any(x["state"] == "next" for x in rows):
+                out.append(f"no next key is staged and the active certificate expires in {days} days: "
+                           "run `make rotate-certs` now and give SPs time to refresh metadata")
+        return out
 
     def generate_first(self, common_name: str, key_type: str = "rsa3072", days: int = 730) -> str:
         """First key pair on an empty store; refuses when any key material exists (never overwrites)."""

@@ -140,8 +140,7 @@ def build_response(spec: AssertionSpec, signing: SigningChoice,
     if signing.sign_assertion:
         sign_element(assertion, signing.key, signing.algorithm)
     if encrypt is not None:
-        encrypted = encrypt(assertion)  # type: ignore[operator]
-        resp.replace(assertion, encrypted)
+        encrypt(assertion)  # type: ignore[operator]  # replaces the Assertion with an EncryptedAssertion
     if signing.sign_response:
         sign_element(resp, signing.key, signing.algorithm)
     return etree.tostring(resp, xml_declaration=False, encoding="utf-8")

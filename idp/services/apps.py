@@ -26,6 +26,15 @@ SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 USER_FIELDS = ("username", "email", "first_name", "last_name", "groups", "id", "display_name")
 NAMEID_FIELDS = ("username", "email", "id")
 SIGN_MODES = ("response", "assertion", "both")
+SIGNATURE_ALGORITHM_NAMES = {
+    "rsa-sha256": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "rsa-sha384": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+    "rsa-sha512": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+    "ecdsa-sha256": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+    "ecdsa-sha384": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+    "rsa-sha1": "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+}
+ENCRYPTION_ALGORITHMS = ("aes256-gcm", "aes128-gcm", "aes256-cbc")
 
 # Well-known attribute names SPs ask for in RequestedAttribute, mapped to user fields.
 KNOWN_ATTRIBUTES = {
@@ -61,6 +70,10 @@ class AppSettings:
     require_mfa: bool = False
     mfa_action: str = "step-up"                   # step-up | block
     session_timeout: int | None = None            # minutes since the password was entered
+    # keys and encryption
+    signing_key: str | None = None                # pinned key id; None follows the active key
+    encrypt_assertion: bool = False
+    encryption_algorithm: str = "aes256-gcm"      # aes256-gcm | aes128-gcm | aes256-cbc (CBC: explicit opt-in)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -224,12 +237,42 @@ def remove_app(slug: str) -> None:
     _cache.pop(app.id, None)
 
 
+def signing_changes(*, signing_key: str | None = None, signature_algorithm: str | None = None,
+                    encrypt_assertion: bool | None = None, encryption_algorithm: str | None = None,
+                    published_kids: Iterable[str] | None = None) -> dict[str, Any]:
+    changes: dict[str, Any] = {"encrypt_assertion": encrypt_assertion, "encryption_algorithm": encryption_algorithm}
+    if signature_algorithm is not None:
+        if signature_algorithm not in SIGNATURE_ALGORITHM_NAMES:
+            raise ServiceError(f"signature algorithm must be one of {', '.join(SIGNATURE_ALGORITHM_NAMES)}")
+        changes["signature_algorithm"] = SIGNATURE_ALGORITHM_NAMES[signature_algorithm]
+    if signing_key is not None:
+        if signing_key == "active":
+            changes["signing_key"] = _CLEAR
+        else:
+            if published_kids is not None and signing_key not in set(published_kids):
+                raise ServiceError(f"no published signing key {signing_key!r} (see idp certs status)")
+            changes["signing_key"] = signing_key
+    return changes
+
+
+def pinned_keys() -> dict[str, list[str]]:
+    """key id → slugs of the apps pinned to it."""
+    out: dict[str, list[str]] = {}
+    for slug, settings in db.session.execute(select(ConnectedApp.slug, ConnectedApp.settings)):
+        kid = (settings or {}).get("signing_key")
+        if kid:
+            out.setdefault(kid, []).append(slug)
+    return out
+
+
 def change_settings(app: ConnectedApp, *, enabled: bool | None = None, **changes: Any) -> AppSettings:
     """Validate and apply setting changes; nothing is written if any value is invalid."""
     current = AppSettings.from_dict(app.settings)
     updates: dict[str, Any] = {k: (None if v is _CLEAR else v) for k, v in changes.items() if v is not None}
     new = replace(current, **updates)
     validate_settings(new)
+    if new.encrypt_assertion and not app.sp.get("encryption_certs"):
+        raise ServiceError("this app's metadata has no encryption certificate; assertions cannot be encrypted")
     app.settings = new.to_dict()
     if enabled is not None:
         app.enabled = enabled
@@ -247,6 +290,10 @@ def validate_settings(s: AppSettings) -> None:
         raise ServiceError(f"sign must be one of {', '.join(SIGN_MODES)}")
     if s.signature_algorithm not in SIGNATURE_ALGORITHMS:
         raise ServiceError("unsupported signature algorithm")
+    if s.signature_algorithm == SIGNATURE_ALGORITHM_NAMES["rsa-sha1"] and not s.allow_sha1:
+        raise ServiceError("rsa-sha1 is for legacy SPs only: also pass --allow-sha1 to opt in explicitly")
+    if s.encryption_algorithm not in ENCRYPTION_ALGORITHMS:
+        raise ServiceError(f"encryption algorithm must be one of {', '.join(ENCRYPTION_ALGORITHMS)}")
     if s.permitted not in PERMITTED_MODES:
         raise ServiceError(f"permitted must be one of {', '.join(PERMITTED_MODES)}")
     if s.ip_policy not in IP_MODES:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, Response, redirect, request, url_for
 from flask_login import current_user
@@ -14,8 +14,10 @@ from ..errors import EventContext, MalformedRequest, SamlFlowError, ServiceUnava
 from ..events import record_event
 from ..extensions import csrf
 from ..saml.bindings import BindingError, decode_post, decode_redirect
+from ..saml.constants import SIG_ECDSA_SHA256, SIG_RSA_SHA256
 from ..saml.idp_metadata import IdpMetadataSpec, build_idp_metadata
-from ..services.apps import AppConfig
+from ..saml.signing import sign_element
+from ..services.apps import AppConfig, app_config_by_slug
 from ..sso import (
     InteractionRequired,
     PendingSso,
@@ -24,6 +26,7 @@ from ..sso import (
     no_passive,
     park,
     receive_authn_request,
+    signing_key_for,
     start_idp_initiated,
     unpark,
 )
@@ -35,20 +38,68 @@ bp = Blueprint("saml", __name__)
 
 @bp.get("/saml/metadata")
 def metadata() -> Response:
+    """IdP metadata: every published signing key (rollover), or only the key an app is pinned to (?app=slug).
+
+    Signed with the active key when ?signed=1 or IDP_METADATA_SIGNED; carries validUntil and cacheDuration.
+    """
     s = settings()
     try:
         keys = keystore().current()
     except KeyStoreError as exc:
         return error_page(503, "Signing key unavailable", str(exc))
+    published = list(keys.published)
+    slug = request.args.get("app")
+    filename = "idp-metadata.xml"
+    if slug is not None:
+        app = app_config_by_slug(slug[:100])
+        if app is None:
+            return error_page(404, "Not found", "There is no connected app with that slug.")
+        try:
+            published = [signing_key_for(app, keys)] if app.settings.signing_key else published
+        except SamlFlowError as exc:
+            return error_page(503, "Signing key unavailable", exc.message)
+        filename = f"idp-metadata-{app.slug}.xml"
     spec = IdpMetadataSpec(
         entity_id=s.entity_id, sso_url=s.url("/saml/sso"), slo_url=s.url("/saml/slo"),
-        signing_certs_b64=[k.cert_b64 for k in keys.published],
+        signing_certs_b64=[k.cert_b64 for k in published],
         want_authn_requests_signed=s.want_authn_requests_signed, now=datetime.now(UTC),
+        valid_for=timedelta(days=s.metadata_valid_days),
     )
-    xml = etree.tostring(build_idp_metadata(spec), xml_declaration=True, encoding="utf-8")
+    root = build_idp_metadata(spec)
+    if request.args.get("signed") in ("1", "true") or (s.metadata_signed and request.args.get("signed") != "0"):
+        sign_element(root, keys.active.xmlsec_key,
+                     SIG_ECDSA_SHA256 if keys.active.key_type == "ec" else SIG_RSA_SHA256)
+    xml = etree.tostring(root, xml_declaration=True, encoding="utf-8")
     resp = Response(xml, mimetype="application/samlmetadata+xml")
+    resp.headers["Cache-Control"] = "public, max-age=3600"
     if request.args.get("download"):
-        resp.headers["Content-Disposition"] = 'attachment; filename="idp-metadata.xml"'
+        resp.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return resp
+
+
+@bp.get("/saml/certificate")
+def certificate() -> Response:
+    """PEM download of the active signing certificate, or of a published key (?kid=) or an app's pin (?app=)."""
+    try:
+        keys = keystore().current()
+    except KeyStoreError as exc:
+        return error_page(503, "Signing key unavailable", str(exc))
+    key = keys.active
+    if request.args.get("kid"):
+        found = keys.get(request.args["kid"][:64])
+        if found is None:
+            return error_page(404, "Not found", "No published signing key has that id.")
+        key = found
+    elif request.args.get("app"):
+        app = app_config_by_slug(request.args["app"][:100])
+        if app is None:
+            return error_page(404, "Not found", "There is no connected app with that slug.")
+        try:
+            key = signing_key_for(app, keys)
+        except SamlFlowError as exc:
+            return error_page(503, "Signing key unavailable", exc.message)
+    resp = Response(key.cert_pem, mimetype="application/x-pem-file")
+    resp.headers["Content-Disposition"] = f'attachment; filename="idp-signing-{key.kid}.crt"'
     return resp
 
 
