@@ -52,6 +52,11 @@ def db_init() -> None:
     if db.session.query(User.id).first() is None:
         s = _settings()
         password = s.admin_password
+        if password is not None:
+            try:
+                users_svc.validate_password(password)
+            except ServiceError as exc:
+                _fail(f"IDP_ADMIN_PASSWORD: {exc}")
         generated = password is None
         if generated:
             password = secrets.token_urlsafe(12)
@@ -217,9 +222,14 @@ def _read_metadata(source: str) -> tuple[bytes, str]:
     path = Path(source)
     if not path.is_file():
         raise ServiceError(f"no metadata file at {source}")
-    if path.stat().st_size > 5 * 1024 * 1024:
-        raise ServiceError("metadata file is larger than 5 MiB")
-    return path.read_bytes(), str(path.resolve())
+    try:
+        if path.stat().st_size > 5 * 1024 * 1024:
+            raise ServiceError("metadata file is larger than 5 MiB")
+        with path.open("rb") as fh:
+            data = fh.read(5 * 1024 * 1024 + 1)
+    except OSError as exc:
+        raise ServiceError(f"cannot read {source}: {exc.strerror or exc.__class__.__name__}") from None
+    return data, str(path.resolve())
 
 
 @apps_group.command("add")
@@ -376,9 +386,7 @@ def apps_set(slug: str, nameid_format: str | None, nameid_field: str | None, att
         if nameid_field is None and nameid_format == "email":
             nameid_field = "email"
         if name is not None:
-            if not name.strip() or len(name) > 200:
-                raise ServiceError("name must be 1-200 characters")
-            app.name = name.strip()
+            app.name = apps_svc.validate_name(name)
         apps_svc.change_settings(app, enabled=enabled, nameid_format=nameid_format, nameid_field=nameid_field,
                                  attributes=attr_map, sign=sign, require_signed_requests=require_signed_requests,
                                  allow_sha1=allow_sha1, **policy,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 
@@ -17,7 +18,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     The temporary file is created with its final mode (no window where a private key is
     world-readable), fsynced, renamed over the target, and the directory is fsynced.
     """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as fh:

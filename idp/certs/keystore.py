@@ -124,7 +124,7 @@ class KeyStore:
     def __init__(self, cert_dir: Path) -> None:
         self.cert_dir = Path(cert_dir)
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None | str = "unloaded"
+        self._stamp: object = "unloaded"
         self._cached: KeySet | None = None
         self._error: KeyStoreError | None = None
 
@@ -132,12 +132,21 @@ class KeyStore:
     def state_path(self) -> Path:
         return self.cert_dir / STATE_FILE
 
-    def _stat(self) -> tuple[int, int, int] | None:
+    def _stat(self) -> tuple[tuple[str, int, int, int], ...] | None:
+        """A cheap fingerprint of keystore.json and the key files: any change triggers a reload."""
         try:
-            st = os.stat(self.state_path)
+            entries = os.scandir(self.cert_dir)
         except FileNotFoundError:
             return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        with entries:
+            stamp = []
+            for e in entries:
+                if e.name == STATE_FILE or e.name.endswith((".key", ".crt")):
+                    st = e.stat()
+                    stamp.append((e.name, st.st_ino, st.st_mtime_ns, st.st_size))
+        if not any(name == STATE_FILE for name, *_ in stamp):
+            return None
+        return tuple(sorted(stamp))
 
     def read_state(self) -> dict[str, Any]:
         try:
@@ -151,9 +160,11 @@ class KeyStore:
             raise KeyStoreError("no signing key: run `idp certs generate` (make certs)") from None
         try:
             state = json.loads(raw)
-            assert isinstance(state.get("keys"), list)
-        except (ValueError, AssertionError):
-            raise KeyStoreError(f"{STATE_FILE} is corrupt; restore it from a backup") from None
+        except ValueError:
+            state = None
+        if not (isinstance(state, dict) and isinstance(state.get("keys"), list)
+                and all(isinstance(e, dict) and isinstance(e.get("kid"), str) for e in state["keys"])):
+            raise KeyStoreError(f"{STATE_FILE} is corrupt; restore it from a backup")
         return state
 
     def current(self) -> KeySet:

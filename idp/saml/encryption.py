@@ -43,10 +43,11 @@ def encrypt_assertion(assertion: etree._Element, cert_pem: str, algorithm: str =
     xmlsec.template.encrypted_data_ensure_cipher_value(enc_key)
     ctx = xmlsec.EncryptionContext(manager)
     ctx.key = xmlsec.Key.generate(xmlsec.KeyData.AES, bits, xmlsec.KeyDataType.SESSION)
+    # Encrypt the assertion serialised on its own (lxml declares every namespace it uses on it),
+    # so an SP that decrypts and parses it standalone finds no unbound prefix.
+    plaintext = etree.tostring(assertion, encoding="utf-8")
+    encrypted = ctx.encrypt_binary(enc_data, plaintext)
     wrapper = etree.Element(f"{{{NS_SAML}}}EncryptedAssertion", nsmap={"saml": NS_SAML})
-    index = parent.index(assertion)
-    encrypted = ctx.encrypt_xml(enc_data, assertion)  # replaces the assertion in the tree
-    parent.remove(encrypted)
     wrapper.append(encrypted)
-    parent.insert(index, wrapper)
+    parent.replace(assertion, wrapper)
     return wrapper

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from lxml import etree
 
 from .constants import NS_SAML, NS_SAMLP
 from .xmlsafe import UnsafeXmlError, parse_untrusted_xml, text_of
 
-_NCNAME = re.compile(r"^[A-Za-z_][\w.\-]*$")
-_INSTANT = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
+_NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+_INSTANT = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-](\d{2}):(\d{2}))?")
+_UNSIGNED_SHORT = re.compile(r"[0-9]{1,5}")
 
 
 class RequestParseError(ValueError):
@@ -77,18 +78,21 @@ class LogoutResponse:
 
 
 def parse_instant(value: str | None, what: str) -> datetime:
-    m = _INSTANT.match((value or "").strip())
+    """xs:dateTime to aware UTC; SAML says UTC ("Z"), offsets are converted, no zone means UTC."""
+    m = _INSTANT.fullmatch((value or "").strip())
     if not m:
         raise RequestParseError(f"{what} is not an xs:dateTime")
     try:
         dt = datetime.fromisoformat(m.group(1))
-    except ValueError:
+        tz = m.group(3)
+        if tz and tz != "Z":
+            hours, minutes = int(m.group(4)), int(m.group(5))
+            if hours > 14 or minutes > 59 or (hours == 14 and minutes):
+                raise RequestParseError(f"{what} has an invalid time zone offset")
+            sign = 1 if tz[0] == "+" else -1
+            dt = dt - sign * timedelta(hours=hours, minutes=minutes)
+    except (ValueError, OverflowError):
         raise RequestParseError(f"{what} is not a valid date") from None
-    tz = m.group(3)
-    if tz and tz != "Z":
-        sign = 1 if tz[0] == "+" else -1
-        from datetime import timedelta
-        dt = dt - sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
     return dt.replace(tzinfo=UTC)
 
 
@@ -114,7 +118,7 @@ def _common(xml: bytes, expected: str, max_bytes: int) -> tuple[etree._Element, 
     if root.get("Version") != "2.0":
         raise RequestParseError("Version must be 2.0")
     msg_id = root.get("ID") or ""
-    if not _NCNAME.match(msg_id) or len(msg_id) > 256:
+    if len(msg_id) > 256 or not _NCNAME.fullmatch(msg_id):
         raise RequestParseError("ID is missing or not an NCName")
     issuer_el = root.find(f"{{{NS_SAML}}}Issuer")
     issuer = text_of(issuer_el)
@@ -133,7 +137,7 @@ def parse_authn_request(xml: bytes, max_bytes: int) -> AuthnRequest:
     acs_index_raw = root.get("AssertionConsumerServiceIndex")
     acs_index = None
     if acs_index_raw is not None:
-        if not acs_index_raw.isdigit() or len(acs_index_raw) > 5:
+        if not _UNSIGNED_SHORT.fullmatch(acs_index_raw) or int(acs_index_raw) > 65535:
             raise RequestParseError("AssertionConsumerServiceIndex is not an unsignedShort")
         acs_index = int(acs_index_raw)
     acs_url = root.get("AssertionConsumerServiceURL")

@@ -19,8 +19,6 @@ from .constants import (
     CM_BEARER,
     NS_SAML,
     NS_SAMLP,
-    NS_XS,
-    NS_XSI,
     SIG_RSA_SHA256,
     STATUS_SUCCESS,
 )
@@ -28,9 +26,8 @@ from .signing import sign_element
 
 SAMLP = f"{{{NS_SAMLP}}}"
 SAML = f"{{{NS_SAML}}}"
-XSI_TYPE = f"{{{NS_XSI}}}type"
 _RESPONSE_NSMAP = {"samlp": NS_SAMLP, "saml": NS_SAML}
-_ASSERTION_NSMAP = {"saml": NS_SAML, "xs": NS_XS, "xsi": NS_XSI}
+_ASSERTION_NSMAP = {"saml": NS_SAML}
 
 
 def new_id() -> str:
@@ -106,8 +103,9 @@ def build_assertion(spec: AssertionSpec) -> etree._Element:
         for name, name_format, values in spec.attributes:
             attr = _sub(stmt, SAML + "Attribute", Name=name, NameFormat=name_format or ATTRNAME_BASIC)
             for value in values:
-                v = _sub(attr, SAML + "AttributeValue", value)
-                v.set(XSI_TYPE, "xs:string")
+                # No xsi:type="xs:string": a QName in an attribute value binds a prefix that exclusive
+                # c14n does not sign and that SPs re-serialising a decrypted assertion lose (pysaml2).
+                _sub(attr, SAML + "AttributeValue", value)
     return a
 
 
@@ -123,8 +121,8 @@ def build_response(spec: AssertionSpec, signing: SigningChoice,
                    encrypt: object | None = None) -> bytes:
     """A Success Response carrying one Assertion, signed as the app asks (default both).
 
-    `encrypt` is a callable taking the signed Assertion element and returning an
-    EncryptedAssertion element (sign-then-encrypt, saml-core §6.2).
+    `encrypt` is a callable that replaces the signed Assertion element in the tree with an
+    EncryptedAssertion (sign-then-encrypt, saml-core §6.2).
     """
     resp = etree.Element(SAMLP + "Response", nsmap=_RESPONSE_NSMAP)
     resp.set("ID", spec.response_id)

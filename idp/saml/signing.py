@@ -177,7 +177,9 @@ def verify_enveloped(root: etree._Element, cert_pems: Sequence[str], allowed: It
     for t in refs[0].findall(f"{{{NS_DS}}}Transforms/{{{NS_DS}}}Transform"):
         if t.get("Algorithm") not in ALLOWED_TRANSFORMS:
             raise SignatureError(f"transform {t.get('Algorithm')!r} is not allowed")
-        if len(t):
+        params = list(t)
+        if params and not (t.get("Algorithm") == TRANSFORM_EXC_C14N and len(params) == 1
+                           and params[0].tag == f"{{{TRANSFORM_EXC_C14N}}}InclusiveNamespaces"):
             raise SignatureError("transforms with parameters are not allowed")
     digest = refs[0].find(f"{{{NS_DS}}}DigestMethod")
     digest_alg = digest.get("Algorithm") if digest is not None else None

@@ -158,8 +158,15 @@ def _unique_slug(base: str) -> str:
     return slug
 
 
+def validate_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+        raise ServiceError("name must be 1-200 characters without control characters")
+    return name
+
+
 def validate_slug(slug: str) -> str:
-    if not SLUG_RE.match(slug):
+    if not SLUG_RE.fullmatch(slug):
         raise ServiceError(f"slug {slug!r} must be 1-64 lower-case letters, digits and inner hyphens")
     return slug
 
@@ -174,6 +181,8 @@ def parse_metadata_or_refuse(xml: bytes, entity_id: str | None) -> SpMetadata:
 def register_app(xml: bytes, *, name: str | None = None, slug: str | None = None, entity_id: str | None = None,
                  source: str = "cli", source_ref: str | None = None) -> ConnectedApp:
     """Register a connected app from SP metadata; refuses with ServiceError and stores nothing on any problem."""
+    if name is not None:
+        name = validate_name(name)
     sp = parse_metadata_or_refuse(xml, entity_id)
     if db.session.scalar(select(ConnectedApp.id).where(ConnectedApp.entity_id == sp.entity_id)) is not None:
         raise ServiceError(f"an app with entityID {sp.entity_id!r} is already registered")

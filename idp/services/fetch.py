@@ -21,10 +21,17 @@ MAX_BYTES = 5 * 1024 * 1024
 MAX_REDIRECTS = 3
 
 
+# IPv6 ranges that embed or translate to IPv4 (and so can reach internal IPv4 hosts), or are not unicast.
+_IPV6_TUNNELS = [ipaddress.ip_network(n) for n in ("::/96", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16",
+                                                   "2001::/32")]
+
+
 def _vet_address(ip: str, allow_private: bool) -> None:
-    addr = ipaddress.ip_address(ip)
+    addr = ipaddress.ip_address(ip.split("%", 1)[0])
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
         addr = addr.ipv4_mapped
+    if isinstance(addr, ipaddress.IPv6Address) and any(addr in n for n in _IPV6_TUNNELS) and not allow_private:
+        raise ServiceError(f"metadata URL resolves to a non-public address ({addr}: IPv6 embedding IPv4)")
     if allow_private:
         if addr.is_unspecified or addr.is_multicast:
             raise ServiceError(f"metadata URL resolves to a forbidden address ({addr})")
@@ -84,6 +91,7 @@ def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10
         cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
         conn = cls(parts.hostname, ip, port, remaining)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        resp: http.client.HTTPResponse | None = None
         try:
             conn.request("GET", path, headers={"Accept": "application/samlmetadata+xml, application/xml, text/xml",
                                                "User-Agent": "idp-metadata-fetch/1"})
@@ -114,5 +122,7 @@ def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10
         except (OSError, http.client.HTTPException) as exc:
             raise ServiceError(f"could not fetch the metadata URL: {exc.__class__.__name__}") from None
         finally:
+            if resp is not None:
+                resp.close()
             conn.close()
     raise ServiceError("metadata URL redirected too many times")

@@ -44,7 +44,7 @@ def get_group(name: str) -> Group:
 
 def add_group(name: str) -> Group:
     name = name.strip()
-    if not GROUP_RE.match(name):
+    if not GROUP_RE.fullmatch(name):
         raise ServiceError(f"group name {name!r} is not valid")
     if db.session.scalar(select(Group.id).where(Group.name == name)) is not None:
         raise ServiceError(f"group {name!r} already exists")
@@ -56,9 +56,9 @@ def add_group(name: str) -> Group:
 
 def add_user(username: str, *, email: str, password_hash: str | None, first_name: str = "", last_name: str = "",
              groups: list[str] | None = None, is_admin: bool = False) -> User:
-    if not USERNAME_RE.match(username):
+    if not USERNAME_RE.fullmatch(username):
         raise ServiceError(f"username {username!r} is not valid (letters, digits, . _ @ + -)")
-    if not EMAIL_RE.match(email) or len(email) > 320:
+    if not EMAIL_RE.fullmatch(email) or len(email) > 320 or any(ord(c) < 33 or ord(c) == 127 for c in email):
         raise ServiceError(f"email {email!r} is not a valid address")
     for label, value in (("first name", first_name), ("last name", last_name)):
         if len(value) > 150 or any(ord(c) < 32 for c in value):

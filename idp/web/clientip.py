@@ -9,16 +9,25 @@ def client_ip(remote_addr: str | None, forwarded_for: str | None, trusted_proxie
     """With N trusted proxies, the client is the Nth address from the right of X-Forwarded-For.
 
     N=0 means the socket peer, whatever the header says. If the header has fewer entries than N
-    (a misconfigured or bypassed proxy), the left-most entry is the best available answer.
-    Anything that is not an IP address falls back to the socket peer.
+    (a misconfigured or bypassed proxy), the left-most entry is the best available answer. A
+    trusted entry that is not an address (after dropping a ":port") gives None, never the
+    proxy's own address: IP policies then fail closed instead of trusting the proxy's network.
     """
-    if trusted_proxies <= 0 or not forwarded_for:
+    if trusted_proxies <= 0:
         return _normal(remote_addr)
-    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
     if not hops:
-        return _normal(remote_addr)
+        return None
     candidate = hops[-trusted_proxies] if len(hops) >= trusted_proxies else hops[0]
-    return _normal(candidate) or _normal(remote_addr)
+    return _normal(_strip_port(candidate))
+
+
+def _strip_port(value: str) -> str:
+    if value.startswith("[") and "]" in value:        # [2001:db8::1]:443
+        return value[1:value.index("]")]
+    if value.count(":") == 1:                          # 198.51.100.7:5123
+        return value.split(":", 1)[0]
+    return value
 
 
 def _normal(value: str | None) -> str | None:

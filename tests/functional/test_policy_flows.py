@@ -295,7 +295,8 @@ def test_is_passive_with_step_up_needed_returns_no_passive(make_sp, browser, ali
 
 
 def test_launcher_shows_only_permitted_apps(make_sp, browser, alice, bob):
-    open_app, closed_app = make_sp("onelogin", slug="open-app"), make_sp("onelogin", slug="closed-app")
+    make_sp("onelogin", slug="open-app")
+    closed_app = make_sp("onelogin", slug="closed-app")
     set_policy(closed_app, permitted="admin-approved", allow_groups=["engineering"])
     b = Browser(browser.client.application.test_client())
     resp = b.login(b.get("/login"), "bob", PASSWORD)
@@ -327,7 +328,7 @@ def test_access_check_cli(app, make_sp, alice, bob):
 
 
 def test_policy_cli_options(app, make_sp, alice):
-    sp = make_sp("pysaml2", slug="crm")
+    make_sp("pysaml2", slug="crm")
     runner = app.test_cli_runner()
     r = runner.invoke(args=["apps", "set", "crm", "--permitted", "admin-approved", "--allow-group", "engineering",
                             "--ip-policy", "enforce", "--ip-range", "10.0.0.0/8", "--ip-range", "2001:db8::/32",

@@ -190,7 +190,7 @@ def test_unknown_app_launch(browser, alice):
 
 
 def test_comment_injection_in_issuer_uses_full_text(make_sp, browser, alice):
-    sp = make_sp("pysaml2", base_url="https://sp1.example.com")
+    make_sp("pysaml2", base_url="https://sp1.example.com")
     # "https://sp1.example.com/metadata" split by a comment must still be read as the whole string
     issuer = "<saml:Issuer>https://sp1.example.com<!-- x -->/metadata</saml:Issuer>"
     xml = authn_request_xml("", issuer_xml=issuer)

@@ -8,6 +8,7 @@ import pytest
 from lxml import etree
 
 from ..browser import saml_form
+from ..sp_harness import SPValidationError
 from .conftest import PASSWORD, events, last_event
 
 KINDS = ["pysaml2", "onelogin"]
@@ -71,6 +72,7 @@ def test_response_and_assertion_are_signed_rsa_sha256_exc_c14n(make_sp, browser,
     assert assertion.find("saml:Issuer", NS).text == "http://localhost/saml/metadata"
     # independent third verifier
     from signxml import XMLVerifier
+
     from .conftest import SP_KINDS  # noqa: F401
     cert = browser.client.application.extensions["idp.keystore"].current().active.cert_pem
     XMLVerifier().verify(etree.tostring(root), x509_cert=cert, expect_references=1)
@@ -129,10 +131,10 @@ def test_is_passive_without_session_returns_no_passive(make_sp, browser, alice, 
     form = saml_form(browser.send(req))
     assert form is not None and form.action == sp.acs_url
     root = response_xml(form)
-    codes = [c.get("Value") for c in root.iter("{%s}StatusCode" % NS["samlp"])]
+    codes = [c.get("Value") for c in root.iter(f"{{{NS['samlp']}}}StatusCode")]
     assert codes[-1] == "urn:oasis:names:tc:SAML:2.0:status:NoPassive"
     assert root.find("saml:Assertion", NS) is None
-    with pytest.raises(Exception):
+    with pytest.raises(SPValidationError, match="NoPassive"):
         sp.process_response(form.saml_response, req.request_id)
     ev = last_event()
     assert (ev.outcome, ev.reason) == ("denied", "no_passive")
