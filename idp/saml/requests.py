@@ -82,13 +82,13 @@ def parse_instant(value: str | None, what: str) -> datetime:
     m = _INSTANT.fullmatch((value or "").strip())
     if not m:
         raise RequestParseError(f"{what} is not an xs:dateTime")
+    tz = m.group(3)
+    hours, minutes = (int(m.group(4)), int(m.group(5))) if tz and tz != "Z" else (0, 0)
+    if hours > 14 or minutes > 59 or (hours == 14 and minutes):
+        raise RequestParseError(f"{what} has an invalid time zone offset")
     try:
         dt = datetime.fromisoformat(m.group(1))
-        tz = m.group(3)
-        if tz and tz != "Z":
-            hours, minutes = int(m.group(4)), int(m.group(5))
-            if hours > 14 or minutes > 59 or (hours == 14 and minutes):
-                raise RequestParseError(f"{what} has an invalid time zone offset")
+        if hours or minutes:
             sign = 1 if tz[0] == "+" else -1
             dt = dt - sign * timedelta(hours=hours, minutes=minutes)
     except (ValueError, OverflowError):
