@@ -385,9 +385,8 @@ def apps_set(slug: str, nameid_format: str | None, nameid_field: str | None, att
             attr_map = {}
         if nameid_field is None and nameid_format == "email":
             nameid_field = "email"
-        if name is not None:
-            app.name = apps_svc.validate_name(name)
-        apps_svc.change_settings(app, enabled=enabled, nameid_format=nameid_format, nameid_field=nameid_field,
+        apps_svc.change_settings(app, enabled=enabled, name=name, nameid_format=nameid_format,
+                                 nameid_field=nameid_field,
                                  attributes=attr_map, sign=sign, require_signed_requests=require_signed_requests,
                                  allow_sha1=allow_sha1, **policy,
                                  **apps_svc.signing_changes(published_kids=_published_kids(signing_key),
@@ -473,6 +472,7 @@ def certs_generate(key_type: str, days: int, if_empty: bool) -> None:
             kid = store.generate_first(_settings().entity_id, key_type, days)
         except KeyStoreError as exc:
             _fail(str(exc))
+    _audit_certs("certs.generate", kid, {"key_type": key_type, "days": days})
     click.echo(f"generated active signing key {kid} in {store.cert_dir}")
 
 
@@ -487,6 +487,7 @@ def certs_rotate(key_type: str, days: int) -> None:
             kid = store.rotate(_settings().entity_id, key_type, days)
     except KeyStoreError as exc:
         _fail(str(exc))
+    _audit_certs("certs.rotate", kid, {"key_type": key_type, "days": days})
     click.echo(f"staged next signing key {kid}; metadata now publishes it next to the active key.")
     click.echo("Tell SP owners to refresh the IdP metadata, wait for them, then run `make activate-certs`.")
 
@@ -500,6 +501,7 @@ def certs_activate() -> None:
             new, old = store.activate()
     except KeyStoreError as exc:
         _fail(str(exc))
+    _audit_certs("certs.activate", new, {"retiring": old or None})
     click.echo(f"key {new} is now active" + (f"; {old} is retiring (still published)" if old else ""))
     click.echo("When every SP has refreshed the metadata, run `make retire-certs`.")
 
@@ -513,6 +515,7 @@ def certs_retire() -> None:
             kid = store.retire(apps_svc.pinned_keys())
     except KeyStoreError as exc:
         _fail(str(exc))
+    _audit_certs("certs.retire", kid)
     click.echo(f"key {kid} retired and moved to {store.cert_dir / 'archive'}")
 
 
@@ -529,6 +532,7 @@ def certs_import(key_path: Path, cert_path: Path) -> None:
             kid, state = store.import_pair(key_path.read_bytes(), cert_path.read_bytes())
     except (KeyStoreError, OSError) as exc:
         _fail(str(exc))
+    _audit_certs("certs.import", kid, {"state": state})
     click.echo(f"imported key {kid} as {state}")
 
 
@@ -675,14 +679,53 @@ def serve_cmd(bind: str | None, workers: int | None, threads: int) -> None:
     os.execv(gunicorn, args)  # noqa: S606 - fixed program, admin-controlled arguments
 
 
+@click.command("audit", help="Show the admin audit trail (CLI and console changes), newest first.")
+@click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
+@click.option("--target", help="Only changes to this app slug, username, group or setting.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@with_appcontext
+def audit_cmd(limit: int, target: str | None, fmt: str) -> None:
+    from . import audit
+    rows = audit.recent(limit, target=target)
+    if fmt == "json":
+        click.echo(json.dumps([{"at": r.at.isoformat(), "actor": r.actor, "action": r.action,
+                                "target_type": r.target_type, "target": r.target, "before": r.before,
+                                "after": r.after} for r in rows], indent=2, default=str))
+        return
+    for r in rows:
+        click.echo(f"{r.at.strftime('%Y-%m-%d %H:%M:%SZ')}  {r.actor:<20} {r.action:<16} {r.target_type}:{r.target}"
+                   f"  {json.dumps(r.before, default=str) if r.before is not None else '-'} -> "
+                   f"{json.dumps(r.after, default=str) if r.after is not None else '-'}")
+
+
+def _audit_certs(action: str, target: str, after: dict[str, Any] | None = None) -> None:
+    """Key operations work without a database; the audit row is written when there is one."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from . import audit
+    try:
+        audit.record(action, "certs", target, after=after)
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        click.echo("note: not recorded in the audit trail (database not initialised; run `idp db init`)", err=True)
+
+
 def register_cli(app: Flask) -> None:
     for cmd in (db_group, users_group, groups_group, apps_group, events_cmd, certs_group, org_group,
-                access_group, serve_cmd):
+                access_group, audit_cmd, serve_cmd):
         app.cli.add_command(cmd)
 
 
 def main() -> None:
-    from . import create_app
+    import getpass
+
+    from . import audit, create_app
+
+    try:
+        audit.set_actor(f"cli:{getpass.getuser()}")
+    except (KeyError, OSError):
+        audit.set_actor("cli")
 
     def factory() -> Flask:
         return create_app(load_settings())

@@ -10,6 +10,7 @@ import qrcode
 import qrcode.image.svg
 from sqlalchemy import or_, update
 
+from .. import audit
 from ..extensions import db
 from ..models import User
 
@@ -91,6 +92,7 @@ def confirm_enrolment(user: User, code: str) -> bool:
 
 
 def reset(user: User) -> None:
+    audit.record("user.mfa_reset", "user", user.username)
     user.totp_secret = None
     user.totp_confirmed = False
     user.totp_last_step = None

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from .. import audit
 from ..extensions import db
 from ..models import ConnectedApp
 from ..policy.checks import parse_cidr
@@ -205,6 +206,8 @@ def register_app(xml: bytes, *, name: str | None = None, slug: str | None = None
         version=1,
     )
     db.session.add(app)
+    audit.record("app.add", "app", slug, after={"entity_id": sp.entity_id, "name": app.name, "source": source,
+                                               "source_ref": source_ref})
     try:
         db.session.commit()
     except IntegrityError:
@@ -219,8 +222,10 @@ def update_metadata(app: ConnectedApp, xml: bytes, *, source_ref: str | None = N
     text = xml.decode("utf-8", errors="replace")
     if text == app.metadata_xml:
         return False
+    before = _metadata_summary(app.sp)
     app.metadata_xml = text
     app.sp = sp.to_dict()
+    audit.record("app.metadata", "app", app.slug, before=before, after=_metadata_summary(app.sp))
     if source_ref:
         app.source_ref = source_ref
     app.version += 1
@@ -239,8 +244,15 @@ def list_apps() -> list[ConnectedApp]:
     return list(db.session.scalars(select(ConnectedApp).order_by(ConnectedApp.slug)))
 
 
+def _metadata_summary(sp: dict[str, Any]) -> dict[str, Any]:
+    return {"acs": [a["location"] for a in sp.get("acs", [])], "slo": [e["location"] for e in sp.get("slo", [])],
+            "signing_certs": len(sp.get("signing_certs", [])), "encryption_certs": len(sp.get("encryption_certs", [])),
+            "nameid_formats": sp.get("nameid_formats", [])}
+
+
 def remove_app(slug: str) -> None:
     app = get_app(slug)
+    audit.record("app.remove", "app", slug, before={"entity_id": app.entity_id, "name": app.name})
     db.session.delete(app)
     db.session.commit()
     _cache.pop(app.id, None)
@@ -274,17 +286,28 @@ def pinned_keys() -> dict[str, list[str]]:
     return out
 
 
-def change_settings(app: ConnectedApp, *, enabled: bool | None = None, **changes: Any) -> AppSettings:
+def change_settings(app: ConnectedApp, *, enabled: bool | None = None, name: str | None = None,
+                    **changes: Any) -> AppSettings:
     """Validate and apply setting changes; nothing is written if any value is invalid."""
     current = AppSettings.from_dict(app.settings)
+    if name is not None:
+        name = validate_name(name)
     updates: dict[str, Any] = {k: (None if v is _CLEAR else v) for k, v in changes.items() if v is not None}
     new = replace(current, **updates)
     validate_settings(new)
     if new.encrypt_assertion and not app.sp.get("encryption_certs"):
         raise ServiceError("this app's metadata has no encryption certificate; assertions cannot be encrypted")
+    before = {**current.to_dict(), "enabled": app.enabled, "name": app.name}
     app.settings = new.to_dict()
     if enabled is not None:
         app.enabled = enabled
+    if name is not None:
+        app.name = name
+    after = {**new.to_dict(), "enabled": app.enabled, "name": app.name}
+    diff_keys = [k for k in after if before.get(k) != after.get(k)]
+    if diff_keys:
+        audit.record("app.settings", "app", app.slug, before={k: before.get(k) for k in diff_keys},
+                     after={k: after[k] for k in diff_keys})
     app.version += 1
     db.session.commit()
     return new

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import audit
 from ..extensions import db
 from ..models import OrgSetting
 from ..policy.checks import parse_cidr
@@ -20,6 +21,7 @@ def _get(key: str, default: Any) -> Any:
 
 def _set(key: str, value: Any) -> None:
     row = db.session.get(OrgSetting, key)
+    audit.record("org.setting", "org", key, before=None if row is None else row.value, after=value)
     if row is None:
         db.session.add(OrgSetting(key=key, value=value))
     else:

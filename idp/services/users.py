@@ -7,6 +7,7 @@ import re
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from .. import audit
 from ..extensions import db
 from ..models import Group, User
 from . import ServiceError
@@ -50,6 +51,7 @@ def add_group(name: str) -> Group:
         raise ServiceError(f"group {name!r} already exists")
     group = Group(name=name)
     db.session.add(group)
+    audit.record("group.add", "group", name)
     db.session.commit()
     return group
 
@@ -69,6 +71,9 @@ def add_user(username: str, *, email: str, password_hash: str | None, first_name
     user = User(username=username, email=email, first_name=first_name, last_name=last_name,
                 password_hash=password_hash, is_admin=is_admin, groups=group_rows)
     db.session.add(user)
+    audit.record("user.add", "user", username, after={"email": email, "first_name": first_name,
+                                                     "last_name": last_name, "groups": groups or [],
+                                                     "admin": is_admin})
     try:
         db.session.commit()
     except IntegrityError:
@@ -79,6 +84,7 @@ def add_user(username: str, *, email: str, password_hash: str | None, first_name
 
 def set_user(user: User, *, add_groups: list[str] | None = None, remove_groups: list[str] | None = None,
              disabled: bool | None = None, password_hash: str | None = None) -> User:
+    before = {"groups": user.group_names, "disabled": user.disabled}
     to_add = [get_group(g) for g in (add_groups or [])]
     to_remove = [get_group(g) for g in (remove_groups or [])]
     for g in to_add:
@@ -91,6 +97,13 @@ def set_user(user: User, *, add_groups: list[str] | None = None, remove_groups: 
         user.disabled = disabled
     if password_hash is not None:
         user.password_hash = password_hash
+    after = {"groups": user.group_names, "disabled": user.disabled}
+    changed = {k: after[k] for k in after if before[k] != after[k]}
+    if password_hash is not None:
+        changed["password_changed"] = True
+    if changed:
+        audit.record("user.update", "user", user.username, before={k: before.get(k) for k in changed},
+                     after=changed)
     db.session.commit()
     return user
 

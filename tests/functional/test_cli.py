@@ -545,3 +545,25 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
     apps = json.loads(run("apps", "list", "--format", "json").stdout)
     assert [(a["slug"], a["entity_id"]) for a in apps] == [(slug, "https://dev.aa.kndr.org/users/auth/saml/metadata")]
     assert apps[0]["launch_url"] == f"https://idp.example.test/apps/{slug}/sso"
+
+
+def test_audit_trail_records_cli_changes(app):
+    from idp import audit
+    runner = app.test_cli_runner()
+    with audit.acting_as("cli:tester"):
+        assert runner.invoke(args=["groups", "add", "ops"]).exit_code == 0
+        assert runner.invoke(args=["users", "add", "dora", "--email", "d@example.com", "--password-stdin",
+                                   "--group", "ops"], input="long enough pw\n").exit_code == 0
+        assert runner.invoke(args=["users", "set", "dora", "--disabled"]).exit_code == 0
+        assert runner.invoke(args=["org", "ip-ranges", "add", "10.0.0.0/8"]).exit_code == 0
+    r = runner.invoke(args=["audit", "--format", "json"])
+    import json
+    rows = json.loads(r.output)
+    actions = [row["action"] for row in rows]
+    assert actions[:4] == ["org.setting", "user.update", "user.add", "group.add"]
+    assert all(row["actor"] == "cli:tester" for row in rows[:4])
+    update = rows[1]
+    assert update["before"] == {"disabled": False} and update["after"] == {"disabled": True}
+    assert "password" not in json.dumps(rows[2]).lower() or "[redacted]" in json.dumps(rows[2])
+    r = runner.invoke(args=["audit", "--target", "dora"])
+    assert "user.add" in r.output and "org.setting" not in r.output

@@ -1,0 +1,66 @@
+"""Admin audit trail: who changed what, when, with before/after values.
+
+Services record their own changes (so the CLI and the admin console are audited alike); the
+glue that calls them names the actor once per command or request with `acting_as`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy import select
+
+from .extensions import db
+from .models import AdminAudit, utcnow
+
+_actor: ContextVar[str] = ContextVar("idp_audit_actor", default="system")
+
+SECRET_KEYS = frozenset({"password", "password_hash", "totp_secret", "secret", "key_pem"})
+
+
+@contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    token = _actor.set(actor[:200])
+    try:
+        yield
+    finally:
+        _actor.reset(token)
+
+
+def set_actor(actor: str) -> None:
+    _actor.set(actor[:200])
+
+
+def current_actor() -> str:
+    return _actor.get()
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("[redacted]" if k in SECRET_KEYS else _clean(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_clean(v) for v in value]
+    return value
+
+
+def record(action: str, target_type: str, target: str, *, before: Any = None, after: Any = None) -> None:
+    """Add an audit row to the current transaction (the caller's commit writes it with the change)."""
+    db.session.add(AdminAudit(
+        at=utcnow(), actor=current_actor(), action=action[:60], target_type=target_type[:40],
+        target=str(target)[:300], before=_json_safe(_clean(before)), after=_json_safe(_clean(after)),
+    ))
+
+
+def _json_safe(value: Any) -> Any:
+    return None if value is None else json.loads(json.dumps(value, default=str))
+
+
+def recent(limit: int = 100, offset: int = 0, target: str | None = None) -> list[AdminAudit]:
+    q = select(AdminAudit).order_by(AdminAudit.at.desc(), AdminAudit.id.desc())
+    if target:
+        q = q.where(AdminAudit.target == target)
+    return list(db.session.scalars(q.limit(limit).offset(offset)))
