@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     login_manager.login_view = "auth.login"
     login_manager.session_protection = None  # the server-side session record is the protection
 
+    from .admin import bp as admin_bp
+    from .admin import register_views as register_admin_views
     from .auth.mfa_views import bp as mfa_bp
     from .auth.views import bp as auth_bp
     from .auth.views import load_principal
@@ -60,7 +62,8 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     from .web.slo_views import bp as slo_bp
 
     login_manager.user_loader(load_principal)
-    for bp in (auth_bp, mfa_bp, home_bp, saml_bp, slo_bp):
+    register_admin_views()
+    for bp in (auth_bp, mfa_bp, home_bp, saml_bp, slo_bp, admin_bp):
         app.register_blueprint(bp)
     app.register_error_handler(SamlFlowError, handle_flow_error)
     _register_http_errors(app)
