@@ -10,4 +10,4 @@ from . import bp
 
 @bp.get("/")
 def index() -> Response:
-    return redirect(url_for("admin.apps"))  # type: ignore[return-value]
+    return redirect(url_for("admin.apps"))
