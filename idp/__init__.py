@@ -18,9 +18,7 @@ from .extensions import csrf, db, login_manager
 def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flask:
     settings = settings or load_settings()
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), instance_path=str(settings.instance_dir))
-    engine_options: dict[str, Any] = {"pool_pre_ping": True}
-    if settings.database_url.startswith("sqlite"):
-        engine_options["connect_args"] = {"timeout": 15}
+    engine_options = _engine_options(settings)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
@@ -39,6 +37,7 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     app.extensions["idp.settings"] = settings
     app.extensions["idp.keystore"] = KeyStore(settings.cert_dir)
     _check_keys_at_start(app.extensions["idp.keystore"])
+    app.extensions["idp.state"] = _shared_state(settings)
     app.extensions["idp.passwords"] = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib,
                                                 settings.argon2_parallelism)
     if settings.database_url.startswith("sqlite"):
@@ -71,6 +70,27 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     from .cli import register_cli
     register_cli(app)
     return app
+
+
+def _engine_options(settings: Settings) -> dict[str, Any]:
+    """Bounded pool, connect and statement timeouts: a slow or dead database fails fast (503), never hangs."""
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if settings.database_url.startswith("sqlite"):
+        options["connect_args"] = {"timeout": 15}
+    elif settings.database_url.startswith("postgresql"):
+        options.update(pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_timeout=5,
+                       pool_recycle=1800)
+        options["connect_args"] = {"connect_timeout": 5,
+                                   "options": f"-c statement_timeout={settings.db_statement_timeout_ms}"}
+    return options
+
+
+def _shared_state(settings: Settings) -> Any:
+    if settings.redis_url:
+        from .state.redis_state import RedisState
+        return RedisState(settings.redis_url)
+    from .state.db_state import DbState
+    return DbState()
 
 
 def _check_keys_at_start(store: KeyStore) -> None:
@@ -131,6 +151,26 @@ def _register_http_errors(app: Flask) -> None:
             pass
         return error_page(500, "Internal error", "Something went wrong on our side. Nothing was sent to the app.")
 
+    def unavailable(exc: Exception) -> Response:
+        """Database or Redis down: 503 with Retry-After, a plain page, a clear operator log line."""
+        logging.getLogger("idp").error("backend unavailable on %s %s: %s", request.method, request.path,
+                                       exc.__class__.__name__)
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001, S110 - the database may be the thing that failed
+            pass
+        resp = error_page(503, "Temporarily unavailable",
+                          "Sign-in is temporarily unavailable. Please try again in a minute.")
+        resp.headers["Retry-After"] = "5"
+        return resp
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    for exc_class in (DBAPIError, PoolTimeoutError, RedisConnectionError, RedisTimeoutError):
+        app.register_error_handler(exc_class, unavailable)
     app.register_error_handler(CSRFError, csrf_error)
     app.register_error_handler(413, too_large)
     app.register_error_handler(404, not_found)

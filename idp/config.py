@@ -58,6 +58,10 @@ class Settings:
     max_request_bytes: int = 256 * 1024    # HTTP body cap (413 above)
     max_inflated_bytes: int = 128 * 1024   # Redirect-binding DEFLATE output cap
     want_authn_requests_signed: bool = False
+    db_pool_size: int = 10
+    db_statement_timeout_ms: int = 5000
+    metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    metrics_token: str | None = None
     metadata_signed: bool = False          # sign /saml/metadata by default (else only with ?signed=1)
     metadata_valid_days: int = 7
     metadata_fetch_allow_private: bool = False
@@ -128,6 +132,11 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         session_idle_s=_int(env, "IDP_SESSION_IDLE", 2 * 3600, 60),
         want_authn_requests_signed=_bool(env, "IDP_WANT_AUTHN_REQUESTS_SIGNED", False),
         metadata_signed=_bool(env, "IDP_METADATA_SIGNED", False),
+        db_pool_size=_int(env, "IDP_DB_POOL_SIZE", 10, 1),
+        db_statement_timeout_ms=_int(env, "IDP_DB_STATEMENT_TIMEOUT_MS", 5000, 100),
+        metrics_allow=tuple(x.strip() for x in env.get("IDP_METRICS_ALLOW", "127.0.0.1/32,::1/128").split(",")
+                            if x.strip()),
+        metrics_token=env.get("IDP_METRICS_TOKEN") or None,
         metadata_valid_days=_int(env, "IDP_METADATA_VALID_DAYS", 7, 1),
         metadata_fetch_allow_private=_bool(env, "IDP_METADATA_FETCH_ALLOW_PRIVATE", False),
         argon2_time_cost=_int(env, "IDP_ARGON2_TIME_COST", 3, 1),

@@ -149,7 +149,8 @@ class PendingRequest(db.Model):  # type: ignore[name-defined]
     __tablename__ = "pending_requests"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class SeenRequest(db.Model):  # type: ignore[name-defined]

@@ -8,11 +8,11 @@ import time
 import pyotp
 import qrcode
 import qrcode.image.svg
-from sqlalchemy import or_, update
 
 from .. import audit
 from ..extensions import db
 from ..models import User
+from ..state import shared
 
 STEP = 30
 ISSUER = "Identity Provider"
@@ -52,15 +52,10 @@ def matching_step(secret: str, code: str, now: float | None = None) -> int | Non
 def consume_step(user_id: int, step: int) -> bool:
     """Atomically record `step` as used; False when this or a later step was already used (a replay).
 
-    A single conditional UPDATE, so two sessions racing with the same code cannot both succeed.
+    A conditional UPDATE (or a Redis compare-and-set), so two sessions racing with the same code
+    cannot both succeed, on any instance.
     """
-    result = db.session.execute(
-        update(User)
-        .where(User.id == user_id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
-        .values(totp_last_step=step)
-    )
-    db.session.commit()
-    return bool(getattr(result, "rowcount", 0))
+    return shared().consume_totp_step(user_id, step)
 
 
 def verify_and_consume(user: User, code: str, *, pending_secret: bool = False, now: float | None = None) -> bool:
@@ -78,6 +73,7 @@ def start_enrolment(user: User) -> str:
     user.totp_secret = new_secret()
     user.totp_last_step = None
     db.session.commit()
+    shared().reset_totp(user.id)
     return user.totp_secret
 
 
@@ -97,6 +93,7 @@ def reset(user: User) -> None:
     user.totp_confirmed = False
     user.totp_last_step = None
     db.session.commit()
+    shared().reset_totp(user.id)
 
 
 def is_enrolled(user: User) -> bool:

@@ -15,7 +15,7 @@ from idp.models import SsoEvent
 from idp.services import apps as apps_svc
 from idp.services import users as users_svc
 
-from ..browser import Browser
+from ..webclient import Browser
 from ..sp_harness import OneLoginSP, Pysaml2SP, TestSP, make_keypair
 
 PASSWORD = "correct horse battery"

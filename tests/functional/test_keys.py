@@ -19,7 +19,7 @@ from idp.certs.generate import generate_key_pair
 from idp.certs.keystore import KeyStore
 from idp.services import apps as apps_svc
 
-from ..browser import saml_form
+from ..webclient import saml_form
 from ..sp_harness import OneLoginSP, Pysaml2SP, SPValidationError
 from .conftest import PASSWORD, last_event
 

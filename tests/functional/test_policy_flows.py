@@ -17,7 +17,7 @@ from idp.services import apps as apps_svc
 from idp.services import org
 from idp.services import users as users_svc
 
-from ..browser import Browser, saml_form
+from ..webclient import Browser, saml_form
 from .conftest import PASSWORD, last_event
 
 MFA_CLASS = "https://refeds.org/profile/mfa"

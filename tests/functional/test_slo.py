@@ -9,7 +9,7 @@ import pytest
 from idp.extensions import db
 from idp.models import IdpSession
 
-from ..browser import saml_form
+from ..webclient import saml_form
 from ..raw_requests import redirect_query
 from .conftest import PASSWORD, events, last_event
 
@@ -108,7 +108,7 @@ def test_forged_logout_request_is_refused(make_sp, browser, alice, sp_keys):
 
 
 def test_logout_request_naming_another_users_session(make_sp, client, alice, bob, app):
-    from ..browser import Browser
+    from ..webclient import Browser
     sp = make_sp("onelogin")
     a, b = Browser(client), Browser(app.test_client())
     ra = sign_in(a, sp)

@@ -9,7 +9,7 @@ import pytest
 
 from idp.services import apps as apps_svc
 
-from ..browser import saml_form
+from ..webclient import saml_form
 from ..raw_requests import authn_request_xml, deflate_b64, old_instant, redirect_query
 from .conftest import PASSWORD, last_event
 

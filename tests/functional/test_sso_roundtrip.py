@@ -7,7 +7,7 @@ import base64
 import pytest
 from lxml import etree
 
-from ..browser import saml_form
+from ..webclient import saml_form
 from ..sp_harness import SPValidationError
 from .conftest import PASSWORD, events, last_event
 
@@ -142,7 +142,7 @@ def test_is_passive_without_session_returns_no_passive(make_sp, browser, alice, 
 
 def test_post_binding_request_survives_login_without_cookies(make_sp, client, alice):
     """A cross-site POST arrives without the SameSite=Lax cookie: the request is parked, not lost."""
-    from ..browser import Browser
+    from ..webclient import Browser
     sp = make_sp("onelogin")
     b = Browser(client)
     # log in first (cookie exists), then drop the cookie for the POST as a browser would cross-site

@@ -11,7 +11,7 @@ from idp.extensions import db
 from idp.models import IdpSession
 from idp.services import users as users_svc
 
-from ..browser import Browser, saml_form
+from ..webclient import Browser, saml_form
 from .conftest import PASSWORD
 
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"

@@ -1,0 +1,282 @@
+"""Account changes made from the admin console and the user's own page: validated as a whole, audited, atomic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+
+from .. import audit
+from ..auth import totp
+from ..auth.passwords import Passwords
+from ..extensions import db
+from ..models import Group, IdpSession, User, user_groups, utcnow
+from . import ServiceError
+from .users import EMAIL_RE, GROUP_RE, USERNAME_RE, add_group, add_user, find_user, validate_password
+
+
+class FormErrors(ServiceError):
+    """Several field-level refusals at once: field name → message. Nothing was written."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class UserInput:
+    """What an admin typed into the user form (already stripped by the view)."""
+
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    groups: tuple[str, ...] = ()
+    is_admin: bool = False
+
+
+def _check_profile(data: UserInput, errors: dict[str, str]) -> None:
+    if not data.email:
+        errors["email"] = "Enter an email address."
+    elif (len(data.email) > 320 or not EMAIL_RE.fullmatch(data.email)
+          or any(ord(c) < 33 or ord(c) == 127 for c in data.email)):
+        errors["email"] = "This is not a valid email address."
+    for name, value in (("first_name", data.first_name), ("last_name", data.last_name)):
+        if len(value) > 150:
+            errors[name] = "At most 150 characters."
+        elif any(ord(c) < 32 or ord(c) == 127 for c in value):
+            errors[name] = "Control characters are not allowed."
+    known = set(group_names())
+    unknown = sorted(set(data.groups) - known)
+    if unknown:
+        errors["groups"] = f"No such group: {', '.join(unknown)}."
+
+
+def _check_password(password: str, confirm: str | None, errors: dict[str, str], field: str = "password") -> None:
+    try:
+        validate_password(password)
+    except ServiceError as exc:
+        errors[field] = str(exc).capitalize() + "."
+        return
+    if confirm is not None and confirm != password:
+        errors[f"{field}_confirm"] = "The two passwords do not match."
+
+
+# ---------------------------------------------------------------- users
+
+def create_user(username: str, data: UserInput, password: str, password_confirm: str, hasher: Passwords) -> User:
+    """Validate every field first; nothing is written unless all of them pass."""
+    errors: dict[str, str] = {}
+    if not username:
+        errors["username"] = "Enter a username."
+    elif not USERNAME_RE.fullmatch(username):
+        errors["username"] = "Use letters, digits and . _ @ + - (at most 150, starting with a letter or digit)."
+    elif find_user(username) is not None:
+        errors["username"] = f"A user named {username!r} already exists."
+    _check_profile(data, errors)
+    _check_password(password, password_confirm, errors)
+    if errors:
+        raise FormErrors(errors)
+    try:
+        return add_user(username, email=data.email, password_hash=hasher.hash(password), first_name=data.first_name,
+                        last_name=data.last_name, groups=sorted(set(data.groups)), is_admin=data.is_admin)
+    except ServiceError as exc:  # a race (created meanwhile) or a rule the checks above do not know
+        raise FormErrors({"username": str(exc)}) from None
+
+
+def _lock_enabled_admins() -> None:
+    """Lock the rows of enabled admins (PostgreSQL) so two admins demoting each other cannot both win."""
+    list(db.session.scalars(select(User.id).where(User.is_admin.is_(True), User.disabled.is_(False))
+                            .with_for_update()))
+
+
+def enabled_admin_count() -> int:
+    return db.session.scalar(select(func.count(User.id)).where(User.is_admin.is_(True),
+                                                              User.disabled.is_(False))) or 0
+
+
+def _refuse_if_no_admin_left(user: User) -> None:
+    """Called after the change is flushed, inside the same transaction."""
+    db.session.flush()
+    if enabled_admin_count() == 0:
+        db.session.rollback()
+        raise ServiceError(f"{user.username} is the last enabled admin; make another user an admin first")
+
+
+def update_user(user: User, data: UserInput) -> User:
+    """Change email, names, groups and the admin flag together (or nothing)."""
+    errors: dict[str, str] = {}
+    _check_profile(data, errors)
+    if errors:
+        raise FormErrors(errors)
+    before = _snapshot(user)
+    _lock_enabled_admins()
+    user.email = data.email
+    user.first_name = data.first_name
+    user.last_name = data.last_name
+    wanted = set(data.groups)
+    user.groups = list(db.session.scalars(select(Group).where(Group.name.in_(wanted)))) if wanted else []
+    user.is_admin = data.is_admin
+    if before["admin"] and not data.is_admin:
+        try:
+            _refuse_if_no_admin_left(user)
+        except ServiceError as exc:
+            raise FormErrors({"is_admin": str(exc)}) from None
+    _record_changes(user, before)
+    db.session.commit()
+    return user
+
+
+def set_disabled(user: User, disabled: bool) -> User:
+    """Disable (every live session ends with it: sessions of disabled users do not load) or enable."""
+    before = _snapshot(user)
+    if before["disabled"] == disabled:
+        return user
+    _lock_enabled_admins()
+    user.disabled = disabled
+    if disabled and user.is_admin:
+        _refuse_if_no_admin_left(user)
+    if disabled:
+        end_sessions(user, commit=False)
+    _record_changes(user, before)
+    db.session.commit()
+    return user
+
+
+def reset_password(user: User, password: str, password_confirm: str, hasher: Passwords,
+                   keep_session: str | None = None) -> None:
+    """An admin sets a new password; the user's sessions end (except `keep_session`, the admin's own)."""
+    errors: dict[str, str] = {}
+    _check_password(password, password_confirm, errors)
+    if errors:
+        raise FormErrors(errors)
+    _store_password(user, hasher.hash(password), "user.password_reset", keep_session)
+
+
+def change_own_password(user: User, current: str, new: str, confirm: str, hasher: Passwords,
+                        keep_session: str | None) -> None:
+    """The user's own change: the current password is required; other sessions end."""
+    errors: dict[str, str] = {}
+    if not hasher.verify(user.password_hash, current[:1024]):
+        errors["current_password"] = "This is not your current password."
+    _check_password(new, confirm, errors, field="new_password")
+    if not errors and new == current:
+        errors["new_password"] = "Choose a password different from the current one."
+    if errors:
+        raise FormErrors(errors)
+    _store_password(user, hasher.hash(new), "user.password_change", keep_session)
+
+
+def _store_password(user: User, password_hash: str, action: str, keep_session: str | None) -> None:
+    user.password_hash = password_hash
+    ended = end_sessions(user, except_id=keep_session, commit=False)
+    audit.record(action, "user", user.username, after={"password_changed": True, "sessions_ended": ended})
+    db.session.commit()
+
+
+def end_sessions(user: User, *, except_id: str | None = None, commit: bool = True) -> int:
+    """End every live IdP session of `user` (but `except_id`); returns how many ended."""
+    q = update(IdpSession).where(IdpSession.user_id == user.id, IdpSession.ended_at.is_(None))
+    if except_id:
+        q = q.where(IdpSession.id != except_id)
+    result = db.session.execute(q.values(ended_at=utcnow()))
+    if commit:
+        db.session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def reset_mfa(user: User) -> None:
+    """Remove the second factor (audited by totp.reset); the user enrols again when a policy asks."""
+    totp.reset(user)
+
+
+def reset_own_mfa(user: User, code: str) -> None:
+    """The user removes their own factor, proving possession with a current code first."""
+    if not totp.is_enrolled(user):
+        raise FormErrors({"code": "No second factor is enrolled."})
+    if not totp.verify_and_consume(user, code):
+        raise FormErrors({"code": "That code is not valid. Enter the current code from your authenticator app."})
+    totp.reset(user)
+
+
+def _snapshot(user: User) -> dict[str, object]:
+    return {"email": user.email, "first_name": user.first_name, "last_name": user.last_name,
+            "groups": user.group_names, "admin": user.is_admin, "disabled": user.disabled}
+
+
+def _record_changes(user: User, before: dict[str, object]) -> None:
+    after = _snapshot(user)
+    changed = [k for k in after if after[k] != before[k]]
+    if changed:
+        audit.record("user.update", "user", user.username, before={k: before[k] for k in changed},
+                     after={k: after[k] for k in changed})
+
+
+# ---------------------------------------------------------------- groups
+
+def group_names() -> list[str]:
+    return list(db.session.scalars(select(Group.name).order_by(Group.name)))
+
+
+def create_group(name: str) -> Group:
+    name = name.strip()
+    if not name:
+        raise FormErrors({"name": "Enter a group name."})
+    if not GROUP_RE.fullmatch(name):
+        raise FormErrors({"name": "Use letters, digits, spaces and . @ + - (at most 150 characters)."})
+    try:
+        return add_group(name)
+    except ServiceError as exc:
+        raise FormErrors({"name": str(exc).capitalize() + "."}) from None
+
+
+def add_member(group: Group, username: str) -> User:
+    user = find_user(username.strip()) if username.strip() else None
+    if user is None:
+        raise FormErrors({"username": f"No user named {username.strip()!r}."})
+    if group in user.groups:
+        raise FormErrors({"username": f"{user.username} is already a member."})
+    user.groups.append(group)
+    audit.record("group.add_member", "group", group.name, after={"user": user.username})
+    db.session.commit()
+    return user
+
+
+def remove_member(group: Group, username: str) -> User:
+    user = find_user(username)
+    if user is None or group not in user.groups:
+        raise ServiceError(f"{username!r} is not a member of {group.name}")
+    user.groups.remove(group)
+    audit.record("group.remove_member", "group", group.name, before={"user": user.username})
+    db.session.commit()
+    return user
+
+
+def find_group(name: str) -> Group | None:
+    return db.session.scalar(select(Group).where(Group.name == name))
+
+
+def groups_with_counts() -> list[tuple[Group, int]]:
+    """Every group with its member count, in one GROUP BY."""
+    counts = (select(user_groups.c.group_id, func.count().label("n")).group_by(user_groups.c.group_id)
+              .subquery())
+    rows = db.session.execute(select(Group, func.coalesce(counts.c.n, 0))
+                              .outerjoin(counts, counts.c.group_id == Group.id).order_by(Group.name))
+    return [(g, int(n)) for g, n in rows]
+
+
+def members(group: Group) -> list[User]:
+    return list(db.session.scalars(select(User).join(user_groups).where(user_groups.c.group_id == group.id)
+                                   .order_by(User.username)))
+
+
+def search_users(query: str = "", *, limit: int = 50, offset: int = 0) -> tuple[list[User], bool]:
+    """Users whose username, email or name contains `query`; the bool says whether more follow."""
+    q = select(User).order_by(User.username)
+    text = query.strip()
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        q = q.where(User.username.ilike(pattern, escape="\\") | User.email.ilike(pattern, escape="\\")
+                    | User.first_name.ilike(pattern, escape="\\") | User.last_name.ilike(pattern, escape="\\"))
+    rows = list(db.session.scalars(q.limit(limit + 1).offset(offset)))
+    return rows[:limit], len(rows) > limit
+

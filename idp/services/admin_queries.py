@@ -1,0 +1,230 @@
+"""Admin console reads and key operations: event pages (keyset), 24 h overview, exports, access check, audit, certs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import audit
+from ..certs.keystore import KeyStore
+from ..events import EventFilter, filtered_query
+from ..extensions import db
+from ..models import AdminAudit, SsoEvent, utcnow
+from ..policy.checks import parse_address
+from ..policy.model import Decision
+from . import ServiceError
+from .access import dry_run
+from .accounts import FormErrors
+from .apps import app_config_by_slug, pinned_keys
+from .users import find_user
+
+PAGE_SIZE = 50
+EXPORT_CAP = 100_000
+KEY_TYPES = ("rsa3072", "rsa2048", "ec-p256")   # as `idp certs rotate --key-type`
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CURSOR_RE = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+
+
+# ---------------------------------------------------------------- event log
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A position in the (at desc, id desc) order: keyset pagination stays fast on any page at any size."""
+
+    at: datetime
+    id: int
+
+    def encode(self) -> str:
+        return f"{(self.at - _EPOCH) // timedelta(microseconds=1)}-{self.id}"
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        m = _CURSOR_RE.fullmatch(text)
+        if not m:
+            raise ServiceError("the page position is not valid")
+        try:
+            at = _EPOCH + timedelta(microseconds=int(m.group(1)))
+        except OverflowError:
+            raise ServiceError("the page position is not valid") from None
+        return cls(at, int(m.group(2)))
+
+    @classmethod
+    def of(cls, event: SsoEvent) -> Cursor:
+        return cls(event.at, event.id)
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    events: list[SsoEvent]
+    newer: Cursor | None = None     # pass as `after` for the previous (newer) page
+    older: Cursor | None = None     # pass as `before` for the next (older) page
+    first: bool = True
+
+
+def event_page(f: EventFilter, *, before: Cursor | None = None, after: Cursor | None = None,
+               limit: int = PAGE_SIZE) -> EventPage:
+    """One page of the filtered log, newest first. `at <= X` keeps the index range usable for the seek."""
+    q = filtered_query(f)
+    if after is not None:
+        q = (q.where(SsoEvent.at >= after.at, or_(SsoEvent.at > after.at, SsoEvent.id > after.id))
+             .order_by(None).order_by(SsoEvent.at.asc(), SsoEvent.id.asc()))
+        rows = list(db.session.scalars(q.limit(limit + 1)))
+        if len(rows) <= limit:          # reached the newest events: that is simply the first page
+            return event_page(f, limit=limit)
+        rows = rows[:limit][::-1]
+        return EventPage(rows, newer=Cursor.of(rows[0]), older=Cursor.of(rows[-1]), first=False)
+    if before is not None:
+        q = q.where(SsoEvent.at <= before.at, or_(SsoEvent.at < before.at, SsoEvent.id < before.id))
+    rows = list(db.session.scalars(q.limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return EventPage(rows, newer=Cursor.of(rows[0]) if before is not None and rows else None,
+                     older=Cursor.of(rows[-1]) if more else None, first=before is None)
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    since: datetime
+    per_app: list[tuple[str, int]] = field(default_factory=list)
+    denials: list[tuple[str, int]] = field(default_factory=list)
+    per_outcome: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_outcome.values())
+
+
+def overview(now: datetime | None = None, hours: int = 24) -> Overview:
+    """SSO attempts per app and non-success reasons of the last `hours`: GROUP BYs over covering indexes."""
+    since = (now or utcnow()) - timedelta(hours=hours)
+    recent = and_(SsoEvent.at >= since, SsoEvent.event_type == "sso")
+    n = func.count().label("n")
+    per_app = db.session.execute(select(SsoEvent.app_slug, n).where(recent).group_by(SsoEvent.app_slug)
+                                 .order_by(n.desc()).limit(20))
+    denials = db.session.execute(select(SsoEvent.reason, n).where(recent, SsoEvent.outcome != "success")
+                                 .group_by(SsoEvent.reason).order_by(n.desc()).limit(20))
+    outcomes = db.session.execute(select(SsoEvent.outcome, n).where(recent).group_by(SsoEvent.outcome))
+    return Overview(since=since, per_app=[(slug or "(no app)", int(c)) for slug, c in per_app],
+                    denials=[(r, int(c)) for r, c in denials], per_outcome={o: int(c) for o, c in outcomes})
+
+
+@dataclass
+class ExportRows:
+    """The filtered events, newest first, at most `cap`; `truncated` is known once iterated."""
+
+    f: EventFilter
+    cap: int = EXPORT_CAP
+    truncated: bool = False
+
+    def __iter__(self) -> Iterator[SsoEvent]:
+        q = filtered_query(self.f).limit(self.cap + 1).execution_options(yield_per=1000)
+        for i, event in enumerate(db.session.scalars(q)):
+            if i == self.cap:
+                self.truncated = True
+                break
+            yield event
+
+
+def recent_sign_ins(username: str, limit: int = 20) -> list[SsoEvent]:
+    return list(db.session.scalars(filtered_query(EventFilter(username=username, event_type="sso")).limit(limit)))
+
+
+def event_apps() -> list[str]:
+    """App slugs for the filter menu: registered apps (a slug typed in the URL still filters)."""
+    from ..models import ConnectedApp
+    return list(db.session.scalars(select(ConnectedApp.slug).order_by(ConnectedApp.slug)))
+
+
+# ---------------------------------------------------------------- access check
+
+def check_access(username: str, slug: str, ip: str, mfa: bool) -> Decision:
+    """The dry run with field-level errors (same engine as SSO; issues nothing)."""
+    errors: dict[str, str] = {}
+    if not username:
+        errors["username"] = "Enter a username."
+    elif find_user(username) is None:
+        errors["username"] = f"No user named {username!r}."
+    if not slug:
+        errors["app"] = "Choose an app."
+    elif app_config_by_slug(slug) is None:
+        errors["app"] = f"No app with slug {slug!r}."
+    if ip and parse_address(ip) is None:
+        errors["ip"] = f"{ip!r} is not an IPv4 or IPv6 address."
+    if errors:
+        raise FormErrors(errors)
+    return dry_run(username, slug, ip or None, mfa)
+
+
+# ---------------------------------------------------------------- audit trail
+
+def audit_page(target: str = "", *, limit: int = PAGE_SIZE, offset: int = 0) -> tuple[list[AdminAudit], bool]:
+    rows = audit.recent(limit + 1, offset, target=target.strip() or None)
+    return rows[:limit], len(rows) > limit
+
+
+# ---------------------------------------------------------------- signing keys (as `idp certs …`)
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    status: dict[str, Any]
+    pinned_by: list[str]
+
+
+def key_table(store: KeyStore) -> tuple[list[KeyRow], list[str]]:
+    """Every key with its state and the apps pinned to it, plus the store's warnings (KeyStoreError passes)."""
+    rows = store.status()
+    pins = pinned_keys()
+    return [KeyRow(r, sorted(pins.get(str(r.get("kid")), []))) for r in rows], store.warnings(rows)
+
+
+def validate_rotation(key_type: str, days_text: str) -> int:
+    errors: dict[str, str] = {}
+    days = 0
+    if key_type not in KEY_TYPES:
+        errors["key_type"] = f"Choose one of {', '.join(KEY_TYPES)}."
+    try:
+        days = int(days_text)
+    except ValueError:
+        errors["days"] = "Enter a whole number of days."
+    else:
+        if not 1 <= days <= 3650:
+            errors["days"] = "Between 1 and 3650 days."
+    if errors:
+        raise FormErrors(errors)
+    return days
+
+
+def rotate_keys(store: KeyStore, common_name: str, key_type: str, days: int) -> str:
+    with store.mutation():
+        kid = store.rotate(common_name, key_type, days)
+    _audit_certs("certs.rotate", kid, {"key_type": key_type, "days": days})
+    return kid
+
+
+def activate_keys(store: KeyStore) -> tuple[str, str]:
+    with store.mutation():
+        new, old = store.activate()
+    _audit_certs("certs.activate", new, {"retiring": old or None})
+    return new, old
+
+
+def retire_keys(store: KeyStore) -> str:
+    with store.mutation():
+        kid = store.retire(pinned_keys())
+    _audit_certs("certs.retire", kid)
+    return kid
+
+
+def _audit_certs(action: str, target: str, after: dict[str, Any] | None = None) -> None:
+    """As the CLI: the key operation already happened; its audit row is written when the database allows."""
+    try:
+        audit.record(action, "certs", target, after=after)
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()

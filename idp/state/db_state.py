@@ -1,0 +1,131 @@
+"""Shared state in the SQL database: unique constraints and conditional updates give the atomicity."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, text, update
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import PendingRequest, SeenRequest, ThrottleCounter, User, utcnow
+from .base import ThrottleRule
+
+_PURGE_EVERY = 500
+
+
+class DbState:
+    name = "database"
+
+    def __init__(self) -> None:
+        self._writes = 0
+
+    def _maybe_purge(self) -> None:
+        self._writes += 1
+        if self._writes % _PURGE_EVERY == 0:
+            now = utcnow()
+            db.session.execute(delete(SeenRequest).where(SeenRequest.expires_at < now))
+            db.session.execute(delete(PendingRequest).where(PendingRequest.expires_at < now))
+            db.session.commit()
+
+    def remember_once(self, key: str, ttl_s: int) -> bool:
+        self._maybe_purge()
+        now = utcnow()
+        issuer, _, request_id = key.partition("\n")
+        db.session.add(SeenRequest(issuer=issuer[:1024], request_id=request_id[:256],
+                                   expires_at=now + timedelta(seconds=ttl_s)))
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            # an expired row may still be there: take it over once it can no longer be a replay
+            result = db.session.execute(
+                update(SeenRequest)
+                .where(SeenRequest.issuer == issuer[:1024], SeenRequest.request_id == request_id[:256],
+                       SeenRequest.expires_at < now)
+                .values(expires_at=now + timedelta(seconds=ttl_s)))
+            db.session.commit()
+            return bool(getattr(result, "rowcount", 0))
+        return True
+
+    def put(self, data: dict[str, Any], ttl_s: int) -> str:
+        self._maybe_purge()
+        token = secrets.token_urlsafe(24)
+        now = utcnow()
+        db.session.add(PendingRequest(id=token, data=data, created_at=now,
+                                      expires_at=now + timedelta(seconds=ttl_s)))
+        db.session.commit()
+        return token
+
+    def get(self, token: str, kind: str, *, consume: bool) -> dict[str, Any] | None:
+        row = db.session.get(PendingRequest, token)
+        if row is None or row.data.get("kind") != kind:
+            return None
+        if row.expires_at <= utcnow():
+            db.session.delete(row)
+            db.session.commit()
+            return None
+        data = dict(row.data)
+        if consume:
+            result = db.session.execute(delete(PendingRequest).where(PendingRequest.id == token))
+            db.session.commit()
+            if not getattr(result, "rowcount", 0):
+                return None  # another request consumed it first
+        return data
+
+    def replace(self, token: str, data: dict[str, Any], ttl_s: int) -> None:
+        db.session.execute(update(PendingRequest).where(PendingRequest.id == token)
+                           .values(data=data, expires_at=utcnow() + timedelta(seconds=ttl_s)))
+        db.session.commit()
+
+    def retry_after(self, key: str) -> int:
+        row = db.session.get(ThrottleCounter, key[:200])
+        now = utcnow()
+        if row is None or row.locked_until is None or row.locked_until <= now:
+            return 0
+        return max(1, int((row.locked_until - now).total_seconds() + 0.999))
+
+    def record_failure(self, key: str, rule: ThrottleRule) -> int:
+        now = utcnow()
+        key = key[:200]
+        for _ in range(3):
+            row = db.session.get(ThrottleCounter, key, with_for_update=True)
+            if row is None:
+                db.session.add(ThrottleCounter(key=key, failures=1, window_start=now))
+                try:
+                    db.session.commit()
+                except IntegrityError:  # another process created it first: count on its row
+                    db.session.rollback()
+                    continue
+                return rule.lock_for(1)
+            if now - row.window_start > rule.window and (row.locked_until is None or row.locked_until <= now):
+                row.failures, row.window_start, row.locked_until = 0, now, None
+            row.failures += 1
+            lock = rule.lock_for(row.failures)
+            if lock:
+                row.locked_until = now + timedelta(seconds=lock)
+            db.session.commit()
+            return lock
+        return 0
+
+    def reset_failures(self, key: str) -> None:
+        db.session.execute(delete(ThrottleCounter).where(ThrottleCounter.key == key[:200]))
+        db.session.commit()
+
+    def consume_totp_step(self, user_id: int, step: int) -> bool:
+        result = db.session.execute(
+            update(User)
+            .where(User.id == user_id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+            .values(totp_last_step=step))
+        db.session.commit()
+        return bool(getattr(result, "rowcount", 0))
+
+    def reset_totp(self, user_id: int) -> None:
+        db.session.execute(update(User).where(User.id == user_id).values(totp_last_step=None))
+        db.session.commit()
+
+    def ping(self) -> None:
+        db.session.execute(text("SELECT 1"))
+        db.session.rollback()
