@@ -10,7 +10,7 @@ APT_TEST := xmlsec1 chromium
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve test lint certs certs-status rotate-certs activate-certs retire-certs clean
+.PHONY: help install run serve test test-sqlite test-pg lint certs certs-status rotate-certs activate-certs retire-certs clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -41,8 +41,19 @@ run: $(STAMP) ## Install, create the SQLite DB, dev keys and first admin, sync m
 serve: $(STAMP) ## Production server only (gunicorn; workers = cores), no set-up steps
 	$(BIN)/idp serve
 
-test: $(APT_STAMP) ## Install everything the tests need, then run the whole suite
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+# The SSO suite that also runs against PostgreSQL + Redis (with the scale-out and migration tests).
+PG_SUITE := tests/scaleout tests/functional/test_sso_roundtrip.py tests/functional/test_sso_errors.py \
+	tests/functional/test_slo.py tests/functional/test_policy_flows.py tests/functional/test_web.py
+
+test: $(APT_STAMP) ## Install everything the tests need, then run the whole suite (SQLite, then PostgreSQL + Redis)
+	$(BIN)/pytest -q --ignore=tests/scaleout $(PYTEST_ARGS)
+	tests/with-services.sh $(BIN)/pytest -q $(PG_SUITE) $(PYTEST_ARGS)
+
+test-sqlite: $(APT_STAMP) ## Only the SQLite run (fast inner loop)
+	$(BIN)/pytest -q --ignore=tests/scaleout $(PYTEST_ARGS)
+
+test-pg: $(APT_STAMP) ## Only the PostgreSQL + Redis run (starts private servers unless IDP_TEST_*_URL are set)
+	tests/with-services.sh $(BIN)/pytest -q $(PG_SUITE) $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (with bandit rules) and mypy
 	$(BIN)/ruff check idp tests

@@ -12,7 +12,7 @@ from .auth.passwords import Passwords
 from .certs.keystore import KeyStore
 from .config import PROJECT_ROOT, Settings, load_settings
 from .errors import SamlFlowError
-from .extensions import csrf, db, login_manager
+from .extensions import MIGRATIONS_DIR, csrf, db, login_manager, migrate
 
 
 def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flask:
@@ -36,7 +36,6 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     app.config.update(flask_overrides)
     app.extensions["idp.settings"] = settings
     app.extensions["idp.keystore"] = KeyStore(settings.cert_dir)
-    _check_keys_at_start(app.extensions["idp.keystore"])
     app.extensions["idp.state"] = _shared_state(settings)
     app.extensions["idp.passwords"] = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib,
                                                 settings.argon2_parallelism)
@@ -45,6 +44,7 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
         _sqlite_pragmas()
 
     db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -55,14 +55,16 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     from .auth.mfa_views import bp as mfa_bp
     from .auth.views import bp as auth_bp
     from .auth.views import load_principal
+    from .web.account import bp as account_bp
     from .web.home import bp as home_bp
+    from .web.ops import bp as ops_bp
     from .web.saml_views import bp as saml_bp
     from .web.saml_views import handle_flow_error
     from .web.slo_views import bp as slo_bp
 
     login_manager.user_loader(load_principal)
     register_admin_views()
-    for bp in (auth_bp, mfa_bp, home_bp, saml_bp, slo_bp, admin_bp):
+    for bp in (auth_bp, mfa_bp, home_bp, saml_bp, slo_bp, admin_bp, account_bp, ops_bp):
         app.register_blueprint(bp)
     app.register_error_handler(SamlFlowError, handle_flow_error)
     _register_http_errors(app)
@@ -93,7 +95,7 @@ def _shared_state(settings: Settings) -> Any:
     return DbState()
 
 
-def _check_keys_at_start(store: KeyStore) -> None:
+def check_keys_at_start(store: KeyStore) -> None:
     """A broken key store does not stop the process (health checks, admin pages) but SSO answers 503."""
     from .certs.keystore import KeyStoreError
 
@@ -123,7 +125,7 @@ def _sqlite_pragmas() -> None:
 
 
 def _register_http_errors(app: Flask) -> None:
-    from .web.responses import error_page
+    from .web.responses import error_page, plain_error_page
 
     def csrf_error(exc: CSRFError) -> Response:
         return error_page(400, "Form expired", "The form was stale or forged. Go back, reload and try again.")
@@ -149,7 +151,8 @@ def _register_http_errors(app: Flask) -> None:
             db.session.rollback()
         except Exception:  # noqa: BLE001, S110 - the database may be the thing that failed
             pass
-        return error_page(500, "Internal error", "Something went wrong on our side. Nothing was sent to the app.")
+        return plain_error_page(500, "Internal error",
+                                "Something went wrong on our side. Nothing was sent to the app.")
 
     def unavailable(exc: Exception) -> Response:
         """Database or Redis down: 503 with Retry-After, a plain page, a clear operator log line."""
@@ -159,8 +162,8 @@ def _register_http_errors(app: Flask) -> None:
             db.session.rollback()
         except Exception:  # noqa: BLE001, S110 - the database may be the thing that failed
             pass
-        resp = error_page(503, "Temporarily unavailable",
-                          "Sign-in is temporarily unavailable. Please try again in a minute.")
+        resp = plain_error_page(503, "Temporarily unavailable",
+                                "Sign-in is temporarily unavailable. Please try again in a minute.")
         resp.headers["Retry-After"] = "5"
         return resp
 

@@ -20,7 +20,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from .certs.keystore import KeyStoreError
 from .config import PROJECT_ROOT, load_settings
 from .events import EventFilter, query_events, to_csv, to_json
-from .extensions import db
+from .extensions import MIGRATIONS_DIR, db
 from .services import ServiceError
 from .services import apps as apps_svc
 from .services import users as users_svc
@@ -42,12 +42,43 @@ def db_group() -> None:
     pass
 
 
-@db_group.command("init", help="Create the schema (idempotent) and the first admin when there is no user.")
+def _schema_state() -> str:
+    """"empty", "versioned" (under Alembic) or "unversioned" (tables but no alembic_version)."""
+    from sqlalchemy import inspect
+    tables = set(inspect(db.engine).get_table_names())
+    if not tables - {"alembic_version"}:
+        return "empty"
+    return "versioned" if "alembic_version" in tables else "unversioned"
+
+
+@db_group.command("upgrade", help="Apply schema migrations up to the latest revision.")
+@with_appcontext
+def db_upgrade() -> None:
+    import flask_migrate
+
+    state = _schema_state()
+    if state == "unversioned":
+        _fail("the database has tables but no migration history; back it up, then stamp it with "
+              "`FLASK_APP=idp.wsgi flask db stamp -d idp/migrations <revision>`")
+    flask_migrate.upgrade(directory=MIGRATIONS_DIR)
+    click.echo("database schema is at the latest revision")
+
+
+@db_group.command("init", help="Create the schema at the latest revision (or upgrade it) and the first admin.")
 @with_appcontext
 def db_init() -> None:
-    from .models import User  # noqa: F401 - models must be imported for create_all
+    import flask_migrate
 
-    db.create_all()
+    from .models import User
+
+    state = _schema_state()
+    if state == "empty":
+        db.create_all()
+        flask_migrate.stamp(directory=MIGRATIONS_DIR, revision="head")
+    elif state == "versioned":
+        flask_migrate.upgrade(directory=MIGRATIONS_DIR)
+    else:
+        _fail("the database has tables but no migration history; refusing to guess its schema")
     click.echo("database ready")
     if db.session.query(User.id).first() is None:
         s = _settings()

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
+from . import metrics
 from .errors import EventContext
 from .extensions import db
 from .models import SsoEvent, utcnow
@@ -49,7 +50,11 @@ def record_event(ctx: EventContext, reason: Reason, *, client_ip: str | None, us
     db.session.add(event)
     if commit:
         db.session.commit()
-    log.info("sso_event %s", json.dumps(event_dict(event, with_detail=False), default=str, sort_keys=True))
+    metrics.count_event(event.event_type, event.app_slug, event.outcome, event.reason)
+    # One JSON line per event for shipping to a SIEM (no secrets: the event holds none).
+    log.info("%s", json.dumps({"log": "sso_event", **event_dict(event, with_detail=False),
+                               "check": (ctx.detail.get("policy") or {}).get("check")},
+                              default=str, sort_keys=True))
     return event
 
 

@@ -80,12 +80,35 @@ def app(settings: Settings) -> Iterator[Flask]:
     flask_app = create_app(settings, TESTING=True)
     flask_app.test_client_class = IsolatedClient
     with flask_app.app_context():
-        db.drop_all()
-        db.create_all()
+        reset_backends(flask_app)
         yield flask_app
         db.session.remove()
         db.drop_all()
         db.engine.dispose()
+
+
+def reset_backends(flask_app: Flask) -> None:
+    """A clean database (and Redis, when the tests run against one) for every test.
+
+    SQLite: every test has its own file. PostgreSQL: the schema is created once, tables are
+    emptied with one TRUNCATE per test (dropping and creating ~15 tables per test is slow).
+    """
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy import inspect, text
+        existing = set(inspect(db.engine).get_table_names())
+        if not set(db.metadata.tables) <= existing:
+            db.drop_all()
+            db.create_all()
+        else:
+            names = ", ".join(f'"{t}"' for t in db.metadata.tables)
+            with db.engine.begin() as conn:
+                conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    else:
+        db.drop_all()
+        db.create_all()
+    state = flask_app.extensions["idp.state"]
+    if getattr(state, "name", "") == "redis":
+        state.client.flushdb()
 
 
 @pytest.fixture

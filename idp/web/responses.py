@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, make_response, render_template
+from flask import Response, current_app, make_response, render_template
 
 from ..sso import IssuedResponse
 
@@ -18,5 +18,15 @@ def post_form(issued: IssuedResponse, field: str = "SAMLResponse") -> Response:
 
 def error_page(status: int, title: str, message: str, event_id: int | None = None) -> Response:
     resp = make_response(render_template("error.html", title=title, message=message, event_id=event_id), status)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def plain_error_page(status: int, title: str, message: str) -> Response:
+    """An error page that needs nothing but the template: no session, no database (used when they fail)."""
+    # Rendered straight from the Jinja environment: context processors (flask-login's loads the
+    # user from the database) must not run when the database is what failed.
+    html = current_app.jinja_env.get_template("plain_error.html").render(title=title, message=message)
+    resp = make_response(html, status)
     resp.headers["Cache-Control"] = "no-store"
     return resp

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
-from flask import Blueprint, Response, redirect, request, url_for
+from flask import Blueprint, Response, g, redirect, request, url_for
 from flask_login import current_user
 from lxml import etree
 
+from .. import metrics
 from ..auth.sessions import Principal
 from ..certs.keystore import KeyStoreError
 from ..errors import EventContext, MalformedRequest, SamlFlowError, ServiceUnavailable
@@ -34,6 +36,19 @@ from .context import current_client, keystore, settings
 from .responses import error_page, post_form
 
 bp = Blueprint("saml", __name__)
+_TIMED = frozenset({"saml.sso", "saml.resume", "saml.idp_initiated"})
+
+
+@bp.before_request
+def _start_timer() -> None:
+    g.sso_started = time.perf_counter()
+
+
+@bp.after_request
+def _observe(resp: Response) -> Response:
+    if request.endpoint in _TIMED and "sso_started" in g:
+        metrics.observe_latency(time.perf_counter() - g.sso_started)
+    return resp
 
 
 @bp.get("/saml/metadata")

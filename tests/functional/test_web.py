@@ -82,7 +82,7 @@ def test_session_id_renewed_at_login_and_logout_ends_it(client, alice, app):
     token = csrf(client.get("/login?force=1"))
     client.post("/login", data={"csrf_token": token, "username": "alice", "password": PASSWORD, "force": "1"})
     db.session.expire_all()
-    sessions = db.session.query(IdpSession).order_by(IdpSession.created_at).all()
+    sessions = db.session.query(IdpSession).order_by(IdpSession.authn_at).all()
     assert len(sessions) == 2 and sessions[0].id == first.id and sessions[0].ended_at is not None
     resp = client.get("/logout")
     Browser(client).follow(resp)
