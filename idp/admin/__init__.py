@@ -24,6 +24,18 @@ def require_admin() -> None:
     audit.set_actor(f"web:{current_user.user.username}")
 
 
+# Metadata uploads may be federation documents of several MiB; everything else keeps the small default.
+UPLOAD_ENDPOINTS = frozenset({"admin.app_new", "admin.app_refresh"})
+MAX_UPLOAD_BYTES = 6 * 1024 * 1024
+
+
+@bp.before_request
+def allow_metadata_uploads() -> None:
+    from flask import request
+    if request.endpoint in UPLOAD_ENDPOINTS:
+        request.max_content_length = MAX_UPLOAD_BYTES
+
+
 NAV = (
     ("admin.apps", "Apps", "apps"),
     ("admin.users", "Users", "users"),

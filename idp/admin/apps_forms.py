@@ -167,6 +167,8 @@ class NewAppForm:
             self.errors["name"] = "name must be 1-200 characters without control characters"
         if self.slug and not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?", self.slug):
             self.errors["slug"] = "slug must be 1-64 lower-case letters, digits and inner hyphens"
+        elif self.slug == "new":
+            self.errors["slug"] = "slug “new” is taken by the admin console's New app page; choose another"
 
     def read_file(self) -> bytes | None:
         """The uploaded file's bytes (None with an error next to the field when empty or too large)."""

@@ -152,6 +152,8 @@ def slugify(text: str) -> str:
 
 
 def _unique_slug(base: str) -> str:
+    if base in RESERVED_SLUGS:
+        base = f"{base}-app"
     slug, n = base, 2
     while db.session.scalar(select(ConnectedApp.id).where(ConnectedApp.slug == slug)) is not None:
         slug = f"{base[:58]}-{n}"
@@ -166,9 +168,14 @@ def validate_name(name: str) -> str:
     return name
 
 
+RESERVED_SLUGS = frozenset({"new", "admin", "api", "static", "login", "logout", "saml"})
+
+
 def validate_slug(slug: str) -> str:
     if not SLUG_RE.fullmatch(slug):
         raise ServiceError(f"slug {slug!r} must be 1-64 lower-case letters, digits and inner hyphens")
+    if slug in RESERVED_SLUGS:
+        raise ServiceError(f"slug {slug!r} is reserved; choose another")
     return slug
 
 

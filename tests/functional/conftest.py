@@ -15,8 +15,8 @@ from idp.models import SsoEvent
 from idp.services import apps as apps_svc
 from idp.services import users as users_svc
 
-from ..webclient import Browser
 from ..sp_harness import OneLoginSP, Pysaml2SP, TestSP, make_keypair
+from ..webclient import Browser
 
 PASSWORD = "correct horse battery"
 SP_KINDS = {"pysaml2": Pysaml2SP, "onelogin": OneLoginSP}

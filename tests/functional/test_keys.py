@@ -19,8 +19,8 @@ from idp.certs.generate import generate_key_pair
 from idp.certs.keystore import KeyStore
 from idp.services import apps as apps_svc
 
-from ..webclient import saml_form
 from ..sp_harness import OneLoginSP, Pysaml2SP, SPValidationError
+from ..webclient import saml_form
 from .conftest import PASSWORD, last_event
 
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"

@@ -9,8 +9,8 @@ import pytest
 from idp.extensions import db
 from idp.models import IdpSession
 
-from ..webclient import saml_form
 from ..raw_requests import redirect_query
+from ..webclient import saml_form
 from .conftest import PASSWORD, events, last_event
 
 KINDS = ["pysaml2", "onelogin"]

@@ -9,8 +9,8 @@ import pytest
 
 from idp.services import apps as apps_svc
 
-from ..webclient import saml_form
 from ..raw_requests import authn_request_xml, deflate_b64, old_instant, redirect_query
+from ..webclient import saml_form
 from .conftest import PASSWORD, last_event
 
 

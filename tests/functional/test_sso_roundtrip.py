@@ -7,8 +7,8 @@ import base64
 import pytest
 from lxml import etree
 
-from ..webclient import saml_form
 from ..sp_harness import SPValidationError
+from ..webclient import saml_form
 from .conftest import PASSWORD, events, last_event
 
 KINDS = ["pysaml2", "onelogin"]

@@ -1,0 +1,438 @@
+"""Admin console, connected apps: list, register, detail with SAML settings and access policy, metadata refresh,
+enable/disable and delete. Views decode the form, call services/apps.py (as `idp apps …` does) and render."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, select
+from werkzeug.wrappers import Response
+
+from .. import pending
+from ..certs.keystore import KeyStoreError, LoadedKey
+from ..extensions import db
+from ..models import ConnectedApp, Group, SsoEvent
+from ..policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
+from ..reasons import Outcome
+from ..saml.constants import NAMEID_FORMATS
+from ..saml.sp_metadata import MAX_METADATA_BYTES, MetadataError, SpMetadata, list_sp_entity_ids
+from ..services import ServiceError
+from ..services import apps as apps_svc
+from ..services import fetch as fetch_svc
+from ..services.apps import (
+    ENCRYPTION_ALGORITHMS,
+    NAMEID_FIELDS,
+    SIGN_MODES,
+    SIGNATURE_ALGORITHM_NAMES,
+    USER_FIELDS,
+)
+from ..web.context import keystore, settings
+from ..web.responses import error_page
+from . import bp
+from .apps_forms import (
+    ACS_BINDINGS,
+    FORM,
+    MAX_PICK_RADIOS,
+    NewAppForm,
+    PolicyForm,
+    SamlForm,
+    cert_info,
+    metadata_diff,
+    nameid_short,
+    policy_summary,
+    short_binding,
+)
+
+PICK_KIND = "admin_new_pick"
+REFRESH_KIND = "admin_refresh"
+SOURCE_LABELS = {"metadata_file": "a metadata file", "metadata_xml": "pasted XML", "metadata_url": "a metadata URL",
+                 "manual": "the fields entered by hand"}
+
+
+def _admin_name() -> str:
+    return str(current_user.user.username)
+
+
+def _app_or_404(slug: str) -> ConnectedApp:
+    try:
+        return apps_svc.get_app(slug[:100])
+    except ServiceError:
+        abort(404)
+
+
+def fmt_dt(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
+
+
+def _render(template: str, status: int = 200, **ctx: Any) -> tuple[str, int]:
+    return render_template(template, section="apps", fmt_dt=fmt_dt, short_binding=short_binding,
+                           nameid_short=nameid_short, **ctx), status
+
+
+def _last_sso_by_slug(only: str | None = None) -> dict[str, datetime]:
+    """Time of each app's last successful SSO: one grouped query over (app_slug, at), not one per app.
+
+    (A read of the event log; it belongs in idp/events.py, which this area may not edit.)
+    """
+    q = (select(SsoEvent.app_slug, func.max(SsoEvent.at))
+         .where(SsoEvent.event_type == "sso", SsoEvent.outcome == str(Outcome.SUCCESS))
+         .group_by(SsoEvent.app_slug))
+    q = q.where(SsoEvent.app_slug == only) if only else q.where(SsoEvent.app_slug.is_not(None))
+    return {slug: at for slug, at in db.session.execute(q) if slug is not None}
+
+
+def _published_keys() -> tuple[list[LoadedKey], str | None]:
+    try:
+        return list(keystore().current().published), None
+    except KeyStoreError as exc:
+        return [], str(exc)
+
+
+def _group_names() -> list[str]:
+    return list(db.session.scalars(select(Group.name).order_by(Group.name)))
+
+
+def _is_http_url(value: str | None) -> bool:
+    return bool(value) and urlsplit(value or "").scheme in ("http", "https")
+
+
+def _fetch(url: str) -> bytes:
+    s = settings()
+    return fetch_svc.fetch_metadata(url, allow_private=s.metadata_fetch_allow_private,
+                                    timeout=s.metadata_fetch_timeout_s)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+# ---------------------------------------------------------------- list
+
+
+@bp.get("/apps")
+def apps() -> tuple[str, int]:
+    q = (request.args.get("q") or "").strip()[:200]
+    rows = apps_svc.list_apps()
+    if q:
+        needle = q.casefold()
+        rows = [a for a in rows if needle in a.name.casefold() or needle in a.slug or needle in a.entity_id.casefold()]
+    last = _last_sso_by_slug()
+    items = []
+    for a in rows:
+        s = apps_svc.AppSettings.from_dict(a.settings)
+        items.append({"app": a, "policy": policy_summary(s), "pin": s.signing_key, "last_sso": last.get(a.slug)})
+    return _render("admin/apps_list.html", items=items, q=q, total=len(rows))
+
+
+# ---------------------------------------------------------------- new app
+
+
+@bp.route("/apps/new", methods=["GET", "POST"])
+def app_new() -> tuple[str, int] | Response:
+    """Register an app from exactly one source: an uploaded file, pasted XML, a URL, or fields entered by hand.
+
+    Everything goes through services.apps.register_app, so validation is the CLI's; nothing is stored on refusal.
+    An aggregate holding several SPs is parked server-side (pending store) while the admin picks one.
+    """
+    if request.method == "GET":
+        return _render("admin/app_new.html", form=NewAppForm(), bindings=ACS_BINDINGS)
+    if request.form.get("pick_token"):
+        return _new_from_pick(request.form["pick_token"])
+    form = NewAppForm.from_post(request.form, request.files)
+    form.check_common()
+    given = form.sources()
+    if len(given) != 1:
+        form.errors[FORM] = ("Give one source: upload a metadata file, paste the XML, enter a metadata URL, "
+                             "or fill in the SP by hand." if not given else
+                             "Give only one source; you gave " + " and ".join(SOURCE_LABELS[g] for g in given) + ".")
+        return _render("admin/app_new.html", 422, form=form, bindings=ACS_BINDINGS)
+    source = given[0]
+    xml, ref = _read_new_source(form, source)
+    if xml is None or form.errors:
+        return _render("admin/app_new.html", 422, form=form, bindings=ACS_BINDINGS)
+    if source != "manual" and not form.entity_id_pick:
+        try:
+            ids = list_sp_entity_ids(xml)
+        except MetadataError as exc:
+            form.errors[source] = str(exc)
+            return _render("admin/app_new.html", 422, form=form, bindings=ACS_BINDINGS)
+        if len(ids) > 1:
+            token = pending.put({"kind": PICK_KIND, "admin": _admin_name(), "source": source, "source_ref": ref,
+                                 "xml_b64": base64.b64encode(xml).decode("ascii"), "entity_ids": ids})
+            return _render_pick(form, token, ids)
+    return _register(form, xml, source, ref, form.entity_id_pick or None)
+
+
+def _read_new_source(form: NewAppForm, source: str) -> tuple[bytes | None, str | None]:
+    if source == "metadata_file":
+        return form.read_file(), None
+    if source == "metadata_xml":
+        return form.metadata_xml.encode("utf-8"), None
+    if source == "metadata_url":
+        try:
+            return _fetch(form.metadata_url), form.metadata_url
+        except ServiceError as exc:
+            form.errors["metadata_url"] = str(exc)
+            return None, None
+    return form.build_manual_xml(), None
+
+
+def _render_pick(form: NewAppForm, token: str, ids: list[str], status: int = 200) -> tuple[str, int]:
+    return _render("admin/app_new.html", status, form=form, bindings=ACS_BINDINGS, pick_token=token, pick_ids=ids,
+                   pick_radios=len(ids) <= MAX_PICK_RADIOS)
+
+
+def _new_from_pick(token: str) -> tuple[str, int] | Response:
+    data = pending.get(token, PICK_KIND, consume=False)
+    if data is None or data.get("admin") != _admin_name():
+        return error_page(400, "Upload expired", "The uploaded metadata is no longer held (it is kept for 30 "
+                                                 "minutes). Start again from “New app”.")
+    form = NewAppForm.from_post(request.form, request.files)
+    form.check_common()
+    ids = list(data.get("entity_ids") or [])
+    if not form.entity_id_pick:
+        form.errors["entity_id_pick"] = "choose the service provider to register"
+    if form.errors:
+        return _render_pick(form, token, ids, 422)
+    xml = base64.b64decode(data["xml_b64"])
+    return _register(form, xml, "entity_id_pick", data.get("source_ref"), form.entity_id_pick, token=token,
+                     ids=ids)
+
+
+def _register(form: NewAppForm, xml: bytes, source: str, ref: str | None, pick: str | None, *,
+              token: str | None = None, ids: list[str] | None = None) -> tuple[str, int] | Response:
+    try:
+        app = apps_svc.register_app(xml, name=form.name or None, slug=form.slug or None, entity_id=pick,
+                                    source="admin", source_ref=ref)
+    except ServiceError as exc:
+        db.session.rollback()
+        message = str(exc)
+        target = form.error_field(message, source)
+        if pick and "not in this metadata" in message:
+            target = "entity_id_pick"
+        form.errors[target] = message
+        if token is not None:
+            return _render_pick(form, token, ids or [], 422)
+        return _render("admin/app_new.html", 422, form=form, bindings=ACS_BINDINGS)
+    if token is not None:
+        pending.get(token, PICK_KIND, consume=True)
+    flash(f"App “{app.name}” registered as {app.slug}. Review its settings and access policy below.", "success")
+    return redirect(url_for("admin.app_detail", slug=app.slug), 303)
+
+
+# ---------------------------------------------------------------- detail and edits
+
+
+def _idp_values(slug: str) -> list[tuple[str, str, str]]:
+    """(label, id, absolute URL) the SP owner needs; every URL from IDP_BASE_URL, never the Host header."""
+    s = settings()
+    return [
+        ("Entity ID / Issuer", "idp-entity-id", s.entity_id),
+        ("Metadata URL", "idp-metadata-url", s.url("/saml/metadata")),
+        ("Metadata for this app (download)", "idp-app-metadata-url",
+         s.url("/saml/metadata?" + urlencode({"app": slug, "download": "1"}))),
+        ("SSO URL (Redirect and POST)", "idp-sso-url", s.url("/saml/sso")),
+        ("SLO URL (Redirect and POST)", "idp-slo-url", s.url("/saml/slo")),
+        ("IdP-initiated launch URL", "idp-launch-url", s.url(f"/apps/{slug}/sso")),
+        ("Signing certificate (PEM)", "idp-cert-url", s.url("/saml/certificate?" + urlencode({"app": slug}))),
+    ]
+
+
+def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: PolicyForm | None = None,
+                   status: int = 200, notice: str | None = None) -> tuple[str, int]:
+    sp = SpMetadata.from_dict(app.sp)
+    current = apps_svc.AppSettings.from_dict(app.settings)
+    keys, key_error = _published_keys()
+    signing_key = next((k for k in keys if k.kid == current.signing_key), None) if current.signing_key else \
+        next((k for k in keys if k.state == "active"), None)
+    last = _last_sso_by_slug(app.slug).get(app.slug)
+    return _render(
+        "admin/app_detail.html", status, app=app, sp=sp, current=current,
+        saml=saml or SamlForm.from_app(app), policy=policy or PolicyForm.from_app(app),
+        signing_certs=[cert_info(c) for c in sp.signing_certs],
+        encryption_certs=[cert_info(c) for c in sp.encryption_certs],
+        keys=keys, key_error=key_error, signing_key=signing_key, groups=_group_names(), last_sso=last,
+        idp_values=_idp_values(app.slug), summary=policy_summary(current),
+        events_url=url_for("admin.events", app=app.slug) if "admin.events" in current_app.view_functions else None,
+        choices={"nameid_formats": tuple(NAMEID_FORMATS), "nameid_fields": NAMEID_FIELDS, "sign": SIGN_MODES,
+                 "sigalgs": tuple(SIGNATURE_ALGORITHM_NAMES), "encalgs": ENCRYPTION_ALGORITHMS,
+                 "user_fields": USER_FIELDS, "permitted": PERMITTED_MODES, "ip_modes": IP_MODES,
+                 "mfa_actions": MFA_ACTIONS},
+        notice=notice, now=datetime.now(UTC),
+    )
+
+
+@bp.get("/apps/<slug>")
+def app_detail(slug: str) -> tuple[str, int]:
+    return _render_detail(_app_or_404(slug))
+
+
+@bp.post("/apps/<slug>/saml")
+def app_saml(slug: str) -> tuple[str, int] | Response:
+    """SAML settings: the same change_settings/signing_changes call as `idp apps set` (the form holds every value)."""
+    app = _app_or_404(slug)
+    form = SamlForm.from_post(request.form)
+    if request.form.get("add_row"):
+        shown = request.form.get("extra_rows") or "1"
+        form.extra_rows = min(int(shown) if shown.isdigit() else 1, 20) + 1
+        return _render_detail(app, saml=form, notice="Row added. Nothing is saved until you press "
+                                                     "“Save SAML settings”.")
+    current = apps_svc.AppSettings.from_dict(app.settings)
+    keys, _ = _published_keys()
+    form.check(current.signing_key, [k.kid for k in keys])
+    if form.errors:
+        return _render_detail(app, saml=form, status=422)
+    pin = form.signing_key_change(current.signing_key)
+    try:
+        signing = apps_svc.signing_changes(
+            published_kids=[k.kid for k in keys] if pin not in (None, "active") else None, signing_key=pin,
+            signature_algorithm=form.signature_algorithm, encrypt_assertion=form.encrypt_assertion,
+            encryption_algorithm=form.encryption_algorithm)
+        apps_svc.change_settings(
+            app, name=form.name, nameid_format=form.nameid_format, nameid_field=form.nameid_field,
+            attributes=form.attribute_map(), sign=form.sign, require_signed_requests=form.require_signed_requests,
+            allow_sha1=form.allow_sha1, **signing)
+    except ServiceError as exc:
+        db.session.rollback()
+        form.errors[form.error_field(str(exc))] = str(exc)
+        return _render_detail(_app_or_404(slug), saml=form, status=422)
+    flash("SAML settings saved.", "success")
+    return redirect(url_for("admin.app_detail", slug=app.slug, _anchor="saml-settings"), 303)
+
+
+@bp.post("/apps/<slug>/policy")
+def app_policy(slug: str) -> tuple[str, int] | Response:
+    """Access policy: the posted state becomes the add/remove options of `idp apps set` (policy_changes)."""
+    app = _app_or_404(slug)
+    form = PolicyForm.from_post(request.form)
+    ranges, timeout = form.check()
+    if form.errors:
+        return _render_detail(app, policy=form, status=422)
+    try:
+        current = apps_svc.AppSettings.from_dict(app.settings)
+        changes = apps_svc.policy_changes(current, **form.changes(current, ranges, timeout))
+        apps_svc.change_settings(app, **changes)
+    except ServiceError as exc:
+        db.session.rollback()
+        form.errors[form.error_field(str(exc))] = str(exc)
+        return _render_detail(_app_or_404(slug), policy=form, status=422)
+    flash("Access policy saved.", "success")
+    return redirect(url_for("admin.app_detail", slug=app.slug, _anchor="access-policy"), 303)
+
+
+@bp.post("/apps/<slug>/status")
+def app_status(slug: str) -> tuple[str, int] | Response:
+    app = _app_or_404(slug)
+    wanted = request.form.get("enabled")
+    if wanted not in ("0", "1"):
+        return error_page(400, "Bad request", "The form did not say whether to enable or disable the app.")
+    apps_svc.change_settings(app, enabled=wanted == "1")
+    flash(f"App “{app.name}” {'enabled' if app.enabled else 'disabled'}.", "success")
+    return redirect(url_for("admin.app_detail", slug=app.slug), 303)
+
+
+@bp.route("/apps/<slug>/delete", methods=["GET", "POST"])
+def app_delete(slug: str) -> tuple[str, int] | Response:
+    app = _app_or_404(slug)
+    if request.method == "GET":
+        return _render("admin/app_delete.html", app=app, last_sso=_last_sso_by_slug(app.slug).get(app.slug))
+    name = app.name
+    try:
+        apps_svc.remove_app(app.slug)
+    except ServiceError as exc:
+        db.session.rollback()
+        return error_page(409, "Not deleted", str(exc))
+    flash(f"App “{name}” deleted.", "success")
+    return redirect(url_for("admin.apps"), 303)
+
+
+# ---------------------------------------------------------------- metadata refresh
+
+
+@bp.route("/apps/<slug>/refresh", methods=["GET", "POST"])
+def app_refresh(slug: str) -> tuple[str, int] | Response:
+    """Preview a metadata refresh: fetch (stored or given URL) or take an uploaded/pasted document, diff, park.
+
+    The new document is parked server-side in the pending store (kind "admin_refresh") under an unguessable,
+    single-use token bound to this admin and app, together with the SHA-256 of the app's metadata the diff was
+    computed against. The approving POST carries only the token: the browser never holds the XML, so it cannot
+    alter what gets applied, and the apply is refused when the app's metadata changed since the preview.
+    """
+    app = _app_or_404(slug)
+    stored_url = app.source_ref if _is_http_url(app.source_ref) else None
+    if request.method == "GET":
+        return _render("admin/app_refresh.html", app=app, stored_url=stored_url, url_value=stored_url or "",
+                       errors={})
+    errors: dict[str, str] = {}
+    upload = request.files.get("metadata_file")
+    pasted = (request.form.get("metadata_xml") or "").strip()
+    url = (request.form.get("metadata_url") or "").strip()[:4096]
+    given = [name for name, present in (("metadata_file", upload is not None and bool(upload.filename)),
+                                        ("metadata_xml", bool(pasted)), ("metadata_url", bool(url))) if present]
+    if len(given) != 1:
+        errors[FORM] = ("Give the new metadata: fetch it from a URL, upload a file or paste the XML." if not given
+                        else "Give only one source for the new metadata.")
+        return _render("admin/app_refresh.html", 422, app=app, stored_url=stored_url, url_value=url or stored_url or "",
+                       errors=errors)
+    source = given[0]
+    xml: bytes | None = None
+    ref = None
+    if source == "metadata_file":
+        assert upload is not None
+        xml = upload.stream.read(MAX_METADATA_BYTES + 1)
+        if not xml.strip():
+            errors[source] = "the uploaded file is empty"
+        elif len(xml) > MAX_METADATA_BYTES:
+            errors[source] = "the uploaded file is larger than 5 MiB"
+    elif source == "metadata_xml":
+        xml = pasted.encode("utf-8")
+    else:
+        try:
+            xml, ref = _fetch(url), url
+        except ServiceError as exc:
+            errors[source] = str(exc)
+    new_sp = None
+    if xml is not None and not errors:
+        try:
+            new_sp = apps_svc.parse_metadata_or_refuse(xml, app.entity_id)
+        except ServiceError as exc:
+            errors[source] = f"{exc} (the new metadata must describe this app's entityID {app.entity_id!r})" \
+                if "not in this metadata" in str(exc) else str(exc)
+    if new_sp is None or xml is None:
+        return _render("admin/app_refresh.html", 422, app=app, stored_url=stored_url, url_value=url or stored_url or "",
+                       errors=errors)
+    diff = metadata_diff(SpMetadata.from_dict(app.sp), new_sp)
+    same_text = xml.decode("utf-8", errors="replace") == app.metadata_xml
+    token = None
+    if diff:
+        token = pending.put({"kind": REFRESH_KIND, "admin": _admin_name(), "slug": app.slug, "app_id": app.id,
+                             "base_sha256": _sha256(app.metadata_xml), "source_ref": ref,
+                             "xml_b64": base64.b64encode(xml).decode("ascii")})
+    return _render("admin/app_refresh.html", app=app, stored_url=stored_url, url_value=url or stored_url or "",
+                   errors={}, diff=diff, token=token, previewed=True, same_text=same_text, new_ref=ref)
+
+
+@bp.post("/apps/<slug>/refresh/apply")
+def app_refresh_apply(slug: str) -> tuple[str, int] | Response:
+    app = _app_or_404(slug)
+    data = pending.get((request.form.get("token") or "")[:64], REFRESH_KIND, consume=True)
+    if data is None or data.get("admin") != _admin_name() or data.get("slug") != app.slug \
+            or data.get("app_id") != app.id:
+        return error_page(400, "Preview expired", "This metadata preview is no longer valid (a preview is kept for "
+                                                  "30 minutes and applies once). Refresh the metadata again.")
+    if data.get("base_sha256") != _sha256(app.metadata_xml):
+        return error_page(409, "Metadata changed meanwhile", "The app's metadata changed after this preview was "
+                                                             "made; nothing was applied. Refresh it again.")
+    try:
+        changed = apps_svc.update_metadata(app, base64.b64decode(data["xml_b64"]), source_ref=data.get("source_ref"))
+    except ServiceError as exc:
+        db.session.rollback()
+        return error_page(422, "Metadata refused", str(exc))
+    flash("Metadata updated." if changed else "The metadata was already up to date.", "success")
+    return redirect(url_for("admin.app_detail", slug=app.slug), 303)
