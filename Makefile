@@ -10,7 +10,7 @@ APT_TEST := xmlsec1 chromium
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve test test-sqlite test-pg lint certs certs-status rotate-certs activate-certs retire-certs clean
+.PHONY: help install run serve test test-sqlite test-pg lint fuzz certs certs-status rotate-certs activate-certs retire-certs clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -56,8 +56,11 @@ test-pg: $(APT_STAMP) ## Only the PostgreSQL + Redis run (starts private servers
 	tests/with-services.sh $(BIN)/pytest -q $(PG_SUITE) $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (with bandit rules) and mypy
-	$(BIN)/ruff check idp tests
+	$(BIN)/ruff check idp tests bench
 	$(BIN)/mypy idp
+
+fuzz: $(STAMP) ## Long fuzz run of the request, binding and metadata parsers (hypothesis; FUZZ_EXAMPLES=)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q tests/fuzz -p no:randomly
 
 certs: $(STAMP) ## Generate the first signing key pair (refuses when keys exist)
 	$(BIN)/idp certs generate
