@@ -52,9 +52,10 @@ def record_event(ctx: EventContext, reason: Reason, *, client_ip: str | None, us
         db.session.commit()
     metrics.count_event(event.event_type, event.app_slug, event.outcome, event.reason)
     # One JSON line per event for shipping to a SIEM (no secrets: the event holds none).
-    log.info("%s", json.dumps({"log": "sso_event", **event_dict(event, with_detail=False),
-                               "check": (ctx.detail.get("policy") or {}).get("check")},
-                              default=str, sort_keys=True))
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s", json.dumps({"log": "sso_event", **event_dict(event, with_detail=False),
+                                   "check": (ctx.detail.get("policy") or {}).get("check")},
+                                  default=str, sort_keys=True))
     return event
 
 

@@ -106,6 +106,9 @@ def reset_backends(flask_app: Flask) -> None:
     else:
         db.drop_all()
         db.create_all()
+    from idp.services import apps, org
+    apps.invalidate_cache()
+    org._cache.clear()
     state = flask_app.extensions["idp.state"]
     if getattr(state, "name", "") == "redis":
         state.client.flushdb()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -237,6 +238,7 @@ def update_metadata(app: ConnectedApp, xml: bytes, *, source_ref: str | None = N
         app.source_ref = source_ref
     app.version += 1
     db.session.commit()
+    invalidate_cache()
     return True
 
 
@@ -262,7 +264,7 @@ def remove_app(slug: str) -> None:
     audit.record("app.remove", "app", slug, before={"entity_id": app.entity_id, "name": app.name})
     db.session.delete(app)
     db.session.commit()
-    _cache.pop(app.id, None)
+    invalidate_cache()
 
 
 def signing_changes(*, signing_key: str | None = None, signature_algorithm: str | None = None,
@@ -317,6 +319,7 @@ def change_settings(app: ConnectedApp, *, enabled: bool | None = None, name: str
                      after={k: after[k] for k in diff_keys})
     app.version += 1
     db.session.commit()
+    invalidate_cache()
     return new
 
 
@@ -422,6 +425,33 @@ def _to_config(row: ConnectedApp) -> AppConfig:
     )
 
 
+# How long a resolved lookup is trusted before its version is checked again. Changes made in this
+# process invalidate at once; changes from another process (CLI, another instance) apply within it.
+LOOKUP_TTL_S = 1.0
+_recent: dict[tuple[str, object], tuple[float, AppConfig]] = {}
+
+
+def invalidate_cache() -> None:
+    with _cache_lock:
+        _recent.clear()
+        _cache.clear()
+
+
+def _lookup_cached(kind: str, value: object, where: Any) -> AppConfig | None:
+    key = (kind, value)
+    hit = _recent.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < LOOKUP_TTL_S:
+        return hit[1]
+    config = _lookup(where)
+    if config is not None:
+        with _cache_lock:
+            if len(_recent) > 20_000:
+                _recent.clear()
+            _recent[key] = (now, config)
+    return config
+
+
 def _lookup(where: Any) -> AppConfig | None:
     """One indexed query for (id, version); the parsed config is rebuilt only when the version changed."""
     hit = db.session.execute(select(ConnectedApp.id, ConnectedApp.version, ConnectedApp.created_at)
@@ -443,15 +473,15 @@ def _lookup(where: Any) -> AppConfig | None:
 
 
 def app_config_by_entity_id(entity_id: str) -> AppConfig | None:
-    return _lookup(ConnectedApp.entity_id == entity_id)
+    return _lookup_cached("entity_id", entity_id, ConnectedApp.entity_id == entity_id)
 
 
 def app_config_by_slug(slug: str) -> AppConfig | None:
-    return _lookup(ConnectedApp.slug == slug)
+    return _lookup_cached("slug", slug, ConnectedApp.slug == slug)
 
 
 def app_config_by_id(app_id: int) -> AppConfig | None:
-    return _lookup(ConnectedApp.id == app_id)
+    return _lookup_cached("id", app_id, ConnectedApp.id == app_id)
 
 
 # ---------------------------------------------------------------- sync from a folder

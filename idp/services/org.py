@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .. import audit
@@ -14,9 +15,23 @@ TRUSTED_RANGES = "trusted_ip_ranges"
 MFA_SELF_ENROLL = "mfa_self_enroll"
 
 
+# Org settings are read on every SSO; a value is trusted this long before it is read again
+# (changes from this process apply at once, from other processes within the TTL).
+TTL_S = 1.0
+_cache: dict[str, tuple[float, Any]] = {}
+
+
 def _get(key: str, default: Any) -> Any:
+    hit = _cache.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < TTL_S:
+        return default if hit[1] is _MISSING else hit[1]
     row = db.session.get(OrgSetting, key)
+    _cache[key] = (now, _MISSING if row is None else row.value)
     return default if row is None else row.value
+
+
+_MISSING = object()
 
 
 def _set(key: str, value: Any) -> None:
@@ -27,6 +42,7 @@ def _set(key: str, value: Any) -> None:
     else:
         row.value = value
     db.session.commit()
+    _cache.clear()
 
 
 def trusted_ranges() -> tuple[str, ...]:

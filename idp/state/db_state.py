@@ -31,13 +31,16 @@ class DbState:
             db.session.commit()
 
     def remember_once(self, key: str, ttl_s: int) -> bool:
+        """Insert and flush, but leave the commit to the request's own commit (its event row, or the
+        parked request): one commit per SSO instead of two. The unique constraint still decides
+        between racing processes: the second insert waits for the first transaction, then fails."""
         self._maybe_purge()
         now = utcnow()
         issuer, _, request_id = key.partition("\n")
         db.session.add(SeenRequest(issuer=issuer[:1024], request_id=request_id[:256],
                                    expires_at=now + timedelta(seconds=ttl_s)))
         try:
-            db.session.commit()
+            db.session.flush()
         except IntegrityError:
             db.session.rollback()
             # an expired row may still be there: take it over once it can no longer be a replay
