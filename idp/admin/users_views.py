@@ -7,8 +7,7 @@ from flask_login import current_user
 
 from ..auth import totp
 from ..models import Group, User
-from ..services import ServiceError
-from ..services import accounts
+from ..services import ServiceError, accounts
 from ..services.users import find_user
 from ..web.context import passwords
 from . import bp

@@ -79,8 +79,7 @@ def enroll() -> Response:
     user, previous = subject
     if totp.is_enrolled(user):
         return redirect(url_for("mfa.verify", next=next_url), code=303)  # type: ignore[return-value]
-    pending_login = PENDING_USER in session
-    if pending_login and not mfa_self_enroll():
+    if not mfa_self_enroll():
         return _render("mfa_not_enrolled.html", next=next_url, can_enroll=False)
     error = None
     status = 200

@@ -109,14 +109,16 @@ def update_user(user: User, data: UserInput) -> User:
     if errors:
         raise FormErrors(errors)
     before = _snapshot(user)
-    _lock_enabled_admins()
+    demotes_enabled_admin = bool(before["admin"]) and not before["disabled"] and not data.is_admin
+    if demotes_enabled_admin:
+        _lock_enabled_admins()
     user.email = data.email
     user.first_name = data.first_name
     user.last_name = data.last_name
     wanted = set(data.groups)
     user.groups = list(db.session.scalars(select(Group).where(Group.name.in_(wanted)))) if wanted else []
     user.is_admin = data.is_admin
-    if before["admin"] and not data.is_admin:
+    if demotes_enabled_admin:
         try:
             _refuse_if_no_admin_left(user)
         except ServiceError as exc:
@@ -131,7 +133,8 @@ def set_disabled(user: User, disabled: bool) -> User:
     before = _snapshot(user)
     if before["disabled"] == disabled:
         return user
-    _lock_enabled_admins()
+    if disabled and user.is_admin:
+        _lock_enabled_admins()
     user.disabled = disabled
     if disabled and user.is_admin:
         _refuse_if_no_admin_left(user)
@@ -157,10 +160,10 @@ def change_own_password(user: User, current: str, new: str, confirm: str, hasher
     """The user's own change: the current password is required; other sessions end."""
     errors: dict[str, str] = {}
     if not hasher.verify(user.password_hash, current[:1024]):
-        errors["current_password"] = "This is not your current password."
+        errors["current_password"] = "This is not your current password."  # noqa: S105 - a message
     _check_password(new, confirm, errors, field="new_password")
     if not errors and new == current:
-        errors["new_password"] = "Choose a password different from the current one."
+        errors["new_password"] = "Choose a different password from the current one."  # noqa: S105 - a message
     if errors:
         raise FormErrors(errors)
     _store_password(user, hasher.hash(new), "user.password_change", keep_session)

@@ -6,18 +6,19 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import audit
 from ..certs.keystore import KeyStore
-from ..events import EventFilter, filtered_query
+from ..events import EventFilter, filtered_query, to_csv, to_json
 from ..extensions import db
 from ..models import AdminAudit, SsoEvent, utcnow
 from ..policy.checks import parse_address
 from ..policy.model import Decision
+from ..reasons import Reason
 from . import ServiceError
 from .access import dry_run
 from .accounts import FormErrors
@@ -28,7 +29,8 @@ PAGE_SIZE = 50
 EXPORT_CAP = 100_000
 KEY_TYPES = ("rsa3072", "rsa2048", "ec-p256")   # as `idp certs rotate --key-type`
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CURSOR_RE = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+_SUCCESS_REASONS = (Reason.OK.value, Reason.LOGOUT.value)
+_CURSOR_RE = re.compile(r"^(\d{1,17})-(\d{1,18})$")   # fits datetime and a 64-bit id
 
 
 # ---------------------------------------------------------------- event log
@@ -67,6 +69,10 @@ class EventPage:
     first: bool = True
 
 
+def _events(q: Any) -> list[SsoEvent]:
+    return cast(list[SsoEvent], list(db.session.scalars(q)))
+
+
 def event_page(f: EventFilter, *, before: Cursor | None = None, after: Cursor | None = None,
                limit: int = PAGE_SIZE) -> EventPage:
     """One page of the filtered log, newest first. `at <= X` keeps the index range usable for the seek."""
@@ -74,14 +80,14 @@ def event_page(f: EventFilter, *, before: Cursor | None = None, after: Cursor | 
     if after is not None:
         q = (q.where(SsoEvent.at >= after.at, or_(SsoEvent.at > after.at, SsoEvent.id > after.id))
              .order_by(None).order_by(SsoEvent.at.asc(), SsoEvent.id.asc()))
-        rows = list(db.session.scalars(q.limit(limit + 1)))
+        rows = _events(q.limit(limit + 1))
         if len(rows) <= limit:          # reached the newest events: that is simply the first page
             return event_page(f, limit=limit)
         rows = rows[:limit][::-1]
         return EventPage(rows, newer=Cursor.of(rows[0]), older=Cursor.of(rows[-1]), first=False)
     if before is not None:
         q = q.where(SsoEvent.at <= before.at, or_(SsoEvent.at < before.at, SsoEvent.id < before.id))
-    rows = list(db.session.scalars(q.limit(limit + 1)))
+    rows = _events(q.limit(limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
     return EventPage(rows, newer=Cursor.of(rows[0]) if before is not None and rows else None,
@@ -101,38 +107,65 @@ class Overview:
 
 
 def overview(now: datetime | None = None, hours: int = 24) -> Overview:
-    """SSO attempts per app and non-success reasons of the last `hours`: GROUP BYs over covering indexes."""
+    """Events (sign-ins and logouts) per app, per outcome, and failures by reason over the last `hours`.
+
+    Each GROUP BY filters on `at` only, so it reads one covering index, (app_slug, at), (outcome, at) or
+    (reason, at), without touching the rows: ~10 ms for 30k events a day in SQLite. Filtering on
+    event_type as well would need a row lookup per event (~150 ms for the same day).
+    """
     since = (now or utcnow()) - timedelta(hours=hours)
-    recent = and_(SsoEvent.at >= since, SsoEvent.event_type == "sso")
+    recent = SsoEvent.at >= since
     n = func.count().label("n")
     per_app = db.session.execute(select(SsoEvent.app_slug, n).where(recent).group_by(SsoEvent.app_slug)
                                  .order_by(n.desc()).limit(20))
-    denials = db.session.execute(select(SsoEvent.reason, n).where(recent, SsoEvent.outcome != "success")
+    denials = db.session.execute(select(SsoEvent.reason, n).where(recent, SsoEvent.reason.not_in(_SUCCESS_REASONS))
                                  .group_by(SsoEvent.reason).order_by(n.desc()).limit(20))
     outcomes = db.session.execute(select(SsoEvent.outcome, n).where(recent).group_by(SsoEvent.outcome))
     return Overview(since=since, per_app=[(slug or "(no app)", int(c)) for slug, c in per_app],
                     denials=[(r, int(c)) for r, c in denials], per_outcome={o: int(c) for o, c in outcomes})
 
 
-@dataclass
-class ExportRows:
-    """The filtered events, newest first, at most `cap`; `truncated` is known once iterated."""
+EXPORT_CHUNK = 1000
 
-    f: EventFilter
-    cap: int = EXPORT_CAP
-    truncated: bool = False
 
-    def __iter__(self) -> Iterator[SsoEvent]:
-        q = filtered_query(self.f).limit(self.cap + 1).execution_options(yield_per=1000)
-        for i, event in enumerate(db.session.scalars(q)):
-            if i == self.cap:
-                self.truncated = True
-                break
-            yield event
+@dataclass(frozen=True, slots=True)
+class Export:
+    chunks: Iterator[str]
+    truncated: bool             # more than `cap` events matched; the newest `cap` are exported
+
+
+def export_events(f: EventFilter, fmt: str, cap: int = EXPORT_CAP) -> Export:
+    """The filtered events, newest first, at most `cap`, as CSV or JSON text produced chunk by chunk.
+
+    Plain rows (not ORM objects) in chunks of EXPORT_CHUNK: only the text grows (no identity map,
+    no list of 100k dicts), and 100k rows take a few seconds. Each chunk goes through events.to_csv /
+    to_json (formula-injection guard included); the chunks are stitched into one document (one CSV
+    header, one JSON array).
+    """
+    truncated = db.session.scalar(filtered_query(f).with_only_columns(SsoEvent.id).offset(cap).limit(1)) is not None
+    return Export(_export_chunks(f, fmt, cap), truncated)
+
+
+def _export_chunks(f: EventFilter, fmt: str, cap: int) -> Iterator[str]:
+    q = (filtered_query(f).with_only_columns(*SsoEvent.__table__.c).limit(cap)
+         .execution_options(yield_per=EXPORT_CHUNK))
+    first = True
+    for part in db.session.execute(q).partitions():
+        rows = cast(list[SsoEvent], part)    # Row objects carry the same attribute names
+        if fmt == "csv":
+            text = to_csv(rows)
+            yield text if first else text.split("\r\n", 1)[1]
+        else:
+            yield ("[\n" if first else ",\n") + to_json(rows)[2:-2]   # "[\n  {...},\n  {...}\n]"
+        first = False
+    if fmt == "csv" and first:
+        yield to_csv([])
+    elif fmt != "csv":
+        yield "[]" if first else "\n]"
 
 
 def recent_sign_ins(username: str, limit: int = 20) -> list[SsoEvent]:
-    return list(db.session.scalars(filtered_query(EventFilter(username=username, event_type="sso")).limit(limit)))
+    return _events(filtered_query(EventFilter(username=username, event_type="sso")).limit(limit))
 
 
 def event_apps() -> list[str]:
@@ -178,7 +211,8 @@ class KeyRow:
 
 def key_table(store: KeyStore) -> tuple[list[KeyRow], list[str]]:
     """Every key with its state and the apps pinned to it, plus the store's warnings (KeyStoreError passes)."""
-    rows = store.status()
+    order = {"next": 0, "active": 1, "retiring": 2, "retired": 3}
+    rows = sorted(store.status(), key=lambda r: order.get(str(r.get("state")), 4))
     pins = pinned_keys()
     return [KeyRow(r, sorted(pins.get(str(r.get("kid")), []))) for r in rows], store.warnings(rows)
 

@@ -21,7 +21,7 @@ from idp import create_app
 from idp.extensions import db
 from idp.services import users as users_svc
 
-from ..conftest import make_settings
+from ..conftest import make_settings, reset_backends
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -67,7 +67,7 @@ def live_idp(tmp_path: Path, key_template: Path) -> Iterator[LiveIdp]:
     settings = make_settings(tmp_path, key_template, base_url=base)
     app = create_app(settings)
     with app.app_context():
-        db.create_all()
+        reset_backends(app)
         pw = app.extensions["idp.passwords"]
         users_svc.add_group("engineering")
         users_svc.add_user("admin", email="admin@example.com", password_hash=pw.hash(ADMIN_PASSWORD),

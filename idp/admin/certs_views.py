@@ -1,0 +1,67 @@
+"""Admin console: the signing key store (state, expiry, pins) and the rotation steps, as `idp certs …` does them."""
+
+from __future__ import annotations
+
+from flask import Response, abort, flash, redirect, render_template, request, url_for
+
+from ..certs.keystore import KeyStoreError
+from ..services.accounts import FormErrors
+from ..services.admin_queries import KEY_TYPES, activate_keys, key_table, retire_keys, rotate_keys, validate_rotation
+from ..web.context import keystore, settings
+from . import bp
+
+STEPS = ("rotate", "activate", "retire")
+
+
+@bp.get("/certs")
+def certs() -> Response:
+    try:
+        rows, warnings = key_table(keystore())
+        error = None
+    except KeyStoreError as exc:
+        rows, warnings, error = [], [], str(exc)
+    html = render_template("admin/certs.html", section="certs", rows=rows, warnings=warnings, error=error)
+    return Response(html, status=200)
+
+
+def _confirm_page(step: str, status: int = 200, **kw: object) -> Response:
+    try:
+        rows, _ = key_table(keystore())
+    except KeyStoreError:
+        rows = []
+    by_state = {str(r.status.get("state")): r for r in rows}
+    defaults: dict[str, object] = {"errors": {}, "key_type": KEY_TYPES[0], "days": "730", "refused": None}
+    defaults.update(kw)
+    html = render_template("admin/certs.html", section="certs", confirm=step, by_state=by_state,
+                           key_types=KEY_TYPES, **defaults)
+    return Response(html, status=status)
+
+
+@bp.route("/certs/<step>", methods=["GET", "POST"])
+def certs_step(step: str) -> Response:
+    if step not in STEPS:
+        abort(404)
+    if request.method == "GET":
+        return _confirm_page(step)
+    store = keystore()
+    key_type, days_text = "", ""
+    try:
+        if step == "rotate":
+            key_type = (request.form.get("key_type") or "")[:20]
+            days_text = (request.form.get("days") or "").strip()[:10]
+            days = validate_rotation(key_type, days_text)
+            kid = rotate_keys(store, settings().entity_id, key_type, days)
+            message = f"Staged the next signing key {kid}. The metadata now publishes it next to the active key; " \
+                      "tell SP owners to refresh it, then activate."
+        elif step == "activate":
+            new, old = activate_keys(store)
+            message = f"Key {new} now signs." + (f" {old} is retiring (still published)." if old else "")
+        else:
+            kid = retire_keys(store)
+            message = f"Key {kid} retired: it left the metadata and its files moved to the archive."
+    except FormErrors as exc:
+        return _confirm_page(step, 422, errors=exc.errors, key_type=key_type, days=days_text)
+    except (KeyStoreError, OSError) as exc:   # OSError: the key folder cannot be written
+        return _confirm_page(step, 409, refused=str(exc), key_type=key_type, days=days_text or "730")
+    flash(message, "success")
+    return redirect(url_for("admin.certs"), code=303)  # type: ignore[return-value]
