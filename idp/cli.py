@@ -51,6 +51,14 @@ def _schema_state() -> str:
     return "versioned" if "alembic_version" in tables else "unversioned"
 
 
+def _matches_models() -> bool:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with db.engine.connect() as conn:
+        return not compare_metadata(MigrationContext.configure(conn), db.metadata)
+
+
 @db_group.command("upgrade", help="Apply schema migrations up to the latest revision.")
 @with_appcontext
 def db_upgrade() -> None:
@@ -77,8 +85,12 @@ def db_init() -> None:
         flask_migrate.stamp(directory=MIGRATIONS_DIR, revision="head")
     elif state == "versioned":
         flask_migrate.upgrade(directory=MIGRATIONS_DIR)
+    elif _matches_models():
+        # created by create_all (an early release or a test); it is exactly the latest schema
+        flask_migrate.stamp(directory=MIGRATIONS_DIR, revision="head")
     else:
-        _fail("the database has tables but no migration history; refusing to guess its schema")
+        _fail("the database has tables but no migration history and differs from the current schema; "
+              "refusing to guess (restore a backup or stamp the right revision by hand)")
     click.echo("database ready")
     if db.session.query(User.id).first() is None:
         s = _settings()
