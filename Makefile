@@ -10,7 +10,7 @@ APT_TEST := xmlsec1 chromium
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve test test-sqlite test-pg lint fuzz certs certs-status rotate-certs activate-certs retire-certs clean
+.PHONY: help install run serve test test-sqlite test-pg lint fuzz bench bench-quick loadtest certs certs-status rotate-certs activate-certs retire-certs clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -57,10 +57,19 @@ test-pg: $(APT_STAMP) ## Only the PostgreSQL + Redis run (starts private servers
 
 lint: $(STAMP) ## ruff (with bandit rules) and mypy
 	$(BIN)/ruff check idp tests bench
-	$(BIN)/mypy idp
+	$(BIN)/mypy idp bench
 
 fuzz: $(STAMP) ## Long fuzz run of the request, binding and metadata parsers (hypothesis; FUZZ_EXAMPLES=)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q tests/fuzz -p no:randomly
+
+bench: $(APT_STAMP) ## Performance benchmark (~4 min on 2 cores): table, bench/results.json, bench/profile_sso.txt
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-quick: $(APT_STAMP) ## Benchmark smoke run (~1 min): bench/results-quick.json
+	$(BIN)/python -m bench.run --quick
+
+loadtest: $(STAMP) ## 20 clients for 60 s, then 5x that, against gunicorn on loopback (bench/loadtest.json)
+	$(BIN)/python -m bench.loadtest $(LOADTEST_ARGS)
 
 certs: $(STAMP) ## Generate the first signing key pair (refuses when keys exist)
 	$(BIN)/idp certs generate

@@ -704,7 +704,8 @@ def default_bind(base_url: str) -> str:
 @click.command("serve", help="Run the production server (gunicorn). Bind: IDP_BIND or derived from IDP_BASE_URL.")
 @click.option("--bind", envvar="IDP_BIND", default=None)
 @click.option("--workers", envvar="IDP_WORKERS", type=click.IntRange(1, 64), default=None)
-@click.option("--threads", envvar="IDP_THREADS", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--threads", envvar="IDP_THREADS", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Threads per worker; SSO is CPU-bound, so more workers beat more threads.")
 def serve_cmd(bind: str | None, workers: int | None, threads: int) -> None:
     import os
     import shutil
@@ -717,6 +718,7 @@ def serve_cmd(bind: str | None, workers: int | None, threads: int) -> None:
         raise click.ClickException("gunicorn is not installed in this environment")
     args = [gunicorn, "idp.wsgi:app", "--bind", bind, "--workers", str(workers), "--threads", str(threads),
             "--timeout", "30", "--graceful-timeout", "20", "--keep-alive", "5", "--backlog", "256",
+            "--worker-connections", "256",
             "--max-requests", "20000", "--max-requests-jitter", "2000", "--access-logfile", "-"]
     click.echo(f"serving {s.base_url} on {bind} with {workers} workers x {threads} threads")
     os.execv(gunicorn, args)  # noqa: S606 - fixed program, admin-controlled arguments

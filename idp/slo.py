@@ -154,7 +154,8 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
         pending_store.replace(token, state)
         key = signing_key_for(app, keys)
         algorithm = algorithm_for(app, key)
-        signing = SigningChoice(key=key.xmlsec_key, algorithm=algorithm, sign_assertion=False)
+        signing = SigningChoice(key=key.xmlsec_bare_key, cert_b64=key.cert_b64, algorithm=algorithm,
+                            sign_assertion=False)
         if ep.binding == BINDING_REDIRECT:
             _, xml = build_logout_request(issuer=settings.entity_id, destination=ep.location,
                                           name_id=item["name_id"], name_id_format=item["name_id_format"],
@@ -178,7 +179,8 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
     dest = ep.response_location or ep.location
     key = signing_key_for(app, keys)
     algorithm = algorithm_for(app, key)
-    signing = SigningChoice(key=key.xmlsec_key, algorithm=algorithm, sign_assertion=False)
+    signing = SigningChoice(key=key.xmlsec_bare_key, cert_b64=key.cert_b64, algorithm=algorithm,
+                            sign_assertion=False)
     if ep.binding == BINDING_REDIRECT:
         _, xml = build_logout_response(issuer=settings.entity_id, destination=dest,
                                        in_response_to=origin["request_id"], status=STATUS_SUCCESS, now=now,

@@ -321,7 +321,7 @@ def algorithm_for(app: AppConfig, key: LoadedKey) -> str:
 def signing_for(app: AppConfig, keys: KeySet) -> SigningChoice:
     mode = app.settings.sign
     key = signing_key_for(app, keys)
-    return SigningChoice(key=key.xmlsec_key, algorithm=algorithm_for(app, key),
+    return SigningChoice(key=key.xmlsec_bare_key, cert_b64=key.cert_b64, algorithm=algorithm_for(app, key),
                          sign_response=mode in ("response", "both"), sign_assertion=mode in ("assertion", "both"))
 
 
@@ -446,8 +446,8 @@ def error_response(exc: SamlFlowError, settings: Settings, keys: KeySet | None) 
     except SamlFlowError:
         signing = None
     if signing is not None:
-        signing = SigningChoice(key=signing.key, algorithm=signing.algorithm, sign_response=True,
-                                sign_assertion=False)
+        signing = SigningChoice(key=signing.key, cert_b64=signing.cert_b64, algorithm=signing.algorithm,
+                                sign_response=True, sign_assertion=False)
     rid, xml = build_error_response(issuer=settings.entity_id, destination=acs_url, in_response_to=in_response_to,
                                     status=exc.saml_status, sub_status=exc.saml_sub_status, message=None,
                                     now=utcnow(), signing=signing)

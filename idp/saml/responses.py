@@ -115,6 +115,7 @@ class SigningChoice:
     algorithm: str = SIG_RSA_SHA256
     sign_response: bool = True
     sign_assertion: bool = True
+    cert_b64: str | None = None    # written into KeyInfo; then `key` should carry no certificate
 
 
 def build_response(spec: AssertionSpec, signing: SigningChoice,
@@ -136,11 +137,11 @@ def build_response(spec: AssertionSpec, signing: SigningChoice,
     assertion = build_assertion(spec)
     resp.append(assertion)
     if signing.sign_assertion:
-        sign_element(assertion, signing.key, signing.algorithm)
+        sign_element(assertion, signing.key, signing.algorithm, signing.cert_b64)
     if encrypt is not None:
         encrypt(assertion)  # type: ignore[operator]  # replaces the Assertion with an EncryptedAssertion
     if signing.sign_response:
-        sign_element(resp, signing.key, signing.algorithm)
+        sign_element(resp, signing.key, signing.algorithm, signing.cert_b64)
     return etree.tostring(resp, xml_declaration=False, encoding="utf-8")
 
 
@@ -159,7 +160,7 @@ def build_error_response(*, issuer: str, destination: str, in_response_to: str |
     _sub(resp, SAML + "Issuer", issuer)
     _status(resp, status, sub_status, message)
     if signing is not None:
-        sign_element(resp, signing.key, signing.algorithm)
+        sign_element(resp, signing.key, signing.algorithm, signing.cert_b64)
     return rid, etree.tostring(resp, encoding="utf-8")
 
 
@@ -179,7 +180,7 @@ def build_logout_request(*, issuer: str, destination: str, name_id: str, name_id
          SPNameQualifier=sp_name_qualifier)  # type: ignore[arg-type]
     _sub(req, SAMLP + "SessionIndex", session_index)
     if signing is not None:
-        sign_element(req, signing.key, signing.algorithm)
+        sign_element(req, signing.key, signing.algorithm, signing.cert_b64)
     return rid, etree.tostring(req, encoding="utf-8")
 
 
@@ -197,7 +198,7 @@ def build_logout_response(*, issuer: str, destination: str, in_response_to: str 
     _sub(resp, SAML + "Issuer", issuer)
     _status(resp, status, sub_status, None)
     if signing is not None:
-        sign_element(resp, signing.key, signing.algorithm)
+        sign_element(resp, signing.key, signing.algorithm, signing.cert_b64)
     return rid, etree.tostring(resp, encoding="utf-8")
 
 

@@ -82,8 +82,8 @@ def metadata() -> Response:
     )
     root = build_idp_metadata(spec)
     if request.args.get("signed") in ("1", "true") or (s.metadata_signed and request.args.get("signed") != "0"):
-        sign_element(root, keys.active.xmlsec_key,
-                     SIG_ECDSA_SHA256 if keys.active.key_type == "ec" else SIG_RSA_SHA256)
+        sign_element(root, keys.active.xmlsec_bare_key,
+                     SIG_ECDSA_SHA256 if keys.active.key_type == "ec" else SIG_RSA_SHA256, keys.active.cert_b64)
     xml = etree.tostring(root, xml_declaration=True, encoding="utf-8")
     resp = Response(xml, mimetype="application/samlmetadata+xml")
     resp.headers["Cache-Control"] = "public, max-age=3600"
