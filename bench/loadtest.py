@@ -31,7 +31,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "bench"
 
-from .fixtures import RequestPool, make_workspace  # noqa: E402
+from .fixtures import RequestPool, create_bench_app, make_workspace  # noqa: E402
 from .http_load import _cookie_header, _worker_pids, http_login, start_server, stop_server  # noqa: E402
 
 RESPONSE = re.compile(rb'name="SAMLResponse" value="([^"]+)"')
@@ -158,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("bounded: --seconds 1..300, --clients 1..200, --factor 1..10")
     root = Path(tempfile.mkdtemp(prefix="idp-loadtest-"))
     ws = make_workspace(root)
+    app = create_bench_app(ws)  # schema, the bench user and the target app
+    with app.app_context():
+        from idp.extensions import db
+        db.session.remove()
+        db.engine.dispose()
     workers = os.cpu_count() or 2
     server = start_server(ws, workers=workers, threads=1)
     results: dict[str, object] = {"workers": workers, "threads_per_worker": 1}
