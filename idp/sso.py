@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 
 from . import pending as pending_store
 from .auth import totp
@@ -217,10 +217,13 @@ def receive_authn_request(msg: DecodedMessage, raw_query: bytes | None, settings
 
 def start_idp_initiated(slug: str, relay_state: str | None, now: datetime | None = None) -> tuple[AppConfig,
                                                                                                 PendingSso]:
-    ctx = EventContext(initiated_by="idp", app_slug=slug[:100])
+    ctx = EventContext(initiated_by="idp")
     app = app_config_by_slug(slug)
     if app is None:
+        # not stored as app_slug: anonymous callers must not create new values (metric labels, filters)
+        ctx.detail["requested_slug"] = slug[:100]
         raise _fail(UnknownApp(f"no connected app {slug[:100]!r}"), ctx)
+    ctx.app_slug = app.slug
     ctx.sp_entity_id = app.entity_id
     if not app.enabled:
         raise _fail(AppDisabled("this app is disabled"), ctx)
@@ -278,16 +281,25 @@ def persistent_id(user: User, entity_id: str) -> str:
     return value
 
 
-def _participant(session: IdpSession, app: AppConfig, name_id: str, fmt: str) -> SessionParticipant:
-    part = db.session.scalar(select(SessionParticipant).where(SessionParticipant.session_id == session.id,
-                                                              SessionParticipant.app_id == app.id))
-    if part is None:
-        part = SessionParticipant(session_id=session.id, app_id=app.id, name_id=name_id, name_id_format=fmt,
-                                  session_index="_" + secrets.token_hex(16))
-        db.session.add(part)
-    else:
-        part.name_id, part.name_id_format = name_id, fmt
-    return part
+def _participant(session: IdpSession, app: AppConfig, name_id: str, fmt: str) -> str:
+    """Record that `app` got an assertion in this session (for single logout); returns its SessionIndex.
+
+    Core statements, not the ORM: this runs on every SSO. A second SSO into the same app keeps the
+    SessionIndex and takes the latest NameID (transient IDs change every time).
+    """
+    row = db.session.execute(select(SessionParticipant.id, SessionParticipant.session_index, SessionParticipant.name_id)
+                             .where(SessionParticipant.session_id == session.id,
+                                    SessionParticipant.app_id == app.id)).first()
+    if row is None:
+        index = "_" + secrets.token_hex(16)
+        db.session.execute(insert(SessionParticipant).values(
+            session_id=session.id, app_id=app.id, name_id=name_id, name_id_format=fmt, session_index=index,
+            created_at=utcnow()))
+        return index
+    if row.name_id != name_id:
+        db.session.execute(update(SessionParticipant).where(SessionParticipant.id == row.id)
+                           .values(name_id=name_id, name_id_format=fmt))
+    return str(row.session_index)
 
 
 _FAMILY_SWAP = {
@@ -405,7 +417,7 @@ def issue_response(pending: PendingSso, session: IdpSession, settings: Settings,
         fmt, name_id = _name_id(app, user, (pending.request or {}).get("nameid_format"))
     except SamlFlowError as exc:
         raise _fail(exc, ctx, reply) from None
-    part = _participant(session, app, name_id, fmt)
+    session_index = _participant(session, app, name_id, fmt)
     fields = user_fields(user)
     session_end = session.created_at + timedelta(seconds=settings.session_lifetime_s)
     if app.settings.session_timeout:
@@ -413,7 +425,7 @@ def issue_response(pending: PendingSso, session: IdpSession, settings: Settings,
     spec = AssertionSpec(
         issuer=settings.entity_id, audience=app.entity_id, destination=pending.acs_url,
         in_response_to=pending.request_id, name_id=name_id, name_id_format=fmt,
-        session_index=part.session_index, authn_instant=session.authn_at, authn_context=authn_context,
+        session_index=session_index, authn_instant=session.authn_at, authn_context=authn_context,
         now=now, lifetime=timedelta(seconds=settings.assertion_lifetime_s),
         clock_skew=timedelta(seconds=settings.clock_skew_s),
         session_not_on_or_after=session_end,

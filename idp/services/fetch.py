@@ -12,6 +12,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from urllib.parse import urljoin, urlsplit
 
@@ -73,6 +74,15 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
         self.sock = socket.create_connection((self._ip, self.port), self.timeout)
 
 
+def _shutdown(conn: http.client.HTTPConnection) -> None:
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10.0,
                    max_bytes: int = MAX_BYTES) -> bytes:
     deadline = time.monotonic() + timeout
@@ -92,6 +102,11 @@ def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10
         conn = cls(parts.hostname, ip, port, remaining)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         resp: http.client.HTTPResponse | None = None
+        # The socket timeout bounds each receive only; a server trickling a byte at a time (headers or
+        # body) would hold us forever. A timer shuts the socket at the overall deadline.
+        watchdog = threading.Timer(remaining, _shutdown, args=(conn,))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             conn.request("GET", path, headers={"Accept": "application/samlmetadata+xml, application/xml, text/xml",
                                                "User-Agent": "idp-metadata-fetch/1"})
@@ -111,17 +126,26 @@ def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10
             while True:
                 if time.monotonic() > deadline:
                     raise ServiceError("metadata download took too long")
-                chunk = resp.read(65536)
+                chunk = resp.read1(65536)
                 if not chunk:
                     break
                 total += len(chunk)
                 if total > max_bytes:
                     raise ServiceError(f"metadata is larger than {max_bytes} bytes")
                 chunks.append(chunk)
+            if time.monotonic() >= deadline:
+                raise ServiceError(f"metadata download took longer than {timeout:.0f} s")
+            if declared and declared.isdigit() and total != int(declared):
+                raise ServiceError("metadata download was cut short")
             return b"".join(chunks)
-        except (OSError, http.client.HTTPException) as exc:
+        except ServiceError:
+            raise
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if time.monotonic() >= deadline:
+                raise ServiceError(f"metadata download took longer than {timeout:.0f} s") from None
             raise ServiceError(f"could not fetch the metadata URL: {exc.__class__.__name__}") from None
         finally:
+            watchdog.cancel()
             if resp is not None:
                 resp.close()
             conn.close()

@@ -6,7 +6,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, text, update
+from sqlalchemy import delete, insert, or_, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
@@ -37,10 +37,9 @@ class DbState:
         self._maybe_purge()
         now = utcnow()
         issuer, _, request_id = key.partition("\n")
-        db.session.add(SeenRequest(issuer=issuer[:1024], request_id=request_id[:256],
-                                   expires_at=now + timedelta(seconds=ttl_s)))
         try:
-            db.session.flush()
+            db.session.execute(insert(SeenRequest).values(issuer=issuer[:1024], request_id=request_id[:256],
+                                                          expires_at=now + timedelta(seconds=ttl_s)))
         except IntegrityError:
             db.session.rollback()
             # an expired row may still be there: take it over once it can no longer be a replay

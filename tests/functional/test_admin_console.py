@@ -13,6 +13,7 @@ import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import update
 
 from idp.errors import EventContext
 from idp.events import record_event
@@ -387,6 +388,7 @@ def _event(reason: Reason, *, app: str | None = "wiki", user: str | None = "alic
                      reason, client_ip="203.0.113.9", user_agent=ua, outcome=outcome)
     if ago_s:
         e.at = utcnow() - timedelta(seconds=ago_s)
+        db.session.execute(update(SsoEvent).where(SsoEvent.id == e.id).values(at=e.at))
         db.session.commit()
     return e
 

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 from flask import Flask
+from sqlalchemy import update as sa_update
 
 from idp.errors import EventContext
 from idp.events import record_event
@@ -372,6 +373,7 @@ def make_event(at: datetime, reason: Reason, *, app_slug: str | None = None, use
                                       if app_slug else None, username=username, request_id=request_id, **ctx),
                          reason, client_ip="203.0.113.9", user_agent=user_agent)
     event.at = at
+    db.session.execute(sa_update(SsoEvent).where(SsoEvent.id == event.id).values(at=at))
     db.session.commit()
     return event
 
