@@ -107,15 +107,16 @@ def test_org_trusted_range_allows(make_sp, browser, alice):
 def proxied_app(tmp_path, key_template):  # type: ignore[no-untyped-def]
     from idp import create_app
 
-    from ..conftest import IsolatedClient, make_settings
+    from ..conftest import IsolatedClient, make_settings, reset_backends
     s = make_settings(tmp_path, key_template, trusted_proxies=1)
     flask_app = create_app(s, TESTING=True)
     flask_app.test_client_class = IsolatedClient
     with flask_app.app_context():
-        db.create_all()
+        reset_backends(flask_app)
         yield flask_app
         db.session.remove()
         db.drop_all()
+        db.engine.dispose()
 
 
 def test_ip_from_one_trusted_proxy(proxied_app, tmp_path, sp_keys):
