@@ -78,6 +78,26 @@ def _status(parent: etree._Element, code: str, sub_code: str | None, message: st
         _sub(status, SAMLP + "StatusMessage", message)
 
 
+def _message(tag: str, msg_id: str, now: datetime, destination: str, in_response_to: str | None,
+             issuer: str) -> etree._Element:
+    """The common head of every protocol message this IdP sends (saml-core §3.2.2): ID, version,
+    instant, Destination, InResponseTo and Issuer, in schema order."""
+    el = etree.Element(SAMLP + tag, nsmap=_RESPONSE_NSMAP)
+    el.set("ID", msg_id)
+    el.set("Version", "2.0")
+    el.set("IssueInstant", instant(now))
+    el.set("Destination", destination)
+    if in_response_to:
+        el.set("InResponseTo", in_response_to)
+    _sub(el, SAML + "Issuer", issuer)
+    return el
+
+
+def _sign(el: etree._Element, signing: SigningChoice | None) -> None:
+    if signing is not None:
+        sign_element(el, signing.key, signing.algorithm, signing.cert_b64)
+
+
 def build_assertion(spec: AssertionSpec) -> etree._Element:
     a = etree.Element(SAML + "Assertion", nsmap=_ASSERTION_NSMAP)
     a.set("ID", spec.assertion_id)
@@ -125,14 +145,7 @@ def build_response(spec: AssertionSpec, signing: SigningChoice,
     `encrypt` is a callable that replaces the signed Assertion element in the tree with an
     EncryptedAssertion (sign-then-encrypt, saml-core §6.2).
     """
-    resp = etree.Element(SAMLP + "Response", nsmap=_RESPONSE_NSMAP)
-    resp.set("ID", spec.response_id)
-    resp.set("Version", "2.0")
-    resp.set("IssueInstant", instant(spec.now))
-    resp.set("Destination", spec.destination)
-    if spec.in_response_to:
-        resp.set("InResponseTo", spec.in_response_to)
-    _sub(resp, SAML + "Issuer", spec.issuer)
+    resp = _message("Response", spec.response_id, spec.now, spec.destination, spec.in_response_to, spec.issuer)
     _status(resp, STATUS_SUCCESS, None, None)
     assertion = build_assertion(spec)
     resp.append(assertion)
@@ -149,18 +162,10 @@ def build_error_response(*, issuer: str, destination: str, in_response_to: str |
                          sub_status: str | None, message: str | None, now: datetime,
                          signing: SigningChoice | None) -> tuple[str, bytes]:
     """A Response without an Assertion, carrying an error status (saml-core §3.2.2.2)."""
-    resp = etree.Element(SAMLP + "Response", nsmap=_RESPONSE_NSMAP)
     rid = new_id()
-    resp.set("ID", rid)
-    resp.set("Version", "2.0")
-    resp.set("IssueInstant", instant(now))
-    resp.set("Destination", destination)
-    if in_response_to:
-        resp.set("InResponseTo", in_response_to)
-    _sub(resp, SAML + "Issuer", issuer)
+    resp = _message("Response", rid, now, destination, in_response_to, issuer)
     _status(resp, status, sub_status, message)
-    if signing is not None:
-        sign_element(resp, signing.key, signing.algorithm, signing.cert_b64)
+    _sign(resp, signing)
     return rid, etree.tostring(resp, encoding="utf-8")
 
 
@@ -168,37 +173,23 @@ def build_logout_request(*, issuer: str, destination: str, name_id: str, name_id
                          session_index: str, now: datetime, lifetime: timedelta,
                          sp_name_qualifier: str | None = None,
                          signing: SigningChoice | None = None) -> tuple[str, bytes]:
-    req = etree.Element(SAMLP + "LogoutRequest", nsmap=_RESPONSE_NSMAP)
     rid = new_id()
-    req.set("ID", rid)
-    req.set("Version", "2.0")
-    req.set("IssueInstant", instant(now))
-    req.set("Destination", destination)
+    req = _message("LogoutRequest", rid, now, destination, None, issuer)
     req.set("NotOnOrAfter", instant(now + lifetime))
-    _sub(req, SAML + "Issuer", issuer)
     _sub(req, SAML + "NameID", name_id, Format=name_id_format,
          SPNameQualifier=sp_name_qualifier)  # type: ignore[arg-type]
     _sub(req, SAMLP + "SessionIndex", session_index)
-    if signing is not None:
-        sign_element(req, signing.key, signing.algorithm, signing.cert_b64)
+    _sign(req, signing)
     return rid, etree.tostring(req, encoding="utf-8")
 
 
 def build_logout_response(*, issuer: str, destination: str, in_response_to: str | None, status: str,
                           now: datetime, signing: SigningChoice | None,
                           sub_status: str | None = None) -> tuple[str, bytes]:
-    resp = etree.Element(SAMLP + "LogoutResponse", nsmap=_RESPONSE_NSMAP)
     rid = new_id()
-    resp.set("ID", rid)
-    resp.set("Version", "2.0")
-    resp.set("IssueInstant", instant(now))
-    resp.set("Destination", destination)
-    if in_response_to:
-        resp.set("InResponseTo", in_response_to)
-    _sub(resp, SAML + "Issuer", issuer)
+    resp = _message("LogoutResponse", rid, now, destination, in_response_to, issuer)
     _status(resp, status, sub_status, None)
-    if signing is not None:
-        sign_element(resp, signing.key, signing.algorithm, signing.cert_b64)
+    _sign(resp, signing)
     return rid, etree.tostring(resp, encoding="utf-8")
 
 
