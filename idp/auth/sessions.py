@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from flask_login import UserMixin
 from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..models import IdpSession, SessionParticipant, User, utcnow
@@ -41,7 +42,11 @@ def session_is_live(s: IdpSession, now: datetime, lifetime: timedelta, idle: tim
 def load_session(session_id: str, lifetime: timedelta, idle: timedelta) -> IdpSession | None:
     if not session_id or len(session_id) > 64:
         return None
-    s = db.session.get(IdpSession, session_id)
+    # one statement for the session, its user and the user's groups (every request needs all three)
+    s = db.session.execute(
+        select(IdpSession).where(IdpSession.id == session_id)
+        .options(joinedload(IdpSession.user).joinedload(User.groups))
+    ).unique().scalar_one_or_none()
     now = utcnow()
     if s is None or not session_is_live(s, now, lifetime, idle) or s.user.disabled:
         return None
