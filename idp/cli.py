@@ -524,13 +524,11 @@ def certs_generate(key_type: str, days: int, if_empty: bool) -> None:
 @click.option("--days", type=click.IntRange(1, 3650), default=730)
 @with_appcontext
 def certs_rotate(key_type: str, days: int) -> None:
-    store = _store()
+    from .services.admin_queries import rotate_keys
     try:
-        with store.mutation():
-            kid = store.rotate(_settings().entity_id, key_type, days)
+        kid = rotate_keys(_store(), _settings().entity_id, key_type, days)
     except KeyStoreError as exc:
         _fail(str(exc))
-    _audit_certs("certs.rotate", kid, {"key_type": key_type, "days": days})
     click.echo(f"staged next signing key {kid}; metadata now publishes it next to the active key.")
     click.echo("Tell SP owners to refresh the IdP metadata, wait for them, then run `make activate-certs`.")
 
@@ -538,13 +536,11 @@ def certs_rotate(key_type: str, days: int) -> None:
 @certs_group.command("activate", help="The next key becomes active; the old one stays published as retiring.")
 @with_appcontext
 def certs_activate() -> None:
-    store = _store()
+    from .services.admin_queries import activate_keys
     try:
-        with store.mutation():
-            new, old = store.activate()
+        new, old = activate_keys(_store())
     except KeyStoreError as exc:
         _fail(str(exc))
-    _audit_certs("certs.activate", new, {"retiring": old or None})
     click.echo(f"key {new} is now active" + (f"; {old} is retiring (still published)" if old else ""))
     click.echo("When every SP has refreshed the metadata, run `make retire-certs`.")
 
@@ -552,13 +548,12 @@ def certs_activate() -> None:
 @certs_group.command("retire", help="The retiring key leaves the metadata and is archived.")
 @with_appcontext
 def certs_retire() -> None:
+    from .services.admin_queries import retire_keys
     store = _store()
     try:
-        with store.mutation():
-            kid = store.retire(apps_svc.pinned_keys())
+        kid = retire_keys(store)
     except KeyStoreError as exc:
         _fail(str(exc))
-    _audit_certs("certs.retire", kid)
     click.echo(f"key {kid} retired and moved to {store.cert_dir / 'archive'}")
 
 
@@ -744,15 +739,8 @@ def audit_cmd(limit: int, target: str | None, fmt: str) -> None:
 
 
 def _audit_certs(action: str, target: str, after: dict[str, Any] | None = None) -> None:
-    """Key operations work without a database; the audit row is written when there is one."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from . import audit
-    try:
-        audit.record(action, "certs", target, after=after)
-        db.session.commit()
-    except SQLAlchemyError:
-        db.session.rollback()
+    from .services.admin_queries import audit_key_operation
+    if not audit_key_operation(action, target, after):
         click.echo("note: not recorded in the audit trail (database not initialised; run `idp db init`)", err=True)
 
 

@@ -237,28 +237,31 @@ def validate_rotation(key_type: str, days_text: str) -> int:
 def rotate_keys(store: KeyStore, common_name: str, key_type: str, days: int) -> str:
     with store.mutation():
         kid = store.rotate(common_name, key_type, days)
-    _audit_certs("certs.rotate", kid, {"key_type": key_type, "days": days})
+    audit_key_operation("certs.rotate", kid, {"key_type": key_type, "days": days})
     return kid
 
 
 def activate_keys(store: KeyStore) -> tuple[str, str]:
     with store.mutation():
         new, old = store.activate()
-    _audit_certs("certs.activate", new, {"retiring": old or None})
+    audit_key_operation("certs.activate", new, {"retiring": old or None})
     return new, old
 
 
 def retire_keys(store: KeyStore) -> str:
     with store.mutation():
         kid = store.retire(pinned_keys())
-    _audit_certs("certs.retire", kid)
+    audit_key_operation("certs.retire", kid)
     return kid
 
 
-def _audit_certs(action: str, target: str, after: dict[str, Any] | None = None) -> None:
-    """As the CLI: the key operation already happened; its audit row is written when the database allows."""
+def audit_key_operation(action: str, target: str, after: dict[str, Any] | None = None) -> bool:
+    """The key operation already happened (keys work without a database); its audit row is written
+    when the database allows. Returns whether it was recorded."""
     try:
         audit.record(action, "certs", target, after=after)
         db.session.commit()
     except SQLAlchemyError:
         db.session.rollback()
+        return False
+    return True
