@@ -43,7 +43,8 @@ serve: $(STAMP) ## Production server only (gunicorn; workers = cores), no set-up
 
 # The SSO suite that also runs against PostgreSQL + Redis (with the scale-out and migration tests).
 PG_SUITE := tests/scaleout tests/functional/test_sso_roundtrip.py tests/functional/test_sso_errors.py \
-	tests/functional/test_slo.py tests/functional/test_policy_flows.py tests/functional/test_web.py
+	tests/functional/test_slo.py tests/functional/test_policy_flows.py tests/functional/test_web.py \
+	tests/functional/test_prepared.py
 
 test: $(APT_STAMP) ## Install everything the tests need, then run the whole suite (SQLite, then PostgreSQL + Redis)
 	$(BIN)/pytest -q --ignore=tests/scaleout $(PYTEST_ARGS)

@@ -17,6 +17,7 @@ from . import metrics
 from .errors import EventContext
 from .extensions import db
 from .models import SsoEvent, utcnow
+from .prepared import Prepared
 from .reasons import Outcome, Reason, outcome_for
 
 log = logging.getLogger("idp.events")
@@ -27,14 +28,41 @@ EXPORT_FIELDS = (
 )
 
 
+_COLUMNS = ("at", "event_type", "app_slug", "sp_entity_id", "username", "outcome", "reason", "initiated_by", "binding",
+            "request_id", "response_id", "assertion_id", "client_ip", "user_agent", "detail")
+_INSERT = Prepared(insert(SsoEvent).returning(SsoEvent.id), column_keys=_COLUMNS)
+
+
+@dataclass(slots=True)
+class RecordedEvent:
+    """The row record_event wrote, as plain values (building an ORM object per SSO cost more than the insert)."""
+
+    id: int
+    at: datetime
+    event_type: str
+    app_slug: str | None
+    sp_entity_id: str | None
+    username: str | None
+    outcome: str
+    reason: str
+    initiated_by: str | None
+    binding: str | None
+    request_id: str | None
+    response_id: str | None
+    assertion_id: str | None
+    client_ip: str | None
+    user_agent: str | None
+    detail: dict[str, Any] | None
+
+
 def record_event(ctx: EventContext, reason: Reason, *, client_ip: str | None, user_agent: str | None,
-                 outcome: Outcome | None = None, commit: bool = True) -> SsoEvent:
+                 outcome: Outcome | None = None, commit: bool = True) -> RecordedEvent:
     """Write one event row (and commit unless the caller commits it with other writes).
 
-    A Core INSERT ... RETURNING id rather than the ORM unit of work: this runs on every SSO and the
-    ORM bookkeeping cost more than the insert itself. The returned SsoEvent is a detached copy.
+    A prepared INSERT ... RETURNING id rather than the ORM unit of work: this runs on every SSO and
+    the ORM bookkeeping cost more than the insert itself.
     """
-    values = dict(
+    values: dict[str, Any] = dict(
         at=utcnow(),
         event_type=ctx.event_type,
         app_slug=ctx.app_slug,
@@ -51,8 +79,8 @@ def record_event(ctx: EventContext, reason: Reason, *, client_ip: str | None, us
         user_agent=(user_agent or "")[:512] or None,
         detail=ctx.detail or None,
     )
-    event_id = db.session.execute(insert(SsoEvent).values(**values).returning(SsoEvent.id)).scalar_one()
-    event = SsoEvent(id=event_id, **values)
+    event_id = _INSERT.scalar(values)
+    event = RecordedEvent(id=event_id, **values)
     if commit:
         db.session.commit()
     metrics.count_event(event.event_type, event.app_slug, event.outcome, event.reason)
@@ -101,7 +129,7 @@ def query_events(f: EventFilter, *, limit: int | None = 100, offset: int = 0) ->
     return list(db.session.scalars(q))
 
 
-def event_dict(e: SsoEvent, with_detail: bool = True) -> dict[str, Any]:
+def event_dict(e: SsoEvent | RecordedEvent, with_detail: bool = True) -> dict[str, Any]:
     d: dict[str, Any] = {name: getattr(e, name) for name in EXPORT_FIELDS}
     d["at"] = e.at.isoformat().replace("+00:00", "Z") if e.at else None
     if with_detail:

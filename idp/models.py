@@ -75,6 +75,11 @@ class User(db.Model):  # type: ignore[name-defined]
     def group_names(self) -> list[str]:
         return sorted(g.name for g in self.groups)
 
+    @property
+    def mfa_enrolled(self) -> bool:
+        """A confirmed TOTP authenticator."""
+        return bool(self.totp_secret and self.totp_confirmed)
+
 
 class Group(db.Model):  # type: ignore[name-defined]
     __tablename__ = "groups"

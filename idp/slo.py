@@ -154,7 +154,7 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
         pending_store.replace(token, state)
         key = signing_key_for(app, keys)
         algorithm = algorithm_for(app, key)
-        signing = SigningChoice(key=key.xmlsec_bare_key, cert_b64=key.cert_b64, algorithm=algorithm,
+        signing = SigningChoice(key=key.private_key, cert_b64=key.cert_b64, algorithm=algorithm,
                             sign_assertion=False)
         if ep.binding == BINDING_REDIRECT:
             _, xml = build_logout_request(issuer=settings.entity_id, destination=ep.location,
@@ -179,7 +179,7 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
     dest = ep.response_location or ep.location
     key = signing_key_for(app, keys)
     algorithm = algorithm_for(app, key)
-    signing = SigningChoice(key=key.xmlsec_bare_key, cert_b64=key.cert_b64, algorithm=algorithm,
+    signing = SigningChoice(key=key.private_key, cert_b64=key.cert_b64, algorithm=algorithm,
                             sign_assertion=False)
     if ep.binding == BINDING_REDIRECT:
         _, xml = build_logout_response(issuer=settings.entity_id, destination=dest,

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from . import pending as pending_store
-from .auth import totp
+from .auth.sessions import SessionView, UserView
 from .certs.keystore import KeySet, LoadedKey
 from .config import Settings
 from .errors import (
@@ -41,9 +41,10 @@ from .errors import (
 )
 from .events import record_event
 from .extensions import db
-from .models import IdpSession, PersistentId, SessionParticipant, User, utcnow
+from .models import PersistentId, SessionParticipant, User, utcnow
 from .policy.engine import evaluate
 from .policy.model import AccessContext, Decision, Effect
+from .prepared import Prepared
 from .reasons import Reason
 from .replay import remember_request, replay_window
 from .saml.bindings import BindingError, DecodedMessage, check_relay_state
@@ -61,7 +62,7 @@ from .saml.constants import (
     STATUS_REQUESTER,
     STATUS_RESPONDER,
 )
-from .saml.encryption import EncryptionError, encrypt_assertion
+from .saml.encryption import EncryptionError, encrypt_assertion_xml
 from .saml.requests import AuthnRequest, RequestParseError, parse_authn_request, peek_issuer
 from .saml.responses import AssertionSpec, SigningChoice, build_error_response, build_response, map_attributes
 from .saml.signing import SignatureError, allowed_algorithms, has_signature, verify_enveloped, verify_redirect_signature
@@ -249,7 +250,7 @@ def unpark(token: str, *, consume: bool) -> PendingSso | None:
 
 # ---------------------------------------------------------------- issuing
 
-def _name_id(app: AppConfig, user: User, requested_format: str | None) -> tuple[str, str]:
+def _name_id(app: AppConfig, user: User | UserView, requested_format: str | None) -> tuple[str, str]:
     """(format URI, value): the request's NameIDPolicy wins when it names a format we can produce."""
     fmt = app.nameid_format_uri
     if requested_format and requested_format != NAMEID_UNSPECIFIED and requested_format != fmt:
@@ -268,7 +269,7 @@ def _name_id(app: AppConfig, user: User, requested_format: str | None) -> tuple[
     return fmt, value
 
 
-def persistent_id(user: User, entity_id: str) -> str:
+def persistent_id(user: User | UserView, entity_id: str) -> str:
     """Pairwise, opaque, stable: stored on first use so it survives restarts and secret changes."""
     row = db.session.scalar(select(PersistentId).where(PersistentId.user_id == user.id,
                                                        PersistentId.app_entity_id == entity_id))
@@ -281,25 +282,32 @@ def persistent_id(user: User, entity_id: str) -> str:
     return value
 
 
-def _participant(session: IdpSession, app: AppConfig, name_id: str, fmt: str) -> str:
+_PARTICIPANT = Prepared(select(SessionParticipant.id, SessionParticipant.session_index, SessionParticipant.name_id)
+                        .where(SessionParticipant.session_id == bindparam("sid"),
+                               SessionParticipant.app_id == bindparam("aid")))
+_PARTICIPANT_INSERT = Prepared(insert(SessionParticipant).values(
+    session_id=bindparam("sid"), app_id=bindparam("aid"), name_id=bindparam("nid"), name_id_format=bindparam("fmt"),
+    session_index=bindparam("idx"), created_at=bindparam("now")))
+_PARTICIPANT_UPDATE = Prepared(update(SessionParticipant).where(SessionParticipant.id == bindparam("pid"))
+                               .values(name_id=bindparam("nid"), name_id_format=bindparam("fmt")))
+
+
+def _participant(session: SessionView, app: AppConfig, name_id: str, fmt: str) -> str:
     """Record that `app` got an assertion in this session (for single logout); returns its SessionIndex.
 
-    Core statements, not the ORM: this runs on every SSO. A second SSO into the same app keeps the
-    SessionIndex and takes the latest NameID (transient IDs change every time).
+    Prepared statements, not the ORM: this runs on every SSO. A second SSO into the same app keeps
+    the SessionIndex and takes the latest NameID (transient IDs change every time).
     """
-    row = db.session.execute(select(SessionParticipant.id, SessionParticipant.session_index, SessionParticipant.name_id)
-                             .where(SessionParticipant.session_id == session.id,
-                                    SessionParticipant.app_id == app.id)).first()
+    row = _PARTICIPANT.first({"sid": session.id, "aid": app.id})
     if row is None:
         index = "_" + secrets.token_hex(16)
-        db.session.execute(insert(SessionParticipant).values(
-            session_id=session.id, app_id=app.id, name_id=name_id, name_id_format=fmt, session_index=index,
-            created_at=utcnow()))
+        _PARTICIPANT_INSERT.run({"sid": session.id, "aid": app.id, "nid": name_id, "fmt": fmt, "idx": index,
+                                 "now": utcnow()})
         return index
-    if row.name_id != name_id:
-        db.session.execute(update(SessionParticipant).where(SessionParticipant.id == row.id)
-                           .values(name_id=name_id, name_id_format=fmt))
-    return str(row.session_index)
+    participant_id, index, current_name_id = row
+    if current_name_id != name_id:
+        _PARTICIPANT_UPDATE.run({"pid": participant_id, "nid": name_id, "fmt": fmt})
+    return str(index)
 
 
 _FAMILY_SWAP = {
@@ -333,18 +341,18 @@ def algorithm_for(app: AppConfig, key: LoadedKey) -> str:
 def signing_for(app: AppConfig, keys: KeySet) -> SigningChoice:
     mode = app.settings.sign
     key = signing_key_for(app, keys)
-    return SigningChoice(key=key.xmlsec_bare_key, cert_b64=key.cert_b64, algorithm=algorithm_for(app, key),
+    return SigningChoice(key=key.private_key, cert_b64=key.cert_b64, algorithm=algorithm_for(app, key),
                          sign_response=mode in ("response", "both"), sign_assertion=mode in ("assertion", "both"))
 
 
-def encryptor_for(app: AppConfig) -> Callable[[Any], Any] | None:
+def encryptor_for(app: AppConfig) -> Callable[[bytes], Any] | None:
     if not app.settings.encrypt_assertion:
         return None
     certs = app.sp.encryption_certs
     if not certs:
         raise AppMisconfigured("assertion encryption is on but the app's metadata has no encryption certificate")
     algorithm = app.settings.encryption_algorithm
-    return lambda assertion: encrypt_assertion(assertion, certs[0], algorithm)
+    return lambda assertion_xml: encrypt_assertion_xml(assertion_xml, certs[0], algorithm)
 
 
 class InteractionRequired(Exception):
@@ -356,7 +364,7 @@ class InteractionRequired(Exception):
         self.decision = decision
 
 
-def access_context(app: AppConfig, user: User, pending: PendingSso | None, client_ip: str | None, *,
+def access_context(app: AppConfig, user: User | UserView, pending: PendingSso | None, client_ip: str | None, *,
                    authn_at: datetime | None, mfa_passed: bool, now: datetime,
                    org_ranges: tuple[str, ...] | None = None) -> AccessContext:
     req = (pending.request if pending else None) or {}
@@ -365,13 +373,13 @@ def access_context(app: AppConfig, user: User, pending: PendingSso | None, clien
         username=user.username, user_disabled=user.disabled, user_groups=frozenset(user.group_names),
         client_ip=client_ip, org_ip_ranges=trusted_ranges() if org_ranges is None else org_ranges,
         session_age_s=(now - authn_at).total_seconds() if authn_at else None,
-        mfa_passed=mfa_passed, mfa_enrolled=totp.is_enrolled(user),
+        mfa_passed=mfa_passed, mfa_enrolled=user.mfa_enrolled,
         requested_comparison=req.get("requested_context_comparison"),
         requested_refs=tuple(req.get("requested_context_refs") or ()),
     )
 
 
-def decide(pending: PendingSso, app: AppConfig, user: User, client_ip: str | None, *,
+def decide(pending: PendingSso, app: AppConfig, user: User | UserView, client_ip: str | None, *,
            authn_at: datetime | None, mfa_passed: bool, now: datetime | None = None) -> Decision:
     now = now or utcnow()
     return evaluate(access_context(app, user, pending, client_ip, authn_at=authn_at, mfa_passed=mfa_passed, now=now))
@@ -387,7 +395,7 @@ def _denied(decision: Decision) -> SamlFlowError:
     return exc
 
 
-def issue_response(pending: PendingSso, session: IdpSession, settings: Settings, keys: KeySet, client: Client,
+def issue_response(pending: PendingSso, session: SessionView, settings: Settings, keys: KeySet, client: Client,
                    now: datetime | None = None) -> IssuedResponse:
     """Run the policy for this user and app, then build, sign and record.
 

@@ -21,7 +21,7 @@ def require_admin() -> None:
         abort(redirect(url_for("auth.login", next=request.full_path.rstrip("?"))))
     if not current_user.is_admin:
         abort(403)
-    audit.set_actor(f"web:{current_user.user.username}")
+    audit.set_actor(f"web:{current_user.view.user.username}")
 
 
 # Metadata uploads may be federation documents of several MiB; everything else keeps the small default.

@@ -56,7 +56,7 @@ SOURCE_LABELS = {"metadata_file": "a metadata file", "metadata_xml": "pasted XML
 
 
 def _admin_name() -> str:
-    return str(current_user.user.username)
+    return str(current_user.view.user.username)
 
 
 def _app_or_404(slug: str) -> ConnectedApp:

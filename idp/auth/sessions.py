@@ -7,51 +7,136 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask_login import UserMixin
-from sqlalchemy import select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy import bindparam, select, update
+from werkzeug.exceptions import Unauthorized
 
 from ..extensions import db
-from ..models import IdpSession, SessionParticipant, User, utcnow
+from ..models import Group, IdpSession, SessionParticipant, User, user_groups, utcnow
+from ..prepared import Prepared
 
 TOUCH_INTERVAL = timedelta(seconds=60)  # last_seen is written at most once a minute per session
 
 
-@dataclass
-class Principal(UserMixin):
-    """What flask-login calls the current user: a live IdP session and its user."""
+@dataclass(frozen=True, slots=True)
+class UserView:
+    """The signed-in user as one request sees it: everything SSO, policy and attribute release read."""
 
-    session: IdpSession
-    user: User
+    id: int
+    username: str
+    email: str
+    first_name: str
+    last_name: str
+    is_admin: bool
+    disabled: bool
+    mfa_enrolled: bool
+    group_names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, user: User) -> UserView:
+        return cls(id=user.id, username=user.username, email=user.email, first_name=user.first_name,
+                   last_name=user.last_name, is_admin=user.is_admin, disabled=user.disabled,
+                   mfa_enrolled=user.mfa_enrolled, group_names=tuple(user.group_names))
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """An IdP session row and its user, read in one statement at the start of a request."""
+
+    id: str
+    user_id: int
+    created_at: datetime
+    authn_at: datetime
+    mfa_at: datetime | None
+    last_seen: datetime
+    ended_at: datetime | None
+    user: UserView
+
+    @classmethod
+    def of(cls, s: IdpSession) -> SessionView:
+        return cls(id=s.id, user_id=s.user_id, created_at=s.created_at, authn_at=s.authn_at, mfa_at=s.mfa_at,
+                   last_seen=s.last_seen, ended_at=s.ended_at, user=UserView.of(s.user))
+
+
+class Principal(UserMixin):
+    """What flask-login calls the current user: a live IdP session and its user.
+
+    `view` is a plain snapshot read without the ORM (the SSO path needs nothing else); the ORM
+    rows `session` and `user` are loaded on first use by the pages that change them (logout,
+    second factor, account, admin).
+    """
+
+    def __init__(self, view: SessionView, session: IdpSession | None = None) -> None:
+        self.view = view
+        self._session = session
+
+    @classmethod
+    def of(cls, session: IdpSession) -> Principal:
+        return cls(SessionView.of(session), session)
 
     def get_id(self) -> str:  # the session id, not the user id: ending the session logs the browser out
-        return self.session.id
+        return self.view.id
 
     @property
     def is_active(self) -> bool:
-        return not self.user.disabled
+        return not self.view.user.disabled
 
     @property
     def is_admin(self) -> bool:
-        return self.user.is_admin
+        return self.view.user.is_admin
+
+    @property
+    def session(self) -> IdpSession:
+        if self._session is None:
+            row = db.session.get(IdpSession, self.view.id)
+            if row is None:  # removed since the request started (user deleted): treat as logged out
+                raise Unauthorized("the session has ended")
+            self._session = row
+        return self._session
+
+    @property
+    def user(self) -> User:
+        return self.session.user
 
 
-def session_is_live(s: IdpSession, now: datetime, lifetime: timedelta, idle: timedelta) -> bool:
+def session_is_live(s: IdpSession | SessionView, now: datetime, lifetime: timedelta, idle: timedelta) -> bool:
     return s.ended_at is None and now - s.created_at < lifetime and now - s.last_seen < idle
 
 
-def load_session(session_id: str, lifetime: timedelta, idle: timedelta) -> IdpSession | None:
+# One statement for the session, its user and the user's groups (one row per group), compiled once:
+# this runs on every request that carries a session cookie.
+_LOAD = Prepared(
+    select(IdpSession.id, IdpSession.user_id, IdpSession.created_at, IdpSession.authn_at, IdpSession.mfa_at,
+           IdpSession.last_seen, IdpSession.ended_at, User.username, User.email, User.first_name, User.last_name,
+           User.is_admin, User.disabled, User.totp_secret.is_not(None), User.totp_confirmed, Group.name)
+    .select_from(IdpSession).join(User, User.id == IdpSession.user_id)
+    .outerjoin(user_groups, user_groups.c.user_id == User.id).outerjoin(Group, Group.id == user_groups.c.group_id)
+    .where(IdpSession.id == bindparam("sid")))
+_TOUCH = Prepared(update(IdpSession).where(IdpSession.id == bindparam("sid")).values(last_seen=bindparam("seen")))
+
+
+def read_session(session_id: str) -> SessionView | None:
+    rows = _LOAD.rows({"sid": session_id})
+    if not rows:
+        return None
+    (sid, user_id, created_at, authn_at, mfa_at, last_seen, ended_at, username, email, first_name, last_name,
+     is_admin, disabled, has_secret, totp_confirmed, _) = rows[0]
+    user = UserView(id=user_id, username=username, email=email, first_name=first_name, last_name=last_name,
+                    is_admin=bool(is_admin), disabled=bool(disabled), mfa_enrolled=bool(has_secret and totp_confirmed),
+                    group_names=tuple(sorted(r[-1] for r in rows if r[-1] is not None)))
+    return SessionView(id=sid, user_id=user_id, created_at=created_at, authn_at=authn_at, mfa_at=mfa_at,
+                       last_seen=last_seen, ended_at=ended_at, user=user)
+
+
+def load_session(session_id: str, lifetime: timedelta, idle: timedelta) -> SessionView | None:
+    """The live session behind a cookie, or None (unknown, ended, expired, idle too long, user disabled)."""
     if not session_id or len(session_id) > 64:
         return None
-    # one statement for the session, its user and the user's groups (every request needs all three)
-    s = db.session.execute(
-        select(IdpSession).where(IdpSession.id == session_id)
-        .options(joinedload(IdpSession.user).joinedload(User.groups))
-    ).unique().scalar_one_or_none()
+    s = read_session(session_id)
     now = utcnow()
     if s is None or not session_is_live(s, now, lifetime, idle) or s.user.disabled:
         return None
     if now - s.last_seen > TOUCH_INTERVAL:
-        s.last_seen = now
+        _TOUCH.run({"sid": s.id, "seen": now})
         db.session.commit()
     return s
 

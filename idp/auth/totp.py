@@ -97,4 +97,4 @@ def reset(user: User) -> None:
 
 
 def is_enrolled(user: User) -> bool:
-    return bool(user.totp_secret and user.totp_confirmed)
+    return user.mfa_enrolled

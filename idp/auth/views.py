@@ -31,7 +31,7 @@ def load_principal(session_id: str) -> Principal | None:
     s = settings()
     idp_session = load_session(session_id, timedelta(seconds=s.session_lifetime_s),
                                timedelta(seconds=s.session_idle_s))
-    return Principal(idp_session, idp_session.user) if idp_session else None
+    return Principal(idp_session) if idp_session else None
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -86,7 +86,7 @@ def complete_login(user: User, previous: IdpSession | None, *, mfa: bool) -> Idp
     idp_session = start_session(user, current_client().ip, replaces=previous, mfa=mfa)
     logout_user()
     session.clear()
-    login_user(Principal(idp_session, user))
+    login_user(Principal.of(idp_session))
     return idp_session
 
 

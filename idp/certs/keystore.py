@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import xmlsec
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -47,9 +46,7 @@ class LoadedKey:
     fingerprint_sha256: str       # colon-separated hex
     not_after: datetime
     key_type: str                 # rsa | ec
-    private_key: Any              # cryptography private key (Redirect-binding signatures)
-    xmlsec_key: xmlsec.Key        # private key + certificate for XML signatures
-    xmlsec_bare_key: xmlsec.Key   # the private key alone: signing with cert_b64 written as text (faster)
+    private_key: Any              # cryptography private key: XML and Redirect-binding signatures
 
     @property
     def days_left(self) -> int:
@@ -100,12 +97,6 @@ def load_key_files(kid: str, state: str, key_path: Path, cert_path: Path) -> Loa
         serialization.Encoding.DER, raw
     ):
         raise KeyStoreError(f"signing key {kid}: {key_path.name} does not match the certificate {cert_path.name}")
-    try:
-        xkey = xmlsec.Key.from_memory(key_pem, xmlsec.KeyFormat.PEM, None)
-        xkey.load_cert_from_memory(cert_pem, xmlsec.KeyFormat.CERT_PEM)
-        bare = xmlsec.Key.from_memory(key_pem, xmlsec.KeyFormat.PEM, None)
-    except xmlsec.Error:
-        raise KeyStoreError(f"signing key {kid}: xmlsec cannot load the key pair") from None
     der = cert.public_bytes(serialization.Encoding.DER)
     return LoadedKey(
         kid=kid,
@@ -116,8 +107,6 @@ def load_key_files(kid: str, state: str, key_path: Path, cert_path: Path) -> Loa
         not_after=cert.not_valid_after_utc,
         key_type="rsa" if isinstance(private_key, rsa.RSAPrivateKey) else "ec",
         private_key=private_key,
-        xmlsec_key=xkey,
-        xmlsec_bare_key=bare,
     )
 
 

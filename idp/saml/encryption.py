@@ -22,20 +22,19 @@ class EncryptionError(ValueError):
     pass
 
 
-def encrypt_assertion(assertion: etree._Element, cert_pem: str, algorithm: str = "aes256-gcm") -> etree._Element:
-    """Replace `assertion` in its tree by saml:EncryptedAssertion and return that element."""
+def encrypt_assertion_xml(assertion_xml: bytes, cert_pem: str, algorithm: str = "aes256-gcm") -> etree._Element:
+    """saml:EncryptedAssertion holding `assertion_xml` (a standalone, signed saml:Assertion) encrypted
+    for the SP's certificate: a fresh AES key per assertion, transported with RSA-OAEP."""
     if algorithm not in DATA_ALGORITHMS:
         raise EncryptionError(f"unsupported encryption algorithm {algorithm}")
     transform, bits = DATA_ALGORITHMS[algorithm]
-    parent = assertion.getparent()
-    if parent is None:
-        raise EncryptionError("the assertion must be inside a Response")
     try:
         manager = xmlsec.KeysManager()
         manager.add_key(xmlsec.Key.from_memory(cert_pem.encode("ascii"), xmlsec.KeyFormat.CERT_PEM, None))
     except xmlsec.Error:
         raise EncryptionError("the app's encryption certificate cannot be loaded") from None
-    enc_data = xmlsec.template.encrypted_data_create(assertion, transform, type=xmlsec.EncryptionType.ELEMENT,
+    wrapper = etree.Element(f"{{{NS_SAML}}}EncryptedAssertion", nsmap={"saml": NS_SAML})
+    enc_data = xmlsec.template.encrypted_data_create(wrapper, transform, type=xmlsec.EncryptionType.ELEMENT,
                                                      ns="xenc")
     xmlsec.template.encrypted_data_ensure_cipher_value(enc_data)
     key_info = xmlsec.template.encrypted_data_ensure_key_info(enc_data, ns="ds")
@@ -43,11 +42,21 @@ def encrypt_assertion(assertion: etree._Element, cert_pem: str, algorithm: str =
     xmlsec.template.encrypted_data_ensure_cipher_value(enc_key)
     ctx = xmlsec.EncryptionContext(manager)
     ctx.key = xmlsec.Key.generate(xmlsec.KeyData.AES, bits, xmlsec.KeyDataType.SESSION)
+    try:
+        encrypted = ctx.encrypt_binary(enc_data, assertion_xml)
+    except xmlsec.Error as exc:
+        raise EncryptionError(f"encryption failed: {exc}") from None
+    wrapper.append(encrypted)
+    return wrapper
+
+
+def encrypt_assertion(assertion: etree._Element, cert_pem: str, algorithm: str = "aes256-gcm") -> etree._Element:
+    """Replace `assertion` in its tree by saml:EncryptedAssertion and return that element."""
+    parent = assertion.getparent()
+    if parent is None:
+        raise EncryptionError("the assertion must be inside a Response")
     # Encrypt the assertion serialised on its own (lxml declares every namespace it uses on it),
     # so an SP that decrypts and parses it standalone finds no unbound prefix.
-    plaintext = etree.tostring(assertion, encoding="utf-8")
-    encrypted = ctx.encrypt_binary(enc_data, plaintext)
-    wrapper = etree.Element(f"{{{NS_SAML}}}EncryptedAssertion", nsmap={"saml": NS_SAML})
-    wrapper.append(encrypted)
+    wrapper = encrypt_assertion_xml(etree.tostring(assertion, encoding="utf-8"), cert_pem, algorithm)
     parent.replace(assertion, wrapper)
     return wrapper

@@ -1,19 +1,22 @@
-"""Build signed SAML responses with lxml's element API (saml-core-2.0-os §2, §3.2.2, §3.7).
+"""Build signed SAML protocol messages (saml-core-2.0-os §2, §3.2.2, §3.7).
 
-User data only ever enters the tree as element text or attribute values, so it cannot
-inject markup. Signing happens here, in-process, with keys loaded once by the key store.
+The SSO Response (every sign-in) is written as canonical text by c14n_writer; error responses
+and logout messages are built with lxml's element API. Either way user data only ever enters as
+escaped element text or attribute values, so it cannot inject markup. Signing happens here,
+in-process, with keys loaded once by the key store.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-import xmlsec
 from lxml import etree
 
+from . import c14n_writer as w
 from .constants import (
     ATTRNAME_BASIC,
     CM_BEARER,
@@ -22,7 +25,7 @@ from .constants import (
     SIG_RSA_SHA256,
     STATUS_SUCCESS,
 )
-from .signing import sign_element
+from .signing import enveloped_signature, sign_element
 
 SAMLP = f"{{{NS_SAMLP}}}"
 SAML = f"{{{NS_SAML}}}"
@@ -98,64 +101,83 @@ def _sign(el: etree._Element, signing: SigningChoice | None) -> None:
         sign_element(el, signing.key, signing.algorithm, signing.cert_b64)
 
 
-def build_assertion(spec: AssertionSpec) -> etree._Element:
-    a = etree.Element(SAML + "Assertion", nsmap=_ASSERTION_NSMAP)
-    a.set("ID", spec.assertion_id)
-    a.set("Version", "2.0")
-    a.set("IssueInstant", instant(spec.now))
-    _sub(a, SAML + "Issuer", spec.issuer)
-    subject = _sub(a, SAML + "Subject")
-    _sub(subject, SAML + "NameID", spec.name_id, Format=spec.name_id_format,
-         SPNameQualifier=spec.sp_name_qualifier)  # type: ignore[arg-type]
-    conf = _sub(subject, SAML + "SubjectConfirmation", Method=CM_BEARER)
+_SAML_NS = w.ns_decl("saml", NS_SAML)
+_SAMLP_NS = w.ns_decl("samlp", NS_SAMLP)
+
+
+def _saml(local: str, attrs: Sequence[tuple[str, str | None]] = (), content: str = "") -> str:
+    return w.element("saml:" + local, attrs, content)
+
+
+def assertion_parts(spec: AssertionSpec) -> tuple[str, str, str]:
+    """The Assertion as canonical text in three parts: start tag + Issuer, the rest, end tag.
+
+    An enveloped Signature goes between the first two (saml-core §5.4.1: after the Issuer). No
+    xsi:type="xs:string" on values: a QName in an attribute value binds a prefix that exclusive
+    c14n does not sign and that SPs re-serialising a decrypted assertion lose (pysaml2).
+    """
     not_after = instant(spec.now + spec.lifetime)
-    _sub(conf, SAML + "SubjectConfirmationData", NotOnOrAfter=not_after, Recipient=spec.destination,
-         InResponseTo=spec.in_response_to)  # type: ignore[arg-type]
-    cond = _sub(a, SAML + "Conditions", NotBefore=instant(spec.now - spec.clock_skew), NotOnOrAfter=not_after)
-    _sub(_sub(cond, SAML + "AudienceRestriction"), SAML + "Audience", spec.audience)
-    authn = _sub(a, SAML + "AuthnStatement", AuthnInstant=instant(spec.authn_instant),
-                 SessionIndex=spec.session_index,
-                 SessionNotOnOrAfter=instant(spec.session_not_on_or_after)  # type: ignore[arg-type]
-                 if spec.session_not_on_or_after else None)
-    _sub(_sub(authn, SAML + "AuthnContext"), SAML + "AuthnContextClassRef", spec.authn_context)
+    subject = _saml("Subject", (), _saml("NameID", (("Format", spec.name_id_format),
+                                                     ("SPNameQualifier", spec.sp_name_qualifier)), w.text(spec.name_id))
+                    + _saml("SubjectConfirmation", (("Method", CM_BEARER),), _saml(
+                        "SubjectConfirmationData", (("InResponseTo", spec.in_response_to),
+                                                    ("NotOnOrAfter", not_after), ("Recipient", spec.destination)))))
+    conditions = _saml("Conditions", (("NotBefore", instant(spec.now - spec.clock_skew)), ("NotOnOrAfter", not_after)),
+                       _saml("AudienceRestriction", (), _saml("Audience", (), w.text(spec.audience))))
+    authn = _saml("AuthnStatement", (
+        ("AuthnInstant", instant(spec.authn_instant)), ("SessionIndex", spec.session_index),
+        ("SessionNotOnOrAfter", instant(spec.session_not_on_or_after) if spec.session_not_on_or_after else None),
+    ), _saml("AuthnContext", (), _saml("AuthnContextClassRef", (), w.text(spec.authn_context))))
+    statements = ""
     if spec.attributes:
-        stmt = _sub(a, SAML + "AttributeStatement")
-        for name, name_format, values in spec.attributes:
-            attr = _sub(stmt, SAML + "Attribute", Name=name, NameFormat=name_format or ATTRNAME_BASIC)
-            for value in values:
-                # No xsi:type="xs:string": a QName in an attribute value binds a prefix that exclusive
-                # c14n does not sign and that SPs re-serialising a decrypted assertion lose (pysaml2).
-                _sub(attr, SAML + "AttributeValue", value)
-    return a
+        statements = _saml("AttributeStatement", (), "".join(
+            _saml("Attribute", (("Name", name), ("NameFormat", name_format or ATTRNAME_BASIC)),
+                  "".join(_saml("AttributeValue", (), w.text(value)) for value in values))
+            for name, name_format, values in spec.attributes))
+    head = (w.start_tag("saml:Assertion", (("ID", spec.assertion_id), ("IssueInstant", instant(spec.now)),
+                                           ("Version", "2.0")), _SAML_NS)
+            + _saml("Issuer", (), w.text(spec.issuer)))
+    return head, subject + conditions + authn + statements, "</saml:Assertion>"
 
 
 @dataclass(frozen=True, slots=True)
 class SigningChoice:
-    key: xmlsec.Key
+    key: Any                       # a `cryptography` private key (RSA or EC), loaded once by the key store
     algorithm: str = SIG_RSA_SHA256
     sign_response: bool = True
     sign_assertion: bool = True
-    cert_b64: str | None = None    # written into KeyInfo; then `key` should carry no certificate
+    cert_b64: str | None = None    # the certificate (DER base64) written into KeyInfo
 
 
 def build_response(spec: AssertionSpec, signing: SigningChoice,
-                   encrypt: object | None = None) -> bytes:
+                   encrypt: Callable[[bytes], etree._Element] | None = None) -> bytes:
     """A Success Response carrying one Assertion, signed as the app asks (default both).
 
-    `encrypt` is a callable that replaces the signed Assertion element in the tree with an
-    EncryptedAssertion (sign-then-encrypt, saml-core §6.2).
+    Written as canonical text (c14n_writer): each signed element's digest is taken over its own
+    substring, which is exactly what a verifier's exclusive c14n of the parsed element yields.
+    `encrypt` turns the signed Assertion's octets into a saml:EncryptedAssertion element
+    (sign-then-encrypt, saml-core §6.2).
     """
-    resp = _message("Response", spec.response_id, spec.now, spec.destination, spec.in_response_to, spec.issuer)
-    _status(resp, STATUS_SUCCESS, None, None)
-    assertion = build_assertion(spec)
-    resp.append(assertion)
+    head, body, tail = assertion_parts(spec)
     if signing.sign_assertion:
-        sign_element(assertion, signing.key, signing.algorithm, signing.cert_b64)
+        unsigned = (head + body + tail).encode("utf-8")
+        head += enveloped_signature(spec.assertion_id, unsigned, signing.key, signing.algorithm, signing.cert_b64)
+    assertion = head + body + tail
     if encrypt is not None:
-        encrypt(assertion)  # type: ignore[operator]  # replaces the Assertion with an EncryptedAssertion
+        # the encrypted element is embedded in its own canonical form; the Response's ancestors
+        # render only xmlns:samlp, which it does not use, so that form is also its form in context
+        assertion = etree.tostring(encrypt(assertion.encode("utf-8")), method="c14n", exclusive=True,
+                                   with_comments=False).decode("utf-8")
+    start = w.start_tag("samlp:Response", (
+        ("Destination", spec.destination), ("ID", spec.response_id), ("InResponseTo", spec.in_response_to),
+        ("IssueInstant", instant(spec.now)), ("Version", "2.0")), _SAMLP_NS)
+    issuer = w.element("saml:Issuer", (), w.text(spec.issuer), _SAML_NS)
+    rest = (w.element("samlp:Status", (), w.element("samlp:StatusCode", (("Value", STATUS_SUCCESS),)))
+            + assertion + "</samlp:Response>")
     if signing.sign_response:
-        sign_element(resp, signing.key, signing.algorithm, signing.cert_b64)
-    return etree.tostring(resp, xml_declaration=False, encoding="utf-8")
+        unsigned = (start + issuer + rest).encode("utf-8")
+        issuer += enveloped_signature(spec.response_id, unsigned, signing.key, signing.algorithm, signing.cert_b64)
+    return (start + issuer + rest).encode("utf-8")
 
 
 def build_error_response(*, issuer: str, destination: str, in_response_to: str | None, status: str,

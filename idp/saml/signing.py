@@ -1,4 +1,4 @@
-"""XML-DSig signing and verification with python-xmlsec in-process, keys loaded once.
+"""XML-DSig signing (lxml c14n + `cryptography`) and verification (python-xmlsec), keys loaded once.
 
 Profile (saml-core-2.0-os §5.4): enveloped signature, exclusive c14n, exactly one Reference
 whose URI is "#" + the signed element's ID. Inbound signatures are checked against that
@@ -8,9 +8,10 @@ profile *before* the cryptography runs, and only against certificates from the S
 from __future__ import annotations
 
 import base64
+import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -19,9 +20,14 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
 
 from .constants import (
+    DIGEST_SHA1,
+    DIGEST_SHA256,
+    DIGEST_SHA384,
+    DIGEST_SHA512,
     NS_DS,
     NS_SAML,
     SIG_ECDSA_SHA256,
@@ -40,21 +46,15 @@ class SignatureError(ValueError):
     """A signature is missing, malformed, off-profile or does not verify."""
 
 
-# algorithm URI -> (key family, hash, xmlsec transform)
-SIGNATURE_ALGORITHMS: dict[str, tuple[str, type[hashes.HashAlgorithm], Any]] = {
-    SIG_RSA_SHA256: ("rsa", hashes.SHA256, xmlsec.Transform.RSA_SHA256),
-    SIG_RSA_SHA384: ("rsa", hashes.SHA384, xmlsec.Transform.RSA_SHA384),
-    SIG_RSA_SHA512: ("rsa", hashes.SHA512, xmlsec.Transform.RSA_SHA512),
-    SIG_ECDSA_SHA256: ("ec", hashes.SHA256, xmlsec.Transform.ECDSA_SHA256),
-    SIG_ECDSA_SHA384: ("ec", hashes.SHA384, xmlsec.Transform.ECDSA_SHA384),
-    SIG_ECDSA_SHA512: ("ec", hashes.SHA512, xmlsec.Transform.ECDSA_SHA512),
-    SIG_RSA_SHA1: ("rsa", hashes.SHA1, xmlsec.Transform.RSA_SHA1),
-}
-DIGEST_FOR_SIGNATURE = {
-    SIG_RSA_SHA256: xmlsec.Transform.SHA256, SIG_ECDSA_SHA256: xmlsec.Transform.SHA256,
-    SIG_RSA_SHA384: xmlsec.Transform.SHA384, SIG_ECDSA_SHA384: xmlsec.Transform.SHA384,
-    SIG_RSA_SHA512: xmlsec.Transform.SHA512, SIG_ECDSA_SHA512: xmlsec.Transform.SHA512,
-    SIG_RSA_SHA1: xmlsec.Transform.SHA1,
+# algorithm URI -> (key family, hash)
+SIGNATURE_ALGORITHMS: dict[str, tuple[str, type[hashes.HashAlgorithm]]] = {
+    SIG_RSA_SHA256: ("rsa", hashes.SHA256),
+    SIG_RSA_SHA384: ("rsa", hashes.SHA384),
+    SIG_RSA_SHA512: ("rsa", hashes.SHA512),
+    SIG_ECDSA_SHA256: ("ec", hashes.SHA256),
+    SIG_ECDSA_SHA384: ("ec", hashes.SHA384),
+    SIG_ECDSA_SHA512: ("ec", hashes.SHA512),
+    SIG_RSA_SHA1: ("rsa", hashes.SHA1),
 }
 DIGEST_URIS = {
     "http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2001/04/xmldsig-more#sha384",
@@ -95,38 +95,98 @@ def verification_key(cert_pem: str) -> tuple[xmlsec.Key, object]:
 
 # ---------------------------------------------------------------- signing
 
-def sign_element(element: etree._Element, key: xmlsec.Key, algorithm: str = SIG_RSA_SHA256,
-                 cert_b64: str | None = None) -> None:
-    """Insert an enveloped signature right after the element's saml:Issuer and sign it.
+_DIGESTS: dict[str, tuple[str, Callable[[bytes], Any]]] = {
+    # signature algorithm -> (DigestMethod URI, hashlib constructor) for the one Reference
+    SIG_RSA_SHA256: (DIGEST_SHA256, hashlib.sha256), SIG_ECDSA_SHA256: (DIGEST_SHA256, hashlib.sha256),
+    SIG_RSA_SHA384: (DIGEST_SHA384, hashlib.sha384), SIG_ECDSA_SHA384: (DIGEST_SHA384, hashlib.sha384),
+    SIG_RSA_SHA512: (DIGEST_SHA512, hashlib.sha512), SIG_ECDSA_SHA512: (DIGEST_SHA512, hashlib.sha512),
+    SIG_RSA_SHA1: (DIGEST_SHA1, hashlib.sha1),
+}
+_PKCS1V15 = padding.PKCS1v15()
 
-    The element must carry an ID attribute; the signature has exactly one Reference to it.
-    With `cert_b64` the X509Certificate is written from that text and `key` should carry no
-    certificate: xmlsec then does not re-encode the certificate on every signature (~20 % of it).
+
+def _c14n_attr(value: str) -> str:
+    """An attribute value escaped as exclusive c14n writes it (xml-c14n §2.3)."""
+    return (value.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
+            .replace("\t", "&#x9;").replace("\n", "&#xA;").replace("\r", "&#xD;"))
+
+
+def signed_info_c14n(element_id: str, algorithm: str, digest_b64: str) -> str:
+    """The ds:SignedInfo of an enveloped, exc-c14n signature with one Reference, in its canonical form.
+
+    Written directly in exclusive-c14n form (xmlns:ds on the apex, attributes in order, empty
+    elements as start/end pairs, no whitespace), so the octets signed here are exactly what a
+    verifier gets when it canonicalises the SignedInfo it finds in the document.
     """
-    if algorithm not in SIGNATURE_ALGORITHMS:
+    digest_uri = _DIGESTS[algorithm][0]
+    return (f'<ds:SignedInfo xmlns:ds="{NS_DS}">'
+            f'<ds:CanonicalizationMethod Algorithm="{TRANSFORM_EXC_C14N}"></ds:CanonicalizationMethod>'
+            f'<ds:SignatureMethod Algorithm="{algorithm}"></ds:SignatureMethod>'
+            f'<ds:Reference URI="#{_c14n_attr(element_id)}"><ds:Transforms>'
+            f'<ds:Transform Algorithm="{TRANSFORM_ENVELOPED}"></ds:Transform>'
+            f'<ds:Transform Algorithm="{TRANSFORM_EXC_C14N}"></ds:Transform></ds:Transforms>'
+            f'<ds:DigestMethod Algorithm="{digest_uri}"></ds:DigestMethod>'
+            f'<ds:DigestValue>{digest_b64}</ds:DigestValue></ds:Reference></ds:SignedInfo>')
+
+
+def signature_value(private_key: Any, algorithm: str, data: bytes) -> bytes:
+    """RSA PKCS#1 v1.5, or ECDSA as XML-DSig wants it: r || s, each the curve's size (RFC 4051 §3.3)."""
+    family, hash_cls = SIGNATURE_ALGORITHMS[algorithm]
+    if family == "rsa" and isinstance(private_key, rsa.RSAPrivateKey):
+        return private_key.sign(data, _PKCS1V15, hash_cls())
+    if family == "ec" and isinstance(private_key, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(private_key.sign(data, ec.ECDSA(hash_cls())))
+        size = (private_key.curve.key_size + 7) // 8
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    raise SignatureError("signature algorithm does not match the key type")
+
+
+def enveloped_signature(element_id: str, c14n_octets: bytes, private_key: Any, algorithm: str,
+                        cert_b64: str | None) -> str:
+    """The ds:Signature element, in exclusive-c14n form, over an element whose canonical form (without
+    this signature: the enveloped transform) is `c14n_octets`.
+
+    Profile (saml-core §5.4): exclusive c14n, exactly one Reference to "#" + the element's ID,
+    transforms enveloped + exc-c14n, the certificate (`cert_b64`, DER base64) in KeyInfo.
+    """
+    if algorithm not in _DIGESTS:
         raise SignatureError(f"unsupported signature algorithm {algorithm}")
-    transform = SIGNATURE_ALGORITHMS[algorithm][2]
-    sig = xmlsec.template.create(element, xmlsec.Transform.EXCL_C14N, transform, ns="ds")
+    digest = base64.b64encode(_DIGESTS[algorithm][1](c14n_octets).digest()).decode("ascii")
+    signed_info = signed_info_c14n(element_id, algorithm, digest)
+    value = base64.b64encode(signature_value(private_key, algorithm, signed_info.encode("utf-8"))).decode("ascii")
+    key_info = (f"<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert_b64}</ds:X509Certificate>"
+                f"</ds:X509Data></ds:KeyInfo>" if cert_b64 else "")
+    return (f'<ds:Signature xmlns:ds="{NS_DS}">{signed_info.replace(_DS_DECL, "", 1)}'
+            f"<ds:SignatureValue>{value}</ds:SignatureValue>{key_info}</ds:Signature>")
+
+
+def sign_element(element: etree._Element, private_key: Any, algorithm: str = SIG_RSA_SHA256,
+                 cert_b64: str | None = None) -> None:
+    """Insert an enveloped signature right after the element's saml:Issuer (else first) and sign it.
+
+    Done with lxml's exclusive c14n (libxml2, as xmlsec uses), hashlib and `cryptography`: the
+    digest is taken before the Signature exists, which is what the enveloped transform yields,
+    and SignedInfo is written in canonical form. Cheaper per signature than python-xmlsec's
+    template machinery; every signature is checked by xmlsec, xmlsec1 and signxml in the tests.
+    """
+    element_id = element.get("ID")
+    if not element_id:
+        raise SignatureError("the element to sign has no ID")
+    octets = etree.tostring(element, method="c14n", exclusive=True, with_comments=False)
+    sig = etree.fromstring(enveloped_signature(element_id, octets, private_key, algorithm, cert_b64))
     issuer = element.find(f"{{{NS_SAML}}}Issuer")
     if issuer is not None:
         issuer.addnext(sig)
     else:
         element.insert(0, sig)
-    ref = xmlsec.template.add_reference(sig, DIGEST_FOR_SIGNATURE[algorithm], uri="#" + element.get("ID"))
-    xmlsec.template.add_transform(ref, xmlsec.Transform.ENVELOPED)
-    xmlsec.template.add_transform(ref, xmlsec.Transform.EXCL_C14N)
-    x509_data = xmlsec.template.add_x509_data(xmlsec.template.ensure_key_info(sig))
-    if cert_b64 is not None:
-        etree.SubElement(x509_data, f"{{{NS_DS}}}X509Certificate").text = cert_b64
-    xmlsec.tree.add_ids(element, ["ID"])
-    ctx = xmlsec.SignatureContext()
-    ctx.key = key
-    ctx.sign(sig)
+
+
+_DS_DECL = f' xmlns:ds="{NS_DS}"'
 
 
 def sign_redirect_query(query_without_sig: str, private_key: object, algorithm: str) -> str:
     """Signature value for HTTP-Redirect (saml-bindings-2.0-os §3.4.4.1) over the encoded query."""
-    family, hash_cls, _ = SIGNATURE_ALGORITHMS[algorithm]
+    family, hash_cls = SIGNATURE_ALGORITHMS[algorithm]
     data = query_without_sig.encode("ascii")
     if family == "rsa" and isinstance(private_key, rsa.RSAPrivateKey):
         sig = private_key.sign(data, padding.PKCS1v15(), hash_cls())
@@ -240,7 +300,7 @@ def verify_redirect_signature(raw_query: bytes, msg_param: str, cert_pems: Seque
         signature = base64.b64decode(unquote_plus(parts["Signature"][1]), validate=True)
     except ValueError:
         raise SignatureError("signature is not valid base64") from None
-    family, hash_cls, _ = SIGNATURE_ALGORITHMS[algorithm]
+    family, hash_cls = SIGNATURE_ALGORITHMS[algorithm]
     for pem in cert_pems:
         _, pub = verification_key(pem)
         try:

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit
@@ -19,6 +19,7 @@ from ..extensions import db
 from ..models import ConnectedApp
 from ..policy.checks import parse_cidr
 from ..policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES, AppPolicy
+from ..prepared import Prepared
 from ..saml.constants import NAMEID_FORMATS, SIG_RSA_SHA256
 from ..saml.signing import SIGNATURE_ALGORITHMS
 from ..saml.sp_metadata import MetadataError, SpMetadata, parse_sp_metadata
@@ -437,13 +438,13 @@ def invalidate_cache() -> None:
         _cache.clear()
 
 
-def _lookup_cached(kind: str, value: object, where: Any) -> AppConfig | None:
+def _lookup_cached(kind: str, value: object) -> AppConfig | None:
     key = (kind, value)
     hit = _recent.get(key)
     now = time.monotonic()
     if hit is not None and now - hit[0] < LOOKUP_TTL_S:
         return hit[1]
-    config = _lookup(where)
+    config = _lookup(kind, value)
     if config is not None:
         with _cache_lock:
             if len(_recent) > 20_000:
@@ -452,10 +453,16 @@ def _lookup_cached(kind: str, value: object, where: Any) -> AppConfig | None:
     return config
 
 
-def _lookup(where: Any) -> AppConfig | None:
+_VERSION_BY = {
+    kind: Prepared(select(ConnectedApp.id, ConnectedApp.version, ConnectedApp.created_at)
+                   .where(column == bindparam("value")))
+    for kind, column in (("id", ConnectedApp.id), ("slug", ConnectedApp.slug), ("entity_id", ConnectedApp.entity_id))
+}
+
+
+def _lookup(kind: str, value: object) -> AppConfig | None:
     """One indexed query for (id, version); the parsed config is rebuilt only when the version changed."""
-    hit = db.session.execute(select(ConnectedApp.id, ConnectedApp.version, ConnectedApp.created_at)
-                             .where(where)).first()
+    hit = _VERSION_BY[kind].first({"value": value})
     if hit is None:
         return None
     app_id, version, created_at = hit
@@ -473,15 +480,15 @@ def _lookup(where: Any) -> AppConfig | None:
 
 
 def app_config_by_entity_id(entity_id: str) -> AppConfig | None:
-    return _lookup_cached("entity_id", entity_id, ConnectedApp.entity_id == entity_id)
+    return _lookup_cached("entity_id", entity_id)
 
 
 def app_config_by_slug(slug: str) -> AppConfig | None:
-    return _lookup_cached("slug", slug, ConnectedApp.slug == slug)
+    return _lookup_cached("slug", slug)
 
 
 def app_config_by_id(app_id: int) -> AppConfig | None:
-    return _lookup_cached("id", app_id, ConnectedApp.id == app_id)
+    return _lookup_cached("id", app_id)
 
 
 # ---------------------------------------------------------------- sync from a folder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -10,6 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from .. import audit
 from ..extensions import db
 from ..models import Group, User
+
+if TYPE_CHECKING:
+    from ..auth.sessions import UserView
 from . import ServiceError
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
@@ -112,11 +116,11 @@ def count_admins() -> int:
     return db.session.scalar(select(func.count(User.id)).where(User.is_admin.is_(True))) or 0
 
 
-def user_fields(user: User) -> dict[str, object]:
+def user_fields(user: User | UserView) -> dict[str, object]:
     """The fields an app's NameID and attribute mapping can draw from."""
     display = f"{user.first_name} {user.last_name}".strip() or user.username
     return {
         "id": str(user.id), "username": user.username, "email": user.email,
         "first_name": user.first_name, "last_name": user.last_name,
-        "groups": user.group_names, "display_name": display,
+        "groups": list(user.group_names), "display_name": display,
     }

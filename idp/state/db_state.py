@@ -11,9 +11,11 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import PendingRequest, SeenRequest, ThrottleCounter, User, utcnow
+from ..prepared import Prepared
 from .base import ThrottleRule
 
 _PURGE_EVERY = 500
+_REMEMBER = Prepared(insert(SeenRequest), column_keys=("issuer", "request_id", "expires_at"))
 
 
 class DbState:
@@ -38,8 +40,8 @@ class DbState:
         now = utcnow()
         issuer, _, request_id = key.partition("\n")
         try:
-            db.session.execute(insert(SeenRequest).values(issuer=issuer[:1024], request_id=request_id[:256],
-                                                          expires_at=now + timedelta(seconds=ttl_s)))
+            _REMEMBER.run({"issuer": issuer[:1024], "request_id": request_id[:256],
+                           "expires_at": now + timedelta(seconds=ttl_s)})
         except IntegrityError:
             db.session.rollback()
             # an expired row may still be there: take it over once it can no longer be a replay

@@ -9,8 +9,19 @@ from ..sso import IssuedResponse
 
 def post_form(issued: IssuedResponse, field: str = "SAMLResponse") -> Response:
     """HTTP-POST binding (saml-bindings §3.5.4): an auto-submitting form, with a button for no-script browsers."""
-    resp = make_response(render_template("post_binding.html", action=issued.acs_url, field=field,
-                                         value=issued.saml_response, relay_state=issued.relay_state))
+    return post_binding_page(issued.acs_url, field, issued.saml_response, issued.relay_state)
+
+
+def post_binding_page(action: str, field: str, value: str, relay_state: str | None) -> Response:
+    """The auto-submitting form page (SSO responses, logout messages).
+
+    Rendered straight from the Jinja environment: the page needs none of the context processors
+    (session, current user, CSRF, admin navigation), and this runs on every SSO. Jinja's
+    autoescaping still applies to every value.
+    """
+    html = current_app.jinja_env.get_template("post_binding.html").render(
+        action=action, field=field, value=value, relay_state=relay_state)
+    resp = Response(html, mimetype="text/html")
     resp.headers["Cache-Control"] = "no-cache, no-store"
     resp.headers["Pragma"] = "no-cache"
     return resp

@@ -82,7 +82,7 @@ def metadata() -> Response:
     )
     root = build_idp_metadata(spec)
     if request.args.get("signed") in ("1", "true") or (s.metadata_signed and request.args.get("signed") != "0"):
-        sign_element(root, keys.active.xmlsec_bare_key,
+        sign_element(root, keys.active.private_key,
                      SIG_ECDSA_SHA256 if keys.active.key_type == "ec" else SIG_RSA_SHA256, keys.active.cert_b64)
     xml = etree.tostring(root, xml_declaration=True, encoding="utf-8")
     resp = Response(xml, mimetype="application/samlmetadata+xml")
@@ -125,7 +125,7 @@ def _session_principal() -> Principal | None:
 def _continue(app: AppConfig, pending: PendingSso, token: str | None = None) -> Response:
     """Issue now if the browser has a fitting session; otherwise park the request and send the user to log in."""
     principal = _session_principal()
-    stale = principal is not None and pending.force_authn and principal.session.authn_at < pending.received_at
+    stale = principal is not None and pending.force_authn and principal.view.authn_at < pending.received_at
     if principal is None or stale:
         return _interact(app, pending, token, "login")
     s = settings()
@@ -134,7 +134,7 @@ def _continue(app: AppConfig, pending: PendingSso, token: str | None = None) -> 
     except KeyStoreError as exc:
         raise ServiceUnavailable(f"signing key unavailable: {exc}") from None
     try:
-        issued = issue_response(pending, principal.session, s, keys, current_client())
+        issued = issue_response(pending, principal.view, s, keys, current_client())
     except InteractionRequired as need:
         return _interact(app, pending, token, need.kind)
     except SamlFlowError:
@@ -212,7 +212,7 @@ def handle_flow_error(exc: SamlFlowError) -> Response:
     """The one place a stopped flow becomes an event plus a response (SAML error to the ACS, or a 4xx page)."""
     ctx = exc.context or EventContext()
     if ctx.username is None and current_user.is_authenticated:
-        ctx.username = current_user.user.username
+        ctx.username = current_user.view.user.username
     ctx.detail.setdefault("message", exc.message)
     issued = None
     if exc.reply_to is not None and exc.saml_status is not None:

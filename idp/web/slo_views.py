@@ -13,6 +13,7 @@ from ..reasons import Reason
 from ..saml.bindings import BindingError, DecodedMessage, decode_post, decode_redirect
 from ..slo import Outgoing, next_step, origin_for, receive_logout_request, receive_logout_response, start_logout_chain
 from .context import current_client, keystore, settings
+from .responses import post_binding_page
 
 bp = Blueprint("slo", __name__)
 
@@ -28,8 +29,7 @@ def _go(out: Outgoing) -> Response:
     if out.binding == "redirect":
         resp = redirect(out.url, code=303)
     elif out.binding == "post":
-        resp = Response(render_template("post_binding.html", action=out.url, field=out.field, value=out.value,
-                                        relay_state=out.relay_state))
+        resp = post_binding_page(out.url, out.field or "SAMLRequest", out.value or "", out.relay_state)
     else:
         resp = Response(render_template("logged_out.html"))
     resp.headers["Cache-Control"] = "no-cache, no-store"

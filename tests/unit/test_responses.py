@@ -7,8 +7,11 @@ import base64
 import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import xmlsec
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -40,6 +43,7 @@ from idp.saml.constants import (
     STATUS_RESPONDER,
     STATUS_SUCCESS,
 )
+from idp.saml.encryption import encrypt_assertion_xml
 from idp.saml.idp_metadata import IdpMetadataSpec, build_idp_metadata
 from idp.saml.requests import parse_logout_request, parse_logout_response
 from idp.saml.responses import (
@@ -75,17 +79,17 @@ HOSTILE = "<b>&amp;</b> \"double\" 'single' ]]> <!-- c -->"
 
 @dataclasses.dataclass(frozen=True)
 class IdpKey:
-    xmlsec_key: xmlsec.Key
+    private_key: Any
     cert_pem: str
     cert_b64: str
+    private_pem: bytes = b""
 
 
 def make_key(key_type: str) -> IdpKey:
     gen = generate_key_pair("idp.example", key_type, 30)
-    key = xmlsec.Key.from_memory(gen.key_pem, xmlsec.KeyFormat.PEM, None)
-    key.load_cert_from_memory(gen.cert_pem, xmlsec.KeyFormat.CERT_PEM)
+    key = serialization.load_pem_private_key(gen.key_pem, None)
     der = x509.load_pem_x509_certificate(gen.cert_pem).public_bytes(serialization.Encoding.DER)
-    return IdpKey(key, gen.cert_pem.decode("ascii"), base64.b64encode(der).decode("ascii"))
+    return IdpKey(key, gen.cert_pem.decode("ascii"), base64.b64encode(der).decode("ascii"), gen.key_pem)
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +105,11 @@ def idp_ec_key() -> IdpKey:
 @pytest.fixture(scope="module")
 def next_key() -> IdpKey:
     return make_key("rsa2048")
+
+
+def signing_choice(key: IdpKey, *args: Any, **kw: Any) -> SigningChoice:
+    """What idp.sso.signing_for hands the builder: the private key and the certificate text."""
+    return SigningChoice(key.private_key, *args, cert_b64=key.cert_b64, **kw)
 
 
 def make_spec(**overrides: object) -> AssertionSpec:
@@ -125,7 +134,7 @@ def parse(xml: bytes) -> etree._Element:
 
 
 def build(key: IdpKey, spec: AssertionSpec | None = None, **choice: object) -> etree._Element:
-    return parse(build_response(spec or make_spec(), SigningChoice(key.xmlsec_key, **choice)))  # type: ignore[arg-type]
+    return parse(build_response(spec or make_spec(), signing_choice(key, **choice)))  # type: ignore[arg-type]
 
 
 def assertion_of(root: etree._Element) -> etree._Element:
@@ -206,7 +215,7 @@ def test_assertion_element_order(idp_key: IdpKey) -> None:
 
 
 def test_attributes_exact_names_and_multiple_values(idp_key: IdpKey) -> None:
-    raw = build_response(make_spec(), SigningChoice(idp_key.xmlsec_key))
+    raw = build_response(make_spec(), signing_choice(idp_key))
     a = assertion_of(parse(raw))
     attrs = a.findall(f"{SAML}AttributeStatement/{SAML}Attribute")
     got = [(at.get("Name"), at.get("NameFormat"), [v.text for v in at.iterfind(f"{SAML}AttributeValue")])
@@ -258,9 +267,10 @@ def test_user_data_with_markup_is_text(idp_key: IdpKey, field: str) -> None:
         "audience": {"audience": HOSTILE},
         "session_index": {"session_index": HOSTILE},
     }[field]
-    raw = build_response(make_spec(**overrides), SigningChoice(idp_key.xmlsec_key))
+    raw = build_response(make_spec(**overrides), signing_choice(idp_key))
     assert b"<b>" not in raw and b"<!-- c -->" not in raw
-    assert b"&lt;b&gt;&amp;amp;&lt;/b&gt;" in raw
+    # escaped as exclusive c14n writes it (">" stays literal inside attribute values, which is well-formed)
+    assert b"&lt;b&gt;&amp;amp;&lt;/b&gt;" in raw or b"&lt;b>&amp;amp;&lt;/b>" in raw
     root = parse(raw)
     assert not list(root.iter("b")), "user data became an element"
     assert not [el for el in root.iter() if not isinstance(el.tag, str)], "user data became a comment"
@@ -278,7 +288,7 @@ def test_user_data_with_markup_is_text(idp_key: IdpKey, field: str) -> None:
 @pytest.mark.parametrize("bad", ["\x00", "\x07", "\ud800"])
 def test_user_data_that_xml_cannot_carry_is_refused(idp_key: IdpKey, bad: str) -> None:
     with pytest.raises(ValueError):
-        build_response(make_spec(name_id="alice" + bad), SigningChoice(idp_key.xmlsec_key))
+        build_response(make_spec(name_id="alice" + bad), signing_choice(idp_key))
 
 
 # ---------------------------------------------------------------- IDs
@@ -319,7 +329,7 @@ def test_instant(dt: datetime, expected: str) -> None:
     ids=["both", "response", "assertion", "none"],
 )
 def test_sign_modes(idp_key: IdpKey, sign_response: bool, sign_assertion: bool) -> None:
-    raw = build_response(make_spec(), SigningChoice(idp_key.xmlsec_key, SIG_RSA_SHA256, sign_response,
+    raw = build_response(make_spec(), signing_choice(idp_key, SIG_RSA_SHA256, sign_response,
                                                     sign_assertion))
     root = parse(raw)
     a = assertion_of(root)
@@ -347,7 +357,7 @@ def test_sign_modes(idp_key: IdpKey, sign_response: bool, sign_assertion: bool) 
 @pytest.mark.parametrize(("key", "algorithm"), [("idp_key", SIG_RSA_SHA512), ("idp_ec_key", SIG_ECDSA_SHA256)])
 def test_other_algorithms_verify(request: pytest.FixtureRequest, key: str, algorithm: str) -> None:
     k = request.getfixturevalue(key)
-    raw = build_response(make_spec(), SigningChoice(k.xmlsec_key, algorithm))
+    raw = build_response(make_spec(), signing_choice(k, algorithm))
     root = parse(raw)
     assert verify_enveloped(assertion_of(root), [k.cert_pem], ALLOWED) == algorithm
     xmlsec_verify(root, k.cert_pem)
@@ -355,7 +365,7 @@ def test_other_algorithms_verify(request: pytest.FixtureRequest, key: str, algor
 
 
 def test_signature_covers_assertion(idp_key: IdpKey) -> None:
-    raw = build_response(make_spec(), SigningChoice(idp_key.xmlsec_key, sign_assertion=True, sign_response=False))
+    raw = build_response(make_spec(), signing_choice(idp_key, sign_assertion=True, sign_response=False))
     forged = raw.replace(b"alice@example.com</saml:NameID>", b"admin@example.com</saml:NameID>")
     assert forged != raw
     with pytest.raises(Exception, match="[Dd]igest|verif"):
@@ -363,31 +373,82 @@ def test_signature_covers_assertion(idp_key: IdpKey) -> None:
 
 
 def test_response_signed_with_another_key_fails(idp_key: IdpKey, next_key: IdpKey) -> None:
-    raw = build_response(make_spec(), SigningChoice(idp_key.xmlsec_key, sign_assertion=False))
+    raw = build_response(make_spec(), signing_choice(idp_key, sign_assertion=False))
     with pytest.raises(Exception, match="does not verify"):
         verify_enveloped(parse(raw), [next_key.cert_pem], ALLOWED)
 
 
 def test_encrypt_hook_receives_the_signed_assertion(idp_key: IdpKey) -> None:
     """Sign, then encrypt (saml-core §6.2), then sign the Response over the EncryptedAssertion. The hook
-    puts the EncryptedAssertion in the Assertion's place itself, as xmlsec's encrypt_xml does."""
-    seen: list[bool] = []
+    gets the signed Assertion's octets (a standalone document) and returns the EncryptedAssertion."""
+    seen: list[bytes] = []
 
-    def encrypt(assertion: etree._Element) -> etree._Element:
-        seen.append(any(child.tag == f"{DS}Signature" for child in assertion))
+    def encrypt(assertion_xml: bytes) -> etree._Element:
+        seen.append(assertion_xml)
         enc = etree.Element(f"{SAML}EncryptedAssertion")
-        etree.SubElement(enc, "{http://www.w3.org/2001/04/xmlenc#}EncryptedData")
-        parent = assertion.getparent()
-        if parent is not None:
-            parent.replace(assertion, enc)
+        etree.SubElement(enc, "{http://www.w3.org/2001/04/xmlenc#}EncryptedData").text = "opaque"
         return enc
 
-    raw = build_response(make_spec(), SigningChoice(idp_key.xmlsec_key), encrypt=encrypt)
+    raw = build_response(make_spec(), signing_choice(idp_key), encrypt=encrypt)
     root = parse(raw)
-    assert seen == [True]
+    assert len(seen) == 1
+    standalone = etree.fromstring(seen[0])
+    assert standalone.tag == f"{SAML}Assertion"
+    assert verify_enveloped(standalone, [idp_key.cert_pem], ALLOWED) == SIG_RSA_SHA256
     assert root.find(f"{SAML}Assertion") is None
     assert root.find(f"{SAML}EncryptedAssertion") is not None
     assert verify_enveloped(root, [idp_key.cert_pem], ALLOWED) == SIG_RSA_SHA256
+    xmlsec_verify(root, idp_key.cert_pem)
+
+
+@pytest.mark.parametrize("algorithm", ["aes256-gcm", "aes128-gcm", "aes256-cbc"])
+def test_encrypted_assertion_decrypts_and_verifies(idp_key: IdpKey, next_key: IdpKey, algorithm: str) -> None:
+    """Real encryption for the SP's key (here `next_key`): the Response signature covers the
+    EncryptedAssertion, and the decrypted Assertion carries its own valid signature."""
+    raw = build_response(make_spec(), signing_choice(idp_key),
+                         encrypt=lambda xml: encrypt_assertion_xml(xml, next_key.cert_pem, algorithm))
+    root = parse(raw)
+    xmlsec_verify(root, idp_key.cert_pem)
+    enc_data = root.find(f"{SAML}EncryptedAssertion/{{http://www.w3.org/2001/04/xmlenc#}}EncryptedData")
+    manager = xmlsec.KeysManager()
+    manager.add_key(xmlsec.Key.from_memory(next_key.private_pem, xmlsec.KeyFormat.PEM, None))
+    decrypted = xmlsec.EncryptionContext(manager).decrypt(enc_data)
+    assertion = decrypted if decrypted.tag == f"{SAML}Assertion" else decrypted.find(f".//{SAML}Assertion")
+    assert assertion is not None
+    standalone = parse(etree.tostring(assertion))
+    assert standalone.findtext(f"{SAML}Subject/{SAML}NameID") == "alice@example.com"
+    assert verify_enveloped(standalone, [idp_key.cert_pem], ALLOWED) == SIG_RSA_SHA256
+
+
+def test_written_text_is_its_own_canonical_form(idp_key: IdpKey) -> None:
+    """The Response is written in exclusive-c14n form: lxml's c14n of the parsed Response and of its
+    Assertion reproduce the written octets (what makes digest-over-substring correct)."""
+    raw = build_response(make_spec(in_response_to=None, session_not_on_or_after=None, sp_name_qualifier=SP),
+                         signing_choice(idp_key))
+    root = parse(raw)
+    assert etree.tostring(root, method="c14n", exclusive=True) == raw
+    a = assertion_of(root)
+    a_c14n = etree.tostring(a, method="c14n", exclusive=True)
+    assert a_c14n in raw
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.lists(st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=8)
+                                 | st.sampled_from(["&", "<", ">", '"', "'", "\t", "\n", "\r", "]]>", "\r\n"]),
+                                 max_size=6).map("".join), min_size=1, max_size=6))
+def test_any_values_round_trip_canonically(idp_key: IdpKey, values: list[str]) -> None:
+    """Arbitrary user data in every position a value can take: parsed back unchanged, the text is
+    canonical, and both signatures verify with xmlsec."""
+    spec = make_spec(name_id=values[0], audience=values[-1], session_index=values[0] or "_s",
+                     in_response_to=values[-1] or None, attributes=[(values[0] or "n", None, values)])
+    raw = build_response(spec, signing_choice(idp_key))
+    root = parse(raw)
+    assert etree.tostring(root, method="c14n", exclusive=True) == raw
+    a = assertion_of(root)
+    assert a.findtext(f"{SAML}Subject/{SAML}NameID") == values[0]
+    assert [v.text or "" for v in a.iterfind(f".//{SAML}AttributeValue")] == values
+    xmlsec_verify(root, idp_key.cert_pem)
+    xmlsec_verify(a, idp_key.cert_pem)
 
 
 # ---------------------------------------------------------------- error responses
@@ -407,7 +468,7 @@ def test_error_response(idp_key: IdpKey, status: str, sub_status: str | None, me
                         signed: bool) -> None:
     rid, raw = build_error_response(
         issuer=IDP, destination=ACS, in_response_to="_req1", status=status, sub_status=sub_status,
-        message=message, now=NOW, signing=SigningChoice(idp_key.xmlsec_key) if signed else None)
+        message=message, now=NOW, signing=signing_choice(idp_key) if signed else None)
     root = parse(raw)
     assert root.tag == f"{SAMLP}Response"
     assert (root.get("ID"), root.get("Destination"), root.get("InResponseTo")) == (rid, ACS, "_req1")
@@ -439,7 +500,7 @@ def test_logout_request(idp_key: IdpKey, signed: bool) -> None:
     rid, raw = build_logout_request(
         issuer=IDP, destination="https://sp.example/slo", name_id="alice@example.com",
         name_id_format=NAMEID_EMAIL, session_index="_sess1", now=NOW, lifetime=timedelta(minutes=2),
-        sp_name_qualifier=SP, signing=SigningChoice(idp_key.xmlsec_key) if signed else None)
+        sp_name_qualifier=SP, signing=signing_choice(idp_key) if signed else None)
     req = parse_logout_request(raw, 100_000)
     assert (req.id, req.issuer, req.destination) == (rid, IDP, "https://sp.example/slo")
     assert (req.name_id, req.name_id_format, req.session_indexes) == ("alice@example.com", NAMEID_EMAIL, ("_sess1",))
@@ -462,7 +523,7 @@ def test_logout_response(idp_key: IdpKey, status: str, sub_status: str | None, i
                          signed: bool) -> None:
     rid, raw = build_logout_response(
         issuer=IDP, destination="https://sp.example/slo", in_response_to=in_response_to, status=status, now=NOW,
-        signing=SigningChoice(idp_key.xmlsec_key) if signed else None, sub_status=sub_status)
+        signing=signing_choice(idp_key) if signed else None, sub_status=sub_status)
     resp = parse_logout_response(raw, 100_000)
     assert (resp.id, resp.issuer, resp.in_response_to, resp.status) == (rid, IDP, in_response_to, status)
     subs = resp.root.findall(f"{SAMLP}Status/{SAMLP}StatusCode/{SAMLP}StatusCode")

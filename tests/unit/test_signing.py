@@ -63,6 +63,10 @@ class Pair:
     private_key: Any
     cert_pem: str
 
+    @property
+    def cert_b64(self) -> str:
+        return "".join(line for line in self.cert_pem.splitlines() if not line.startswith("-----"))
+
 
 def make_pair(key_type: str) -> Pair:
     gen = generate_key_pair("sp.example", key_type, 30)
@@ -92,7 +96,7 @@ def request_root(xml: str = REQUEST) -> etree._Element:
 
 def signed_request(pair: Pair, algorithm: str = SIG_RSA_SHA256) -> bytes:
     root = request_root()
-    sign_element(root, pair.xmlsec_key, algorithm)
+    sign_element(root, pair.private_key, algorithm, cert_b64=pair.cert_b64)
     return etree.tostring(root)
 
 
@@ -178,14 +182,14 @@ def test_signature_layout(sp: Pair) -> None:
 def test_sign_element_without_issuer_puts_signature_first(sp: Pair) -> None:
     root = etree.fromstring(b'<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
                             b'ID="_x" Version="2.0"><samlp:Status/></samlp:LogoutResponse>')
-    sign_element(root, sp.xmlsec_key)
+    sign_element(root, sp.private_key, cert_b64=sp.cert_b64)
     assert root[0].tag == f"{DS}Signature"
     assert verify(etree.tostring(root), [sp.cert_pem]) == SIG_RSA_SHA256
 
 
 def test_sign_element_refuses_unknown_algorithm(sp: Pair) -> None:
     with pytest.raises(SignatureError, match="unsupported"):
-        sign_element(request_root(), sp.xmlsec_key, HMAC_SHA256)
+        sign_element(request_root(), sp.private_key, HMAC_SHA256, cert_b64=sp.cert_b64)
 
 
 def test_verify_with_rollover_certificate_list(sp: Pair, attacker: Pair, sp_ec: Pair) -> None:
@@ -612,7 +616,7 @@ def test_key_in_message_keyinfo_is_ignored(sp: Pair, attacker: Pair) -> None:
     """The attacker signs a forged request with their own key and ships their certificate in KeyInfo."""
     root = request_root()
     root.set("AssertionConsumerServiceURL", "https://evil.example/acs")
-    sign_element(root, attacker.xmlsec_key)
+    sign_element(root, attacker.private_key, cert_b64=attacker.cert_b64)
     xml = etree.tostring(root)
     shipped = inbound(xml).findtext(f".//{DS}X509Certificate").replace("\n", "")
     assert shipped in attacker.cert_pem.replace("\n", "")
@@ -629,7 +633,7 @@ def test_key_value_in_keyinfo_is_ignored(sp: Pair, attacker: Pair) -> None:
     """Same forgery, the attacker's public key given as a bare ds:RSAKeyValue instead of a certificate."""
     root = request_root()
     root.set("AssertionConsumerServiceURL", "https://evil.example/acs")
-    sign_element(root, attacker.xmlsec_key)
+    sign_element(root, attacker.private_key, cert_b64=attacker.cert_b64)
     root = inbound(etree.tostring(root))
     key_info = root.find(f"{DS}Signature/{DS}KeyInfo")
     key_info.remove(key_info[0])
