@@ -47,7 +47,7 @@ class SsoBench:
         self.ws = ws
         self.client = login_test_client(app)
         self.pool = RequestPool(ws.sp.key, INPROCESS_BASE_URL, issuers)
-        cookies = "; ".join(f"{c.key}={c.value}" for c in self.client._cookies.values())
+        cookies = "; ".join(f"{c.key}={c.value}" for c in (self.client._cookies or {}).values())
         self._environ = {
             "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "SERVER_NAME": "localhost", "SERVER_PORT": "80",
             "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "localhost",
@@ -62,8 +62,9 @@ class SsoBench:
         environ = {**self._environ, "PATH_INFO": path, "QUERY_STRING": query, "wsgi.input": io.BytesIO()}
         status: list[str] = []
 
-        def start_response(s: str, headers: list[tuple[str, str]], exc_info: object = None) -> None:
+        def start_response(s: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             status.append(s)
+            return None
 
         chunks = self.app.wsgi_app(environ, start_response)
         try:
