@@ -3,9 +3,9 @@
 SQLAlchemy rebuilds, cache-keys and looks up the compiled form of a Core statement on every
 execution; for a small INSERT that bookkeeping costs several times the database work (measured
 in `make bench`: ~0.4-0.9 ms against ~0.09 ms here). A `Prepared` statement is compiled once per
-dialect and then sent with `Connection.exec_driver_sql` on the ORM session's own connection, so it
-is part of the request's transaction, engine events still fire and errors are still SQLAlchemy's
-(IntegrityError, OperationalError). Bind and result values go through the column types'
+dialect and then sent on the ORM session's own connection, so it is part of the request's
+transaction, engine cursor events still fire and errors are still SQLAlchemy's (IntegrityError,
+OperationalError, with disconnect handling). Bind and result values go through the column types'
 processors exactly as SQLAlchemy would apply them (UTC datetimes, JSON, booleans on SQLite).
 
 Only for statements on the hot path; everything else uses the ORM or Core as usual.
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import Connection, CursorResult, Dialect
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from .extensions import db
@@ -61,30 +61,51 @@ class Prepared:
             self._by_dialect[key] = found
         return found
 
-    def execute(self, params: Mapping[str, Any], connection: Connection | None = None) -> tuple[_Compiled,
-                                                                                               CursorResult[Any]]:
-        conn = connection if connection is not None else db.session.connection()
+    def _run(self, params: Mapping[str, Any], fetch: str) -> tuple[_Compiled, Any]:
+        """Execute on the session connection's DBAPI cursor, the way Connection._exec_single_context
+        does for a single statement: cursor events fire, and any error goes through SQLAlchemy's own
+        handler (wrapping as IntegrityError/OperationalError, disconnect detection, pool invalidation).
+        What is skipped is the per-statement ExecutionContext and CursorResult (most of the cost).
+        Pinned SQLAlchemy version: this uses Connection internals, covered by tests/functional/test_prepared.py."""
+        conn = db.session.connection()
         c = self._compiled(conn.dialect)
         values = dict(params)
         for name, proc in c.bind_processors:
             if name in values:
                 values[name] = proc(values[name])
         args: Any = tuple(values[n] for n in c.positional_names) if c.positional_names is not None else values
-        return c, conn.exec_driver_sql(c.sql, args)
+        sql = c.sql
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            events = conn._has_events or conn.engine._has_events
+            if events:
+                for fn in conn.dispatch.before_cursor_execute:
+                    sql, args = fn(conn, cursor, sql, args, None, False)
+            cursor.execute(sql, args)
+            if events:
+                conn.dispatch.after_cursor_execute(conn, cursor, sql, args, None, False)
+            if fetch == "all":
+                out: Any = cursor.fetchall()
+            elif fetch == "one":
+                out = cursor.fetchone()
+            else:
+                out = cursor.rowcount
+        except BaseException as exc:
+            conn._handle_dbapi_exception(exc, sql, args, cursor, None)
+        finally:
+            cursor.close()
+        return c, out
 
     def run(self, params: Mapping[str, Any]) -> int:
         """Execute (INSERT/UPDATE/DELETE); returns the row count."""
-        _, result = self.execute(params)
-        return int(result.rowcount)
+        return int(self._run(params, "none")[1])
 
     def rows(self, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        c, result = self.execute(params)
-        return [_process(c.result_processors, row) for row in result.fetchall()]
+        c, rows = self._run(params, "all")
+        return [_process(c.result_processors, row) for row in rows]
 
     def first(self, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        c, result = self.execute(params)
-        row = result.fetchone()
-        result.close()
+        c, row = self._run(params, "one")
         return None if row is None else _process(c.result_processors, row)
 
     def scalar(self, params: Mapping[str, Any]) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, make_response, render_template
+from flask import Response, current_app, make_response, render_template, request
 
 from ..sso import IssuedResponse
 
@@ -19,8 +19,10 @@ def post_binding_page(action: str, field: str, value: str, relay_state: str | No
     (session, current user, CSRF, admin navigation), and this runs on every SSO. Jinja's
     autoescaping still applies to every value.
     """
+    # static files sit under the app's mount point (a proxy may mount it below a path prefix)
+    static = f"{request.script_root}{current_app.static_url_path}/"
     html = current_app.jinja_env.get_template("post_binding.html").render(
-        action=action, field=field, value=value, relay_state=relay_state)
+        action=action, field=field, value=value, relay_state=relay_state, static=static)
     resp = Response(html, mimetype="text/html")
     resp.headers["Cache-Control"] = "no-cache, no-store"
     resp.headers["Pragma"] = "no-cache"

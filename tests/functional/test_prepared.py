@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask import Flask
 from sqlalchemy import bindparam, event, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from idp.extensions import db
 from idp.models import SeenRequest, SsoEvent
@@ -97,3 +97,23 @@ def test_compiled_once_per_dialect(app: Flask) -> None:
     for _ in range(5):
         stmt.first({"eid": 1})
     assert len(compiles) == 1
+
+
+def test_driver_errors_are_wrapped_like_sqlalchemy_does(app: Flask) -> None:
+    """A DBAPI error (here raised from a cursor event, as a full disk would raise it) surfaces as
+    SQLAlchemy's OperationalError, which the app turns into a 503; the session recovers after rollback."""
+    dbapi_error = db.engine.dialect.loaded_dbapi.OperationalError
+
+    def fail(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "sso_events" in statement:
+            raise dbapi_error("injected failure")
+
+    event.listen(db.engine, "before_cursor_execute", fail)
+    try:
+        with pytest.raises(OperationalError, match="injected failure"):
+            INSERT_EVENT.scalar(_event())
+    finally:
+        event.remove(db.engine, "before_cursor_execute", fail)
+    db.session.rollback()
+    assert INSERT_EVENT.scalar(_event()) is not None
+    db.session.rollback()
