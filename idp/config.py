@@ -10,10 +10,11 @@ from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# argon2id (RFC 9106) defaults: OWASP's first recommended configuration (m=19 MiB, t=2, p=1). It costs
-# ~40 CPU-ms per check here, so one vCPU serves ~24 password logins/s (Keycloak sizes for 15), while
-# an offline guess still needs 19 MiB of memory. Raise them with IDP_ARGON2_* if logins are rare.
-DEFAULT_ARGON2 = (2, 19456, 1)   # time cost, memory KiB, parallelism
+# argon2id (RFC 9106) defaults: OWASP's m=19 MiB, p=1 configuration with one pass more than its minimum
+# (t=3 instead of 2). It costs ~40 CPU-ms per check (`make bench`), so one vCPU serves ~24 password
+# logins/s (Keycloak sizes for 15), an offline guess needs 19 MiB and three passes, and building and
+# signing the SSO Response stays a few percent of a login. Raise them with IDP_ARGON2_* if logins are rare.
+DEFAULT_ARGON2 = (3, 19456, 1)   # time cost, memory KiB, parallelism
 
 
 class ConfigError(ValueError):
