@@ -199,8 +199,8 @@ PHASES = [
 
 # self time grouped by where the code lives
 GROUPS = [
-    ("xmlsec C (sign: RSA + c14n + digest)", re.compile(r"xmlsec")),
-    ("cryptography C (RSA verify)", re.compile(r"cryptography|RSAPublicKey|RSAPrivateKey")),
+    ("xmlsec C (verify POST-binding requests, encryption)", re.compile(r"xmlsec")),
+    ("cryptography C (RSA sign + verify)", re.compile(r"cryptography|RSAPublicKey|RSAPrivateKey")),
     ("sqlite3 C (execute, commit)", re.compile(r"sqlite3")),
     ("lxml C (parse, build, serialise)", re.compile(r"lxml")),
     ("SQLAlchemy (Python)", re.compile(r"/sqlalchemy/")),

@@ -238,6 +238,19 @@ def groups_add(name: str) -> None:
     click.echo(f"group {name} added")
 
 
+@groups_group.command("remove")
+@click.argument("name")
+@with_appcontext
+def groups_remove(name: str) -> None:
+    """Delete a group and its memberships (refused while an app's access policy names it)."""
+    try:
+        members = users_svc.remove_group(name)
+    except ServiceError as exc:
+        db.session.rollback()
+        _fail(str(exc))
+    click.echo(f"group {name} removed ({len(members)} memberships ended)")
+
+
 @groups_group.command("list")
 @with_appcontext
 def groups_list() -> None:

@@ -1,4 +1,5 @@
-"""Admin console: users (list, create, edit, enable/disable, password and MFA reset) and groups."""
+"""Admin console: users (list, create, edit, enable/disable, password and MFA reset) and groups (create,
+members, delete)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from flask_login import current_user
 
 from ..auth import totp
+from ..extensions import db
 from ..models import Group, User
 from ..services import ServiceError, accounts
+from ..services import users as users_svc
 from ..services.users import find_user
 from ..web.context import passwords
 from . import bp
@@ -198,3 +201,23 @@ def group_remove_member(name: str) -> Response:
         return _group_page(group, 409)
     flash(f"{username} removed from {group.name}.", "success")
     return redirect(url_for("admin.group_detail", name=group.name), code=303)  # type: ignore[return-value]
+
+
+@bp.route("/groups/<name>/delete", methods=["GET", "POST"])
+def group_delete(name: str) -> Response:
+    """Confirmation page, then delete. Refused (409) while an app's access policy names the group."""
+    group = _group_or_404(name)
+    used = users_svc.apps_using_group(group.name)
+    if request.method == "GET":
+        return _page(200, "admin/group_delete.html", section="groups", group=group,
+                     members=accounts.members(group), used=used)
+    try:
+        members = users_svc.remove_group(group.name)
+    except ServiceError as exc:
+        db.session.rollback()
+        flash(f"Not deleted: {exc}.", "error")
+        return _page(409, "admin/group_delete.html", section="groups", group=group,
+                     members=accounts.members(group), used=users_svc.apps_using_group(group.name))
+    flash(f"Group {name} deleted ({len(members)} membership{'' if len(members) == 1 else 's'} ended).", "success")
+    return redirect(url_for("admin.groups"), code=303)  # type: ignore[return-value]
+

@@ -47,6 +47,40 @@ def get_group(name: str) -> Group:
     return group
 
 
+def apps_using_group(name: str) -> list[tuple[str, str]]:
+    """(app slug, "allowed" | "denied") for every app whose access policy names the group."""
+    from ..models import ConnectedApp
+
+    found = []
+    for slug, app_settings in db.session.execute(select(ConnectedApp.slug, ConnectedApp.settings)
+                                                 .order_by(ConnectedApp.slug)):
+        app_settings = app_settings or {}
+        if name in (app_settings.get("allow_groups") or ()):
+            found.append((slug, "allowed"))
+        if name in (app_settings.get("deny_groups") or ()):
+            found.append((slug, "denied"))
+    return found
+
+
+def remove_group(name: str) -> list[str]:
+    """Delete a group (its memberships go with it); returns the former members' usernames.
+
+    Refused while an app's access policy names it: deleting an allowed group would silently lock
+    its members out, deleting a denied group would silently let them in. Change those policies first.
+    """
+    group = get_group(name)
+    used = apps_using_group(group.name)
+    if used:
+        where = ", ".join(f"{slug} ({how})" for slug, how in used)
+        raise ServiceError(f"group {group.name!r} is named in the access policy of {where}; "
+                           "remove it there first")
+    members = sorted(u.username for u in group.members)
+    audit.record("group.remove", "group", group.name, before={"members": members})
+    db.session.delete(group)
+    db.session.commit()
+    return members
+
+
 def add_group(name: str) -> Group:
     name = name.strip()
     if not GROUP_RE.fullmatch(name):

@@ -92,6 +92,7 @@ ADMIN_POSTS = [
     ("/admin/groups/new", {"name": "sales"}),
     ("/admin/groups/engineering/members", {"username": "bob"}),
     ("/admin/groups/engineering/members/remove", {"username": "alice"}),
+    ("/admin/groups/engineering/delete", {}),
     ("/admin/org/ranges", {"cidr": "10.0.0.0/8"}),
     ("/admin/org/ranges/remove", {"cidr": "192.0.2.0/24"}),
     ("/admin/org/mfa", {"self_enroll": "0"}),
@@ -102,7 +103,8 @@ ADMIN_POSTS = [
 ]
 ADMIN_GETS = [
     "/admin/users", "/admin/users/new", "/admin/users/bob", "/admin/users/bob/mfa-reset", "/admin/groups",
-    "/admin/groups/engineering", "/admin/org", "/admin/org/ranges/remove?cidr=192.0.2.0/24", "/admin/events",
+    "/admin/groups/engineering", "/admin/groups/engineering/delete", "/admin/org",
+    "/admin/org/ranges/remove?cidr=192.0.2.0/24", "/admin/events",
     "/admin/events/export.csv", "/admin/events/export.json", "/admin/access", "/admin/certs",
     "/admin/certs/rotate", "/admin/certs/activate", "/admin/certs/retire", "/admin/audit",
 ]
@@ -333,6 +335,37 @@ def test_groups_create_add_remove_members(client: FlaskClient, world: None) -> N
     assert users_svc.get_user("bob").group_names == []
     actions = {r.action for r in db.session.query(AdminAudit).filter_by(target="sales", actor="web:admin")}
     assert actions == {"group.add", "group.add_member", "group.remove_member"}
+
+
+def test_group_delete_confirms_then_ends_memberships(client: FlaskClient, world: None) -> None:
+    login(client, "admin", ADMIN_PASSWORD)
+    page = client.get("/admin/groups/engineering/delete").get_data(as_text=True)
+    assert 'id="confirm-delete"' in page and '<dd id="member-count">1</dd>' in page
+    assert users_svc.get_user("alice").group_names == ["engineering"]
+    resp = post(client, "/admin/groups/engineering/delete", {}, "/admin/groups/engineering/delete")
+    assert resp.status_code == 303 and resp.headers["Location"].endswith("/admin/groups")
+    db.session.expire_all()
+    assert [g.name for g in db.session.query(Group)] == []
+    assert users_svc.get_user("alice").group_names == []  # the account stays, the membership is gone
+    row = db.session.query(AdminAudit).filter_by(action="group.remove", target="engineering").one()
+    assert row.actor == "web:admin" and row.before == {"members": ["alice"]}
+    assert client.get("/admin/groups/engineering/delete").status_code == 404
+
+
+@pytest.mark.parametrize("field", ["allow_groups", "deny_groups"])
+def test_group_named_by_a_policy_cannot_be_deleted(client: FlaskClient, world: None, field: str) -> None:
+    """Deleting an allowed group would lock members out; deleting a denied one would let them in."""
+    row = apps_svc.get_app("wiki")
+    apps_svc.change_settings(row, permitted="admin-approved", **{field: ("engineering",)})
+    login(client, "admin", ADMIN_PASSWORD)
+    page = client.get("/admin/groups/engineering/delete").get_data(as_text=True)
+    assert 'id="group-in-use"' in page and 'id="confirm-delete"' not in page
+    assert "wiki</a> (" + ("allowed" if field == "allow_groups" else "denied") + ")" in page
+    resp = post(client, "/admin/groups/engineering/delete", {}, "/admin/groups/engineering")
+    assert resp.status_code == 409 and "named in the access policy of wiki" in resp.get_data(as_text=True)
+    db.session.expire_all()
+    assert users_svc.get_user("alice").group_names == ["engineering"]
+    assert db.session.query(AdminAudit).filter_by(action="group.remove").count() == 0
 
 
 # ---------------------------------------------------------------- org settings

@@ -28,6 +28,7 @@ from idp.events import record_event
 from idp.extensions import db
 from idp.models import SsoEvent, User
 from idp.reasons import Reason
+from idp.services import users as users_svc
 
 from ..conftest import ROOT, SP_METADATA_DIR
 
@@ -239,6 +240,25 @@ def test_groups_add_errors_and_duplicates(app: Flask) -> None:
     ok(app, "groups", "add", "eng")
     fails(app, "groups", "add", "eng", fragment="already exists")
     fails(app, "groups", "add", " eng ", fragment="already exists")
+
+
+def test_groups_remove(app: Flask) -> None:
+    ok(app, "groups", "add", "eng")
+    ok(app, "users", "add", "dana", "--email", "dana@example.com", "--password-stdin", "--group", "eng",
+       input="a long enough password\n")
+    assert "1 memberships ended" in ok(app, "groups", "remove", "eng").stdout
+    assert ok(app, "groups", "list").stdout == ""
+    assert users_svc.get_user("dana").group_names == []
+    fails(app, "groups", "remove", "eng", fragment="no group 'eng'")
+
+
+def test_groups_remove_refused_while_a_policy_names_it(app: Flask) -> None:
+    ok(app, "groups", "add", "eng")
+    xml = SP_METADATA_DIR / "python3-saml-no-keydescriptor.xml"
+    ok(app, "apps", "add", "--metadata", str(xml), "--slug", "stuff")
+    ok(app, "apps", "set", "stuff", "--permitted", "admin-approved", "--deny-group", "eng")
+    fails(app, "groups", "remove", "eng", fragment="named in the access policy of stuff (denied)")
+    assert "eng" in ok(app, "groups", "list").stdout
 
 
 # ---------------------------------------------------------------- apps set / show / remove
