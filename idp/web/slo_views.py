@@ -81,12 +81,26 @@ def slo() -> Response:
     return _go(start_logout_chain(idp_session, origin, s, keys, ctx, client, exclude_app_id=app.id))
 
 
-@bp.get("/logout/saml")
+# Sec-Fetch-Site values of a request a page of another site made (a link, an <img>, a form):
+# such a GET must not sign the user out of everything (logout CSRF); it gets a confirmation page.
+_FOREIGN_FETCH = frozenset({"cross-site", "same-site"})
+
+
+@bp.route("/logout/saml", methods=["GET", "POST"])
 def idp_logout() -> Response:
-    """Sign out of the IdP and every app that registered an SLO endpoint."""
+    """Sign out of the IdP and every app that registered an SLO endpoint.
+
+    GET from the IdP's own pages (or typed in, or from a browser that sends no Sec-Fetch-Site)
+    signs out at once; GET started by another site shows a confirmation form, whose POST carries
+    a CSRF token like every form here.
+    """
     if not current_user.is_authenticated:
         _forget_browser_session()
         return _go(Outgoing(binding="page", url=""))
+    if request.method == "GET" and request.headers.get("Sec-Fetch-Site", "").lower() in _FOREIGN_FETCH:
+        resp = Response(render_template("logout_confirm.html", username=current_user.view.user.username))
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
     idp_session = current_user.session
     client = current_client()
     ctx = EventContext(event_type="logout", initiated_by="idp")

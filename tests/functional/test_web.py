@@ -100,6 +100,37 @@ def test_stolen_cookie_is_dead_after_logout(client, app, alice):
     assert other.get("/").status_code == 302
 
 
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_logout_started_by_another_site_asks_first(client, alice, site):  # type: ignore[no-untyped-def]
+    """Logout CSRF: an <img src=https://idp/logout> on another site must not end the session (and with it
+    every app's session); the browser marks such requests with Sec-Fetch-Site."""
+    login(client, "alice", PASSWORD)
+    foreign = {"Sec-Fetch-Site": site}
+    resp = client.get("/logout", headers=foreign)
+    assert resp.status_code == 303
+    page = client.get(resp.headers["Location"], headers=foreign)
+    assert page.status_code == 200 and 'id="logout-confirm"' in page.get_data(as_text=True)
+    assert page.headers["Cache-Control"] == "no-store"
+    assert client.get("/").status_code == 200, "still signed in"
+    assert client.post("/logout/saml", data={}, headers=foreign).status_code == 400, "a POST needs the token"
+    assert client.get("/").status_code == 200
+    done = Browser(client).follow(client.post("/logout/saml", data={"csrf_token": csrf(page)}))
+    assert 'id="signed-out"' in done.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.query(IdpSession).filter(IdpSession.ended_at.is_(None)).count() == 0
+    assert client.get("/").status_code == 302
+
+
+@pytest.mark.parametrize("site", ["same-origin", "none", None])
+def test_logout_from_own_pages_is_immediate(client, alice, site):  # type: ignore[no-untyped-def]
+    """The launcher's Sign out link (same-origin), a typed URL (none) and browsers that send no header."""
+    login(client, "alice", PASSWORD)
+    headers = {"Sec-Fetch-Site": site} if site else {}
+    done = Browser(client).follow(client.get("/logout", headers=headers))
+    assert 'id="signed-out"' in done.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
 def test_host_header_cannot_poison_urls(client, make_sp, alice):
     md = client.get("/saml/metadata", headers={"Host": "evil.example.com"})
     assert b"evil.example.com" not in md.data
