@@ -68,6 +68,7 @@ class Settings:
     db_statement_timeout_ms: int = 5000
     metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     metrics_token: str | None = None
+    metrics_dir: Path | None = None        # spool shared by one server's workers (default: instance/metrics)
     metadata_signed: bool = False          # sign /saml/metadata by default (else only with ?signed=1)
     metadata_valid_days: int = 7
     metadata_fetch_allow_private: bool = False
@@ -143,6 +144,7 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         metrics_allow=tuple(x.strip() for x in env.get("IDP_METRICS_ALLOW", "127.0.0.1/32,::1/128").split(",")
                             if x.strip()),
         metrics_token=env.get("IDP_METRICS_TOKEN") or None,
+        metrics_dir=Path(env.get("IDP_METRICS_DIR") or instance_dir / "metrics").resolve(),
         metadata_valid_days=_int(env, "IDP_METADATA_VALID_DAYS", 7, 1),
         metadata_fetch_allow_private=_bool(env, "IDP_METADATA_FETCH_ALLOW_PRIVATE", False),
         argon2_time_cost=_int(env, "IDP_ARGON2_TIME_COST", DEFAULT_ARGON2[0], 1),
