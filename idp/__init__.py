@@ -8,7 +8,6 @@ from typing import Any
 from flask import Flask, Response, request
 from flask_wtf.csrf import CSRFError
 
-from . import metrics
 from .auth.passwords import Passwords
 from .certs.keystore import KeyStore
 from .config import PROJECT_ROOT, Settings, load_settings
@@ -43,8 +42,6 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     if settings.database_url.startswith("sqlite"):
         settings.instance_dir.mkdir(parents=True, exist_ok=True)
         _sqlite_pragmas()
-    if settings.metrics_dir is not None:
-        metrics.configure(settings.metrics_dir)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
