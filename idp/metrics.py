@@ -1,7 +1,7 @@
 """Prometheus metrics (text exposition format 0.0.4) summed over all workers of one server, no client library.
 
 gunicorn runs several worker processes and a scrape reaches only one of them, so each worker spools
-its counters to `<IDP_METRICS_DIR>/<host>-<master pid>/<worker pid>.json`, atomically: a background
+its counters to `<IDP_METRICS_DIR>/<host>-<master pid>/<worker pid>-<id>.json`, atomically: a background
 thread writes changed counters every second, and the worker writes before it answers a scrape and
 when it exits. A scrape answers the sum of every file, at most a second behind.
 
@@ -16,7 +16,9 @@ import atexit
 import contextlib
 import fcntl
 import json
+import logging
 import os
+import secrets
 import shutil
 import socket
 import threading
@@ -34,9 +36,8 @@ _latency_count = 0
 
 FLUSH_EVERY_S = 1.0
 RETIRED = "retired.json"
-_spool: Path | None = None
 _dirty = False
-_flusher_pid: int | None = None
+log = logging.getLogger("idp.metrics")
 
 
 # ---------------------------------------------------------------- counting (per process)
@@ -46,6 +47,8 @@ def count_event(event_type: str, app: str | None, outcome: str, reason: str) -> 
     with _lock:
         _attempts[(event_type, app or "", outcome, reason)] += 1
         _dirty = True
+    if _owner != os.getpid():
+        _spool()  # first count in this process: its spool file and flusher
 
 
 def observe_latency(seconds: float) -> None:
@@ -60,6 +63,8 @@ def observe_latency(seconds: float) -> None:
             _latency_buckets[-1] += 1
         _latency_sum += seconds
         _latency_count += 1
+    if _owner != os.getpid():
+        _spool()
 
 
 def _snapshot() -> dict[str, Any]:
@@ -72,34 +77,50 @@ def _snapshot() -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the spool shared by one server's workers
 
+class SpoolError(RuntimeError):
+    """The spool cannot be read: the scrape fails rather than report totals that went backwards."""
+
+
+_base: Path | None = None      # IDP_METRICS_DIR, set by configure()
+_owner: int | None = None      # the process the spool below belongs to
+_file: Path | None = None      # this process's own file in it
+_flush_lock = threading.Lock()
+
+
 def configure(base: Path) -> None:
-    """Spool under `base` for this server (the workers' parent is the gunicorn master)."""
-    global _spool
-    folder = base / f"{socket.gethostname()}-{os.getppid()}"
+    """Spool under `base`. The folder is chosen in the process that counts (a gunicorn worker: its
+    parent is the master), so it also works when the app is loaded before the fork (--preload)."""
+    global _base, _owner
+    _base, _owner = base, None
+
+
+def _spool() -> Path | None:
+    """This process's spool folder, set up on first use in each process."""
+    global _owner, _file
+    if _base is None:
+        return None
+    pid = os.getpid()
+    if _owner == pid:
+        return _file.parent if _file is not None else None
+    _owner, _file = pid, None
+    folder = _base / f"{socket.gethostname()}-{os.getppid()}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _remove_stale_servers(base, folder)
-    except OSError:
-        _spool = None  # metrics then cover this process only; never a reason to fail a request
-        return
-    _spool = folder
-    _start_flusher()
+        _remove_stale_servers(_base, folder)
+    except OSError as exc:
+        log.error("metrics: cannot use %s (%s); /metrics covers this worker only", folder, exc.strerror)
+        return None
+    # a worker id of its own: a later worker that gets a recycled pid never overwrites this file
+    _file = folder / f"{pid}-{secrets.token_hex(4)}.json"
+    threading.Thread(target=_flush_loop, name="idp-metrics-flush", daemon=True).start()
+    return folder
 
 
-def _start_flusher() -> None:
-    """One daemon thread per process (started after gunicorn forks: the app is created in the worker)."""
-    global _flusher_pid
-    if _flusher_pid == os.getpid():
-        return
-    _flusher_pid = os.getpid()
-
-    def loop() -> None:
-        while True:
-            time.sleep(FLUSH_EVERY_S)
-            if _dirty:
-                flush()
-
-    threading.Thread(target=loop, name="idp-metrics-flush", daemon=True).start()
+def _flush_loop() -> None:
+    while True:
+        time.sleep(FLUSH_EVERY_S)
+        if _dirty:
+            flush()
 
 
 def _alive(pid: int) -> bool:
@@ -124,32 +145,50 @@ def _remove_stale_servers(base: Path, keep: Path) -> None:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
 
 
 def flush() -> None:
     """Write this worker's counters to its spool file (no-op without a spool)."""
-    spool = _spool
-    if spool is None:
+    if _spool() is None or _file is None:
         return
-    with _flush_lock, contextlib.suppress(OSError):
-        _write(spool / f"{os.getpid()}.json", _snapshot())
-
-
-_flush_lock = threading.Lock()
+    with _flush_lock:
+        try:
+            _write(_file, _snapshot())
+        except OSError as exc:
+            log.error("metrics: cannot write %s: %s", _file, exc.strerror)
 
 
 atexit.register(flush)
 
 
+def _worker_pid(path: Path) -> int | None:
+    """The pid in a worker file's name (`<pid>-<id>.json`), None for anything else."""
+    head = path.stem.split("-", 1)[0]
+    return int(head) if head.isdigit() and path.name != RETIRED else None
+
+
 def _read(path: Path) -> dict[str, Any] | None:
+    """A spool file; None when it is gone. A corrupt file is moved aside (and logged); a file that
+    cannot be read (I/O error, no descriptors) fails the scrape: its counts must not vanish."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except FileNotFoundError:
         return None
-    return data if isinstance(data, dict) else None
+    except OSError as exc:
+        raise SpoolError(f"cannot read {path.name}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        log.error("metrics: %s is corrupt; moved aside, its counts are lost", path)
+        with contextlib.suppress(OSError):
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+        return None
+    return data
 
 
 def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
@@ -168,29 +207,29 @@ def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def collect() -> dict[str, Any]:
-    """The server-wide totals: this worker's live counters plus every other worker's spool file.
+    """The server-wide totals: this worker's counters plus every other worker's spool file.
 
     Files of workers that have exited are folded into retired.json under a lock, so the folder
-    stays small however often gunicorn recycles workers.
+    stays small however often gunicorn recycles workers. Raises SpoolError when a file that holds
+    counts cannot be read.
     """
-    if _spool is None:
+    folder = _spool()
+    if folder is None:
         return _snapshot()
     flush()
-    own = _spool / f"{os.getpid()}.json"
-    with (_spool / ".lock").open("a") as lock:
+    with (folder / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        retired_path = _spool / RETIRED
+        retired_path = folder / RETIRED
         retired = _read(retired_path) or merge([])
-        dead = [p for p in _spool.glob("*.json")
-                if p.name != RETIRED and p.stem.isdigit() and p != own and not _alive(int(p.stem))]
+        workers = [p for p in folder.glob("*.json") if _worker_pid(p) is not None]
+        dead = [p for p in workers if p != _file and not _alive(_worker_pid(p) or 0)]
         if dead:
-            folded = [s for s in (_read(p) for p in dead) if s is not None]
-            retired = merge([retired, *folded])
+            folded = [(p, _read(p)) for p in dead]
+            retired = merge([retired, *(snap for _, snap in folded if snap is not None)])
             _write(retired_path, retired)
-            for p in dead:
+            for p, _ in folded:
                 p.unlink(missing_ok=True)
-        live = [s for s in (_read(p) for p in _spool.glob("*.json") if p.name != RETIRED and p.stem.isdigit())
-                if s is not None]
+        live = [snap for snap in (_read(p) for p in workers if p not in dead) if snap is not None]
     return merge([retired, *live])
 
 

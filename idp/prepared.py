@@ -4,8 +4,11 @@ SQLAlchemy rebuilds, cache-keys and looks up the compiled form of a Core stateme
 execution; for a small INSERT that bookkeeping costs several times the database work (measured
 in `make bench`: ~0.4-0.9 ms against ~0.09 ms here). A `Prepared` statement is compiled once per
 dialect and then sent on the ORM session's own connection, so it is part of the request's
-transaction, engine cursor events still fire and errors are still SQLAlchemy's (IntegrityError,
-OperationalError, with disconnect handling). Bind and result values go through the column types'
+transaction. Without engine event listeners it goes straight to the DBAPI cursor, errors still
+through SQLAlchemy's handler (IntegrityError, OperationalError, disconnect detection); with
+listeners (fault injection, tracing) it takes `exec_driver_sql`, so they get a real execution
+context. Not applied on this path: ORM autoflush (callers flush first when they need it) and
+`echo` statement logging. Bind and result values go through the column types'
 processors exactly as SQLAlchemy would apply them (UTC datetimes, JSON, booleans on SQLite).
 
 Only for statements on the hot path; everything else uses the ORM or Core as usual.
@@ -62,11 +65,6 @@ class Prepared:
         return found
 
     def _run(self, params: Mapping[str, Any], fetch: str) -> tuple[_Compiled, Any]:
-        """Execute on the session connection's DBAPI cursor, the way Connection._exec_single_context
-        does for a single statement: cursor events fire, and any error goes through SQLAlchemy's own
-        handler (wrapping as IntegrityError/OperationalError, disconnect detection, pool invalidation).
-        What is skipped is the per-statement ExecutionContext and CursorResult (most of the cost).
-        Pinned SQLAlchemy version: this uses Connection internals, covered by tests/functional/test_prepared.py."""
         conn = db.session.connection()
         c = self._compiled(conn.dialect)
         values = dict(params)
@@ -74,16 +72,23 @@ class Prepared:
             if name in values:
                 values[name] = proc(values[name])
         args: Any = tuple(values[n] for n in c.positional_names) if c.positional_names is not None else values
-        sql = c.sql
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        if conn._has_events or conn.engine._has_events:
+            # Listeners (fault injection, tracing such as Sentry or OpenTelemetry) expect a real
+            # execution context: give them SQLAlchemy's own path, still without recompiling.
+            result = conn.exec_driver_sql(c.sql, args)
+            if fetch == "all":
+                return c, result.fetchall()
+            if fetch == "one":
+                row = result.fetchone()
+                result.close()
+                return c, row
+            return c, result.rowcount
+        # No listeners: the DBAPI cursor directly, as Connection._exec_single_context would use it,
+        # errors through SQLAlchemy's handler (wrapping, disconnect detection, pool invalidation).
+        cursor = None
         try:
-            events = conn._has_events or conn.engine._has_events
-            if events:
-                for fn in conn.dispatch.before_cursor_execute:
-                    sql, args = fn(conn, cursor, sql, args, None, False)
-            cursor.execute(sql, args)
-            if events:
-                conn.dispatch.after_cursor_execute(conn, cursor, sql, args, None, False)
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute(c.sql, args)
             if fetch == "all":
                 out: Any = cursor.fetchall()
             elif fetch == "one":
@@ -91,9 +96,9 @@ class Prepared:
             else:
                 out = cursor.rowcount
         except BaseException as exc:
-            conn._handle_dbapi_exception(exc, sql, args, cursor, None)
-        finally:
-            cursor.close()
+            # as SQLAlchemy does, the cursor is left to the connection's invalidation/close
+            conn._handle_dbapi_exception(exc, c.sql, args, cursor, None)
+        cursor.close()
         return c, out
 
     def run(self, params: Mapping[str, Any]) -> int:

@@ -92,4 +92,8 @@ def complete_login(user: User, previous: IdpSession | None, *, mfa: bool) -> Idp
 
 @bp.get("/logout")
 def logout() -> Response:
-    return redirect(url_for("slo.idp_logout"), code=303)  # type: ignore[return-value]
+    """The IdP-initiated logout (answered here, not by a redirect: the browser's Sec-Fetch-Site of
+    this very request decides whether it signs out at once or asks first)."""
+    from ..web.slo_views import idp_logout
+
+    return idp_logout()

@@ -49,14 +49,3 @@ def encrypt_assertion_xml(assertion_xml: bytes, cert_pem: str, algorithm: str = 
     wrapper.append(encrypted)
     return wrapper
 
-
-def encrypt_assertion(assertion: etree._Element, cert_pem: str, algorithm: str = "aes256-gcm") -> etree._Element:
-    """Replace `assertion` in its tree by saml:EncryptedAssertion and return that element."""
-    parent = assertion.getparent()
-    if parent is None:
-        raise EncryptionError("the assertion must be inside a Response")
-    # Encrypt the assertion serialised on its own (lxml declares every namespace it uses on it),
-    # so an SP that decrypts and parses it standalone finds no unbound prefix.
-    wrapper = encrypt_assertion_xml(etree.tostring(assertion, encoding="utf-8"), cert_pem, algorithm)
-    parent.replace(assertion, wrapper)
-    return wrapper

@@ -366,10 +366,10 @@ def policy_changes(current: AppSettings, *, permitted: str | None = None, allow_
                    session_timeout: int | None = None) -> dict[str, Any]:
     """Turn add/remove options into new setting values; unknown groups and users are refused."""
     from .org import normalise_cidr
-    from .users import find_user, get_group
+    from .users import find_user, lock_group
 
     for g in (*allow_groups, *deny_groups):
-        get_group(g)
+        lock_group(g)  # held until the change commits: remove_group cannot delete it in between
     for u in assign_users:
         if find_user(u) is None:
             raise ServiceError(f"no user {u!r}")

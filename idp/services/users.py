@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit
@@ -40,6 +40,14 @@ def find_user(username: str) -> User | None:
     return db.session.scalar(select(User).where(User.username == username))
 
 
+def lock_group(name: str) -> Group:
+    """The group, locked until the transaction ends (FOR UPDATE; SQLite serialises writers anyway)."""
+    group = db.session.scalar(select(Group).where(Group.name == name).with_for_update())
+    if group is None:
+        raise ServiceError(f"no group {name!r} (create it with `idp groups add {name}`)")
+    return group
+
+
 def get_group(name: str) -> Group:
     group = db.session.scalar(select(Group).where(Group.name == name))
     if group is None:
@@ -69,6 +77,9 @@ def remove_group(name: str) -> list[str]:
     its members out, deleting a denied group would silently let them in. Change those policies first.
     """
     group = get_group(name)
+    # Lock first, check second: a row lock on PostgreSQL (policy_changes locks the same row), the
+    # write lock on SQLite. A policy naming the group cannot commit between the check and the delete.
+    db.session.execute(update(Group).where(Group.id == group.id).values(name=group.name))
     used = apps_using_group(group.name)
     if used:
         where = ", ".join(f"{slug} ({how})" for slug, how in used)

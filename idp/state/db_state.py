@@ -33,9 +33,10 @@ class DbState:
             db.session.commit()
 
     def remember_once(self, key: str, ttl_s: int) -> bool:
-        """Insert and flush, but leave the commit to the request's own commit (its event row, or the
-        parked request): one commit per SSO instead of two. The unique constraint still decides
-        between racing processes: the second insert waits for the first transaction, then fails."""
+        """Insert (a prepared statement, in the request's transaction) and leave the commit to the
+        request's own commit (its event row, or the parked request): one commit per SSO instead of
+        two. The unique constraint still decides between racing processes: the second insert waits
+        for the first transaction, then fails."""
         self._maybe_purge()
         now = utcnow()
         issuer, _, request_id = key.partition("\n")

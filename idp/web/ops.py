@@ -76,4 +76,9 @@ def metrics_endpoint() -> Response:
         keys = [(k.kid, k.state, k.days_left) for k in keystore().current().published]
     except KeyStoreError:
         keys = []
-    return Response(metrics.render(keys), mimetype="text/plain; version=0.0.4")
+    try:
+        text = metrics.render(keys)
+    except metrics.SpoolError as exc:
+        # a failed scrape is a gap in the graphs; totals that went backwards would be false resets
+        return Response(f"metrics unavailable: {exc}\n", status=503, mimetype="text/plain")
+    return Response(text, mimetype="text/plain; version=0.0.4")

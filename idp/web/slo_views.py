@@ -81,23 +81,26 @@ def slo() -> Response:
     return _go(start_logout_chain(idp_session, origin, s, keys, ctx, client, exclude_app_id=app.id))
 
 
-# Sec-Fetch-Site values of a request a page of another site made (a link, an <img>, a form):
-# such a GET must not sign the user out of everything (logout CSRF); it gets a confirmation page.
-_FOREIGN_FETCH = frozenset({"cross-site", "same-site"})
+# Sec-Fetch-Site values that show the request did not come from another site's page: the IdP's own
+# pages ("same-origin") or the user's own action, such as a typed URL or a bookmark ("none").
+_OWN_FETCH = frozenset({"same-origin", "none"})
 
 
 @bp.route("/logout/saml", methods=["GET", "POST"])
 def idp_logout() -> Response:
     """Sign out of the IdP and every app that registered an SLO endpoint.
 
-    GET from the IdP's own pages (or typed in, or from a browser that sends no Sec-Fetch-Site)
-    signs out at once; GET started by another site shows a confirmation form, whose POST carries
-    a CSRF token like every form here.
+    The IdP's own "Sign out" is a POST with a CSRF token. A GET signs out at once only when the
+    browser says it was not started by another site; otherwise (a link or image on another site,
+    or a browser that sends no Sec-Fetch-Site) it shows a confirmation form, whose POST carries a
+    CSRF token: a foreign page cannot sign people out of everything (logout CSRF).
     """
+    own = request.method == "POST" or request.headers.get("Sec-Fetch-Site", "").lower() in _OWN_FETCH
     if not current_user.is_authenticated:
-        _forget_browser_session()
+        if own:  # a foreign page must not wipe a half-finished login either
+            _forget_browser_session()
         return _go(Outgoing(binding="page", url=""))
-    if request.method == "GET" and request.headers.get("Sec-Fetch-Site", "").lower() in _FOREIGN_FETCH:
+    if not own:
         resp = Response(render_template("logout_confirm.html", username=current_user.view.user.username))
         resp.headers["Cache-Control"] = "no-store"
         return resp

@@ -6,6 +6,7 @@ Runs on SQLite in the default suite and on PostgreSQL in the PG suite (same test
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -70,10 +71,13 @@ def test_naive_datetime_refused_by_the_column_type(app: Flask) -> None:
 
 
 def test_engine_events_still_fire(app: Flask) -> None:
-    """Statements go through exec_driver_sql: cursor events (fault injection, tracing) see them."""
+    """With listeners, statements take exec_driver_sql: cursor events (fault injection, tracing) see them,
+    with a real execution context (Sentry and OpenTelemetry write their timing onto it)."""
     seen: list[str] = []
 
-    def on_execute(conn: object, cursor: object, statement: str, *args: object) -> None:
+    def on_execute(conn: object, cursor: object, statement: str, params: object, context: Any,
+                   executemany: bool) -> None:
+        context._idp_test_started = True  # what tracing integrations do
         seen.append(statement)
 
     event.listen(db.engine, "before_cursor_execute", on_execute)

@@ -15,6 +15,7 @@ from ..webclient import Browser, saml_form
 from .conftest import PASSWORD
 
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"
+OWN_PAGE = {"Sec-Fetch-Site": "same-origin"}  # what a browser sends for a link on the IdP's own pages
 
 
 def csrf(resp) -> str:  # type: ignore[no-untyped-def]
@@ -84,7 +85,7 @@ def test_session_id_renewed_at_login_and_logout_ends_it(client, alice, app):
     db.session.expire_all()
     sessions = db.session.query(IdpSession).order_by(IdpSession.authn_at).all()
     assert len(sessions) == 2 and sessions[0].id == first.id and sessions[0].ended_at is not None
-    resp = client.get("/logout")
+    resp = client.get("/logout", headers=OWN_PAGE)
     Browser(client).follow(resp)
     db.session.expire_all()
     assert db.session.query(IdpSession).filter(IdpSession.ended_at.is_(None)).count() == 0
@@ -94,22 +95,22 @@ def test_session_id_renewed_at_login_and_logout_ends_it(client, alice, app):
 def test_stolen_cookie_is_dead_after_logout(client, app, alice):
     login(client, "alice", PASSWORD)
     cookie = client.get_cookie("idp_session").value
-    Browser(client).follow(client.get("/logout"))
+    Browser(client).follow(client.get("/logout", headers=OWN_PAGE))
     other = app.test_client()
     other.set_cookie("idp_session", cookie)
     assert other.get("/").status_code == 302
 
 
-@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+@pytest.mark.parametrize("site", ["cross-site", "same-site", None])
 def test_logout_started_by_another_site_asks_first(client, alice, site):  # type: ignore[no-untyped-def]
     """Logout CSRF: an <img src=https://idp/logout> on another site must not end the session (and with it
-    every app's session); the browser marks such requests with Sec-Fetch-Site."""
+    every app's session); the browser marks such requests with Sec-Fetch-Site, and a browser that sends
+    no such header is asked too."""
     login(client, "alice", PASSWORD)
-    foreign = {"Sec-Fetch-Site": site}
-    resp = client.get("/logout", headers=foreign)
-    assert resp.status_code == 303
-    page = client.get(resp.headers["Location"], headers=foreign)
-    assert page.status_code == 200 and 'id="logout-confirm"' in page.get_data(as_text=True)
+    foreign = {"Sec-Fetch-Site": site} if site else {}
+    for path in ("/logout", "/logout/saml"):
+        page = client.get(path, headers=foreign)
+        assert page.status_code == 200 and 'id="logout-confirm"' in page.get_data(as_text=True), path
     assert page.headers["Cache-Control"] == "no-store"
     assert client.get("/").status_code == 200, "still signed in"
     assert client.post("/logout/saml", data={}, headers=foreign).status_code == 400, "a POST needs the token"
@@ -121,12 +122,22 @@ def test_logout_started_by_another_site_asks_first(client, alice, site):  # type
     assert client.get("/").status_code == 302
 
 
-@pytest.mark.parametrize("site", ["same-origin", "none", None])
+@pytest.mark.parametrize("site", ["same-origin", "none"])
 def test_logout_from_own_pages_is_immediate(client, alice, site):  # type: ignore[no-untyped-def]
-    """The launcher's Sign out link (same-origin), a typed URL (none) and browsers that send no header."""
+    """A GET the browser marks as the IdP's own (same-origin) or the user's own action (typed URL: none)."""
     login(client, "alice", PASSWORD)
-    headers = {"Sec-Fetch-Site": site} if site else {}
-    done = Browser(client).follow(client.get("/logout", headers=headers))
+    done = Browser(client).follow(client.get("/logout", headers={"Sec-Fetch-Site": site}))
+    assert 'id="signed-out"' in done.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+def test_sign_out_button_is_a_csrf_protected_post(client, alice):  # type: ignore[no-untyped-def]
+    login(client, "alice", PASSWORD)
+    home = client.get("/")
+    assert 'id="logout-form"' in home.get_data(as_text=True)
+    assert client.post("/logout/saml", data={}).status_code == 400
+    assert client.get("/").status_code == 200
+    done = Browser(client).follow(client.post("/logout/saml", data={"csrf_token": csrf(home)}))
     assert 'id="signed-out"' in done.get_data(as_text=True)
     assert client.get("/").status_code == 302
 

@@ -44,6 +44,7 @@ from .saml_tools import (
 )
 
 EVIL = "evil.example.com"
+OWN_PAGE = {"Sec-Fetch-Site": "same-origin"}  # a link on the IdP's own pages
 
 
 def client_at(app: Flask, ip: str) -> FlaskClient:
@@ -177,7 +178,7 @@ def test_open_redirects_through_login(client, alice):  # type: ignore[no-untyped
             resp = client.get("/login?next=" + quote(target, safe=""))
             assert resp.status_code in (302, 303)
             assert_same_origin(resp.headers["Location"])
-            client.get("/logout/saml")
+            client.get("/logout/saml", headers=OWN_PAGE)
 
 
 def test_login_page_escapes_what_it_reflects(client, alice):  # type: ignore[no-untyped-def]
@@ -452,7 +453,8 @@ class Poisoned:
     """A browser whose every request claims to be for evil.example.com (Host and the X-Forwarded-* family)."""
 
     headers = {"Host": EVIL, "X-Forwarded-Host": EVIL, "X-Forwarded-Proto": "https", "X-Forwarded-Server": EVIL,
-               "X-Forwarded-Port": "8443", "X-Original-URL": f"https://{EVIL}/", "Forwarded": f"host={EVIL}"}
+               "X-Forwarded-Port": "8443", "X-Original-URL": f"https://{EVIL}/", "Forwarded": f"host={EVIL}",
+               "Sec-Fetch-Site": "same-origin"}
 
     def __init__(self, client: FlaskClient) -> None:
         self.client = client
@@ -534,7 +536,7 @@ def _html_pages(app: Flask, client: FlaskClient, sp: Any) -> list[tuple[str, Any
     pages += [(p, client.get(p)) for p in ("/", "/account", "/mfa/enroll", "/admin/apps", "/admin/events")]
     pages.append(("saml post form", Browser(client).sso_path("/saml/sso?" + redirect_query(authn_request(sp)),
                                                              "admin", ADMIN_PASSWORD)))
-    pages.append(("signed out", Browser(client).follow(client.get("/logout"))))
+    pages.append(("signed out", Browser(client).follow(client.get("/logout", headers=OWN_PAGE))))
     return pages
 
 

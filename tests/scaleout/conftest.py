@@ -33,14 +33,15 @@ def free_port() -> int:
 
 
 class Instance:
-    def __init__(self, env: dict[str, str], port: int, log: Path, workers: int = 1, threads: int = 4) -> None:
+    def __init__(self, env: dict[str, str], port: int, log: Path, workers: int = 1, threads: int = 4,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
         self._log_fh = log.open("wb")
         self.proc = subprocess.Popen(
             [str(BIN / "gunicorn"), "idp.wsgi:app", "-b", f"127.0.0.1:{port}", "-w", str(workers),
-             "--threads", str(threads), "--timeout", "30", "--graceful-timeout", "2"],
+             "--threads", str(threads), "--timeout", "30", "--graceful-timeout", "2", *extra_args],
             env=env, stdout=self._log_fh, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while time.time() < deadline:

@@ -26,12 +26,13 @@ def unknown_app_attempts(url: str) -> int:
     return sum(int(n) for _, n in LINE.findall(r.text))
 
 
-@pytest.fixture
-def two_workers(tmp_path: Path, key_template: Path):  # type: ignore[no-untyped-def]
+@pytest.fixture(params=[(), ("--preload",)], ids=["app-per-worker", "preload"])
+def two_workers(request, tmp_path: Path, key_template: Path):  # type: ignore[no-untyped-def]
+    """gunicorn with 2 sync workers; with --preload the app is created in the master before the fork."""
     env = idp_env(tmp_path, key_template)
     reset_services(env)
     idp_cli(env, "db", "init")
-    inst = Instance(env, free_port(), tmp_path / "server.log", workers=2, threads=1)
+    inst = Instance(env, free_port(), tmp_path / "server.log", workers=2, threads=1, extra_args=request.param)
     try:
         yield inst
     finally:

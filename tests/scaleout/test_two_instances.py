@@ -96,7 +96,7 @@ def test_logout_on_b_ends_the_session_on_a(setup):  # type: ignore[no-untyped-de
     s = requests.Session()
     login(s, a.url, "alice", PASSWORD)
     assert s.get(f"{a.url}/", allow_redirects=False).status_code == 200
-    s.get(f"{b.url}/logout", allow_redirects=True)
+    s.get(f"{b.url}/logout", headers={"Sec-Fetch-Site": "same-origin"}, allow_redirects=True)
     assert s.get(f"{a.url}/", allow_redirects=False).status_code == 302
 
 
