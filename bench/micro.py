@@ -190,8 +190,8 @@ def pysaml2_op(ws: Workspace) -> tuple[Callable[[], bytes], dict[str, object]]:
 
 # ---------------------------------------------------------------- 4. password verification
 
-def bench_password(label: str, time_cost: int, memory_kib: int, parallelism: int, seconds: float,
-                   runs: int) -> Measurement:
+def password_verifier(time_cost: int, memory_kib: int, parallelism: int) -> Callable[[], None]:
+    """One argon2id verification of a stored hash, as a password login does it."""
     pw = Passwords(time_cost, memory_kib, parallelism)
     stored = pw.hash(PASSWORD)
 
@@ -199,6 +199,12 @@ def bench_password(label: str, time_cost: int, memory_kib: int, parallelism: int
         if not pw.verify(stored, PASSWORD):
             raise RuntimeError("password verification failed")
 
+    return verify
+
+
+def bench_password(label: str, time_cost: int, memory_kib: int, parallelism: int, seconds: float,
+                   runs: int) -> Measurement:
+    verify = password_verifier(time_cost, memory_kib, parallelism)
     return measure(f"argon2id verify {label} (t={time_cost}, m={memory_kib // 1024} MiB, p={parallelism})", verify,
                    seconds=seconds, runs=runs, warmup_ops=2,
                    note="CPU counts every argon2 lane thread; per-core rate = ops / CPU-s")

@@ -187,14 +187,21 @@ def _security_headers(resp: Response) -> Response:
     from .web.context import settings
 
     h = resp.headers
-    h.setdefault("Content-Security-Policy",
-                 "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                 "frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
-    h.setdefault("X-Frame-Options", "DENY")
-    h.setdefault("X-Content-Type-Options", "nosniff")
-    h.setdefault("Referrer-Policy", "no-referrer")
-    if settings().is_https:
-        h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-    if resp.mimetype == "text/html":
-        h.setdefault("Cache-Control", "no-store")
+    present = {k.lower() for k in h.keys()}  # one pass instead of a scan per header (every response)
+    for name, value in _SECURITY_HEADERS:
+        if name.lower() not in present:
+            h.add(name, value)
+    if settings().is_https and "strict-transport-security" not in present:
+        h.add("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    if resp.mimetype == "text/html" and "cache-control" not in present:
+        h.add("Cache-Control", "no-store")
     return resp
+
+
+_SECURITY_HEADERS = (
+    ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                                "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import ClauseElement
 
 from .extensions import db
@@ -65,7 +65,7 @@ class Prepared:
         return found
 
     def _run(self, params: Mapping[str, Any], fetch: str) -> tuple[_Compiled, Any]:
-        conn = db.session.connection()
+        conn = _connection()
         c = self._compiled(conn.dialect)
         values = dict(params)
         for name, proc in c.bind_processors:
@@ -116,6 +116,23 @@ class Prepared:
     def scalar(self, params: Mapping[str, Any]) -> Any:
         row = self.first(params)
         return None if row is None else row[0]
+
+
+def _connection() -> Connection:
+    """The ORM session's connection for its current transaction.
+
+    Session.connection() walks the session's transaction state machine on every call; an SSO runs
+    several prepared statements in one transaction, so the connection is remembered on the session
+    for that transaction only (a commit or rollback starts a new one, and with it a new lookup).
+    """
+    sess = db.session()
+    tx = sess.get_transaction()
+    cached = sess.info.get("idp.prepared.conn")
+    if tx is not None and cached is not None and cached[0] is tx and not cached[1].closed:
+        return cast(Connection, cached[1])
+    conn = sess.connection()
+    sess.info["idp.prepared.conn"] = (sess.get_transaction(), conn)
+    return conn
 
 
 def _process(processors: Sequence[Processor | None], row: Sequence[Any]) -> tuple[Any, ...]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from lxml import etree
 
 
@@ -29,6 +31,23 @@ _PARSER_KW = dict(
 )
 
 
+_parsers = threading.local()
+
+
+def _parser(remove_comments: bool) -> etree.XMLParser:
+    """The hardened parser, built once per thread (an lxml parser must not be shared between
+    threads; building one costs more than parsing a typical AuthnRequest)."""
+    cache = getattr(_parsers, "by_option", None)
+    if cache is None:
+        cache = _parsers.by_option = {}
+    parser = cache.get(remove_comments)
+    if parser is None:
+        parser = etree.XMLParser(**_PARSER_KW, remove_comments=remove_comments)
+        parser.resolvers.add(_DenyAllResolver())
+        cache[remove_comments] = parser
+    return parser
+
+
 def parse_untrusted_xml(data: bytes, *, max_bytes: int, max_depth: int = 64,
                         remove_comments: bool = False) -> etree._Element:
     """Parse bytes from an untrusted party and return the root element.
@@ -47,8 +66,7 @@ def parse_untrusted_xml(data: bytes, *, max_bytes: int, max_depth: int = 64,
         raise UnsafeXmlError("document is empty")
     if b"<!DOCTYPE" in data:  # cheap early refusal; the docinfo check below is the authoritative one
         raise UnsafeXmlError("a DOCTYPE is not allowed")
-    parser = etree.XMLParser(**_PARSER_KW, remove_comments=remove_comments)
-    parser.resolvers.add(_DenyAllResolver())
+    parser = _parser(remove_comments)
     try:
         root = etree.fromstring(data, parser=parser)  # noqa: S320 - parser hardened above
     except etree.XMLSyntaxError as exc:
