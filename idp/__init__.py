@@ -78,7 +78,8 @@ def _engine_options(settings: Settings) -> dict[str, Any]:
     """Bounded pool, connect and statement timeouts: a slow or dead database fails fast (503), never hangs."""
     options: dict[str, Any] = {"pool_pre_ping": True}
     if settings.database_url.startswith("sqlite"):
-        options["connect_args"] = {"timeout": 15}
+        # a local file cannot drop the connection: no SELECT 1 before every checkout
+        options.update(pool_pre_ping=False, connect_args={"timeout": 15})
     elif settings.database_url.startswith("postgresql"):
         options.update(pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_timeout=5,
                        pool_recycle=1800)
