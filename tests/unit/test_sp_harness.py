@@ -66,7 +66,7 @@ KINDS = list(SP_CLASSES)
 
 
 # ----------------------------------------------------------------------------------- reference IdP helpers
-# Copied from /work/shared/eco (saml_smoke.py AesServer, pysaml2_prefix_fix.py): the test must not import
+# Copied from the shared eco/ scripts (saml_smoke.py AesServer, pysaml2_prefix_fix.py): the test must not import
 # from the shared folder at run time.
 
 AES256_CBC = "http://www.w3.org/2001/04/xmlenc#aes256-cbc"
