@@ -140,7 +140,7 @@ def _remove_stale_servers(base: Path, keep: Path) -> None:
         if entry == keep or not entry.is_dir() or not name.startswith(prefix):
             continue
         pid = name[len(prefix):]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isascii() and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -167,7 +167,7 @@ atexit.register(flush)
 def _worker_pid(path: Path) -> int | None:
     """The pid in a worker file's name (`<pid>-<id>.json`), None for anything else."""
     head = path.stem.split("-", 1)[0]
-    return int(head) if head.isdigit() and path.name != RETIRED else None
+    return int(head) if head.isascii() and head.isdigit() and path.name != RETIRED else None
 
 
 def _read(path: Path) -> dict[str, Any] | None:

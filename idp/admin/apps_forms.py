@@ -430,7 +430,8 @@ class PolicyForm:
             e["ip_ranges"] = "; ".join(bad[:10])
         timeout = 0
         if self.session_timeout:
-            if not self.session_timeout.isdigit() or not 0 <= int(self.session_timeout) <= 10080:
+            if (not (self.session_timeout.isascii() and self.session_timeout.isdigit()) or len(self.session_timeout) > 6
+                    or not 0 <= int(self.session_timeout) <= 10080):
                 e["session_timeout"] = "session timeout must be a whole number of minutes from 1 to 10080 " \
                                        "(blank for none)"
             else:

@@ -280,7 +280,7 @@ def app_saml(slug: str) -> tuple[str, int] | Response:
     form = SamlForm.from_post(request.form)
     if request.form.get("add_row"):
         shown = request.form.get("extra_rows") or "1"
-        form.extra_rows = min(int(shown) if shown.isdigit() else 1, 20) + 1
+        form.extra_rows = min(int(shown) if shown.isascii() and shown.isdigit() and len(shown) <= 3 else 1, 20) + 1
         return _render_detail(app, saml=form, notice="Row added. Nothing is saved until you press "
                                                      "“Save SAML settings”.")
     current = apps_svc.AppSettings.from_dict(app.settings)
@@ -332,7 +332,11 @@ def app_status(slug: str) -> tuple[str, int] | Response:
     wanted = request.form.get("enabled")
     if wanted not in ("0", "1"):
         return error_page(400, "Bad request", "The form did not say whether to enable or disable the app.")
-    apps_svc.change_settings(app, enabled=wanted == "1")
+    try:
+        apps_svc.change_settings(app, enabled=wanted == "1")
+    except ServiceError as exc:
+        db.session.rollback()
+        return error_page(409, "Not changed", str(exc))
     flash(f"App “{app.name}” {'enabled' if app.enabled else 'disabled'}.", "success")
     return redirect(url_for("admin.app_detail", slug=app.slug), 303)
 

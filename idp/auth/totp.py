@@ -38,7 +38,7 @@ def qr_svg(uri: str) -> str:
 def matching_step(secret: str, code: str, now: float | None = None) -> int | None:
     """The time step (±1 around now) whose code equals `code`, or None."""
     code = "".join(code.split())
-    if not (len(code) == 6 and code.isdigit()):
+    if not (len(code) == 6 and code.isascii() and code.isdigit()):
         return None
     totp = pyotp.TOTP(secret)
     now = time.time() if now is None else now

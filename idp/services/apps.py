@@ -305,7 +305,9 @@ def change_settings(app: ConnectedApp, *, enabled: bool | None = None, name: str
     updates: dict[str, Any] = {k: (None if v is _CLEAR else v) for k, v in changes.items() if v is not None}
     new = replace(current, **updates)
     validate_settings(new)
-    if new.encrypt_assertion and not app.sp.get("encryption_certs"):
+    # only when this change asks for encryption: an app whose metadata lost its certificate since
+    # (refresh, sync) must still be editable and disable-able; its SSO fails with app_misconfigured
+    if new.encrypt_assertion and updates.get("encrypt_assertion") and not app.sp.get("encryption_certs"):
         raise ServiceError("this app's metadata has no encryption certificate; assertions cannot be encrypted")
     before = {**current.to_dict(), "enabled": app.enabled, "name": app.name}
     app.settings = new.to_dict()

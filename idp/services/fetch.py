@@ -120,7 +120,7 @@ def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10
             if resp.status != 200:
                 raise ServiceError(f"metadata URL answered HTTP {resp.status}")
             declared = resp.getheader("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
+            if declared and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
                 raise ServiceError(f"metadata is larger than {max_bytes} bytes")
             chunks, total = [], 0
             while True:
@@ -135,7 +135,7 @@ def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10
                 chunks.append(chunk)
             if time.monotonic() >= deadline:
                 raise ServiceError(f"metadata download took longer than {timeout:.0f} s")
-            if declared and declared.isdigit() and total != int(declared):
+            if declared and declared.isascii() and declared.isdigit() and total != int(declared):
                 raise ServiceError("metadata download was cut short")
             return b"".join(chunks)
         except ServiceError:

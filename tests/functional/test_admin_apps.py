@@ -14,6 +14,7 @@ from sqlalchemy import event
 from idp import audit
 from idp.extensions import db
 from idp.models import AdminAudit, ConnectedApp, SsoEvent, utcnow
+from idp.services import ServiceError
 from idp.services import apps as apps_svc
 from idp.services import fetch as fetch_svc
 from idp.services import users as users_svc
@@ -461,6 +462,8 @@ def test_policy_saved_like_the_cli(client: FlaskClient, admin: str, nc: Connecte
     ({"mfa_action": "shrug"}, "mfa_action", "must be one of"),
     ({"session_timeout": "abc"}, "session_timeout", "whole number"),
     ({"session_timeout": "99999"}, "session_timeout", "whole number"),
+    ({"session_timeout": "\u00b2"}, "session_timeout", "whole number"),  # a digit to str.isdigit, not to int()
+    ({"session_timeout": "9" * 5000}, "session_timeout", "whole number"),
 ])
 def test_policy_refusals_store_nothing(client: FlaskClient, admin: str, nc: ConnectedApp, alice: Any,
                                        over: dict[str, Any], field: str, message: str) -> None:
@@ -481,6 +484,28 @@ def test_enable_disable(client: FlaskClient, admin: str, nc: ConnectedApp) -> No
     assert fresh("nextcloud").enabled is True
     assert [r.after for r in audit.recent() if r.action == "app.settings"][:2] == [{"enabled": True},
                                                                                    {"enabled": False}]
+
+
+@pytest.mark.parametrize("rows", ["\u00b2", "9" * 5000, "-1", ""])
+def test_add_row_with_a_strange_row_count_is_not_an_error(client: FlaskClient, admin: str, nc: ConnectedApp,
+                                                          rows: str) -> None:
+    resp = client.post("/admin/apps/nextcloud/saml",
+                       data={"csrf_token": admin, **saml_form(add_row="1", extra_rows=rows)})
+    assert resp.status_code == 200 and "Row added" in text(resp)
+
+
+def test_app_whose_metadata_lost_its_encryption_certificate_can_still_be_disabled(
+        client: FlaskClient, admin: str, nc: ConnectedApp) -> None:
+    """Encryption was on, then a metadata refresh removed the certificate: the app must stay manageable
+    (its SSO fails with app_misconfigured), while turning encryption on is still refused."""
+    row = fresh("nextcloud")
+    row.settings = {**row.settings, "encrypt_assertion": True}
+    row.sp = {**row.sp, "encryption_certs": []}
+    db.session.commit()
+    assert client.post("/admin/apps/nextcloud/status", data={"csrf_token": admin, "enabled": "0"}).status_code == 303
+    assert fresh("nextcloud").enabled is False
+    with pytest.raises(ServiceError, match="no encryption certificate"):
+        apps_svc.change_settings(fresh("nextcloud"), encrypt_assertion=True, encryption_algorithm="aes128-gcm")
 
 
 def test_detail_shows_idp_values_from_the_base_url(client: FlaskClient, admin: str, nc: ConnectedApp) -> None:
