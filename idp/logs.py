@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    events = logging.getLogger("idp.events")
-    if not any(getattr(h, "_idp", False) for h in events.handlers):
-        out = logging.StreamHandler(sys.stdout)
-        out.setFormatter(logging.Formatter("%(message)s"))
-        out._idp = True  # type: ignore[attr-defined]
-        events.addHandler(out)
-        events.setLevel(level)
-        events.propagate = False
-    root = logging.getLogger("idp")
-    if not any(getattr(h, "_idp", False) for h in root.handlers):
-        err = logging.StreamHandler(sys.stderr)
-        err.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        err._idp = True  # type: ignore[attr-defined]
-        root.addHandler(err)
-        root.setLevel(level)
+    # SSO events: one JSON line each on stdout, not repeated by the operator handler below
+    _attach_once("idp.events", sys.stdout, "%(message)s", level).propagate = False
+    _attach_once("idp", sys.stderr, "%(asctime)s %(levelname)s %(name)s: %(message)s", level)
+
+
+def _attach_once(name: str, stream: TextIO, fmt: str, level: int) -> logging.Logger:
+    """Give logger `name` one handler of ours (calling this again, e.g. per worker, adds none)."""
+    logger = logging.getLogger(name)
+    if not any(getattr(h, "_idp", False) for h in logger.handlers):
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter(fmt))
+        handler._idp = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(level)
+    return logger
