@@ -217,19 +217,22 @@ def collect() -> dict[str, Any]:
     if folder is None:
         return _snapshot()
     flush()
-    with (folder / ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        retired_path = folder / RETIRED
-        retired = _read(retired_path) or merge([])
-        workers = [p for p in folder.glob("*.json") if _worker_pid(p) is not None]
-        dead = [p for p in workers if p != _file and not _alive(_worker_pid(p) or 0)]
-        if dead:
-            folded = [(p, _read(p)) for p in dead]
-            retired = merge([retired, *(snap for _, snap in folded if snap is not None)])
-            _write(retired_path, retired)
-            for p, _ in folded:
-                p.unlink(missing_ok=True)
-        live = [snap for snap in (_read(p) for p in workers if p not in dead) if snap is not None]
+    try:
+        with (folder / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            retired_path = folder / RETIRED
+            retired = _read(retired_path) or merge([])
+            workers = [p for p in folder.glob("*.json") if _worker_pid(p) is not None]
+            dead = [p for p in workers if p != _file and not _alive(_worker_pid(p) or 0)]
+            if dead:
+                folded = [(p, _read(p)) for p in dead]
+                retired = merge([retired, *(snap for _, snap in folded if snap is not None)])
+                _write(retired_path, retired)
+                for p, _ in folded:
+                    p.unlink(missing_ok=True)
+            live = [snap for snap in (_read(p) for p in workers if p not in dead) if snap is not None]
+    except OSError as exc:  # lock file or retired.json not writable (permissions, full disk)
+        raise SpoolError(f"cannot update the spool: {exc.strerror}") from None
     return merge([retired, *live])
 
 

@@ -128,13 +128,16 @@ class KeyStore:
         """A cheap fingerprint of keystore.json and the key files: any change triggers a reload."""
         try:
             entries = os.scandir(self.cert_dir)
-        except FileNotFoundError:
+        except OSError:  # missing or unreadable: read_state() then says which, as a KeyStoreError
             return None
         with entries:
             stamp = []
             for e in entries:
                 if e.name == STATE_FILE or e.name.endswith((".key", ".crt")):
-                    st = e.stat()
+                    try:
+                        st = e.stat()
+                    except FileNotFoundError:  # archived by a retire between the scan and the stat
+                        continue
                     stamp.append((e.name, st.st_ino, st.st_mtime_ns, st.st_size))
         if not any(name == STATE_FILE for name, *_ in stamp):
             return None
@@ -150,6 +153,8 @@ class KeyStore:
                     "register them with `idp certs import --key K --cert C`"
                 ) from None
             raise KeyStoreError("no signing key: run `idp certs generate` (make certs)") from None
+        except OSError as exc:
+            raise KeyStoreError(f"cannot read {STATE_FILE}: {exc.strerror}") from None
         try:
             state = json.loads(raw)
         except ValueError:

@@ -256,7 +256,10 @@ def verify_enveloped(root: etree._Element, cert_pems: Sequence[str], allowed: It
         raise SignatureError("ds:Object inside the signature is not allowed")
     xmlsec.tree.add_ids(root, ["ID"])
     for pem in cert_pems:
-        xkey, _ = verification_key(pem)
+        try:
+            xkey, _ = verification_key(pem)
+        except (xmlsec.Error, ValueError):  # a key xmlsec cannot use verifies nothing
+            continue
         ctx = xmlsec.SignatureContext()
         ctx.key = xkey
         # only the configured algorithm family may be used by xmlsec for this verification
@@ -302,7 +305,10 @@ def verify_redirect_signature(raw_query: bytes, msg_param: str, cert_pems: Seque
         raise SignatureError("signature is not valid base64") from None
     family, hash_cls = SIGNATURE_ALGORITHMS[algorithm]
     for pem in cert_pems:
-        _, pub = verification_key(pem)
+        try:
+            _, pub = verification_key(pem)
+        except (xmlsec.Error, ValueError):
+            continue
         try:
             if family == "rsa" and isinstance(pub, rsa.RSAPublicKey):
                 pub.verify(signature, signed, padding.PKCS1v15(), hash_cls())

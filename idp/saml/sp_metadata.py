@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 
 from .constants import BINDING_POST, NS_DS, NS_MD, NS_SAMLP
@@ -527,9 +528,12 @@ def _certificate(text: str) -> tuple[bytes, str]:
     except (binascii.Error, ValueError):
         raise MetadataError(f"An X509Certificate is not valid base64: {_show(b64)}.") from None
     try:
-        x509.load_der_x509_certificate(der).public_key()
+        key = x509.load_der_x509_certificate(der).public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise MetadataError(f"An X509Certificate cannot be read as an X.509 certificate: {_short(str(exc))}") from None
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise MetadataError(f"An X509Certificate holds a {type(key).__name__.removesuffix('PublicKey').lstrip('_')} "
+                            "key; SAML signatures and encryption here use RSA or EC keys only.")
     body = base64.b64encode(der).decode("ascii")
     lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
     return der, f"-----BEGIN CERTIFICATE-----\n{lines}\n-----END CERTIFICATE-----\n"

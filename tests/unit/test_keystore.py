@@ -366,3 +366,13 @@ def test_ensure_private_dir(tmp_path: Path) -> None:
     loose.mkdir(mode=0o755)
     ensure_private_dir(loose)
     assert mode(loose) == 0o700
+
+
+def test_unreadable_state_file_is_a_keystore_error(store: tuple[KeyStore, str]) -> None:
+    """Any I/O error on keystore.json (here a folder in its place, unreadable even for root) is a
+    KeyStoreError, which every caller turns into a 503, never an unhandled exception."""
+    ks, _ = store
+    ks.state_path.unlink()
+    ks.state_path.mkdir()
+    with pytest.raises(KeyStoreError, match=f"cannot read {STATE_FILE}"):
+        KeyStore(ks.cert_dir).current()

@@ -139,3 +139,11 @@ def test_unwritable_spool_falls_back_to_this_process(tmp_path: Path, clean_state
     metrics.count_event("sso", "wiki", "success", "ok")
     assert metrics._file is None
     assert attempts(metrics.render([])) == 1
+
+
+def test_spool_that_cannot_be_written_fails_the_scrape(spool: Path) -> None:
+    """retired.json cannot be replaced (a folder in its way): 503 material, not an unhandled error."""
+    worker_file(spool, dead_pid(), 3)
+    (spool / "retired.json").mkdir()
+    with pytest.raises(metrics.SpoolError):
+        metrics.render([])

@@ -996,3 +996,25 @@ def test_round_trip_of_a_rich_document() -> None:
     as_json = json.dumps(md.to_dict())
     assert SpMetadata.from_dict(json.loads(as_json)) == md
     assert json.loads(as_json)["valid_until"] == "2031-01-01T05:00:00+00:00"
+
+
+def test_certificate_with_a_key_the_verifier_cannot_use_is_refused() -> None:
+    """An Ed25519 certificate parses, but no SAML signature here can be checked with it: refused at
+    import rather than failing every request of the app later."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sp.example.org")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + timedelta(days=30)).sign(key, None))
+    b64 = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+    data = f"""<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"
+        xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://sp.example.org/saml">
+      <md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+        <md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{b64}</ds:X509Certificate>
+        </ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+        <md:AssertionConsumerService Binding="{BINDING_POST}" Location="https://sp.example.org/acs" index="0"/>
+      </md:SPSSODescriptor></md:EntityDescriptor>""".encode()
+    with pytest.raises(MetadataError, match="Ed25519 key"):
+        parse_sp_metadata(data)
