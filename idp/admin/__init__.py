@@ -13,6 +13,19 @@ from .. import audit
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
+def page_number() -> int:
+    """The ?page= of a paged admin list (1-based); 400 for anything else."""
+    from flask import request
+
+    try:
+        page = int(request.args.get("page", "1"))
+    except ValueError:
+        abort(400)
+    if not 1 <= page <= 100_000:
+        abort(400)
+    return page
+
+
 @bp.before_request
 def require_admin() -> None:
     """Anonymous → login; signed in but not admin → 403 (and nothing changes)."""

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from flask import abort, render_template, request
+from flask import render_template, request
 
 from ..services.admin_queries import PAGE_SIZE, audit_page
-from . import bp
+from . import bp, page_number
 
 
 @bp.get("/audit")
 def audit() -> str:
     target = (request.args.get("target") or "").strip()[:300]
-    try:
-        page = int(request.args.get("page", "1"))
-    except ValueError:
-        abort(400)
-    if not 1 <= page <= 100_000:
-        abort(400)
+    page = page_number()
     rows, more = audit_page(target, offset=(page - 1) * PAGE_SIZE)
     return render_template("admin/audit.html", section="audit", rows=rows, target=target, page=page, more=more)

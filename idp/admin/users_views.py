@@ -13,7 +13,7 @@ from ..services import ServiceError, accounts
 from ..services import users as users_svc
 from ..services.users import find_user
 from ..web.context import passwords
-from . import bp
+from . import bp, page_number
 
 USERS_PER_PAGE = 50
 
@@ -48,22 +48,12 @@ def _user_input() -> accounts.UserInput:
     )
 
 
-def _page_number() -> int:
-    try:
-        page = int(request.args.get("page", "1"))
-    except ValueError:
-        abort(400)
-    if not 1 <= page <= 100_000:
-        abort(400)
-    return page
-
-
 # ---------------------------------------------------------------- users
 
 @bp.get("/users")
 def users() -> str:
     query = (request.args.get("q") or "").strip()[:150]
-    page = _page_number()
+    page = page_number()
     rows, more = accounts.search_users(query, limit=USERS_PER_PAGE, offset=(page - 1) * USERS_PER_PAGE)
     return render_template("admin/users_list.html", section="users", users=rows, q=query, page=page, more=more,
                            mfa=totp.is_enrolled)
@@ -207,10 +197,9 @@ def group_remove_member(name: str) -> Response:
 def group_delete(name: str) -> Response:
     """Confirmation page, then delete. Refused (409) while an app's access policy names the group."""
     group = _group_or_404(name)
-    used = users_svc.apps_using_group(group.name)
     if request.method == "GET":
         return _page(200, "admin/group_delete.html", section="groups", group=group,
-                     members=accounts.members(group), used=used)
+                     members=accounts.members(group), used=users_svc.apps_using_group(group.name))
     try:
         members = users_svc.remove_group(group.name)
     except ServiceError as exc:

@@ -40,9 +40,7 @@ def _throttle_key(user: User) -> str:
 
 
 def _render(template: str, status: int = 200, **kw: object) -> Response:
-    resp = Response(render_template(template, **kw), status=status)
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
+    return Response(render_template(template, **kw), status=status)  # no-store: see _security_headers
 
 
 @bp.route("/mfa", methods=["GET", "POST"])

@@ -41,7 +41,7 @@ def login() -> Response | str:
     if request.method == "GET":
         if current_user.is_authenticated and not force:
             return redirect(next_url)  # type: ignore[return-value]
-        prefill = current_user.user.username if current_user.is_authenticated else ""
+        prefill = current_user.view.user.username if current_user.is_authenticated else ""
         return render_template("login.html", next=next_url, force=force, username=prefill, error=None)
     username = (request.form.get("username") or "").strip()[:150]
     password = request.form.get("password") or ""

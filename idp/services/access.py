@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..auth.sessions import UserView
 from ..models import User, utcnow
 from ..policy.checks import parse_address
 from ..policy.engine import evaluate
@@ -27,7 +28,7 @@ def dry_run(username: str, slug: str, ip: str | None, mfa: bool) -> Decision:
     return evaluate(access_context(app, user, None, ip, authn_at=now, mfa_passed=mfa, now=now))
 
 
-def launchable_apps(user: User, client_ip: str | None) -> list[AppConfig]:
+def launchable_apps(user: User | UserView, client_ip: str | None) -> list[AppConfig]:
     """Apps to show on the user's launcher: those the policy would not deny (step-up still shows)."""
     now = utcnow()
     ranges = trusted_ranges()

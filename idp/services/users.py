@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit
@@ -155,10 +155,6 @@ def set_user(user: User, *, add_groups: list[str] | None = None, remove_groups: 
                      after=changed)
     db.session.commit()
     return user
-
-
-def count_admins() -> int:
-    return db.session.scalar(select(func.count(User.id)).where(User.is_admin.is_(True))) or 0
 
 
 def user_fields(user: User | UserView) -> dict[str, object]:

@@ -27,11 +27,9 @@ def _page(status: int = 200, **kw: object) -> Response:
     user = current_user.user
     defaults: dict[str, object] = {"pw_errors": {}, "mfa_errors": {}}
     defaults.update(kw)
-    resp = Response(render_template("account.html", user=user, mfa_enrolled=totp.is_enrolled(user),
+    return Response(render_template("account.html", user=user, mfa_enrolled=totp.is_enrolled(user),
                                     can_enroll=mfa_self_enroll(), sign_ins=recent_sign_ins(user.username),
                                     **defaults), status=status)
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
 
 
 @bp.get("/account")

@@ -14,5 +14,5 @@ bp = Blueprint("home", __name__)
 @bp.get("/")
 @login_required
 def index() -> str:
-    apps = launchable_apps(current_user.user, current_client().ip)
-    return render_template("home.html", apps=apps, user=current_user.user)
+    user = current_user.view.user  # the request's snapshot: no ORM load for the launcher
+    return render_template("home.html", apps=launchable_apps(user, current_client().ip), user=user)
