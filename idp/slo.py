@@ -42,11 +42,11 @@ from .saml.requests import (
     parse_logout_response,
     peek_issuer,
 )
-from .saml.responses import SigningChoice, build_logout_request, build_logout_response
+from .saml.responses import build_logout_request, build_logout_response
 from .saml.signing import SignatureError, allowed_algorithms, has_signature, verify_enveloped, verify_redirect_signature
 from .saml.sp_metadata import Endpoint
 from .services.apps import AppConfig, app_config_by_entity_id, app_config_by_id
-from .sso import Client, algorithm_for, signing_key_for
+from .sso import Client, signing_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,20 +152,14 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
         if app is None or ep is None:
             continue
         pending_store.replace(token, state)
-        key = signing_key_for(app, keys)
-        algorithm = algorithm_for(app, key)
-        signing = SigningChoice(key=key.private_key, cert_b64=key.cert_b64, algorithm=algorithm,
-                            sign_assertion=False)
-        if ep.binding == BINDING_REDIRECT:
-            _, xml = build_logout_request(issuer=settings.entity_id, destination=ep.location,
-                                          name_id=item["name_id"], name_id_format=item["name_id_format"],
-                                          session_index=item["session_index"], now=now,
-                                          lifetime=timedelta(minutes=5), signing=None)
-            url = encode_redirect_url(ep.location, "SAMLRequest", xml, token, key.private_key, algorithm)
-            return Outgoing(binding="redirect", url=url)
+        signing = signing_for(app, keys)
+        redirect = ep.binding == BINDING_REDIRECT  # Redirect: the query is signed, not the XML
         _, xml = build_logout_request(issuer=settings.entity_id, destination=ep.location, name_id=item["name_id"],
                                       name_id_format=item["name_id_format"], session_index=item["session_index"],
-                                      now=now, lifetime=timedelta(minutes=5), signing=signing)
+                                      now=now, lifetime=timedelta(minutes=5), signing=None if redirect else signing)
+        if redirect:
+            url = encode_redirect_url(ep.location, "SAMLRequest", xml, token, signing.key, signing.algorithm)
+            return Outgoing(binding="redirect", url=url)
         return Outgoing(binding="post", url=ep.location, field="SAMLRequest", value=encode_post(xml),
                         relay_state=token)
     pending_store.get(token, "logout", consume=True)
@@ -177,18 +171,14 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
     if app is None or ep is None:
         return Outgoing(binding="page", url="")
     dest = ep.response_location or ep.location
-    key = signing_key_for(app, keys)
-    algorithm = algorithm_for(app, key)
-    signing = SigningChoice(key=key.private_key, cert_b64=key.cert_b64, algorithm=algorithm,
-                            sign_assertion=False)
-    if ep.binding == BINDING_REDIRECT:
-        _, xml = build_logout_response(issuer=settings.entity_id, destination=dest,
-                                       in_response_to=origin["request_id"], status=STATUS_SUCCESS, now=now,
-                                       signing=None)
-        url = encode_redirect_url(dest, "SAMLResponse", xml, origin.get("relay_state"), key.private_key, algorithm)
-        return Outgoing(binding="redirect", url=url)
+    signing = signing_for(app, keys)
+    redirect = ep.binding == BINDING_REDIRECT
     _, xml = build_logout_response(issuer=settings.entity_id, destination=dest, in_response_to=origin["request_id"],
-                                   status=STATUS_SUCCESS, now=now, signing=signing)
+                                   status=STATUS_SUCCESS, now=now, signing=None if redirect else signing)
+    if redirect:
+        url = encode_redirect_url(dest, "SAMLResponse", xml, origin.get("relay_state"), signing.key,
+                                  signing.algorithm)
+        return Outgoing(binding="redirect", url=url)
     return Outgoing(binding="post", url=dest, field="SAMLResponse", value=encode_post(xml),
                     relay_state=origin.get("relay_state"))
 

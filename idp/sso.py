@@ -462,12 +462,9 @@ def error_response(exc: SamlFlowError, settings: Settings, keys: KeySet | None) 
         return None
     app, acs_url, in_response_to, relay_state = exc.reply_to
     try:
-        signing = signing_for(app, keys) if keys is not None else None
+        signing = signing_for(app, keys) if keys is not None else None  # an error Response is always signed
     except SamlFlowError:
         signing = None
-    if signing is not None:
-        signing = SigningChoice(key=signing.key, cert_b64=signing.cert_b64, algorithm=signing.algorithm,
-                                sign_response=True, sign_assertion=False)
     rid, xml = build_error_response(issuer=settings.entity_id, destination=acs_url, in_response_to=in_response_to,
                                     status=exc.saml_status, sub_status=exc.saml_sub_status, message=None,
                                     now=utcnow(), signing=signing)

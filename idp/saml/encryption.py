@@ -10,6 +10,7 @@ import xmlsec
 from lxml import etree
 
 from .constants import NS_SAML
+from .signing import verification_key
 
 DATA_ALGORITHMS = {
     "aes256-gcm": (xmlsec.Transform.AES256_GCM, 256),
@@ -30,8 +31,8 @@ def encrypt_assertion_xml(assertion_xml: bytes, cert_pem: str, algorithm: str = 
     transform, bits = DATA_ALGORITHMS[algorithm]
     try:
         manager = xmlsec.KeysManager()
-        manager.add_key(xmlsec.Key.from_memory(cert_pem.encode("ascii"), xmlsec.KeyFormat.CERT_PEM, None))
-    except xmlsec.Error:
+        manager.add_key(verification_key(cert_pem)[0])  # parsed once per process (add_key copies it)
+    except (xmlsec.Error, ValueError):
         raise EncryptionError("the app's encryption certificate cannot be loaded") from None
     wrapper = etree.Element(f"{{{NS_SAML}}}EncryptedAssertion", nsmap={"saml": NS_SAML})
     enc_data = xmlsec.template.encrypted_data_create(wrapper, transform, type=xmlsec.EncryptionType.ELEMENT,

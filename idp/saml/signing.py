@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
 
+from . import c14n_writer
 from .constants import (
     DIGEST_SHA1,
     DIGEST_SHA256,
@@ -105,12 +106,6 @@ _DIGESTS: dict[str, tuple[str, Callable[[bytes], Any]]] = {
 _PKCS1V15 = padding.PKCS1v15()
 
 
-def _c14n_attr(value: str) -> str:
-    """An attribute value escaped as exclusive c14n writes it (xml-c14n §2.3)."""
-    return (value.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
-            .replace("\t", "&#x9;").replace("\n", "&#xA;").replace("\r", "&#xD;"))
-
-
 def signed_info_c14n(element_id: str, algorithm: str, digest_b64: str) -> str:
     """The ds:SignedInfo of an enveloped, exc-c14n signature with one Reference, in its canonical form.
 
@@ -122,7 +117,7 @@ def signed_info_c14n(element_id: str, algorithm: str, digest_b64: str) -> str:
     return (f'<ds:SignedInfo xmlns:ds="{NS_DS}">'
             f'<ds:CanonicalizationMethod Algorithm="{TRANSFORM_EXC_C14N}"></ds:CanonicalizationMethod>'
             f'<ds:SignatureMethod Algorithm="{algorithm}"></ds:SignatureMethod>'
-            f'<ds:Reference URI="#{_c14n_attr(element_id)}"><ds:Transforms>'
+            f'<ds:Reference URI="#{c14n_writer.attr(element_id)}"><ds:Transforms>'
             f'<ds:Transform Algorithm="{TRANSFORM_ENVELOPED}"></ds:Transform>'
             f'<ds:Transform Algorithm="{TRANSFORM_EXC_C14N}"></ds:Transform></ds:Transforms>'
             f'<ds:DigestMethod Algorithm="{digest_uri}"></ds:DigestMethod>'
