@@ -17,12 +17,12 @@ from werkzeug.wrappers import Response
 from .. import pending
 from ..certs.keystore import KeyStoreError, LoadedKey
 from ..extensions import db
-from ..models import ConnectedApp, Group, SsoEvent
+from ..models import ConnectedApp, SsoEvent
 from ..policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
 from ..reasons import Outcome
 from ..saml.constants import NAMEID_FORMATS
 from ..saml.sp_metadata import MAX_METADATA_BYTES, MetadataError, SpMetadata, list_sp_entity_ids
-from ..services import ServiceError
+from ..services import ServiceError, accounts
 from ..services import apps as apps_svc
 from ..services import fetch as fetch_svc
 from ..services.apps import (
@@ -92,10 +92,6 @@ def _published_keys() -> tuple[list[LoadedKey], str | None]:
         return list(keystore().current().published), None
     except KeyStoreError as exc:
         return [], str(exc)
-
-
-def _group_names() -> list[str]:
-    return list(db.session.scalars(select(Group.name).order_by(Group.name)))
 
 
 def _is_http_url(value: str | None) -> bool:
@@ -257,7 +253,7 @@ def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: P
         saml=saml or SamlForm.from_app(app), policy=policy or PolicyForm.from_app(app),
         signing_certs=[cert_info(c) for c in sp.signing_certs],
         encryption_certs=[cert_info(c) for c in sp.encryption_certs],
-        keys=keys, key_error=key_error, signing_key=signing_key, groups=_group_names(), last_sso=last,
+        keys=keys, key_error=key_error, signing_key=signing_key, groups=accounts.group_names(), last_sso=last,
         idp_values=_idp_values(app.slug), summary=policy_summary(current),
         events_url=url_for("admin.events", app=app.slug) if "admin.events" in current_app.view_functions else None,
         choices={"nameid_formats": tuple(NAMEID_FORMATS), "nameid_fields": NAMEID_FIELDS, "sign": SIGN_MODES,

@@ -30,7 +30,7 @@ def _user_or_404(username: str) -> User:
 
 
 def _group_or_404(name: str) -> Group:
-    group = accounts.find_group(name)
+    group = users_svc.find_group(name)
     if group is None:
         abort(404)
     return group

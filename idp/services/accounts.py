@@ -254,10 +254,6 @@ def remove_member(group: Group, username: str) -> User:
     return user
 
 
-def find_group(name: str) -> Group | None:
-    return db.session.scalar(select(Group).where(Group.name == name))
-
-
 def groups_with_counts() -> list[tuple[Group, int]]:
     """Every group with its member count, in one GROUP BY."""
     counts = (select(user_groups.c.group_id, func.count().label("n")).group_by(user_groups.c.group_id)

@@ -40,19 +40,21 @@ def find_user(username: str) -> User | None:
     return db.session.scalar(select(User).where(User.username == username))
 
 
+def find_group(name: str, *, lock: bool = False) -> Group | None:
+    """The group by name; `lock`: held until the transaction ends (FOR UPDATE; SQLite serialises writers)."""
+    query = select(Group).where(Group.name == name)
+    return db.session.scalar(query.with_for_update() if lock else query)
+
+
+def get_group(name: str, *, lock: bool = False) -> Group:
+    group = find_group(name, lock=lock)
+    if group is None:
+        raise ServiceError(f"no group {name!r} (create it with `idp groups add {name}`)")
+    return group
+
+
 def lock_group(name: str) -> Group:
-    """The group, locked until the transaction ends (FOR UPDATE; SQLite serialises writers anyway)."""
-    group = db.session.scalar(select(Group).where(Group.name == name).with_for_update())
-    if group is None:
-        raise ServiceError(f"no group {name!r} (create it with `idp groups add {name}`)")
-    return group
-
-
-def get_group(name: str) -> Group:
-    group = db.session.scalar(select(Group).where(Group.name == name))
-    if group is None:
-        raise ServiceError(f"no group {name!r} (create it with `idp groups add {name}`)")
-    return group
+    return get_group(name, lock=True)
 
 
 def apps_using_group(name: str) -> list[tuple[str, str]]:
