@@ -16,8 +16,21 @@ MFA_RULE = ThrottleRule(free=5, window=timedelta(minutes=10), base_lock_s=30)
 LOGIN_ACCOUNT_RULE = ThrottleRule(free=5, window=timedelta(minutes=15), base_lock_s=2)
 LOGIN_IP_RULE = ThrottleRule(free=30, window=timedelta(minutes=15), base_lock_s=2)
 
-__all__ = ["LOGIN_ACCOUNT_RULE", "LOGIN_IP_RULE", "MFA_RULE", "ThrottleRule", "record_failure", "reset",
-           "retry_after"]
+__all__ = ["LOGIN_ACCOUNT_RULE", "LOGIN_IP_RULE", "MFA_RULE", "ThrottleRule", "login_account_key", "login_ip_key",
+           "mfa_key", "record_failure", "reset", "retry_after"]
+
+
+# One spelling of each key: every place that checks a password or a code counts against the same one.
+def login_account_key(username: str) -> str:
+    return f"login:user:{username.lower()}"
+
+
+def login_ip_key(ip: str) -> str:
+    return f"login:ip:{ip}"
+
+
+def mfa_key(user_id: int) -> str:
+    return f"mfa:user:{user_id}"
 
 
 def retry_after(key: str) -> int:

@@ -11,7 +11,7 @@ from ..extensions import db
 from ..models import IdpSession, User, utcnow
 from ..services.org import mfa_self_enroll
 from ..sso import record_mfa_failure
-from ..throttle import MFA_RULE, record_failure, reset, retry_after
+from ..throttle import MFA_RULE, mfa_key, record_failure, reset, retry_after
 from ..web.context import current_client
 from . import totp
 from .views import PENDING_USER, PENDING_USER_TTL_S, complete_login, safe_next
@@ -36,7 +36,7 @@ def _subject() -> tuple[User, IdpSession | None] | None:
 
 
 def _throttle_key(user: User) -> str:
-    return f"mfa:user:{user.id}"
+    return mfa_key(user.id)
 
 
 def _render(template: str, status: int = 200, **kw: object) -> Response:

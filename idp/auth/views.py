@@ -11,7 +11,15 @@ from ..extensions import db
 from ..models import IdpSession, User, utcnow
 from ..services.users import find_user
 from ..sso import needs_mfa_at_login
-from ..throttle import LOGIN_ACCOUNT_RULE, LOGIN_IP_RULE, record_failure, reset, retry_after
+from ..throttle import (
+    LOGIN_ACCOUNT_RULE,
+    LOGIN_IP_RULE,
+    login_account_key,
+    login_ip_key,
+    record_failure,
+    reset,
+    retry_after,
+)
 from ..web.context import current_client, passwords, settings
 from .sessions import Principal, load_session, start_session
 
@@ -46,7 +54,7 @@ def login() -> Response | str:
     username = (request.form.get("username") or "").strip()[:150]
     password = request.form.get("password") or ""
     ip = current_client().ip or "unknown"
-    account_key, ip_key = f"login:user:{username.lower()}", f"login:ip:{ip}"
+    account_key, ip_key = login_account_key(username), login_ip_key(ip)
     wait = max(retry_after(account_key), retry_after(ip_key))
     if wait:
         # Same answer whether or not the account exists; no password is checked while locked.

@@ -11,7 +11,7 @@ from ..auth.views import complete_login
 from ..services import accounts
 from ..services.admin_queries import recent_sign_ins
 from ..services.org import mfa_self_enroll
-from ..throttle import LOGIN_ACCOUNT_RULE, MFA_RULE, record_failure, reset, retry_after
+from ..throttle import LOGIN_ACCOUNT_RULE, MFA_RULE, login_account_key, mfa_key, record_failure, reset, retry_after
 from .context import passwords
 
 bp = Blueprint("account", __name__)
@@ -42,7 +42,7 @@ def index() -> Response:
 @login_required
 def change_password() -> Response:
     user, idp_session = current_user.user, current_user.session
-    key = f"login:user:{user.username.lower()}"   # the login throttle: no faster guessing from a live session
+    key = login_account_key(user.username)   # the login throttle: no faster guessing from a live session
     wait = retry_after(key)
     if wait:
         return _page(429, pw_errors={"current_password": f"Too many wrong passwords. Try again in {wait} seconds."})
@@ -65,7 +65,7 @@ def change_password() -> Response:
 @login_required
 def reset_mfa() -> Response:
     user = current_user.user
-    key = f"mfa:user:{user.id}"   # shared with the sign-in MFA throttle
+    key = mfa_key(user.id)   # shared with the sign-in MFA throttle
     wait = retry_after(key)
     if wait:
         return _page(429, mfa_errors={"code": f"Too many wrong codes. Wait {wait} seconds, then try again."})
