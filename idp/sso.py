@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -126,9 +126,6 @@ class IssuedResponse:
     saml_response: str                # base64
     relay_state: str | None
     response_id: str
-    assertion_id: str | None = None
-    event_id: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- receiving requests
@@ -450,10 +447,9 @@ def issue_response(pending: PendingSso, session: SessionView, settings: Settings
     ctx.detail["authn_context"] = authn_context
     ctx.detail["nameid_format"] = fmt
     # The event row and the participant row commit together, before the response leaves.
-    event = record_event(ctx, Reason.OK, client_ip=client.ip, user_agent=client.user_agent)
+    record_event(ctx, Reason.OK, client_ip=client.ip, user_agent=client.user_agent)
     return IssuedResponse(acs_url=pending.acs_url, saml_response=base64.b64encode(xml).decode("ascii"),
-                          relay_state=pending.relay_state, response_id=spec.response_id,
-                          assertion_id=spec.assertion_id, event_id=event.id)
+                          relay_state=pending.relay_state, response_id=spec.response_id)
 
 
 def error_response(exc: SamlFlowError, settings: Settings, keys: KeySet | None) -> IssuedResponse | None:

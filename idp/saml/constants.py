@@ -9,11 +9,9 @@ NS_DS = "http://www.w3.org/2000/09/xmldsig#"
 NS_XENC = "http://www.w3.org/2001/04/xmlenc#"
 NS_XS = "http://www.w3.org/2001/XMLSchema"
 NS_XSI = "http://www.w3.org/2001/XMLSchema-instance"
-NSMAP = {"samlp": NS_SAMLP, "saml": NS_SAML, "md": NS_MD, "ds": NS_DS}
 
 BINDING_REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 BINDING_POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
-BINDING_NAMES = {BINDING_REDIRECT: "redirect", BINDING_POST: "post"}
 
 NAMEID_EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 NAMEID_UNSPECIFIED = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
@@ -66,5 +64,3 @@ TRANSFORM_ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 TRANSFORM_EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 TRANSFORM_EXC_C14N_COMMENTS = "http://www.w3.org/2001/10/xml-exc-c14n#WithComments"
 
-SHA1_ALGORITHMS = frozenset({SIG_RSA_SHA1, DIGEST_SHA1, "http://www.w3.org/2000/09/xmldsig#dsa-sha1",
-                             "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1"})

@@ -30,7 +30,6 @@ from .signing import enveloped_signature, sign_element
 SAMLP = f"{{{NS_SAMLP}}}"
 SAML = f"{{{NS_SAML}}}"
 _RESPONSE_NSMAP = {"samlp": NS_SAMLP, "saml": NS_SAML}
-_ASSERTION_NSMAP = {"saml": NS_SAML}
 
 
 def new_id() -> str:

@@ -7,9 +7,9 @@ from flask import Response, current_app, make_response, render_template, request
 from ..sso import IssuedResponse
 
 
-def post_form(issued: IssuedResponse, field: str = "SAMLResponse") -> Response:
+def post_form(issued: IssuedResponse) -> Response:
     """HTTP-POST binding (saml-bindings §3.5.4): an auto-submitting form, with a button for no-script browsers."""
-    return post_binding_page(issued.acs_url, field, issued.saml_response, issued.relay_state)
+    return post_binding_page(issued.acs_url, "SAMLResponse", issued.saml_response, issued.relay_state)
 
 
 def post_binding_page(action: str, field: str, value: str, relay_state: str | None) -> Response:
