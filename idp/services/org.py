@@ -34,6 +34,13 @@ def _get(key: str, default: Any) -> Any:
 _MISSING = object()
 
 
+def _for_change(key: str, default: Any) -> Any:
+    """The stored value, read now and locked until the change commits (not the cached copy: a
+    change built on a value another instance has since replaced would undo that change)."""
+    row = db.session.get(OrgSetting, key, with_for_update=True, populate_existing=True)
+    return default if row is None else row.value
+
+
 def _set(key: str, value: Any) -> None:
     row = db.session.get(OrgSetting, key)
     audit.record("org.setting", "org", key, before=None if row is None else row.value, after=value)
@@ -58,7 +65,7 @@ def normalise_cidr(value: str) -> str:
 
 def add_trusted_range(cidr: str) -> str:
     value = normalise_cidr(cidr)
-    ranges = list(trusted_ranges())
+    ranges = list(_for_change(TRUSTED_RANGES, []))
     if value in ranges:
         raise ServiceError(f"{value} is already a trusted range")
     _set(TRUSTED_RANGES, ranges + [value])
@@ -67,7 +74,7 @@ def add_trusted_range(cidr: str) -> str:
 
 def remove_trusted_range(cidr: str) -> str:
     value = normalise_cidr(cidr)
-    ranges = list(trusted_ranges())
+    ranges = list(_for_change(TRUSTED_RANGES, []))
     if value not in ranges:
         raise ServiceError(f"{value} is not a trusted range")
     ranges.remove(value)
