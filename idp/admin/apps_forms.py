@@ -123,6 +123,19 @@ SOURCES = ("metadata_file", "metadata_xml", "metadata_url", "manual")
 HAND_FIELDS = ("entity_id", "acs_url", "slo_url", "sp_certificate")
 
 
+def read_upload(file: Any, errors: dict[str, str], field: str) -> bytes | None:
+    """An uploaded metadata file's bytes, read no further than the cap; None with `errors[field]` set
+    when it is empty or too large."""
+    data: bytes = file.stream.read(MAX_METADATA_BYTES + 1)
+    if not data.strip():
+        errors[field] = "the uploaded file is empty"
+        return None
+    if len(data) > MAX_METADATA_BYTES:
+        errors[field] = "the uploaded file is larger than 5 MiB"
+        return None
+    return data
+
+
 @dataclass
 class NewAppForm:
     name: str = ""
@@ -173,14 +186,7 @@ class NewAppForm:
     def read_file(self) -> bytes | None:
         """The uploaded file's bytes (None with an error next to the field when empty or too large)."""
         assert self.file is not None
-        data = self.file.stream.read(MAX_METADATA_BYTES + 1)
-        if not data.strip():
-            self.errors["metadata_file"] = "the uploaded file is empty"
-            return None
-        if len(data) > MAX_METADATA_BYTES:
-            self.errors["metadata_file"] = "the uploaded file is larger than 5 MiB"
-            return None
-        return data
+        return read_upload(self.file, self.errors, "metadata_file")
 
     def build_manual_xml(self) -> bytes | None:
         """The hand-entered values as a minimal SP metadata document (None with field errors when incomplete)."""

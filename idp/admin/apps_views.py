@@ -21,7 +21,7 @@ from ..models import ConnectedApp, SsoEvent
 from ..policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
 from ..reasons import Outcome
 from ..saml.constants import NAMEID_FORMATS
-from ..saml.sp_metadata import MAX_METADATA_BYTES, MetadataError, SpMetadata, list_sp_entity_ids
+from ..saml.sp_metadata import MetadataError, SpMetadata, list_sp_entity_ids
 from ..services import ServiceError, accounts
 from ..services import apps as apps_svc
 from ..services import fetch as fetch_svc
@@ -46,6 +46,7 @@ from .apps_forms import (
     metadata_diff,
     nameid_short,
     policy_summary,
+    read_upload,
     short_binding,
 )
 
@@ -384,12 +385,7 @@ def app_refresh(slug: str) -> tuple[str, int] | Response:
     xml: bytes | None = None
     ref = None
     if source == "metadata_file":
-        assert upload is not None
-        xml = upload.stream.read(MAX_METADATA_BYTES + 1)
-        if not xml.strip():
-            errors[source] = "the uploaded file is empty"
-        elif len(xml) > MAX_METADATA_BYTES:
-            errors[source] = "the uploaded file is larger than 5 MiB"
+        xml = read_upload(upload, errors, source)
     elif source == "metadata_xml":
         xml = pasted.encode("utf-8")
     else:
