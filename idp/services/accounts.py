@@ -12,7 +12,7 @@ from ..auth.passwords import Passwords
 from ..extensions import db
 from ..models import Group, IdpSession, User, user_groups, utcnow
 from . import ServiceError
-from .users import EMAIL_RE, GROUP_RE, USERNAME_RE, add_group, add_user, find_user, validate_password
+from .users import GROUP_RE, USERNAME_RE, add_group, add_user, find_user, valid_email, valid_name, validate_password
 
 
 class FormErrors(ServiceError):
@@ -37,14 +37,11 @@ class UserInput:
 def _check_profile(data: UserInput, errors: dict[str, str]) -> None:
     if not data.email:
         errors["email"] = "Enter an email address."
-    elif (len(data.email) > 320 or not EMAIL_RE.fullmatch(data.email)
-          or any(ord(c) < 33 or ord(c) == 127 for c in data.email)):
+    elif not valid_email(data.email):
         errors["email"] = "This is not a valid email address."
     for name, value in (("first_name", data.first_name), ("last_name", data.last_name)):
-        if len(value) > 150:
-            errors[name] = "At most 150 characters."
-        elif any(ord(c) < 32 or ord(c) == 127 for c in value):
-            errors[name] = "Control characters are not allowed."
+        if not valid_name(value):
+            errors[name] = "At most 150 characters." if len(value) > 150 else "Control characters are not allowed."
     known = set(group_names())
     unknown = sorted(set(data.groups) - known)
     if unknown:

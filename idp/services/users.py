@@ -19,6 +19,17 @@ from . import ServiceError
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
 EMAIL_RE = re.compile(r"^[^@\s<>\"']+@[^@\s<>\"']+\.[^@\s<>\"']+$")
 GROUP_RE = re.compile(r"^[\w][\w .@+-]{0,149}$")
+
+
+def valid_email(email: str) -> bool:
+    """One rule for the CLI and the console: a plausible address, no spaces or control characters."""
+    return len(email) <= 320 and bool(EMAIL_RE.fullmatch(email)) and not any(ord(c) < 33 or ord(c) == 127
+                                                                              for c in email)
+
+
+def valid_name(value: str) -> bool:
+    """First and last names: at most 150 characters, no control characters."""
+    return len(value) <= 150 and not any(ord(c) < 32 or ord(c) == 127 for c in value)
 MIN_PASSWORD_LENGTH = 8
 
 
@@ -111,10 +122,10 @@ def add_user(username: str, *, email: str, password_hash: str | None, first_name
              groups: list[str] | None = None, is_admin: bool = False) -> User:
     if not USERNAME_RE.fullmatch(username):
         raise ServiceError(f"username {username!r} is not valid (letters, digits, . _ @ + -)")
-    if not EMAIL_RE.fullmatch(email) or len(email) > 320 or any(ord(c) < 33 or ord(c) == 127 for c in email):
+    if not valid_email(email):
         raise ServiceError(f"email {email!r} is not a valid address")
     for label, value in (("first name", first_name), ("last name", last_name)):
-        if len(value) > 150 or any(ord(c) < 32 for c in value):
+        if not valid_name(value):
             raise ServiceError(f"{label} is not valid")
     if find_user(username) is not None:
         raise ServiceError(f"user {username!r} already exists")
