@@ -32,6 +32,8 @@ from ..services.apps import (
     SIGNATURE_ALGORITHM_NAMES,
     USER_FIELDS,
     AppSettings,
+    validate_name,
+    validate_slug,
 )
 
 FORM = "_form"  # key of a form-level error (not tied to one field)
@@ -176,11 +178,14 @@ class NewAppForm:
         return given
 
     def check_common(self) -> None:
-        if self.name and (len(self.name) > 200 or _CONTROL.search(self.name)):
-            self.errors["name"] = "name must be 1-200 characters without control characters"
-        if self.slug and not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?", self.slug):
-            self.errors["slug"] = "slug must be 1-64 lower-case letters, digits and inner hyphens"
-        elif self.slug == "new":
+        """The service's own name and slug rules, shown next to the fields before anything is parsed."""
+        for key, value, check in (("name", self.name, validate_name), ("slug", self.slug, validate_slug)):
+            if value:
+                try:
+                    check(value)
+                except ServiceError as exc:
+                    self.errors[key] = str(exc)
+        if self.slug == "new":  # reserved like the others; say why this one is
             self.errors["slug"] = "slug “new” is taken by the admin console's New app page; choose another"
 
     def read_file(self) -> bytes | None:
@@ -311,8 +316,11 @@ class SamlForm:
         e = self.errors
         if not self.name:
             e["name"] = "the name is required"
-        elif len(self.name) > 200 or _CONTROL.search(self.name):
-            e["name"] = "name must be 1-200 characters without control characters"
+        else:
+            try:
+                validate_name(self.name)
+            except ServiceError as exc:
+                e["name"] = str(exc)
         _choice(e, "nameid_format", self.nameid_format, tuple(NAMEID_FORMATS), "NameID format")
         _choice(e, "nameid_field", self.nameid_field, NAMEID_FIELDS, "NameID field")
         _choice(e, "sign", self.sign, SIGN_MODES, "what to sign")

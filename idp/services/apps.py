@@ -165,7 +165,7 @@ def _unique_slug(base: str) -> str:
 
 def validate_name(name: str) -> str:
     name = name.strip()
-    if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+    if not name or len(name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise ServiceError("name must be 1-200 characters without control characters")
     return name
 
