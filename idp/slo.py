@@ -32,7 +32,7 @@ from .events import record_event
 from .extensions import db
 from .models import IdpSession, SessionParticipant, utcnow
 from .reasons import Reason
-from .replay import remember_request, replay_window
+from .replay import remember_request
 from .saml.bindings import DecodedMessage, encode_post, encode_redirect_url
 from .saml.constants import BINDING_POST, BINDING_REDIRECT, STATUS_SUCCESS
 from .saml.requests import (
@@ -43,7 +43,7 @@ from .saml.requests import (
     peek_issuer,
 )
 from .saml.responses import build_logout_request, build_logout_response
-from .saml.signing import SignatureError, allowed_algorithms, has_signature, verify_enveloped, verify_redirect_signature
+from .saml.signing import SignatureError, allowed_algorithms, is_signed, verify_message
 from .saml.sp_metadata import Endpoint
 from .services.apps import AppConfig, app_config_by_entity_id, app_config_by_id
 from .sso import Client, signing_for
@@ -70,15 +70,9 @@ def _slo_endpoint(app: AppConfig, prefer: str | None = None) -> Endpoint | None:
 def _verify(msg: DecodedMessage, raw_query: bytes | None, root: Any, app: AppConfig, param: str) -> None:
     allowed = allowed_algorithms(app.settings.allow_sha1)
     try:
-        if msg.binding == "redirect":
-            if not msg.signed_query:
-                raise SignatureError("the message is not signed")
-            assert raw_query is not None
-            verify_redirect_signature(raw_query, param, app.sp.signing_certs, allowed)
-        else:
-            if not has_signature(root):
-                raise SignatureError("the message is not signed")
-            verify_enveloped(root, app.sp.signing_certs, allowed)
+        if not is_signed(msg.binding, msg.signed_query, root):
+            raise SignatureError("the message is not signed")
+        verify_message(msg.binding, raw_query, root, param, app.sp.signing_certs, allowed)
     except SignatureError as exc:
         raise BadSignature(f"logout message signature rejected: {exc}") from None
 
@@ -106,7 +100,7 @@ def receive_logout_request(msg: DecodedMessage, raw_query: bytes | None, setting
         window = timedelta(seconds=settings.request_max_age_s)
         if abs(now - req.issue_instant) > window or (req.not_on_or_after and now >= req.not_on_or_after):
             raise RequestExpired("the LogoutRequest has expired")
-        if not remember_request(req.issuer, req.id, now + replay_window(settings.request_max_age_s)):
+        if not remember_request(req.issuer, req.id, settings.request_max_age_s):
             raise ReplayedRequest("this LogoutRequest was already used")
     except SamlFlowError as exc:
         exc.context = ctx

@@ -46,7 +46,7 @@ from .policy.engine import evaluate
 from .policy.model import AccessContext, Decision, Effect
 from .prepared import Prepared
 from .reasons import Reason
-from .replay import remember_request, replay_window
+from .replay import remember_request
 from .saml.bindings import BindingError, DecodedMessage, check_relay_state
 from .saml.constants import (
     AC_PASSWORD_PROTECTED,
@@ -65,7 +65,7 @@ from .saml.constants import (
 from .saml.encryption import EncryptionError, encrypt_assertion_xml
 from .saml.requests import AuthnRequest, RequestParseError, parse_authn_request, peek_issuer
 from .saml.responses import AssertionSpec, SigningChoice, build_error_response, build_response, map_attributes
-from .saml.signing import SignatureError, allowed_algorithms, has_signature, verify_enveloped, verify_redirect_signature
+from .saml.signing import SignatureError, allowed_algorithms, is_signed, verify_message
 from .saml.sp_metadata import Endpoint
 from .services.apps import AppConfig, app_config_by_entity_id, app_config_by_id, app_config_by_slug
 from .services.org import trusted_ranges
@@ -179,15 +179,12 @@ def receive_authn_request(msg: DecodedMessage, raw_query: bytes | None, settings
     # Signature before anything else is trusted.
     allowed = allowed_algorithms(app.settings.allow_sha1)
     certs = app.sp.signing_certs
-    signed = msg.signed_query if msg.binding == "redirect" else has_signature(req.root)
+    signed = is_signed(msg.binding, msg.signed_query, req.root)
     required = app.requires_signed_requests or settings.want_authn_requests_signed
     if signed and (certs or required):
         try:
-            if msg.binding == "redirect":
-                assert raw_query is not None
-                ctx.detail["signature_algorithm"] = verify_redirect_signature(raw_query, "SAMLRequest", certs, allowed)
-            else:
-                ctx.detail["signature_algorithm"] = verify_enveloped(req.root, certs, allowed)
+            ctx.detail["signature_algorithm"] = verify_message(msg.binding, raw_query, req.root, "SAMLRequest",
+                                                               certs, allowed)
         except SignatureError as exc:
             raise _fail(BadSignature(f"the request signature was rejected: {exc}"), ctx) from None
     elif required:
@@ -206,7 +203,7 @@ def receive_authn_request(msg: DecodedMessage, raw_query: bytes | None, settings
         acs_url = resolve_acs(app, req)
     except SamlFlowError as exc:
         raise _fail(exc, ctx) from None
-    if not remember_request(req.issuer, req.id, now + replay_window(settings.request_max_age_s)):
+    if not remember_request(req.issuer, req.id, settings.request_max_age_s):
         raise _fail(ReplayedRequest(f"request {req.id[:100]!r} from this app was already used"), ctx)
     pending = PendingSso(app_id=app.id, initiated_by="sp", binding=msg.binding, acs_url=acs_url,
                          relay_state=msg.relay_state, received_at=now, request=req.to_dict())

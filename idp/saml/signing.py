@@ -266,6 +266,22 @@ def verify_enveloped(root: etree._Element, cert_pems: Sequence[str], allowed: It
     raise SignatureError("the signature does not verify with the app's certificates")
 
 
+def is_signed(binding: str, signed_query: bool, root: etree._Element) -> bool:
+    """Whether a decoded message carries a signature in its binding (query or enveloped)."""
+    return signed_query if binding == "redirect" else has_signature(root)
+
+
+def verify_message(binding: str, raw_query: bytes | None, root: etree._Element, param: str,
+                   cert_pems: Sequence[str], allowed: Iterable[str]) -> str:
+    """Verify a protocol message as its binding signs it: the query octets (HTTP-Redirect) or the
+    enveloped signature (HTTP-POST). Returns the algorithm; SignatureError otherwise."""
+    if binding == "redirect":
+        if raw_query is None:
+            raise SignatureError("the query string of a Redirect-binding message is missing")
+        return verify_redirect_signature(raw_query, param, cert_pems, allowed)
+    return verify_enveloped(root, cert_pems, allowed)
+
+
 def verify_redirect_signature(raw_query: bytes, msg_param: str, cert_pems: Sequence[str],
                               allowed: Iterable[str]) -> str:
     """Verify an HTTP-Redirect signature over the query octets as received (bindings §3.4.4.1).
