@@ -124,13 +124,17 @@ def signed_info_c14n(element_id: str, algorithm: str, digest_b64: str) -> str:
             f'<ds:DigestValue>{digest_b64}</ds:DigestValue></ds:Reference></ds:SignedInfo>')
 
 
-def signature_value(private_key: Any, algorithm: str, data: bytes) -> bytes:
-    """RSA PKCS#1 v1.5, or ECDSA as XML-DSig wants it: r || s, each the curve's size (RFC 4051 §3.3)."""
+def signature_value(private_key: Any, algorithm: str, data: bytes, *, ecdsa_der: bool = False) -> bytes:
+    """RSA PKCS#1 v1.5, or ECDSA: r || s at the curve's size as XML-DSig wants it (RFC 4051 §3.3), or
+    the DER SEQUENCE (`ecdsa_der`, as the HTTP-Redirect query signature carries it)."""
     family, hash_cls = SIGNATURE_ALGORITHMS[algorithm]
     if family == "rsa" and isinstance(private_key, rsa.RSAPrivateKey):
         return private_key.sign(data, _PKCS1V15, hash_cls())
     if family == "ec" and isinstance(private_key, ec.EllipticCurvePrivateKey):
-        r, s = decode_dss_signature(private_key.sign(data, ec.ECDSA(hash_cls())))
+        der = private_key.sign(data, ec.ECDSA(hash_cls()))
+        if ecdsa_der:
+            return der
+        r, s = decode_dss_signature(der)
         size = (private_key.curve.key_size + 7) // 8
         return r.to_bytes(size, "big") + s.to_bytes(size, "big")
     raise SignatureError("signature algorithm does not match the key type")
@@ -181,14 +185,7 @@ _DS_DECL = f' xmlns:ds="{NS_DS}"'
 
 def sign_redirect_query(query_without_sig: str, private_key: object, algorithm: str) -> str:
     """Signature value for HTTP-Redirect (saml-bindings-2.0-os §3.4.4.1) over the encoded query."""
-    family, hash_cls = SIGNATURE_ALGORITHMS[algorithm]
-    data = query_without_sig.encode("ascii")
-    if family == "rsa" and isinstance(private_key, rsa.RSAPrivateKey):
-        sig = private_key.sign(data, padding.PKCS1v15(), hash_cls())
-    elif family == "ec" and isinstance(private_key, ec.EllipticCurvePrivateKey):
-        sig = private_key.sign(data, ec.ECDSA(hash_cls()))
-    else:
-        raise SignatureError("signature algorithm does not match the key type")
+    sig = signature_value(private_key, algorithm, query_without_sig.encode("ascii"), ecdsa_der=True)
     return base64.b64encode(sig).decode("ascii")
 
 
