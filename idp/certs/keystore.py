@@ -354,15 +354,16 @@ class KeyStore:
                                    "source": e.get("source"), "created_at": e.get("created_at")}
             folder = self.cert_dir / "archive" if e.get("state") == "retired" else self.cert_dir
             try:
-                if e.get("state") == "retired":
+                if e.get("state") == "retired":  # only the certificate is kept
                     cert = x509.load_pem_x509_certificate((folder / f"{e['kid']}.crt").read_bytes())
-                else:
+                    fingerprint, not_after = _fingerprint(cert), cert.not_valid_after_utc
+                else:  # the whole pair, cross-checked as signing will load it
                     loaded = load_key_files(str(e["kid"]), str(e["state"]), folder / f"{e['kid']}.key",
                                             folder / f"{e['kid']}.crt")
-                    cert = x509.load_pem_x509_certificate(loaded.cert_pem.encode())
-                row["fingerprint_sha256"] = _fingerprint(cert)
-                row["not_after"] = cert.not_valid_after_utc.isoformat()
-                row["days_left"] = (cert.not_valid_after_utc - datetime.now(UTC)).days
+                    fingerprint, not_after = loaded.fingerprint_sha256, loaded.not_after
+                row["fingerprint_sha256"] = fingerprint
+                row["not_after"] = not_after.isoformat()
+                row["days_left"] = (not_after - datetime.now(UTC)).days
                 row["error"] = None
             except (KeyStoreError, OSError, ValueError) as exc:
                 row["error"] = str(exc)
