@@ -10,14 +10,16 @@ from flask_wtf.csrf import CSRFError
 
 from .auth.passwords import Passwords
 from .certs.keystore import KeyStore
-from .config import PROJECT_ROOT, Settings, load_settings
+from .config import Settings, load_settings
 from .errors import SamlFlowError
 from .extensions import MIGRATIONS_DIR, csrf, db, login_manager, migrate
 
 
 def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flask:
     settings = settings or load_settings()
-    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), instance_path=str(settings.instance_dir))
+    # templates and static files ship inside the package (idp/web/), so a wheel renders pages too
+    app = Flask(__name__, template_folder="web/templates", static_folder="web/static",
+                instance_path=str(settings.instance_dir))
     engine_options = _engine_options(settings)
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -50,13 +52,13 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     login_manager.login_view = "auth.login"
     login_manager.session_protection = None  # the server-side session record is the protection
 
-    from .admin import bp as admin_bp
-    from .admin import register_views as register_admin_views
-    from .auth.mfa_views import bp as mfa_bp
-    from .auth.views import bp as auth_bp
-    from .auth.views import load_principal
     from .web.account import bp as account_bp
+    from .web.admin import bp as admin_bp
+    from .web.admin import register_views as register_admin_views
     from .web.home import bp as home_bp
+    from .web.login_views import bp as auth_bp
+    from .web.login_views import load_principal
+    from .web.mfa_views import bp as mfa_bp
     from .web.ops import bp as ops_bp
     from .web.saml_views import bp as saml_bp
     from .web.saml_views import handle_flow_error

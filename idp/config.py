@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+# A source checkout (make run, editable install) keeps instance/ and certs/ beside the code; an installed
+# wheel lives in site-packages, so its defaults are relative to the working directory instead.
+PROJECT_ROOT = _SOURCE_ROOT if (_SOURCE_ROOT / "pyproject.toml").is_file() else Path.cwd()
 
 # argon2id (RFC 9106) defaults, above OWASP's minimum: OWASP lists m=19 MiB/t=2 and m=12 MiB/t=3 (p=1)
 # as equivalent; this is t=3 with 16 MiB (more memory than the second, ~1.25x the work of the first).

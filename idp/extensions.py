@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from flask import current_app
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -23,3 +25,12 @@ csrf = CSRFProtect()
 migrate = Migrate()
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
+
+
+def component(name: str) -> Any:
+    """A per-app singleton (settings, key store, shared state, password hasher) of the app in context.
+
+    The one bridge between Flask's application context and the layers below the web: flows and
+    services ask for what they need through here (or take it as a parameter), never from Flask.
+    """
+    return current_app.extensions[name]

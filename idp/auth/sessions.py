@@ -6,9 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask_login import UserMixin
 from sqlalchemy import bindparam, select, update
-from werkzeug.exceptions import Unauthorized
 
 from ..extensions import db
 from ..models import Group, IdpSession, SessionParticipant, User, user_groups, utcnow
@@ -55,47 +53,6 @@ class SessionView:
     def of(cls, s: IdpSession) -> SessionView:
         return cls(id=s.id, user_id=s.user_id, created_at=s.created_at, authn_at=s.authn_at, mfa_at=s.mfa_at,
                    last_seen=s.last_seen, ended_at=s.ended_at, user=UserView.of(s.user))
-
-
-class Principal(UserMixin):
-    """What flask-login calls the current user: a live IdP session and its user.
-
-    `view` is a plain snapshot read without the ORM (the SSO path needs nothing else); the ORM
-    rows `session` and `user` are loaded on first use by the pages that change them (logout,
-    second factor, account, admin).
-    """
-
-    def __init__(self, view: SessionView, session: IdpSession | None = None) -> None:
-        self.view = view
-        self._session = session
-
-    @classmethod
-    def of(cls, session: IdpSession) -> Principal:
-        return cls(SessionView.of(session), session)
-
-    def get_id(self) -> str:  # the session id, not the user id: ending the session logs the browser out
-        return self.view.id
-
-    @property
-    def is_active(self) -> bool:
-        return not self.view.user.disabled
-
-    @property
-    def is_admin(self) -> bool:
-        return self.view.user.is_admin
-
-    @property
-    def session(self) -> IdpSession:
-        if self._session is None:
-            row = db.session.get(IdpSession, self.view.id)
-            if row is None:  # removed since the request started (user deleted): treat as logged out
-                raise Unauthorized("the session has ended")
-            self._session = row
-        return self._session
-
-    @property
-    def user(self) -> User:
-        return self.session.user
 
 
 def session_is_live(s: IdpSession | SessionView, now: datetime, lifetime: timedelta, idle: timedelta) -> bool:

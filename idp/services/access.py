@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from ..auth.sessions import UserView
+from ..flows.sso import access_context
 from ..models import User, utcnow
 from ..policy.checks import parse_address
 from ..policy.engine import evaluate
 from ..policy.model import Decision, Effect
-from ..sso import access_context
 from . import ServiceError
 from .apps import AppConfig, app_config_by_slug, list_apps
 from .org import trusted_ranges

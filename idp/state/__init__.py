@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from flask import current_app
+from ..extensions import component
 
 if TYPE_CHECKING:
     from .base import SharedState
 
 
 def shared() -> SharedState:
-    return cast("SharedState", current_app.extensions["idp.state"])
+    return cast("SharedState", component("idp.state"))

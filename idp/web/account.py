@@ -7,12 +7,12 @@ from flask_login import current_user, login_required
 
 from .. import audit
 from ..auth import totp
-from ..auth.views import complete_login
 from ..services import accounts
 from ..services.admin_queries import recent_sign_ins
 from ..services.org import mfa_self_enroll
 from ..throttle import LOGIN_ACCOUNT_RULE, MFA_RULE, login_account_key, mfa_key, record_failure, reset, retry_after
 from .context import passwords
+from .login_views import complete_login
 
 bp = Blueprint("account", __name__)
 

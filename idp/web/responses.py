@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response, current_app, make_response, render_template, request
 
-from ..sso import IssuedResponse
+from ..flows.sso import IssuedResponse
 
 
 def post_form(issued: IssuedResponse) -> Response:

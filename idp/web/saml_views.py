@@ -10,17 +10,11 @@ from flask_login import current_user
 from lxml import etree
 
 from .. import metrics
-from ..auth.sessions import Principal
 from ..certs.keystore import KeyStoreError
 from ..errors import EventContext, MalformedRequest, SamlFlowError, ServiceUnavailable
 from ..events import record_event
 from ..extensions import csrf
-from ..saml.bindings import BindingError, decode_post, decode_redirect
-from ..saml.constants import SIG_ECDSA_SHA256, SIG_RSA_SHA256
-from ..saml.idp_metadata import IdpMetadataSpec, build_idp_metadata
-from ..saml.signing import sign_element
-from ..services.apps import AppConfig, app_config_by_slug
-from ..sso import (
+from ..flows.sso import (
     InteractionRequired,
     PendingSso,
     error_response,
@@ -32,7 +26,13 @@ from ..sso import (
     start_idp_initiated,
     unpark,
 )
+from ..saml.bindings import BindingError, decode_post, decode_redirect
+from ..saml.constants import SIG_ECDSA_SHA256, SIG_RSA_SHA256
+from ..saml.idp_metadata import IdpMetadataSpec, build_idp_metadata
+from ..saml.signing import sign_element
+from ..services.apps import AppConfig, app_config_by_slug
 from .context import current_client, keystore, settings
+from .principal import Principal
 from .responses import error_page, post_form
 
 bp = Blueprint("saml", __name__)

@@ -9,9 +9,16 @@ from ..certs.keystore import KeySet, KeyStoreError
 from ..errors import EventContext, MalformedRequest, ServiceUnavailable
 from ..events import record_event
 from ..extensions import csrf
+from ..flows.slo import (
+    Outgoing,
+    next_step,
+    origin_for,
+    receive_logout_request,
+    receive_logout_response,
+    start_logout_chain,
+)
 from ..reasons import Reason
 from ..saml.bindings import BindingError, DecodedMessage, decode_post, decode_redirect
-from ..slo import Outgoing, next_step, origin_for, receive_logout_request, receive_logout_response, start_logout_chain
 from .context import current_client, keystore, settings
 from .responses import post_binding_page
 
@@ -75,7 +82,7 @@ def slo() -> Response:
     if idp_session is None:
         ctx.detail["message"] = "no live session matches the NameID and SessionIndex; nothing was ended"
         record_event(ctx, Reason.UNKNOWN_SESSION, client_ip=client.ip, user_agent=client.user_agent)
-        from .. import pending as pending_store
+        from ..flows import pending as pending_store
         token = pending_store.put({"kind": "logout", "origin": origin, "queue": [], "statuses": {}})
         return _go(next_step(token, s, keys))
     return _go(start_logout_chain(idp_session, origin, s, keys, ctx, client, exclude_app_id=app.id))

@@ -487,7 +487,7 @@ def test_event_export_csv_json_filtered_and_defused(client: FlaskClient, world: 
 
 
 def test_event_export_is_capped(client: FlaskClient, world: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from idp.admin import events_views
+    from idp.web.admin import events_views
     monkeypatch.setattr(events_views, "EXPORT_CAP", 2)
     for _ in range(3):
         _event(Reason.OK)

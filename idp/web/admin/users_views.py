@@ -6,14 +6,14 @@ from __future__ import annotations
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from ..auth import totp
-from ..extensions import db
-from ..models import Group, User
-from ..services import ServiceError, accounts
-from ..services import users as users_svc
-from ..services.users import find_user
-from ..web.context import passwords
-from . import bp, page_number
+from idp.auth import totp
+from idp.extensions import db
+from idp.models import Group, User
+from idp.services import ServiceError, accounts
+from idp.services import users as users_svc
+from idp.services.users import find_user
+from idp.web.admin import bp, page_number
+from idp.web.context import passwords
 
 USERS_PER_PAGE = 50
 

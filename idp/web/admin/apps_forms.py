@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 from werkzeug.datastructures import FileStorage, MultiDict
 
-from ..models import ConnectedApp
-from ..policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
-from ..saml.constants import BINDING_POST, BINDING_REDIRECT, NAMEID_FORMATS, NS_DS, NS_MD, NS_SAMLP
-from ..saml.sp_metadata import MAX_METADATA_BYTES, SpMetadata
-from ..services import ServiceError
-from ..services.apps import (
+from idp.models import ConnectedApp
+from idp.policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
+from idp.saml.constants import BINDING_POST, BINDING_REDIRECT, NAMEID_FORMATS, NS_DS, NS_MD, NS_SAMLP
+from idp.saml.sp_metadata import MAX_METADATA_BYTES, SpMetadata
+from idp.services import ServiceError
+from idp.services.apps import (
     ENCRYPTION_ALGORITHMS,
     NAMEID_FIELDS,
     SIGN_MODES,
@@ -415,9 +415,9 @@ class PolicyForm:
 
     def check(self) -> tuple[list[str], int]:
         """Field checks (unknown groups and users, each CIDR); returns (normalised ranges, timeout minutes, 0=none)."""
-        from ..services.accounts import group_names
-        from ..services.org import normalise_cidr
-        from ..services.users import find_user
+        from idp.services.accounts import group_names
+        from idp.services.org import normalise_cidr
+        from idp.services.users import find_user
 
         e = self.errors
         _choice(e, "permitted", self.permitted, PERMITTED_MODES, "permitted users")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 
-from ..services import ServiceError, org
-from . import bp
+from idp.services import ServiceError, org
+from idp.web.admin import bp
 
 
 def _org_page(status: int = 200, **kw: object) -> Response:

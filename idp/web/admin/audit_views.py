@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import render_template, request
 
-from ..services.admin_queries import PAGE_SIZE, audit_page
-from . import bp, page_number
+from idp.services.admin_queries import PAGE_SIZE, audit_page
+from idp.web.admin import bp, page_number
 
 
 @bp.get("/audit")

@@ -14,28 +14,26 @@ from flask_login import current_user
 from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
-from .. import pending
-from ..certs.keystore import KeyStoreError, LoadedKey
-from ..extensions import db
-from ..models import ConnectedApp, SsoEvent
-from ..policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
-from ..reasons import Outcome
-from ..saml.constants import NAMEID_FORMATS
-from ..saml.sp_metadata import MetadataError, SpMetadata, list_sp_entity_ids
-from ..services import ServiceError, accounts
-from ..services import apps as apps_svc
-from ..services import fetch as fetch_svc
-from ..services.apps import (
+from idp.certs.keystore import KeyStoreError, LoadedKey
+from idp.extensions import db
+from idp.flows import pending
+from idp.models import ConnectedApp, SsoEvent
+from idp.policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
+from idp.reasons import Outcome
+from idp.saml.constants import NAMEID_FORMATS
+from idp.saml.sp_metadata import MetadataError, SpMetadata, list_sp_entity_ids
+from idp.services import ServiceError, accounts
+from idp.services import apps as apps_svc
+from idp.services import fetch as fetch_svc
+from idp.services.apps import (
     ENCRYPTION_ALGORITHMS,
     NAMEID_FIELDS,
     SIGN_MODES,
     SIGNATURE_ALGORITHM_NAMES,
     USER_FIELDS,
 )
-from ..web.context import keystore, settings
-from ..web.responses import error_page
-from . import bp
-from .apps_forms import (
+from idp.web.admin import bp
+from idp.web.admin.apps_forms import (
     ACS_BINDINGS,
     FORM,
     MAX_PICK_RADIOS,
@@ -49,6 +47,8 @@ from .apps_forms import (
     read_upload,
     short_binding,
 )
+from idp.web.context import keystore, settings
+from idp.web.responses import error_page
 
 PICK_KIND = "admin_new_pick"
 REFRESH_KIND = "admin_refresh"

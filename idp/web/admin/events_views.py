@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 from flask import Response, render_template, request
 from werkzeug.datastructures import MultiDict
 
-from ..events import EventFilter
-from ..models import utcnow
-from ..reasons import Outcome, Reason
-from ..services import ServiceError
-from ..services.admin_queries import EXPORT_CAP, Cursor, event_apps, event_page, export_events, overview
-from ..web.responses import error_page
-from . import bp
+from idp.events import EventFilter
+from idp.models import utcnow
+from idp.reasons import Outcome, Reason
+from idp.services import ServiceError
+from idp.services.admin_queries import EXPORT_CAP, Cursor, event_apps, event_page, export_events, overview
+from idp.web.admin import bp
+from idp.web.responses import error_page
 
 FILTER_FIELDS = ("app", "user", "outcome", "reason", "since", "until")
 OUTCOMES = tuple(o.value for o in Outcome)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, abort
 from flask_login import current_user
 
-from .. import audit
+from idp import audit
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -74,4 +74,4 @@ def nav_processor() -> dict[str, object]:
 
 def register_views() -> None:
     """Import the view modules so their routes attach to `bp` (called once by create_app)."""
-    from . import views  # noqa: F401
+    from idp.web.admin import views  # noqa: F401

@@ -17,14 +17,14 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from .certs.keystore import KeyStoreError
-from .config import PROJECT_ROOT, load_settings
-from .events import EventFilter, query_events, to_csv, to_json
-from .extensions import MIGRATIONS_DIR, db
-from .services import ServiceError
-from .services import apps as apps_svc
-from .services import users as users_svc
-from .services.fetch import fetch_metadata
+from idp.certs.keystore import KeyStoreError
+from idp.config import PROJECT_ROOT, load_settings
+from idp.events import EventFilter, query_events, to_csv, to_json
+from idp.extensions import MIGRATIONS_DIR, db
+from idp.services import ServiceError
+from idp.services import apps as apps_svc
+from idp.services import users as users_svc
+from idp.services.fetch import fetch_metadata
 
 
 def _settings() -> Any:
@@ -77,7 +77,7 @@ def db_upgrade() -> None:
 def db_init() -> None:
     import flask_migrate
 
-    from .models import User
+    from idp.models import User
 
     state = _schema_state()
     if state == "empty":
@@ -177,7 +177,7 @@ def users_set(username: str, groups: tuple[str, ...], remove_groups: tuple[str, 
 @click.argument("username")
 @with_appcontext
 def users_mfa_enroll(username: str) -> None:
-    from .auth import totp
+    from idp.auth import totp
     try:
         user = users_svc.get_user(username)
     except ServiceError as exc:
@@ -194,7 +194,7 @@ def users_mfa_enroll(username: str) -> None:
 @click.argument("username")
 @with_appcontext
 def users_mfa_reset(username: str) -> None:
-    from .auth import totp
+    from idp.auth import totp
     try:
         user = users_svc.get_user(username)
     except ServiceError as exc:
@@ -209,7 +209,7 @@ def users_mfa_reset(username: str) -> None:
 def users_list(fmt: str) -> None:
     from sqlalchemy import select
 
-    from .models import User
+    from idp.models import User
     rows = list(db.session.scalars(select(User).order_by(User.username)))
     data = [{"username": u.username, "email": u.email, "first_name": u.first_name, "last_name": u.last_name,
              "groups": u.group_names, "admin": u.is_admin, "disabled": u.disabled} for u in rows]
@@ -254,7 +254,7 @@ def groups_remove(name: str) -> None:
 @groups_group.command("list")
 @with_appcontext
 def groups_list() -> None:
-    from .services import accounts
+    from idp.services import accounts
 
     for g, members in accounts.groups_with_counts():  # one GROUP BY, not a member load per group
         click.echo(f"{g.name}\t{members} members")
@@ -536,7 +536,7 @@ def certs_generate(key_type: str, days: int, if_empty: bool) -> None:
 @click.option("--days", type=click.IntRange(1, 3650), default=730)
 @with_appcontext
 def certs_rotate(key_type: str, days: int) -> None:
-    from .services.admin_queries import rotate_keys
+    from idp.services.admin_queries import rotate_keys
     try:
         kid = rotate_keys(_store(), _settings().entity_id, key_type, days)
     except KeyStoreError as exc:
@@ -548,7 +548,7 @@ def certs_rotate(key_type: str, days: int) -> None:
 @certs_group.command("activate", help="The next key becomes active; the old one stays published as retiring.")
 @with_appcontext
 def certs_activate() -> None:
-    from .services.admin_queries import activate_keys
+    from idp.services.admin_queries import activate_keys
     try:
         new, old = activate_keys(_store())
     except KeyStoreError as exc:
@@ -560,7 +560,7 @@ def certs_activate() -> None:
 @certs_group.command("retire", help="The retiring key leaves the metadata and is archived.")
 @with_appcontext
 def certs_retire() -> None:
-    from .services.admin_queries import retire_keys
+    from idp.services.admin_queries import retire_keys
     store = _store()
     try:
         kid = retire_keys(store)
@@ -630,7 +630,7 @@ def ip_ranges_group() -> None:
 @click.argument("cidr")
 @with_appcontext
 def ip_ranges_add(cidr: str) -> None:
-    from .services import org
+    from idp.services import org
     try:
         value = org.add_trusted_range(cidr)
     except ServiceError as exc:
@@ -642,7 +642,7 @@ def ip_ranges_add(cidr: str) -> None:
 @click.argument("cidr")
 @with_appcontext
 def ip_ranges_remove(cidr: str) -> None:
-    from .services import org
+    from idp.services import org
     try:
         value = org.remove_trusted_range(cidr)
     except ServiceError as exc:
@@ -653,7 +653,7 @@ def ip_ranges_remove(cidr: str) -> None:
 @ip_ranges_group.command("list")
 @with_appcontext
 def ip_ranges_list() -> None:
-    from .services import org
+    from idp.services import org
     ranges = org.trusted_ranges()
     if not ranges:
         click.echo("no trusted ranges (no org-wide IP restriction)")
@@ -674,7 +674,7 @@ def access_group() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @with_appcontext
 def access_check(username: str, slug: str, ip: str | None, mfa: bool, fmt: str) -> None:
-    from .services.access import dry_run
+    from idp.services.access import dry_run
     try:
         decision = dry_run(username, slug, ip, mfa)
     except ServiceError as exc:
@@ -737,7 +737,7 @@ def serve_cmd(bind: str | None, workers: int | None, threads: int) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @with_appcontext
 def audit_cmd(limit: int, target: str | None, fmt: str) -> None:
-    from . import audit
+    from idp import audit
     rows = audit.recent(limit, target=target)
     if fmt == "json":
         click.echo(json.dumps([{"at": r.at.isoformat(), "actor": r.actor, "action": r.action,
@@ -751,7 +751,7 @@ def audit_cmd(limit: int, target: str | None, fmt: str) -> None:
 
 
 def _audit_certs(action: str, target: str, after: dict[str, Any] | None = None) -> None:
-    from .services.admin_queries import audit_key_operation
+    from idp.services.admin_queries import audit_key_operation
     if not audit_key_operation(action, target, after):
         click.echo("note: not recorded in the audit trail (database not initialised; run `idp db init`)", err=True)
 
@@ -765,7 +765,7 @@ def register_cli(app: Flask) -> None:
 def main() -> None:
     import getpass
 
-    from . import audit, create_app
+    from idp import audit, create_app
 
     try:
         audit.set_actor(f"cli:{getpass.getuser()}")

@@ -14,11 +14,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from . import pending as pending_store
-from .auth.sessions import end_session
-from .certs.keystore import KeySet
-from .config import Settings
-from .errors import (
+from idp.auth.sessions import end_session
+from idp.certs.keystore import KeySet
+from idp.config import Settings
+from idp.errors import (
     BadSignature,
     EventContext,
     MalformedRequest,
@@ -28,25 +27,26 @@ from .errors import (
     UnknownSp,
     WrongDestination,
 )
-from .events import record_event
-from .extensions import db
-from .models import IdpSession, SessionParticipant, utcnow
-from .reasons import Reason
-from .replay import remember_request
-from .saml.bindings import DecodedMessage, encode_post, encode_redirect_url
-from .saml.constants import BINDING_POST, BINDING_REDIRECT, STATUS_SUCCESS
-from .saml.requests import (
+from idp.events import record_event
+from idp.extensions import db
+from idp.flows import pending as pending_store
+from idp.flows.sso import Client, signing_for
+from idp.models import IdpSession, SessionParticipant, utcnow
+from idp.reasons import Reason
+from idp.replay import remember_request
+from idp.saml.bindings import DecodedMessage, encode_post, encode_redirect_url
+from idp.saml.constants import BINDING_POST, BINDING_REDIRECT, STATUS_SUCCESS
+from idp.saml.requests import (
     LogoutRequest,
     RequestParseError,
     parse_logout_request,
     parse_logout_response,
     peek_issuer,
 )
-from .saml.responses import build_logout_request, build_logout_response
-from .saml.signing import SignatureError, allowed_algorithms, is_signed, verify_message
-from .saml.sp_metadata import Endpoint
-from .services.apps import AppConfig, app_config_by_entity_id, app_config_by_id
-from .sso import Client, signing_for
+from idp.saml.responses import build_logout_request, build_logout_response
+from idp.saml.signing import SignatureError, allowed_algorithms, is_signed, verify_message
+from idp.saml.sp_metadata import Endpoint
+from idp.services.apps import AppConfig, app_config_by_entity_id, app_config_by_id
 
 
 @dataclass(frozen=True, slots=True)

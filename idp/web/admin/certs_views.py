@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 
-from ..certs.keystore import KeyStoreError
-from ..services.accounts import FormErrors
-from ..services.admin_queries import KEY_TYPES, activate_keys, key_table, retire_keys, rotate_keys, validate_rotation
-from ..web.context import keystore, settings
-from . import bp
+from idp.certs.keystore import KeyStoreError
+from idp.services.accounts import FormErrors
+from idp.services.admin_queries import KEY_TYPES, activate_keys, key_table, retire_keys, rotate_keys, validate_rotation
+from idp.web.admin import bp
+from idp.web.context import keystore, settings
 
 STEPS = ("rotate", "activate", "retire")
 

@@ -7,11 +7,12 @@ from datetime import timedelta
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from ..extensions import db
-from ..models import IdpSession, User, utcnow
-from ..services.users import find_user
-from ..sso import needs_mfa_at_login
-from ..throttle import (
+from idp.auth.sessions import load_session, start_session
+from idp.extensions import db
+from idp.flows.sso import needs_mfa_at_login
+from idp.models import IdpSession, User, utcnow
+from idp.services.users import find_user
+from idp.throttle import (
     LOGIN_ACCOUNT_RULE,
     LOGIN_IP_RULE,
     login_account_key,
@@ -20,8 +21,8 @@ from ..throttle import (
     reset,
     retry_after,
 )
-from ..web.context import current_client, passwords, settings
-from .sessions import Principal, load_session, start_session
+from idp.web.context import current_client, passwords, settings
+from idp.web.principal import Principal
 
 bp = Blueprint("auth", __name__)
 
@@ -102,6 +103,6 @@ def complete_login(user: User, previous: IdpSession | None, *, mfa: bool) -> Idp
 def logout() -> Response:
     """The IdP-initiated logout (answered here, not by a redirect: the browser's Sec-Fetch-Site of
     this very request decides whether it signs out at once or asks first)."""
-    from ..web.slo_views import idp_logout
+    from idp.web.slo_views import idp_logout
 
     return idp_logout()

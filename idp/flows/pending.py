@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .state import shared
+from idp.state import shared
 
 TTL_S = 30 * 60
 

@@ -7,14 +7,14 @@ from datetime import datetime
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from ..extensions import db
-from ..models import IdpSession, User, utcnow
-from ..services.org import mfa_self_enroll
-from ..sso import record_mfa_failure
-from ..throttle import MFA_RULE, mfa_key, record_failure, reset, retry_after
-from ..web.context import current_client
-from . import totp
-from .views import PENDING_USER, PENDING_USER_TTL_S, complete_login, safe_next
+from idp.auth import totp
+from idp.extensions import db
+from idp.flows.sso import record_mfa_failure
+from idp.models import IdpSession, User, utcnow
+from idp.services.org import mfa_self_enroll
+from idp.throttle import MFA_RULE, mfa_key, record_failure, reset, retry_after
+from idp.web.context import current_client
+from idp.web.login_views import PENDING_USER, PENDING_USER_TTL_S, complete_login, safe_next
 
 bp = Blueprint("mfa", __name__)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Response, render_template, request
 
-from ..services.accounts import FormErrors
-from ..services.admin_queries import check_access
-from ..services.apps import list_apps
-from . import bp
+from idp.services.accounts import FormErrors
+from idp.services.admin_queries import check_access
+from idp.services.apps import list_apps
+from idp.web.admin import bp
 
 EFFECT_WORDS = {"allow": "Allowed", "deny": "Denied", "step_up": "Second factor required",
                 "reauth": "Password must be entered again"}

@@ -18,11 +18,10 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 
-from . import pending as pending_store
-from .auth.sessions import SessionView, UserView
-from .certs.keystore import KeySet, LoadedKey
-from .config import Settings
-from .errors import (
+from idp.auth.sessions import SessionView, UserView
+from idp.certs.keystore import KeySet, LoadedKey
+from idp.config import Settings
+from idp.errors import (
     AccessDenied,
     AcsNotRegistered,
     AppDisabled,
@@ -39,16 +38,17 @@ from .errors import (
     UnsupportedBinding,
     WrongDestination,
 )
-from .events import record_event
-from .extensions import db
-from .models import PersistentId, SessionParticipant, User, utcnow
-from .policy.engine import evaluate
-from .policy.model import AccessContext, Decision, Effect
-from .prepared import Prepared
-from .reasons import Reason
-from .replay import remember_request
-from .saml.bindings import BindingError, DecodedMessage, check_relay_state
-from .saml.constants import (
+from idp.events import record_event
+from idp.extensions import db
+from idp.flows import pending as pending_store
+from idp.models import PersistentId, SessionParticipant, User, utcnow
+from idp.policy.engine import evaluate
+from idp.policy.model import AccessContext, Decision, Effect
+from idp.prepared import Prepared
+from idp.reasons import Reason
+from idp.replay import remember_request
+from idp.saml.bindings import BindingError, DecodedMessage, check_relay_state
+from idp.saml.constants import (
     AC_PASSWORD_PROTECTED,
     BINDING_POST,
     NAMEID_EMAIL,
@@ -62,14 +62,14 @@ from .saml.constants import (
     STATUS_REQUESTER,
     STATUS_RESPONDER,
 )
-from .saml.encryption import EncryptionError, encrypt_assertion_xml
-from .saml.requests import AuthnRequest, RequestParseError, parse_authn_request, peek_issuer
-from .saml.responses import AssertionSpec, SigningChoice, build_error_response, build_response, map_attributes
-from .saml.signing import SignatureError, allowed_algorithms, is_signed, verify_message
-from .saml.sp_metadata import Endpoint
-from .services.apps import AppConfig, app_config_by_entity_id, app_config_by_id, app_config_by_slug
-from .services.org import trusted_ranges
-from .services.users import user_fields
+from idp.saml.encryption import EncryptionError, encrypt_assertion_xml
+from idp.saml.requests import AuthnRequest, RequestParseError, parse_authn_request, peek_issuer
+from idp.saml.responses import AssertionSpec, SigningChoice, build_error_response, build_response, map_attributes
+from idp.saml.signing import SignatureError, allowed_algorithms, is_signed, verify_message
+from idp.saml.sp_metadata import Endpoint
+from idp.services.apps import AppConfig, app_config_by_entity_id, app_config_by_id, app_config_by_slug
+from idp.services.org import trusted_ranges
+from idp.services.users import user_fields
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Protocol-neutral use cases (sign-in, SSO, logout): they return outcomes; no Flask."""
