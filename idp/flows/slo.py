@@ -30,7 +30,8 @@ from idp.errors import (
 from idp.events import record_event
 from idp.extensions import db
 from idp.flows import pending as pending_store
-from idp.flows.sso import Client, signing_for
+from idp.flows.authorize import Client
+from idp.flows.sso import signing_for
 from idp.models import IdpSession, SessionParticipant, utcnow
 from idp.reasons import Reason
 from idp.replay import remember_request

@@ -305,6 +305,7 @@ def test_markup_in_names_is_escaped(client: FlaskClient, world: None) -> None:
     assert resp.status_code == 303
     ctx = EventContext(app_slug="wiki", username="bob", detail={"message": evil, evil: [evil]})
     record_event(ctx, Reason.USER_NOT_PERMITTED, client_ip="192.0.2.1", user_agent=evil)
+    db.session.commit()  # record_event writes in the caller's unit of work
     for path in ("/admin/users", "/admin/users/bob", "/admin/groups/engineering", "/admin/audit", "/admin/events",
                  "/admin/audit?target=" + evil):
         body = client.get(path).get_data(as_text=True)
@@ -422,7 +423,7 @@ def _event(reason: Reason, *, app: str | None = "wiki", user: str | None = "alic
     if ago_s:
         e.at = utcnow() - timedelta(seconds=ago_s)
         db.session.execute(update(SsoEvent).where(SsoEvent.id == e.id).values(at=e.at))
-        db.session.commit()
+    db.session.commit()  # record_event writes in the caller's unit of work
     return e
 
 
