@@ -1,4 +1,5 @@
-"""The web layer owns each request's unit of work: flows and services write, the request commits.
+"""Each web request's scope: it owns its unit of work (flows and services write, the request commits)
+and starts with no audit actor left over from the previous request on the same worker thread.
 
 Views that must make their writes durable before the response leaves (an SSO event before the
 assertion, a parked request before the redirect) call `commit()` themselves; every other request
@@ -12,6 +13,7 @@ import logging
 
 from flask import Flask, Response, request
 
+from .. import audit
 from ..extensions import db
 
 
@@ -26,6 +28,14 @@ def rollback() -> None:
 def init_app(app: Flask) -> None:
     from sqlalchemy.exc import DBAPIError
     from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    @app.before_request
+    def _fresh_request_scope() -> None:
+        audit.reset_actor()   # views that know the user name the actor again (admin, account)
+
+    @app.teardown_request
+    def _end_request_scope(_exc: BaseException | None) -> None:
+        audit.reset_actor()
 
     @app.after_request
     def _commit_unit_of_work(resp: Response) -> Response:

@@ -621,3 +621,15 @@ def test_account_hides_enrolment_when_self_enrolment_is_off(client: FlaskClient,
     login(client, "alice", PASSWORD)
     body = client.get("/account").get_data(as_text=True)
     assert 'id="enroll-mfa"' not in body and "Ask your administrator" in body
+
+
+def test_audit_actor_does_not_leak_into_the_next_request_on_the_same_thread(client, admin):  # type: ignore[no-untyped-def]
+    """An admin request names its actor; the next request on the same worker thread starts from the default."""
+    from idp import audit
+
+    login(client, "admin", ADMIN_PASSWORD)
+    assert client.get("/admin/apps").status_code == 200
+    # Flask's test client runs each request in this thread, as a worker thread does
+    assert audit.current_actor() == audit.DEFAULT_ACTOR
+    client.get("/healthz")
+    assert audit.current_actor() == audit.DEFAULT_ACTOR
