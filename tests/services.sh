@@ -79,10 +79,17 @@ start_redis() {
 
 case $cmd in
 start)
+  missing=""
   if ! command -v pg_createcluster >/dev/null || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-    $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=600 postgresql >/dev/null
+    missing="postgresql"
   fi
-  command -v redis-server >/dev/null || $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=600 redis-server >/dev/null
+  command -v redis-server >/dev/null || missing="$missing redis-server"
+  if [ -n "$missing" ]; then
+    echo "installing Debian packages: $missing" >&2
+    $SUDO apt-get update -qq >&2
+    # shellcheck disable=SC2086  # a list of package names
+    $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=600 $missing >/dev/null
+  fi
   ver=$(ls /usr/lib/postgresql | sort -n | tail -1)
   mkdir -p "$dir/pg" "$dir/redis"; chmod o+x "$dir"; $SUDO chown postgres:postgres "$dir/pg"
   : >"$state"
