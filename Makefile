@@ -60,7 +60,7 @@ test: $(APT_STAMP) ## Install everything the tests need, then run the whole suit
 	$(COVERAGE) pytest -q --ignore=tests/scaleout $(PYTEST_ARGS)
 	tests/with-services.sh $(COVERAGE) pytest -q $(PG_SUITE) $(PYTEST_ARGS)
 	@$(BIN)/coverage combine -q && mkdir -p test-artifacts && $(BIN)/coverage report > test-artifacts/coverage.txt; \
-	  echo "branch coverage of idp/ (lines+branches; per file: test-artifacts/coverage.txt):"; tail -n 1 test-artifacts/coverage.txt
+	  echo "branch coverage of idp/ (statements and branches; per file: test-artifacts/coverage.txt):"; grep "^TOTAL" test-artifacts/coverage.txt
 
 test-sqlite: $(APT_STAMP) ## Only the SQLite run (fast inner loop)
 	$(BIN)/pytest -q --ignore=tests/scaleout $(PYTEST_ARGS)
