@@ -37,15 +37,14 @@ from idp.services.apps import (
 )
 from idp.web.admin import bp
 from idp.web.admin.apps_display import fmt_dt, nameid_short, policy_summary, short_binding
+from idp.web.admin.forms.app_settings import PolicyForm, SamlForm
 from idp.web.admin.forms.apps import (
     MAX_PICK_RADIOS,
     ApplyRefreshForm,
     AppStatusForm,
     NewAppForm,
     PickAppForm,
-    PolicyForm,
     RefreshForm,
-    SamlForm,
 )
 from idp.web.admin.forms.base import ConfirmForm, refuse
 from idp.web.context import keystore, settings
