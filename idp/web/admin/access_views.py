@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, render_template, request
 
 from idp.policy.model import Decision
-from idp.services.accounts import FormErrors
+from idp.services import ServiceError
 from idp.services.admin_queries import check_access
 from idp.services.apps import list_apps
 from idp.web.admin import bp
@@ -27,8 +27,8 @@ def access_check() -> Response:
         try:
             if form.validate():
                 decision = check_access(form.username.data, form.app.data, form.ip.data, bool(form.mfa.data))
-        except FormErrors as exc:
-            refuse(form, exc)
+        except ServiceError as exc:   # FormErrors, or a user or app gone since (the dry run's own refusal)
+            refuse(form, exc, {"slug": "app"})
         if form.messages:
             status = 422
     values = {"username": form.username.data, "app": form.app.data, "ip": form.ip.data, "mfa": form.mfa.data}
