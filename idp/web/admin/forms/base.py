@@ -96,8 +96,8 @@ class ListField(Field):
         super().__init__(label, validators, default=(), **kwargs)
         self.limit, self.keep_empty, self.unique, self.max_items = limit, keep_empty, unique, max_items
 
-    def process_data(self, value: object) -> None:
-        self.data = list(value or ())  # type: ignore[call-overload]
+    def process_data(self, value: Any) -> None:
+        self.data = list(value or ())
 
     def process_formdata(self, valuelist: list[str]) -> None:
         values = [v.strip()[:self.limit] for v in valuelist[:self.max_items]]
