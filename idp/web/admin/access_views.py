@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Response, render_template, request
 
+from idp.flows.access import check_access
 from idp.policy.model import Decision
 from idp.services import ServiceError
-from idp.services.admin_queries import check_access
 from idp.services.apps import list_apps
 from idp.web.admin import bp
 from idp.web.admin.forms.base import refuse
