@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from idp.services import ServiceError
-from idp.services.apps import CLEAR, AppSettings, check_policy_references
+from idp.services.apps import CLEAR, AppSettings, validate_policy_references
 from idp.services.org import normalise_cidr
 
 
@@ -19,7 +19,7 @@ def policy_changes(current: AppSettings, *, permitted: str | None = None, allow_
     """Turn add/remove options into new setting values (change_settings arguments); unknown groups and users
     are refused, and the added groups stay locked until the change commits."""
     allow_groups, deny_groups, assign_users = list(allow_groups), list(deny_groups), list(assign_users)
-    check_policy_references(allow_groups=allow_groups, deny_groups=deny_groups, assigned_users=assign_users)
+    validate_policy_references(allow_groups=allow_groups, deny_groups=deny_groups, assigned_users=assign_users)
 
     def merged(existing: tuple[str, ...], add: Iterable[str], remove: Iterable[str]) -> tuple[str, ...] | None:
         add, remove = list(add), list(remove)

@@ -34,20 +34,20 @@ def _check_uri_text(value: str) -> None:
         raise MetadataError("must not contain spaces or control characters")
 
 
-def check_entity_id(value: str) -> None:
+def validate_entity_id(value: str) -> None:
     """An entityID as typed (SAMLCore §8.3.6: a URI of at most 1024 characters); MetadataError otherwise."""
     _check_uri_text(value)
     if len(value) > MAX_ENTITY_ID_LENGTH:
         raise MetadataError(f"The entityID is longer than {MAX_ENTITY_ID_LENGTH} characters.")
 
 
-def check_endpoint_url(value: str, element: str) -> None:
+def validate_endpoint_url(value: str, element: str) -> None:
     """An endpoint Location as typed, for `element` (AssertionConsumerService, SingleLogoutService)."""
     _check_uri_text(value)
     _validate_url(value, f"{element} Location")
 
 
-def check_certificate(cert_b64: str) -> None:
+def validate_certificate(cert_b64: str) -> None:
     """A certificate (base64 DER) carrying a key this IdP can use (RSA or EC); MetadataError otherwise."""
     _certificate(cert_b64)
 

@@ -60,10 +60,10 @@ def test_settings_refusals_name_their_input(app: Flask, changes: dict[str, Any],
 
 
 def test_policy_references_and_org_ranges(app: Flask, alice: Any) -> None:
-    assert _refusal(lambda: apps_svc.check_policy_references(deny_groups=["ghosts"])).field == "deny_groups"
-    assert _refusal(lambda: apps_svc.check_policy_references(allow_groups=["ghosts"])).field == "allow_groups"
-    assert _refusal(lambda: apps_svc.check_policy_references(assigned_users=["nobody"])).field == "assigned_users"
-    apps_svc.check_policy_references(allow_groups=["engineering"], assigned_users=["alice"])
+    assert _refusal(lambda: apps_svc.validate_policy_references(deny_groups=["ghosts"])).field == "deny_groups"
+    assert _refusal(lambda: apps_svc.validate_policy_references(allow_groups=["ghosts"])).field == "allow_groups"
+    assert _refusal(lambda: apps_svc.validate_policy_references(assigned_users=["nobody"])).field == "assigned_users"
+    apps_svc.validate_policy_references(allow_groups=["engineering"], assigned_users=["alice"])
     assert _refusal(lambda: org_svc.add_trusted_range("not-a-range")).field == "cidr"
 
 

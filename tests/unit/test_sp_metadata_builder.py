@@ -19,9 +19,9 @@ from idp.saml.sp_metadata_builder import (
     ACS_BINDINGS,
     HandEnteredSp,
     build_sp_metadata_xml,
-    check_certificate,
-    check_endpoint_url,
-    check_entity_id,
+    validate_certificate,
+    validate_endpoint_url,
+    validate_entity_id,
 )
 
 
@@ -68,28 +68,28 @@ def test_minimal_metadata_without_slo_and_certificate() -> None:
 ])
 def test_endpoint_urls_are_checked_as_the_parser_does(value: str, words: str) -> None:
     with pytest.raises(MetadataError, match=words):
-        check_endpoint_url(value, "AssertionConsumerService")
+        validate_endpoint_url(value, "AssertionConsumerService")
 
 
 def test_entity_id_checks() -> None:
-    check_entity_id("urn:example:sp")
+    validate_entity_id("urn:example:sp")
     with pytest.raises(MetadataError, match="spaces"):
-        check_entity_id("urn:has space")
+        validate_entity_id("urn:has space")
     with pytest.raises(MetadataError, match="longer than 1024"):
-        check_entity_id("urn:" + "x" * 1024)
+        validate_entity_id("urn:" + "x" * 1024)
 
 
 def test_certificate_checks(rsa_pem: str) -> None:
     body = "".join(rsa_pem.splitlines()[1:-1])
     assert decode_certificate(rsa_pem) == decode_certificate(body)   # PEM or the bare base64 body
-    check_certificate(decode_certificate(rsa_pem))
+    validate_certificate(decode_certificate(rsa_pem))
     with pytest.raises(CertificateError, match="PEM"):
         decode_certificate("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----")
     with pytest.raises(CertificateError, match="BEGIN/END"):
         decode_certificate("not base64 !!")
     ed = decode_certificate(_cert_pem(ed25519.Ed25519PrivateKey.generate()))
     with pytest.raises(MetadataError, match="RSA or EC keys only"):
-        check_certificate(ed)
+        validate_certificate(ed)
     assert base64.b64decode(ed)  # readable, only not usable here
 
 

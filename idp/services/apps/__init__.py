@@ -35,10 +35,10 @@ from .settings import (
 from .validation import (
     RESERVED_SLUGS,
     SLUG_RE,
-    check_policy_references,
     parse_metadata_or_refuse,
     signing_changes,
     validate_name,
+    validate_policy_references,
     validate_settings,
     validate_slug,
 )
@@ -47,7 +47,7 @@ __all__ = [
     "CLEAR", "ENCRYPTION_ALGORITHMS", "KNOWN_ATTRIBUTES", "LOOKUP_TTL_S", "NAMEID_FIELDS", "RESERVED_SLUGS",
     "SIGNATURE_ALGORITHM_NAMES", "SIGN_MODES", "SLUG_RE", "USER_FIELDS", "AppConfig", "AppSettings", "SyncReport",
     "app_config_by_entity_id", "app_config_by_id", "app_config_by_slug", "change_settings",
-    "check_policy_references", "default_settings", "get_app", "invalidate_cache", "list_apps",
+    "validate_policy_references", "default_settings", "get_app", "invalidate_cache", "list_apps",
     "parse_metadata_or_refuse", "pinned_keys", "register_app", "remove_app", "signing_changes", "slugify",
     "sync_folder", "update_metadata", "validate_name", "validate_settings", "validate_slug",
 ]

@@ -124,7 +124,7 @@ def signing_changes(*, signing_key: str | None = None, signature_algorithm: str 
     return changes
 
 
-def check_policy_references(*, allow_groups: Iterable[str] = (), deny_groups: Iterable[str] = (),
+def validate_policy_references(*, allow_groups: Iterable[str] = (), deny_groups: Iterable[str] = (),
                             assigned_users: Iterable[str] = ()) -> None:
     """The groups and users a policy change adds must exist.
 

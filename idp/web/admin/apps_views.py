@@ -301,7 +301,7 @@ def app_policy(slug: str) -> tuple[str, int] | Response:
         return _render_detail(app, policy=form, status=422)
     try:
         current = apps_svc.AppSettings.from_dict(app.settings)
-        apps_svc.check_policy_references(**form.additions(current))
+        apps_svc.validate_policy_references(**form.additions(current))
         apps_svc.change_settings(app, **form.changes(current))
     except ServiceError as exc:
         refuse(form, exc)

@@ -225,7 +225,7 @@ class PolicyForm(AdminForm):
         }
 
     def additions(self, current: AppSettings) -> dict[str, list[str]]:
-        """The groups and users this change adds (services.apps.check_policy_references arguments)."""
+        """The groups and users this change adds (services.apps.validate_policy_references arguments)."""
         return {"allow_groups": [g for g in self.allow_groups.data if g not in current.allow_groups],
                 "deny_groups": [g for g in self.deny_groups.data if g not in current.deny_groups],
                 "assigned_users": [u for u in self.usernames() if u not in current.assigned_users]}

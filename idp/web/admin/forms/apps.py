@@ -15,9 +15,9 @@ from idp.saml.sp_metadata import MAX_METADATA_BYTES, MetadataError
 from idp.saml.sp_metadata_builder import (
     ACS_BINDINGS,
     HandEnteredSp,
-    check_certificate,
-    check_endpoint_url,
-    check_entity_id,
+    validate_certificate,
+    validate_endpoint_url,
+    validate_entity_id,
 )
 from idp.services.apps import validate_name, validate_slug
 from idp.web.admin.forms.base import AdminForm, TextField, Validator, one_of, optional, required, service_rule
@@ -64,7 +64,7 @@ def _hand_entered(form: NewAppForm, field: Field) -> None:
 
 def _entity_id(form: Any, field: Field) -> None:
     try:
-        check_entity_id(field.data)
+        validate_entity_id(field.data)
     except MetadataError as exc:
         raise StopValidation(str(exc)) from None
 
@@ -72,7 +72,7 @@ def _entity_id(form: Any, field: Field) -> None:
 def _endpoint(element: str) -> Validator:
     def check(form: Any, field: Field) -> None:
         try:
-            check_endpoint_url(field.data, element)
+            validate_endpoint_url(field.data, element)
         except MetadataError as exc:
             raise StopValidation(str(exc)) from None
     return check
@@ -130,7 +130,7 @@ class NewAppForm(_Naming):
     def validate_sp_certificate(self, field: Field) -> None:
         try:
             cert_b64 = decode_certificate(field.data)
-            check_certificate(cert_b64)
+            validate_certificate(cert_b64)
         except (CertificateError, MetadataError) as exc:
             raise ValidationError(str(exc)) from None
         self.cert_b64 = cert_b64
