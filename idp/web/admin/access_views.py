@@ -9,8 +9,8 @@ from idp.policy.model import Decision
 from idp.services import ServiceError
 from idp.services.apps import list_apps
 from idp.web.admin import bp
+from idp.web.admin.forms.access import AccessCheckForm
 from idp.web.admin.forms.base import refuse
-from idp.web.admin.forms.settings import AccessCheckForm
 
 EFFECT_WORDS = {"allow": "Allowed", "deny": "Denied", "step_up": "Second factor required",
                 "reauth": "Password must be entered again"}

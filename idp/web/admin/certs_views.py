@@ -9,7 +9,7 @@ from idp.services.accounts import FormErrors
 from idp.services.admin_queries import KEY_TYPES, activate_keys, key_table, retire_keys, rotate_keys, validate_rotation
 from idp.web.admin import bp
 from idp.web.admin.forms.base import refuse
-from idp.web.admin.forms.settings import RotateKeyForm
+from idp.web.admin.forms.certs import RotateKeyForm
 from idp.web.context import keystore, settings
 
 STEPS = ("rotate", "activate", "retire")

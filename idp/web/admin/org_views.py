@@ -7,7 +7,7 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from idp.services import ServiceError, org
 from idp.web.admin import bp
 from idp.web.admin.forms.base import refuse
-from idp.web.admin.forms.settings import SelfEnrollForm, TrustedRangeForm
+from idp.web.admin.forms.org import SelfEnrollForm, TrustedRangeForm
 
 
 def _org_page(status: int = 200, form: TrustedRangeForm | None = None, **kw: object) -> Response:
