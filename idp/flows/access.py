@@ -19,12 +19,12 @@ def dry_run(username: str, slug: str, ip: str | None, mfa: bool) -> Decision:
     """Would `username` get into `slug` from `ip` with a fresh session (with or without MFA)? Issues nothing."""
     user = find_user(username)
     if user is None:
-        raise ServiceError(f"no user {username!r}")
+        raise ServiceError(f"no user {username!r}", field="username")
     app = app_config_by_slug(slug)
     if app is None:
-        raise ServiceError(f"no app with slug {slug!r}")
+        raise ServiceError(f"no app with slug {slug!r}", field="slug")
     if ip is not None and parse_address(ip) is None:
-        raise ServiceError(f"{ip!r} is not an IP address")
+        raise ServiceError(f"{ip!r} is not an IP address", field="ip")
     now = utcnow()
     return evaluate(access_context(app, user, None, ip, authn_at=now, mfa_passed=mfa, now=now))
 

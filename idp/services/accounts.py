@@ -244,7 +244,7 @@ def add_member(group: Group, username: str) -> User:
 def remove_member(group: Group, username: str) -> User:
     user = find_user(username)
     if user is None or group not in user.groups:
-        raise ServiceError(f"{username!r} is not a member of {group.name}")
+        raise ServiceError(f"{username!r} is not a member of {group.name}", field="username")
     user.groups.remove(group)
     audit.record("group.remove_member", "group", group.name, before={"user": user.username})
     db.session.commit()

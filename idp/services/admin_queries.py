@@ -45,11 +45,11 @@ class Cursor:
     def decode(cls, text: str) -> Cursor:
         m = _CURSOR_RE.fullmatch(text)
         if not m:
-            raise ServiceError("the page position is not valid")
+            raise ServiceError("the page position is not valid", field="cursor")
         try:
             at = _EPOCH + timedelta(microseconds=int(m.group(1)))
         except OverflowError:
-            raise ServiceError("the page position is not valid") from None
+            raise ServiceError("the page position is not valid", field="cursor") from None
         return cls(at, int(m.group(2)))
 
     @classmethod

@@ -32,24 +32,24 @@ def _vet_address(ip: str, allow_private: bool) -> None:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
         addr = addr.ipv4_mapped
     if isinstance(addr, ipaddress.IPv6Address) and any(addr in n for n in _IPV6_TUNNELS) and not allow_private:
-        raise ServiceError(f"metadata URL resolves to a non-public address ({addr}: IPv6 embedding IPv4)")
+        raise ServiceError(f"metadata URL resolves to a non-public address ({addr}: IPv6 embedding IPv4)", field="url")
     if allow_private:
         if addr.is_unspecified or addr.is_multicast:
-            raise ServiceError(f"metadata URL resolves to a forbidden address ({addr})")
+            raise ServiceError(f"metadata URL resolves to a forbidden address ({addr})", field="url")
         return
     if not addr.is_global or addr.is_multicast:
         raise ServiceError(f"metadata URL resolves to a non-public address ({addr}); "
-                           "set IDP_METADATA_FETCH_ALLOW_PRIVATE=true to allow internal hosts")
+                           "set IDP_METADATA_FETCH_ALLOW_PRIVATE=true to allow internal hosts", field="url")
 
 
 def _resolve(host: str, port: int, allow_private: bool) -> str:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
-        raise ServiceError(f"cannot resolve the metadata host {host!r}") from None
+        raise ServiceError(f"cannot resolve the metadata host {host!r}", field="url") from None
     addresses = sorted({info[4][0] for info in infos})
     if not addresses:
-        raise ServiceError(f"cannot resolve the metadata host {host!r}")
+        raise ServiceError(f"cannot resolve the metadata host {host!r}", field="url")
     for ip in addresses:  # every answer must pass, or a round-robin name could slip one through
         _vet_address(str(ip), allow_private)
     return str(addresses[0])
@@ -89,13 +89,13 @@ def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ServiceError("metadata URL must be an absolute http:// or https:// URL")
+            raise ServiceError("metadata URL must be an absolute http:// or https:// URL", field="url")
         if parts.username or parts.password:
-            raise ServiceError("metadata URL must not contain credentials")
+            raise ServiceError("metadata URL must not contain credentials", field="url")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
-            raise ServiceError("metadata URL has an invalid port") from None
+            raise ServiceError("metadata URL has an invalid port", field="url") from None
         ip = _resolve(parts.hostname, port, allow_private)
         remaining = max(0.5, deadline - time.monotonic())
         cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
@@ -114,39 +114,39 @@ def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10
             if resp.status in (301, 302, 303, 307, 308):
                 location = resp.getheader("Location")
                 if not location:
-                    raise ServiceError("metadata URL redirected without a Location")
+                    raise ServiceError("metadata URL redirected without a Location", field="url")
                 url = urljoin(url, location)
                 continue
             if resp.status != 200:
-                raise ServiceError(f"metadata URL answered HTTP {resp.status}")
+                raise ServiceError(f"metadata URL answered HTTP {resp.status}", field="url")
             declared = resp.getheader("Content-Length")
             if declared and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
-                raise ServiceError(f"metadata is larger than {max_bytes} bytes")
+                raise ServiceError(f"metadata is larger than {max_bytes} bytes", field="url")
             chunks, total = [], 0
             while True:
                 if time.monotonic() > deadline:
-                    raise ServiceError("metadata download took too long")
+                    raise ServiceError("metadata download took too long", field="url")
                 chunk = resp.read1(65536)
                 if not chunk:
                     break
                 total += len(chunk)
                 if total > max_bytes:
-                    raise ServiceError(f"metadata is larger than {max_bytes} bytes")
+                    raise ServiceError(f"metadata is larger than {max_bytes} bytes", field="url")
                 chunks.append(chunk)
             if time.monotonic() >= deadline:
-                raise ServiceError(f"metadata download took longer than {timeout:.0f} s")
+                raise ServiceError(f"metadata download took longer than {timeout:.0f} s", field="url")
             if declared and declared.isascii() and declared.isdigit() and total != int(declared):
-                raise ServiceError("metadata download was cut short")
+                raise ServiceError("metadata download was cut short", field="url")
             return b"".join(chunks)
         except ServiceError:
             raise
         except (OSError, http.client.HTTPException, ValueError) as exc:
             if time.monotonic() >= deadline:
-                raise ServiceError(f"metadata download took longer than {timeout:.0f} s") from None
-            raise ServiceError(f"could not fetch the metadata URL: {exc.__class__.__name__}") from None
+                raise ServiceError(f"metadata download took longer than {timeout:.0f} s", field="url") from None
+            raise ServiceError(f"could not fetch the metadata URL: {exc.__class__.__name__}", field="url") from None
         finally:
             watchdog.cancel()
             if resp is not None:
                 resp.close()
             conn.close()
-    raise ServiceError("metadata URL redirected too many times")
+    raise ServiceError("metadata URL redirected too many times", field="url")

@@ -60,14 +60,14 @@ def normalise_cidr(value: str) -> str:
     try:
         return str(parse_cidr(value))
     except ValueError as exc:
-        raise ServiceError(str(exc)) from None
+        raise ServiceError(str(exc), field="cidr") from None
 
 
 def add_trusted_range(cidr: str) -> str:
     value = normalise_cidr(cidr)
     ranges = list(_for_change(TRUSTED_RANGES, []))
     if value in ranges:
-        raise ServiceError(f"{value} is already a trusted range")
+        raise ServiceError(f"{value} is already a trusted range", field="cidr")
     _set(TRUSTED_RANGES, ranges + [value])
     return value
 
@@ -76,7 +76,7 @@ def remove_trusted_range(cidr: str) -> str:
     value = normalise_cidr(cidr)
     ranges = list(_for_change(TRUSTED_RANGES, []))
     if value not in ranges:
-        raise ServiceError(f"{value} is not a trusted range")
+        raise ServiceError(f"{value} is not a trusted range", field="cidr")
     ranges.remove(value)
     _set(TRUSTED_RANGES, ranges)
     return value

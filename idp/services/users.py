@@ -35,15 +35,15 @@ MIN_PASSWORD_LENGTH = 8
 
 def validate_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise ServiceError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+        raise ServiceError(f"password must be at least {MIN_PASSWORD_LENGTH} characters", field="password")
     if len(password) > 1024:
-        raise ServiceError("password is too long")
+        raise ServiceError("password is too long", field="password")
 
 
 def get_user(username: str) -> User:
     user = find_user(username)
     if user is None:
-        raise ServiceError(f"no user {username!r}")
+        raise ServiceError(f"no user {username!r}", field="username")
     return user
 
 
@@ -60,7 +60,7 @@ def find_group(name: str, *, lock: bool = False) -> Group | None:
 def get_group(name: str, *, lock: bool = False) -> Group:
     group = find_group(name, lock=lock)
     if group is None:
-        raise ServiceError(f"no group {name!r} (create it with `idp groups add {name}`)")
+        raise ServiceError(f"no group {name!r} (create it with `idp groups add {name}`)", field="group")
     return group
 
 
@@ -108,9 +108,9 @@ def remove_group(name: str) -> list[str]:
 def add_group(name: str) -> Group:
     name = name.strip()
     if not GROUP_RE.fullmatch(name):
-        raise ServiceError(f"group name {name!r} is not valid")
+        raise ServiceError(f"group name {name!r} is not valid", field="name")
     if db.session.scalar(select(Group.id).where(Group.name == name)) is not None:
-        raise ServiceError(f"group {name!r} already exists")
+        raise ServiceError(f"group {name!r} already exists", field="name")
     group = Group(name=name)
     db.session.add(group)
     audit.record("group.add", "group", name)
@@ -121,14 +121,14 @@ def add_group(name: str) -> Group:
 def add_user(username: str, *, email: str, password_hash: str | None, first_name: str = "", last_name: str = "",
              groups: list[str] | None = None, is_admin: bool = False) -> User:
     if not USERNAME_RE.fullmatch(username):
-        raise ServiceError(f"username {username!r} is not valid (letters, digits, . _ @ + -)")
+        raise ServiceError(f"username {username!r} is not valid (letters, digits, . _ @ + -)", field="username")
     if not valid_email(email):
-        raise ServiceError(f"email {email!r} is not a valid address")
-    for label, value in (("first name", first_name), ("last name", last_name)):
+        raise ServiceError(f"email {email!r} is not a valid address", field="email")
+    for field, value in (("first_name", first_name), ("last_name", last_name)):
         if not valid_name(value):
-            raise ServiceError(f"{label} is not valid")
+            raise ServiceError(f"{field.replace('_', ' ')} is not valid", field=field)
     if find_user(username) is not None:
-        raise ServiceError(f"user {username!r} already exists")
+        raise ServiceError(f"user {username!r} already exists", field="username")
     group_rows = [get_group(g) for g in (groups or [])]
     user = User(username=username, email=email, first_name=first_name, last_name=last_name,
                 password_hash=password_hash, is_admin=is_admin, groups=group_rows)
@@ -140,7 +140,7 @@ def add_user(username: str, *, email: str, password_hash: str | None, first_name
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise ServiceError(f"user {username!r} already exists") from None
+        raise ServiceError(f"user {username!r} already exists", field="username") from None
     return user
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from flask import Response, render_template, request
 
 from idp.flows.access import check_access
-from idp.services.accounts import FormErrors
+from idp.policy.model import Decision
+from idp.services import ServiceError
 from idp.services.apps import list_apps
 from idp.web.admin import bp
+from idp.web.admin.forms.access import AccessCheckForm
+from idp.web.admin.forms.base import refuse
 
 EFFECT_WORDS = {"allow": "Allowed", "deny": "Denied", "step_up": "Second factor required",
                 "reauth": "Password must be entered again"}
@@ -15,18 +18,20 @@ EFFECT_WORDS = {"allow": "Allowed", "deny": "Denied", "step_up": "Second factor 
 
 @bp.route("/access", methods=["GET", "POST"])
 def access_check() -> Response:
-    values = {"username": "", "app": request.args.get("app", "")[:100], "ip": "", "mfa": False}
-    decision, errors, status = None, {}, 200
-    if request.method == "POST":
-        values = {"username": (request.form.get("username") or "").strip()[:150],
-                  "app": (request.form.get("app") or "").strip()[:100],
-                  "ip": (request.form.get("ip") or "").strip()[:64],
-                  "mfa": request.form.get("mfa") == "1"}
+    decision: Decision | None = None
+    status = 200
+    if request.method == "GET":   # ?app= preselects an app (the app pages link here)
+        form = AccessCheckForm(formdata=None, data={"app": request.args.get("app", "")})
+    else:
+        form = AccessCheckForm()
         try:
-            decision = check_access(str(values["username"]), str(values["app"]), str(values["ip"]),
-                                    bool(values["mfa"]))
-        except FormErrors as exc:
-            errors, status = exc.errors, 422
+            if form.validate():
+                decision = check_access(form.username.data, form.app.data, form.ip.data, bool(form.mfa.data))
+        except ServiceError as exc:   # FormErrors, or a user or app gone since (the dry run's own refusal)
+            refuse(form, exc, {"slug": "app"})
+        if form.messages:
+            status = 422
+    values = {"username": form.username.data, "app": form.app.data, "ip": form.ip.data, "mfa": form.mfa.data}
     html = render_template("admin/access_check.html", section="access", apps=list_apps(), values=values,
-                           errors=errors, decision=decision, words=EFFECT_WORDS)
+                           errors=form.messages, decision=decision, words=EFFECT_WORDS)
     return Response(html, status=status)

@@ -1,5 +1,5 @@
 """Admin console, connected apps: list, register, detail with SAML settings and access policy, metadata refresh,
-enable/disable and delete. Views decode the form, call services/apps.py (as `idp apps …` does) and render."""
+enable/disable and delete. Views read a form, call the apps services (as `idp apps …` does) and render."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from idp.certs.keystore import KeyStoreError, LoadedKey
+from idp.certs.x509 import cert_info
 from idp.extensions import db
 from idp.flows import pending
 from idp.models import ConnectedApp, SsoEvent
@@ -22,9 +23,11 @@ from idp.policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
 from idp.reasons import Outcome
 from idp.saml.constants import NAMEID_FORMATS
 from idp.saml.sp_metadata import MetadataError, SpMetadata, list_sp_entity_ids
+from idp.saml.sp_metadata_builder import ACS_BINDINGS, build_sp_metadata_xml
 from idp.services import ServiceError, accounts
 from idp.services import apps as apps_svc
 from idp.services import fetch as fetch_svc
+from idp.services.app_diff import metadata_diff
 from idp.services.apps import (
     ENCRYPTION_ALGORITHMS,
     NAMEID_FIELDS,
@@ -33,27 +36,22 @@ from idp.services.apps import (
     USER_FIELDS,
 )
 from idp.web.admin import bp
-from idp.web.admin.apps_forms import (
-    ACS_BINDINGS,
-    FORM,
+from idp.web.admin.apps_display import fmt_dt, nameid_short, policy_summary, short_binding
+from idp.web.admin.forms.app_settings import PolicyForm, SamlForm
+from idp.web.admin.forms.apps import (
     MAX_PICK_RADIOS,
+    ApplyRefreshForm,
+    AppStatusForm,
     NewAppForm,
-    PolicyForm,
-    SamlForm,
-    cert_info,
-    metadata_diff,
-    nameid_short,
-    policy_summary,
-    read_upload,
-    short_binding,
+    PickAppForm,
+    RefreshForm,
 )
+from idp.web.admin.forms.base import ConfirmForm, refuse
 from idp.web.context import keystore, settings
 from idp.web.responses import error_page
 
 PICK_KIND = "admin_new_pick"
 REFRESH_KIND = "admin_refresh"
-SOURCE_LABELS = {"metadata_file": "a metadata file", "metadata_xml": "pasted XML", "metadata_url": "a metadata URL",
-                 "manual": "the fields entered by hand"}
 
 
 def _admin_name() -> str:
@@ -65,10 +63,6 @@ def _app_or_404(slug: str) -> ConnectedApp:
         return apps_svc.get_app(slug[:100])
     except ServiceError:
         abort(404)
-
-
-def fmt_dt(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
 
 
 def _render(template: str, status: int = 200, **ctx: Any) -> tuple[str, int]:
@@ -137,86 +131,82 @@ def app_new() -> tuple[str, int] | Response:
     Everything goes through services.apps.register_app, so validation is the CLI's; nothing is stored on refusal.
     An aggregate holding several SPs is parked server-side (pending store) while the admin picks one.
     """
+    form = NewAppForm()
     if request.method == "GET":
-        return _render("admin/app_new.html", form=NewAppForm(), bindings=ACS_BINDINGS)
-    if request.form.get("pick_token"):
-        return _new_from_pick(request.form["pick_token"])
-    form = NewAppForm.from_post(request.form, request.files)
-    form.check_common()
-    given = form.sources()
-    if len(given) != 1:
-        form.errors[FORM] = ("Give one source: upload a metadata file, paste the XML, enter a metadata URL, "
-                             "or fill in the SP by hand." if not given else
-                             "Give only one source; you gave " + " and ".join(SOURCE_LABELS[g] for g in given) + ".")
-        return _render("admin/app_new.html", 422, form=form, bindings=ACS_BINDINGS)
-    source = given[0]
+        return _render_new(form)
+    if form.pick_token.data:
+        return _new_from_pick(PickAppForm())
+    if not form.validate():
+        return _render_new(form, 422)
+    source = str(form.source)
     xml, ref = _read_new_source(form, source)
-    if xml is None or form.errors:
-        return _render("admin/app_new.html", 422, form=form, bindings=ACS_BINDINGS)
-    if source != "manual" and not form.entity_id_pick:
+    if xml is None:
+        return _render_new(form, 422)
+    if source != "manual" and not form.entity_id_pick.data:
         try:
             ids = list_sp_entity_ids(xml)
         except MetadataError as exc:
-            form.errors[source] = str(exc)
-            return _render("admin/app_new.html", 422, form=form, bindings=ACS_BINDINGS)
+            form.add_error(source, str(exc))
+            return _render_new(form, 422)
         if len(ids) > 1:
             token = pending.put({"kind": PICK_KIND, "admin": _admin_name(), "source": source, "source_ref": ref,
                                  "xml_b64": base64.b64encode(xml).decode("ascii"), "entity_ids": ids})
             return _render_pick(form, token, ids)
-    return _register(form, xml, source, ref, form.entity_id_pick or None)
+    return _register(form, xml, source, ref)
+
+
+def _render_new(form: NewAppForm | PickAppForm, status: int = 200) -> tuple[str, int]:
+    return _render("admin/app_new.html", status, form=form, bindings=ACS_BINDINGS)
 
 
 def _read_new_source(form: NewAppForm, source: str) -> tuple[bytes | None, str | None]:
+    """The metadata document the form gives, and where it came from (a URL); None with the error on the form."""
     if source == "metadata_file":
-        return form.read_file(), None
+        return form.upload, None
     if source == "metadata_xml":
-        return form.metadata_xml.encode("utf-8"), None
+        return form.metadata_xml.data.encode("utf-8"), None
     if source == "metadata_url":
         try:
-            return _fetch(form.metadata_url), form.metadata_url
+            return _fetch(form.metadata_url.data), form.metadata_url.data
         except ServiceError as exc:
-            form.errors["metadata_url"] = str(exc)
+            refuse(form, exc, {"url": "metadata_url"})
             return None, None
-    return form.build_manual_xml(), None
+    return build_sp_metadata_xml(form.hand_entered()), None
 
 
-def _render_pick(form: NewAppForm, token: str, ids: list[str], status: int = 200) -> tuple[str, int]:
+def _render_pick(form: NewAppForm | PickAppForm, token: str, ids: list[str], status: int = 200) -> tuple[str, int]:
     return _render("admin/app_new.html", status, form=form, bindings=ACS_BINDINGS, pick_token=token, pick_ids=ids,
                    pick_radios=len(ids) <= MAX_PICK_RADIOS)
 
 
-def _new_from_pick(token: str) -> tuple[str, int] | Response:
+def _new_from_pick(form: PickAppForm) -> tuple[str, int] | Response:
+    token = form.pick_token.data
     data = pending.get(token, PICK_KIND, consume=False)
     if data is None or data.get("admin") != _admin_name():
         return error_page(400, "Upload expired", "The uploaded metadata is no longer held (it is kept for 30 "
                                                  "minutes). Start again from “New app”.")
-    form = NewAppForm.from_post(request.form, request.files)
-    form.check_common()
     ids = list(data.get("entity_ids") or [])
-    if not form.entity_id_pick:
-        form.errors["entity_id_pick"] = "choose the service provider to register"
-    if form.errors:
+    if not form.validate():
         return _render_pick(form, token, ids, 422)
     xml = base64.b64decode(data["xml_b64"])
-    return _register(form, xml, "entity_id_pick", data.get("source_ref"), form.entity_id_pick, token=token,
-                     ids=ids)
+    return _register(form, xml, "entity_id_pick", data.get("source_ref"), token=token, ids=ids)
 
 
-def _register(form: NewAppForm, xml: bytes, source: str, ref: str | None, pick: str | None, *,
+def _register(form: NewAppForm | PickAppForm, xml: bytes, source: str, ref: str | None, *,
               token: str | None = None, ids: list[str] | None = None) -> tuple[str, int] | Response:
+    """register_app with the form's choices; a refusal goes next to the field it is about: the document's source
+    field (a document entered by hand was checked field by field already), or the SP picked from an aggregate."""
+    pick = form.entity_id_pick.data or None
     try:
-        app = apps_svc.register_app(xml, name=form.name or None, slug=form.slug or None, entity_id=pick,
+        app = apps_svc.register_app(xml, name=form.name.data or None, slug=form.slug.data or None, entity_id=pick,
                                     source="admin", source_ref=ref)
     except ServiceError as exc:
-        db.session.rollback()
-        message = str(exc)
-        target = form.error_field(message, source)
-        if pick and "not in this metadata" in message:
-            target = "entity_id_pick"
-        form.errors[target] = message
+        document = None if source == "manual" else source
+        refuse(form, exc, {"metadata": document,
+                           "entity_id": "entity_id_pick" if pick else "entity_id" if source == "manual" else source})
         if token is not None:
             return _render_pick(form, token, ids or [], 422)
-        return _render("admin/app_new.html", 422, form=form, bindings=ACS_BINDINGS)
+        return _render_new(form, 422)
     if token is not None:
         pending.get(token, PICK_KIND, consume=True)
     flash(f"App “{app.name}” registered as {app.slug}. Review its settings and access policy below.", "success")
@@ -274,30 +264,28 @@ def app_detail(slug: str) -> tuple[str, int]:
 def app_saml(slug: str) -> tuple[str, int] | Response:
     """SAML settings: the same change_settings/signing_changes call as `idp apps set` (the form holds every value)."""
     app = _app_or_404(slug)
-    form = SamlForm.from_post(request.form)
-    if request.form.get("add_row"):
-        shown = request.form.get("extra_rows") or "1"
-        form.extra_rows = min(int(shown) if shown.isascii() and shown.isdigit() and len(shown) <= 3 else 1, 20) + 1
-        return _render_detail(app, saml=form, notice="Row added. Nothing is saved until you press "
-                                                     "“Save SAML settings”.")
     current = apps_svc.AppSettings.from_dict(app.settings)
     keys, _ = _published_keys()
-    form.check(current.signing_key, [k.kid for k in keys])
-    if form.errors:
+    kids = [k.kid for k in keys]
+    form = SamlForm(current_pin=current.signing_key, published_kids=kids)
+    if form.add_row.data:
+        form.add_blank_row()
+        return _render_detail(app, saml=form, notice="Row added. Nothing is saved until you press "
+                                                     "“Save SAML settings”.")
+    if not form.validate():
         return _render_detail(app, saml=form, status=422)
-    pin = form.signing_key_change(current.signing_key)
+    pin = form.signing_key_change()
     try:
         signing = apps_svc.signing_changes(
-            published_kids=[k.kid for k in keys] if pin not in (None, "active") else None, signing_key=pin,
-            signature_algorithm=form.signature_algorithm, encrypt_assertion=form.encrypt_assertion,
-            encryption_algorithm=form.encryption_algorithm)
+            published_kids=kids if pin not in (None, "active") else None, signing_key=pin,
+            signature_algorithm=form.signature_algorithm.data, encrypt_assertion=form.encrypt_assertion.data,
+            encryption_algorithm=form.encryption_algorithm.data)
         apps_svc.change_settings(
-            app, name=form.name, nameid_format=form.nameid_format, nameid_field=form.nameid_field,
-            attributes=form.attribute_map(), sign=form.sign, require_signed_requests=form.require_signed_requests,
-            allow_sha1=form.allow_sha1, **signing)
+            app, name=form.name.data, nameid_format=form.nameid_format.data, nameid_field=form.nameid_field.data,
+            attributes=dict(form.attributes.data), sign=form.sign.data,
+            require_signed_requests=form.require_signed_requests.data, allow_sha1=form.allow_sha1.data, **signing)
     except ServiceError as exc:
-        db.session.rollback()
-        form.errors[form.error_field(str(exc))] = str(exc)
+        refuse(form, exc)
         return _render_detail(_app_or_404(slug), saml=form, status=422)
     flash("SAML settings saved.", "success")
     return redirect(url_for("admin.app_detail", slug=app.slug, _anchor="saml-settings"), 303)
@@ -305,19 +293,18 @@ def app_saml(slug: str) -> tuple[str, int] | Response:
 
 @bp.post("/apps/<slug>/policy")
 def app_policy(slug: str) -> tuple[str, int] | Response:
-    """Access policy: the posted state becomes the add/remove options of `idp apps set` (policy_changes)."""
+    """Access policy: the posted state is the new policy (groups and users it adds must exist, as for
+    `idp apps set`)."""
     app = _app_or_404(slug)
-    form = PolicyForm.from_post(request.form)
-    ranges, timeout = form.check()
-    if form.errors:
+    form = PolicyForm()
+    if not form.validate():
         return _render_detail(app, policy=form, status=422)
     try:
         current = apps_svc.AppSettings.from_dict(app.settings)
-        changes = apps_svc.policy_changes(current, **form.changes(current, ranges, timeout))
-        apps_svc.change_settings(app, **changes)
+        apps_svc.validate_policy_references(**form.additions(current))
+        apps_svc.change_settings(app, **form.changes(current))
     except ServiceError as exc:
-        db.session.rollback()
-        form.errors[form.error_field(str(exc))] = str(exc)
+        refuse(form, exc)
         return _render_detail(_app_or_404(slug), policy=form, status=422)
     flash("Access policy saved.", "success")
     return redirect(url_for("admin.app_detail", slug=app.slug, _anchor="access-policy"), 303)
@@ -326,11 +313,11 @@ def app_policy(slug: str) -> tuple[str, int] | Response:
 @bp.post("/apps/<slug>/status")
 def app_status(slug: str) -> tuple[str, int] | Response:
     app = _app_or_404(slug)
-    wanted = request.form.get("enabled")
-    if wanted not in ("0", "1"):
+    form = AppStatusForm()
+    if not form.validate():
         return error_page(400, "Bad request", "The form did not say whether to enable or disable the app.")
     try:
-        apps_svc.change_settings(app, enabled=wanted == "1")
+        apps_svc.change_settings(app, enabled=form.enabled.data == "1")
     except ServiceError as exc:
         db.session.rollback()
         return error_page(409, "Not changed", str(exc))
@@ -341,7 +328,8 @@ def app_status(slug: str) -> tuple[str, int] | Response:
 @bp.route("/apps/<slug>/delete", methods=["GET", "POST"])
 def app_delete(slug: str) -> tuple[str, int] | Response:
     app = _app_or_404(slug)
-    if request.method == "GET":
+    form = ConfirmForm()
+    if not form.validate_on_submit():
         return _render("admin/app_delete.html", app=app, last_sso=_last_sso_by_slug(app.slug).get(app.slug))
     name = app.name
     try:
@@ -367,42 +355,32 @@ def app_refresh(slug: str) -> tuple[str, int] | Response:
     """
     app = _app_or_404(slug)
     stored_url = app.source_ref if _is_http_url(app.source_ref) else None
+    form = RefreshForm()
+
+    def page(status: int = 200, **ctx: Any) -> tuple[str, int]:
+        return _render("admin/app_refresh.html", status, app=app, stored_url=stored_url,
+                       url_value=form.metadata_url.data or stored_url or "", errors=form.messages, **ctx)
+
     if request.method == "GET":
-        return _render("admin/app_refresh.html", app=app, stored_url=stored_url, url_value=stored_url or "",
-                       errors={})
-    errors: dict[str, str] = {}
-    upload = request.files.get("metadata_file")
-    pasted = (request.form.get("metadata_xml") or "").strip()
-    url = (request.form.get("metadata_url") or "").strip()[:4096]
-    given = [name for name, present in (("metadata_file", upload is not None and bool(upload.filename)),
-                                        ("metadata_xml", bool(pasted)), ("metadata_url", bool(url))) if present]
-    if len(given) != 1:
-        errors[FORM] = ("Give the new metadata: fetch it from a URL, upload a file or paste the XML." if not given
-                        else "Give only one source for the new metadata.")
-        return _render("admin/app_refresh.html", 422, app=app, stored_url=stored_url, url_value=url or stored_url or "",
-                       errors=errors)
-    source = given[0]
-    xml: bytes | None = None
+        return page()
+    if not form.validate():
+        return page(422)
+    source = form.given[0]
     ref = None
-    if source == "metadata_file":
-        xml = read_upload(upload, errors, source)
-    elif source == "metadata_xml":
-        xml = pasted.encode("utf-8")
-    else:
-        try:
-            xml, ref = _fetch(url), url
-        except ServiceError as exc:
-            errors[source] = str(exc)
-    new_sp = None
-    if xml is not None and not errors:
-        try:
-            new_sp = apps_svc.parse_metadata_or_refuse(xml, app.entity_id)
-        except ServiceError as exc:
-            errors[source] = f"{exc} (the new metadata must describe this app's entityID {app.entity_id!r})" \
-                if "not in this metadata" in str(exc) else str(exc)
-    if new_sp is None or xml is None:
-        return _render("admin/app_refresh.html", 422, app=app, stored_url=stored_url, url_value=url or stored_url or "",
-                       errors=errors)
+    try:
+        if source == "metadata_file":
+            xml = form.upload or b""
+        elif source == "metadata_xml":
+            xml = form.metadata_xml.data.encode("utf-8")
+        else:
+            xml, ref = _fetch(form.metadata_url.data), form.metadata_url.data
+        new_sp = apps_svc.parse_metadata_or_refuse(xml, app.entity_id)
+    except ServiceError as exc:
+        if exc.field == "entity_id":
+            exc = ServiceError(f"{exc} (the new metadata must describe this app's entityID {app.entity_id!r})",
+                               field=exc.field)
+        refuse(form, exc, {"url": source, "metadata": source, "entity_id": source})
+        return page(422)
     diff = metadata_diff(SpMetadata.from_dict(app.sp), new_sp)
     same_text = xml.decode("utf-8", errors="replace") == app.metadata_xml
     token = None
@@ -410,14 +388,14 @@ def app_refresh(slug: str) -> tuple[str, int] | Response:
         token = pending.put({"kind": REFRESH_KIND, "admin": _admin_name(), "slug": app.slug, "app_id": app.id,
                              "base_sha256": _sha256(app.metadata_xml), "source_ref": ref,
                              "xml_b64": base64.b64encode(xml).decode("ascii")})
-    return _render("admin/app_refresh.html", app=app, stored_url=stored_url, url_value=url or stored_url or "",
-                   errors={}, diff=diff, token=token, previewed=True, same_text=same_text, new_ref=ref)
+    return page(diff=diff, token=token, previewed=True, same_text=same_text, new_ref=ref)
 
 
 @bp.post("/apps/<slug>/refresh/apply")
 def app_refresh_apply(slug: str) -> tuple[str, int] | Response:
     app = _app_or_404(slug)
-    data = pending.get((request.form.get("token") or "")[:64], REFRESH_KIND, consume=True)
+    form = ApplyRefreshForm()
+    data = pending.get(form.token.data, REFRESH_KIND, consume=True) if form.validate() else None
     if data is None or data.get("admin") != _admin_name() or data.get("slug") != app.slug \
             or data.get("app_id") != app.id:
         return error_page(400, "Preview expired", "This metadata preview is no longer valid (a preview is kept for "

@@ -8,6 +8,8 @@ from idp.certs.keystore import KeyStoreError
 from idp.services.accounts import FormErrors
 from idp.services.admin_queries import KEY_TYPES, activate_keys, key_table, retire_keys, rotate_keys, validate_rotation
 from idp.web.admin import bp
+from idp.web.admin.forms.base import refuse
+from idp.web.admin.forms.certs import RotateKeyForm
 from idp.web.context import keystore, settings
 
 STEPS = ("rotate", "activate", "retire")
@@ -24,16 +26,16 @@ def certs() -> Response:
     return Response(html, status=200)
 
 
-def _confirm_page(step: str, status: int = 200, **kw: object) -> Response:
+def _confirm_page(step: str, status: int = 200, form: RotateKeyForm | None = None,
+                  refused: str | None = None) -> Response:
     try:
         rows, _ = key_table(keystore())
     except KeyStoreError:
         rows = []
     by_state = {str(r.status.get("state")): r for r in rows}
-    defaults: dict[str, object] = {"errors": {}, "key_type": KEY_TYPES[0], "days": "730", "refused": None}
-    defaults.update(kw)
+    form = form or RotateKeyForm(formdata=None, data={"key_type": KEY_TYPES[0], "days": "730"})
     html = render_template("admin/certs.html", section="certs", confirm=step, by_state=by_state,
-                           key_types=KEY_TYPES, **defaults)
+                           key_types=KEY_TYPES, form=form, refused=refused)
     return Response(html, status=status)
 
 
@@ -41,16 +43,14 @@ def _confirm_page(step: str, status: int = 200, **kw: object) -> Response:
 def certs_step(step: str) -> Response:
     if step not in STEPS:
         abort(404)
-    if request.method == "GET":
+    form = RotateKeyForm()
+    if request.method == "GET" or not form.validate():
         return _confirm_page(step)
     store = keystore()
-    key_type, days_text = "", ""
     try:
         if step == "rotate":
-            key_type = (request.form.get("key_type") or "")[:20]
-            days_text = (request.form.get("days") or "").strip()[:10]
-            days = validate_rotation(key_type, days_text)
-            kid = rotate_keys(store, settings().entity_id, key_type, days)
+            days = validate_rotation(form.key_type.data, form.days.data)
+            kid = rotate_keys(store, settings().entity_id, form.key_type.data, days)
             message = f"Staged the next signing key {kid}. The metadata now publishes it next to the active key; " \
                       "tell SP owners to refresh it, then activate."
         elif step == "activate":
@@ -60,8 +60,11 @@ def certs_step(step: str) -> Response:
             kid = retire_keys(store)
             message = f"Key {kid} retired: it left the metadata and its files moved to the archive."
     except FormErrors as exc:
-        return _confirm_page(step, 422, errors=exc.errors, key_type=key_type, days=days_text)
+        refuse(form, exc)
+        return _confirm_page(step, 422, form)
     except (KeyStoreError, OSError) as exc:   # OSError: the key folder cannot be written
-        return _confirm_page(step, 409, refused=str(exc), key_type=key_type, days=days_text or "730")
+        if not form.days.data:
+            form.days.data = "730"
+        return _confirm_page(step, 409, form, refused=str(exc))
     flash(message, "success")
     return redirect(url_for("admin.certs"), code=303)  # type: ignore[return-value]

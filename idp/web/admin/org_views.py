@@ -6,13 +6,14 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 
 from idp.services import ServiceError, org
 from idp.web.admin import bp
+from idp.web.admin.forms.base import refuse
+from idp.web.admin.forms.org import SelfEnrollForm, TrustedRangeForm
 
 
-def _org_page(status: int = 200, **kw: object) -> Response:
-    defaults: dict[str, object] = {"cidr": "", "errors": {}}
-    defaults.update(kw)
+def _org_page(status: int = 200, form: TrustedRangeForm | None = None, **kw: object) -> Response:
     return Response(render_template("admin/org.html", section="org", ranges=org.trusted_ranges(),
-                                    self_enroll=org.mfa_self_enroll(), **defaults), status=status)
+                                    self_enroll=org.mfa_self_enroll(), form=form or TrustedRangeForm(formdata=None),
+                                    **kw), status=status)
 
 
 @bp.get("/org", endpoint="org")  # the NAV names it `admin.org`
@@ -22,25 +23,26 @@ def org_settings() -> Response:
 
 @bp.post("/org/ranges")
 def org_add_range() -> Response:
-    cidr = (request.form.get("cidr") or "").strip()[:100]
-    if not cidr:
-        return _org_page(422, cidr=cidr, errors={"cidr": "Enter a range such as 10.0.0.0/8 or 2001:db8::/32."})
+    form = TrustedRangeForm()
     try:
-        value = org.add_trusted_range(cidr)
+        value = org.add_trusted_range(form.cidr.data) if form.validate() else None
     except ServiceError as exc:
-        return _org_page(422, cidr=cidr, errors={"cidr": str(exc)})
+        refuse(form, exc)
+        value = None
+    if value is None:
+        return _org_page(422, form)
     flash(f"Trusted range {value} added.", "success")
     return redirect(url_for("admin.org"), code=303)  # type: ignore[return-value]
 
 
 @bp.route("/org/ranges/remove", methods=["GET", "POST"])
-def org_remove_range() -> Response | str:
-    cidr = (request.values.get("cidr") or "").strip()[:100]
+def org_remove_range() -> Response:
+    form = TrustedRangeForm(formdata=request.values)
+    cidr = form.cidr.data
     if cidr not in org.trusted_ranges():
         abort(404)
     if request.method == "GET":
-        return render_template("admin/org.html", section="org", confirm_remove=cidr, ranges=org.trusted_ranges(),
-                               self_enroll=org.mfa_self_enroll(), cidr="", errors={})
+        return _org_page(confirm_remove=cidr)
     org.remove_trusted_range(cidr)
     flash(f"Trusted range {cidr} removed.", "success")
     return redirect(url_for("admin.org"), code=303)  # type: ignore[return-value]
@@ -48,9 +50,9 @@ def org_remove_range() -> Response | str:
 
 @bp.post("/org/mfa")
 def org_mfa() -> Response:
-    value = request.form.get("self_enroll")
-    if value not in ("0", "1"):
+    form = SelfEnrollForm()
+    if not form.validate():
         abort(400)
-    org.set_mfa_self_enroll(value == "1")
-    flash("MFA self-enrolment is now " + ("on." if value == "1" else "off."), "success")
+    org.set_mfa_self_enroll(form.self_enroll.data == "1")
+    flash("MFA self-enrolment is now " + ("on." if form.self_enroll.data == "1" else "off."), "success")
     return redirect(url_for("admin.org"), code=303)  # type: ignore[return-value]

@@ -13,6 +13,8 @@ from idp.services import ServiceError, accounts
 from idp.services import users as users_svc
 from idp.services.users import find_user
 from idp.web.admin import bp, page_number
+from idp.web.admin.forms.base import ConfirmForm, refuse
+from idp.web.admin.forms.users import GroupForm, MemberForm, NewUserForm, PasswordForm, UserForm, UserStatusForm
 from idp.web.context import passwords
 
 USERS_PER_PAGE = 50
@@ -36,18 +38,6 @@ def _group_or_404(name: str) -> Group:
     return group
 
 
-def _text(name: str, limit: int = 400) -> str:
-    return (request.form.get(name) or "").strip()[:limit]
-
-
-def _user_input() -> accounts.UserInput:
-    return accounts.UserInput(
-        email=_text("email"), first_name=_text("first_name", 200), last_name=_text("last_name", 200),
-        groups=tuple(sorted({g for g in request.form.getlist("groups") if g})),
-        is_admin=request.form.get("is_admin") == "1",
-    )
-
-
 # ---------------------------------------------------------------- users
 
 @bp.get("/users")
@@ -60,27 +50,28 @@ def users() -> str:
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
-def users_new() -> Response | str:
+def users_new() -> Response:
+    form = NewUserForm()
     groups = accounts.group_names()
-    if request.method == "GET":
-        return render_template("admin/users_new.html", section="users", form=None, errors={}, groups=groups)
-    username = _text("username", 200)
-    data = _user_input()
+    if not form.validate_on_submit():
+        return _page(200 if request.method == "GET" else 422, "admin/users_new.html", section="users", form=form,
+                     groups=groups)
+    username = form.username.data
     try:
-        accounts.create_user(username, data, request.form.get("password") or "",
-                             request.form.get("password_confirm") or "", passwords())
-    except accounts.FormErrors as exc:
-        return _page(422, "admin/users_new.html", section="users", form={"username": username, "data": data},
-                     errors=exc.errors, groups=groups)
+        accounts.create_user(username, form.user_input(), form.password.data, form.password_confirm.data,
+                             passwords())
+    except ServiceError as exc:
+        refuse(form, exc)
+        return _page(422, "admin/users_new.html", section="users", form=form, groups=groups)
     flash(f"User {username} created.", "success")
     return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
 
 
-def _edit_page(user: User, status: int = 200, **kw: object) -> Response:
-    defaults: dict[str, object] = {"form": None, "errors": {}, "pw_errors": {}}
-    defaults.update(kw)
+def _edit_page(user: User, status: int = 200, *, form: UserForm | None = None,
+               pw_form: PasswordForm | None = None) -> Response:
     return _page(status, "admin/users_edit.html", section="users", user=user, groups=accounts.group_names(),
-                 mfa_enrolled=totp.is_enrolled(user), is_self=user.id == current_user.user.id, **defaults)
+                 mfa_enrolled=totp.is_enrolled(user), is_self=user.id == current_user.user.id,
+                 form=form or UserForm.from_user(user), pw_form=pw_form or PasswordForm(formdata=None))
 
 
 @bp.route("/users/<username>", methods=["GET", "POST"])
@@ -88,11 +79,14 @@ def user_edit(username: str) -> Response:
     user = _user_or_404(username)
     if request.method == "GET":
         return _edit_page(user)
-    data = _user_input()
+    form = UserForm()
     try:
-        accounts.update_user(user, data)
-    except accounts.FormErrors as exc:
-        return _edit_page(_user_or_404(username), 422, form=data, errors=exc.errors)
+        if form.validate():
+            accounts.update_user(user, form.user_input())
+    except ServiceError as exc:
+        refuse(form, exc)
+    if form.messages:
+        return _edit_page(_user_or_404(username), 422, form=form)
     flash(f"Changes to {user.username} saved.", "success")
     return redirect(url_for("admin.user_edit", username=user.username), code=303)  # type: ignore[return-value]
 
@@ -100,27 +94,32 @@ def user_edit(username: str) -> Response:
 @bp.post("/users/<username>/status")
 def user_status(username: str) -> Response:
     user = _user_or_404(username)
-    wanted = request.form.get("disabled")
-    if wanted not in ("0", "1"):
+    form = UserStatusForm()
+    if not form.validate():
         abort(400)
     try:
-        accounts.set_disabled(user, wanted == "1")
+        accounts.set_disabled(user, form.disabled.data == "1")
     except ServiceError as exc:
+        db.session.rollback()
         flash(f"Not changed: {exc}.", "error")
         return _edit_page(_user_or_404(username), 409)
-    flash(f"{username} is now {'disabled' if wanted == '1' else 'enabled'}.", "success")
+    flash(f"{username} is now {'disabled' if form.disabled.data == '1' else 'enabled'}.", "success")
     return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
 
 
 @bp.post("/users/<username>/password")
 def user_password(username: str) -> Response:
     user = _user_or_404(username)
+    form = PasswordForm()
     keep = current_user.session.id if user.id == current_user.user.id else None
     try:
-        accounts.reset_password(user, request.form.get("password") or "", request.form.get("password_confirm") or "",
-                                passwords(), keep_session=keep)
-    except accounts.FormErrors as exc:
-        return _edit_page(user, 422, pw_errors=exc.errors)
+        if form.validate():
+            accounts.reset_password(user, form.password.data, form.password_confirm.data, passwords(),
+                                    keep_session=keep)
+    except ServiceError as exc:
+        refuse(form, exc)
+    if form.messages:
+        return _edit_page(_user_or_404(username), 422, pw_form=form)
     flash(f"New password set for {username}; their sessions were ended.", "success")
     return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
 
@@ -128,7 +127,7 @@ def user_password(username: str) -> Response:
 @bp.route("/users/<username>/mfa-reset", methods=["GET", "POST"])
 def user_mfa_reset(username: str) -> Response | str:
     user = _user_or_404(username)
-    if request.method == "GET":
+    if not ConfirmForm().validate_on_submit():
         return render_template("admin/users_mfa_reset.html", section="users", user=user,
                                enrolled=totp.is_enrolled(user))
     accounts.reset_mfa(user)
@@ -138,29 +137,33 @@ def user_mfa_reset(username: str) -> Response | str:
 
 # ---------------------------------------------------------------- groups
 
+def _groups_page(status: int = 200, form: GroupForm | None = None) -> Response:
+    return _page(status, "admin/groups_list.html", section="groups", groups=accounts.groups_with_counts(),
+                 form=form or GroupForm(formdata=None))
+
+
 @bp.get("/groups")
-def groups() -> str:
-    return render_template("admin/groups_list.html", section="groups", groups=accounts.groups_with_counts(),
-                           name="", errors={})
+def groups() -> Response:
+    return _groups_page()
 
 
 @bp.post("/groups/new")
 def groups_new() -> Response:
-    name = _text("name", 200)
+    form = GroupForm()
     try:
-        group = accounts.create_group(name)
-    except accounts.FormErrors as exc:
-        return _page(422, "admin/groups_list.html", section="groups", groups=accounts.groups_with_counts(),
-                     name=name, errors=exc.errors)
+        group = accounts.create_group(form.name.data) if form.validate() else None
+    except ServiceError as exc:
+        refuse(form, exc)
+        group = None
+    if group is None:
+        return _groups_page(422, form)
     flash(f"Group {group.name} created.", "success")
     return redirect(url_for("admin.group_detail", name=group.name), code=303)  # type: ignore[return-value]
 
 
-def _group_page(group: Group, status: int = 200, **kw: object) -> Response:
-    defaults: dict[str, object] = {"username": "", "errors": {}}
-    defaults.update(kw)
+def _group_page(group: Group, status: int = 200, form: MemberForm | None = None) -> Response:
     return _page(status, "admin/groups_detail.html", section="groups", group=group,
-                 members=accounts.members(group), **defaults)
+                 members=accounts.members(group), form=form or MemberForm(formdata=None))
 
 
 @bp.get("/groups/<name>")
@@ -171,11 +174,14 @@ def group_detail(name: str) -> Response:
 @bp.post("/groups/<name>/members")
 def group_add_member(name: str) -> Response:
     group = _group_or_404(name)
-    username = _text("username", 200)
+    form = MemberForm()
     try:
-        user = accounts.add_member(group, username)
-    except accounts.FormErrors as exc:
-        return _group_page(group, 422, username=username, errors=exc.errors)
+        user = accounts.add_member(group, form.username.data) if form.validate() else None
+    except ServiceError as exc:
+        refuse(form, exc)
+        user = None
+    if user is None:
+        return _group_page(_group_or_404(name), 422, form)
     flash(f"{user.username} added to {group.name}.", "success")
     return redirect(url_for("admin.group_detail", name=group.name), code=303)  # type: ignore[return-value]
 
@@ -183,13 +189,16 @@ def group_add_member(name: str) -> Response:
 @bp.post("/groups/<name>/members/remove")
 def group_remove_member(name: str) -> Response:
     group = _group_or_404(name)
-    username = _text("username", 200)
+    form = MemberForm()
+    if not form.validate():
+        abort(400)
     try:
-        accounts.remove_member(group, username)
+        accounts.remove_member(group, form.username.data)
     except ServiceError as exc:
+        db.session.rollback()
         flash(f"Not changed: {exc}.", "error")
-        return _group_page(group, 409)
-    flash(f"{username} removed from {group.name}.", "success")
+        return _group_page(_group_or_404(name), 409)
+    flash(f"{form.username.data} removed from {group.name}.", "success")
     return redirect(url_for("admin.group_detail", name=group.name), code=303)  # type: ignore[return-value]
 
 
@@ -197,7 +206,7 @@ def group_remove_member(name: str) -> Response:
 def group_delete(name: str) -> Response:
     """Confirmation page, then delete. Refused (409) while an app's access policy names the group."""
     group = _group_or_404(name)
-    if request.method == "GET":
+    if not ConfirmForm().validate_on_submit():
         return _page(200, "admin/group_delete.html", section="groups", group=group,
                      members=accounts.members(group), used=users_svc.apps_using_group(group.name))
     try:
@@ -205,8 +214,8 @@ def group_delete(name: str) -> Response:
     except ServiceError as exc:
         db.session.rollback()
         flash(f"Not deleted: {exc}.", "error")
+        group = _group_or_404(name)
         return _page(409, "admin/group_delete.html", section="groups", group=group,
                      members=accounts.members(group), used=users_svc.apps_using_group(group.name))
     flash(f"Group {name} deleted ({len(members)} membership{'' if len(members) == 1 else 's'} ended).", "success")
     return redirect(url_for("admin.groups"), code=303)  # type: ignore[return-value]
-

@@ -1,0 +1,66 @@
+"""Connected apps (SAML service providers): settings schema, validation, registry, SSO read cache, folder sync.
+
+One module per job; this package re-exports the names callers use, so `from idp.services import apps` and
+`from idp.services.apps import …` keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .cache import LOOKUP_TTL_S, app_config_by_entity_id, app_config_by_id, app_config_by_slug, invalidate_cache
+from .folder_sync import SyncReport, sync_folder
+from .registry import (
+    change_settings,
+    get_app,
+    list_apps,
+    pinned_keys,
+    register_app,
+    remove_app,
+    slugify,
+    update_metadata,
+)
+from .settings import (
+    CLEAR,
+    ENCRYPTION_ALGORITHMS,
+    KNOWN_ATTRIBUTES,
+    NAMEID_FIELDS,
+    SIGN_MODES,
+    SIGNATURE_ALGORITHM_NAMES,
+    USER_FIELDS,
+    AppConfig,
+    AppSettings,
+    default_settings,
+)
+from .validation import (
+    RESERVED_SLUGS,
+    SLUG_RE,
+    parse_metadata_or_refuse,
+    signing_changes,
+    validate_name,
+    validate_policy_references,
+    validate_settings,
+    validate_slug,
+)
+
+__all__ = [
+    "CLEAR", "ENCRYPTION_ALGORITHMS", "KNOWN_ATTRIBUTES", "LOOKUP_TTL_S", "NAMEID_FIELDS", "RESERVED_SLUGS",
+    "SIGNATURE_ALGORITHM_NAMES", "SIGN_MODES", "SLUG_RE", "USER_FIELDS", "AppConfig", "AppSettings", "SyncReport",
+    "app_config_by_entity_id", "app_config_by_id", "app_config_by_slug", "change_settings",
+    "validate_policy_references", "default_settings", "get_app", "invalidate_cache", "list_apps",
+    "parse_metadata_or_refuse", "pinned_keys", "register_app", "remove_app", "signing_changes", "slugify",
+    "sync_folder", "update_metadata", "validate_name", "validate_settings", "validate_slug",
+]
+
+# Turning `idp apps set` options into settings changes is the CLI's job (idp/cli/app_flags.py). Until the CLI
+# imports them from there, they stay reachable here; resolved on first use, so importing this package never
+# imports the CLI.
+_MOVED_TO_CLI = frozenset({"policy_changes", "parse_attribute_option"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_CLI:
+        from ...cli import app_flags
+
+        return getattr(app_flags, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,94 @@
+"""The per-process read cache behind the AppConfig lookups every SSO and SLO request makes.
+
+One indexed query for (id, version) per lookup (none within LOOKUP_TTL_S); the parsed AppConfig is rebuilt only
+when the version changed. Changes made in this process drop the cache at once (invalidate_cache).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sqlalchemy import bindparam, select
+
+from ...extensions import db
+from ...models import ConnectedApp
+from ...prepared import Prepared
+from ...saml.sp_metadata import SpMetadata
+from .settings import AppConfig, AppSettings
+
+_cache: dict[int, AppConfig] = {}
+_cache_lock = threading.Lock()
+
+
+def _to_config(row: ConnectedApp) -> AppConfig:
+    return AppConfig(
+        id=row.id, slug=row.slug, name=row.name, entity_id=row.entity_id, enabled=row.enabled,
+        version=row.version, created_at=row.created_at, sp=SpMetadata.from_dict(row.sp),
+        settings=AppSettings.from_dict(row.settings),
+    )
+
+
+# How long a resolved lookup is trusted before its version is checked again. Changes made in this
+# process invalidate at once; changes from another process (CLI, another instance) apply within it.
+LOOKUP_TTL_S = 1.0
+_recent: dict[tuple[str, object], tuple[float, AppConfig]] = {}
+
+
+def invalidate_cache() -> None:
+    with _cache_lock:
+        _recent.clear()
+        _cache.clear()
+
+
+def _lookup_cached(kind: str, value: object) -> AppConfig | None:
+    key = (kind, value)
+    hit = _recent.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < LOOKUP_TTL_S:
+        return hit[1]
+    config = _lookup(kind, value)
+    if config is not None:
+        with _cache_lock:
+            if len(_recent) > 20_000:
+                _recent.clear()
+            _recent[key] = (now, config)
+    return config
+
+
+_VERSION_BY = {
+    kind: Prepared(select(ConnectedApp.id, ConnectedApp.version, ConnectedApp.created_at)
+                   .where(column == bindparam("value")))
+    for kind, column in (("id", ConnectedApp.id), ("slug", ConnectedApp.slug), ("entity_id", ConnectedApp.entity_id))
+}
+
+
+def _lookup(kind: str, value: object) -> AppConfig | None:
+    """One indexed query for (id, version); the parsed config is rebuilt only when the version changed."""
+    hit = _VERSION_BY[kind].first({"value": value})
+    if hit is None:
+        return None
+    app_id, version, created_at = hit
+    cached = _cache.get(app_id)
+    # created_at guards against a deleted app's id being reused by a new row (SQLite reuses rowids)
+    if cached is not None and cached.version == version and cached.created_at == created_at:
+        return cached
+    row = db.session.get(ConnectedApp, app_id)
+    if row is None:
+        return None
+    config = _to_config(row)
+    with _cache_lock:
+        _cache[app_id] = config
+    return config
+
+
+def app_config_by_entity_id(entity_id: str) -> AppConfig | None:
+    return _lookup_cached("entity_id", entity_id)
+
+
+def app_config_by_slug(slug: str) -> AppConfig | None:
+    return _lookup_cached("slug", slug)
+
+
+def app_config_by_id(app_id: int) -> AppConfig | None:
+    return _lookup_cached("id", app_id)

@@ -1,0 +1,161 @@
+"""Connected apps as stored: register from SP metadata, replace the metadata, change settings, remove, look up.
+
+Each change is validated first (nothing is written on refusal), audited, and drops the SSO read cache.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ... import audit
+from ...extensions import db
+from ...models import ConnectedApp
+from .. import ServiceError
+from .cache import invalidate_cache
+from .settings import CLEAR, AppSettings, default_settings
+from .validation import RESERVED_SLUGS, parse_metadata_or_refuse, validate_name, validate_settings, validate_slug
+
+
+def slugify(text: str) -> str:
+    text = re.sub(r"^[a-z]+://", "", text.lower())
+    slug = re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:60].strip("-")
+    return slug or "app"
+
+
+def _unique_slug(base: str) -> str:
+    if base in RESERVED_SLUGS:
+        base = f"{base}-app"
+    slug, n = base, 2
+    while db.session.scalar(select(ConnectedApp.id).where(ConnectedApp.slug == slug)) is not None:
+        slug = f"{base[:58]}-{n}"
+        n += 1
+    return slug
+
+
+def register_app(xml: bytes, *, name: str | None = None, slug: str | None = None, entity_id: str | None = None,
+                 source: str = "cli", source_ref: str | None = None) -> ConnectedApp:
+    """Register a connected app from SP metadata; refuses with ServiceError and stores nothing on any problem."""
+    if name is not None:
+        name = validate_name(name)
+    sp = parse_metadata_or_refuse(xml, entity_id)
+    if db.session.scalar(select(ConnectedApp.id).where(ConnectedApp.entity_id == sp.entity_id)) is not None:
+        raise ServiceError(f"an app with entityID {sp.entity_id!r} is already registered", field="entity_id")
+    if slug is not None:
+        validate_slug(slug)
+        if db.session.scalar(select(ConnectedApp.id).where(ConnectedApp.slug == slug)) is not None:
+            raise ServiceError(f"slug {slug!r} is already taken", field="slug")
+    else:
+        slug = _unique_slug(slugify(name or sp.display_name or sp.entity_id))
+    app = ConnectedApp(
+        slug=slug,
+        name=(name or sp.display_name or sp.entity_id)[:200],
+        entity_id=sp.entity_id,
+        enabled=True,
+        metadata_xml=xml.decode("utf-8", errors="replace"),
+        sp=sp.to_dict(),
+        settings=default_settings(sp).to_dict(),
+        source=source,
+        source_ref=source_ref,
+        version=1,
+    )
+    db.session.add(app)
+    audit.record("app.add", "app", slug, after={"entity_id": sp.entity_id, "name": app.name, "source": source,
+                                               "source_ref": source_ref})
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ServiceError("an app with that entityID or slug was registered at the same time") from None
+    return app
+
+
+def update_metadata(app: ConnectedApp, xml: bytes, *, source_ref: str | None = None) -> bool:
+    """Replace an app's metadata (same entityID); returns False when nothing changed."""
+    sp = parse_metadata_or_refuse(xml, app.entity_id)
+    text = xml.decode("utf-8", errors="replace")
+    if text == app.metadata_xml:
+        return False
+    before = _metadata_summary(app.sp)
+    app.metadata_xml = text
+    app.sp = sp.to_dict()
+    audit.record("app.metadata", "app", app.slug, before=before, after=_metadata_summary(app.sp))
+    if source_ref:
+        app.source_ref = source_ref
+    app.version += 1
+    db.session.commit()
+    invalidate_cache()
+    return True
+
+
+def get_app(slug: str) -> ConnectedApp:
+    app = db.session.scalar(select(ConnectedApp).where(ConnectedApp.slug == slug))
+    if app is None:
+        raise ServiceError(f"no app with slug {slug!r}", field="slug")
+    return app
+
+
+def list_apps() -> list[ConnectedApp]:
+    return list(db.session.scalars(select(ConnectedApp).order_by(ConnectedApp.slug)))
+
+
+def _metadata_summary(sp: dict[str, Any]) -> dict[str, Any]:
+    return {"acs": [a["location"] for a in sp.get("acs", [])], "slo": [e["location"] for e in sp.get("slo", [])],
+            "signing_certs": len(sp.get("signing_certs", [])), "encryption_certs": len(sp.get("encryption_certs", [])),
+            "nameid_formats": sp.get("nameid_formats", [])}
+
+
+def remove_app(slug: str) -> None:
+    app = get_app(slug)
+    audit.record("app.remove", "app", slug, before={"entity_id": app.entity_id, "name": app.name})
+    db.session.delete(app)
+    db.session.commit()
+    invalidate_cache()
+
+
+def pinned_keys() -> dict[str, list[str]]:
+    """key id → slugs of the apps pinned to it."""
+    out: dict[str, list[str]] = {}
+    for slug, settings in db.session.execute(select(ConnectedApp.slug, ConnectedApp.settings)):
+        kid = (settings or {}).get("signing_key")
+        if kid:
+            out.setdefault(kid, []).append(slug)
+    return out
+
+
+def change_settings(app: ConnectedApp, *, enabled: bool | None = None, name: str | None = None,
+                    **changes: Any) -> AppSettings:
+    """Validate and apply setting changes; nothing is written if any value is invalid.
+
+    A change of None keeps the current value; CLEAR sets an optional setting back to None.
+    """
+    current = AppSettings.from_dict(app.settings)
+    if name is not None:
+        name = validate_name(name)
+    updates: dict[str, Any] = {k: (None if v is CLEAR else v) for k, v in changes.items() if v is not None}
+    new = replace(current, **updates)
+    validate_settings(new)
+    # only when this change asks for encryption: an app whose metadata lost its certificate since
+    # (refresh, sync) must still be editable and disable-able; its SSO fails with app_misconfigured
+    if new.encrypt_assertion and updates.get("encrypt_assertion") and not app.sp.get("encryption_certs"):
+        raise ServiceError("this app's metadata has no encryption certificate; assertions cannot be encrypted",
+                           field="encrypt_assertion")
+    before = {**current.to_dict(), "enabled": app.enabled, "name": app.name}
+    app.settings = new.to_dict()
+    if enabled is not None:
+        app.enabled = enabled
+    if name is not None:
+        app.name = name
+    after = {**new.to_dict(), "enabled": app.enabled, "name": app.name}
+    diff_keys = [k for k in after if before.get(k) != after.get(k)]
+    if diff_keys:
+        audit.record("app.settings", "app", app.slug, before={k: before.get(k) for k in diff_keys},
+                     after={k: after[k] for k in diff_keys})
+    app.version += 1
+    db.session.commit()
+    invalidate_cache()
+    return new

@@ -1,0 +1,133 @@
+"""The per-app settings schema: the vocabulary admins choose from, AppSettings as stored, AppConfig as read on SSO."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ...policy.model import AppPolicy
+from ...saml.constants import NAMEID_FORMATS, SIG_RSA_SHA256
+from ...saml.sp_metadata import SpMetadata
+
+USER_FIELDS = ("username", "email", "first_name", "last_name", "groups", "id", "display_name")
+NAMEID_FIELDS = ("username", "email", "id")
+SIGN_MODES = ("response", "assertion", "both")
+SIGNATURE_ALGORITHM_NAMES = {
+    "rsa-sha256": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "rsa-sha384": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+    "rsa-sha512": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+    "ecdsa-sha256": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+    "ecdsa-sha384": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+    "rsa-sha1": "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+}
+ENCRYPTION_ALGORITHMS = ("aes256-gcm", "aes128-gcm", "aes256-cbc")
+
+# Well-known attribute names SPs ask for in RequestedAttribute, mapped to user fields.
+KNOWN_ATTRIBUTES = {
+    "urn:oid:0.9.2342.19200300.100.1.3": "email", "mail": "email", "email": "email", "emailaddress": "email",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress": "email",
+    "urn:oid:2.5.4.42": "first_name", "givenname": "first_name", "firstname": "first_name",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname": "first_name",
+    "urn:oid:2.5.4.4": "last_name", "sn": "last_name", "surname": "last_name", "lastname": "last_name",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname": "last_name",
+    "urn:oid:0.9.2342.19200300.100.1.1": "username", "uid": "username",
+    "urn:oid:2.16.840.1.113730.3.1.241": "display_name", "displayname": "display_name",
+}
+
+CLEAR = object()  # a change value meaning "set this optional setting back to None" (change_settings)
+
+
+@dataclass(frozen=True, slots=True)
+class AppSettings:
+    """Admin-chosen per-app settings (stored as JSON on ConnectedApp.settings)."""
+
+    nameid_format: str = "unspecified"            # email | persistent | transient | unspecified
+    nameid_field: str = "username"                # username | email | id
+    attributes: dict[str, str] = field(default_factory=dict)  # SAML attribute name -> user field
+    sign: str = "both"                            # response | assertion | both
+    signature_algorithm: str = SIG_RSA_SHA256
+    require_signed_requests: bool = False         # in addition to the SP's AuthnRequestsSigned
+    allow_sha1: bool = False                      # legacy SPs only, explicit opt-in
+    # access policy (see idp/policy)
+    permitted: str = "all"                        # all | admin-approved
+    allow_groups: tuple[str, ...] = ()
+    deny_groups: tuple[str, ...] = ()
+    assigned_users: tuple[str, ...] = ()
+    ip_policy: str = "relax"                      # enforce | relax-with-mfa | relax
+    ip_ranges: tuple[str, ...] = ()
+    require_mfa: bool = False
+    mfa_action: str = "step-up"                   # step-up | block
+    session_timeout: int | None = None            # minutes since the password was entered
+    # keys and encryption
+    signing_key: str | None = None                # pinned key id; None follows the active key
+    encrypt_assertion: bool = False
+    encryption_algorithm: str = "aes256-gcm"      # aes256-gcm | aes128-gcm | aes256-cbc (CBC: explicit opt-in)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> AppSettings:
+        known = {k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__}
+        for name in _TUPLE_FIELDS:
+            if name in known:
+                known[name] = tuple(known[name])
+        return cls(**known)
+
+    @property
+    def policy(self) -> AppPolicy:
+        return AppPolicy(
+            permitted=self.permitted, allow_groups=frozenset(self.allow_groups),
+            deny_groups=frozenset(self.deny_groups), assigned_users=frozenset(self.assigned_users),
+            ip_policy=self.ip_policy, ip_ranges=tuple(self.ip_ranges), require_mfa=self.require_mfa,
+            mfa_action=self.mfa_action, session_timeout_min=self.session_timeout,
+        )
+
+
+_TUPLE_FIELDS = ("allow_groups", "deny_groups", "assigned_users", "ip_ranges")
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """The read-only view of a connected app used on every SSO request."""
+
+    id: int
+    slug: str
+    name: str
+    entity_id: str
+    enabled: bool
+    version: int
+    created_at: datetime
+    sp: SpMetadata
+    settings: AppSettings
+
+    @property
+    def nameid_format_uri(self) -> str:
+        return NAMEID_FORMATS[self.settings.nameid_format]
+
+    @property
+    def requires_signed_requests(self) -> bool:
+        return self.sp.authn_requests_signed or self.settings.require_signed_requests
+
+
+def default_settings(sp: SpMetadata) -> AppSettings:
+    """Settings a new app starts with, derived from what its metadata says it wants."""
+    nameid, field_name = "unspecified", "username"
+    by_uri = {v: k for k, v in NAMEID_FORMATS.items()}
+    for fmt in sp.nameid_formats:
+        if fmt in by_uri:
+            nameid = by_uri[fmt]
+            break
+    if nameid == "email":
+        field_name = "email"
+    elif nameid == "persistent" or nameid == "transient":
+        field_name = "id"
+    attributes: dict[str, str] = {}
+    for ra in sp.requested_attributes:
+        guess = KNOWN_ATTRIBUTES.get(ra.name) or KNOWN_ATTRIBUTES.get(ra.name.lower())
+        if guess is None and ra.friendly_name:
+            guess = KNOWN_ATTRIBUTES.get(ra.friendly_name.lower())
+        if guess:
+            attributes[ra.name] = guess
+    return AppSettings(nameid_format=nameid, nameid_field=field_name, attributes=attributes)

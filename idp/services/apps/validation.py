@@ -1,0 +1,143 @@
+"""The rules a connected app must keep: name and slug, metadata, settings, key choices and policy references.
+
+Every refusal is a ServiceError naming the input it is about (`field`), so the console can show it next to that field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from ...policy.checks import parse_cidr
+from ...policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
+from ...saml.constants import NAMEID_FORMATS
+from ...saml.signing import SIGNATURE_ALGORITHMS
+from ...saml.sp_metadata import MetadataError, SpMetadata, list_sp_entity_ids, parse_sp_metadata
+from .. import ServiceError
+from .settings import (
+    CLEAR,
+    ENCRYPTION_ALGORITHMS,
+    NAMEID_FIELDS,
+    SIGN_MODES,
+    SIGNATURE_ALGORITHM_NAMES,
+    USER_FIELDS,
+    AppSettings,
+)
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+RESERVED_SLUGS = frozenset({"new", "admin", "api", "static", "login", "logout", "saml"})
+
+
+def validate_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ServiceError("name must be 1-200 characters without control characters", field="name")
+    return name
+
+
+def validate_slug(slug: str) -> str:
+    if not SLUG_RE.fullmatch(slug):
+        raise ServiceError(f"slug {slug!r} must be 1-64 lower-case letters, digits and inner hyphens", field="slug")
+    if slug in RESERVED_SLUGS:
+        raise ServiceError(f"slug {slug!r} is reserved; choose another", field="slug")
+    return slug
+
+
+def parse_metadata_or_refuse(xml: bytes, entity_id: str | None) -> SpMetadata:
+    """The SP's metadata, or a ServiceError about the document ("metadata") or, when `entity_id` picks an SP
+    the document does not describe, about that choice ("entity_id")."""
+    try:
+        return parse_sp_metadata(xml, entity_id)
+    except MetadataError as exc:
+        raise ServiceError(str(exc), field=_refused_input(xml, entity_id)) from None
+
+
+def _refused_input(xml: bytes, entity_id: str | None) -> str:
+    """Only on refusal: whether the picked entityID is missing from an otherwise readable document."""
+    if entity_id is None:
+        return "metadata"
+    try:
+        present = list_sp_entity_ids(xml)
+    except MetadataError:
+        return "metadata"
+    return "metadata" if entity_id.strip() in present else "entity_id"
+
+
+def validate_settings(s: AppSettings) -> None:
+    def refuse(field: str, message: str) -> ServiceError:
+        return ServiceError(message, field=field)
+
+    if s.nameid_format not in NAMEID_FORMATS:
+        raise refuse("nameid_format", f"NameID format must be one of {', '.join(NAMEID_FORMATS)}")
+    if s.nameid_field not in NAMEID_FIELDS:
+        raise refuse("nameid_field", f"NameID field must be one of {', '.join(NAMEID_FIELDS)}")
+    if s.sign not in SIGN_MODES:
+        raise refuse("sign", f"sign must be one of {', '.join(SIGN_MODES)}")
+    if s.signature_algorithm not in SIGNATURE_ALGORITHMS:
+        raise refuse("signature_algorithm", "unsupported signature algorithm")
+    if s.signature_algorithm == SIGNATURE_ALGORITHM_NAMES["rsa-sha1"] and not s.allow_sha1:
+        raise refuse("signature_algorithm",
+                     "rsa-sha1 is for legacy SPs only: also pass --allow-sha1 to opt in explicitly")
+    if s.encryption_algorithm not in ENCRYPTION_ALGORITHMS:
+        raise refuse("encryption_algorithm", f"encryption algorithm must be one of {', '.join(ENCRYPTION_ALGORITHMS)}")
+    if s.permitted not in PERMITTED_MODES:
+        raise refuse("permitted", f"permitted must be one of {', '.join(PERMITTED_MODES)}")
+    if s.ip_policy not in IP_MODES:
+        raise refuse("ip_policy", f"ip policy must be one of {', '.join(IP_MODES)}")
+    if s.mfa_action not in MFA_ACTIONS:
+        raise refuse("mfa_action", f"mfa action must be one of {', '.join(MFA_ACTIONS)}")
+    if s.session_timeout is not None and not 1 <= s.session_timeout <= 7 * 24 * 60:
+        raise refuse("session_timeout", "session timeout must be between 1 and 10080 minutes")
+    for cidr in s.ip_ranges:
+        try:
+            parse_cidr(cidr)
+        except ValueError as exc:
+            raise refuse("ip_ranges", str(exc)) from None
+    for name, field_name in s.attributes.items():
+        if not name or len(name) > 1024 or any(ord(c) < 32 for c in name):
+            raise refuse("attributes", f"attribute name {name!r} is not valid")
+        if field_name not in USER_FIELDS:
+            raise refuse("attributes", f"attribute {name!r}: unknown user field {field_name!r} "
+                                       f"(choose from {', '.join(USER_FIELDS)})")
+
+
+def signing_changes(*, signing_key: str | None = None, signature_algorithm: str | None = None,
+                    encrypt_assertion: bool | None = None, encryption_algorithm: str | None = None,
+                    published_kids: Iterable[str] | None = None) -> dict[str, Any]:
+    """change_settings arguments from the key and algorithm choices as admins name them: a short algorithm name,
+    a key id to pin or "active" to follow rotation (refused when `published_kids` does not list the key)."""
+    changes: dict[str, Any] = {"encrypt_assertion": encrypt_assertion, "encryption_algorithm": encryption_algorithm}
+    if signature_algorithm is not None:
+        if signature_algorithm not in SIGNATURE_ALGORITHM_NAMES:
+            raise ServiceError(f"signature algorithm must be one of {', '.join(SIGNATURE_ALGORITHM_NAMES)}",
+                               field="signature_algorithm")
+        changes["signature_algorithm"] = SIGNATURE_ALGORITHM_NAMES[signature_algorithm]
+    if signing_key is not None:
+        if signing_key == "active":
+            changes["signing_key"] = CLEAR
+        else:
+            if published_kids is not None and signing_key not in set(published_kids):
+                raise ServiceError(f"no published signing key {signing_key!r} (see idp certs status)",
+                                   field="signing_key")
+            changes["signing_key"] = signing_key
+    return changes
+
+
+def validate_policy_references(*, allow_groups: Iterable[str] = (), deny_groups: Iterable[str] = (),
+                            assigned_users: Iterable[str] = ()) -> None:
+    """The groups and users a policy change adds must exist.
+
+    The groups stay locked until the change commits, so remove_group cannot delete one in between.
+    """
+    from ..users import find_user, lock_group
+
+    for field_name, groups in (("allow_groups", allow_groups), ("deny_groups", deny_groups)):
+        for g in groups:
+            try:
+                lock_group(g)
+            except ServiceError as exc:
+                raise ServiceError(str(exc), field=field_name) from None
+    for u in assigned_users:
+        if find_user(u) is None:
+            raise ServiceError(f"no user {u!r}", field="assigned_users")

@@ -1,0 +1,231 @@
+"""The forms on an app's page: its SAML settings and its access policy. Every value is posted each time; the
+apps services check it all again when it is saved."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from wtforms import Field
+from wtforms.utils import unset_value
+from wtforms.validators import StopValidation, ValidationError
+
+from idp.models import ConnectedApp
+from idp.policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
+from idp.saml.constants import NAMEID_FORMATS
+from idp.services import ServiceError
+from idp.services.apps import (
+    CLEAR,
+    ENCRYPTION_ALGORITHMS,
+    NAMEID_FIELDS,
+    SIGN_MODES,
+    SIGNATURE_ALGORITHM_NAMES,
+    USER_FIELDS,
+    AppSettings,
+    validate_name,
+)
+from idp.web.admin.forms.base import AdminForm, FlagField, ListField, TextField, one_of, required, service_rule
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SIGALG_BY_URI = {uri: name for name, uri in SIGNATURE_ALGORITHM_NAMES.items()}
+
+
+# ---------------------------------------------------------------- SAML settings
+
+
+class AttributeRowsField(Field):
+    """The attribute table, posted as parallel attr_name / attr_field lists with the row numbers ticked in
+    attr_remove: (attribute name, user field) rows, empty and removed rows left out."""
+
+    def process(self, formdata: Any, data: Any = unset_value, extra_filters: Any = None) -> None:
+        self.process_errors = []
+        self.raw_data: list[str] = []
+        if formdata is None:
+            self.data = [] if data is unset_value else list(data)
+            return
+        names = [n.strip() for n in formdata.getlist("attr_name")]
+        fields = [f.strip() for f in formdata.getlist("attr_field")]
+        removed = set(formdata.getlist("attr_remove"))
+        if len(names) != len(fields) or len(names) > 200:
+            self.process_errors.append("the attribute rows are incomplete; reload the page and try again")
+        self.data = [(name[:1024], field_name[:40])
+                     for i, (name, field_name) in enumerate(zip(names, fields, strict=False))
+                     if str(i) not in removed and (name or field_name)]
+
+    def pre_validate(self, form: Any) -> None:
+        if self.process_errors:
+            raise StopValidation()   # already in errors: nothing more to say about rows that did not arrive whole
+
+    def post_validate(self, form: Any, validation_stopped: bool) -> None:
+        if validation_stopped:
+            return
+        seen: set[str] = set()
+        problems = []
+        for name, field_name in self.data:
+            if not name:
+                problems.append(f"a row maps {field_name!r} but has no attribute name")
+            elif _CONTROL.search(name):
+                problems.append(f"attribute name {name!r} contains control characters")
+            elif name in seen:
+                problems.append(f"attribute {name!r} is listed twice")
+            elif field_name not in USER_FIELDS:
+                problems.append(f"attribute {name!r}: choose a user field ({', '.join(USER_FIELDS)})")
+            seen.add(name)
+        if problems:
+            raise ValidationError("; ".join(problems))
+
+
+class SamlForm(AdminForm):
+    """SAML settings of one app; every value is posted each time (the same change as `idp apps set`)."""
+
+    name = TextField(limit=300, validators=[required("the name is required"), service_rule(validate_name)])
+    nameid_format = TextField(limit=40, validators=[one_of(tuple(NAMEID_FORMATS), "NameID format")])
+    nameid_field = TextField(limit=40, validators=[one_of(NAMEID_FIELDS, "NameID field")])
+    attributes = AttributeRowsField()
+    sign = TextField(limit=40, validators=[one_of(SIGN_MODES, "what to sign")])
+    signature_algorithm = TextField(limit=200, validators=[one_of(tuple(SIGNATURE_ALGORITHM_NAMES),
+                                                                  "signature algorithm")])
+    encrypt_assertion = FlagField()
+    encryption_algorithm = TextField(limit=40, validators=[one_of(ENCRYPTION_ALGORITHMS, "encryption algorithm")])
+    signing_key = TextField(limit=64)            # "active" or a key id
+    require_signed_requests = FlagField()
+    allow_sha1 = FlagField()
+    extra_rows = TextField(limit=20)             # how many blank attribute rows the page showed
+    add_row = TextField(limit=20)                # set by the "Add attribute row" button
+
+    blank_rows = 1                               # blank attribute rows to show
+
+    def __init__(self, *args: Any, current_pin: str | None = None, published_kids: list[str] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.current_pin = current_pin
+        self.published_kids = published_kids
+        if not self.signing_key.data:
+            self.signing_key.data = "active"
+
+    @classmethod
+    def from_app(cls, app: ConnectedApp) -> SamlForm:
+        s = AppSettings.from_dict(app.settings)
+        return cls(formdata=None, data={
+            "name": app.name, "nameid_format": s.nameid_format, "nameid_field": s.nameid_field,
+            "attributes": list(s.attributes.items()), "sign": s.sign,
+            "signature_algorithm": _SIGALG_BY_URI.get(s.signature_algorithm, s.signature_algorithm),
+            "encrypt_assertion": s.encrypt_assertion, "encryption_algorithm": s.encryption_algorithm,
+            "signing_key": s.signing_key or "active", "require_signed_requests": s.require_signed_requests,
+            "allow_sha1": s.allow_sha1})
+
+    def validate_signature_algorithm(self, field: Field) -> None:
+        if field.data == "rsa-sha1" and not self.allow_sha1.data and not field.errors:
+            raise ValidationError("rsa-sha1 is for legacy SPs only: also tick “Allow SHA-1” to opt in explicitly")
+
+    def validate_signing_key(self, field: Field) -> None:
+        if field.data not in ("active", self.current_pin or "active") and self.published_kids is not None \
+                and field.data not in self.published_kids:
+            raise ValidationError(f"no published signing key {field.data!r}")
+
+    def add_blank_row(self) -> None:
+        """One more blank attribute row than the page showed (at most 21)."""
+        shown = self.extra_rows.data or "1"
+        self.blank_rows = min(int(shown) if shown.isascii() and shown.isdigit() and len(shown) <= 3 else 1, 20) + 1
+
+    def signing_key_change(self) -> str | None:
+        """None when the pin stays as it is (so a no-longer-published pin does not block other edits)."""
+        if self.signing_key.data == (self.current_pin or "active"):
+            return None
+        return str(self.signing_key.data)
+
+
+# ---------------------------------------------------------------- access policy
+
+
+_SPLIT_USERS = re.compile(r"[\s,]+")
+
+
+def _known_groups(form: Any, field: Field) -> None:
+    from idp.services.accounts import group_names
+
+    known = set(group_names())
+    unknown = [repr(g) for g in field.data if g not in known]
+    if unknown:
+        raise ValidationError(f"no such group: {', '.join(unknown)}")
+
+
+def _known_users(form: PolicyForm, field: Field) -> None:
+    from idp.services.users import find_user
+
+    unknown = [repr(u) for u in form.usernames() if find_user(u[:150]) is None]
+    if unknown:
+        raise ValidationError(f"no such user: {', '.join(unknown[:20])}")
+
+
+def _session_timeout(form: Any, field: Field) -> None:
+    value = field.data
+    if value and (not (value.isascii() and value.isdigit()) or len(value) > 6 or not 0 <= int(value) <= 10080):
+        raise ValidationError("session timeout must be a whole number of minutes from 1 to 10080 (blank for none)")
+
+
+class PolicyForm(AdminForm):
+    """Access policy of one app; the posted state is the new policy."""
+
+    permitted = TextField(limit=40, validators=[one_of(PERMITTED_MODES, "permitted users")])
+    allow_groups = ListField(limit=150, keep_empty=False, unique=True, max_items=500, validators=[_known_groups])
+    deny_groups = ListField(limit=150, keep_empty=False, unique=True, max_items=500, validators=[_known_groups])
+    assigned_users = TextField(limit=20000, validators=[_known_users])     # as typed: comma separated
+    ip_policy = TextField(limit=40, validators=[one_of(IP_MODES, "IP mode")])
+    ip_ranges = TextField(limit=20000, strip=False)                        # as typed: one CIDR per line
+    require_mfa = FlagField()
+    mfa_action = TextField(limit=40, validators=[one_of(MFA_ACTIONS, "MFA action")])
+    session_timeout = TextField(limit=20, validators=[_session_timeout])  # minutes, blank for none
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ranges: list[str] = []   # ip_ranges normalised, once validated
+
+    @classmethod
+    def from_app(cls, app: ConnectedApp) -> PolicyForm:
+        s = AppSettings.from_dict(app.settings)
+        return cls(formdata=None, data={
+            "permitted": s.permitted, "allow_groups": list(s.allow_groups), "deny_groups": list(s.deny_groups),
+            "assigned_users": ", ".join(s.assigned_users), "ip_policy": s.ip_policy,
+            "ip_ranges": "\n".join(s.ip_ranges), "require_mfa": s.require_mfa, "mfa_action": s.mfa_action,
+            "session_timeout": "" if s.session_timeout is None else str(s.session_timeout)})
+
+    def usernames(self) -> list[str]:
+        return list(dict.fromkeys(u for u in _SPLIT_USERS.split(self.assigned_users.data) if u))
+
+    def validate_ip_ranges(self, field: Field) -> None:
+        from idp.services.org import normalise_cidr
+
+        ranges, bad = [], []
+        lines = [line.strip() for line in field.data.splitlines() if line.strip()]
+        for n, line in enumerate(lines, start=1):
+            try:
+                ranges.append(normalise_cidr(line))
+            except ServiceError as exc:
+                bad.append(f"line {n}: {exc}")
+        if bad:
+            raise ValidationError("; ".join(bad[:10]))
+        self.ranges = ranges
+
+    def changes(self, current: AppSettings) -> dict[str, Any]:
+        """change_settings arguments for the posted policy (after validate()); lists keep their current order,
+        with additions at the end."""
+        def kept(existing: tuple[str, ...], wanted: list[str]) -> tuple[str, ...]:
+            return (*[x for x in existing if x in wanted], *[x for x in wanted if x not in existing])
+
+        timeout = int(self.session_timeout.data) if self.session_timeout.data else 0
+        return {
+            "permitted": self.permitted.data,
+            "allow_groups": kept(current.allow_groups, self.allow_groups.data),
+            "deny_groups": kept(current.deny_groups, self.deny_groups.data),
+            "assigned_users": kept(current.assigned_users, self.usernames()),
+            "ip_policy": self.ip_policy.data, "ip_ranges": tuple(dict.fromkeys(self.ranges)),
+            "require_mfa": self.require_mfa.data, "mfa_action": self.mfa_action.data,
+            "session_timeout": timeout or CLEAR,
+        }
+
+    def additions(self, current: AppSettings) -> dict[str, list[str]]:
+        """The groups and users this change adds (services.apps.validate_policy_references arguments)."""
+        return {"allow_groups": [g for g in self.allow_groups.data if g not in current.allow_groups],
+                "deny_groups": [g for g in self.deny_groups.data if g not in current.deny_groups],
+                "assigned_users": [u for u in self.usernames() if u not in current.assigned_users]}
