@@ -15,6 +15,7 @@ from idp.services import ServiceError
 from idp.services import apps as apps_svc
 from idp.services.fetch import fetch_metadata
 
+from . import app_flags
 from ._common import fail, keystore, settings, unit_of_work
 
 
@@ -174,13 +175,13 @@ def apps_set(slug: str, nameid_format: str | None, nameid_field: str | None, att
              signature_algorithm: str | None, encrypt_assertion: bool | None,
              encryption_algorithm: str | None) -> None:
     app = apps_svc.get_app(slug)
-    policy = apps_svc.policy_changes(
+    policy = app_flags.policy_changes(
         apps_svc.AppSettings.from_dict(app.settings), permitted=permitted, allow_groups=allow_groups,
         deny_groups=deny_groups, remove_allow_groups=remove_allow_groups,
         remove_deny_groups=remove_deny_groups, assign_users=assign_users, unassign_users=unassign_users,
         ip_policy=ip_policy, ip_ranges=ip_ranges, clear_ip_ranges=clear_ip_ranges, require_mfa=require_mfa,
         mfa_action=mfa_action, session_timeout=session_timeout)
-    attr_map = apps_svc.parse_attribute_option(list(attributes)) if attributes else None
+    attr_map = app_flags.parse_attribute_option(list(attributes)) if attributes else None
     if clear_attributes and attr_map is None:
         attr_map = {}
     if nameid_field is None and nameid_format == "email":

@@ -11,6 +11,7 @@ import pyotp
 import pytest
 
 from idp.auth import totp
+from idp.cli import app_flags
 from idp.extensions import db
 from idp.models import IdpSession, SsoEvent, utcnow
 from idp.services import apps as apps_svc
@@ -26,7 +27,7 @@ PPT = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
 
 def set_policy(sp, **kw):  # type: ignore[no-untyped-def]
     app = apps_svc.get_app(sp.slug)
-    changes = apps_svc.policy_changes(apps_svc.AppSettings.from_dict(app.settings), **kw)
+    changes = app_flags.policy_changes(apps_svc.AppSettings.from_dict(app.settings), **kw)
     apps_svc.change_settings(app, **changes)
 
 

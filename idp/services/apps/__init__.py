@@ -6,8 +6,6 @@ One module per job; this package re-exports the names callers use, so `from idp.
 
 from __future__ import annotations
 
-from typing import Any
-
 from .cache import LOOKUP_TTL_S, app_config_by_entity_id, app_config_by_id, app_config_by_slug, invalidate_cache
 from .folder_sync import SyncReport, sync_folder
 from .registry import (
@@ -51,16 +49,3 @@ __all__ = [
     "parse_metadata_or_refuse", "pinned_keys", "register_app", "remove_app", "signing_changes", "slugify",
     "sync_folder", "update_metadata", "validate_name", "validate_settings", "validate_slug",
 ]
-
-# Turning `idp apps set` options into settings changes is the CLI's job (idp/cli/app_flags.py). Until the CLI
-# imports them from there, they stay reachable here; resolved on first use, so importing this package never
-# imports the CLI.
-_MOVED_TO_CLI = frozenset({"policy_changes", "parse_attribute_option"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_CLI:
-        from ...cli import app_flags
-
-        return getattr(app_flags, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
