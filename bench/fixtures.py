@@ -168,6 +168,7 @@ def create_bench_app(ws: Workspace) -> Flask:
                                     name="Bench SP")
         apps_svc.change_settings(row, attributes=dict(ATTRIBUTE_MAP), sign="both", nameid_format="email",
                                  nameid_field="email")
+        db.session.commit()  # services leave the commit to the outer layer: here, the set-up
         db.session.remove()
     return app
 

@@ -13,6 +13,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from .extensions import db
 from .models import AdminAudit, utcnow
@@ -54,9 +55,10 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def record(action: str, target_type: str, target: str, *, before: Any = None, after: Any = None) -> None:
+def record(action: str, target_type: str, target: str, *, before: Any = None, after: Any = None,
+           session: Session | None = None) -> None:
     """Add an audit row to the current transaction (the caller's commit writes it with the change)."""
-    db.session.add(AdminAudit(
+    (session or db.session).add(AdminAudit(
         at=utcnow(), actor=current_actor(), action=action[:60], target_type=target_type[:40],
         target=str(target)[:300], before=_json_safe(_clean(before)), after=_json_safe(_clean(after)),
     ))

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.globals import _cv_app
-from flask.testing import FlaskClient
+from flask.testing import FlaskClient, FlaskCliRunner
 
 from idp import create_app
 from idp.certs.keystore import KeyStore
@@ -66,9 +66,13 @@ class IsolatedClient(FlaskClient):
 
     The tests hold an app context open (for direct service and DB calls); without this, each
     request would reuse it, sharing `g` (CSRF tokens) and the SQLAlchemy session across requests.
+    Services write without committing (the outer layer owns the unit of work): here the test is that
+    outer layer, so what it set up is committed before each request, as a CLI command would have.
     """
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
+        db.session.commit()
+
         def run() -> Any:
             _cv_app.set(None)  # type: ignore[arg-type]
             return super(IsolatedClient, self).open(*args, **kwargs)
@@ -76,10 +80,20 @@ class IsolatedClient(FlaskClient):
         return contextvars.copy_context().run(run)
 
 
+class CommittingCliRunner(FlaskCliRunner):
+    """Like IsolatedClient: the test's own set-up is committed before a command runs (a command rolls back
+    its unit of work when it fails, which must not take the test's set-up with it)."""
+
+    def invoke(self, *args: Any, **kwargs: Any) -> Any:
+        db.session.commit()
+        return super().invoke(*args, **kwargs)
+
+
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Flask]:
     flask_app = create_app(settings, TESTING=True)
     flask_app.test_client_class = IsolatedClient
+    flask_app.test_cli_runner_class = CommittingCliRunner
     with flask_app.app_context():
         reset_backends(flask_app)
         yield flask_app

@@ -95,7 +95,7 @@ def _refuse_if_no_admin_left(user: User) -> None:
     """Called after the change is flushed, inside the same transaction."""
     db.session.flush()
     if enabled_admin_count() == 0:
-        db.session.rollback()
+        # the caller's unit of work rolls the flushed change back when it sees the refusal
         raise ServiceError(f"{user.username} is the last enabled admin; make another user an admin first")
 
 
@@ -121,7 +121,6 @@ def update_user(user: User, data: UserInput) -> User:
         except ServiceError as exc:
             raise FormErrors({"is_admin": str(exc)}) from None
     _record_changes(user, before)
-    db.session.commit()
     return user
 
 
@@ -136,9 +135,8 @@ def set_disabled(user: User, disabled: bool) -> User:
     if disabled and user.is_admin:
         _refuse_if_no_admin_left(user)
     if disabled:
-        end_sessions(user, commit=False)
+        end_sessions(user)
     _record_changes(user, before)
-    db.session.commit()
     return user
 
 
@@ -168,19 +166,16 @@ def change_own_password(user: User, current: str, new: str, confirm: str, hasher
 
 def _store_password(user: User, password_hash: str, action: str, keep_session: str | None) -> None:
     user.password_hash = password_hash
-    ended = end_sessions(user, except_id=keep_session, commit=False)
+    ended = end_sessions(user, except_id=keep_session)
     audit.record(action, "user", user.username, after={"password_changed": True, "sessions_ended": ended})
-    db.session.commit()
 
 
-def end_sessions(user: User, *, except_id: str | None = None, commit: bool = True) -> int:
+def end_sessions(user: User, *, except_id: str | None = None) -> int:
     """End every live IdP session of `user` (but `except_id`); returns how many ended."""
     q = update(IdpSession).where(IdpSession.user_id == user.id, IdpSession.ended_at.is_(None))
     if except_id:
         q = q.where(IdpSession.id != except_id)
     result = db.session.execute(q.values(ended_at=utcnow()))
-    if commit:
-        db.session.commit()
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -237,7 +232,6 @@ def add_member(group: Group, username: str) -> User:
         raise FormErrors({"username": f"{user.username} is already a member."})
     user.groups.append(group)
     audit.record("group.add_member", "group", group.name, after={"user": user.username})
-    db.session.commit()
     return user
 
 
@@ -247,7 +241,6 @@ def remove_member(group: Group, username: str) -> User:
         raise ServiceError(f"{username!r} is not a member of {group.name}", field="username")
     user.groups.remove(group)
     audit.record("group.remove_member", "group", group.name, before={"user": user.username})
-    db.session.commit()
     return user
 
 

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from .. import audit
 from ..certs.keystore import KeyStore
@@ -235,9 +236,10 @@ def audit_key_operation(action: str, target: str, after: dict[str, Any] | None =
     """The key operation already happened (keys work without a database); its audit row is written
     when the database allows. Returns whether it was recorded."""
     try:
-        audit.record(action, "certs", target, after=after)
-        db.session.commit()
+        # its own short transaction, opened (and so committed or rolled back) here: the key files are
+        # already written, and a missing or unreachable database must not undo or fail the command
+        with Session(db.engine) as own, own.begin():
+            audit.record(action, "certs", target, after=after, session=own)
     except SQLAlchemyError:
-        db.session.rollback()
         return False
     return True

@@ -48,8 +48,8 @@ def _set(key: str, value: Any) -> None:
         db.session.add(OrgSetting(key=key, value=value))
     else:
         row.value = value
-    db.session.commit()
-    _cache.clear()
+    db.session.flush()
+    _cache.clear()  # the read cache is per process and lives 1 s: re-read after the caller's commit
 
 
 def trusted_ranges() -> tuple[str, ...]:

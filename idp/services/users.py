@@ -101,7 +101,6 @@ def remove_group(name: str) -> list[str]:
     members = sorted(u.username for u in group.members)
     audit.record("group.remove", "group", group.name, before={"members": members})
     db.session.delete(group)
-    db.session.commit()
     return members
 
 
@@ -114,7 +113,6 @@ def add_group(name: str) -> Group:
     group = Group(name=name)
     db.session.add(group)
     audit.record("group.add", "group", name)
-    db.session.commit()
     return group
 
 
@@ -137,9 +135,8 @@ def add_user(username: str, *, email: str, password_hash: str | None, first_name
                                                      "last_name": last_name, "groups": groups or [],
                                                      "admin": is_admin})
     try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
+        db.session.flush()
+    except IntegrityError:  # created at the same time elsewhere; the caller's unit of work rolls back
         raise ServiceError(f"user {username!r} already exists", field="username") from None
     return user
 
@@ -166,7 +163,6 @@ def set_user(user: User, *, add_groups: list[str] | None = None, remove_groups: 
     if changed:
         audit.record("user.update", "user", user.username, before={k: before.get(k) for k in changed},
                      after=changed)
-    db.session.commit()
     return user
 
 

@@ -75,6 +75,7 @@ def live_idp(tmp_path: Path, key_template: Path) -> Iterator[LiveIdp]:
         users_svc.add_user("alice", email="alice@example.com", password_hash=pw.hash(USER_PASSWORD),
                            first_name="Alice", last_name="Liddell", groups=["engineering"])
         users_svc.add_user("bob", email="bob@example.com", password_hash=pw.hash(USER_PASSWORD), first_name="Bob")
+        db.session.commit()  # services leave the commit to the outer layer: here, the set-up
         db.session.remove()
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -24,7 +24,9 @@ NEXTCLOUD_ACS = "http://localhost:8080/apps/user_saml/saml/acs"
 def _db(live_idp: Any, fn: Any) -> Any:
     with live_idp.app.app_context():
         try:
-            return fn()
+            result = fn()
+            db.session.commit()  # services leave the commit to the outer layer: here, the test
+            return result
         finally:
             db.session.remove()
 

@@ -578,6 +578,7 @@ def test_refresh_apply_refused_when_metadata_changed_meanwhile(client: FlaskClie
                                                                nc: ConnectedApp) -> None:
     token = _token(_preview(client, admin, NEXTCLOUD.read_text().replace("/saml/acs", "/acs-a")))
     apps_svc.update_metadata(fresh("nextcloud"), NEXTCLOUD.read_bytes().replace(b"/saml/acs", b"/acs-b"))
+    db.session.commit()  # the test is the outer layer here (another admin's change, committed)
     before = snapshot()
     resp = client.post("/admin/apps/nextcloud/refresh/apply", data={"csrf_token": admin, "token": token})
     assert resp.status_code == 409

@@ -32,6 +32,7 @@ def _refusal(call: Any) -> ServiceError:
 
 def test_registration_refusals_name_their_input(app: Flask) -> None:
     apps_svc.register_app(_xml(), slug="taken")
+    db.session.commit()  # the test is the outer layer: services leave the commit to it
     cases = [
         (lambda: apps_svc.register_app(_xml()), "entity_id"),                                # already registered
         (lambda: apps_svc.register_app(_xml("urn:other"), slug="taken"), "slug"),
@@ -56,10 +57,12 @@ def test_registration_refusals_name_their_input(app: Flask) -> None:
 ])
 def test_settings_refusals_name_their_input(app: Flask, changes: dict[str, Any], field: str) -> None:
     row = apps_svc.register_app(_xml(), slug="sp")
+    db.session.commit()
     assert _refusal(lambda: apps_svc.change_settings(row, **changes)).field == field
 
 
 def test_policy_references_and_org_ranges(app: Flask, alice: Any) -> None:
+    db.session.commit()
     assert _refusal(lambda: apps_svc.validate_policy_references(deny_groups=["ghosts"])).field == "deny_groups"
     assert _refusal(lambda: apps_svc.validate_policy_references(allow_groups=["ghosts"])).field == "allow_groups"
     assert _refusal(lambda: apps_svc.validate_policy_references(assigned_users=["nobody"])).field == "assigned_users"
@@ -69,6 +72,7 @@ def test_policy_references_and_org_ranges(app: Flask, alice: Any) -> None:
 
 def test_refuse_rolls_back_and_places_the_message(app: Flask) -> None:
     row = apps_svc.register_app(_xml(), slug="sp")
+    db.session.commit()
     with app.test_request_context("/admin/apps/sp/policy", method="POST"):
         form = PolicyForm(formdata=None)
         row.name = "changed, not committed"

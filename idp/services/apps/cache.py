@@ -10,6 +10,8 @@ import threading
 import time
 
 from sqlalchemy import bindparam, select
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
 
 from ...extensions import db
 from ...models import ConnectedApp
@@ -36,9 +38,27 @@ _recent: dict[tuple[str, object], tuple[float, AppConfig]] = {}
 
 
 def invalidate_cache() -> None:
+    """Drop the lookups now and again when the caller's unit of work commits (a lookup made in between by
+    another thread of this process would otherwise keep the committed-before value for LOOKUP_TTL_S)."""
+    _drop_lookups()
+    db.session.info[_CHANGED] = True
+
+
+def _drop_lookups() -> None:
     with _cache_lock:
         _recent.clear()
         _cache.clear()
+
+
+_CHANGED = "idp.apps.changed"
+
+
+def _after_commit(session: Session) -> None:
+    if session.info.pop(_CHANGED, False):
+        _drop_lookups()
+
+
+sa_event.listen(Session, "after_commit", _after_commit)
 
 
 def _lookup_cached(kind: str, value: object) -> AppConfig | None:

@@ -42,6 +42,7 @@ def sync_folder(folder: Path) -> SyncReport:
             else:
                 report.unchanged.append(slug)
         except (ServiceError, OSError) as exc:
-            db.session.rollback()
+            # refused before anything of this file was written (the services validate first); a race
+            # lost at the database fails the whole sync in the command's unit of work instead
             report.refused.append((path.name, str(exc)))
     return report

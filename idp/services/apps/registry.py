@@ -67,9 +67,8 @@ def register_app(xml: bytes, *, name: str | None = None, slug: str | None = None
     audit.record("app.add", "app", slug, after={"entity_id": sp.entity_id, "name": app.name, "source": source,
                                                "source_ref": source_ref})
     try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
+        db.session.flush()
+    except IntegrityError:  # registered at the same time elsewhere; the caller's unit of work rolls back
         raise ServiceError("an app with that entityID or slug was registered at the same time") from None
     return app
 
@@ -87,7 +86,6 @@ def update_metadata(app: ConnectedApp, xml: bytes, *, source_ref: str | None = N
     if source_ref:
         app.source_ref = source_ref
     app.version += 1
-    db.session.commit()
     invalidate_cache()
     return True
 
@@ -113,7 +111,6 @@ def remove_app(slug: str) -> None:
     app = get_app(slug)
     audit.record("app.remove", "app", slug, before={"entity_id": app.entity_id, "name": app.name})
     db.session.delete(app)
-    db.session.commit()
     invalidate_cache()
 
 
@@ -156,6 +153,5 @@ def change_settings(app: ConnectedApp, *, enabled: bool | None = None, name: str
         audit.record("app.settings", "app", app.slug, before={k: before.get(k) for k in diff_keys},
                      after={k: after[k] for k in diff_keys})
     app.version += 1
-    db.session.commit()
     invalidate_cache()
     return new
