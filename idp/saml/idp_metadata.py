@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from lxml import etree
 
-from .constants import BINDING_POST, BINDING_REDIRECT, NAMEID_FORMATS, NS_DS, NS_MD, NS_SAMLP
+from .constants import NAMEID_FORMATS, NS_DS, NS_MD, NS_SAMLP, Binding
 from .responses import instant, new_id
 
 MD = f"{{{NS_MD}}}"
@@ -42,11 +42,11 @@ def build_idp_metadata(spec: IdpMetadataSpec) -> etree._Element:
         x509 = etree.SubElement(etree.SubElement(etree.SubElement(kd, DS + "KeyInfo"), DS + "X509Data"),
                                 DS + "X509Certificate")
         x509.text = b64
-    for binding in (BINDING_REDIRECT, BINDING_POST):
+    for binding in Binding:
         etree.SubElement(idp, MD + "SingleLogoutService", Binding=binding, Location=spec.slo_url)
     for fmt in NAMEID_FORMATS.values():
         etree.SubElement(idp, MD + "NameIDFormat").text = fmt
-    for binding in (BINDING_REDIRECT, BINDING_POST):
+    for binding in Binding:
         etree.SubElement(idp, MD + "SingleSignOnService", Binding=binding, Location=spec.sso_url)
     if spec.organization:
         org = etree.SubElement(ed, MD + "Organization")
