@@ -8,7 +8,7 @@ import zlib
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote_plus
 
-from .constants import BindingName
+from .constants import URL_ENCODING_DEFLATE, BindingName
 from .signing import SigningKey, sign_redirect_query
 
 MAX_RELAY_STATE_BYTES = 80  # saml-bindings-2.0-os §3.4.3 / §3.5.3
@@ -72,7 +72,7 @@ def decode_redirect(raw_query: bytes, msg_param: str, max_inflated: int) -> Deco
         raise BindingError(f"no {msg_param} parameter")
     for name in ("RelayState", "SigAlg", "Signature"):
         _single(pairs, name)
-    if _single(pairs, "SAMLEncoding") not in (None, "urn:oasis:names:tc:SAML:2.0:bindings:URL-Encoding:DEFLATE"):
+    if _single(pairs, "SAMLEncoding") not in (None, URL_ENCODING_DEFLATE):
         raise BindingError("unsupported SAMLEncoding")
     xml = inflate_capped(_b64decode(value), max_inflated)
     return DecodedMessage(

@@ -15,6 +15,8 @@ NS_DS = "http://www.w3.org/2000/09/xmldsig#"
 NS_XENC = "http://www.w3.org/2001/04/xmlenc#"
 NS_XS = "http://www.w3.org/2001/XMLSchema"
 NS_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+NS_XML = "http://www.w3.org/XML/1998/namespace"
+XML_LANG = f"{{{NS_XML}}}lang"
 
 
 
@@ -48,6 +50,15 @@ class BindingName(StrEnum):
 
 BINDING_REDIRECT = Binding.REDIRECT
 BINDING_POST = Binding.POST
+# saml-bindings-2.0-os §3.4.4.1: the only SAMLEncoding this IdP reads (also the default when absent)
+URL_ENCODING_DEFLATE = "urn:oasis:names:tc:SAML:2.0:bindings:URL-Encoding:DEFLATE"
+
+
+class KeyUse(StrEnum):
+    """KeyDescriptor/@use (saml-metadata-2.0-os §2.4.1.1); a KeyDescriptor without it serves both."""
+
+    SIGNING = "signing"
+    ENCRYPTION = "encryption"
 
 
 class InitiatedBy(StrEnum):
@@ -61,6 +72,7 @@ NAMEID_EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 NAMEID_UNSPECIFIED = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
 NAMEID_PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
 NAMEID_TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
+NAMEID_ENTITY = "urn:oasis:names:tc:SAML:2.0:nameid-format:entity"   # an Issuer's format (saml-core-2.0-os §8.3.6)
 
 
 class NameIdFormat(StrEnum):

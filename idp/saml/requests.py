@@ -12,7 +12,7 @@ from datetime import datetime
 
 from lxml import etree
 
-from .constants import NS_SAML, NS_SAMLP, AuthnContextComparison
+from .constants import NAMEID_ENTITY, NS_SAML, NS_SAMLP, AuthnContextComparison
 from .xmlsafe import UnsafeXmlError, parse_untrusted_xml, text_of
 from .xstypes import XsValueError, parse_xs_boolean, parse_xs_datetime
 
@@ -114,9 +114,7 @@ def _common(xml: bytes, expected: str, max_bytes: int) -> tuple[etree._Element, 
     issuer = text_of(issuer_el)
     if not issuer:
         raise RequestParseError("Issuer is missing")
-    if issuer_el is not None and issuer_el.get("Format") not in (
-        None, "urn:oasis:names:tc:SAML:2.0:nameid-format:entity"
-    ):
+    if issuer_el is not None and issuer_el.get("Format") not in (None, NAMEID_ENTITY):
         raise RequestParseError("Issuer Format must be entity")
     instant = parse_instant(root.get("IssueInstant"), "IssueInstant")
     return root, msg_id, issuer, instant, root.get("Destination")

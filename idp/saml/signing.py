@@ -59,7 +59,8 @@ class SignatureMethod:
     hasher: Callable[[bytes], _Digest]
 
 
-SIGNATURE_ALGORITHMS: dict[SignatureAlgorithm, SignatureMethod] = {
+# keyed by the members, which are the URI strings: a URI read from a message or a setting looks one up as it is
+SIGNATURE_ALGORITHMS: dict[str, SignatureMethod] = {
     SignatureAlgorithm.RSA_SHA256: SignatureMethod(False, hashes.SHA256, DigestAlgorithm.SHA256, hashlib.sha256),
     SignatureAlgorithm.RSA_SHA384: SignatureMethod(False, hashes.SHA384, DigestAlgorithm.SHA384, hashlib.sha384),
     SignatureAlgorithm.RSA_SHA512: SignatureMethod(False, hashes.SHA512, DigestAlgorithm.SHA512, hashlib.sha512),
@@ -80,10 +81,10 @@ def allowed_algorithms(allow_sha1: bool) -> frozenset[str]:
 
 
 def _method(algorithm: str) -> SignatureMethod:
-    try:
-        return SIGNATURE_ALGORITHMS[SignatureAlgorithm(algorithm)]
-    except ValueError:
-        raise SignatureError(f"unsupported signature algorithm {algorithm}") from None
+    method = SIGNATURE_ALGORITHMS.get(algorithm)
+    if method is None:
+        raise SignatureError(f"unsupported signature algorithm {algorithm}")
+    return method
 
 
 # ---------------------------------------------------------------- verification keys (cached)

@@ -16,7 +16,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 
-from .constants import BINDING_POST, NS_DS, NS_MD, NS_SAMLP
+from .constants import BINDING_POST, NS_DS, NS_MD, NS_SAMLP, XML_LANG, KeyUse
 from .xmlsafe import UnsafeXmlError, parse_untrusted_xml
 from .xstypes import XsValueError, parse_xs_boolean, parse_xs_datetime
 
@@ -24,7 +24,6 @@ MAX_METADATA_BYTES = 5 * 1024 * 1024
 
 SAML2_PROTOCOL = NS_SAMLP
 NS_MDUI = "urn:oasis:names:tc:SAML:metadata:ui"
-XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 # SAMLCore §8.3.6: an entity identifier is a URI of at most 1024 characters.
 MAX_ENTITY_ID_LENGTH = 1024
@@ -484,11 +483,15 @@ def _keys(role: etree._Element) -> tuple[tuple[str, ...], tuple[str, ...], tuple
     for kd in role:
         if kd.tag != _MD_KEY:
             continue
-        use = kd.get("use")
-        if use is not None:
-            use = use.strip()
-            if use not in ("signing", "encryption"):
-                raise MetadataError(f'A KeyDescriptor has use={_show(use)}; expected "signing" or "encryption".')
+        raw_use = kd.get("use")
+        use: KeyUse | None = None
+        if raw_use is not None:
+            try:
+                use = KeyUse(raw_use.strip())
+            except ValueError:
+                raise MetadataError(
+                    f'A KeyDescriptor has use={_show(raw_use.strip())}; expected "signing" or "encryption".'
+                ) from None
         certs = [
             _certificate(_text(c))
             for key_info in kd.iterchildren(_DS_KEY_INFO)
@@ -501,11 +504,11 @@ def _keys(role: etree._Element) -> tuple[tuple[str, ...], tuple[str, ...], tuple
                 "this IdP needs the SP's keys as X.509 certificates."
             )
         for der, pem in certs:
-            if use in (None, "signing"):
+            if use in (None, KeyUse.SIGNING):
                 signing.setdefault(der, pem)
-            if use in (None, "encryption"):
+            if use in (None, KeyUse.ENCRYPTION):
                 encryption.setdefault(der, pem)
-        if use in (None, "encryption"):
+        if use in (None, KeyUse.ENCRYPTION):
             for method in kd.iterchildren(_MD_ENC_METHOD):
                 algorithm = _uri_attr(method, "Algorithm")
                 if algorithm:
