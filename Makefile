@@ -61,9 +61,10 @@ test-sqlite: $(APT_STAMP) ## Only the SQLite run (fast inner loop)
 test-pg: $(APT_STAMP) ## Only the PostgreSQL + Redis run (starts private servers unless IDP_TEST_*_URL are set)
 	tests/with-services.sh $(BIN)/pytest -q $(PG_SUITE) $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff (with bandit rules) and mypy
+lint: $(STAMP) ## ruff (with bandit rules), mypy (strict on the protocol cores) and the import contracts
 	$(BIN)/ruff check idp tests bench
 	$(BIN)/mypy idp bench
+	$(BIN)/lint-imports
 
 fuzz: $(STAMP) ## Long fuzz run of the request, binding and metadata parsers (hypothesis; FUZZ_EXAMPLES=)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q tests/fuzz -p no:randomly

@@ -69,6 +69,8 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     for bp in (auth_bp, mfa_bp, home_bp, saml_bp, slo_bp, admin_bp, account_bp, ops_bp):
         app.register_blueprint(bp)
     app.register_error_handler(SamlFlowError, handle_flow_error)
+    from .web import uow
+    uow.init_app(app)
     _register_http_errors(app)
     app.after_request(_security_headers)
     from .cli import register_cli

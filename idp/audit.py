@@ -17,7 +17,8 @@ from sqlalchemy import select
 from .extensions import db
 from .models import AdminAudit, utcnow
 
-_actor: ContextVar[str] = ContextVar("idp_audit_actor", default="system")
+DEFAULT_ACTOR = "system"
+_actor: ContextVar[str] = ContextVar("idp_audit_actor", default=DEFAULT_ACTOR)
 
 SECRET_KEYS = frozenset({"password", "password_hash", "totp_secret", "secret", "key_pem"})
 
@@ -33,6 +34,12 @@ def acting_as(actor: str) -> Iterator[None]:
 
 def set_actor(actor: str) -> None:
     _actor.set(actor[:200])
+
+
+def reset_actor() -> None:
+    """Back to the default actor: called at the start and end of every web request, so a worker
+    thread that served an admin never attributes the next (anonymous) request's changes to them."""
+    _actor.set(DEFAULT_ACTOR)
 
 
 def current_actor() -> str:

@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, insert, select
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
 
 from . import metrics
 from .errors import EventContext
@@ -56,11 +58,12 @@ class RecordedEvent:
 
 
 def record_event(ctx: EventContext, reason: Reason, *, client_ip: str | None, user_agent: str | None,
-                 outcome: Outcome | None = None, commit: bool = True) -> RecordedEvent:
-    """Write one event row (and commit unless the caller commits it with other writes).
+                 outcome: Outcome | None = None) -> RecordedEvent:
+    """Write one event row in the caller's unit of work (the request or CLI command commits it).
 
     A prepared INSERT ... RETURNING id rather than the ORM unit of work: this runs on every SSO and
-    the ORM bookkeeping cost more than the insert itself.
+    the ORM bookkeeping cost more than the insert itself. The metric and the SIEM log line follow
+    the commit (an event whose transaction rolls back was never recorded).
     """
     values: dict[str, Any] = dict(
         at=utcnow(),
@@ -81,15 +84,33 @@ def record_event(ctx: EventContext, reason: Reason, *, client_ip: str | None, us
     )
     event_id = _INSERT.scalar(values)
     event = RecordedEvent(id=event_id, **values)
-    if commit:
-        db.session.commit()
-    metrics.count_event(event.event_type, event.app_slug, event.outcome, event.reason)
-    # One JSON line per event for shipping to a SIEM (no secrets: the event holds none).
-    if log.isEnabledFor(logging.INFO):
-        log.info("%s", json.dumps({"log": "sso_event", **event_dict(event, with_detail=False),
-                                   "check": (ctx.detail.get("policy") or {}).get("check")},
-                                  default=str, sort_keys=True))
+    check = (ctx.detail.get("policy") or {}).get("check")
+    db.session.info.setdefault(_UNANNOUNCED, []).append((event, check))
     return event
+
+
+_UNANNOUNCED = "idp.events.unannounced"
+
+
+def _announce(session: Session) -> None:
+    """After a commit: count the events it made durable and write their SIEM log lines."""
+    recorded = session.info.pop(_UNANNOUNCED, None)
+    if not recorded:
+        return
+    for event, check in recorded:
+        metrics.count_event(event.event_type, event.app_slug, event.outcome, event.reason)
+        # One JSON line per event for shipping to a SIEM (no secrets: the event holds none).
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s", json.dumps({"log": "sso_event", **event_dict(event, with_detail=False), "check": check},
+                                      default=str, sort_keys=True))
+
+
+def _forget(session: Session, *_: Any) -> None:
+    session.info.pop(_UNANNOUNCED, None)
+
+
+sa_event.listen(Session, "after_commit", _announce)
+sa_event.listen(Session, "after_rollback", _forget)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,8 +40,10 @@ class _Compiled:
 class Prepared:
     """A Core statement with named bind parameters, compiled once per dialect."""
 
-    def __init__(self, statement: ClauseElement, column_keys: Sequence[str] | None = None) -> None:
-        """`column_keys`: for an INSERT without .values(), the columns it sets (bind names = column names)."""
+    def __init__(self, statement: ClauseElement | Mapping[str, ClauseElement],
+                 column_keys: Sequence[str] | None = None) -> None:
+        """`column_keys`: for an INSERT without .values(), the columns it sets (bind names = column names).
+        `statement` may map dialect names to statements (e.g. each dialect's INSERT … ON CONFLICT)."""
         self.statement = statement
         self.column_keys = list(column_keys) if column_keys is not None else None
         self._by_dialect: dict[tuple[Any, ...], _Compiled] = {}
@@ -54,7 +56,8 @@ class Prepared:
         if found is not None:
             return found
         with self._lock:
-            compiled: Any = self.statement.compile(dialect=dialect, column_keys=self.column_keys)
+            stmt = self.statement[dialect.name] if isinstance(self.statement, Mapping) else self.statement
+            compiled: Any = stmt.compile(dialect=dialect, column_keys=self.column_keys)
             binds = {name: proc for name, proc in compiled._bind_processors.items() if proc is not None}
             results = tuple(col.type._cached_result_processor(dialect, None)
                             for col in compiled._result_columns)

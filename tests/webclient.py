@@ -40,6 +40,17 @@ def saml_form(resp: TestResponse) -> PostedForm | None:
                       fields={unescape(k): unescape(v) for k, v in _INPUT.findall(body)})
 
 
+def continuation(body: str) -> dict[str, str]:
+    """The hidden fields that carry a sign-in page's continuation (`next`, and `request`: the parked request's
+    token), unescaped, to post back with a hand-made form."""
+    out = {}
+    for name in ("next", "request"):
+        m = re.search(rf'name="{name}" value="([^"]*)"', body)
+        if m:
+            out[name] = unescape(m.group(1))
+    return out
+
+
 def local_path(url: str) -> str:
     parts = urlsplit(url)
     return parts.path + (f"?{parts.query}" if parts.query else "")
@@ -80,6 +91,9 @@ class Browser:
         nxt = re.search(r'name="next" value="([^"]*)"', body)
         data = {"csrf_token": m.group(1), "username": username, "password": password,
                 "next": unescape(nxt.group(1)) if nxt else "/"}
+        req = re.search(r'name="request" value="([^"]*)"', body)
+        if req:
+            data["request"] = unescape(req.group(1))
         if 'name="force" value="1"' in body:
             data["force"] = "1"
         return self.follow(self.client.post("/login", data=data))

@@ -93,8 +93,7 @@ def load_session(session_id: str, lifetime: timedelta, idle: timedelta) -> Sessi
     if s is None or not session_is_live(s, now, lifetime, idle) or s.user.disabled:
         return None
     if now - s.last_seen > TOUCH_INTERVAL:
-        _TOUCH.run({"sid": s.id, "seen": now})
-        db.session.commit()
+        _TOUCH.run({"sid": s.id, "seen": now})  # committed with the request's unit of work
     return s
 
 
@@ -118,7 +117,7 @@ def start_session(user: User, client_ip: str | None, *, replaces: IdpSession | N
             if replaces.mfa_at and not mfa:
                 s.mfa_at = replaces.mfa_at
         replaces.ended_at = now
-    db.session.commit()
+    db.session.flush()
     return s
 
 
@@ -127,5 +126,4 @@ def end_session(s: IdpSession) -> list[SessionParticipant]:
     parts = list(db.session.scalars(select(SessionParticipant).where(SessionParticipant.session_id == s.id)))
     if s.ended_at is None:
         s.ended_at = utcnow()
-    db.session.commit()
     return parts

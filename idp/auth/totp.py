@@ -10,7 +10,6 @@ import qrcode
 import qrcode.image.svg
 
 from .. import audit
-from ..extensions import db
 from ..models import User
 from ..state import shared
 
@@ -72,7 +71,6 @@ def start_enrolment(user: User) -> str:
         raise ValueError("a second factor is already enrolled")
     user.totp_secret = new_secret()
     user.totp_last_step = None
-    db.session.commit()
     shared().reset_totp(user.id)
     return user.totp_secret
 
@@ -83,7 +81,6 @@ def confirm_enrolment(user: User, code: str) -> bool:
     if not verify_and_consume(user, code, pending_secret=True):
         return False
     user.totp_confirmed = True
-    db.session.commit()
     return True
 
 
@@ -92,7 +89,6 @@ def reset(user: User) -> None:
     user.totp_secret = None
     user.totp_confirmed = False
     user.totp_last_step = None
-    db.session.commit()
     shared().reset_totp(user.id)
 
 

@@ -674,7 +674,7 @@ def access_group() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @with_appcontext
 def access_check(username: str, slug: str, ip: str | None, mfa: bool, fmt: str) -> None:
-    from idp.services.access import dry_run
+    from idp.flows.access import dry_run
     try:
         decision = dry_run(username, slug, ip, mfa)
     except ServiceError as exc:

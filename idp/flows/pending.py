@@ -1,12 +1,30 @@
-"""Short-lived server-side state referenced by an unguessable token (parked SSO requests, logout chains)."""
+"""Requests parked across the login detour (and logout chains), referenced by an unguessable token.
+
+The token travels explicitly (in the resume URL and the login/second-factor forms); the data lives
+in the shared state (database or Redis), so any instance can continue the request. Each protocol
+registers how its parked data reads as a protocol-neutral `AuthzRequest`, so the sign-in flow can
+ask "does this request need a second factor?" without knowing SAML or OIDC.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from idp.state import shared
+from ..state import shared
+
+if TYPE_CHECKING:
+    from .authorize import AuthzRequest
 
 TTL_S = 30 * 60
+MAX_TOKEN_LEN = 64
+
+_AUTHZ_KINDS: dict[str, Callable[[dict[str, Any]], AuthzRequest]] = {}
+
+
+def register_kind(kind: str, to_authz: Callable[[dict[str, Any]], AuthzRequest]) -> None:
+    """A protocol's parked sign-in requests (kind "sso" for SAML; "oidc" next)."""
+    _AUTHZ_KINDS[kind] = to_authz
 
 
 def put(data: dict[str, Any]) -> str:
@@ -14,10 +32,27 @@ def put(data: dict[str, Any]) -> str:
 
 
 def get(token: str | None, kind: str, *, consume: bool) -> dict[str, Any] | None:
-    if not token or len(token) > 64:
+    if not token or len(token) > MAX_TOKEN_LEN:
         return None
     return shared().get(token, kind, consume=consume)
 
 
 def replace(token: str, data: dict[str, Any]) -> None:
     shared().replace(token, data, TTL_S)
+
+
+def park(kind: str, data: dict[str, Any]) -> str:
+    return put({"kind": kind, **data})
+
+
+def load(token: str | None, kind: str, *, consume: bool) -> dict[str, Any] | None:
+    return get(token, kind, consume=consume)
+
+
+def authz_request(token: str | None) -> tuple[str, AuthzRequest] | None:
+    """The protocol-neutral view of a parked sign-in request, whatever protocol parked it."""
+    for kind, to_authz in _AUTHZ_KINDS.items():
+        data = get(token, kind, consume=False)
+        if data is not None:
+            return kind, to_authz(data)
+    return None

@@ -1,8 +1,15 @@
-"""THE use case: an SSO request (SP- or IdP-initiated) + a user session → checks → signed Response → event.
+"""SAML SSO: an AuthnRequest (SP-initiated) or a launch (IdP-initiated) → the gate → a signed Response.
+
+`receive_authn_request` and `start_idp_initiated` validate what arrived and return a `PendingSso`
+(or `Denied`); `proceed` takes a pending request and the browser's session through the
+protocol-neutral gate (flows.authorize) and returns an outcome: `Issued` (the Response to POST),
+`NeedsLogin` / `NeedsReauthentication` / `NeedsSecondFactor` (the request is parked under the
+returned token), or `Denied` (reason code, event context, and where the SP is told).
 
 Validation order for SP-initiated requests (each failure has its reason code and issues nothing):
-decode → parse → issuer is a registered app → app enabled → signature (only the app's metadata
-certificates) → Destination → IssueInstant window → ACS resolved from metadata → replay cache.
+decode → parse → issuer is a registered app → app enabled → the inbound pipeline (flows.inbound:
+signature with the app's metadata certificates only → Destination → IssueInstant window → ACS
+resolved from metadata → replay cache).
 """
 
 from __future__ import annotations
@@ -18,37 +25,30 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 
-from idp.auth.sessions import SessionView, UserView
-from idp.certs.keystore import KeyFamily, KeySet, LoadedKey
-from idp.config import Settings
-from idp.errors import (
+from ..auth.sessions import SessionView, UserView
+from ..certs.keystore import KeyFamily, KeySet, LoadedKey
+from ..config import Settings
+from ..errors import (
     AccessDenied,
     AcsNotRegistered,
     AppDisabled,
     AppMisconfigured,
-    BadSignature,
     EventContext,
     MalformedRequest,
-    ReplayedRequest,
-    RequestExpired,
     SamlFlowError,
     SigningKeyUnavailable,
     UnknownApp,
     UnknownSp,
     UnsupportedBinding,
-    WrongDestination,
 )
-from idp.events import record_event
-from idp.extensions import db
-from idp.flows import pending as pending_store
-from idp.models import PersistentId, SessionParticipant, User, utcnow
-from idp.policy.engine import evaluate
-from idp.policy.model import AccessContext, Decision, Effect
-from idp.prepared import Prepared
-from idp.reasons import Reason
-from idp.replay import remember_request
-from idp.saml.bindings import BindingError, DecodedMessage, check_relay_state
-from idp.saml.constants import (
+from ..events import record_event
+from ..extensions import db
+from ..models import PersistentId, SessionParticipant, User, utcnow
+from ..policy.model import Decision
+from ..prepared import Prepared
+from ..reasons import Reason
+from ..saml.bindings import BindingError, DecodedMessage, check_relay_state
+from ..saml.constants import (
     AC_PASSWORD_PROTECTED,
     BINDING_POST,
     NAMEID_EMAIL,
@@ -65,20 +65,25 @@ from idp.saml.constants import (
     SignatureAlgorithm,
     SignMode,
 )
-from idp.saml.encryption import EncryptionError, encrypt_assertion_xml
-from idp.saml.requests import AuthnRequest, RequestParseError, parse_authn_request, peek_issuer
-from idp.saml.responses import AssertionSpec, SigningChoice, build_error_response, build_response, map_attributes
-from idp.saml.signing import SignatureError, allowed_algorithms, is_signed, verify_message
-from idp.saml.sp_metadata import Endpoint
-from idp.services.apps import AppConfig, app_config_by_entity_id, app_config_by_id, app_config_by_slug
-from idp.services.org import trusted_ranges
-from idp.services.users import user_fields
-
-
-@dataclass(frozen=True, slots=True)
-class Client:
-    ip: str | None
-    user_agent: str | None
+from ..saml.encryption import EncryptionError, encrypt_assertion_xml
+from ..saml.requests import AuthnRequest, RequestParseError, parse_authn_request, peek_issuer
+from ..saml.responses import AssertionSpec, SigningChoice, build_error_response, build_response, map_attributes
+from ..saml.sp_metadata import Endpoint
+from ..services.apps import AppConfig, app_config_by_entity_id, app_config_by_id, app_config_by_slug
+from ..services.users import user_fields
+from . import pending as pending_store
+from .authorize import (
+    Allowed,
+    AuthzRequest,
+    Client,
+    LoginRequired,
+    PassiveRefused,
+    Refused,
+    SecondFactorRequired,
+    authorize,
+)
+from .inbound import InboundMessage, InboundRules, check_inbound
+from .outcomes import Denied, Issued, NeedsLogin, NeedsReauthentication, NeedsSecondFactor
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,16 @@ class PendingSso:
     @property
     def is_passive(self) -> bool:
         return bool(self.request and self.request.get("is_passive"))
+
+    @property
+    def authz(self) -> AuthzRequest:
+        """The protocol-neutral view the gate decides on."""
+        req = self.request or {}
+        return AuthzRequest(app_id=self.app_id, received_at=self.received_at, force_authn=self.force_authn,
+                            is_passive=self.is_passive,
+                            requested_comparison=req.get("requested_context_comparison"),
+                            requested_refs=tuple(req.get("requested_context_refs") or ()),
+                            initiated_by=self.initiated_by, binding=self.binding, request_id=self.request_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {"app_id": self.app_id, "initiated_by": self.initiated_by, "binding": self.binding,
@@ -161,9 +176,13 @@ def resolve_acs(app: AppConfig, req: AuthnRequest) -> str:
     return app.sp.default_post_acs().location
 
 
+def _reply_to(app: AppConfig, pending: PendingSso) -> tuple[AppConfig, str, str | None, str | None]:
+    return (app, pending.acs_url, pending.request_id, pending.relay_state)
+
+
 def receive_authn_request(msg: DecodedMessage, raw_query: bytes | None, settings: Settings,
-                          now: datetime | None = None) -> tuple[AppConfig, PendingSso]:
-    """Validate an SP-initiated AuthnRequest; raises SamlFlowError (with context) on any problem."""
+                          now: datetime | None = None) -> tuple[AppConfig, PendingSso] | Denied:
+    """Validate an SP-initiated AuthnRequest: the app and the pending request, or Denied (with context)."""
     now = now or utcnow()
     ctx = EventContext(initiated_by=InitiatedBy.SP, binding=msg.binding)
     max_bytes = settings.max_inflated_bytes
@@ -171,64 +190,45 @@ def receive_authn_request(msg: DecodedMessage, raw_query: bytes | None, settings
         req = parse_authn_request(msg.xml, max_bytes)
     except RequestParseError as exc:
         ctx.sp_entity_id = peek_issuer(msg.xml, max_bytes)
-        raise _fail(MalformedRequest(f"the AuthnRequest is malformed: {exc}"), ctx) from None
+        return Denied(_fail(MalformedRequest(f"the AuthnRequest is malformed: {exc}"), ctx))
     ctx.sp_entity_id, ctx.request_id = req.issuer, req.id
     app = app_config_by_entity_id(req.issuer)
     if app is None:
-        raise _fail(UnknownSp(f"no connected app has the entityID {req.issuer[:200]!r}"), ctx)
+        return Denied(_fail(UnknownSp(f"no connected app has the entityID {req.issuer[:200]!r}"), ctx))
     ctx.app_slug = app.slug
     if not app.enabled:
-        raise _fail(AppDisabled("this app is disabled"), ctx)
-    # Signature before anything else is trusted.
-    allowed = allowed_algorithms(app.settings.allow_sha1)
-    certs = app.sp.signing_certs
-    signed = is_signed(msg.binding, msg.signed_query, req.root)
-    required = app.requires_signed_requests or settings.want_authn_requests_signed
-    if signed and (certs or required):
-        try:
-            ctx.detail["signature_algorithm"] = verify_message(msg.binding, raw_query, req.root, "SAMLRequest",
-                                                               certs, allowed)
-        except SignatureError as exc:
-            raise _fail(BadSignature(f"the request signature was rejected: {exc}"), ctx) from None
-    elif required:
-        raise _fail(BadSignature("this app must sign its AuthnRequests and this one is not signed"), ctx)
-    verified = signed and bool(certs or required)
-    if req.destination is not None and req.destination != settings.url("/saml/sso"):
-        raise _fail(WrongDestination(f"Destination {req.destination[:200]!r} is not this IdP's SSO URL"), ctx)
-    if req.destination is None and verified:
-        # saml-bindings-2.0-os §3.4.5.2 / §3.5.5.2: a signed request MUST carry Destination
-        raise _fail(WrongDestination("a signed request must carry a Destination"), ctx)
-    window = timedelta(seconds=settings.request_max_age_s)
-    if abs(now - req.issue_instant) > window:
-        raise _fail(RequestExpired(f"IssueInstant {req.issue_instant.isoformat()} is outside the allowed "
-                                   f"{settings.request_max_age_s}s window"), ctx)
+        return Denied(_fail(AppDisabled("this app is disabled"), ctx))
+    rules = InboundRules(endpoint_url=settings.url("/saml/sso"),
+                         signature_required=app.requires_signed_requests or settings.want_authn_requests_signed,
+                         verify_when_present=bool(app.sp.signing_certs), destination_required=False)
+    inbound = InboundMessage(kind="AuthnRequest", id=req.id, issuer=req.issuer, destination=req.destination,
+                             issue_instant=req.issue_instant, not_on_or_after=None, root=req.root)
+    acs: list[str] = []
     try:
-        acs_url = resolve_acs(app, req)
+        ctx.detail.update(check_inbound(msg, raw_query, inbound, app, rules, settings, now,
+                                        before_replay=lambda: acs.append(resolve_acs(app, req))))
     except SamlFlowError as exc:
-        raise _fail(exc, ctx) from None
-    if not remember_request(req.issuer, req.id, settings.request_max_age_s):
-        raise _fail(ReplayedRequest(f"request {req.id[:100]!r} from this app was already used"), ctx)
-    pending = PendingSso(app_id=app.id, initiated_by=InitiatedBy.SP, binding=msg.binding, acs_url=acs_url,
-                         relay_state=msg.relay_state, received_at=now, request=req.to_dict())
-    return app, pending
+        return Denied(_fail(exc, ctx))
+    return app, PendingSso(app_id=app.id, initiated_by=InitiatedBy.SP, binding=msg.binding, acs_url=acs[0],
+                           relay_state=msg.relay_state, received_at=now, request=req.to_dict())
 
 
-def start_idp_initiated(slug: str, relay_state: str | None, now: datetime | None = None) -> tuple[AppConfig,
-                                                                                                PendingSso]:
+def start_idp_initiated(slug: str, relay_state: str | None,
+                        now: datetime | None = None) -> tuple[AppConfig, PendingSso] | Denied:
     ctx = EventContext(initiated_by=InitiatedBy.IDP)
     app = app_config_by_slug(slug)
     if app is None:
         # not stored as app_slug: anonymous callers must not create new values (metric labels, filters)
         ctx.detail["requested_slug"] = slug[:100]
-        raise _fail(UnknownApp(f"no connected app {slug[:100]!r}"), ctx)
+        return Denied(_fail(UnknownApp(f"no connected app {slug[:100]!r}"), ctx))
     ctx.app_slug = app.slug
     ctx.sp_entity_id = app.entity_id
     if not app.enabled:
-        raise _fail(AppDisabled("this app is disabled"), ctx)
+        return Denied(_fail(AppDisabled("this app is disabled"), ctx))
     try:
         relay_state = check_relay_state(relay_state)
     except BindingError as exc:
-        raise _fail(MalformedRequest(str(exc)), ctx) from None
+        return Denied(_fail(MalformedRequest(str(exc)), ctx))
     return app, PendingSso(app_id=app.id, initiated_by=InitiatedBy.IDP, binding=None,
                            acs_url=app.sp.default_post_acs().location, relay_state=relay_state,
                            received_at=now or utcnow())
@@ -236,13 +236,31 @@ def start_idp_initiated(slug: str, relay_state: str | None, now: datetime | None
 
 # ---------------------------------------------------------------- parking requests across the login detour
 
+KIND = "sso"
+
+
 def park(pending: PendingSso) -> str:
-    return pending_store.put({"kind": "sso", **pending.to_dict()})
+    return pending_store.park(KIND, pending.to_dict())
 
 
-def unpark(token: str, *, consume: bool) -> PendingSso | None:
-    data = pending_store.get(token, "sso", consume=consume)
+def unpark(token: str | None, *, consume: bool) -> PendingSso | None:
+    data = pending_store.load(token, KIND, consume=consume)
     return PendingSso.from_dict(data) if data else None
+
+
+def load_parked(token: str | None) -> tuple[AppConfig | None, PendingSso] | None:
+    """A parked request by its token, with its app (None when the app was removed meanwhile)."""
+    pending = unpark(token, consume=False)
+    if pending is None:
+        return None
+    return app_config_by_id(pending.app_id), pending
+
+
+def _authz_from_parked(data: dict[str, Any]) -> AuthzRequest:
+    return PendingSso.from_dict(data).authz
+
+
+pending_store.register_kind(KIND, _authz_from_parked)
 
 
 # ---------------------------------------------------------------- issuing
@@ -352,76 +370,74 @@ def encryptor_for(app: AppConfig) -> Callable[[bytes], Any] | None:
     return lambda assertion_xml: encrypt_assertion_xml(assertion_xml, certs[0], algorithm)
 
 
-class InteractionRequired(Exception):
-    """The user must do something first: "reauth" (password again) or "mfa" (second factor)."""
-
-    def __init__(self, kind: str, decision: Decision) -> None:
-        super().__init__(kind)
-        self.kind = kind
-        self.decision = decision
-
-
-def access_context(app: AppConfig, user: User | UserView, pending: PendingSso | None, client_ip: str | None, *,
-                   authn_at: datetime | None, mfa_passed: bool, now: datetime,
-                   org_ranges: tuple[str, ...] | None = None) -> AccessContext:
-    req = (pending.request if pending else None) or {}
-    return AccessContext(
-        app_slug=app.slug, app_enabled=app.enabled, policy=app.settings.policy,
-        username=user.username, user_disabled=user.disabled, user_groups=frozenset(user.group_names),
-        client_ip=client_ip, org_ip_ranges=trusted_ranges() if org_ranges is None else org_ranges,
-        session_age_s=(now - authn_at).total_seconds() if authn_at else None,
-        mfa_passed=mfa_passed, mfa_enrolled=user.mfa_enrolled,
-        requested_comparison=req.get("requested_context_comparison"),
-        requested_refs=tuple(req.get("requested_context_refs") or ()),
-    )
-
-
-def decide(pending: PendingSso, app: AppConfig, user: User | UserView, client_ip: str | None, *,
-           authn_at: datetime | None, mfa_passed: bool, now: datetime | None = None) -> Decision:
-    now = now or utcnow()
-    return evaluate(access_context(app, user, pending, client_ip, authn_at=authn_at, mfa_passed=mfa_passed, now=now))
-
-
 def _denied(decision: Decision) -> SamlFlowError:
     if decision.reason is Reason.NO_AUTHN_CONTEXT:
         return AccessDenied(decision.explanation, reason=decision.reason, saml_status=STATUS_REQUESTER,
                             saml_sub_status=STATUS_NO_AUTHN_CONTEXT)
     if decision.reason is Reason.APP_DISABLED:
         return AppDisabled(decision.explanation)
-    exc = AccessDenied(decision.explanation, reason=decision.reason, http_status=403)
-    return exc
+    return AccessDenied(decision.explanation, reason=decision.reason, http_status=403)
 
 
-def issue_response(pending: PendingSso, session: SessionView, settings: Settings, keys: KeySet, client: Client,
-                   now: datetime | None = None) -> IssuedResponse:
-    """Run the policy for this user and app, then build, sign and record.
+SsoOutcome = Issued["IssuedResponse"] | NeedsLogin | NeedsReauthentication | NeedsSecondFactor | Denied
 
-    Raises SamlFlowError on a denial, InteractionRequired when the user must re-authenticate or
-    pass a second factor first (the caller parks the request and sends the browser there).
+
+def proceed(pending: PendingSso, token: str | None, session: SessionView | None, settings: Settings,
+            keys: Callable[[], KeySet], client: Client, now: datetime | None = None) -> SsoOutcome:
+    """Answer a pending request for this browser session, or say what the user must do first.
+
+    `token` names the parked request when it came back from a login detour (it is consumed once
+    the request is answered or refused; an interaction keeps it, or parks the request anew).
+    `keys` is called only when a Response is built, so a broken key store fails only then.
     """
     now = now or utcnow()
     app = app_config_by_id(pending.app_id)
     ctx = pending.event_context(app)
-    user = session.user
-    ctx.username = user.username
+    if session is not None:
+        ctx.username = session.user.username
     if app is None:
-        raise _fail(UnknownApp("the app was removed while the request was pending"), ctx)
-    reply = (app, pending.acs_url, pending.request_id, pending.relay_state)
-    decision = decide(pending, app, user, client.ip, authn_at=session.authn_at,
-                      mfa_passed=session.mfa_at is not None, now=now)
-    ctx.detail["policy"] = decision.to_detail()
-    if decision.effect is Effect.STEP_UP:
-        raise InteractionRequired("mfa", decision)
-    if decision.effect is Effect.REAUTH:
-        raise InteractionRequired("reauth", decision)
-    if decision.effect is not Effect.ALLOW:
-        exc = _denied(decision)
-        raise _fail(exc, ctx, reply if exc.saml_status else None)
+        _consume(token)
+        return Denied(_fail(UnknownApp("the app was removed while the request was pending"), ctx))
+    gate = authorize(pending.authz, app, session, client.ip, now)
+    if isinstance(gate, LoginRequired):
+        token = token or park(pending)
+        return NeedsReauthentication(token) if gate.reauth else NeedsLogin(token)
+    if isinstance(gate, SecondFactorRequired):
+        return NeedsSecondFactor(token or park(pending))
+    _consume(token)
+    if isinstance(gate, PassiveRefused):
+        passive = AccessDenied(f"IsPassive was requested and the user would have to {_PASSIVE_NEEDS[gate.needed]}",
+                               reason=Reason.NO_PASSIVE, saml_status=STATUS_RESPONDER,
+                               saml_sub_status=STATUS_NO_PASSIVE)
+        return Denied(_fail(passive, ctx, _reply_to(app, pending)))
+    ctx.detail["policy"] = gate.decision.to_detail()
+    if isinstance(gate, Refused):
+        exc = _denied(gate.decision)
+        return Denied(_fail(exc, ctx, _reply_to(app, pending) if exc.saml_status else None))
+    assert isinstance(gate, Allowed) and session is not None
+    try:
+        return Issued(_issue(pending, app, session, gate.decision, ctx, settings, keys(), client, now))
+    except SamlFlowError as exc:  # a failure while building (key store, pinned key, encryption)
+        return Denied(exc if exc.context is not None else _fail(exc, ctx))
+
+
+_PASSIVE_NEEDS = {"login": "sign in", "reauth": "sign in again", "mfa": "pass a second factor"}
+
+
+def _consume(token: str | None) -> None:
+    if token:
+        unpark(token, consume=True)
+
+
+def _issue(pending: PendingSso, app: AppConfig, session: SessionView, decision: Decision, ctx: EventContext,
+           settings: Settings, keys: KeySet, client: Client, now: datetime) -> IssuedResponse:
+    """Build, sign and record the Response for an allowed request (SamlFlowError with context otherwise)."""
+    user = session.user
     authn_context = decision.authn_context or AC_PASSWORD_PROTECTED
     try:
         fmt, name_id = _name_id(app, user, (pending.request or {}).get("nameid_format"))
     except SamlFlowError as exc:
-        raise _fail(exc, ctx, reply) from None
+        raise _fail(exc, ctx, _reply_to(app, pending)) from None
     session_index = _participant(session, app, name_id, fmt)
     fields = user_fields(user)
     session_end = session.created_at + timedelta(seconds=settings.session_lifetime_s)
@@ -446,7 +462,8 @@ def issue_response(pending: PendingSso, session: SessionView, settings: Settings
     ctx.response_id, ctx.assertion_id = spec.response_id, spec.assertion_id
     ctx.detail["authn_context"] = authn_context
     ctx.detail["nameid_format"] = fmt
-    # The event row and the participant row commit together, before the response leaves.
+    # The event row and the participant row are committed together by the caller's unit of work,
+    # before the response leaves.
     record_event(ctx, Reason.OK, client_ip=client.ip, user_agent=client.user_agent)
     return IssuedResponse(acs_url=pending.acs_url, saml_response=base64.b64encode(xml).decode("ascii"),
                           relay_state=pending.relay_state, response_id=spec.response_id)
@@ -468,46 +485,3 @@ def error_response(exc: SamlFlowError, settings: Settings, keys: KeySet | None) 
         exc.context.response_id = rid
     return IssuedResponse(acs_url=acs_url, saml_response=base64.b64encode(xml).decode("ascii"),
                           relay_state=relay_state, response_id=rid)
-
-
-def no_passive(pending: PendingSso, app: AppConfig) -> SamlFlowError:
-    exc = AccessDenied("IsPassive was requested and there is no session", reason=Reason.NO_PASSIVE,
-                       saml_status=STATUS_RESPONDER, saml_sub_status=STATUS_NO_PASSIVE)
-    return _fail(exc, pending.event_context(app), (app, pending.acs_url, pending.request_id, pending.relay_state))
-
-
-_RESUME_PREFIX = "/saml/continue/"
-
-
-def pending_from_next(next_url: str) -> tuple[str, PendingSso] | None:
-    """The parked SSO request a login/MFA page will resume, if `next` points at one."""
-    if not next_url.startswith(_RESUME_PREFIX):
-        return None
-    token = next_url[len(_RESUME_PREFIX):].split("?", 1)[0]
-    pending = unpark(token, consume=False)
-    return (token, pending) if pending else None
-
-
-def needs_mfa_at_login(next_url: str, user: User, client_ip: str | None) -> bool:
-    """Whether the request being resumed needs a second factor: then the password alone opens no session."""
-    found = pending_from_next(next_url)
-    if found is None:
-        return False
-    app = app_config_by_id(found[1].app_id)
-    if app is None:
-        return False
-    now = utcnow()
-    decision = decide(found[1], app, user, client_ip, authn_at=now, mfa_passed=False, now=now)
-    return decision.effect is Effect.STEP_UP
-
-
-def record_mfa_failure(next_url: str, user: User, client: Client, why: str) -> int | None:
-    """An `mfa_failed` event when the failed second factor was for a pending SSO; returns the event id."""
-    found = pending_from_next(next_url)
-    if found is None:
-        return None
-    app = app_config_by_id(found[1].app_id)
-    ctx = found[1].event_context(app)
-    ctx.username = user.username
-    ctx.detail["message"] = why
-    return record_event(ctx, Reason.MFA_FAILED, client_ip=client.ip, user_agent=client.user_agent).id

@@ -17,14 +17,10 @@ from ..certs.keystore import KeyState, KeyStatus, KeyStore
 from ..events import EventFilter, filtered_query, to_csv, to_json
 from ..extensions import db
 from ..models import AdminAudit, SsoEvent, utcnow
-from ..policy.checks import parse_address
-from ..policy.model import Decision
 from ..reasons import Reason
 from . import ServiceError
-from .access import dry_run
 from .accounts import FormErrors
-from .apps import app_config_by_slug, pinned_keys
-from .users import find_user
+from .apps import pinned_keys
 
 PAGE_SIZE = 50
 EXPORT_CAP = 100_000
@@ -173,26 +169,6 @@ def event_apps() -> list[str]:
     """App slugs for the filter menu: registered apps (a slug typed in the URL still filters)."""
     from ..models import ConnectedApp
     return list(db.session.scalars(select(ConnectedApp.slug).order_by(ConnectedApp.slug)))
-
-
-# ---------------------------------------------------------------- access check
-
-def check_access(username: str, slug: str, ip: str, mfa: bool) -> Decision:
-    """The dry run with field-level errors (same engine as SSO; issues nothing)."""
-    errors: dict[str, str] = {}
-    if not username:
-        errors["username"] = "Enter a username."
-    elif find_user(username) is None:
-        errors["username"] = f"No user named {username!r}."
-    if not slug:
-        errors["app"] = "Choose an app."
-    elif app_config_by_slug(slug) is None:
-        errors["app"] = f"No app with slug {slug!r}."
-    if ip and parse_address(ip) is None:
-        errors["ip"] = f"{ip!r} is not an IPv4 or IPv6 address."
-    if errors:
-        raise FormErrors(errors)
-    return dry_run(username, slug, ip or None, mfa)
 
 
 # ---------------------------------------------------------------- audit trail

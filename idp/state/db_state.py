@@ -6,8 +6,9 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, or_, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..extensions import db
 from ..models import PendingRequest, SeenRequest, ThrottleCounter, User, utcnow
@@ -15,10 +16,21 @@ from ..prepared import Prepared
 from .base import ThrottleRule
 
 _PURGE_EVERY = 500
-_REMEMBER = Prepared(insert(SeenRequest), column_keys=("issuer", "request_id", "expires_at"))
+# INSERT … ON CONFLICT DO NOTHING: a replay is a row count of 0, not an error that would abort the
+# request's transaction (the store writes in the caller's unit of work and never rolls it back).
+_REMEMBER = Prepared({"sqlite": sqlite_insert(SeenRequest).on_conflict_do_nothing(),
+                      "postgresql": pg_insert(SeenRequest).on_conflict_do_nothing()},
+                     column_keys=("issuer", "request_id", "expires_at"))
+
+
+def _insert_ignoring_conflicts(table: Any) -> Any:
+    dialect = db.session.get_bind().dialect.name
+    return (pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)).on_conflict_do_nothing()
 
 
 class DbState:
+    """Writes happen in the caller's unit of work (the request or CLI command commits them)."""
+
     name = "database"
 
     def __init__(self) -> None:
@@ -30,7 +42,6 @@ class DbState:
             now = utcnow()
             db.session.execute(delete(SeenRequest).where(SeenRequest.expires_at < now))
             db.session.execute(delete(PendingRequest).where(PendingRequest.expires_at < now))
-            db.session.commit()
 
     def remember_once(self, key: str, ttl_s: int) -> bool:
         """Insert (a prepared statement, in the request's transaction) and leave the commit to the
@@ -40,20 +51,16 @@ class DbState:
         self._maybe_purge()
         now = utcnow()
         issuer, _, request_id = key.partition("\n")
-        try:
-            _REMEMBER.run({"issuer": issuer[:1024], "request_id": request_id[:256],
-                           "expires_at": now + timedelta(seconds=ttl_s)})
-        except IntegrityError:
-            db.session.rollback()
-            # an expired row may still be there: take it over once it can no longer be a replay
-            result = db.session.execute(
-                update(SeenRequest)
-                .where(SeenRequest.issuer == issuer[:1024], SeenRequest.request_id == request_id[:256],
-                       SeenRequest.expires_at < now)
-                .values(expires_at=now + timedelta(seconds=ttl_s)))
-            db.session.commit()
-            return bool(getattr(result, "rowcount", 0))
-        return True
+        if _REMEMBER.run({"issuer": issuer[:1024], "request_id": request_id[:256],
+                          "expires_at": now + timedelta(seconds=ttl_s)}):
+            return True
+        # an expired row may still be there: take it over once it can no longer be a replay
+        result = db.session.execute(
+            update(SeenRequest)
+            .where(SeenRequest.issuer == issuer[:1024], SeenRequest.request_id == request_id[:256],
+                   SeenRequest.expires_at < now)
+            .values(expires_at=now + timedelta(seconds=ttl_s)))
+        return bool(getattr(result, "rowcount", 0))
 
     def put(self, data: dict[str, Any], ttl_s: int) -> str:
         self._maybe_purge()
@@ -61,7 +68,7 @@ class DbState:
         now = utcnow()
         db.session.add(PendingRequest(id=token, data=data, created_at=now,
                                       expires_at=now + timedelta(seconds=ttl_s)))
-        db.session.commit()
+        db.session.flush()
         return token
 
     def get(self, token: str, kind: str, *, consume: bool) -> dict[str, Any] | None:
@@ -70,12 +77,10 @@ class DbState:
             return None
         if row.expires_at <= utcnow():
             db.session.delete(row)
-            db.session.commit()
             return None
         data = dict(row.data)
         if consume:
             result = db.session.execute(delete(PendingRequest).where(PendingRequest.id == token))
-            db.session.commit()
             if not getattr(result, "rowcount", 0):
                 return None  # another request consumed it first
         return data
@@ -83,7 +88,6 @@ class DbState:
     def replace(self, token: str, data: dict[str, Any], ttl_s: int) -> None:
         db.session.execute(update(PendingRequest).where(PendingRequest.id == token)
                            .values(data=data, expires_at=utcnow() + timedelta(seconds=ttl_s)))
-        db.session.commit()
 
     def retry_after(self, key: str) -> int:
         row = db.session.get(ThrottleCounter, key[:200])
@@ -95,42 +99,36 @@ class DbState:
     def record_failure(self, key: str, rule: ThrottleRule) -> int:
         now = utcnow()
         key = key[:200]
-        for _ in range(3):
-            row = db.session.get(ThrottleCounter, key, with_for_update=True)
-            if row is None:
-                db.session.add(ThrottleCounter(key=key, failures=1, window_start=now))
-                try:
-                    db.session.commit()
-                except IntegrityError:  # another process created it first: count on its row
-                    db.session.rollback()
-                    continue
-                return rule.lock_for(1)
-            if now - row.window_start > rule.window and (row.locked_until is None or row.locked_until <= now):
-                row.failures, row.window_start, row.locked_until = 0, now, None
-            row.failures += 1
-            lock = rule.lock_for(row.failures)
-            if lock:
-                row.locked_until = now + timedelta(seconds=lock)
-            db.session.commit()
-            return lock
-        return 0
+        created = db.session.execute(_insert_ignoring_conflicts(ThrottleCounter).values(
+            key=key, failures=1, window_start=now))
+        if getattr(created, "rowcount", 0):
+            return rule.lock_for(1)
+        # another failure (maybe in another process) created the row first: count on it, locked
+        row = db.session.get(ThrottleCounter, key, with_for_update=True, populate_existing=True)
+        if row is None:  # purged in between
+            return 0
+        if now - row.window_start > rule.window and (row.locked_until is None or row.locked_until <= now):
+            row.failures, row.window_start, row.locked_until = 0, now, None
+        row.failures += 1
+        lock = rule.lock_for(row.failures)
+        if lock:
+            row.locked_until = now + timedelta(seconds=lock)
+        db.session.flush()
+        return lock
 
     def reset_failures(self, key: str) -> None:
         db.session.execute(delete(ThrottleCounter).where(ThrottleCounter.key == key[:200]))
-        db.session.commit()
 
     def consume_totp_step(self, user_id: int, step: int) -> bool:
         result = db.session.execute(
             update(User)
             .where(User.id == user_id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
             .values(totp_last_step=step))
-        db.session.commit()
         return bool(getattr(result, "rowcount", 0))
 
     def reset_totp(self, user_id: int) -> None:
         db.session.execute(update(User).where(User.id == user_id).values(totp_last_step=None))
-        db.session.commit()
 
     def ping(self) -> None:
-        db.session.execute(text("SELECT 1"))
-        db.session.rollback()
+        with db.engine.connect() as conn:  # its own connection: the request's transaction is not touched
+            conn.execute(text("SELECT 1"))

@@ -9,7 +9,7 @@ from flask import current_app, request
 from ..auth.passwords import Passwords
 from ..certs.keystore import KeyStore
 from ..config import Settings
-from ..flows.sso import Client
+from ..flows.authorize import Client
 from .clientip import client_ip
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from flask_login import current_user, login_required
 
-from ..services.access import launchable_apps
+from ..flows.access import launchable_apps
 from .context import current_client
 
 bp = Blueprint("home", __name__)

@@ -8,8 +8,7 @@ from flask import Blueprint, Response, redirect, render_template, request, sessi
 from flask_login import current_user, login_user, logout_user
 
 from idp.auth.sessions import load_session, start_session
-from idp.extensions import db
-from idp.flows.sso import needs_mfa_at_login
+from idp.flows.signin import needs_second_factor
 from idp.models import IdpSession, User, utcnow
 from idp.services.users import find_user
 from idp.throttle import (
@@ -36,6 +35,12 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def parked_token() -> str | None:
+    """The parked sign-in request this page continues (the `request` form field or query parameter)."""
+    token = request.values.get("request") or None
+    return token if token is None or (len(token) <= 64 and token.isascii() and token.isprintable()) else None
+
+
 def load_principal(session_id: str) -> Principal | None:
     s = settings()
     idp_session = load_session(session_id, timedelta(seconds=s.session_lifetime_s),
@@ -46,12 +51,14 @@ def load_principal(session_id: str) -> Principal | None:
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Response | str:
     next_url = safe_next(request.values.get("next"))
+    token = parked_token()
     force = request.values.get("force") == "1"
     if request.method == "GET":
         if current_user.is_authenticated and not force:
             return redirect(next_url)  # type: ignore[return-value]
         prefill = current_user.view.user.username if current_user.is_authenticated else ""
-        return render_template("login.html", next=next_url, force=force, username=prefill, error=None)
+        return render_template("login.html", next=next_url, request_token=token, force=force, username=prefill,
+                               error=None)
     username = (request.form.get("username") or "").strip()[:150]
     password = request.form.get("password") or ""
     ip = current_client().ip or "unknown"
@@ -59,7 +66,8 @@ def login() -> Response | str:
     wait = max(retry_after(account_key), retry_after(ip_key))
     if wait:
         # Same answer whether or not the account exists; no password is checked while locked.
-        resp = Response(render_template("login.html", next=next_url, force=force, username=username,
+        resp = Response(render_template("login.html", next=next_url, request_token=token, force=force,
+                                        username=username,
                                         error=f"Too many failed sign-ins. Try again in {wait} seconds."), status=429)
         resp.headers["Retry-After"] = str(wait)
         return resp
@@ -68,20 +76,19 @@ def login() -> Response | str:
     if not ok or user is None or user.disabled:
         record_failure(account_key, LOGIN_ACCOUNT_RULE)
         record_failure(ip_key, LOGIN_IP_RULE)
-        return Response(render_template("login.html", next=next_url, force=force, username=username,
-                                        error="Invalid username or password."), status=401)
+        return Response(render_template("login.html", next=next_url, request_token=token, force=force,
+                                        username=username, error="Invalid username or password."), status=401)
     reset(account_key)
     if user.password_hash and passwords().needs_rehash(user.password_hash):
         user.password_hash = passwords().hash(password)
-        db.session.commit()
     previous = current_user.session if current_user.is_authenticated else None
-    if needs_mfa_at_login(next_url, user, current_client().ip):
+    if needs_second_factor(token, user, current_client().ip):
         # Only a "pending user" lives in the cookie until the second factor passes: no IdP session yet.
         logout_user()
         session.clear()
         session[PENDING_USER] = {"user_id": user.id, "at": utcnow().isoformat(),
                                  "replaces": previous.id if previous is not None else None}
-        return redirect(url_for("mfa.verify", next=next_url), code=303)  # type: ignore[return-value]
+        return redirect(url_for("mfa.verify", next=next_url, request=token), code=303)  # type: ignore[return-value]
     complete_login(user, previous, mfa=False)
     return redirect(next_url, code=303)  # type: ignore[return-value]
 

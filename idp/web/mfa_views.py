@@ -9,12 +9,12 @@ from flask_login import current_user
 
 from idp.auth import totp
 from idp.extensions import db
-from idp.flows.sso import record_mfa_failure
+from idp.flows.signin import record_second_factor_failure
 from idp.models import IdpSession, User, utcnow
 from idp.services.org import mfa_self_enroll
 from idp.throttle import MFA_RULE, mfa_key, record_failure, reset, retry_after
 from idp.web.context import current_client
-from idp.web.login_views import PENDING_USER, PENDING_USER_TTL_S, complete_login, safe_next
+from idp.web.login_views import PENDING_USER, PENDING_USER_TTL_S, complete_login, parked_token, safe_next
 
 bp = Blueprint("mfa", __name__)
 
@@ -46,22 +46,23 @@ def _render(template: str, status: int = 200, **kw: object) -> Response:
 @bp.route("/mfa", methods=["GET", "POST"])
 def verify() -> Response:
     next_url = safe_next(request.values.get("next"))
+    token = parked_token()
     subject = _subject()
     if subject is None:
-        return redirect(url_for("auth.login", next=next_url), code=303)  # type: ignore[return-value]
+        return redirect(url_for("auth.login", next=next_url, request=token), code=303)  # type: ignore[return-value]
     user, previous = subject
     if not totp.is_enrolled(user):
-        return _render("mfa_not_enrolled.html", next=next_url, can_enroll=mfa_self_enroll())
+        return _render("mfa_not_enrolled.html", next=next_url, request_token=token, can_enroll=mfa_self_enroll())
     if request.method == "GET":
-        return _render("mfa.html", next=next_url, error=None)
+        return _render("mfa.html", next=next_url, request_token=token, error=None)
     wait = retry_after(_throttle_key(user))
     if wait:
-        return _render("mfa.html", 429, next=next_url,
+        return _render("mfa.html", 429, next=next_url, request_token=token,
                        error=f"Too many wrong codes. Wait {wait} seconds, then try again.")
     if not totp.verify_and_consume(user, request.form.get("code", "")[:20]):
         record_failure(_throttle_key(user), MFA_RULE)
-        record_mfa_failure(next_url, user, current_client(), "wrong, expired or already used TOTP code")
-        return _render("mfa.html", 401, next=next_url,
+        record_second_factor_failure(token, user, current_client(), "wrong, expired or already used TOTP code")
+        return _render("mfa.html", 401, next=next_url, request_token=token,
                        error="That code is not valid. Enter the current code from your authenticator app.")
     reset(_throttle_key(user))
     complete_login(user, previous, mfa=True)  # renews the session id
@@ -71,14 +72,16 @@ def verify() -> Response:
 @bp.route("/mfa/enroll", methods=["GET", "POST"])
 def enroll() -> Response:
     next_url = safe_next(request.values.get("next"))
+    token = parked_token()
     subject = _subject()
     if subject is None:
-        return redirect(url_for("auth.login", next=url_for("mfa.enroll", next=next_url)), code=303)  # type: ignore[return-value]
+        return redirect(url_for("auth.login", next=url_for("mfa.enroll", next=next_url, request=token),  # type: ignore[return-value]
+                                request=token), code=303)
     user, previous = subject
     if totp.is_enrolled(user):
-        return redirect(url_for("mfa.verify", next=next_url), code=303)  # type: ignore[return-value]
+        return redirect(url_for("mfa.verify", next=next_url, request=token), code=303)  # type: ignore[return-value]
     if not mfa_self_enroll():
-        return _render("mfa_not_enrolled.html", next=next_url, can_enroll=False)
+        return _render("mfa_not_enrolled.html", next=next_url, request_token=token, can_enroll=False)
     error = None
     status = 200
     if request.method == "POST":
@@ -96,5 +99,5 @@ def enroll() -> Response:
         totp.start_enrolment(user)
     assert user.totp_secret is not None
     uri = totp.provisioning_uri(user, user.totp_secret)
-    return _render("mfa_enroll.html", status, next=next_url, secret=user.totp_secret, qr=totp.qr_svg(uri),
-                   uri=uri, error=error)
+    return _render("mfa_enroll.html", status, next=next_url, request_token=token, secret=user.totp_secret,
+                   qr=totp.qr_svg(uri), uri=uri, error=error)

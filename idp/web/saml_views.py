@@ -10,17 +10,19 @@ from flask_login import current_user
 from lxml import etree
 
 from .. import metrics
-from ..certs.keystore import KeyStoreError
+from ..auth.sessions import SessionView
+from ..certs.keystore import KeySet, KeyStoreError
 from ..errors import EventContext, MalformedRequest, SamlFlowError, ServiceUnavailable
 from ..events import record_event
 from ..extensions import csrf
+from ..flows.outcomes import Denied, Issued, NeedsReauthentication, NeedsSecondFactor
 from ..flows.sso import (
-    InteractionRequired,
     PendingSso,
+    SsoOutcome,
     error_response,
-    issue_response,
-    no_passive,
+    load_parked,
     park,
+    proceed,
     receive_authn_request,
     signing_key_for,
     start_idp_initiated,
@@ -30,10 +32,10 @@ from ..saml.bindings import BindingError, decode_post, decode_redirect
 from ..saml.constants import SIG_ECDSA_SHA256, SIG_RSA_SHA256
 from ..saml.idp_metadata import IdpMetadataSpec, build_idp_metadata
 from ..saml.signing import sign_element
-from ..services.apps import AppConfig, app_config_by_slug
+from ..services.apps import app_config_by_slug
 from .context import current_client, keystore, settings
-from .principal import Principal
 from .responses import error_page, post_form
+from .uow import commit
 
 bp = Blueprint("saml", __name__)
 _TIMED = frozenset({"saml.sso", "saml.resume", "saml.idp_initiated"})
@@ -118,47 +120,35 @@ def certificate() -> Response:
     return resp
 
 
-def _session_principal() -> Principal | None:
-    return current_user if current_user.is_authenticated else None
+def _session() -> SessionView | None:
+    return current_user.view if current_user.is_authenticated else None
 
 
-def _continue(app: AppConfig, pending: PendingSso, token: str | None = None) -> Response:
-    """Issue now if the browser has a fitting session; otherwise park the request and send the user to log in."""
-    principal = _session_principal()
-    stale = principal is not None and pending.force_authn and principal.view.authn_at < pending.received_at
-    if principal is None or stale:
-        return _interact(app, pending, token, "login")
-    s = settings()
+def _keys() -> KeySet:
     try:
-        keys = keystore().current()
+        return keystore().current()
     except KeyStoreError as exc:
         raise ServiceUnavailable(f"signing key unavailable: {exc}") from None
-    try:
-        issued = issue_response(pending, principal.view, s, keys, current_client())
-    except InteractionRequired as need:
-        return _interact(app, pending, token, need.kind)
-    except SamlFlowError:
-        if token:
-            unpark(token, consume=True)
-        raise
-    if token:
-        unpark(token, consume=True)
-    return post_form(issued)
 
 
-def _interact(app: AppConfig, pending: PendingSso, token: str | None, kind: str) -> Response:
-    """Park the request and send the browser to the login (kind login/reauth) or second-factor page."""
-    if pending.is_passive:
-        if token:
-            unpark(token, consume=True)
-        raise no_passive(pending, app)
-    token = token or park(pending)
-    resume_url = url_for("saml.resume", token=token)
-    if kind == "mfa":
-        target = url_for("mfa.verify", next=resume_url)
+def _proceed(pending: PendingSso, token: str | None = None) -> Response:
+    return render_outcome(proceed(pending, token, _session(), settings(), _keys, current_client()))
+
+
+def render_outcome(outcome: SsoOutcome) -> Response:
+    """The one place an SSO outcome becomes HTTP: a POST form, a redirect to sign in, or an error."""
+    if isinstance(outcome, Issued):
+        commit()  # the event and session-participant rows are durable before the assertion leaves
+        return post_form(outcome.result)
+    if isinstance(outcome, Denied):
+        return render_denied(outcome.error)
+    resume_url = url_for("saml.resume", token=outcome.token)
+    if isinstance(outcome, NeedsSecondFactor):
+        target = url_for("mfa.verify", next=resume_url, request=outcome.token)
     else:
-        force = "1" if (kind == "reauth" or pending.force_authn) and _session_principal() is not None else None
-        target = url_for("auth.login", next=resume_url, force=force)
+        force = "1" if isinstance(outcome, NeedsReauthentication) else None
+        target = url_for("auth.login", next=resume_url, request=outcome.token, force=force)
+    commit()
     return redirect(target, code=303)  # type: ignore[return-value]
 
 
@@ -176,39 +166,45 @@ def sso() -> Response:
     except BindingError as exc:
         err = MalformedRequest(f"the SAML request could not be decoded: {exc}")
         err.context = EventContext(initiated_by="sp", binding="redirect" if request.method == "GET" else "post")
-        raise err from None
-    app, pending = receive_authn_request(msg, raw_query, s)
-    if msg.binding == "post" and _session_principal() is None:
+        return render_denied(err)
+    received = receive_authn_request(msg, raw_query, s)
+    if isinstance(received, Denied):
+        return render_denied(received.error)
+    _app, pending = received
+    if msg.binding == "post" and _session() is None:
         # A cross-site POST carries no SameSite=Lax cookie: park it and continue with a same-site GET.
-        return redirect(url_for("saml.resume", token=park(pending)), code=303)  # type: ignore[return-value]
-    return _continue(app, pending)
+        token = park(pending)
+        commit()
+        return redirect(url_for("saml.resume", token=token), code=303)  # type: ignore[return-value]
+    return _proceed(pending)
 
 
 @bp.get("/saml/continue/<token>")
 def resume(token: str) -> Response:
-    pending = unpark(token, consume=False)
-    if pending is None:
+    found = load_parked(token)
+    if found is None:
         err = MalformedRequest("this sign-in request is unknown or has expired; start again from the application",
                                http_status=400)
         err.context = EventContext()
-        raise err
-    from ..services.apps import app_config_by_id
-    app = app_config_by_id(pending.app_id)
+        return render_denied(err)
+    app, pending = found
     if app is None:
         unpark(token, consume=True)
         err = MalformedRequest("the application was removed", http_status=404)
         err.context = pending.event_context(None)
-        raise err
-    return _continue(app, pending, token)
+        return render_denied(err)
+    return _proceed(pending, token)
 
 
 @bp.get("/apps/<slug>/sso")
 def idp_initiated(slug: str) -> Response:
-    app, pending = start_idp_initiated(slug, request.args.get("RelayState"))
-    return _continue(app, pending)
+    started = start_idp_initiated(slug, request.args.get("RelayState"))
+    if isinstance(started, Denied):
+        return render_denied(started.error)
+    return _proceed(started[1])
 
 
-def handle_flow_error(exc: SamlFlowError) -> Response:
+def render_denied(exc: SamlFlowError) -> Response:
     """The one place a stopped flow becomes an event plus a response (SAML error to the ACS, or a 4xx page)."""
     ctx = exc.context or EventContext()
     if ctx.username is None and current_user.is_authenticated:
@@ -222,10 +218,14 @@ def handle_flow_error(exc: SamlFlowError) -> Response:
             issued = None
     client = current_client()
     event = record_event(ctx, exc.reason, client_ip=client.ip, user_agent=client.user_agent)
+    commit()
     if issued is not None:
         return post_form(issued)
     title, message = _user_facing(exc)
     return error_page(exc.http_status, title, message, event.id)
+
+
+handle_flow_error = render_denied  # registered for SamlFlowError raised by the logout views
 
 
 def _user_facing(exc: SamlFlowError) -> tuple[str, str]:

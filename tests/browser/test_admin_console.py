@@ -36,6 +36,7 @@ def _seed(live_idp: Any) -> None:
                                      (Reason.OK, "alice", {}), (Reason.BAD_SIGNATURE, None, {"message": "no sig"})):
             record_event(EventContext(app_slug="wiki", username=user, initiated_by="sp", binding="redirect",
                                       detail=dict(detail)), reason, client_ip="192.0.2.10", user_agent="Firefox")
+        db.session.commit()  # record_event writes in the caller's unit of work
         db.session.remove()
 
 

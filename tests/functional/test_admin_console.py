@@ -305,6 +305,7 @@ def test_markup_in_names_is_escaped(client: FlaskClient, world: None) -> None:
     assert resp.status_code == 303
     ctx = EventContext(app_slug="wiki", username="bob", detail={"message": evil, evil: [evil]})
     record_event(ctx, Reason.USER_NOT_PERMITTED, client_ip="192.0.2.1", user_agent=evil)
+    db.session.commit()  # record_event writes in the caller's unit of work
     for path in ("/admin/users", "/admin/users/bob", "/admin/groups/engineering", "/admin/audit", "/admin/events",
                  "/admin/audit?target=" + evil):
         body = client.get(path).get_data(as_text=True)
@@ -422,7 +423,7 @@ def _event(reason: Reason, *, app: str | None = "wiki", user: str | None = "alic
     if ago_s:
         e.at = utcnow() - timedelta(seconds=ago_s)
         db.session.execute(update(SsoEvent).where(SsoEvent.id == e.id).values(at=e.at))
-        db.session.commit()
+    db.session.commit()  # record_event writes in the caller's unit of work
     return e
 
 
@@ -620,3 +621,20 @@ def test_account_hides_enrolment_when_self_enrolment_is_off(client: FlaskClient,
     login(client, "alice", PASSWORD)
     body = client.get("/account").get_data(as_text=True)
     assert 'id="enroll-mfa"' not in body and "Ask your administrator" in body
+
+
+def test_audit_actor_does_not_leak_into_the_next_request_on_the_same_thread(app, admin):  # type: ignore[no-untyped-def]
+    """An admin request names its actor; the next request on the same worker thread starts from the default.
+
+    werkzeug's plain test client calls the WSGI app in this thread and context, as a worker thread
+    does (the suite's usual client isolates each request's context, which would hide a leak)."""
+    from werkzeug.test import Client
+
+    from idp import audit
+
+    worker = Client(app)
+    csrf = _CSRF.search(worker.get("/login").get_data(as_text=True)).group(1)  # type: ignore[union-attr]
+    assert worker.post("/login", data={"csrf_token": csrf, "username": "admin", "password": ADMIN_PASSWORD,
+                                       "next": "/"}).status_code == 303
+    assert worker.get("/admin/apps").status_code == 200
+    assert audit.current_actor() == audit.DEFAULT_ACTOR

@@ -17,7 +17,7 @@ from idp.services import apps as apps_svc
 from idp.services import org
 from idp.services import users as users_svc
 
-from ..webclient import Browser, saml_form
+from ..webclient import Browser, continuation, saml_form
 from .conftest import PASSWORD, last_event
 
 MFA_CLASS = "https://refeds.org/profile/mfa"
@@ -44,8 +44,7 @@ def code_for(t: pyotp.TOTP, offset_steps: int = 0) -> str:
 def submit_code(browser: Browser, resp, code: str, path: str = "/mfa"):  # type: ignore[no-untyped-def]
     body = resp.get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', body).group(1)
-    nxt = re.search(r'name="next" value="([^"]*)"', body).group(1)
-    return browser.follow(browser.client.post(path, data={"csrf_token": token, "next": nxt, "code": code}))
+    return browser.follow(browser.client.post(path, data={"csrf_token": token, "code": code, **continuation(body)}))
 
 
 def denied_page(resp, reason):  # type: ignore[no-untyped-def]

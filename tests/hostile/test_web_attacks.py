@@ -29,7 +29,7 @@ from idp.services import users as users_svc
 from ..conftest import IsolatedClient, make_settings, reset_backends
 from ..functional.conftest import events, last_event
 from ..raw_requests import redirect_query
-from ..webclient import Browser, saml_form
+from ..webclient import Browser, continuation, saml_form
 from .conftest import ADMIN_PASSWORD, PASSWORD, csrf_token, login
 from .saml_tools import (
     assert_refused,
@@ -368,10 +368,9 @@ def _start_sso_to_mfa(client: FlaskClient, sp: Any) -> str:
     """Start an SSO to an MFA app and log in with the password; returns the /mfa URL the IdP sent us to."""
     resp = Browser(client).follow(client.get("/saml/sso?" + redirect_query(authn_request(sp))), limit=1)
     body = resp.get_data(as_text=True)
-    nxt = re.search(r'name="next" value="([^"]*)"', body).group(1)  # type: ignore[union-attr]
     token = re.search(r'name="csrf_token" value="([^"]+)"', body).group(1)  # type: ignore[union-attr]
     resp = client.post("/login", data={"csrf_token": token, "username": "alice", "password": PASSWORD,
-                                       "next": nxt.replace("&amp;", "&")})
+                                       **continuation(body)})
     assert resp.status_code == 303 and resp.headers["Location"].startswith("/mfa"), resp.headers.get("Location")
     return resp.headers["Location"]
 
@@ -381,16 +380,16 @@ def test_totp_guessing_is_throttled_and_logged(client, alice):  # type: ignore[n
     sp = _mfa_app()
     mfa_url = _start_sso_to_mfa(client, sp)
     assert session_rows() == 0  # only a pending user in the cookie
-    nxt = re.search(r"next=([^&]+)", mfa_url).group(1)  # type: ignore[union-attr]
-    from urllib.parse import unquote
-    nxt = unquote(nxt)
+    from urllib.parse import parse_qs, urlsplit
+    carried = {k: v[0] for k, v in parse_qs(urlsplit(mfa_url).query).items() if k in ("next", "request")}
+    assert set(carried) == {"next", "request"}, mfa_url
     token = csrf_token(client, mfa_url)
     for i in range(5):
-        resp = client.post("/mfa", data={"csrf_token": token, "code": _unused_code(secret), "next": nxt})
+        resp = client.post("/mfa", data={"csrf_token": token, "code": _unused_code(secret), **carried})
         assert resp.status_code == 401, i
         ev = last_event()
         assert (ev.reason, ev.outcome, ev.app_slug, ev.username) == ("mfa_failed", "denied", sp.slug, "alice")
-    resp = client.post("/mfa", data={"csrf_token": token, "code": pyotp.TOTP(secret).now(), "next": nxt})
+    resp = client.post("/mfa", data={"csrf_token": token, "code": pyotp.TOTP(secret).now(), **carried})
     assert resp.status_code == 429, "the right code must wait while locked"
     assert assertion_count(resp) == 0 and session_rows() == 0
     assert len(events(reason="mfa_failed")) == 5
@@ -505,9 +504,8 @@ def test_host_header_never_reaches_an_emitted_url(app, client, admin, sp_keys): 
     # SP-initiated SSO through the login detour
     resp = b.follow(b.get("/saml/sso?" + redirect_query(authn_request(sp), key_pem=sp.keypair.key_pem)))
     token = re.search(r'name="csrf_token" value="([^"]+)"', resp.get_data(as_text=True)).group(1)  # type: ignore[union-attr]
-    nxt = re.search(r'name="next" value="([^"]*)"', resp.get_data(as_text=True)).group(1)  # type: ignore[union-attr]
     resp = b.follow(b.post("/login", {"csrf_token": token, "username": "admin", "password": ADMIN_PASSWORD,
-                                      "next": nxt}))
+                                      **continuation(resp.get_data(as_text=True))}))
     root = etree.fromstring(base64.b64decode(saml_form(resp).saml_response))  # type: ignore[union-attr]
     assert root.get("Destination") == sp.acs_url and saml_form(resp).action == sp.acs_url  # type: ignore[union-attr]
     # IdP-initiated, a refused request (error page), the admin pages that show the IdP's URLs, then logout

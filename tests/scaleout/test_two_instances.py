@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from ..sp_harness import OneLoginSP
-from ..webclient import PostedForm
+from ..webclient import PostedForm, continuation
 from .conftest import csrf_of, idp_cli, local, needs_services
 
 pytestmark = needs_services
@@ -83,9 +83,8 @@ def test_post_request_parked_on_a_resumes_on_b(setup):  # type: ignore[no-untype
     assert resp.status_code == 303
     login_page = s.get(b.url + local(resp.headers["Location"]), allow_redirects=True)  # continue on B
     assert 'name="password"' in login_page.text
-    nxt = re.search(r'name="next" value="([^"]*)"', login_page.text).group(1)
     done = s.post(f"{a.url}/login", data={"csrf_token": csrf_of(login_page.text), "username": "alice",
-                                           "password": PASSWORD, "next": nxt.replace("&amp;", "&")})
+                                           "password": PASSWORD, **continuation(login_page.text)})
     form = saml_form(done.text)
     assert form is not None
     assert sp.process_response(form.saml_response, req.request_id).name_id == "alice"
@@ -112,18 +111,17 @@ def test_totp_code_used_on_a_is_refused_on_b(setup):  # type: ignore[no-untyped-
         for s, inst in ((sa, a), (sb, b)):
             req = sp.authn_request("redirect")
             resp = send(s, inst.url, req)
-            nxt = re.search(r'name="next" value="([^"]*)"', resp.text).group(1).replace("&amp;", "&")
             mfa = s.post(f"{inst.url}/login", data={"csrf_token": csrf_of(resp.text), "username": "carol",
-                                                    "password": PASSWORD, "next": nxt})
+                                                    "password": PASSWORD, **continuation(resp.text)})
             assert 'name="code"' in mfa.text
             pages[inst.port] = (s, mfa)
         s, page = pages[a.port]
-        nxt = re.search(r'name="next" value="([^"]*)"', page.text).group(1).replace("&amp;", "&")
-        ok = s.post(f"{a.url}/mfa", data={"csrf_token": csrf_of(page.text), "code": code, "next": nxt})
+        ok = s.post(f"{a.url}/mfa", data={"csrf_token": csrf_of(page.text), "code": code,
+                                          **continuation(page.text)})
         assert saml_form(ok.text) is not None
         s, page = pages[b.port]
-        nxt = re.search(r'name="next" value="([^"]*)"', page.text).group(1).replace("&amp;", "&")
-        replay = s.post(f"{b.url}/mfa", data={"csrf_token": csrf_of(page.text), "code": code, "next": nxt})
+        replay = s.post(f"{b.url}/mfa", data={"csrf_token": csrf_of(page.text), "code": code,
+                                              **continuation(page.text)})
         assert replay.status_code == 401 and saml_form(replay.text) is None
     finally:
         idp_cli(env, "apps", "set", "shared-sp", "--no-require-mfa")

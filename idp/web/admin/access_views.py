@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Response, render_template, request
 
+from idp.flows.access import check_access
 from idp.services.accounts import FormErrors
-from idp.services.admin_queries import check_access
 from idp.services.apps import list_apps
 from idp.web.admin import bp
 

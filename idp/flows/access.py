@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from ..auth.sessions import UserView
-from ..flows.sso import access_context
 from ..models import User, utcnow
 from ..policy.checks import parse_address
 from ..policy.engine import evaluate
 from ..policy.model import Decision, Effect
-from . import ServiceError
-from .apps import AppConfig, app_config_by_slug, list_apps
-from .org import trusted_ranges
-from .users import find_user
+from ..services import ServiceError
+from ..services.accounts import FormErrors
+from ..services.apps import AppConfig, app_config_by_slug, list_apps
+from ..services.org import trusted_ranges
+from ..services.users import find_user
+from .authorize import access_context
 
 
 def dry_run(username: str, slug: str, ip: str | None, mfa: bool) -> Decision:
@@ -44,3 +45,21 @@ def launchable_apps(user: User | UserView, client_ip: str | None) -> list[AppCon
         if decision.effect is not Effect.DENY:
             out.append(app)
     return sorted(out, key=lambda a: a.name.lower())
+
+
+def check_access(username: str, slug: str, ip: str, mfa: bool) -> Decision:
+    """The dry run with field-level errors (same engine as SSO; issues nothing)."""
+    errors: dict[str, str] = {}
+    if not username:
+        errors["username"] = "Enter a username."
+    elif find_user(username) is None:
+        errors["username"] = f"No user named {username!r}."
+    if not slug:
+        errors["app"] = "Choose an app."
+    elif app_config_by_slug(slug) is None:
+        errors["app"] = f"No app with slug {slug!r}."
+    if ip and parse_address(ip) is None:
+        errors["ip"] = f"{ip!r} is not an IPv4 or IPv6 address."
+    if errors:
+        raise FormErrors(errors)
+    return dry_run(username, slug, ip or None, mfa)
