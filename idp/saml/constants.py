@@ -19,7 +19,6 @@ NS_XML = "http://www.w3.org/XML/1998/namespace"
 XML_LANG = f"{{{NS_XML}}}lang"
 
 
-
 def values(enum: type[StrEnum]) -> tuple[str, ...]:
     """The plain string values of a vocabulary, in definition order: for CLI `click.Choice` and form choices
     (a Choice of enum members would match the members' names, not their values)."""
@@ -31,10 +30,6 @@ class Binding(StrEnum):
 
     REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
     POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
-
-    @property
-    def short_name(self) -> BindingName:
-        return BindingName[self.name]
 
 
 class BindingName(StrEnum):
@@ -125,6 +120,7 @@ class AuthnContextComparison(StrEnum):
     MAXIMUM = "maximum"
     BETTER = "better"
 
+
 # saml-core-2.0-os §3.2.2.2 status codes
 STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 STATUS_REQUESTER = "urn:oasis:names:tc:SAML:2.0:status:Requester"
@@ -137,7 +133,6 @@ STATUS_REQUEST_DENIED = "urn:oasis:names:tc:SAML:2.0:status:RequestDenied"
 STATUS_INVALID_NAMEID_POLICY = "urn:oasis:names:tc:SAML:2.0:status:InvalidNameIDPolicy"
 STATUS_UNSUPPORTED_BINDING = "urn:oasis:names:tc:SAML:2.0:status:UnsupportedBinding"
 STATUS_PARTIAL_LOGOUT = "urn:oasis:names:tc:SAML:2.0:status:PartialLogout"
-
 
 
 class SignatureAlgorithm(StrEnum):
@@ -157,10 +152,6 @@ class SignatureAlgorithm(StrEnum):
     @property
     def short_name(self) -> str:
         return self.value.rpartition("#")[2]
-
-    @classmethod
-    def from_short_name(cls, name: str) -> SignatureAlgorithm | None:
-        return next((alg for alg in cls if alg.short_name == name), None)
 
 
 # What an admin may choose per app (`--signature-algorithm`, the console), in the order offered. ECDSA-SHA512 is
@@ -210,7 +201,7 @@ class EncryptionAlgorithm(StrEnum):
 
 
 class SignMode(StrEnum):
-    """What an SSO Response signs (saml-core-2.0-os §5.2): the Response, the Assertion, or both."""
+    """What an SSO Response signs (saml-core-2.0-os §5): the Response, the Assertion, or both."""
 
     RESPONSE = "response"
     ASSERTION = "assertion"
@@ -223,6 +214,7 @@ class SignMode(StrEnum):
     @property
     def signs_assertion(self) -> bool:
         return self is not SignMode.RESPONSE
+
 
 TRANSFORM_ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 TRANSFORM_EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
