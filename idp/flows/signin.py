@@ -1,15 +1,33 @@
-"""Sign-in steps that depend on the request being signed into (not on how the page is shown).
+"""Sign-in steps: the password, the second factor, and what the request being signed into requires.
 
-The parked request arrives as its token (flows.pending); nothing here parses a URL.
+Each step returns an outcome (throttled, bad credentials, accepted, …) that the web layer renders;
+the parked request arrives as its token (flows.pending), nothing here parses a URL or touches the
+browser's cookie. Opening the IdP session is the web layer's last step (it owns the cookie).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ..auth import totp
+from ..auth.passwords import Passwords
 from ..errors import EventContext
 from ..events import record_event
 from ..models import User
 from ..reasons import Reason
 from ..services.apps import app_config_by_id
+from ..services.users import find_user
+from ..throttle import (
+    LOGIN_ACCOUNT_RULE,
+    LOGIN_IP_RULE,
+    MFA_RULE,
+    login_account_key,
+    login_ip_key,
+    mfa_key,
+    record_failure,
+    reset,
+    retry_after,
+)
 from . import pending as pending_store
 from .authorize import Client, second_factor_needed
 
@@ -37,3 +55,92 @@ def record_second_factor_failure(token: str | None, user: User, client: Client, 
                        username=user.username, initiated_by=req.initiated_by, binding=req.binding,
                        request_id=req.request_id, detail={"message": why})
     return record_event(ctx, Reason.MFA_FAILED, client_ip=client.ip, user_agent=client.user_agent).id
+
+
+# ------------------------------------------------------------------ password step
+
+@dataclass(frozen=True, slots=True)
+class Throttled:
+    """Too many failures for this account or address: nothing was checked. Same answer whether or not
+    the account exists."""
+
+    retry_after_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class BadCredentials:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordAccepted:
+    """The password is right. `second_factor`: the request being signed into needs a second factor
+    before any session may open (only a "pending user" is kept until then)."""
+
+    user: User
+    second_factor: bool
+
+
+PasswordOutcome = Throttled | BadCredentials | PasswordAccepted
+
+
+def check_password(username: str, password: str, token: str | None, client: Client,
+                   passwords: Passwords) -> PasswordOutcome:
+    """The password step of a sign-in: throttle, verify (constant work for unknown users), re-hash."""
+    username = username.strip()[:150]
+    account_key, ip_key = login_account_key(username), login_ip_key(client.ip or "unknown")
+    wait = max(retry_after(account_key), retry_after(ip_key))
+    if wait:
+        return Throttled(wait)
+    user = find_user(username) if username else None
+    ok = passwords.verify(user.password_hash if user else None, password[:1024])
+    if not ok or user is None or user.disabled:
+        record_failure(account_key, LOGIN_ACCOUNT_RULE)
+        record_failure(ip_key, LOGIN_IP_RULE)
+        return BadCredentials()
+    reset(account_key)
+    if user.password_hash and passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash(password)
+    return PasswordAccepted(user, needs_second_factor(token, user, client.ip))
+
+
+# ------------------------------------------------------------------ second-factor step
+
+@dataclass(frozen=True, slots=True)
+class WrongCode:
+    event_id: int | None      # the mfa_failed event, when the code was for a parked request
+
+
+@dataclass(frozen=True, slots=True)
+class CodeAccepted:
+    pass
+
+
+CodeOutcome = Throttled | WrongCode | CodeAccepted
+
+
+def check_totp_code(user: User, code: str, token: str | None, client: Client) -> CodeOutcome:
+    """The TOTP step: throttled per user, a used code refused, a failure logged against the parked request."""
+    key = mfa_key(user.id)
+    wait = retry_after(key)
+    if wait:
+        return Throttled(wait)
+    if not totp.verify_and_consume(user, code[:20]):
+        record_failure(key, MFA_RULE)
+        return WrongCode(record_second_factor_failure(token, user, client,
+                                                      "wrong, expired or already used TOTP code"))
+    reset(key)
+    return CodeAccepted()
+
+
+def confirm_totp_enrolment(user: User, code: str) -> CodeOutcome:
+    """The first code from a new authenticator confirms its enrolment (throttled like any code)."""
+    key = mfa_key(user.id)
+    wait = retry_after(key)
+    if wait:
+        return Throttled(wait)
+    if not totp.confirm_enrolment(user, code[:20]):
+        record_failure(key, MFA_RULE)
+        return WrongCode(None)
+    reset(key)
+    return CodeAccepted()

@@ -8,18 +8,8 @@ from flask import Blueprint, Response, redirect, render_template, request, sessi
 from flask_login import current_user, login_user, logout_user
 
 from idp.auth.sessions import load_session, start_session
-from idp.flows.signin import needs_second_factor
+from idp.flows.signin import BadCredentials, Throttled, check_password
 from idp.models import IdpSession, User, utcnow
-from idp.services.users import find_user
-from idp.throttle import (
-    LOGIN_ACCOUNT_RULE,
-    LOGIN_IP_RULE,
-    login_account_key,
-    login_ip_key,
-    record_failure,
-    reset,
-    retry_after,
-)
 from idp.web.context import current_client, passwords, settings
 from idp.web.principal import Principal
 
@@ -60,29 +50,19 @@ def login() -> Response | str:
         return render_template("login.html", next=next_url, request_token=token, force=force, username=prefill,
                                error=None)
     username = (request.form.get("username") or "").strip()[:150]
-    password = request.form.get("password") or ""
-    ip = current_client().ip or "unknown"
-    account_key, ip_key = login_account_key(username), login_ip_key(ip)
-    wait = max(retry_after(account_key), retry_after(ip_key))
-    if wait:
-        # Same answer whether or not the account exists; no password is checked while locked.
+    outcome = check_password(username, request.form.get("password") or "", token, current_client(), passwords())
+    if isinstance(outcome, Throttled):
         resp = Response(render_template("login.html", next=next_url, request_token=token, force=force,
-                                        username=username,
-                                        error=f"Too many failed sign-ins. Try again in {wait} seconds."), status=429)
-        resp.headers["Retry-After"] = str(wait)
+                                        username=username, error=f"Too many failed sign-ins. Try again in "
+                                                                 f"{outcome.retry_after_s} seconds."), status=429)
+        resp.headers["Retry-After"] = str(outcome.retry_after_s)
         return resp
-    user = find_user(username) if username else None
-    ok = passwords().verify(user.password_hash if user else None, password[:1024])
-    if not ok or user is None or user.disabled:
-        record_failure(account_key, LOGIN_ACCOUNT_RULE)
-        record_failure(ip_key, LOGIN_IP_RULE)
+    if isinstance(outcome, BadCredentials):
         return Response(render_template("login.html", next=next_url, request_token=token, force=force,
                                         username=username, error="Invalid username or password."), status=401)
-    reset(account_key)
-    if user.password_hash and passwords().needs_rehash(user.password_hash):
-        user.password_hash = passwords().hash(password)
+    user = outcome.user
     previous = current_user.session if current_user.is_authenticated else None
-    if needs_second_factor(token, user, current_client().ip):
+    if outcome.second_factor:
         # Only a "pending user" lives in the cookie until the second factor passes: no IdP session yet.
         logout_user()
         session.clear()

@@ -9,10 +9,9 @@ from flask_login import current_user
 
 from idp.auth import totp
 from idp.extensions import db
-from idp.flows.signin import record_second_factor_failure
+from idp.flows.signin import CodeAccepted, Throttled, WrongCode, check_totp_code, confirm_totp_enrolment
 from idp.models import IdpSession, User, utcnow
 from idp.services.org import mfa_self_enroll
-from idp.throttle import MFA_RULE, mfa_key, record_failure, reset, retry_after
 from idp.web.context import current_client
 from idp.web.login_views import PENDING_USER, PENDING_USER_TTL_S, complete_login, parked_token, safe_next
 
@@ -35,10 +34,6 @@ def _subject() -> tuple[User, IdpSession | None] | None:
     return None
 
 
-def _throttle_key(user: User) -> str:
-    return mfa_key(user.id)
-
-
 def _render(template: str, status: int = 200, **kw: object) -> Response:
     return Response(render_template(template, **kw), status=status)  # no-store: see _security_headers
 
@@ -55,16 +50,13 @@ def verify() -> Response:
         return _render("mfa_not_enrolled.html", next=next_url, request_token=token, can_enroll=mfa_self_enroll())
     if request.method == "GET":
         return _render("mfa.html", next=next_url, request_token=token, error=None)
-    wait = retry_after(_throttle_key(user))
-    if wait:
+    outcome = check_totp_code(user, request.form.get("code", ""), token, current_client())
+    if isinstance(outcome, Throttled):
         return _render("mfa.html", 429, next=next_url, request_token=token,
-                       error=f"Too many wrong codes. Wait {wait} seconds, then try again.")
-    if not totp.verify_and_consume(user, request.form.get("code", "")[:20]):
-        record_failure(_throttle_key(user), MFA_RULE)
-        record_second_factor_failure(token, user, current_client(), "wrong, expired or already used TOTP code")
+                       error=f"Too many wrong codes. Wait {outcome.retry_after_s} seconds, then try again.")
+    if isinstance(outcome, WrongCode):
         return _render("mfa.html", 401, next=next_url, request_token=token,
                        error="That code is not valid. Enter the current code from your authenticator app.")
-    reset(_throttle_key(user))
     complete_login(user, previous, mfa=True)  # renews the session id
     return redirect(next_url, code=303)  # type: ignore[return-value]
 
@@ -85,15 +77,13 @@ def enroll() -> Response:
     error = None
     status = 200
     if request.method == "POST":
-        wait = retry_after(_throttle_key(user))
-        if wait:
-            error, status = f"Too many wrong codes. Wait {wait} seconds, then try again.", 429
-        elif totp.confirm_enrolment(user, request.form.get("code", "")[:20]):
-            reset(_throttle_key(user))
+        outcome = confirm_totp_enrolment(user, request.form.get("code", ""))
+        if isinstance(outcome, Throttled):
+            error, status = f"Too many wrong codes. Wait {outcome.retry_after_s} seconds, then try again.", 429
+        elif isinstance(outcome, CodeAccepted):
             complete_login(user, previous, mfa=True)
             return redirect(next_url, code=303)  # type: ignore[return-value]
         else:
-            record_failure(_throttle_key(user), MFA_RULE)
             error, status = "That code does not match. Scan the QR code again and enter the current code.", 401
     if not user.totp_secret or request.method == "GET":
         totp.start_enrolment(user)

@@ -328,7 +328,7 @@ def _normalised(resp: Any, username: str) -> str:
 
 
 def test_unknown_user_and_wrong_password_are_indistinguishable(app, client, alice, monkeypatch):  # type: ignore[no-untyped-def]
-    import idp.web.login_views as views
+    import idp.flows.signin as views  # where the password step throttles
 
     r1, r2 = login(client, "alice", "wrong password"), login(client, "nosuchuser", "wrong password")
     assert r1.status_code == r2.status_code == 401

@@ -1,0 +1,206 @@
+"""`idp apps`: register, sync, list, show, change and remove connected apps (SAML service providers)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from idp.certs.keystore import KeyStoreError
+from idp.config import PROJECT_ROOT
+from idp.services import ServiceError
+from idp.services import apps as apps_svc
+from idp.services.fetch import fetch_metadata
+
+from ._common import fail, keystore, settings, unit_of_work
+
+
+@click.group("apps", help="Manage connected apps (SAML service providers).")
+def apps_group() -> None:
+    pass
+
+
+def _read_metadata(source: str) -> tuple[bytes, str]:
+    if source.startswith(("http://", "https://")):
+        s = settings()
+        return fetch_metadata(source, allow_private=s.metadata_fetch_allow_private,
+                              timeout=s.metadata_fetch_timeout_s), source
+    if "://" in source:
+        raise ServiceError("--metadata takes a file path or an http(s) URL")
+    path = Path(source)
+    if not path.is_file():
+        raise ServiceError(f"no metadata file at {source}")
+    try:
+        if path.stat().st_size > 5 * 1024 * 1024:
+            raise ServiceError("metadata file is larger than 5 MiB")
+        with path.open("rb") as fh:
+            data = fh.read(5 * 1024 * 1024 + 1)
+    except OSError as exc:
+        raise ServiceError(f"cannot read {source}: {exc.strerror or exc.__class__.__name__}") from None
+    return data, str(path.resolve())
+
+
+@apps_group.command("add")
+@click.option("--metadata", "source", required=True, help="SP metadata: a file path or an http(s) URL.")
+@click.option("--name")
+@click.option("--slug")
+@click.option("--entity-id", help="Pick one SP from an aggregate (EntitiesDescriptor).")
+@unit_of_work
+def apps_add(source: str, name: str | None, slug: str | None, entity_id: str | None) -> None:
+    xml, ref = _read_metadata(source)
+    app = apps_svc.register_app(xml, name=name, slug=slug, entity_id=entity_id, source="cli", source_ref=ref)
+    click.echo(app.slug)
+
+
+@apps_group.command("sync")
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@unit_of_work
+def apps_sync(folder: Path | None) -> None:
+    folder = folder or PROJECT_ROOT / "metadata"
+    if not folder.is_dir():
+        fail(f"no folder {folder}")
+    report = apps_svc.sync_folder(folder)
+    for label, items in (("added", report.added), ("updated", report.updated), ("unchanged", report.unchanged)):
+        for slug in items:
+            click.echo(f"{label:<9} {slug}")
+    for name, why in report.refused:
+        click.echo(f"refused   {name}: {why}")
+    click.echo(f"{len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
+               f"{len(report.refused)} refused")
+    if report.refused:
+        sys.exit(1)
+
+
+def _app_dict(app: Any) -> dict[str, Any]:
+    cfg = apps_svc.AppSettings.from_dict(app.settings)
+    sp = app.sp
+    return {
+        "slug": app.slug, "name": app.name, "entity_id": app.entity_id, "enabled": app.enabled,
+        "source": app.source, "acs": [a for a in sp["acs"]], "slo": sp["slo"],
+        "signing_certs": len(sp["signing_certs"]), "encryption_certs": len(sp["encryption_certs"]),
+        "authn_requests_signed": sp["authn_requests_signed"], "want_assertions_signed": sp["want_assertions_signed"],
+        "settings": cfg.to_dict(),
+        "launch_url": settings().url(f"/apps/{app.slug}/sso"),
+    }
+
+
+@apps_group.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@unit_of_work
+def apps_list(fmt: str) -> None:
+    rows = apps_svc.list_apps()
+    if fmt == "json":
+        click.echo(json.dumps([_app_dict(a) for a in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no apps registered")
+        return
+    click.echo(f"{'SLUG':<28} {'STATUS':<9} {'NAMEID':<12} ENTITY ID")
+    for a in rows:
+        cfg = apps_svc.AppSettings.from_dict(a.settings)
+        click.echo(f"{a.slug:<28} {'enabled' if a.enabled else 'disabled':<9} {cfg.nameid_format:<12} {a.entity_id}")
+
+
+@apps_group.command("show")
+@click.argument("slug")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@unit_of_work
+def apps_show(slug: str, fmt: str) -> None:
+    d = _app_dict(apps_svc.get_app(slug))
+    if fmt == "json":
+        click.echo(json.dumps(d, indent=2))
+        return
+    for key, value in d.items():
+        if key in ("acs", "slo"):
+            click.echo(f"{key}:")
+            for ep in value:
+                click.echo(f"  - {ep['binding'].rsplit(':', 1)[-1]} {ep['location']}"
+                           + (f" index={ep['index']}" if ep.get("index") is not None else "")
+                           + (" default" if ep.get("is_default") else ""))
+        elif key == "settings":
+            for k, v in value.items():
+                click.echo(f"{k}: {v}")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+@apps_group.command("remove")
+@click.argument("slug")
+@unit_of_work
+def apps_remove(slug: str) -> None:
+    apps_svc.remove_app(slug)
+    click.echo(f"app {slug} removed")
+
+
+@apps_group.command("set")
+@click.argument("slug")
+@click.option("--nameid-format", type=click.Choice(["email", "persistent", "transient", "unspecified"]))
+@click.option("--nameid-field", type=click.Choice(["username", "email", "id"]))
+@click.option("--attribute", "attributes", multiple=True, help="NAME=FIELD; repeat. Replaces the attribute map.")
+@click.option("--clear-attributes", is_flag=True)
+@click.option("--sign", type=click.Choice(["response", "assertion", "both"]))
+@click.option("--enabled/--disabled", default=None)
+@click.option("--name")
+@click.option("--require-signed-requests/--no-require-signed-requests", default=None)
+@click.option("--allow-sha1/--no-allow-sha1", default=None)
+@click.option("--permitted", type=click.Choice(["all", "admin-approved"]))
+@click.option("--allow-group", "allow_groups", multiple=True, help="Group allowed in (admin-approved); repeat.")
+@click.option("--deny-group", "deny_groups", multiple=True, help="Group always refused; repeat.")
+@click.option("--remove-allow-group", "remove_allow_groups", multiple=True)
+@click.option("--remove-deny-group", "remove_deny_groups", multiple=True)
+@click.option("--assign-user", "assign_users", multiple=True, help="User allowed in directly; repeat.")
+@click.option("--unassign-user", "unassign_users", multiple=True)
+@click.option("--ip-policy", type=click.Choice(["enforce", "relax-with-mfa", "relax"]))
+@click.option("--ip-range", "ip_ranges", multiple=True, help="IPv4/IPv6 CIDR added to the app's ranges; repeat.")
+@click.option("--clear-ip-ranges", is_flag=True)
+@click.option("--require-mfa/--no-require-mfa", default=None)
+@click.option("--mfa-action", type=click.Choice(["step-up", "block"]))
+@click.option("--session-timeout", type=click.IntRange(0, 10080), help="Minutes; 0 removes the limit.")
+@click.option("--signing-key", help="Pin the app to a published key id (see idp certs status), or 'active'.")
+@click.option("--signature-algorithm", type=click.Choice(list(apps_svc.SIGNATURE_ALGORITHM_NAMES)))
+@click.option("--encrypt-assertion/--no-encrypt-assertion", default=None)
+@click.option("--encryption-algorithm", type=click.Choice(list(apps_svc.ENCRYPTION_ALGORITHMS)))
+@unit_of_work
+def apps_set(slug: str, nameid_format: str | None, nameid_field: str | None, attributes: tuple[str, ...],
+             clear_attributes: bool, sign: str | None, enabled: bool | None, name: str | None,
+             require_signed_requests: bool | None, allow_sha1: bool | None, permitted: str | None,
+             allow_groups: tuple[str, ...], deny_groups: tuple[str, ...], remove_allow_groups: tuple[str, ...],
+             remove_deny_groups: tuple[str, ...], assign_users: tuple[str, ...], unassign_users: tuple[str, ...],
+             ip_policy: str | None, ip_ranges: tuple[str, ...], clear_ip_ranges: bool, require_mfa: bool | None,
+             mfa_action: str | None, session_timeout: int | None, signing_key: str | None,
+             signature_algorithm: str | None, encrypt_assertion: bool | None,
+             encryption_algorithm: str | None) -> None:
+    app = apps_svc.get_app(slug)
+    policy = apps_svc.policy_changes(
+        apps_svc.AppSettings.from_dict(app.settings), permitted=permitted, allow_groups=allow_groups,
+        deny_groups=deny_groups, remove_allow_groups=remove_allow_groups,
+        remove_deny_groups=remove_deny_groups, assign_users=assign_users, unassign_users=unassign_users,
+        ip_policy=ip_policy, ip_ranges=ip_ranges, clear_ip_ranges=clear_ip_ranges, require_mfa=require_mfa,
+        mfa_action=mfa_action, session_timeout=session_timeout)
+    attr_map = apps_svc.parse_attribute_option(list(attributes)) if attributes else None
+    if clear_attributes and attr_map is None:
+        attr_map = {}
+    if nameid_field is None and nameid_format == "email":
+        nameid_field = "email"
+    apps_svc.change_settings(app, enabled=enabled, name=name, nameid_format=nameid_format,
+                             nameid_field=nameid_field,
+                             attributes=attr_map, sign=sign, require_signed_requests=require_signed_requests,
+                             allow_sha1=allow_sha1, **policy,
+                             **apps_svc.signing_changes(published_kids=_published_kids(signing_key),
+                                                        signing_key=signing_key,
+                                                        signature_algorithm=signature_algorithm,
+                                                        encrypt_assertion=encrypt_assertion,
+                                                        encryption_algorithm=encryption_algorithm))
+    click.echo(f"app {slug} updated")
+
+
+def _published_kids(requested: str | None) -> list[str] | None:
+    if requested is None or requested == "active":
+        return None
+    try:
+        return [k.kid for k in keystore().current().published]
+    except KeyStoreError as exc:
+        raise ServiceError(f"cannot check the key: {exc}") from None
