@@ -51,9 +51,16 @@ PG_SUITE := tests/scaleout tests/functional/test_sso_roundtrip.py tests/function
 	tests/functional/test_slo.py tests/functional/test_policy_flows.py tests/functional/test_web.py \
 	tests/functional/test_prepared.py
 
-test: $(APT_STAMP) ## Install everything the tests need, then run the whole suite (SQLite, then PostgreSQL + Redis)
-	$(BIN)/pytest -q --ignore=tests/scaleout $(PYTEST_ARGS)
-	tests/with-services.sh $(BIN)/pytest -q $(PG_SUITE) $(PYTEST_ARGS)
+# Branch coverage of idp/ over both runs (the in-process code; CLI and server subprocesses are not traced):
+# the summary is printed, the per-file report is written to test-artifacts/coverage.txt.
+COVERAGE := $(BIN)/coverage run --parallel-mode -m
+
+test: $(APT_STAMP) ## Install everything the tests need, then run the whole suite (SQLite, then PostgreSQL + Redis) with branch coverage
+	@rm -f .coverage .coverage.*
+	$(COVERAGE) pytest -q --ignore=tests/scaleout $(PYTEST_ARGS)
+	tests/with-services.sh $(COVERAGE) pytest -q $(PG_SUITE) $(PYTEST_ARGS)
+	@$(BIN)/coverage combine -q && mkdir -p test-artifacts && $(BIN)/coverage report > test-artifacts/coverage.txt; \
+	  echo "branch coverage of idp/ (statements and branches; per file: test-artifacts/coverage.txt):"; grep "^TOTAL" test-artifacts/coverage.txt
 
 test-sqlite: $(APT_STAMP) ## Only the SQLite run (fast inner loop)
 	$(BIN)/pytest -q --ignore=tests/scaleout $(PYTEST_ARGS)

@@ -21,7 +21,8 @@ from idp.config import Settings, load_settings
 from idp.extensions import db
 
 ROOT = Path(__file__).resolve().parents[1]
-SP_METADATA_DIR = Path(os.environ.get("IDP_SP_METADATA_DIR", ROOT.parent / "shared" / "sp-metadata"))
+# Real-world SP metadata documents (golden inputs, with their sources in SOURCES.md); IDP_SP_METADATA_DIR overrides.
+SP_METADATA_DIR = Path(os.environ.get("IDP_SP_METADATA_DIR") or ROOT / "tests" / "data" / "sp-metadata")
 IDP_BASE = "http://localhost"
 
 logging.getLogger("saml2").setLevel(logging.CRITICAL)

@@ -35,7 +35,7 @@ NEGATIVE_SERIAL = (
 )
 
 CORPUS_DIR = Path(
-    os.environ.get("IDP_SP_METADATA_DIR") or Path(__file__).resolve().parents[2].parent / "shared" / "sp-metadata"
+    os.environ.get("IDP_SP_METADATA_DIR") or Path(__file__).resolve().parents[1] / "data" / "sp-metadata"
 )
 SKIP_REASON = f"SP metadata corpus not found at {CORPUS_DIR} (set IDP_SP_METADATA_DIR to its folder)"
 
