@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
 from idp.auth.passwords import Passwords
@@ -76,8 +76,8 @@ def count_attributes(xml: bytes) -> tuple[int, int]:
 def rsa_signer(ws: Workspace) -> Callable[[], bytes]:
     """One raw RSA-2048 PKCS#1 v1.5 SHA-256 signature with the IdP's active key, through `cryptography`."""
     key = KeyStore(ws.cert_dir).current().active.private_key
-    if key.key_size != 2048:
-        raise RuntimeError(f"the bench key store holds an RSA-{key.key_size} key, not RSA-2048")
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size != 2048:
+        raise RuntimeError(f"the bench key store holds a {key.key_size}-bit {type(key).__name__}, not RSA-2048")
     data = os.urandom(64)
     pad, alg = padding.PKCS1v15(), hashes.SHA256()
     return lambda: key.sign(data, pad, alg)

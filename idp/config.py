@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -38,13 +39,22 @@ def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
-def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+_ENV_TRUE = frozenset({"1", "true", "yes", "on"})
+_ENV_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A boolean setting: 1/true/yes/on or 0/false/no/off, any case; unset or empty is the default.
+
+    The only parser of boolean settings. (XML booleans in SAML messages and metadata are xs:boolean, stricter:
+    idp.saml.xstypes.parse_xs_boolean.)
+    """
     raw = env.get(name)
     if raw is None or raw == "":
         return default
-    if raw.lower() in {"1", "true", "yes", "on"}:
+    if raw.lower() in _ENV_TRUE:
         return True
-    if raw.lower() in {"0", "false", "no", "off"}:
+    if raw.lower() in _ENV_FALSE:
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
@@ -141,8 +151,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         request_max_age_s=_int(env, "IDP_REQUEST_MAX_AGE", 300, 1),
         session_lifetime_s=_int(env, "IDP_SESSION_LIFETIME", 8 * 3600, 60),
         session_idle_s=_int(env, "IDP_SESSION_IDLE", 2 * 3600, 60),
-        want_authn_requests_signed=_bool(env, "IDP_WANT_AUTHN_REQUESTS_SIGNED", False),
-        metadata_signed=_bool(env, "IDP_METADATA_SIGNED", False),
+        want_authn_requests_signed=env_bool(env, "IDP_WANT_AUTHN_REQUESTS_SIGNED", False),
+        metadata_signed=env_bool(env, "IDP_METADATA_SIGNED", False),
         db_pool_size=_int(env, "IDP_DB_POOL_SIZE", 10, 1),
         db_statement_timeout_ms=_int(env, "IDP_DB_STATEMENT_TIMEOUT_MS", 5000, 100),
         metrics_allow=tuple(x.strip() for x in env.get("IDP_METRICS_ALLOW", "127.0.0.1/32,::1/128").split(",")
@@ -150,7 +160,7 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         metrics_token=env.get("IDP_METRICS_TOKEN") or None,
         metrics_dir=Path(env.get("IDP_METRICS_DIR") or instance_dir / "metrics").resolve(),
         metadata_valid_days=_int(env, "IDP_METADATA_VALID_DAYS", 7, 1),
-        metadata_fetch_allow_private=_bool(env, "IDP_METADATA_FETCH_ALLOW_PRIVATE", False),
+        metadata_fetch_allow_private=env_bool(env, "IDP_METADATA_FETCH_ALLOW_PRIVATE", False),
         argon2_time_cost=_int(env, "IDP_ARGON2_TIME_COST", DEFAULT_ARGON2[0], 1),
         argon2_memory_kib=_int(env, "IDP_ARGON2_MEMORY_KIB", DEFAULT_ARGON2[1], 8),
         argon2_parallelism=_int(env, "IDP_ARGON2_PARALLELISM", DEFAULT_ARGON2[2], 1),

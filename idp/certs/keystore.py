@@ -17,18 +17,71 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .files import ensure_private_dir, write_atomic
-from .generate import generate_key_pair
+from .generate import DEFAULT_KEY_TYPE, generate_key_pair
 
 STATE_FILE = "keystore.json"
-PUBLISHED_STATES = ("next", "active", "retiring")
+
+
+class KeyState(StrEnum):
+    """Where a key is in its rotation, as keystore.json records it."""
+
+    NEXT = "next"            # published, not used
+    ACTIVE = "active"        # signs
+    RETIRING = "retiring"    # published, not used
+    RETIRED = "retired"      # archived
+
+
+PUBLISHED_STATES = (KeyState.NEXT, KeyState.ACTIVE, KeyState.RETIRING)
+
+
+class KeyFamily(StrEnum):
+    """The kind of a loaded key pair: what it can sign with."""
+
+    RSA = "rsa"
+    EC = "ec"
+
+
+class KeyEntry(TypedDict):
+    """One key in keystore.json. Only `kid` is checked on reading; the rest is as this module wrote it."""
+
+    kid: str
+    state: NotRequired[str]               # a KeyState
+    key_type: NotRequired[str]            # a KeyType, or rsaNNNN / ec-CURVE for imported keys
+    source: NotRequired[str]              # generated | imported
+    created_at: NotRequired[str]          # ISO 8601, UTC, to the second
+    activated_at: NotRequired[str]
+    retiring_since: NotRequired[str]
+    retired_at: NotRequired[str]
+
+
+class KeyStoreState(TypedDict):
+    """keystore.json."""
+
+    version: NotRequired[int]
+    keys: list[KeyEntry]
+
+
+class KeyStatus(TypedDict):
+    """One row of `status()`: the entry's own fields, then what loading its files found (or the error)."""
+
+    kid: str
+    state: str | None
+    key_type: str | None
+    source: str | None
+    created_at: str | None
+    fingerprint_sha256: NotRequired[str]
+    not_after: NotRequired[str]            # ISO 8601
+    days_left: NotRequired[int]
+    error: NotRequired[str | None]
 EXPIRY_WARNING_DAYS = 30
 STAGE_WARNING_DAYS = 60
 
@@ -40,13 +93,13 @@ class KeyStoreError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class LoadedKey:
     kid: str
-    state: str
+    state: str                    # a KeyState
     cert_pem: str
     cert_b64: str                 # DER base64, as in ds:X509Certificate
     fingerprint_sha256: str       # colon-separated hex
     not_after: datetime
-    key_type: str                 # rsa | ec
-    private_key: Any              # cryptography private key: XML and Redirect-binding signatures
+    key_type: KeyFamily
+    private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey   # XML and Redirect-binding signatures
 
     @property
     def days_left(self) -> int:
@@ -60,7 +113,7 @@ class KeySet:
 
     @property
     def published(self) -> tuple[LoadedKey, ...]:
-        order = {s: i for i, s in enumerate(PUBLISHED_STATES)}
+        order: dict[str, int] = {s: i for i, s in enumerate(PUBLISHED_STATES)}
         return tuple(sorted((k for k in self.keys if k.state in order), key=lambda k: order[k.state]))
 
     def get(self, kid: str) -> LoadedKey | None:
@@ -105,7 +158,7 @@ def load_key_files(kid: str, state: str, key_path: Path, cert_path: Path) -> Loa
         cert_b64=base64.b64encode(der).decode("ascii"),
         fingerprint_sha256=_fingerprint(cert),
         not_after=cert.not_valid_after_utc,
-        key_type="rsa" if isinstance(private_key, rsa.RSAPrivateKey) else "ec",
+        key_type=KeyFamily.RSA if isinstance(private_key, rsa.RSAPrivateKey) else KeyFamily.EC,
         private_key=private_key,
     )
 
@@ -143,7 +196,7 @@ class KeyStore:
             return None
         return tuple(sorted(stamp))
 
-    def read_state(self) -> dict[str, Any]:
+    def read_state(self) -> KeyStoreState:
         try:
             raw = self.state_path.read_bytes()
         except FileNotFoundError:
@@ -162,7 +215,7 @@ class KeyStore:
         if not (isinstance(state, dict) and isinstance(state.get("keys"), list)
                 and all(isinstance(e, dict) and isinstance(e.get("kid"), str) for e in state["keys"])):
             raise KeyStoreError(f"{STATE_FILE} is corrupt; restore it from a backup")
-        return state
+        return cast(KeyStoreState, state)  # its shape was checked just above
 
     def current(self) -> KeySet:
         """The loaded keys; raises KeyStoreError (never falls back to another key)."""
@@ -189,18 +242,18 @@ class KeyStore:
         state = self.read_state()
         loaded = []
         for entry in state["keys"]:
-            if entry.get("state") == "retired":
+            if entry.get("state") == KeyState.RETIRED:
                 continue
             kid = str(entry.get("kid", ""))
             loaded.append(
                 load_key_files(kid, str(entry.get("state")), self.cert_dir / f"{kid}.key", self.cert_dir / f"{kid}.crt")
             )
-        active = [k for k in loaded if k.state == "active"]
+        active = [k for k in loaded if k.state == KeyState.ACTIVE]
         if len(active) != 1:
             raise KeyStoreError(f"{STATE_FILE} must name exactly one active key, found {len(active)}")
         return KeySet(active=active[0], keys=tuple(loaded))
 
-    def write_state(self, state: dict[str, Any]) -> None:
+    def write_state(self, state: KeyStoreState) -> None:
         write_atomic(self.state_path, (json.dumps(state, indent=2, sort_keys=True) + "\n").encode(), 0o600)
 
     def is_empty(self) -> bool:
@@ -217,11 +270,9 @@ class KeyStore:
         try:
             st = self.read_state()
         except KeyStoreError:
-            st = {"version": 1, "keys": []}
-        st["keys"].append({
-            "kid": kid, "state": state, "key_type": key_type, "source": source,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        })
+            st = KeyStoreState(version=1, keys=[])
+        st["keys"].append(KeyEntry(kid=kid, state=state, key_type=key_type, source=source,
+                                   created_at=datetime.now(UTC).isoformat(timespec="seconds")))
         self.write_state(st)
         return kid
 
@@ -242,39 +293,40 @@ class KeyStore:
     # archived after), so a process killed at any point leaves exactly one active key whose
     # certificate is published: the state file is either the old one or the new one.
 
-    def _entries(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def _entries(self) -> tuple[KeyStoreState, list[KeyEntry]]:
         state = self.read_state()
         return state, state["keys"]
 
-    def _one(self, entries: list[dict[str, Any]], st: str) -> dict[str, Any] | None:
+    def _one(self, entries: list[KeyEntry], st: KeyState) -> KeyEntry | None:
         found = [e for e in entries if e.get("state") == st]
         return found[0] if found else None
 
-    def rotate(self, common_name: str, key_type: str = "rsa3072", days: int = 730) -> str:
+    def rotate(self, common_name: str, key_type: str = DEFAULT_KEY_TYPE, days: int = 730) -> str:
         """Stage a new key pair as `next`: published in metadata, not yet used to sign."""
         _, entries = self._entries()
-        if self._one(entries, "next") is not None:
+        if self._one(entries, KeyState.NEXT) is not None:
             raise KeyStoreError("a next key is already staged; activate it (idp certs activate) before rotating again")
-        if self._one(entries, "active") is None:
+        if self._one(entries, KeyState.ACTIVE) is None:
             raise KeyStoreError("there is no active key; run `idp certs generate` first")
         gen = generate_key_pair(common_name, key_type, days)
-        return self.add_key(gen.key_pem, gen.cert_pem, "next", key_type, "generated")
+        return self.add_key(gen.key_pem, gen.cert_pem, KeyState.NEXT, key_type, "generated")
 
     def activate(self) -> tuple[str, str]:
         """next → active, active → retiring (still published so cached SP metadata keeps validating)."""
         state, entries = self._entries()
-        nxt, active = self._one(entries, "next"), self._one(entries, "active")
+        nxt, active = self._one(entries, KeyState.NEXT), self._one(entries, KeyState.ACTIVE)
         if nxt is None:
             raise KeyStoreError("no next key is staged; run `idp certs rotate` first")
-        if self._one(entries, "retiring") is not None:
+        if self._one(entries, KeyState.RETIRING) is not None:
             raise KeyStoreError("a key is still retiring; run `idp certs retire` before activating another")
         # refuse to activate a key that does not load: never switch to something unusable
-        load_key_files(nxt["kid"], "next", self.cert_dir / f"{nxt['kid']}.key", self.cert_dir / f"{nxt['kid']}.crt")
+        kid = nxt["kid"]
+        load_key_files(kid, KeyState.NEXT, self.cert_dir / f"{kid}.key", self.cert_dir / f"{kid}.crt")
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        nxt["state"], nxt["activated_at"] = "active", now
+        nxt["state"], nxt["activated_at"] = KeyState.ACTIVE, now
         old = ""
         if active is not None:
-            active["state"], active["retiring_since"] = "retiring", now
+            active["state"], active["retiring_since"] = KeyState.RETIRING, now
             old = active["kid"]
         self.write_state(state)
         return nxt["kid"], old
@@ -282,14 +334,14 @@ class KeyStore:
     def retire(self, pinned_by: dict[str, list[str]] | None = None) -> str:
         """retiring → retired: leaves the metadata; files move to archive/ (kept, never deleted)."""
         state, entries = self._entries()
-        retiring = self._one(entries, "retiring")
+        retiring = self._one(entries, KeyState.RETIRING)
         if retiring is None:
             raise KeyStoreError("no key is retiring; nothing to retire")
         apps = (pinned_by or {}).get(retiring["kid"], [])
         if apps:
             raise KeyStoreError(f"key {retiring['kid']} is pinned by app(s) {', '.join(sorted(apps))}; "
                                 "move them to another key first (idp apps set SLUG --signing-key active)")
-        retiring["state"], retiring["retired_at"] = "retired", datetime.now(UTC).isoformat(timespec="seconds")
+        retiring["state"], retiring["retired_at"] = KeyState.RETIRED, datetime.now(UTC).isoformat(timespec="seconds")
         self.write_state(state)
         self.archive_retired()
         return str(retiring["kid"])
@@ -302,7 +354,7 @@ class KeyStore:
             return
         archive = self.cert_dir / "archive"
         for e in entries:
-            if e.get("state") != "retired":
+            if e.get("state") != KeyState.RETIRED:
                 continue
             for suffix in (".key", ".crt"):
                 src = self.cert_dir / f"{e['kid']}{suffix}"
@@ -335,30 +387,31 @@ class KeyStore:
         else:
             raise KeyStoreError("only RSA and EC keys are supported")
         if self.is_empty():
-            state_name = "active"
+            state_name = KeyState.ACTIVE
         else:
             _, entries = self._entries()
-            if self._one(entries, "next") is not None:
+            if self._one(entries, KeyState.NEXT) is not None:
                 raise KeyStoreError("a next key is already staged; activate or discard it first")
-            state_name = "next" if self._one(entries, "active") is not None else "active"
+            state_name = KeyState.NEXT if self._one(entries, KeyState.ACTIVE) is not None else KeyState.ACTIVE
         normalised = private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption())
         kid = self.add_key(normalised, cert.public_bytes(serialization.Encoding.PEM), state_name, key_type, "imported")
         return kid, state_name
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self) -> list[KeyStatus]:
         """Every key with state, fingerprint and expiry, readable even when a key file is broken."""
         rows = []
         for e in self.read_state()["keys"]:
-            row: dict[str, Any] = {"kid": e.get("kid"), "state": e.get("state"), "key_type": e.get("key_type"),
-                                   "source": e.get("source"), "created_at": e.get("created_at")}
-            folder = self.cert_dir / "archive" if e.get("state") == "retired" else self.cert_dir
+            row = KeyStatus(kid=e["kid"], state=e.get("state"), key_type=e.get("key_type"), source=e.get("source"),
+                            created_at=e.get("created_at"))
+            retired = e.get("state") == KeyState.RETIRED
+            folder = self.cert_dir / "archive" if retired else self.cert_dir
             try:
-                if e.get("state") == "retired":  # only the certificate is kept
+                if retired:  # only the certificate is kept
                     cert = x509.load_pem_x509_certificate((folder / f"{e['kid']}.crt").read_bytes())
                     fingerprint, not_after = _fingerprint(cert), cert.not_valid_after_utc
                 else:  # the whole pair, cross-checked as signing will load it
-                    loaded = load_key_files(str(e["kid"]), str(e["state"]), folder / f"{e['kid']}.key",
+                    loaded = load_key_files(e["kid"], str(e.get("state")), folder / f"{e['kid']}.key",
                                             folder / f"{e['kid']}.crt")
                     fingerprint, not_after = loaded.fingerprint_sha256, loaded.not_after
                 row["fingerprint_sha256"] = fingerprint
@@ -370,24 +423,24 @@ class KeyStore:
             rows.append(row)
         return rows
 
-    def warnings(self, rows: list[dict[str, Any]] | None = None) -> list[str]:
+    def warnings(self, rows: list[KeyStatus] | None = None) -> list[str]:
         rows = self.status() if rows is None else rows
         out = [f"key {r['kid']} ({r['state']}): {r['error']}" for r in rows if r.get("error")]
-        active = [r for r in rows if r["state"] == "active"]
+        active = [r for r in rows if r["state"] == KeyState.ACTIVE]
         if len(active) != 1:
             out.append(f"expected exactly one active key, found {len(active)}")
         for r in active:
             days = r.get("days_left")
             if days is not None and days < EXPIRY_WARNING_DAYS:
                 out.append(f"the active certificate expires in {days} days")
-            if days is not None and days < STAGE_WARNING_DAYS and not any(x["state"] == "next" for x in rows):
+            if days is not None and days < STAGE_WARNING_DAYS and not any(x["state"] == KeyState.NEXT for x in rows):
                 out.append(f"no next key is staged and the active certificate expires in {days} days: "
                            "run `make rotate-certs` now and give SPs time to refresh metadata")
         return out
 
-    def generate_first(self, common_name: str, key_type: str = "rsa3072", days: int = 730) -> str:
+    def generate_first(self, common_name: str, key_type: str = DEFAULT_KEY_TYPE, days: int = 730) -> str:
         """First key pair on an empty store; refuses when any key material exists (never overwrites)."""
         if not self.is_empty():
             raise KeyStoreError(f"{self.cert_dir} already holds keys; use `idp certs rotate` to add one")
         gen = generate_key_pair(common_name, key_type, days)
-        return self.add_key(gen.key_pem, gen.cert_pem, "active", key_type, "generated")
+        return self.add_key(gen.key_pem, gen.cert_pem, KeyState.ACTIVE, key_type, "generated")

@@ -16,6 +16,7 @@ from ..auth.sessions import SessionView, UserView
 from ..models import User, utcnow
 from ..policy.engine import evaluate
 from ..policy.model import AccessContext, Decision, Effect
+from ..saml.constants import AuthnContextComparison
 from ..services.apps import AppConfig
 from ..services.org import trusted_ranges
 
@@ -92,7 +93,8 @@ def access_context(app: AppConfig, user: User | UserView, req: AuthzRequest | No
         client_ip=client_ip, org_ip_ranges=trusted_ranges() if org_ranges is None else org_ranges,
         session_age_s=(now - authn_at).total_seconds() if authn_at else None,
         mfa_passed=mfa_passed, mfa_enrolled=user.mfa_enrolled,
-        requested_comparison=req.requested_comparison if req else None,
+        requested_comparison=AuthnContextComparison(req.requested_comparison)
+        if req and req.requested_comparison else None,
         requested_refs=req.requested_refs if req else (),
     )
 

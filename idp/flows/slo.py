@@ -32,7 +32,7 @@ from idp.flows.sso import signing_for
 from idp.models import IdpSession, SessionParticipant, utcnow
 from idp.reasons import Reason
 from idp.saml.bindings import DecodedMessage, encode_post, encode_redirect_url
-from idp.saml.constants import BINDING_POST, BINDING_REDIRECT, STATUS_SUCCESS
+from idp.saml.constants import BINDING_POST, BINDING_REDIRECT, STATUS_SUCCESS, BindingName, InitiatedBy
 from idp.saml.requests import (
     LogoutRequest,
     RequestParseError,
@@ -49,7 +49,7 @@ from idp.services.apps import AppConfig, app_config_by_entity_id, app_config_by_
 class Outgoing:
     """Where the browser goes next: a redirect URL, or a POST form (url + field + value + relay state)."""
 
-    binding: str            # redirect | post | page
+    binding: str            # a BindingName, or "page" (the logged-out page)
     url: str
     field: str | None = None
     value: str | None = None
@@ -68,7 +68,7 @@ def receive_logout_request(msg: DecodedMessage, raw_query: bytes | None, setting
                                                                                  IdpSession | None]:
     """Validate an SP's LogoutRequest; returns the IdP session it legitimately names (or None)."""
     now = now or utcnow()
-    ctx = EventContext(event_type="logout", initiated_by="sp", binding=msg.binding)
+    ctx = EventContext(event_type="logout", initiated_by=InitiatedBy.SP, binding=msg.binding)
     try:
         try:
             req = parse_logout_request(msg.xml, settings.max_inflated_bytes)
@@ -138,8 +138,8 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
                                       now=now, lifetime=timedelta(minutes=5), signing=None if redirect else signing)
         if redirect:
             url = encode_redirect_url(ep.location, "SAMLRequest", xml, token, signing.key, signing.algorithm)
-            return Outgoing(binding="redirect", url=url)
-        return Outgoing(binding="post", url=ep.location, field="SAMLRequest", value=encode_post(xml),
+            return Outgoing(binding=BindingName.REDIRECT, url=url)
+        return Outgoing(binding=BindingName.POST, url=ep.location, field="SAMLRequest", value=encode_post(xml),
                         relay_state=token)
     pending_store.get(token, "logout", consume=True)
     origin = state.get("origin")
@@ -157,8 +157,8 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
     if redirect:
         url = encode_redirect_url(dest, "SAMLResponse", xml, origin.get("relay_state"), signing.key,
                                   signing.algorithm)
-        return Outgoing(binding="redirect", url=url)
-    return Outgoing(binding="post", url=dest, field="SAMLResponse", value=encode_post(xml),
+        return Outgoing(binding=BindingName.REDIRECT, url=url)
+    return Outgoing(binding=BindingName.POST, url=dest, field="SAMLResponse", value=encode_post(xml),
                     relay_state=origin.get("relay_state"))
 
 
@@ -178,5 +178,5 @@ def receive_logout_response(msg: DecodedMessage, raw_query: bytes | None, settin
 
 def origin_for(app: AppConfig, req: LogoutRequest, msg: DecodedMessage) -> dict[str, Any]:
     return {"app_id": app.id, "request_id": req.id, "relay_state": msg.relay_state,
-            "binding": BINDING_REDIRECT if msg.binding == "redirect" else BINDING_POST}
+            "binding": msg.binding.uri}
 

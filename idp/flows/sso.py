@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 
 from ..auth.sessions import SessionView, UserView
-from ..certs.keystore import KeySet, LoadedKey
+from ..certs.keystore import KeyFamily, KeySet, LoadedKey
 from ..config import Settings
 from ..errors import (
     AccessDenied,
@@ -61,6 +61,9 @@ from ..saml.constants import (
     STATUS_NO_PASSIVE,
     STATUS_REQUESTER,
     STATUS_RESPONDER,
+    InitiatedBy,
+    SignatureAlgorithm,
+    SignMode,
 )
 from ..saml.encryption import EncryptionError, encrypt_assertion_xml
 from ..saml.requests import AuthnRequest, RequestParseError, parse_authn_request, peek_issuer
@@ -181,7 +184,7 @@ def receive_authn_request(msg: DecodedMessage, raw_query: bytes | None, settings
                           now: datetime | None = None) -> tuple[AppConfig, PendingSso] | Denied:
     """Validate an SP-initiated AuthnRequest: the app and the pending request, or Denied (with context)."""
     now = now or utcnow()
-    ctx = EventContext(initiated_by="sp", binding=msg.binding)
+    ctx = EventContext(initiated_by=InitiatedBy.SP, binding=msg.binding)
     max_bytes = settings.max_inflated_bytes
     try:
         req = parse_authn_request(msg.xml, max_bytes)
@@ -206,13 +209,13 @@ def receive_authn_request(msg: DecodedMessage, raw_query: bytes | None, settings
                                         before_replay=lambda: acs.append(resolve_acs(app, req))))
     except SamlFlowError as exc:
         return Denied(_fail(exc, ctx))
-    return app, PendingSso(app_id=app.id, initiated_by="sp", binding=msg.binding, acs_url=acs[0],
+    return app, PendingSso(app_id=app.id, initiated_by=InitiatedBy.SP, binding=msg.binding, acs_url=acs[0],
                            relay_state=msg.relay_state, received_at=now, request=req.to_dict())
 
 
 def start_idp_initiated(slug: str, relay_state: str | None,
                         now: datetime | None = None) -> tuple[AppConfig, PendingSso] | Denied:
-    ctx = EventContext(initiated_by="idp")
+    ctx = EventContext(initiated_by=InitiatedBy.IDP)
     app = app_config_by_slug(slug)
     if app is None:
         # not stored as app_slug: anonymous callers must not create new values (metric labels, filters)
@@ -226,7 +229,7 @@ def start_idp_initiated(slug: str, relay_state: str | None,
         relay_state = check_relay_state(relay_state)
     except BindingError as exc:
         return Denied(_fail(MalformedRequest(str(exc)), ctx))
-    return app, PendingSso(app_id=app.id, initiated_by="idp", binding=None,
+    return app, PendingSso(app_id=app.id, initiated_by=InitiatedBy.IDP, binding=None,
                            acs_url=app.sp.default_post_acs().location, relay_state=relay_state,
                            received_at=now or utcnow())
 
@@ -322,13 +325,13 @@ def _participant(session: SessionView, app: AppConfig, name_id: str, fmt: str) -
     return str(index)
 
 
-_FAMILY_SWAP = {
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
-    "http://www.w3.org/2000/09/xmldsig#rsa-sha1": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+_FAMILY_SWAP: dict[str, str] = {
+    SignatureAlgorithm.RSA_SHA256: SignatureAlgorithm.ECDSA_SHA256,
+    SignatureAlgorithm.RSA_SHA384: SignatureAlgorithm.ECDSA_SHA384,
+    SignatureAlgorithm.RSA_SHA512: SignatureAlgorithm.ECDSA_SHA512,
+    SignatureAlgorithm.RSA_SHA1: SignatureAlgorithm.ECDSA_SHA256,
 }
-_FAMILY_SWAP_BACK = {v: k for k, v in _FAMILY_SWAP.items() if "sha1" not in k}
+_FAMILY_SWAP_BACK = {v: k for k, v in _FAMILY_SWAP.items() if k != SignatureAlgorithm.RSA_SHA1}
 
 
 def signing_key_for(app: AppConfig, keys: KeySet) -> LoadedKey:
@@ -345,16 +348,16 @@ def signing_key_for(app: AppConfig, keys: KeySet) -> LoadedKey:
 def algorithm_for(app: AppConfig, key: LoadedKey) -> str:
     """The app's algorithm, in the family of the key (an EC key cannot make an RSA signature)."""
     alg = app.settings.signature_algorithm
-    if key.key_type == "ec":
+    if key.key_type == KeyFamily.EC:
         return _FAMILY_SWAP.get(alg, alg)
     return _FAMILY_SWAP_BACK.get(alg, alg)
 
 
 def signing_for(app: AppConfig, keys: KeySet) -> SigningChoice:
-    mode = app.settings.sign
+    mode = SignMode(app.settings.sign)
     key = signing_key_for(app, keys)
     return SigningChoice(key=key.private_key, cert_b64=key.cert_b64, algorithm=algorithm_for(app, key),
-                         sign_response=mode in ("response", "both"), sign_assertion=mode in ("assertion", "both"))
+                         sign_response=mode.signs_response, sign_assertion=mode.signs_assertion)
 
 
 def encryptor_for(app: AppConfig) -> Callable[[bytes], Any] | None:

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..saml.constants import AC_PASSWORD, AC_PASSWORD_PROTECTED, AC_REFEDS_MFA, AC_UNSPECIFIED
+from ..saml.constants import (
+    AC_MOBILE_TWO_FACTOR,
+    AC_PASSWORD,
+    AC_PASSWORD_PROTECTED,
+    AC_REFEDS_MFA,
+    AC_TIME_SYNC_TOKEN,
+    AC_UNSPECIFIED,
+    AuthnContextComparison,
+)
 
 # Strength order of the classes this IdP can assert; higher is stronger.
 STRENGTH = {
     AC_UNSPECIFIED: 0,
     AC_PASSWORD: 1,
     AC_PASSWORD_PROTECTED: 2,
-    "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract": 3,
-    "urn:oasis:names:tc:SAML:2.0:ac:classes:TimeSyncToken": 3,
+    AC_MOBILE_TWO_FACTOR: 3,
+    AC_TIME_SYNC_TOKEN: 3,
     AC_REFEDS_MFA: 3,
 }
 
@@ -20,12 +28,11 @@ STRENGTH = {
 def achieved_classes(mfa: bool) -> list[str]:
     """Classes the session satisfies, strongest first; the first is what the assertion states."""
     if mfa:
-        return [AC_REFEDS_MFA, "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract",
-                AC_PASSWORD_PROTECTED, AC_PASSWORD, AC_UNSPECIFIED]
+        return [AC_REFEDS_MFA, AC_MOBILE_TWO_FACTOR, AC_PASSWORD_PROTECTED, AC_PASSWORD, AC_UNSPECIFIED]
     return [AC_PASSWORD_PROTECTED, AC_PASSWORD, AC_UNSPECIFIED]
 
 
-def choose_context(comparison: str | None, requested: Sequence[str], mfa: bool) -> str | None:
+def choose_context(comparison: AuthnContextComparison | None, requested: Sequence[str], mfa: bool) -> str | None:
     """The class to assert, or None when the request cannot be satisfied (→ NoAuthnContext).
 
     exact: one of the requested classes exactly; minimum: at least as strong as one requested;
@@ -35,8 +42,8 @@ def choose_context(comparison: str | None, requested: Sequence[str], mfa: bool) 
     have = achieved_classes(mfa)
     if not requested:
         return have[0]
-    comparison = comparison or "exact"
-    if comparison == "exact":
+    comparison = comparison or AuthnContextComparison.EXACT
+    if comparison == AuthnContextComparison.EXACT:
         for cls in have:
             if cls in requested:
                 return cls
@@ -46,10 +53,10 @@ def choose_context(comparison: str | None, requested: Sequence[str], mfa: bool) 
         return None
     for cls in have:
         s = STRENGTH[cls]
-        if comparison == "minimum" and s >= min(known):
+        if comparison == AuthnContextComparison.MINIMUM and s >= min(known):
             return cls
-        if comparison == "better" and s > max(known):
+        if comparison == AuthnContextComparison.BETTER and s > max(known):
             return cls
-        if comparison == "maximum" and s <= max(known):
+        if comparison == AuthnContextComparison.MAXIMUM and s <= max(known):
             return cls
     return None

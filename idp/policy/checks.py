@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 
 from ..reasons import Reason
 from .authn_context import choose_context
-from .model import AccessContext, Decision, Effect
+from .model import AccessContext, Decision, Effect, IpPolicy, MfaAction, PermittedUsers
 
 Check = Callable[[AccessContext], Decision | None]
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -57,12 +57,12 @@ def check_user_active(ctx: AccessContext) -> Decision | None:
 def check_permitted_users(ctx: AccessContext) -> Decision | None:
     p = ctx.policy
     denied = sorted(ctx.user_groups & p.deny_groups)
-    inputs = {"permitted": p.permitted, "user_groups": sorted(ctx.user_groups)}
+    inputs: dict[str, object] = {"permitted": p.permitted, "user_groups": sorted(ctx.user_groups)}
     if denied:
         return Decision(Effect.DENY, "permitted_users", Reason.USER_NOT_PERMITTED,
                         f"{ctx.username} is in denied group(s) {', '.join(denied)}",
                         {**inputs, "denied_groups": denied})
-    if p.permitted == "all":
+    if p.permitted == PermittedUsers.ALL:
         return None
     if ctx.username in p.assigned_users:
         return None
@@ -87,15 +87,15 @@ def ip_outside_ranges(ctx: AccessContext) -> tuple[bool, dict[str, object]]:
 
 
 def check_ip(ctx: AccessContext) -> Decision | None:
-    if ctx.policy.ip_policy == "relax":
+    if ctx.policy.ip_policy == IpPolicy.RELAX:
         return None
     outside, inputs = ip_outside_ranges(ctx)
     if not outside:
         return None
-    if ctx.policy.ip_policy == "enforce":
+    if ctx.policy.ip_policy == IpPolicy.ENFORCE:
         return Decision(Effect.DENY, "ip_range", Reason.IP_NOT_ALLOWED,
                         f"{ctx.client_ip or 'unknown address'} is outside the trusted ranges", inputs)
-    return None  # relax-with-mfa: handled by check_mfa
+    return None  # IpPolicy.RELAX_WITH_MFA: handled by check_mfa
 
 
 def check_session_age(ctx: AccessContext) -> Decision | None:
@@ -111,10 +111,10 @@ def check_session_age(ctx: AccessContext) -> Decision | None:
 
 def mfa_reasons(ctx: AccessContext) -> list[str]:
     """Why this request needs a second factor (empty: it does not)."""
-    why = []
+    why: list[str] = []
     if ctx.policy.require_mfa:
         why.append("the app requires high assurance")
-    if ctx.policy.ip_policy == "relax-with-mfa" and ip_outside_ranges(ctx)[0]:
+    if ctx.policy.ip_policy == IpPolicy.RELAX_WITH_MFA and ip_outside_ranges(ctx)[0]:
         why.append(f"{ctx.client_ip or 'unknown address'} is outside the trusted ranges")
     if ctx.requested_refs:
         without = choose_context(ctx.requested_comparison, ctx.requested_refs, False)
@@ -128,8 +128,8 @@ def check_mfa(ctx: AccessContext) -> Decision | None:
     why = mfa_reasons(ctx)
     if not why or ctx.mfa_passed:
         return None
-    inputs = {"why": why, "mfa_enrolled": ctx.mfa_enrolled, "mfa_action": ctx.policy.mfa_action}
-    if ctx.policy.require_mfa and ctx.policy.mfa_action == "block":
+    inputs: dict[str, object] = {"why": why, "mfa_enrolled": ctx.mfa_enrolled, "mfa_action": ctx.policy.mfa_action}
+    if ctx.policy.require_mfa and ctx.policy.mfa_action == MfaAction.BLOCK:
         return Decision(Effect.DENY, "mfa", Reason.MFA_REQUIRED,
                         "the session has no second factor and the app blocks instead of prompting", inputs)
     return Decision(Effect.STEP_UP, "mfa", Reason.MFA_REQUIRED, "; ".join(why), inputs)

@@ -4,13 +4,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from ..reasons import Reason
+from ..saml.constants import AuthnContextComparison
 
-PERMITTED_MODES = ("all", "admin-approved")
-IP_MODES = ("enforce", "relax-with-mfa", "relax")
-MFA_ACTIONS = ("step-up", "block")
+
+class PermittedUsers(StrEnum):
+    """Who may use an app: everyone, or only assigned users and members of allowed groups."""
+
+    ALL = "all"
+    ADMIN_APPROVED = "admin-approved"
+
+
+class IpPolicy(StrEnum):
+    """What a client address outside the trusted ranges (org-wide and the app's) means."""
+
+    ENFORCE = "enforce"                 # denied
+    RELAX_WITH_MFA = "relax-with-mfa"   # a second factor is needed
+    RELAX = "relax"                     # no effect
+
+
+class MfaAction(StrEnum):
+    """What happens when an app requires MFA and the session has no second factor."""
+
+    STEP_UP = "step-up"                 # prompt for it
+    BLOCK = "block"                     # deny
+
+
+# The plain strings, in the order offered: for CLI `click.Choice` and form choices (a Choice of enum members
+# would match by member name).
+PERMITTED_MODES = tuple(m.value for m in PermittedUsers)
+IP_MODES = tuple(m.value for m in IpPolicy)
+MFA_ACTIONS = tuple(m.value for m in MfaAction)
 
 
 class Effect(StrEnum):
@@ -22,14 +47,14 @@ class Effect(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AppPolicy:
-    permitted: str = "all"                        # all | admin-approved
+    permitted: PermittedUsers = PermittedUsers.ALL
     allow_groups: frozenset[str] = frozenset()
     deny_groups: frozenset[str] = frozenset()
     assigned_users: frozenset[str] = frozenset()
-    ip_policy: str = "relax"                      # enforce | relax-with-mfa | relax
+    ip_policy: IpPolicy = IpPolicy.RELAX
     ip_ranges: tuple[str, ...] = ()
     require_mfa: bool = False
-    mfa_action: str = "step-up"                   # step-up | block
+    mfa_action: MfaAction = MfaAction.STEP_UP
     session_timeout_min: int | None = None
 
 
@@ -46,7 +71,7 @@ class AccessContext:
     session_age_s: float | None = None            # seconds since the password was checked; None: no session
     mfa_passed: bool = False
     mfa_enrolled: bool = False
-    requested_comparison: str | None = None
+    requested_comparison: AuthnContextComparison | None = None   # None: no RequestedAuthnContext
     requested_refs: tuple[str, ...] = ()
 
 
@@ -56,7 +81,7 @@ class Decision:
     check: str                                    # which check decided
     reason: Reason                                # ok for allow
     explanation: str                              # admin-facing
-    inputs: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, object] = field(default_factory=dict)   # JSON-serialisable, for the event log
     authn_context: str | None = None              # the class to assert when allowed
     error: bool = False                           # a check crashed (fail closed)
 
@@ -64,6 +89,6 @@ class Decision:
     def allowed(self) -> bool:
         return self.effect is Effect.ALLOW
 
-    def to_detail(self) -> dict[str, Any]:
+    def to_detail(self) -> dict[str, object]:
         return {"check": self.check, "effect": str(self.effect), "explanation": self.explanation,
                 "inputs": self.inputs}

@@ -8,7 +8,8 @@ import zlib
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote_plus
 
-from .signing import sign_redirect_query
+from .constants import URL_ENCODING_DEFLATE, BindingName
+from .signing import SigningKey, sign_redirect_query
 
 MAX_RELAY_STATE_BYTES = 80  # saml-bindings-2.0-os §3.4.3 / §3.5.3
 
@@ -21,7 +22,7 @@ class BindingError(ValueError):
 class DecodedMessage:
     xml: bytes
     relay_state: str | None
-    binding: str              # "redirect" | "post"
+    binding: BindingName
     signed_query: bool        # Redirect: SigAlg/Signature present
 
 
@@ -71,13 +72,13 @@ def decode_redirect(raw_query: bytes, msg_param: str, max_inflated: int) -> Deco
         raise BindingError(f"no {msg_param} parameter")
     for name in ("RelayState", "SigAlg", "Signature"):
         _single(pairs, name)
-    if _single(pairs, "SAMLEncoding") not in (None, "urn:oasis:names:tc:SAML:2.0:bindings:URL-Encoding:DEFLATE"):
+    if _single(pairs, "SAMLEncoding") not in (None, URL_ENCODING_DEFLATE):
         raise BindingError("unsupported SAMLEncoding")
     xml = inflate_capped(_b64decode(value), max_inflated)
     return DecodedMessage(
         xml=xml,
         relay_state=check_relay_state(_single(pairs, "RelayState")),
-        binding="redirect",
+        binding=BindingName.REDIRECT,
         signed_query=_single(pairs, "Signature") is not None,
     )
 
@@ -88,7 +89,7 @@ def decode_post(form_value: str | None, relay_state: str | None, max_bytes: int)
     if len(form_value) > max_bytes * 4 // 3 + 4:
         raise BindingError(f"message is larger than {max_bytes} bytes")
     return DecodedMessage(xml=_b64decode(form_value), relay_state=check_relay_state(relay_state),
-                          binding="post", signed_query=False)
+                          binding=BindingName.POST, signed_query=False)
 
 
 def encode_post(xml: bytes) -> str:
@@ -96,7 +97,7 @@ def encode_post(xml: bytes) -> str:
 
 
 def encode_redirect_url(location: str, msg_param: str, xml: bytes, relay_state: str | None,
-                        private_key: object | None = None, algorithm: str | None = None) -> str:
+                        private_key: SigningKey | None = None, algorithm: str | None = None) -> str:
     """Build the HTTP-Redirect URL, signed over the encoded query when a key is given."""
     comp = zlib.compressobj(9, zlib.DEFLATED, -15)
     deflated = comp.compress(xml) + comp.flush()

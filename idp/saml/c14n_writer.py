@@ -56,8 +56,8 @@ def start_tag(qname: str, attrs: Iterable[tuple[str, str | None]], ns: tuple[str
     parts = [f"<{qname}"]
     if ns is not None:
         parts.append(f' {ns[0]}="{attr(ns[1])}"')
-    for name, value in sorted(a for a in attrs if a[1] is not None):  # names are unique: sorts by name
-        parts.append(f' {name}="{attr(value)}"')  # type: ignore[arg-type]
+    for name, value in sorted((n, v) for n, v in attrs if v is not None):  # names are unique: sorts by name
+        parts.append(f' {name}="{attr(value)}"')
     parts.append(">")
     return "".join(parts)
 

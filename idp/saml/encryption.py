@@ -9,26 +9,29 @@ from __future__ import annotations
 import xmlsec
 from lxml import etree
 
-from .constants import NS_SAML
+from .constants import NS_SAML, EncryptionAlgorithm
 from .signing import verification_key
 
+# the xmlsec transform and AES key size of each choice
 DATA_ALGORITHMS = {
-    "aes256-gcm": (xmlsec.Transform.AES256_GCM, 256),
-    "aes128-gcm": (xmlsec.Transform.AES128_GCM, 128),
-    "aes256-cbc": (xmlsec.Transform.AES256, 256),
+    EncryptionAlgorithm.AES256_GCM: (xmlsec.Transform.AES256_GCM, 256),
+    EncryptionAlgorithm.AES128_GCM: (xmlsec.Transform.AES128_GCM, 128),
+    EncryptionAlgorithm.AES256_CBC: (xmlsec.Transform.AES256, 256),
 }
 
 
 class EncryptionError(ValueError):
-    pass
+    """The assertion cannot be encrypted for this app (unknown algorithm, unusable certificate, xmlsec failure)."""
 
 
-def encrypt_assertion_xml(assertion_xml: bytes, cert_pem: str, algorithm: str = "aes256-gcm") -> etree._Element:
+def encrypt_assertion_xml(assertion_xml: bytes, cert_pem: str,
+                          algorithm: str = EncryptionAlgorithm.AES256_GCM) -> etree._Element:
     """saml:EncryptedAssertion holding `assertion_xml` (a standalone, signed saml:Assertion) encrypted
     for the SP's certificate: a fresh AES key per assertion, transported with RSA-OAEP."""
-    if algorithm not in DATA_ALGORITHMS:
-        raise EncryptionError(f"unsupported encryption algorithm {algorithm}")
-    transform, bits = DATA_ALGORITHMS[algorithm]
+    try:
+        transform, bits = DATA_ALGORITHMS[EncryptionAlgorithm(algorithm)]
+    except ValueError:
+        raise EncryptionError(f"unsupported encryption algorithm {algorithm}") from None
     try:
         manager = xmlsec.KeysManager()
         manager.add_key(verification_key(cert_pem)[0])  # parsed once per process (add_key copies it)

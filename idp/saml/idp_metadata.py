@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from lxml import etree
 
-from .constants import BINDING_POST, BINDING_REDIRECT, NAMEID_FORMATS, NS_DS, NS_MD, NS_SAMLP
+from .constants import NAMEID_FORMATS, NS_DS, NS_MD, NS_SAMLP, XML_LANG, Binding, KeyUse
 from .responses import instant, new_id
 
 MD = f"{{{NS_MD}}}"
@@ -38,23 +38,23 @@ def build_idp_metadata(spec: IdpMetadataSpec) -> etree._Element:
     idp.set("protocolSupportEnumeration", NS_SAMLP)
     idp.set("WantAuthnRequestsSigned", "true" if spec.want_authn_requests_signed else "false")
     for b64 in spec.signing_certs_b64:
-        kd = etree.SubElement(idp, MD + "KeyDescriptor", use="signing")
+        kd = etree.SubElement(idp, MD + "KeyDescriptor", use=KeyUse.SIGNING)
         x509 = etree.SubElement(etree.SubElement(etree.SubElement(kd, DS + "KeyInfo"), DS + "X509Data"),
                                 DS + "X509Certificate")
         x509.text = b64
-    for binding in (BINDING_REDIRECT, BINDING_POST):
+    for binding in Binding:
         etree.SubElement(idp, MD + "SingleLogoutService", Binding=binding, Location=spec.slo_url)
     for fmt in NAMEID_FORMATS.values():
         etree.SubElement(idp, MD + "NameIDFormat").text = fmt
-    for binding in (BINDING_REDIRECT, BINDING_POST):
+    for binding in Binding:
         etree.SubElement(idp, MD + "SingleSignOnService", Binding=binding, Location=spec.sso_url)
     if spec.organization:
         org = etree.SubElement(ed, MD + "Organization")
         for tag in ("OrganizationName", "OrganizationDisplayName"):
             el = etree.SubElement(org, MD + tag)
-            el.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
+            el.set(XML_LANG, "en")
             el.text = spec.organization
         el = etree.SubElement(org, MD + "OrganizationURL")
-        el.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
+        el.set(XML_LANG, "en")
         el.text = spec.entity_id.rsplit("/saml/", 1)[0] + "/"
     return ed

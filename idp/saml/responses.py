@@ -12,20 +12,20 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from lxml import etree
 
 from . import c14n_writer as w
 from .constants import (
     ATTRNAME_BASIC,
+    ATTRNAME_URI,
     CM_BEARER,
     NS_SAML,
     NS_SAMLP,
-    SIG_RSA_SHA256,
     STATUS_SUCCESS,
+    SignatureAlgorithm,
 )
-from .signing import enveloped_signature, sign_element
+from .signing import SigningKey, enveloped_signature, sign_element
 
 SAMLP = f"{{{NS_SAMLP}}}"
 SAML = f"{{{NS_SAML}}}"
@@ -64,7 +64,8 @@ class AssertionSpec:
     assertion_id: str = field(default_factory=new_id)
 
 
-def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str | None) -> etree._Element:
+    """A child element; attributes whose value is None are left out."""
     el = etree.SubElement(parent, tag, {k: v for k, v in attrs.items() if v is not None})
     if text is not None:
         el.text = text
@@ -141,8 +142,8 @@ def assertion_parts(spec: AssertionSpec) -> tuple[str, str, str]:
 
 @dataclass(frozen=True, slots=True)
 class SigningChoice:
-    key: Any                       # a `cryptography` private key (RSA or EC), loaded once by the key store
-    algorithm: str = SIG_RSA_SHA256
+    key: SigningKey                # loaded once by the key store
+    algorithm: str = SignatureAlgorithm.RSA_SHA256
     sign_response: bool = True
     sign_assertion: bool = True
     cert_b64: str | None = None    # the certificate (DER base64) written into KeyInfo
@@ -198,7 +199,7 @@ def build_logout_request(*, issuer: str, destination: str, name_id: str, name_id
     req = _message("LogoutRequest", rid, now, destination, None, issuer)
     req.set("NotOnOrAfter", instant(now + lifetime))
     _sub(req, SAML + "NameID", name_id, Format=name_id_format,
-         SPNameQualifier=sp_name_qualifier)  # type: ignore[arg-type]
+         SPNameQualifier=sp_name_qualifier)
     _sub(req, SAMLP + "SessionIndex", session_index)
     _sign(req, signing)
     return rid, etree.tostring(req, encoding="utf-8")
@@ -229,6 +230,6 @@ def map_attributes(mapping: Mapping[str, str], fields: Mapping[str, object]) -> 
     for name, field_name in mapping.items():
         values = attribute_values(fields.get(field_name))
         if values:
-            fmt = None if ":" not in name else "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
+            fmt = None if ":" not in name else ATTRNAME_URI
             out.append((name, fmt, values))
     return out

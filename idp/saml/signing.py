@@ -12,7 +12,8 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import unquote_plus
 
 import xmlsec
@@ -20,65 +21,80 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
 
 from . import c14n_writer
 from .constants import (
-    DIGEST_SHA1,
-    DIGEST_SHA256,
-    DIGEST_SHA384,
-    DIGEST_SHA512,
     NS_DS,
     NS_SAML,
-    SIG_ECDSA_SHA256,
-    SIG_ECDSA_SHA384,
-    SIG_ECDSA_SHA512,
-    SIG_RSA_SHA1,
-    SIG_RSA_SHA256,
-    SIG_RSA_SHA384,
-    SIG_RSA_SHA512,
     TRANSFORM_ENVELOPED,
     TRANSFORM_EXC_C14N,
+    BindingName,
+    DigestAlgorithm,
+    SignatureAlgorithm,
 )
+
+# A `cryptography` private key this IdP signs with (the key store loads only these two kinds).
+SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
 class SignatureError(ValueError):
     """A signature is missing, malformed, off-profile or does not verify."""
 
 
-# algorithm URI -> (key family, hash)
-SIGNATURE_ALGORITHMS: dict[str, tuple[str, type[hashes.HashAlgorithm]]] = {
-    SIG_RSA_SHA256: ("rsa", hashes.SHA256),
-    SIG_RSA_SHA384: ("rsa", hashes.SHA384),
-    SIG_RSA_SHA512: ("rsa", hashes.SHA512),
-    SIG_ECDSA_SHA256: ("ec", hashes.SHA256),
-    SIG_ECDSA_SHA384: ("ec", hashes.SHA384),
-    SIG_ECDSA_SHA512: ("ec", hashes.SHA512),
-    SIG_RSA_SHA1: ("rsa", hashes.SHA1),
+class _Digest(Protocol):
+    def digest(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureMethod:
+    """How one SignatureMethod is computed: ECDSA (EC keys) or RSA PKCS#1 v1.5, over which hash, and the
+    DigestMethod this IdP writes into the Reference when it signs with it."""
+
+    ecdsa: bool
+    hash: type[hashes.HashAlgorithm]
+    digest: DigestAlgorithm
+    hasher: Callable[[bytes], _Digest]
+
+
+# keyed by the members, which are the URI strings: a URI read from a message or a setting looks one up as it is
+SIGNATURE_ALGORITHMS: dict[str, SignatureMethod] = {
+    SignatureAlgorithm.RSA_SHA256: SignatureMethod(False, hashes.SHA256, DigestAlgorithm.SHA256, hashlib.sha256),
+    SignatureAlgorithm.RSA_SHA384: SignatureMethod(False, hashes.SHA384, DigestAlgorithm.SHA384, hashlib.sha384),
+    SignatureAlgorithm.RSA_SHA512: SignatureMethod(False, hashes.SHA512, DigestAlgorithm.SHA512, hashlib.sha512),
+    SignatureAlgorithm.ECDSA_SHA256: SignatureMethod(True, hashes.SHA256, DigestAlgorithm.SHA256, hashlib.sha256),
+    SignatureAlgorithm.ECDSA_SHA384: SignatureMethod(True, hashes.SHA384, DigestAlgorithm.SHA384, hashlib.sha384),
+    SignatureAlgorithm.ECDSA_SHA512: SignatureMethod(True, hashes.SHA512, DigestAlgorithm.SHA512, hashlib.sha512),
+    SignatureAlgorithm.RSA_SHA1: SignatureMethod(False, hashes.SHA1, DigestAlgorithm.SHA1, hashlib.sha1),
 }
-DIGEST_URIS = {
-    "http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2001/04/xmldsig-more#sha384",
-    "http://www.w3.org/2001/04/xmlenc#sha512", "http://www.w3.org/2000/09/xmldsig#sha1",
-}
+ALLOWED_DIGESTS = frozenset(DigestAlgorithm)
 ALLOWED_TRANSFORMS = frozenset({TRANSFORM_ENVELOPED, TRANSFORM_EXC_C14N})
 
 
 def allowed_algorithms(allow_sha1: bool) -> frozenset[str]:
     algs = set(SIGNATURE_ALGORITHMS)
     if not allow_sha1:
-        algs.discard(SIG_RSA_SHA1)
+        algs.discard(SignatureAlgorithm.RSA_SHA1)
     return frozenset(algs)
+
+
+def _method(algorithm: str) -> SignatureMethod:
+    method = SIGNATURE_ALGORITHMS.get(algorithm)
+    if method is None:
+        raise SignatureError(f"unsupported signature algorithm {algorithm}")
+    return method
 
 
 # ---------------------------------------------------------------- verification keys (cached)
 
-_cert_cache: OrderedDict[str, tuple[xmlsec.Key, object]] = OrderedDict()
+_cert_cache: OrderedDict[str, tuple[xmlsec.Key, CertificatePublicKeyTypes]] = OrderedDict()
 _cert_lock = threading.Lock()
 _CERT_CACHE_SIZE = 4096
 
 
-def verification_key(cert_pem: str) -> tuple[xmlsec.Key, object]:
+def verification_key(cert_pem: str) -> tuple[xmlsec.Key, CertificatePublicKeyTypes]:
     """(xmlsec key, cryptography public key) for an SP certificate, parsed once per process."""
     with _cert_lock:
         hit = _cert_cache.get(cert_pem)
@@ -96,13 +112,6 @@ def verification_key(cert_pem: str) -> tuple[xmlsec.Key, object]:
 
 # ---------------------------------------------------------------- signing
 
-_DIGESTS: dict[str, tuple[str, Callable[[bytes], Any]]] = {
-    # signature algorithm -> (DigestMethod URI, hashlib constructor) for the one Reference
-    SIG_RSA_SHA256: (DIGEST_SHA256, hashlib.sha256), SIG_ECDSA_SHA256: (DIGEST_SHA256, hashlib.sha256),
-    SIG_RSA_SHA384: (DIGEST_SHA384, hashlib.sha384), SIG_ECDSA_SHA384: (DIGEST_SHA384, hashlib.sha384),
-    SIG_RSA_SHA512: (DIGEST_SHA512, hashlib.sha512), SIG_ECDSA_SHA512: (DIGEST_SHA512, hashlib.sha512),
-    SIG_RSA_SHA1: (DIGEST_SHA1, hashlib.sha1),
-}
 _PKCS1V15 = padding.PKCS1v15()
 
 
@@ -113,7 +122,7 @@ def signed_info_c14n(element_id: str, algorithm: str, digest_b64: str) -> str:
     elements as start/end pairs, no whitespace), so the octets signed here are exactly what a
     verifier gets when it canonicalises the SignedInfo it finds in the document.
     """
-    digest_uri = _DIGESTS[algorithm][0]
+    digest_uri = _method(algorithm).digest
     return (f'<ds:SignedInfo xmlns:ds="{NS_DS}">'
             f'<ds:CanonicalizationMethod Algorithm="{TRANSFORM_EXC_C14N}"></ds:CanonicalizationMethod>'
             f'<ds:SignatureMethod Algorithm="{algorithm}"></ds:SignatureMethod>'
@@ -124,14 +133,14 @@ def signed_info_c14n(element_id: str, algorithm: str, digest_b64: str) -> str:
             f'<ds:DigestValue>{digest_b64}</ds:DigestValue></ds:Reference></ds:SignedInfo>')
 
 
-def signature_value(private_key: Any, algorithm: str, data: bytes, *, ecdsa_der: bool = False) -> bytes:
+def signature_value(private_key: SigningKey, algorithm: str, data: bytes, *, ecdsa_der: bool = False) -> bytes:
     """RSA PKCS#1 v1.5, or ECDSA: r || s at the curve's size as XML-DSig wants it (RFC 4051 §3.3), or
     the DER SEQUENCE (`ecdsa_der`, as the HTTP-Redirect query signature carries it)."""
-    family, hash_cls = SIGNATURE_ALGORITHMS[algorithm]
-    if family == "rsa" and isinstance(private_key, rsa.RSAPrivateKey):
-        return private_key.sign(data, _PKCS1V15, hash_cls())
-    if family == "ec" and isinstance(private_key, ec.EllipticCurvePrivateKey):
-        der = private_key.sign(data, ec.ECDSA(hash_cls()))
+    method = _method(algorithm)
+    if not method.ecdsa and isinstance(private_key, rsa.RSAPrivateKey):
+        return private_key.sign(data, _PKCS1V15, method.hash())
+    if method.ecdsa and isinstance(private_key, ec.EllipticCurvePrivateKey):
+        der = private_key.sign(data, ec.ECDSA(method.hash()))
         if ecdsa_der:
             return der
         r, s = decode_dss_signature(der)
@@ -140,7 +149,7 @@ def signature_value(private_key: Any, algorithm: str, data: bytes, *, ecdsa_der:
     raise SignatureError("signature algorithm does not match the key type")
 
 
-def enveloped_signature(element_id: str, c14n_octets: bytes, private_key: Any, algorithm: str,
+def enveloped_signature(element_id: str, c14n_octets: bytes, private_key: SigningKey, algorithm: str,
                         cert_b64: str | None) -> str:
     """The ds:Signature element, in exclusive-c14n form, over an element whose canonical form (without
     this signature: the enveloped transform) is `c14n_octets`.
@@ -148,9 +157,7 @@ def enveloped_signature(element_id: str, c14n_octets: bytes, private_key: Any, a
     Profile (saml-core §5.4): exclusive c14n, exactly one Reference to "#" + the element's ID,
     transforms enveloped + exc-c14n, the certificate (`cert_b64`, DER base64) in KeyInfo.
     """
-    if algorithm not in _DIGESTS:
-        raise SignatureError(f"unsupported signature algorithm {algorithm}")
-    digest = base64.b64encode(_DIGESTS[algorithm][1](c14n_octets).digest()).decode("ascii")
+    digest = base64.b64encode(_method(algorithm).hasher(c14n_octets).digest()).decode("ascii")
     signed_info = signed_info_c14n(element_id, algorithm, digest)
     value = base64.b64encode(signature_value(private_key, algorithm, signed_info.encode("utf-8"))).decode("ascii")
     key_info = (f"<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert_b64}</ds:X509Certificate>"
@@ -159,7 +166,7 @@ def enveloped_signature(element_id: str, c14n_octets: bytes, private_key: Any, a
             f"<ds:SignatureValue>{value}</ds:SignatureValue>{key_info}</ds:Signature>")
 
 
-def sign_element(element: etree._Element, private_key: Any, algorithm: str = SIG_RSA_SHA256,
+def sign_element(element: etree._Element, private_key: SigningKey, algorithm: str = SignatureAlgorithm.RSA_SHA256,
                  cert_b64: str | None = None) -> None:
     """Insert an enveloped signature right after the element's saml:Issuer (else first) and sign it.
 
@@ -183,7 +190,7 @@ def sign_element(element: etree._Element, private_key: Any, algorithm: str = SIG
 _DS_DECL = f' xmlns:ds="{NS_DS}"'
 
 
-def sign_redirect_query(query_without_sig: str, private_key: object, algorithm: str) -> str:
+def sign_redirect_query(query_without_sig: str, private_key: SigningKey, algorithm: str) -> str:
     """Signature value for HTTP-Redirect (saml-bindings-2.0-os §3.4.4.1) over the encoded query."""
     sig = signature_value(private_key, algorithm, query_without_sig.encode("ascii"), ecdsa_der=True)
     return base64.b64encode(sig).decode("ascii")
@@ -240,7 +247,8 @@ def verify_enveloped(root: etree._Element, cert_pems: Sequence[str], allowed: It
             raise SignatureError("transforms with parameters are not allowed")
     digest = refs[0].find(f"{{{NS_DS}}}DigestMethod")
     digest_alg = digest.get("Algorithm") if digest is not None else None
-    if digest_alg not in DIGEST_URIS or (digest_alg.endswith("#sha1") and SIG_RSA_SHA1 not in set(allowed)):
+    if digest_alg not in ALLOWED_DIGESTS or (
+            digest_alg == DigestAlgorithm.SHA1 and SignatureAlgorithm.RSA_SHA1 not in set(allowed)):
         raise SignatureError(f"digest algorithm {digest_alg!r} is not allowed")
     if sig.find(f".//{{{NS_DS}}}RetrievalMethod") is not None:
         raise SignatureError("KeyInfo RetrievalMethod is not allowed")
@@ -263,16 +271,16 @@ def verify_enveloped(root: etree._Element, cert_pems: Sequence[str], allowed: It
     raise SignatureError("the signature does not verify with the app's certificates")
 
 
-def is_signed(binding: str, signed_query: bool, root: etree._Element) -> bool:
+def is_signed(binding: BindingName, signed_query: bool, root: etree._Element) -> bool:
     """Whether a decoded message carries a signature in its binding (query or enveloped)."""
-    return signed_query if binding == "redirect" else has_signature(root)
+    return signed_query if binding == BindingName.REDIRECT else has_signature(root)
 
 
-def verify_message(binding: str, raw_query: bytes | None, root: etree._Element, param: str,
+def verify_message(binding: BindingName, raw_query: bytes | None, root: etree._Element, param: str,
                    cert_pems: Sequence[str], allowed: Iterable[str]) -> str:
     """Verify a protocol message as its binding signs it: the query octets (HTTP-Redirect) or the
     enveloped signature (HTTP-POST). Returns the algorithm; SignatureError otherwise."""
-    if binding == "redirect":
+    if binding == BindingName.REDIRECT:
         if raw_query is None:
             raise SignatureError("the query string of a Redirect-binding message is missing")
         return verify_redirect_signature(raw_query, param, cert_pems, allowed)
@@ -311,18 +319,18 @@ def verify_redirect_signature(raw_query: bytes, msg_param: str, cert_pems: Seque
         signature = base64.b64decode(unquote_plus(parts["Signature"][1]), validate=True)
     except ValueError:
         raise SignatureError("signature is not valid base64") from None
-    family, hash_cls = SIGNATURE_ALGORITHMS[algorithm]
+    method = _method(algorithm)
     for pem in cert_pems:
         try:
             _, pub = verification_key(pem)
         except (xmlsec.Error, ValueError):
             continue
         try:
-            if family == "rsa" and isinstance(pub, rsa.RSAPublicKey):
-                pub.verify(signature, signed, padding.PKCS1v15(), hash_cls())
+            if not method.ecdsa and isinstance(pub, rsa.RSAPublicKey):
+                pub.verify(signature, signed, _PKCS1V15, method.hash())
                 return algorithm
-            if family == "ec" and isinstance(pub, ec.EllipticCurvePublicKey):
-                pub.verify(signature, signed, ec.ECDSA(hash_cls()))
+            if method.ecdsa and isinstance(pub, ec.EllipticCurvePublicKey):
+                pub.verify(signature, signed, ec.ECDSA(method.hash()))
                 return algorithm
         except InvalidSignature:
             continue

@@ -7,7 +7,7 @@ import binascii
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,14 +16,14 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 
-from .constants import BINDING_POST, NS_DS, NS_MD, NS_SAMLP
+from .constants import BINDING_POST, NS_DS, NS_MD, NS_SAMLP, XML_LANG, KeyUse
 from .xmlsafe import UnsafeXmlError, parse_untrusted_xml
+from .xstypes import XsValueError, parse_xs_boolean, parse_xs_datetime
 
 MAX_METADATA_BYTES = 5 * 1024 * 1024
 
 SAML2_PROTOCOL = NS_SAMLP
 NS_MDUI = "urn:oasis:names:tc:SAML:metadata:ui"
-XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 # SAMLCore §8.3.6: an entity identifier is a URI of at most 1024 characters.
 MAX_ENTITY_ID_LENGTH = 1024
@@ -56,12 +56,6 @@ _MDUI_DISPLAY_NAME = f"{{{NS_MDUI}}}DisplayName"
 # Schemes that start a protocol identifier in protocolSupportEnumeration (SAML 1.x/2.0 and Shibboleth URNs, WS-Fed
 # http URIs). Whitespace before anything else is taken to be a hard line wrap inside a URI (swamid-shibboleth-sp-uu-se).
 _URI_LIST_ITEM_START = re.compile(r"(?:urn|https?):", re.IGNORECASE)
-# xs:dateTime (XML Schema Part 2 §3.2.7), as used by validUntil.
-_XS_DATETIME = re.compile(
-    r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"
-    r"T(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2})(?:\.(?P<fraction>\d+))?"
-    r"(?P<tz>Z|[+-]\d{2}:\d{2})?"
-)
 _XS_UNSIGNED = re.compile(r"\+?[0-9]{1,10}")
 _CONTROL_CHARS = re.compile(r"[\x00-\x20\x7f]")
 
@@ -489,11 +483,15 @@ def _keys(role: etree._Element) -> tuple[tuple[str, ...], tuple[str, ...], tuple
     for kd in role:
         if kd.tag != _MD_KEY:
             continue
-        use = kd.get("use")
-        if use is not None:
-            use = use.strip()
-            if use not in ("signing", "encryption"):
-                raise MetadataError(f'A KeyDescriptor has use={_show(use)}; expected "signing" or "encryption".')
+        raw_use = kd.get("use")
+        use: KeyUse | None = None
+        if raw_use is not None:
+            try:
+                use = KeyUse(raw_use.strip())
+            except ValueError:
+                raise MetadataError(
+                    f'A KeyDescriptor has use={_show(raw_use.strip())}; expected "signing" or "encryption".'
+                ) from None
         certs = [
             _certificate(_text(c))
             for key_info in kd.iterchildren(_DS_KEY_INFO)
@@ -506,11 +504,11 @@ def _keys(role: etree._Element) -> tuple[tuple[str, ...], tuple[str, ...], tuple
                 "this IdP needs the SP's keys as X.509 certificates."
             )
         for der, pem in certs:
-            if use in (None, "signing"):
+            if use in (None, KeyUse.SIGNING):
                 signing.setdefault(der, pem)
-            if use in (None, "encryption"):
+            if use in (None, KeyUse.ENCRYPTION):
                 encryption.setdefault(der, pem)
-        if use in (None, "encryption"):
+        if use in (None, KeyUse.ENCRYPTION):
             for method in kd.iterchildren(_MD_ENC_METHOD):
                 algorithm = _uri_attr(method, "Algorithm")
                 if algorithm:
@@ -629,48 +627,27 @@ def _uri_attr(el: etree._Element, name: str) -> str | None:
 
 
 def _xs_boolean(el: etree._Element, name: str) -> bool | None:
-    """An optional xs:boolean attribute: "true"/"1" or "false"/"0" (XML Schema Part 2 §3.2.2); None when absent."""
+    """An optional xs:boolean attribute; None when absent."""
     value = el.get(name)
     if value is None:
         return None
-    text = value.strip()
-    if text in ("true", "1"):
-        return True
-    if text in ("false", "0"):
-        return False
-    raise MetadataError(f"{name}={_show(value)} is not a valid boolean; use true, false, 1 or 0.")
+    try:
+        return parse_xs_boolean(value)
+    except XsValueError:
+        raise MetadataError(f"{name}={_show(value)} is not a valid boolean; use true, false, 1 or 0.") from None
 
 
 def _valid_until(el: etree._Element) -> datetime | None:
+    """validUntil (saml-metadata-2.0-os §2.2.1), an xs:dateTime."""
     value = el.get("validUntil")
-    return None if value is None else _parse_xs_datetime(value, "validUntil")
-
-
-def _parse_xs_datetime(value: str, what: str) -> datetime:
-    """xs:dateTime as an aware UTC datetime; a value without a time zone is taken as UTC (SAMLCore §1.3.3)."""
-    match = _XS_DATETIME.fullmatch(value.strip())
-    if not match:
-        raise MetadataError(f"{what}={_show(value)} is not an xs:dateTime such as 2030-01-31T12:00:00Z.")
-    fraction = (match["fraction"] or "")[:6].ljust(6, "0")
-    tz = match["tz"]
-    tzinfo = UTC
-    if tz and tz != "Z":
-        sign = 1 if tz[0] == "+" else -1
-        tzinfo = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
+    if value is None:
+        return None
     try:
-        parsed = datetime(
-            int(match["year"]),
-            int(match["month"]),
-            int(match["day"]),
-            int(match["hour"]),
-            int(match["minute"]),
-            int(match["second"]),
-            int(fraction),
-            tzinfo=tzinfo,
-        )
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise MetadataError(f"{what}={_show(value)} is not a valid date and time.") from None
+        return parse_xs_datetime(value)
+    except XsValueError as exc:
+        if exc.well_formed:
+            raise MetadataError(f"validUntil={_show(value)} is not a valid date and time.") from None
+        raise MetadataError(f"validUntil={_show(value)} is not an xs:dateTime such as 2030-01-31T12:00:00Z.") from None
 
 
 def _as_utc(value: datetime) -> datetime:

@@ -72,4 +72,4 @@ def build_sp_metadata_xml(sp: HandEnteredSp) -> bytes:
         etree.SubElement(role, f"{md}SingleLogoutService", Binding=BINDING_REDIRECT, Location=sp.slo_url)
     etree.SubElement(role, f"{md}AssertionConsumerService", Binding=sp.acs_binding, Location=sp.acs_url, index="0",
                      isDefault="true")
-    return etree.tostring(root, xml_declaration=True, encoding="utf-8", pretty_print=True)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8", pretty_print=True))

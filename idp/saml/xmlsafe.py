@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import NoReturn
 
 from lxml import etree
 
@@ -11,40 +12,43 @@ class UnsafeXmlError(ValueError):
     """The document is not well-formed, too large, or carries a DTD; the message says which."""
 
 
-class _DenyAllResolver(etree.Resolver):
+# lxml ships no type stubs: without types-lxml, etree.Resolver is Any to mypy (with them this ignore is unused).
+class _DenyAllResolver(etree.Resolver):  # type: ignore[misc, unused-ignore]
     """Refuse every external resource. `load_dtd=False` alone does not stop libxml2 from opening an
     external parameter entity named in an internal subset (seen with UTF-16 input that slips past
     the byte-level DOCTYPE check), so nothing may ever be resolved."""
 
-    def resolve(self, url, pubid, context):
+    def resolve(self, system_url: str | None, public_id: str | None, context: object) -> NoReturn:
         raise ValueError("external resources are not allowed")
 
 
-_PARSER_KW = dict(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    remove_pis=True,
-    collect_ids=False,
-)
+class _Parsers(threading.local):
+    """The hardened parsers of one thread, by remove_comments."""
+
+    def __init__(self) -> None:
+        self.by_option: dict[bool, etree.XMLParser] = {}
 
 
-_parsers = threading.local()
+_parsers = _Parsers()
 
 
 def _parser(remove_comments: bool) -> etree.XMLParser:
     """The hardened parser, built once per thread (an lxml parser must not be shared between
     threads; building one costs more than parsing a typical AuthnRequest)."""
-    cache = getattr(_parsers, "by_option", None)
-    if cache is None:
-        cache = _parsers.by_option = {}
-    parser = cache.get(remove_comments)
+    parser = _parsers.by_option.get(remove_comments)
     if parser is None:
-        parser = etree.XMLParser(**_PARSER_KW, remove_comments=remove_comments)
+        parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_pis=True,
+            collect_ids=False,
+            remove_comments=remove_comments,
+        )
         parser.resolvers.add(_DenyAllResolver())
-        cache[remove_comments] = parser
+        _parsers.by_option[remove_comments] = parser
     return parser
 
 

@@ -13,7 +13,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .. import audit
-from ..certs.keystore import KeyStore
+from ..certs.generate import KeyType
+from ..certs.keystore import KeyState, KeyStatus, KeyStore
 from ..events import EventFilter, filtered_query, to_csv, to_json
 from ..extensions import db
 from ..models import AdminAudit, SsoEvent, utcnow
@@ -24,7 +25,7 @@ from .apps import pinned_keys
 
 PAGE_SIZE = 50
 EXPORT_CAP = 100_000
-KEY_TYPES = ("rsa3072", "rsa2048", "ec-p256")   # as `idp certs rotate --key-type`
+KEY_TYPES = (KeyType.RSA3072.value, KeyType.RSA2048.value, KeyType.EC_P256.value)   # the default first
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SUCCESS_REASONS = (Reason.OK.value, Reason.LOGOUT.value)
 _CURSOR_RE = re.compile(r"^(\d{1,17})-(\d{1,18})$")   # fits datetime and a 64-bit id
@@ -182,13 +183,13 @@ def audit_page(target: str = "", *, limit: int = PAGE_SIZE, offset: int = 0) -> 
 
 @dataclass(frozen=True, slots=True)
 class KeyRow:
-    status: dict[str, Any]
+    status: KeyStatus
     pinned_by: list[str]
 
 
 def key_table(store: KeyStore) -> tuple[list[KeyRow], list[str]]:
     """Every key with its state and the apps pinned to it, plus the store's warnings (KeyStoreError passes)."""
-    order = {"next": 0, "active": 1, "retiring": 2, "retired": 3}
+    order: dict[str, int] = {state: i for i, state in enumerate(KeyState)}
     rows = sorted(store.status(), key=lambda r: order.get(str(r.get("state")), 4))
     pins = pinned_keys()
     return [KeyRow(r, sorted(pins.get(str(r.get("kid")), []))) for r in rows], store.warnings(rows)

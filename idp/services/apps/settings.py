@@ -6,22 +6,22 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ...policy.model import AppPolicy
-from ...saml.constants import NAMEID_FORMATS, SIG_RSA_SHA256
+from ...policy.model import AppPolicy, IpPolicy, MfaAction, PermittedUsers
+from ...saml.constants import (
+    SELECTABLE_SIGNATURE_ALGORITHMS,
+    EncryptionAlgorithm,
+    NameIdFormat,
+    SignatureAlgorithm,
+    SignMode,
+    values,
+)
 from ...saml.sp_metadata import SpMetadata
 
 USER_FIELDS = ("username", "email", "first_name", "last_name", "groups", "id", "display_name")
 NAMEID_FIELDS = ("username", "email", "id")
-SIGN_MODES = ("response", "assertion", "both")
-SIGNATURE_ALGORITHM_NAMES = {
-    "rsa-sha256": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
-    "rsa-sha384": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
-    "rsa-sha512": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
-    "ecdsa-sha256": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
-    "ecdsa-sha384": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
-    "rsa-sha1": "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
-}
-ENCRYPTION_ALGORITHMS = ("aes256-gcm", "aes128-gcm", "aes256-cbc")
+SIGN_MODES = values(SignMode)
+SIGNATURE_ALGORITHM_NAMES = {alg.short_name: alg.value for alg in SELECTABLE_SIGNATURE_ALGORITHMS}
+ENCRYPTION_ALGORITHMS = values(EncryptionAlgorithm)
 
 # Well-known attribute names SPs ask for in RequestedAttribute, mapped to user fields.
 KNOWN_ATTRIBUTES = {
@@ -42,27 +42,27 @@ CLEAR = object()  # a change value meaning "set this optional setting back to No
 class AppSettings:
     """Admin-chosen per-app settings (stored as JSON on ConnectedApp.settings)."""
 
-    nameid_format: str = "unspecified"            # email | persistent | transient | unspecified
+    nameid_format: str = NameIdFormat.UNSPECIFIED
     nameid_field: str = "username"                # username | email | id
     attributes: dict[str, str] = field(default_factory=dict)  # SAML attribute name -> user field
-    sign: str = "both"                            # response | assertion | both
-    signature_algorithm: str = SIG_RSA_SHA256
+    sign: str = SignMode.BOTH
+    signature_algorithm: str = SignatureAlgorithm.RSA_SHA256
     require_signed_requests: bool = False         # in addition to the SP's AuthnRequestsSigned
     allow_sha1: bool = False                      # legacy SPs only, explicit opt-in
     # access policy (see idp/policy)
-    permitted: str = "all"                        # all | admin-approved
+    permitted: str = PermittedUsers.ALL
     allow_groups: tuple[str, ...] = ()
     deny_groups: tuple[str, ...] = ()
     assigned_users: tuple[str, ...] = ()
-    ip_policy: str = "relax"                      # enforce | relax-with-mfa | relax
+    ip_policy: str = IpPolicy.RELAX
     ip_ranges: tuple[str, ...] = ()
     require_mfa: bool = False
-    mfa_action: str = "step-up"                   # step-up | block
+    mfa_action: str = MfaAction.STEP_UP
     session_timeout: int | None = None            # minutes since the password was entered
     # keys and encryption
     signing_key: str | None = None                # pinned key id; None follows the active key
     encrypt_assertion: bool = False
-    encryption_algorithm: str = "aes256-gcm"      # aes256-gcm | aes128-gcm | aes256-cbc (CBC: explicit opt-in)
+    encryption_algorithm: str = EncryptionAlgorithm.AES256_GCM   # CBC: explicit opt-in
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,10 +78,10 @@ class AppSettings:
     @property
     def policy(self) -> AppPolicy:
         return AppPolicy(
-            permitted=self.permitted, allow_groups=frozenset(self.allow_groups),
+            permitted=PermittedUsers(self.permitted), allow_groups=frozenset(self.allow_groups),
             deny_groups=frozenset(self.deny_groups), assigned_users=frozenset(self.assigned_users),
-            ip_policy=self.ip_policy, ip_ranges=tuple(self.ip_ranges), require_mfa=self.require_mfa,
-            mfa_action=self.mfa_action, session_timeout_min=self.session_timeout,
+            ip_policy=IpPolicy(self.ip_policy), ip_ranges=tuple(self.ip_ranges), require_mfa=self.require_mfa,
+            mfa_action=MfaAction(self.mfa_action), session_timeout_min=self.session_timeout,
         )
 
 
@@ -104,7 +104,7 @@ class AppConfig:
 
     @property
     def nameid_format_uri(self) -> str:
-        return NAMEID_FORMATS[self.settings.nameid_format]
+        return NameIdFormat(self.settings.nameid_format).uri
 
     @property
     def requires_signed_requests(self) -> bool:
@@ -113,15 +113,15 @@ class AppConfig:
 
 def default_settings(sp: SpMetadata) -> AppSettings:
     """Settings a new app starts with, derived from what its metadata says it wants."""
-    nameid, field_name = "unspecified", "username"
-    by_uri = {v: k for k, v in NAMEID_FORMATS.items()}
+    nameid, field_name = NameIdFormat.UNSPECIFIED, "username"
     for fmt in sp.nameid_formats:
-        if fmt in by_uri:
-            nameid = by_uri[fmt]
+        known = NameIdFormat.from_uri(fmt)
+        if known is not None:
+            nameid = known
             break
-    if nameid == "email":
+    if nameid == NameIdFormat.EMAIL:
         field_name = "email"
-    elif nameid == "persistent" or nameid == "transient":
+    elif nameid in (NameIdFormat.PERSISTENT, NameIdFormat.TRANSIENT):
         field_name = "id"
     attributes: dict[str, str] = {}
     for ra in sp.requested_attributes:

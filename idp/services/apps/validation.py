@@ -11,7 +11,7 @@ from typing import Any
 
 from ...policy.checks import parse_cidr
 from ...policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
-from ...saml.constants import NAMEID_FORMATS
+from ...saml.constants import NAMEID_FORMATS, SignatureAlgorithm
 from ...saml.signing import SIGNATURE_ALGORITHMS
 from ...saml.sp_metadata import MetadataError, SpMetadata, list_sp_entity_ids, parse_sp_metadata
 from .. import ServiceError
@@ -76,7 +76,7 @@ def validate_settings(s: AppSettings) -> None:
         raise refuse("sign", f"sign must be one of {', '.join(SIGN_MODES)}")
     if s.signature_algorithm not in SIGNATURE_ALGORITHMS:
         raise refuse("signature_algorithm", "unsupported signature algorithm")
-    if s.signature_algorithm == SIGNATURE_ALGORITHM_NAMES["rsa-sha1"] and not s.allow_sha1:
+    if s.signature_algorithm == SignatureAlgorithm.RSA_SHA1 and not s.allow_sha1:
         raise refuse("signature_algorithm",
                      "rsa-sha1 is for legacy SPs only: also pass --allow-sha1 to opt in explicitly")
     if s.encryption_algorithm not in ENCRYPTION_ALGORITHMS:
