@@ -179,7 +179,7 @@ PHASES = [
     ("    decide (policy incl. org ranges, TOTP lookups)", "idp/flows/authorize.py", "decide"),
     ("      trusted_ranges (org setting query)", "idp/services/org.py", "trusted_ranges"),
     ("      evaluate (pure policy engine)", "idp/policy/engine.py", "evaluate"),
-    ("    _participant (session participant row)", "idp/flows/sso.py", "_participant"),
+    ("    session_index_for (session participant row)", "idp/flows/saml_subject.py", "session_index_for"),
     ("    user_fields", "idp/services/users.py", "user_fields"),
     ("    build_response (build + 2 signatures)", "idp/saml/responses.py", "build_response"),
     ("      sign_element", "idp/saml/signing.py", "sign_element"),

@@ -88,7 +88,7 @@ def rsa_signer(ws: Workspace) -> Callable[[], bytes]:
 def response_builder(ws: Workspace) -> Callable[[], bytes]:
     """A zero-argument callable building one complete Response (both signed) through idp.saml.responses."""
     active = KeyStore(ws.cert_dir).current().active
-    # exactly what idp.flows.sso.signing_for hands build_response: the private key plus the certificate text
+    # exactly what idp.flows.saml_keys.signing_for hands build_response: the private key plus the certificate text
     signing = SigningChoice(key=active.private_key, cert_b64=active.cert_b64, sign_response=True,
                             sign_assertion=True)
     attributes = map_attributes(ATTRIBUTE_MAP, USER_FIELDS)

@@ -11,6 +11,8 @@ import click
 
 from idp.certs.keystore import KeyStoreError
 from idp.config import PROJECT_ROOT
+from idp.policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
+from idp.saml.constants import NameIdFormat, values
 from idp.services import ServiceError
 from idp.services import apps as apps_svc
 from idp.services.fetch import fetch_metadata
@@ -138,27 +140,27 @@ def apps_remove(slug: str) -> None:
 
 @apps_group.command("set")
 @click.argument("slug")
-@click.option("--nameid-format", type=click.Choice(["email", "persistent", "transient", "unspecified"]))
-@click.option("--nameid-field", type=click.Choice(["username", "email", "id"]))
+@click.option("--nameid-format", type=click.Choice(values(NameIdFormat)))
+@click.option("--nameid-field", type=click.Choice(apps_svc.NAMEID_FIELDS))
 @click.option("--attribute", "attributes", multiple=True, help="NAME=FIELD; repeat. Replaces the attribute map.")
 @click.option("--clear-attributes", is_flag=True)
-@click.option("--sign", type=click.Choice(["response", "assertion", "both"]))
+@click.option("--sign", type=click.Choice(apps_svc.SIGN_MODES))
 @click.option("--enabled/--disabled", default=None)
 @click.option("--name")
 @click.option("--require-signed-requests/--no-require-signed-requests", default=None)
 @click.option("--allow-sha1/--no-allow-sha1", default=None)
-@click.option("--permitted", type=click.Choice(["all", "admin-approved"]))
+@click.option("--permitted", type=click.Choice(PERMITTED_MODES))
 @click.option("--allow-group", "allow_groups", multiple=True, help="Group allowed in (admin-approved); repeat.")
 @click.option("--deny-group", "deny_groups", multiple=True, help="Group always refused; repeat.")
 @click.option("--remove-allow-group", "remove_allow_groups", multiple=True)
 @click.option("--remove-deny-group", "remove_deny_groups", multiple=True)
 @click.option("--assign-user", "assign_users", multiple=True, help="User allowed in directly; repeat.")
 @click.option("--unassign-user", "unassign_users", multiple=True)
-@click.option("--ip-policy", type=click.Choice(["enforce", "relax-with-mfa", "relax"]))
+@click.option("--ip-policy", type=click.Choice(IP_MODES))
 @click.option("--ip-range", "ip_ranges", multiple=True, help="IPv4/IPv6 CIDR added to the app's ranges; repeat.")
 @click.option("--clear-ip-ranges", is_flag=True)
 @click.option("--require-mfa/--no-require-mfa", default=None)
-@click.option("--mfa-action", type=click.Choice(["step-up", "block"]))
+@click.option("--mfa-action", type=click.Choice(MFA_ACTIONS))
 @click.option("--session-timeout", type=click.IntRange(0, 10080), help="Minutes; 0 removes the limit.")
 @click.option("--signing-key", help="Pin the app to a published key id (see idp certs status), or 'active'.")
 @click.option("--signature-algorithm", type=click.Choice(list(apps_svc.SIGNATURE_ALGORITHM_NAMES)))

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from idp.certs.generate import DEFAULT_KEY_TYPE, KEY_TYPES
 from idp.certs.keystore import KeyStoreError
 from idp.services import apps as apps_svc
 from idp.services.admin_queries import activate_keys, audit_key_operation, retire_keys, rotate_keys
@@ -27,7 +28,7 @@ def _audit(action: str, target: str, after: dict[str, Any] | None = None) -> Non
 
 
 @certs_group.command("generate", help="Create the first signing key pair; refuses when keys exist.")
-@click.option("--key-type", type=click.Choice(["rsa2048", "rsa3072", "ec-p256"]), default="rsa3072")
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default=DEFAULT_KEY_TYPE.value)
 @click.option("--days", type=click.IntRange(1, 3650), default=730)
 @click.option("--if-empty", is_flag=True, help="Do nothing (exit 0) when keys already exist.")
 @unit_of_work
@@ -46,7 +47,7 @@ def certs_generate(key_type: str, days: int, if_empty: bool) -> None:
 
 
 @certs_group.command("rotate", help="Stage the next key pair: published in metadata, not yet signing.")
-@click.option("--key-type", type=click.Choice(["rsa2048", "rsa3072", "ec-p256"]), default="rsa3072")
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default=DEFAULT_KEY_TYPE.value)
 @click.option("--days", type=click.IntRange(1, 3650), default=730)
 @unit_of_work
 def certs_rotate(key_type: str, days: int) -> None:

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 import click
 
 from idp.events import EventFilter, query_events, to_csv, to_json
+from idp.reasons import Outcome
+from idp.saml.constants import values
 
 from ._common import unit_of_work
 
@@ -24,7 +26,7 @@ def _parse_since(value: str | None) -> datetime | None:
 @click.command("events", help="Show the SSO event log, newest first.")
 @click.option("--app", "app_slug")
 @click.option("--user", "username")
-@click.option("--outcome", type=click.Choice(["success", "denied", "error"]))
+@click.option("--outcome", type=click.Choice(values(Outcome)))
 @click.option("--reason")
 @click.option("--since")
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)

@@ -28,7 +28,7 @@ from idp.extensions import db
 from idp.flows import pending as pending_store
 from idp.flows.authorize import Client
 from idp.flows.inbound import InboundMessage, InboundRules, check_inbound
-from idp.flows.sso import signing_for
+from idp.flows.saml_keys import signing_for
 from idp.models import IdpSession, SessionParticipant, utcnow
 from idp.reasons import Reason
 from idp.saml.bindings import DecodedMessage, encode_post, encode_redirect_url

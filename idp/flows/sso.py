@@ -15,18 +15,13 @@ resolved from metadata → replay cache).
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
-
-from ..auth.sessions import SessionView, UserView
-from ..certs.keystore import KeyFamily, KeySet, LoadedKey
+from ..auth.sessions import SessionView
+from ..certs.keystore import KeySet
 from ..config import Settings
 from ..errors import (
     AccessDenied,
@@ -36,38 +31,28 @@ from ..errors import (
     EventContext,
     MalformedRequest,
     SamlFlowError,
-    SigningKeyUnavailable,
     UnknownApp,
     UnknownSp,
     UnsupportedBinding,
 )
 from ..events import record_event
-from ..extensions import db
-from ..models import PersistentId, SessionParticipant, User, utcnow
+from ..models import utcnow
 from ..policy.model import Decision
-from ..prepared import Prepared
 from ..reasons import Reason
 from ..saml.bindings import BindingError, DecodedMessage, check_relay_state
 from ..saml.constants import (
     AC_PASSWORD_PROTECTED,
     BINDING_POST,
-    NAMEID_EMAIL,
-    NAMEID_FORMATS,
     NAMEID_PERSISTENT,
-    NAMEID_TRANSIENT,
-    NAMEID_UNSPECIFIED,
-    STATUS_INVALID_NAMEID_POLICY,
     STATUS_NO_AUTHN_CONTEXT,
     STATUS_NO_PASSIVE,
     STATUS_REQUESTER,
     STATUS_RESPONDER,
     InitiatedBy,
-    SignatureAlgorithm,
-    SignMode,
 )
-from ..saml.encryption import EncryptionError, encrypt_assertion_xml
+from ..saml.encryption import EncryptionError
 from ..saml.requests import AuthnRequest, RequestParseError, parse_authn_request, peek_issuer
-from ..saml.responses import AssertionSpec, SigningChoice, build_error_response, build_response, map_attributes
+from ..saml.responses import AssertionSpec, build_error_response, build_response, map_attributes
 from ..saml.sp_metadata import Endpoint
 from ..services.apps import AppConfig, app_config_by_entity_id, app_config_by_id, app_config_by_slug
 from ..services.users import user_fields
@@ -84,6 +69,8 @@ from .authorize import (
 )
 from .inbound import InboundMessage, InboundRules, check_inbound
 from .outcomes import Denied, Issued, NeedsLogin, NeedsReauthentication, NeedsSecondFactor
+from .saml_keys import encryptor_for, signing_for
+from .saml_subject import name_id_for, session_index_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,111 +252,6 @@ pending_store.register_kind(KIND, _authz_from_parked)
 
 # ---------------------------------------------------------------- issuing
 
-def _name_id(app: AppConfig, user: User | UserView, requested_format: str | None) -> tuple[str, str]:
-    """(format URI, value): the request's NameIDPolicy wins when it names a format we can produce."""
-    fmt = app.nameid_format_uri
-    if requested_format and requested_format != NAMEID_UNSPECIFIED and requested_format != fmt:
-        if requested_format not in NAMEID_FORMATS.values():
-            raise AccessDenied(f"NameID format {requested_format[:100]} is not supported",
-                               reason=Reason.UNSUPPORTED_NAMEID_FORMAT, saml_status=STATUS_REQUESTER,
-                               saml_sub_status=STATUS_INVALID_NAMEID_POLICY)
-        fmt = requested_format
-    if fmt == NAMEID_EMAIL:
-        return fmt, user.email
-    if fmt == NAMEID_PERSISTENT:
-        return fmt, persistent_id(user, app.entity_id)
-    if fmt == NAMEID_TRANSIENT:
-        return fmt, "_" + secrets.token_hex(16)
-    value = str(user_fields(user)[app.settings.nameid_field])
-    return fmt, value
-
-
-def persistent_id(user: User | UserView, entity_id: str) -> str:
-    """Pairwise, opaque, stable: stored on first use so it survives restarts and secret changes."""
-    row = db.session.scalar(select(PersistentId).where(PersistentId.user_id == user.id,
-                                                       PersistentId.app_entity_id == entity_id))
-    if row is not None:
-        return row.value
-    seed = hmac.new(secrets.token_bytes(32), f"{user.id}|{entity_id}".encode(), hashlib.sha256).digest()
-    value = base64.b32encode(seed[:20]).decode("ascii").lower()
-    db.session.add(PersistentId(user_id=user.id, app_entity_id=entity_id, value=value))
-    db.session.flush()
-    return value
-
-
-_PARTICIPANT = Prepared(select(SessionParticipant.id, SessionParticipant.session_index, SessionParticipant.name_id)
-                        .where(SessionParticipant.session_id == bindparam("sid"),
-                               SessionParticipant.app_id == bindparam("aid")))
-_PARTICIPANT_INSERT = Prepared(insert(SessionParticipant).values(
-    session_id=bindparam("sid"), app_id=bindparam("aid"), name_id=bindparam("nid"), name_id_format=bindparam("fmt"),
-    session_index=bindparam("idx"), created_at=bindparam("now")))
-_PARTICIPANT_UPDATE = Prepared(update(SessionParticipant).where(SessionParticipant.id == bindparam("pid"))
-                               .values(name_id=bindparam("nid"), name_id_format=bindparam("fmt")))
-
-
-def _participant(session: SessionView, app: AppConfig, name_id: str, fmt: str) -> str:
-    """Record that `app` got an assertion in this session (for single logout); returns its SessionIndex.
-
-    Prepared statements, not the ORM: this runs on every SSO. A second SSO into the same app keeps
-    the SessionIndex and takes the latest NameID (transient IDs change every time).
-    """
-    row = _PARTICIPANT.first({"sid": session.id, "aid": app.id})
-    if row is None:
-        index = "_" + secrets.token_hex(16)
-        _PARTICIPANT_INSERT.run({"sid": session.id, "aid": app.id, "nid": name_id, "fmt": fmt, "idx": index,
-                                 "now": utcnow()})
-        return index
-    participant_id, index, current_name_id = row
-    if current_name_id != name_id:
-        _PARTICIPANT_UPDATE.run({"pid": participant_id, "nid": name_id, "fmt": fmt})
-    return str(index)
-
-
-_FAMILY_SWAP: dict[str, str] = {
-    SignatureAlgorithm.RSA_SHA256: SignatureAlgorithm.ECDSA_SHA256,
-    SignatureAlgorithm.RSA_SHA384: SignatureAlgorithm.ECDSA_SHA384,
-    SignatureAlgorithm.RSA_SHA512: SignatureAlgorithm.ECDSA_SHA512,
-    SignatureAlgorithm.RSA_SHA1: SignatureAlgorithm.ECDSA_SHA256,
-}
-_FAMILY_SWAP_BACK = {v: k for k, v in _FAMILY_SWAP.items() if k != SignatureAlgorithm.RSA_SHA1}
-
-
-def signing_key_for(app: AppConfig, keys: KeySet) -> LoadedKey:
-    """The app's pinned key (any published one) or the active key; never silently another one."""
-    kid = app.settings.signing_key
-    if not kid:
-        return keys.active
-    key = keys.get(kid)
-    if key is None:
-        raise SigningKeyUnavailable(f"the app is pinned to signing key {kid}, which is no longer available")
-    return key
-
-
-def algorithm_for(app: AppConfig, key: LoadedKey) -> str:
-    """The app's algorithm, in the family of the key (an EC key cannot make an RSA signature)."""
-    alg = app.settings.signature_algorithm
-    if key.key_type == KeyFamily.EC:
-        return _FAMILY_SWAP.get(alg, alg)
-    return _FAMILY_SWAP_BACK.get(alg, alg)
-
-
-def signing_for(app: AppConfig, keys: KeySet) -> SigningChoice:
-    mode = SignMode(app.settings.sign)
-    key = signing_key_for(app, keys)
-    return SigningChoice(key=key.private_key, cert_b64=key.cert_b64, algorithm=algorithm_for(app, key),
-                         sign_response=mode.signs_response, sign_assertion=mode.signs_assertion)
-
-
-def encryptor_for(app: AppConfig) -> Callable[[bytes], Any] | None:
-    if not app.settings.encrypt_assertion:
-        return None
-    certs = app.sp.encryption_certs
-    if not certs:
-        raise AppMisconfigured("assertion encryption is on but the app's metadata has no encryption certificate")
-    algorithm = app.settings.encryption_algorithm
-    return lambda assertion_xml: encrypt_assertion_xml(assertion_xml, certs[0], algorithm)
-
-
 def _denied(decision: Decision) -> SamlFlowError:
     if decision.reason is Reason.NO_AUTHN_CONTEXT:
         return AccessDenied(decision.explanation, reason=decision.reason, saml_status=STATUS_REQUESTER,
@@ -435,10 +317,10 @@ def _issue(pending: PendingSso, app: AppConfig, session: SessionView, decision: 
     user = session.user
     authn_context = decision.authn_context or AC_PASSWORD_PROTECTED
     try:
-        fmt, name_id = _name_id(app, user, (pending.request or {}).get("nameid_format"))
+        fmt, name_id = name_id_for(app, user, (pending.request or {}).get("nameid_format"))
     except SamlFlowError as exc:
         raise _fail(exc, ctx, _reply_to(app, pending)) from None
-    session_index = _participant(session, app, name_id, fmt)
+    session_index = session_index_for(session, app, name_id, fmt)
     fields = user_fields(user)
     session_end = session.created_at + timedelta(seconds=settings.session_lifetime_s)
     if app.settings.session_timeout:

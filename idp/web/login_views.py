@@ -11,6 +11,7 @@ from idp.auth.sessions import load_session, start_session
 from idp.flows.signin import BadCredentials, Throttled, check_password
 from idp.models import IdpSession, User, utcnow
 from idp.web.context import current_client, passwords, settings
+from idp.web.params import flag
 from idp.web.principal import Principal
 
 bp = Blueprint("auth", __name__)
@@ -42,7 +43,7 @@ def load_principal(session_id: str) -> Principal | None:
 def login() -> Response | str:
     next_url = safe_next(request.values.get("next"))
     token = parked_token()
-    force = request.values.get("force") == "1"
+    force = flag(request.values.get("force")) is True
     if request.method == "GET":
         if current_user.is_authenticated and not force:
             return redirect(next_url)  # type: ignore[return-value]

@@ -11,11 +11,12 @@ from lxml import etree
 
 from .. import metrics
 from ..auth.sessions import SessionView
-from ..certs.keystore import KeySet, KeyStoreError
+from ..certs.keystore import KeyFamily, KeySet, KeyStoreError
 from ..errors import EventContext, MalformedRequest, SamlFlowError, ServiceUnavailable
 from ..events import record_event
 from ..extensions import csrf
 from ..flows.outcomes import Denied, Issued, NeedsReauthentication, NeedsSecondFactor
+from ..flows.saml_keys import signing_key_for
 from ..flows.sso import (
     PendingSso,
     SsoOutcome,
@@ -24,16 +25,16 @@ from ..flows.sso import (
     park,
     proceed,
     receive_authn_request,
-    signing_key_for,
     start_idp_initiated,
     unpark,
 )
 from ..saml.bindings import BindingError, decode_post, decode_redirect
-from ..saml.constants import SIG_ECDSA_SHA256, SIG_RSA_SHA256
+from ..saml.constants import SIG_ECDSA_SHA256, SIG_RSA_SHA256, BindingName
 from ..saml.idp_metadata import IdpMetadataSpec, build_idp_metadata
 from ..saml.signing import sign_element
 from ..services.apps import app_config_by_slug
 from .context import current_client, keystore, settings
+from .params import flag
 from .responses import error_page, post_form
 from .uow import commit
 
@@ -83,9 +84,10 @@ def metadata() -> Response:
         valid_for=timedelta(days=s.metadata_valid_days),
     )
     root = build_idp_metadata(spec)
-    if request.args.get("signed") in ("1", "true") or (s.metadata_signed and request.args.get("signed") != "0"):
+    wanted = flag(request.args.get("signed"))
+    if wanted is True or (s.metadata_signed and wanted is not False):
         sign_element(root, keys.active.private_key,
-                     SIG_ECDSA_SHA256 if keys.active.key_type == "ec" else SIG_RSA_SHA256, keys.active.cert_b64)
+                     SIG_ECDSA_SHA256 if keys.active.key_type == KeyFamily.EC else SIG_RSA_SHA256, keys.active.cert_b64)
     xml = etree.tostring(root, xml_declaration=True, encoding="utf-8")
     resp = Response(xml, mimetype="application/samlmetadata+xml")
     resp.headers["Cache-Control"] = "public, max-age=3600"
@@ -165,7 +167,7 @@ def sso() -> Response:
             raw_query = None
     except BindingError as exc:
         err = MalformedRequest(f"the SAML request could not be decoded: {exc}")
-        err.context = EventContext(initiated_by="sp", binding="redirect" if request.method == "GET" else "post")
+        err.context = EventContext(initiated_by="sp", binding=_binding_name())
         return render_denied(err)
     received = receive_authn_request(msg, raw_query, s)
     if isinstance(received, Denied):
@@ -202,6 +204,10 @@ def idp_initiated(slug: str) -> Response:
     if isinstance(started, Denied):
         return render_denied(started.error)
     return _proceed(started[1])
+
+
+def _binding_name() -> str:
+    return BindingName.REDIRECT if request.method == "GET" else BindingName.POST
 
 
 def render_denied(exc: SamlFlowError) -> Response:

@@ -19,6 +19,7 @@ from ..flows.slo import (
 )
 from ..reasons import Reason
 from ..saml.bindings import BindingError, DecodedMessage, decode_post, decode_redirect
+from ..saml.constants import BindingName
 from .context import current_client, keystore, settings
 from .responses import post_binding_page
 
@@ -63,7 +64,8 @@ def slo() -> Response:
             msg = decode_post(request.form.get(param), request.form.get("RelayState"), s.max_inflated_bytes)
     except BindingError as exc:
         err = MalformedRequest(f"the logout message could not be decoded: {exc}")
-        err.context = EventContext(event_type="logout", binding="redirect" if request.method == "GET" else "post")
+        binding = BindingName.REDIRECT if request.method == "GET" else BindingName.POST
+        err.context = EventContext(event_type="logout", binding=binding)
         raise err from None
     raw_query = request.query_string if request.method == "GET" else None
     if param == "SAMLResponse":

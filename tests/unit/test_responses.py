@@ -108,7 +108,7 @@ def next_key() -> IdpKey:
 
 
 def signing_choice(key: IdpKey, *args: Any, **kw: Any) -> SigningChoice:
-    """What idp.flows.sso.signing_for hands the builder: the private key and the certificate text."""
+    """What idp.flows.saml_keys.signing_for hands the builder: the private key and the certificate text."""
     return SigningChoice(key.private_key, *args, cert_b64=key.cert_b64, **kw)
 
 

@@ -13,6 +13,7 @@ from wtforms.validators import StopValidation, ValidationError
 from idp.extensions import db
 from idp.services import ServiceError
 from idp.services.accounts import FormErrors
+from idp.web.params import TRUE_VALUES
 
 FORM = "_form"          # key of the form-level message (not tied to one field), as the templates expect it
 MAX_TEXT = 4096
@@ -75,7 +76,7 @@ class FlagField(Field):
     """A checkbox or a hidden on/off value: true when the posted value is one of `true_values`."""
 
     def __init__(self, label: str | None = None, validators: Sequence[Validator] | None = None, *,
-                 true_values: Collection[str] = ("1", "on", "true", "yes"), **kwargs: Any) -> None:
+                 true_values: Collection[str] = TRUE_VALUES, **kwargs: Any) -> None:
         super().__init__(label, validators, default=False, **kwargs)
         self.true_values = true_values
 
