@@ -36,6 +36,9 @@ class Reason(StrEnum):
     IP_NOT_ALLOWED = "ip_not_allowed"
     MFA_REQUIRED = "mfa_required"
     MFA_FAILED = "mfa_failed"
+    # sign-in (event_type "signin")
+    BAD_CREDENTIALS = "bad_credentials"
+    THROTTLED = "throttled"
     SESSION_EXPIRED = "session_expired"
     POLICY_ERROR = "policy_error"
     # logout
@@ -50,7 +53,7 @@ class Reason(StrEnum):
 DENIAL_REASONS = frozenset({
     Reason.USER_NOT_PERMITTED, Reason.IP_NOT_ALLOWED, Reason.MFA_REQUIRED, Reason.MFA_FAILED,
     Reason.APP_DISABLED, Reason.USER_DISABLED, Reason.NO_PASSIVE, Reason.NO_AUTHN_CONTEXT,
-    Reason.SESSION_EXPIRED,
+    Reason.SESSION_EXPIRED, Reason.BAD_CREDENTIALS, Reason.THROTTLED,
 })
 
 
