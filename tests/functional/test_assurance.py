@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pyotp
 
 from idp.extensions import db
-from idp.models import IdpSession, utcnow
+from idp.models import IdpSession, SessionParticipant, utcnow
 from idp.services import users as users_svc
 
 from ..webclient import Browser, saml_form
@@ -70,6 +70,9 @@ def test_force_authn_to_plain_app_asserts_password_only(make_sp, browser, alice)
     db.session.expire_all()
     live = db.session.query(IdpSession).filter(IdpSession.ended_at.is_(None)).one()
     assert live.mfa_at is None
+    # single logout still reaches both apps: their participation moved to the new session
+    parts = db.session.query(SessionParticipant).all()
+    assert len(parts) == 2 and {p.session_id for p in parts} == {live.id}
     # and the MFA app asks for the second factor again on the re-authenticated session
     req = secure.authn_request("redirect")
     resp = browser.send(req)
