@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .private_files import write_private_once
+
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 # A source checkout (make run, editable install) keeps instance/ and certs/ beside the code; an installed
 # wheel lives in site-packages, so its defaults are relative to the working directory instead.
@@ -90,6 +92,8 @@ class Settings:
     argon2_time_cost: int = DEFAULT_ARGON2[0]
     argon2_memory_kib: int = DEFAULT_ARGON2[1]
     argon2_parallelism: int = DEFAULT_ARGON2[2]
+    # IDP_DATA_KEY: the key(s) sealing TOTP secrets in the database (else instance/data_key); see auth.datakeys
+    data_key: str | None = field(default=None, repr=False)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -114,21 +118,7 @@ def _secret_key(env: dict[str, str], instance_dir: Path) -> str:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
-    instance_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    try:
-        os.link(tmp, path)  # first writer wins when two processes start together
-    except FileExistsError:
-        os.unlink(tmp)
-        return path.read_text().strip()
-    os.unlink(tmp)
-    return value
+    return write_private_once(path, secrets.token_urlsafe(48) + "\n").strip()
 
 
 def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -164,6 +154,7 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         argon2_time_cost=_int(env, "IDP_ARGON2_TIME_COST", DEFAULT_ARGON2[0], 1),
         argon2_memory_kib=_int(env, "IDP_ARGON2_MEMORY_KIB", DEFAULT_ARGON2[1], 8),
         argon2_parallelism=_int(env, "IDP_ARGON2_PARALLELISM", DEFAULT_ARGON2[2], 1),
+        data_key=env.get("IDP_DATA_KEY") or None,
     )
     values.update(overrides)
     if not values["secret_key"]:
