@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from collections.abc import Mapping
@@ -121,6 +122,20 @@ def _secret_key(env: dict[str, str], instance_dir: Path) -> str:
     return write_private_once(path, secrets.token_urlsafe(48) + "\n").strip()
 
 
+def _check_data_key(value: object) -> None:
+    """IDP_DATA_KEY: base64 of 32 bytes, several separated by commas (the keys themselves: auth.datakeys)."""
+    if not isinstance(value, str):
+        return
+    for item in value.replace(",", " ").split():
+        try:
+            raw = base64.urlsafe_b64decode(item.replace("+", "-").replace("/", "_") + "=" * (-len(item) % 4))
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise ConfigError("IDP_DATA_KEY must be base64 of 32 random bytes (e.g. `openssl rand -base64 32`), "
+                              "several separated by commas")
+
+
 def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Settings:
     env = dict(os.environ if env is None else env)
     base_url = env.get("IDP_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
@@ -156,6 +171,7 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         argon2_parallelism=_int(env, "IDP_ARGON2_PARALLELISM", DEFAULT_ARGON2[2], 1),
         data_key=env.get("IDP_DATA_KEY") or None,
     )
+    _check_data_key(values["data_key"])
     values.update(overrides)
     if not values["secret_key"]:
         values["secret_key"] = _secret_key(env, Path(str(values["instance_dir"])))

@@ -134,7 +134,10 @@ class DataKeys:
 
     def needs_reseal(self, stored: str) -> bool:
         """Stored in plain text, or sealed under a key that is no longer the current one."""
-        return not is_sealed(stored) or stored.split(":", 2)[1] != self.current_kid()
+        if not is_sealed(stored):
+            return True
+        # reading a sealed value never creates a key file (that would hide a lost one behind a new key)
+        return stored.split(":", 2)[1] != self._load(create=False)[0].kid
 
     @staticmethod
     def _aad(kid: str, purpose: str) -> bytes:

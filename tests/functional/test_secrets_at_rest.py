@@ -233,3 +233,49 @@ def test_a_wrong_or_missing_data_key_fails_clearly_at_login(app: Flask, settings
 def test_a_malformed_data_key_setting_stops_the_start(settings: Settings) -> None:
     with pytest.raises(DataKeyError, match="IDP_DATA_KEY"):
         create_app(dataclasses.replace(settings, data_key="not a key"), TESTING=True)
+
+
+def test_a_malformed_data_key_environment_variable_is_a_config_error(tmp_path: Path) -> None:
+    from idp.config import ConfigError, load_settings
+    base = {"IDP_INSTANCE_DIR": str(tmp_path / "instance"), "IDP_SECRET_KEY": "k"}
+    for bad in ("short", new_key_text()[:-4], "!" * 43, new_key_text() + ",nope"):
+        with pytest.raises(ConfigError, match="IDP_DATA_KEY"):
+            load_settings({**base, "IDP_DATA_KEY": bad})
+    good = f"{new_key_text()}, {new_key_text()}"
+    assert load_settings({**base, "IDP_DATA_KEY": good}).data_key == good
+    assert good not in repr(load_settings({**base, "IDP_DATA_KEY": good}))
+
+
+def test_rotation_the_first_key_seals_older_keys_open_and_values_are_resealed(app: Flask, settings: Settings,  # type: ignore[no-untyped-def]
+                                                                              alice) -> None:
+    old_key, new_key = new_key_text(), new_key_text()
+    db.session.commit()
+    with create_app(dataclasses.replace(settings, data_key=old_key), TESTING=True).app_context():
+        secret = totp.start_enrolment(users_svc.get_user("alice"))
+        db.session.commit()
+        sealed_old = raw_secret("alice")
+        db.session.remove()
+    with create_app(dataclasses.replace(settings, data_key=f"{new_key},{old_key}"), TESTING=True).app_context():
+        assert totp.secret_of(users_svc.get_user("alice")) == secret
+        db.session.commit()
+        sealed_new = raw_secret("alice")
+        db.session.remove()
+    assert sealed_old and sealed_new and sealed_old.split(":")[1] != sealed_new.split(":")[1]
+    with create_app(dataclasses.replace(settings, data_key=new_key), TESTING=True).app_context():
+        assert totp.secret_of(users_svc.get_user("alice")) == secret
+        db.session.remove()
+
+
+def test_sealed_values_are_bound_to_their_key_and_purpose(tmp_path: Path) -> None:
+    from idp.auth.datakeys import DataKeys
+    keys = DataKeys(new_key_text(), tmp_path)
+    sealed = keys.seal("JBSWY3DPEHPK3PXP", "users.totp_secret")
+    assert keys.open(sealed, "users.totp_secret") == "JBSWY3DPEHPK3PXP"
+    assert keys.seal("JBSWY3DPEHPK3PXP", "users.totp_secret") != sealed  # a fresh nonce every time
+    with pytest.raises(DataKeyError):
+        keys.open(sealed, "another.column")
+    flipped = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+    with pytest.raises(DataKeyError):
+        keys.open(flipped, "users.totp_secret")
+    assert keys.open("JBSWY3DPEHPK3PXP", "users.totp_secret") == "JBSWY3DPEHPK3PXP"  # stored before sealing
+    assert not (tmp_path / "data_key").exists()  # IDP_DATA_KEY set: no key file written
