@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, request
 from flask_wtf.csrf import CSRFError
 
+from .auth.datakeys import DataKeyError, DataKeys
 from .auth.passwords import Passwords
 from .certs.keystore import KeyStore
 from .config import Settings, load_settings
 from .errors import SamlFlowError
 from .extensions import MIGRATIONS_DIR, csrf, db, login_manager, migrate
+from .private_files import create_private_file, secure_instance_dir
 
 
 def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flask:
@@ -41,9 +44,12 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     app.extensions["idp.state"] = _shared_state(settings)
     app.extensions["idp.passwords"] = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib,
                                                 settings.argon2_parallelism)
+    app.extensions["idp.datakeys"] = DataKeys(settings.data_key, settings.instance_dir)
     if settings.database_url.startswith("sqlite"):
-        settings.instance_dir.mkdir(parents=True, exist_ok=True)
+        _private_sqlite_file(settings)
         _sqlite_pragmas()
+    elif settings.instance_dir.exists():
+        secure_instance_dir(settings.instance_dir)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
@@ -110,6 +116,19 @@ def check_keys_at_start(store: KeyStore) -> None:
         logging.getLogger("idp").error("SSO is stopped until the key store is fixed: %s", exc)
 
 
+def _private_sqlite_file(settings: Settings) -> None:
+    """The instance folder 0700 and the database file created 0600 before SQLite opens it (SQLite gives the
+    -wal and -shm files the database file's mode). Existing files open to others are tightened, and logged."""
+    from sqlalchemy.engine import make_url
+
+    secure_instance_dir(settings.instance_dir)
+    database = make_url(settings.database_url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        path = Path(database)
+        if path.parent.is_dir():
+            create_private_file(path)
+
+
 def _sqlite_pragmas() -> None:
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
@@ -172,6 +191,20 @@ def _register_http_errors(app: Flask) -> None:
         resp.headers["Retry-After"] = "5"
         return resp
 
+    def data_key_missing(exc: DataKeyError) -> Response:
+        """TOTP secrets cannot be opened: an operator problem (key file or IDP_DATA_KEY), not the user's."""
+        logging.getLogger("idp").error("data key problem on %s %s: %s", request.method, request.path, exc)
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001, S110 - keep the plain page whatever the session's state
+            pass
+        resp = plain_error_page(503, "Temporarily unavailable",
+                                "Sign-in with a second factor is temporarily unavailable. Please try again later "
+                                "or contact your administrator.")
+        resp.headers["Retry-After"] = "60"
+        return resp
+
+    app.register_error_handler(DataKeyError, data_key_missing)
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from sqlalchemy.exc import DBAPIError

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from .private_files import write_private_once
 
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 # A source checkout (make run, editable install) keeps instance/ and certs/ beside the code; an installed
@@ -90,6 +93,8 @@ class Settings:
     argon2_time_cost: int = DEFAULT_ARGON2[0]
     argon2_memory_kib: int = DEFAULT_ARGON2[1]
     argon2_parallelism: int = DEFAULT_ARGON2[2]
+    # IDP_DATA_KEY: the key(s) sealing TOTP secrets in the database (else instance/data_key); see auth.datakeys
+    data_key: str | None = field(default=None, repr=False)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -114,21 +119,21 @@ def _secret_key(env: dict[str, str], instance_dir: Path) -> str:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
-    instance_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    try:
-        os.link(tmp, path)  # first writer wins when two processes start together
-    except FileExistsError:
-        os.unlink(tmp)
-        return path.read_text().strip()
-    os.unlink(tmp)
-    return value
+    return write_private_once(path, secrets.token_urlsafe(48) + "\n").strip()
+
+
+def _check_data_key(value: object) -> None:
+    """IDP_DATA_KEY: base64 of 32 bytes, several separated by commas (the keys themselves: auth.datakeys)."""
+    if not isinstance(value, str):
+        return
+    for item in value.replace(",", " ").split():
+        try:
+            raw = base64.urlsafe_b64decode(item.replace("+", "-").replace("/", "_") + "=" * (-len(item) % 4))
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise ConfigError("IDP_DATA_KEY must be base64 of 32 random bytes (e.g. `openssl rand -base64 32`), "
+                              "several separated by commas")
 
 
 def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -164,7 +169,9 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         argon2_time_cost=_int(env, "IDP_ARGON2_TIME_COST", DEFAULT_ARGON2[0], 1),
         argon2_memory_kib=_int(env, "IDP_ARGON2_MEMORY_KIB", DEFAULT_ARGON2[1], 8),
         argon2_parallelism=_int(env, "IDP_ARGON2_PARALLELISM", DEFAULT_ARGON2[2], 1),
+        data_key=env.get("IDP_DATA_KEY") or None,
     )
+    _check_data_key(values["data_key"])
     values.update(overrides)
     if not values["secret_key"]:
         values["secret_key"] = _secret_key(env, Path(str(values["instance_dir"])))

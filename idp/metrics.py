@@ -27,6 +27,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .private_files import ensure_private_dir
+
 _lock = threading.Lock()
 _attempts: Counter[tuple[str, str, str, str]] = Counter()
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -105,7 +107,8 @@ def _spool() -> Path | None:
     _owner, _file = pid, None
     folder = _base / f"{socket.gethostname()}-{os.getppid()}"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(_base)  # counters are not secret, but the instance folder holds only private files
+        ensure_private_dir(folder)
         _remove_stale_servers(_base, folder)
     except OSError as exc:
         log.error("metrics: cannot use %s (%s); /metrics covers this worker only", folder, exc.strerror)
@@ -146,7 +149,9 @@ def _remove_stale_servers(base: Path, keep: Path) -> None:
 
 def _write(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(data))
     os.replace(tmp, path)
 
 
@@ -218,7 +223,7 @@ def collect() -> dict[str, Any]:
         return _snapshot()
     flush()
     try:
-        with (folder / ".lock").open("a") as lock:
+        with os.fdopen(os.open(folder / ".lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             retired_path = folder / RETIRED
             retired = _read(retired_path) or merge([])

@@ -65,7 +65,8 @@ class User(db.Model):  # type: ignore[name-defined]
     password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # sealed (auth.datakeys: v1:<kid>:<AES-GCM>); never the base32 secret itself
+    totp_secret: Mapped[str | None] = mapped_column(String(255), nullable=True)
     totp_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
     totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)  # replay guard (RFC 6238 §5.2)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

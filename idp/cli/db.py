@@ -46,6 +46,20 @@ def db_upgrade() -> None:
              "`FLASK_APP=idp.wsgi flask db stamp -d idp/migrations <revision>`")
     flask_migrate.upgrade(directory=MIGRATIONS_DIR)
     click.echo("database schema is at the latest revision")
+    _seal_totp_secrets()
+
+
+def _seal_totp_secrets() -> None:
+    """TOTP secrets stored before encryption (or under an older data key) are sealed under the current key."""
+    from idp.auth import totp
+
+    done, failed = totp.reseal_stored_secrets()
+    if done:
+        click.echo(f"sealed {done} TOTP secret(s) under data key {totp.data_keys().current_kid()}")
+    if failed:
+        click.echo(f"warning: {failed} TOTP secret(s) were sealed with a data key that is not configured "
+                   f"({totp.data_keys().source}); those users cannot use their authenticator until the key is "
+                   "restored or their factor is reset", err=True)
 
 
 @db_group.command("init", help="Create the schema at the latest revision (or upgrade it) and the first admin.")
@@ -61,6 +75,7 @@ def db_init() -> None:
         flask_migrate.stamp(directory=MIGRATIONS_DIR, revision="head")
     elif state == "versioned":
         flask_migrate.upgrade(directory=MIGRATIONS_DIR)
+        _seal_totp_secrets()
     elif _matches_models():
         # created by create_all (an early release or a test); it is exactly the latest schema
         flask_migrate.stamp(directory=MIGRATIONS_DIR, revision="head")

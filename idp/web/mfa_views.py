@@ -89,7 +89,8 @@ def enroll() -> Response:
             error, status = "That code does not match. Scan the QR code again and enter the current code.", 401
     if not user.totp_secret or request.method == "GET":
         totp.start_enrolment(user)
-    assert user.totp_secret is not None
-    uri = totp.provisioning_uri(user, user.totp_secret)
-    return _render("mfa_enroll.html", status, next=next_url, request_token=token, secret=user.totp_secret,
+    secret = totp.secret_of(user)  # stored sealed
+    assert secret is not None
+    uri = totp.provisioning_uri(user, secret)
+    return _render("mfa_enroll.html", status, next=next_url, request_token=token, secret=secret,
                    qr=totp.qr_svg(uri), uri=uri, error=error)

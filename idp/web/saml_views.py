@@ -28,6 +28,7 @@ from ..flows.sso import (
     start_idp_initiated,
     unpark,
 )
+from ..reasons import Reason
 from ..saml.bindings import BindingError, decode_post, decode_redirect
 from ..saml.constants import SIG_ECDSA_SHA256, SIG_RSA_SHA256, BindingName
 from ..saml.idp_metadata import IdpMetadataSpec, build_idp_metadata
@@ -227,17 +228,60 @@ def render_denied(exc: SamlFlowError) -> Response:
     commit()
     if issued is not None:
         return post_form(issued)
-    title, message = _user_facing(exc)
+    title, message = _user_facing(exc, logout=ctx.event_type == "logout")
     return error_page(exc.http_status, title, message, event.id)
 
 
 handle_flow_error = render_denied  # registered for SamlFlowError raised by the logout views
 
 
-def _user_facing(exc: SamlFlowError) -> tuple[str, str]:
-    if exc.http_status == 403 and exc.reason.value in {"user_not_permitted", "ip_not_allowed", "mfa_required",
-                                                      "user_disabled"}:
-        return "Access denied", "You are not allowed to sign in to this application. Contact your administrator."
+# What the user reads, per reason: fixed text only. The exception's message often quotes the request
+# (an unknown SP's Issuer, a Destination, a binding error), and text an attacker chose must never appear
+# on the IdP's own page with the IdP's authority; it goes to the event detail for admins instead.
+_USER_MESSAGES: dict[Reason, tuple[str, str]] = {
+    Reason.UNKNOWN_SP: ("Sign-in failed",
+                        "This sign-in request came from an application this identity provider does not know."),
+    Reason.UNKNOWN_APP: ("Sign-in failed", "There is no such application on this identity provider."),
+    Reason.APP_DISABLED: ("Sign-in failed", "This application is currently disabled on this identity provider."),
+    Reason.ACS_NOT_REGISTERED: ("Sign-in failed",
+                                "The application asked for the answer at an address it has not registered."),
+    Reason.BAD_SIGNATURE: ("Sign-in failed", "The sign-in request's signature could not be verified."),
+    Reason.REQUEST_EXPIRED: ("Sign-in failed",
+                             "The sign-in request is too old or from the future. Start again from the application."),
+    Reason.REPLAYED_REQUEST: ("Sign-in failed",
+                              "This sign-in request was already used. Start again from the application."),
+    Reason.WRONG_DESTINATION: ("Sign-in failed", "The sign-in request was addressed to another server."),
+    Reason.MALFORMED_REQUEST: ("Sign-in failed", "The sign-in request could not be read."),
+    Reason.UNSUPPORTED_BINDING: ("Sign-in failed", "The sign-in request used a way of sending it that is not "
+                                                   "supported here."),
+    Reason.UNSUPPORTED_NAMEID_FORMAT: ("Sign-in failed",
+                                       "The application asked for a user identifier this application is not "
+                                       "set up to release."),
+    Reason.NO_PASSIVE: ("Sign-in failed", "The application asked for a sign-in without a prompt, which is not "
+                                          "possible now."),
+    Reason.NO_AUTHN_CONTEXT: ("Sign-in failed", "The application asked for a kind of sign-in this identity "
+                                                "provider cannot provide."),
+    Reason.MISSING_ATTRIBUTE: ("Sign-in failed", "Your account lacks information this application needs. "
+                                                 "Contact your administrator."),
+    Reason.NO_ENCRYPTION_CERT: ("Sign-in failed", "This application is not set up correctly. "
+                                                  "Contact your administrator."),
+    Reason.SESSION_EXPIRED: ("Sign-in failed", "Your session has expired. Sign in again."),
+    Reason.UNKNOWN_SESSION: ("Sign-out", "There was no session to end."),
+}
+_GENERIC = ("Sign-in failed", "The request could not be completed. Contact your administrator with the event id.")
+_DENIED = ("Access denied", "You are not allowed to sign in to this application. Contact your administrator.")
+_UNAVAILABLE = ("Temporarily unavailable", "Sign-in is temporarily unavailable. Please try again in a minute.")
+
+
+def _user_facing(exc: SamlFlowError, *, logout: bool = False) -> tuple[str, str]:
+    """A fixed title and message for the reason; never the exception's message (see _USER_MESSAGES)."""
+    if exc.http_status == 403 and exc.reason in {Reason.USER_NOT_PERMITTED, Reason.IP_NOT_ALLOWED,
+                                                 Reason.MFA_REQUIRED, Reason.USER_DISABLED}:
+        return _DENIED
     if exc.http_status == 503:
-        return "Temporarily unavailable", "Sign-in is temporarily unavailable. Please try again in a minute."
-    return "Sign-in failed", exc.message
+        return _UNAVAILABLE
+    title, message = _USER_MESSAGES.get(exc.reason, _GENERIC)
+    if logout:  # the same fixed texts, worded for a logout message
+        title = title.replace("Sign-in", "Sign-out")
+        message = message.replace("sign-in request", "sign-out request").replace("Sign-in", "Sign-out")
+    return title, message

@@ -21,6 +21,7 @@ from lxml import etree
 from sqlalchemy import update
 
 from idp import create_app
+from idp.auth import totp
 from idp.auth.totp import matching_step
 from idp.extensions import db
 from idp.models import AdminAudit, ConnectedApp, Group, IdpSession, OrgSetting, ThrottleCounter, User, utcnow
@@ -226,7 +227,7 @@ def test_open_redirects_through_mfa_pages(client, alice):  # type: ignore[no-unt
             assert page.status_code == 200
             db.session.refresh(bob)
             token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)  # type: ignore[union-attr]
-            resp = other.post("/mfa/enroll", data={"csrf_token": token, "code": pyotp.TOTP(bob.totp_secret).now(),
+            resp = other.post("/mfa/enroll", data={"csrf_token": token, "code": pyotp.TOTP(totp.secret_of(bob)).now(),
                                                    "next": target})
             assert resp.status_code == 303, resp.get_data(as_text=True)[:300]
             assert_same_origin(resp.headers["Location"])
