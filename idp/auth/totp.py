@@ -12,6 +12,7 @@ import qrcode.image.svg
 from .. import audit
 from ..models import User
 from ..state import shared
+from . import totp_guard
 
 STEP = 30
 ISSUER = "Identity Provider"
@@ -89,6 +90,7 @@ def reset(user: User) -> None:
     user.totp_secret = None
     user.totp_confirmed = False
     user.totp_last_step = None
+    totp_guard.clear(user)  # a new factor starts with no wrong codes and no suspension
     shared().reset_totp(user.id)
 
 
