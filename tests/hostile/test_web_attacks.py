@@ -23,7 +23,7 @@ from sqlalchemy import update
 from idp import create_app
 from idp.auth.totp import matching_step
 from idp.extensions import db
-from idp.models import AdminAudit, ConnectedApp, Group, IdpSession, OrgSetting, ThrottleCounter, User, utcnow
+from idp.models import AdminAudit, ConnectedApp, Group, IdpSession, OrgSetting, User
 from idp.services import users as users_svc
 
 from ..conftest import IsolatedClient, make_settings, reset_backends
@@ -278,18 +278,6 @@ def test_second_factor_renews_the_session(app, client, alice):  # type: ignore[n
 
 
 # ---------------------------------------------------------------- password guessing
-
-
-def _expire_locks() -> None:
-    """Move every lock-out into the past (time travel for the database backend)."""
-    db.session.execute(update(ThrottleCounter).values(locked_until=utcnow()))
-    db.session.commit()
-
-
-@pytest.fixture
-def db_state(app):  # type: ignore[no-untyped-def]
-    if app.extensions["idp.state"].name != "database":
-        pytest.skip("time travel needs the database state backend")
 
 
 # Growing lock-outs per (account, address), and that guesses from elsewhere cannot lock the user out:
