@@ -37,6 +37,9 @@ class Reason(StrEnum):
     MFA_REQUIRED = "mfa_required"
     MFA_FAILED = "mfa_failed"
     MFA_SUSPENDED = "mfa_suspended"
+    # sign-in (event_type "signin")
+    BAD_CREDENTIALS = "bad_credentials"
+    THROTTLED = "throttled"
     SESSION_EXPIRED = "session_expired"
     POLICY_ERROR = "policy_error"
     # logout
@@ -52,7 +55,7 @@ DENIAL_REASONS = frozenset({
     Reason.USER_NOT_PERMITTED, Reason.IP_NOT_ALLOWED, Reason.MFA_REQUIRED, Reason.MFA_FAILED,
     Reason.MFA_SUSPENDED,
     Reason.APP_DISABLED, Reason.USER_DISABLED, Reason.NO_PASSIVE, Reason.NO_AUTHN_CONTEXT,
-    Reason.SESSION_EXPIRED,
+    Reason.SESSION_EXPIRED, Reason.BAD_CREDENTIALS, Reason.THROTTLED,
 })
 
 

@@ -102,7 +102,9 @@ def start_session(user: User, client_ip: str | None, *, replaces: IdpSession | N
     """A fresh session id at every login (defeats session fixation).
 
     When the same user re-authenticates (ForceAuthn, step-up), the apps they are signed into
-    move to the new session so single logout still reaches them.
+    move to the new session so single logout still reaches them. The new session holds only what
+    was proved now: `mfa` when a second factor passed in this sign-in; an earlier second factor is
+    never carried over (a password re-entered for ForceAuthn is not fresh multi-factor).
     """
     now = utcnow()
     s = IdpSession(id=secrets.token_urlsafe(32), user_id=user.id, created_at=now, authn_at=now,
@@ -114,8 +116,6 @@ def start_session(user: User, client_ip: str | None, *, replaces: IdpSession | N
             db.session.execute(update(SessionParticipant).where(SessionParticipant.session_id == replaces.id)
                                .values(session_id=s.id))
             s.created_at = replaces.created_at
-            if replaces.mfa_at and not mfa:
-                s.mfa_at = replaces.mfa_at
         replaces.ended_at = now
     db.session.flush()
     return s

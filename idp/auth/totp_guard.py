@@ -42,7 +42,7 @@ def count_wrong_code(user: User, client_ip: str | None, user_agent: str | None) 
                                .values(totp_suspended_at=now).execution_options(synchronize_session=False))
     db.session.refresh(user, ["totp_suspended_at", "totp_failures"])
     if getattr(first, "rowcount", 0):
-        record_event(EventContext(username=user.username,
+        record_event(EventContext(event_type="signin", username=user.username,  # as flows.signin.SIGNIN_EVENT
                                   detail={"message": f"TOTP suspended after {failures} consecutive wrong codes"}),
                      Reason.MFA_SUSPENDED, client_ip=client_ip, user_agent=user_agent)
     return True

@@ -58,18 +58,21 @@ def users_mfa_enroll(username: str) -> None:
     user = users_svc.get_user(username)
     if totp.is_enrolled(user):
         fail(f"{username} already has a second factor; reset it first with `idp users mfa-reset {username}`")
+    from idp.services import accounts
     secret = totp.start_enrolment(user)
     user.totp_confirmed = True  # the admin hands the URI over out of band
+    accounts.end_sessions_for_factor_change(user)
     click.echo(totp.provisioning_uri(user, secret))
 
 
-@users_group.command("mfa-reset", help="Remove a user's second factor (they enrol again when a policy asks).")
+@users_group.command("mfa-reset", help="Remove a user's second factor and end their sessions (they enrol again "
+                                        "when a policy asks).")
 @click.argument("username")
 @unit_of_work
 def users_mfa_reset(username: str) -> None:
-    from idp.auth import totp
-    totp.reset(users_svc.get_user(username))
-    click.echo(f"second factor of {username} removed")
+    from idp.services import accounts
+    ended = accounts.reset_mfa(users_svc.get_user(username))
+    click.echo(f"second factor of {username} removed; {ended} session(s) ended")
 
 
 @users_group.command("mfa-unsuspend",

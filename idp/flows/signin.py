@@ -47,16 +47,46 @@ def needs_second_factor(token: str | None, user: User, client_ip: str | None) ->
 
 
 def record_second_factor_failure(token: str | None, user: User, client: Client, why: str) -> int | None:
-    """An `mfa_failed` event when the failed second factor was for a parked request; returns the event id."""
+    """An `mfa_failed` event (with the parked request's app, if any); returns the event id."""
+    return record_signin_failure(Reason.MFA_FAILED, user.username, token, client, why)
+
+
+# ------------------------------------------------------------------ failed sign-ins in the event log
+
+SIGNIN_EVENT = "signin"   # event_type of a failed sign-in step (password or second factor)
+USERNAME_MAX = 150        # the event column (and the longest username)
+
+
+def signin_event_context(username: str, token: str | None, why: str) -> EventContext:
+    """Who tried (the name as typed, known or not) and, when a request is parked, for which app."""
+    ctx = EventContext(event_type=SIGNIN_EVENT, username=username.strip()[:USERNAME_MAX] or None,
+                       detail={"message": why})
     found = pending_store.authz_request(token)
-    if found is None:
-        return None
-    req = found[1]
-    app = app_config_by_id(req.app_id)
-    ctx = EventContext(app_slug=app.slug if app else None, sp_entity_id=app.entity_id if app else None,
-                       username=user.username, initiated_by=req.initiated_by, binding=req.binding,
-                       request_id=req.request_id, detail={"message": why})
-    return record_event(ctx, Reason.MFA_FAILED, client_ip=client.ip, user_agent=client.user_agent).id
+    if found is not None:
+        req = found[1]
+        app = app_config_by_id(req.app_id)
+        ctx.app_slug, ctx.sp_entity_id = (app.slug, app.entity_id) if app else (None, None)
+        ctx.initiated_by, ctx.binding, ctx.request_id = req.initiated_by, req.binding, req.request_id
+    return ctx
+
+
+def record_signin_failure(reason: Reason, username: str, token: str | None, client: Client, why: str) -> int:
+    """One `signin` event per failed step, with the client's IP and user agent; returns the event id.
+
+    Never the password or the code: only the name as typed, so "who is guessing alice's password"
+    is one filter. The same row is written for known and unknown names (the page does not differ
+    either)."""
+    ctx = signin_event_context(username, token, why)
+    return record_event(ctx, reason, client_ip=client.ip, user_agent=client.user_agent).id
+
+
+def record_password_failure(outcome: Throttled | BadCredentials, username: str, token: str | None,
+                            client: Client) -> int:
+    if isinstance(outcome, Throttled):
+        return record_signin_failure(Reason.THROTTLED, username, token, client,
+                                     f"password not checked: too many failures (retry after {outcome.retry_after_s} s)")
+    return record_signin_failure(Reason.BAD_CREDENTIALS, username, token, client,
+                                 "wrong username or password, or the account is disabled")
 
 
 # ------------------------------------------------------------------ password step
@@ -88,6 +118,15 @@ PasswordOutcome = Throttled | BadCredentials | PasswordAccepted
 
 def check_password(username: str, password: str, token: str | None, client: Client,
                    passwords: Passwords) -> PasswordOutcome:
+    """The password step of a sign-in; a failure (wrong, throttled) is an event in the log."""
+    outcome = verify_password_step(username, password, token, client, passwords)
+    if not isinstance(outcome, PasswordAccepted):
+        record_password_failure(outcome, username, token, client)
+    return outcome
+
+
+def verify_password_step(username: str, password: str, token: str | None, client: Client,
+                         passwords: Passwords) -> PasswordOutcome:
     """The password step of a sign-in: throttle, verify (constant work for unknown users), re-hash."""
     username = username.strip()[:150]
     # (account, address) locks with growing lock-outs; the address (IPv6: its /64) locks across accounts;
@@ -114,7 +153,7 @@ def check_password(username: str, password: str, token: str | None, client: Clie
 
 @dataclass(frozen=True, slots=True)
 class WrongCode:
-    event_id: int | None      # the mfa_failed event, when the code was for a parked request
+    event_id: int | None      # the mfa_failed event (with the parked request's app, if any)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +171,17 @@ CodeOutcome = Throttled | WrongCode | CodeAccepted | FactorSuspended
 
 
 def check_totp_code(user: User, code: str, token: str | None, client: Client) -> CodeOutcome:
-    """The TOTP step: throttled per user, a used code refused, a failure logged against the parked request."""
+    """The TOTP step; a wrong code is an `mfa_failed` event, a throttled one a `throttled` event."""
+    outcome = verify_totp_step(user, code, token, client)
+    if isinstance(outcome, Throttled):
+        record_signin_failure(Reason.THROTTLED, user.username, token, client, "second factor not checked: too many "
+                              f"wrong codes (retry after {outcome.retry_after_s} s)")
+    return outcome
+
+
+def verify_totp_step(user: User, code: str, token: str | None, client: Client) -> CodeOutcome:
+    """The TOTP step: throttled per user, a used code refused, a failure logged (with the parked request); a
+    factor suspended after too many consecutive wrong codes refuses every code."""
     if totp_guard.is_suspended(user):
         return FactorSuspended()
     key = mfa_key(user.id)

@@ -179,18 +179,33 @@ def end_sessions(user: User, *, except_id: str | None = None) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def reset_mfa(user: User) -> None:
-    """Remove the second factor (audited by totp.reset); the user enrols again when a policy asks."""
+def end_sessions_for_factor_change(user: User, *, keep_session: str | None = None) -> int:
+    """A factor was removed or enrolled: every other IdP session of `user` ends, and the one kept
+    (the user's own, when they made the change) loses its multi-factor assurance, so the next
+    sign-in to an app that requires MFA asks for the second factor again. Returns how many ended."""
+    ended = end_sessions(user, except_id=keep_session)
+    kept = db.session.get(IdpSession, keep_session) if keep_session else None
+    if kept is not None and kept.user_id == user.id:
+        kept.mfa_at = None
+    return ended
+
+
+def reset_mfa(user: User, *, keep_session: str | None = None) -> int:
+    """Remove the second factor (audited by totp.reset); the user's sessions end (but `keep_session`,
+    an admin's own, which loses its MFA assurance). The user enrols again when a policy asks."""
     totp.reset(user)
+    return end_sessions_for_factor_change(user, keep_session=keep_session)
 
 
-def reset_own_mfa(user: User, code: str) -> None:
-    """The user removes their own factor, proving possession with a current code first."""
+def reset_own_mfa(user: User, code: str, *, keep_session: str | None = None) -> int:
+    """The user removes their own factor, proving possession with a current code first; their other
+    sessions end and the current one (`keep_session`) is no longer multi-factor."""
     if not totp.is_enrolled(user):
         raise FormErrors({"code": "No second factor is enrolled."})
     if not totp.verify_and_consume(user, code):
         raise FormErrors({"code": "That code is not valid. Enter the current code from your authenticator app."})
     totp.reset(user)
+    return end_sessions_for_factor_change(user, keep_session=keep_session)
 
 
 def _snapshot(user: User) -> dict[str, object]:

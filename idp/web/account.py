@@ -65,7 +65,7 @@ def change_password() -> Response:
             record_failure(key, LOGIN_ACCOUNT_IP_RULE)
         return _page(422, pw_errors=exc.errors)
     reset(key)
-    complete_login(user, idp_session, mfa=False)   # a fresh session id; the second factor carries over
+    complete_login(user, idp_session, mfa=False)   # a fresh session id; only the password was proved now
     flash("Your password was changed. You were signed out everywhere else.", "success")
     return redirect(url_for("account.index"), code=303)  # type: ignore[return-value]
 
@@ -82,7 +82,7 @@ def reset_mfa() -> Response:
     if wait:
         return _page(429, mfa_errors={"code": f"Too many wrong codes. Wait {wait} seconds, then try again."})
     try:
-        accounts.reset_own_mfa(user, (request.form.get("code") or "")[:20])
+        accounts.reset_own_mfa(user, (request.form.get("code") or "")[:20], keep_session=current_user.session.id)
     except accounts.FormErrors as exc:
         record_failure(key, MFA_RULE)
         client = current_client()
@@ -90,5 +90,6 @@ def reset_mfa() -> Response:
             totp_guard.count_wrong_code(user, client.ip, client.user_agent)
         return _page(422, mfa_errors=exc.errors)
     reset(key)
-    flash("Your authenticator app was removed. Set up a new one below.", "success")
+    flash("Your authenticator app was removed and you were signed out everywhere else. Set up a new one below.",
+          "success")
     return redirect(url_for("account.index"), code=303)  # type: ignore[return-value]

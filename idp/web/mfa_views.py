@@ -18,6 +18,7 @@ from idp.flows.signin import (
     confirm_totp_enrolment,
 )
 from idp.models import IdpSession, User, utcnow
+from idp.services import accounts
 from idp.services.org import mfa_self_enroll
 from idp.web.context import current_client
 from idp.web.login_views import PENDING_USER, PENDING_USER_TTL_S, complete_login, parked_token, safe_next
@@ -92,7 +93,8 @@ def enroll() -> Response:
         if isinstance(outcome, Throttled):
             error, status = f"Too many wrong codes. Wait {outcome.retry_after_s} seconds, then try again.", 429
         elif isinstance(outcome, CodeAccepted):
-            complete_login(user, previous, mfa=True)
+            kept = complete_login(user, previous, mfa=True)
+            accounts.end_sessions(user, except_id=kept.id)  # a new factor: the user's other sessions end
             return redirect(next_url, code=303)  # type: ignore[return-value]
         else:
             error, status = "That code does not match. Scan the QR code again and enter the current code.", 401

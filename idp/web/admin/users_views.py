@@ -131,8 +131,10 @@ def user_mfa_reset(username: str) -> Response | str:
     if not ConfirmForm().validate_on_submit():
         return render_template("admin/users_mfa_reset.html", section="users", user=user,
                                enrolled=totp.is_enrolled(user))
-    accounts.reset_mfa(user)
-    flash(f"The second factor of {username} was removed; they enrol again when a policy asks for it.", "success")
+    keep = current_user.session.id if user.id == current_user.user.id else None
+    accounts.reset_mfa(user, keep_session=keep)
+    flash(f"The second factor of {username} was removed and their sessions were ended; they enrol again when a "
+          "policy asks for it.", "success")
     return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
 
 
