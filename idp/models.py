@@ -69,6 +69,9 @@ class User(db.Model):  # type: ignore[name-defined]
     totp_secret: Mapped[str | None] = mapped_column(String(255), nullable=True)
     totp_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
     totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)  # replay guard (RFC 6238 §5.2)
+    # consecutive wrong TOTP codes (reset by a right one) and when the cap suspended the factor (idp.auth.totp_guard)
+    totp_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    totp_suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     groups: Mapped[list[Group]] = relationship(secondary=user_groups, back_populates="members", lazy="selectin")
 

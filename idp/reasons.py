@@ -36,6 +36,7 @@ class Reason(StrEnum):
     IP_NOT_ALLOWED = "ip_not_allowed"
     MFA_REQUIRED = "mfa_required"
     MFA_FAILED = "mfa_failed"
+    MFA_SUSPENDED = "mfa_suspended"
     # sign-in (event_type "signin")
     BAD_CREDENTIALS = "bad_credentials"
     THROTTLED = "throttled"
@@ -52,6 +53,7 @@ class Reason(StrEnum):
 # The outcome a reason implies when a flow stops on it.
 DENIAL_REASONS = frozenset({
     Reason.USER_NOT_PERMITTED, Reason.IP_NOT_ALLOWED, Reason.MFA_REQUIRED, Reason.MFA_FAILED,
+    Reason.MFA_SUSPENDED,
     Reason.APP_DISABLED, Reason.USER_DISABLED, Reason.NO_PASSIVE, Reason.NO_AUTHN_CONTEXT,
     Reason.SESSION_EXPIRED, Reason.BAD_CREDENTIALS, Reason.THROTTLED,
 })

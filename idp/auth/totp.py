@@ -18,6 +18,7 @@ from .. import audit
 from ..extensions import component, db
 from ..models import User
 from ..state import shared
+from . import totp_guard
 from .datakeys import DataKeyError, DataKeys
 
 STEP = 30
@@ -142,6 +143,7 @@ def reset(user: User) -> None:
     user.totp_secret = None
     user.totp_confirmed = False
     user.totp_last_step = None
+    totp_guard.clear(user)  # a new factor starts with no wrong codes and no suspension
     shared().reset_totp(user.id)
 
 

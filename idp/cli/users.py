@@ -75,6 +75,18 @@ def users_mfa_reset(username: str) -> None:
     click.echo(f"second factor of {username} removed; {ended} session(s) ended")
 
 
+@users_group.command("mfa-unsuspend",
+                     help="Let a TOTP factor suspended after too many wrong codes work again (the count starts over).")
+@click.argument("username")
+@unit_of_work
+def users_mfa_unsuspend(username: str) -> None:
+    from idp.auth import totp_guard
+    if totp_guard.unsuspend(users_svc.get_user(username)):
+        click.echo(f"second factor of {username} restored")
+    else:
+        click.echo(f"second factor of {username} was not suspended")
+
+
 @users_group.command("list")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @unit_of_work

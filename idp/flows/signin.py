@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..auth import totp
+from ..auth import totp, totp_guard
 from ..auth.passwords import Passwords
 from ..errors import EventContext
 from ..events import record_event
@@ -18,9 +18,11 @@ from ..reasons import Reason
 from ..services.apps import app_config_by_id
 from ..services.users import find_user
 from ..throttle import (
+    LOGIN_ACCOUNT_IP_RULE,
     LOGIN_ACCOUNT_RULE,
     LOGIN_IP_RULE,
     MFA_RULE,
+    login_account_ip_key,
     login_account_key,
     login_ip_key,
     mfa_key,
@@ -127,17 +129,21 @@ def verify_password_step(username: str, password: str, token: str | None, client
                          passwords: Passwords) -> PasswordOutcome:
     """The password step of a sign-in: throttle, verify (constant work for unknown users), re-hash."""
     username = username.strip()[:150]
-    account_key, ip_key = login_account_key(username), login_ip_key(client.ip or "unknown")
-    wait = max(retry_after(account_key), retry_after(ip_key))
+    # (account, address) locks with growing lock-outs; the address (IPv6: its /64) locks across accounts;
+    # the account across all addresses only slows (a few seconds at most): see idp.throttle
+    pair_key, ip_key = login_account_ip_key(username, client.ip), login_ip_key(client.ip)
+    account_key = login_account_key(username)
+    wait = max(retry_after(pair_key), retry_after(ip_key), retry_after(account_key))
     if wait:
         return Throttled(wait)
     user = find_user(username) if username else None
     ok = passwords.verify(user.password_hash if user else None, password[:1024])
     if not ok or user is None or user.disabled:
-        record_failure(account_key, LOGIN_ACCOUNT_RULE)
+        record_failure(pair_key, LOGIN_ACCOUNT_IP_RULE)
         record_failure(ip_key, LOGIN_IP_RULE)
+        record_failure(account_key, LOGIN_ACCOUNT_RULE)
         return BadCredentials()
-    reset(account_key)
+    reset(pair_key)  # the account-wide counter is left to expire: a success must not reopen it for a guesser
     if user.password_hash and passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash(password)
     return PasswordAccepted(user, needs_second_factor(token, user, client.ip))
@@ -155,7 +161,13 @@ class CodeAccepted:
     pass
 
 
-CodeOutcome = Throttled | WrongCode | CodeAccepted
+@dataclass(frozen=True, slots=True)
+class FactorSuspended:
+    """Too many consecutive wrong codes (idp.throttle.TOTP_MAX_CONSECUTIVE_FAILURES): the TOTP factor refuses
+    every code, the right one too, until an admin clears it (`idp users mfa-unsuspend`, the console)."""
+
+
+CodeOutcome = Throttled | WrongCode | CodeAccepted | FactorSuspended
 
 
 def check_totp_code(user: User, code: str, token: str | None, client: Client) -> CodeOutcome:
@@ -168,15 +180,20 @@ def check_totp_code(user: User, code: str, token: str | None, client: Client) ->
 
 
 def verify_totp_step(user: User, code: str, token: str | None, client: Client) -> CodeOutcome:
-    """The TOTP step: throttled per user, a used code refused, a failure logged (with the parked request)."""
+    """The TOTP step: throttled per user, a used code refused, a failure logged (with the parked request); a
+    factor suspended after too many consecutive wrong codes refuses every code."""
+    if totp_guard.is_suspended(user):
+        return FactorSuspended()
     key = mfa_key(user.id)
     wait = retry_after(key)
     if wait:
         return Throttled(wait)
     if not totp.verify_and_consume(user, code[:20]):
         record_failure(key, MFA_RULE)
-        return WrongCode(record_second_factor_failure(token, user, client,
-                                                      "wrong, expired or already used TOTP code"))
+        wrong = WrongCode(record_second_factor_failure(token, user, client,
+                                                       "wrong, expired or already used TOTP code"))
+        return FactorSuspended() if totp_guard.count_wrong_code(user, client.ip, client.user_agent) else wrong
+    totp_guard.count_right_code(user)
     reset(key)
     return CodeAccepted()
 

@@ -6,12 +6,20 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask_login import current_user, login_required
 
 from .. import audit
-from ..auth import totp
+from ..auth import totp, totp_guard
 from ..services import accounts
 from ..services.admin_queries import recent_sign_ins
 from ..services.org import mfa_self_enroll
-from ..throttle import LOGIN_ACCOUNT_RULE, MFA_RULE, login_account_key, mfa_key, record_failure, reset, retry_after
-from .context import passwords
+from ..throttle import (
+    LOGIN_ACCOUNT_IP_RULE,
+    MFA_RULE,
+    login_account_ip_key,
+    mfa_key,
+    record_failure,
+    reset,
+    retry_after,
+)
+from .context import current_client, passwords
 from .login_views import complete_login
 
 bp = Blueprint("account", __name__)
@@ -42,7 +50,8 @@ def index() -> Response:
 @login_required
 def change_password() -> Response:
     user, idp_session = current_user.user, current_user.session
-    key = login_account_key(user.username)   # the login throttle: no faster guessing from a live session
+    # the login throttle's (account, address) key: no faster guessing from a live session
+    key = login_account_ip_key(user.username, current_client().ip)
     wait = retry_after(key)
     if wait:
         return _page(429, pw_errors={"current_password": f"Too many wrong passwords. Try again in {wait} seconds."})
@@ -53,7 +62,7 @@ def change_password() -> Response:
                                      keep_session=idp_session.id)
     except accounts.FormErrors as exc:
         if "current_password" in exc.errors:
-            record_failure(key, LOGIN_ACCOUNT_RULE)
+            record_failure(key, LOGIN_ACCOUNT_IP_RULE)
         return _page(422, pw_errors=exc.errors)
     reset(key)
     complete_login(user, idp_session, mfa=False)   # a fresh session id; only the password was proved now
@@ -65,6 +74,9 @@ def change_password() -> Response:
 @login_required
 def reset_mfa() -> Response:
     user = current_user.user
+    if totp_guard.is_suspended(user):
+        return _page(403, mfa_errors={"code": "Your authenticator is suspended after too many wrong codes; "
+                                              "ask your administrator."})
     key = mfa_key(user.id)   # shared with the sign-in MFA throttle
     wait = retry_after(key)
     if wait:
@@ -73,6 +85,9 @@ def reset_mfa() -> Response:
         accounts.reset_own_mfa(user, (request.form.get("code") or "")[:20], keep_session=current_user.session.id)
     except accounts.FormErrors as exc:
         record_failure(key, MFA_RULE)
+        client = current_client()
+        if totp.is_enrolled(user):  # counts toward the long-window cap like a code at sign-in
+            totp_guard.count_wrong_code(user, client.ip, client.user_agent)
         return _page(422, mfa_errors=exc.errors)
     reset(key)
     flash("Your authenticator app was removed and you were signed out everywhere else. Set up a new one below.",

@@ -7,9 +7,16 @@ from datetime import datetime
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from idp.auth import totp
+from idp.auth import totp, totp_guard
 from idp.extensions import db
-from idp.flows.signin import CodeAccepted, Throttled, WrongCode, check_totp_code, confirm_totp_enrolment
+from idp.flows.signin import (
+    CodeAccepted,
+    FactorSuspended,
+    Throttled,
+    WrongCode,
+    check_totp_code,
+    confirm_totp_enrolment,
+)
 from idp.models import IdpSession, User, utcnow
 from idp.services import accounts
 from idp.services.org import mfa_self_enroll
@@ -49,9 +56,13 @@ def verify() -> Response:
     user, previous = subject
     if not totp.is_enrolled(user):
         return _render("mfa_not_enrolled.html", next=next_url, request_token=token, can_enroll=mfa_self_enroll())
+    if totp_guard.is_suspended(user):
+        return _render("mfa_suspended.html", 403)
     if request.method == "GET":
         return _render("mfa.html", next=next_url, request_token=token, error=None)
     outcome = check_totp_code(user, request.form.get("code", ""), token, current_client())
+    if isinstance(outcome, FactorSuspended):
+        return _render("mfa_suspended.html", 403)
     if isinstance(outcome, Throttled):
         return _render("mfa.html", 429, next=next_url, request_token=token,
                        error=f"Too many wrong codes. Wait {outcome.retry_after_s} seconds, then try again.")

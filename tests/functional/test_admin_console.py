@@ -89,6 +89,7 @@ ADMIN_POSTS = [
     ("/admin/users/bob/status", {"disabled": "1"}),
     ("/admin/users/bob/password", {"password": "new password 22", "password_confirm": "new password 22"}),
     ("/admin/users/bob/mfa-reset", {}),
+    ("/admin/users/bob/mfa-unsuspend", {}),
     ("/admin/groups/new", {"name": "sales"}),
     ("/admin/groups/engineering/members", {"username": "bob"}),
     ("/admin/groups/engineering/members/remove", {"username": "alice"}),

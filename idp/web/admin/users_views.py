@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from idp.auth import totp
+from idp.auth import totp, totp_guard
 from idp.extensions import db
 from idp.models import Group, User
 from idp.services import ServiceError, accounts
@@ -70,7 +70,8 @@ def users_new() -> Response:
 def _edit_page(user: User, status: int = 200, *, form: UserForm | None = None,
                pw_form: PasswordForm | None = None) -> Response:
     return _page(status, "admin/users_edit.html", section="users", user=user, groups=accounts.group_names(),
-                 mfa_enrolled=totp.is_enrolled(user), is_self=user.id == current_user.user.id,
+                 mfa_enrolled=totp.is_enrolled(user), mfa_suspended=totp_guard.is_suspended(user),
+                 is_self=user.id == current_user.user.id,
                  form=form or UserForm.from_user(user), pw_form=pw_form or PasswordForm(formdata=None))
 
 
@@ -134,6 +135,16 @@ def user_mfa_reset(username: str) -> Response | str:
     accounts.reset_mfa(user, keep_session=keep)
     flash(f"The second factor of {username} was removed and their sessions were ended; they enrol again when a "
           "policy asks for it.", "success")
+    return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
+
+
+@bp.post("/users/<username>/mfa-unsuspend")
+def user_mfa_unsuspend(username: str) -> Response:
+    user = _user_or_404(username)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    if totp_guard.unsuspend(user):
+        flash(f"The authenticator of {username} works again.", "success")
     return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
 
 
