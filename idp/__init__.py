@@ -149,7 +149,7 @@ def _sqlite_pragmas() -> None:
 
 
 def _register_http_errors(app: Flask) -> None:
-    from .web.responses import error_page, plain_error_page
+    from .web.responses import error_page, plain_error_page, unavailable_page
 
     def csrf_error(exc: CSRFError) -> Response:
         return error_page(400, "Form expired", "The form was stale or forged. Go back, reload and try again.")
@@ -186,10 +186,7 @@ def _register_http_errors(app: Flask) -> None:
             db.session.rollback()
         except Exception:  # noqa: BLE001, S110 - the database may be the thing that failed
             pass
-        resp = plain_error_page(503, "Temporarily unavailable",
-                                "Sign-in is temporarily unavailable. Please try again in a minute.")
-        resp.headers["Retry-After"] = "5"
-        return resp
+        return unavailable_page()
 
     def data_key_missing(exc: DataKeyError) -> Response:
         """TOTP secrets cannot be opened: an operator problem (key file or IDP_DATA_KEY), not the user's."""
@@ -198,11 +195,8 @@ def _register_http_errors(app: Flask) -> None:
             db.session.rollback()
         except Exception:  # noqa: BLE001, S110 - keep the plain page whatever the session's state
             pass
-        resp = plain_error_page(503, "Temporarily unavailable",
-                                "Sign-in with a second factor is temporarily unavailable. Please try again later "
-                                "or contact your administrator.")
-        resp.headers["Retry-After"] = "60"
-        return resp
+        return unavailable_page("Sign-in with a second factor is temporarily unavailable. Please try again later "
+                                "or contact your administrator.", retry_after_s=60)
 
     app.register_error_handler(DataKeyError, data_key_missing)
     from redis.exceptions import ConnectionError as RedisConnectionError

@@ -9,31 +9,27 @@ from collections.abc import Callable
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 
 from idp import audit
-from idp.extensions import db
+from idp.extensions import component, db
 from idp.services import ServiceError
 from idp.services import users as users_svc
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# The actor idp.audit reports when nobody has named one.
-_UNNAMED_ACTOR = "system"
-
 
 def settings() -> Any:
-    return current_app.extensions["idp.settings"]
+    return component("idp.settings")
 
 
 def keystore() -> Any:
-    return current_app.extensions["idp.keystore"]
+    return component("idp.keystore")
 
 
 def passwords() -> Any:
-    return current_app.extensions["idp.passwords"]
+    return component("idp.passwords")
 
 
 def fail(message: str) -> NoReturn:
@@ -45,7 +41,7 @@ def command_actor() -> str:
     """Who a command's audit rows name: `cli:<OS user>` (plain `cli` when the OS cannot say), unless the
     caller already named an actor (a test harness or a script embedding the commands)."""
     named = audit.current_actor()
-    if named != _UNNAMED_ACTOR:
+    if named != audit.DEFAULT_ACTOR:
         return named
     try:
         return f"cli:{getpass.getuser()}"
@@ -58,8 +54,8 @@ def unit_of_work(command: Callable[P, R]) -> Callable[P, R]:
 
     The session is committed when the command returns, and also when it ends with an exit status it chose
     itself (`sys.exit(1)` after reporting partial work, as `apps sync` does); any other exception rolls it
-    back. A ServiceError becomes `Error: <message>` and exit code 1. Committing with nothing pending is a
-    no-op, so services that still commit on their own are unaffected.
+    back. A ServiceError becomes `Error: <message>` and exit code 1. Services never commit themselves: this
+    is the one commit of the command.
     """
 
     @functools.wraps(command)

@@ -45,10 +45,6 @@ def park(kind: str, data: dict[str, Any]) -> str:
     return put({"kind": kind, **data})
 
 
-def load(token: str | None, kind: str, *, consume: bool) -> dict[str, Any] | None:
-    return get(token, kind, consume=consume)
-
-
 def authz_request(token: str | None) -> tuple[str, AuthzRequest] | None:
     """The protocol-neutral view of a parked sign-in request, whatever protocol parked it."""
     for kind, to_authz in _AUTHZ_KINDS.items():

@@ -15,7 +15,7 @@ from ..errors import EventContext
 from ..events import record_event
 from ..models import User
 from ..reasons import Reason
-from ..services.apps import app_config_by_id
+from ..services.apps import AppConfig, app_config_by_id
 from ..services.users import find_user
 from ..throttle import (
     LOGIN_ACCOUNT_IP_RULE,
@@ -31,19 +31,24 @@ from ..throttle import (
     retry_after,
 )
 from . import pending as pending_store
-from .authorize import Client, second_factor_needed
+from .authorize import AuthzRequest, Client, second_factor_needed
+
+
+def _parked(token: str | None) -> tuple[AuthzRequest, AppConfig | None] | None:
+    """The parked request behind `token` (any protocol) and its app (None when removed meanwhile)."""
+    found = pending_store.authz_request(token)
+    if found is None:
+        return None
+    req = found[1]
+    return req, app_config_by_id(req.app_id)
 
 
 def needs_second_factor(token: str | None, user: User, client_ip: str | None) -> bool:
     """After the password: whether the parked request needs a second factor (then no session opens yet)."""
-    found = pending_store.authz_request(token)
-    if found is None:
+    parked = _parked(token)
+    if parked is None or parked[1] is None:
         return False
-    req = found[1]
-    app = app_config_by_id(req.app_id)
-    if app is None:
-        return False
-    return second_factor_needed(req, app, user, client_ip)
+    return second_factor_needed(parked[0], parked[1], user, client_ip)
 
 
 def record_second_factor_failure(token: str | None, user: User, client: Client, why: str) -> int | None:
@@ -61,10 +66,9 @@ def signin_event_context(username: str, token: str | None, why: str) -> EventCon
     """Who tried (the name as typed, known or not) and, when a request is parked, for which app."""
     ctx = EventContext(event_type=SIGNIN_EVENT, username=username.strip()[:USERNAME_MAX] or None,
                        detail={"message": why})
-    found = pending_store.authz_request(token)
-    if found is not None:
-        req = found[1]
-        app = app_config_by_id(req.app_id)
+    parked = _parked(token)
+    if parked is not None:
+        req, app = parked
         ctx.app_slug, ctx.sp_entity_id = (app.slug, app.entity_id) if app else (None, None)
         ctx.initiated_by, ctx.binding, ctx.request_id = req.initiated_by, req.binding, req.request_id
     return ctx

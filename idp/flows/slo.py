@@ -119,6 +119,15 @@ def start_logout_chain(session: IdpSession, origin: dict[str, Any] | None, setti
     return next_step(token, settings, keys)
 
 
+def answer_unknown_session(origin: dict[str, Any], settings: Settings, keys: KeySet, ctx: EventContext,
+                           client: Client) -> Outgoing:
+    """A valid LogoutRequest naming no live session: nothing to end, an event, and a success answer to the SP."""
+    ctx.detail["message"] = "no live session matches the NameID and SessionIndex; nothing was ended"
+    record_event(ctx, Reason.UNKNOWN_SESSION, client_ip=client.ip, user_agent=client.user_agent)
+    token = pending_store.put({"kind": "logout", "origin": origin, "queue": [], "statuses": {}})
+    return next_step(token, settings, keys)
+
+
 def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
     state = pending_store.get(token, "logout", consume=False)
     if state is None:

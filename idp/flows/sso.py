@@ -231,7 +231,7 @@ def park(pending: PendingSso) -> str:
 
 
 def unpark(token: str | None, *, consume: bool) -> PendingSso | None:
-    data = pending_store.load(token, KIND, consume=consume)
+    data = pending_store.get(token, KIND, consume=consume)
     return PendingSso.from_dict(data) if data else None
 
 

@@ -43,3 +43,11 @@ def plain_error_page(status: int, title: str, message: str) -> Response:
     resp = make_response(html, status)
     resp.headers["Cache-Control"] = "no-store"
     return resp
+
+
+def unavailable_page(message: str = "Sign-in is temporarily unavailable. Please try again in a minute.",
+                     retry_after_s: int = 5) -> Response:
+    """503 with Retry-After on the plain page: a database, Redis or key problem, never the user's."""
+    resp = plain_error_page(503, "Temporarily unavailable", message)
+    resp.headers["Retry-After"] = str(retry_after_s)
+    return resp

@@ -7,17 +7,16 @@ from flask_login import current_user, logout_user
 
 from ..certs.keystore import KeySet, KeyStoreError
 from ..errors import EventContext, MalformedRequest, ServiceUnavailable
-from ..events import record_event
 from ..extensions import csrf
 from ..flows.slo import (
     Outgoing,
+    answer_unknown_session,
     next_step,
     origin_for,
     receive_logout_request,
     receive_logout_response,
     start_logout_chain,
 )
-from ..reasons import Reason
 from ..saml.bindings import BindingError, DecodedMessage, decode_post, decode_redirect
 from ..saml.constants import BindingName
 from .context import current_client, keystore, settings
@@ -82,11 +81,7 @@ def slo() -> Response:
     if current_user.is_authenticated and idp_session is not None and current_user.session.id == idp_session.id:
         _forget_browser_session()
     if idp_session is None:
-        ctx.detail["message"] = "no live session matches the NameID and SessionIndex; nothing was ended"
-        record_event(ctx, Reason.UNKNOWN_SESSION, client_ip=client.ip, user_agent=client.user_agent)
-        from ..flows import pending as pending_store
-        token = pending_store.put({"kind": "logout", "origin": origin, "queue": [], "statuses": {}})
-        return _go(next_step(token, s, keys))
+        return _go(answer_unknown_session(origin, s, keys, ctx, client))
     return _go(start_logout_chain(idp_session, origin, s, keys, ctx, client, exclude_app_id=app.id))
 
 

@@ -15,6 +15,7 @@ from flask import Flask, Response, request
 
 from .. import audit
 from ..extensions import db
+from .responses import unavailable_page
 
 
 def commit() -> None:
@@ -48,9 +49,5 @@ def init_app(app: Flask) -> None:
             logging.getLogger("idp").error("commit failed on %s %s: %s", request.method, request.path,
                                            exc.__class__.__name__)
             db.session.rollback()
-            from .responses import plain_error_page
-            failed = plain_error_page(503, "Temporarily unavailable",
-                                      "Sign-in is temporarily unavailable. Please try again in a minute.")
-            failed.headers["Retry-After"] = "5"
-            return failed
+            return unavailable_page()
         return resp
