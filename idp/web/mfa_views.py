@@ -8,6 +8,7 @@ from flask import Blueprint, Response, redirect, render_template, request, sessi
 from flask_login import current_user
 
 from idp.auth import totp, totp_guard
+from idp.auth.amr import PASSWORD_AND_OTP
 from idp.extensions import db
 from idp.flows.signin import (
     CodeAccepted,
@@ -69,7 +70,7 @@ def verify() -> Response:
     if isinstance(outcome, WrongCode):
         return _render("mfa.html", 401, next=next_url, request_token=token,
                        error="That code is not valid. Enter the current code from your authenticator app.")
-    complete_login(user, previous, mfa=True)  # renews the session id
+    complete_login(user, previous, mfa=True, amr=PASSWORD_AND_OTP)  # renews the session id
     return redirect(next_url, code=303)  # type: ignore[return-value]
 
 
@@ -93,7 +94,7 @@ def enroll() -> Response:
         if isinstance(outcome, Throttled):
             error, status = f"Too many wrong codes. Wait {outcome.retry_after_s} seconds, then try again.", 429
         elif isinstance(outcome, CodeAccepted):
-            kept = complete_login(user, previous, mfa=True)
+            kept = complete_login(user, previous, mfa=True, amr=PASSWORD_AND_OTP)
             accounts.end_sessions(user, except_id=kept.id)  # a new factor: the user's other sessions end
             return redirect(next_url, code=303)  # type: ignore[return-value]
         else:
