@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-PWD = "pwd"     # password
+PWD = "pwd"     # password  # noqa: S105 - a method name, not a password
 OTP = "otp"     # one-time code: TOTP, or a recovery code
 HWK = "hwk"     # proof of possession of a hardware-bound key: a device-bound passkey / security key
 SWK = "swk"     # proof of possession of a software-secured key: a synced passkey

@@ -72,7 +72,8 @@ def session_is_live(s: IdpSession | SessionView, now: datetime, lifetime: timede
 # this runs on every request that carries a session cookie.
 _LOAD = Prepared(
     select(IdpSession.id, IdpSession.user_id, IdpSession.created_at, IdpSession.authn_at, IdpSession.mfa_at,
-           IdpSession.last_seen, IdpSession.ended_at, IdpSession.amr, User.username, User.email, User.first_name, User.last_name,
+           IdpSession.last_seen, IdpSession.ended_at, IdpSession.amr, User.username, User.email, User.first_name,
+           User.last_name,
            User.is_admin, User.disabled, User.totp_secret.is_not(None), User.totp_confirmed, Group.name)
     .select_from(IdpSession).join(User, User.id == IdpSession.user_id)
     .outerjoin(user_groups, user_groups.c.user_id == User.id).outerjoin(Group, Group.id == user_groups.c.group_id)
