@@ -7,6 +7,7 @@ browser's cookie. Opening the IdP session is the web layer's last step (it owns 
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 from ..auth import totp, totp_guard
@@ -60,12 +61,13 @@ def passkey_required_for(token: str | None) -> bool:
 
 def has_passkey(user: User) -> bool:
     """Whether the user has a passkey or security key registered."""
-    # CONTRACT(passkeys): idp.auth.passkeys.has_passkey is the passkeys helper's; until it is merged nobody has one
+    # CONTRACT(passkeys): idp.auth.passkeys.has_passkey is the passkeys helper's; until it is merged nobody has
+    # one. At merge, replace this body with a plain `from ..auth.passkeys import has_passkey`.
     try:
-        from ..auth.passkeys import has_passkey as _has_passkey  # type: ignore[import-not-found, unused-ignore]
+        passkeys = importlib.import_module("idp.auth.passkeys")
     except ImportError:
         return False
-    return bool(_has_passkey(user))
+    return bool(passkeys.has_passkey(user))
 
 
 def record_passkey_required(token: str | None, user: User, client: Client, why: str) -> int:
