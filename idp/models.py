@@ -132,6 +132,9 @@ class IdpSession(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     authn_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)   # last password check
     mfa_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # how the user signed in: RFC 8176 values, space-separated in a fixed order ("pwd", "pwd otp mfa", "swk mfa");
+    # None on rows from before the column (read as "pwd", or "pwd otp mfa" when mfa_at is set)
+    amr: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     client_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -35,6 +35,7 @@ class Reason(StrEnum):
     USER_NOT_PERMITTED = "user_not_permitted"
     IP_NOT_ALLOWED = "ip_not_allowed"
     MFA_REQUIRED = "mfa_required"
+    PHISHING_RESISTANT_REQUIRED = "phishing_resistant_required"   # the app accepts only a passkey / security key
     MFA_FAILED = "mfa_failed"
     MFA_SUSPENDED = "mfa_suspended"
     # sign-in (event_type "signin")
@@ -53,6 +54,7 @@ class Reason(StrEnum):
 # The outcome a reason implies when a flow stops on it.
 DENIAL_REASONS = frozenset({
     Reason.USER_NOT_PERMITTED, Reason.IP_NOT_ALLOWED, Reason.MFA_REQUIRED, Reason.MFA_FAILED,
+    Reason.PHISHING_RESISTANT_REQUIRED,
     Reason.MFA_SUSPENDED,
     Reason.APP_DISABLED, Reason.USER_DISABLED, Reason.NO_PASSIVE, Reason.NO_AUTHN_CONTEXT,
     Reason.SESSION_EXPIRED, Reason.BAD_CREDENTIALS, Reason.THROTTLED,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -11,6 +12,7 @@ from sqlalchemy import bindparam, select, update
 from ..extensions import db
 from ..models import Group, IdpSession, SessionParticipant, User, user_groups, utcnow
 from ..prepared import Prepared
+from . import amr as amr_values
 
 TOUCH_INTERVAL = timedelta(seconds=60)  # last_seen is written at most once a minute per session
 
@@ -48,11 +50,18 @@ class SessionView:
     last_seen: datetime
     ended_at: datetime | None
     user: UserView
+    amr: tuple[str, ...] = amr_values.PASSWORD_ONLY   # RFC 8176 values, fixed order (idp.auth.amr)
 
     @classmethod
     def of(cls, s: IdpSession) -> SessionView:
         return cls(id=s.id, user_id=s.user_id, created_at=s.created_at, authn_at=s.authn_at, mfa_at=s.mfa_at,
-                   last_seen=s.last_seen, ended_at=s.ended_at, user=UserView.of(s.user))
+                   last_seen=s.last_seen, ended_at=s.ended_at, user=UserView.of(s.user),
+                   amr=amr_values.from_column(s.amr, s.mfa_at))
+
+    @property
+    def phishing_resistant(self) -> bool:
+        """The session was opened with a passkey or security key (amr holds hwk or swk)."""
+        return amr_values.is_phishing_resistant(self.amr)
 
 
 def session_is_live(s: IdpSession | SessionView, now: datetime, lifetime: timedelta, idle: timedelta) -> bool:
@@ -63,7 +72,8 @@ def session_is_live(s: IdpSession | SessionView, now: datetime, lifetime: timede
 # this runs on every request that carries a session cookie.
 _LOAD = Prepared(
     select(IdpSession.id, IdpSession.user_id, IdpSession.created_at, IdpSession.authn_at, IdpSession.mfa_at,
-           IdpSession.last_seen, IdpSession.ended_at, User.username, User.email, User.first_name, User.last_name,
+           IdpSession.last_seen, IdpSession.ended_at, IdpSession.amr, User.username, User.email, User.first_name,
+           User.last_name,
            User.is_admin, User.disabled, User.totp_secret.is_not(None), User.totp_confirmed, Group.name)
     .select_from(IdpSession).join(User, User.id == IdpSession.user_id)
     .outerjoin(user_groups, user_groups.c.user_id == User.id).outerjoin(Group, Group.id == user_groups.c.group_id)
@@ -75,13 +85,13 @@ def read_session(session_id: str) -> SessionView | None:
     rows = _LOAD.rows({"sid": session_id})
     if not rows:
         return None
-    (sid, user_id, created_at, authn_at, mfa_at, last_seen, ended_at, username, email, first_name, last_name,
+    (sid, user_id, created_at, authn_at, mfa_at, last_seen, ended_at, amr, username, email, first_name, last_name,
      is_admin, disabled, has_secret, totp_confirmed, _) = rows[0]
     user = UserView(id=user_id, username=username, email=email, first_name=first_name, last_name=last_name,
                     is_admin=bool(is_admin), disabled=bool(disabled), mfa_enrolled=bool(has_secret and totp_confirmed),
                     group_names=tuple(sorted(r[-1] for r in rows if r[-1] is not None)))
     return SessionView(id=sid, user_id=user_id, created_at=created_at, authn_at=authn_at, mfa_at=mfa_at,
-                       last_seen=last_seen, ended_at=ended_at, user=user)
+                       last_seen=last_seen, ended_at=ended_at, user=user, amr=amr_values.from_column(amr, mfa_at))
 
 
 def load_session(session_id: str, lifetime: timedelta, idle: timedelta) -> SessionView | None:
@@ -97,18 +107,32 @@ def load_session(session_id: str, lifetime: timedelta, idle: timedelta) -> Sessi
     return s
 
 
+def session_amr(*, mfa: bool, amr: Sequence[str] | None) -> tuple[str, ...]:
+    """The methods a new session records: `amr` as given (in the fixed order), or by default the password, plus a
+    TOTP code when `mfa`. `mfa` and an explicit `amr` must agree ("mfa" in amr exactly when mfa=True or omitted)."""
+    if amr is None:
+        return amr_values.PASSWORD_AND_OTP if mfa else amr_values.PASSWORD_ONLY
+    values = amr_values.normalise(amr)
+    if mfa and amr_values.MFA not in values:
+        raise ValueError(f"mfa=True but the methods {' '.join(values)!r} are not multi-factor")
+    return values
+
+
 def start_session(user: User, client_ip: str | None, *, replaces: IdpSession | None = None,
-                  mfa: bool = False) -> IdpSession:
+                  mfa: bool = False, amr: Sequence[str] | None = None) -> IdpSession:
     """A fresh session id at every login (defeats session fixation).
 
     When the same user re-authenticates (ForceAuthn, step-up), the apps they are signed into
     move to the new session so single logout still reaches them. The new session holds only what
-    was proved now: `mfa` when a second factor passed in this sign-in; an earlier second factor is
-    never carried over (a password re-entered for ForceAuthn is not fresh multi-factor).
+    was proved now: `amr`, the RFC 8176 methods of this sign-in (see session_amr; `mfa_at` is set
+    exactly when they include "mfa"); an earlier second factor is never carried over (a password
+    re-entered for ForceAuthn is "pwd", not fresh multi-factor).
     """
     now = utcnow()
+    values = session_amr(mfa=mfa, amr=amr)
     s = IdpSession(id=secrets.token_urlsafe(32), user_id=user.id, created_at=now, authn_at=now,
-                   mfa_at=now if mfa else None, last_seen=now, client_ip=client_ip)
+                   mfa_at=now if amr_values.is_multi_factor(values) else None, amr=amr_values.to_column(values),
+                   last_seen=now, client_ip=client_ip)
     db.session.add(s)
     db.session.flush()
     if replaces is not None and replaces.ended_at is None:

@@ -15,7 +15,8 @@ def policy_changes(current: AppSettings, *, permitted: str | None = None, allow_
                    remove_deny_groups: Iterable[str] = (), assign_users: Iterable[str] = (),
                    unassign_users: Iterable[str] = (), ip_policy: str | None = None, ip_ranges: Iterable[str] = (),
                    clear_ip_ranges: bool = False, require_mfa: bool | None = None, mfa_action: str | None = None,
-                   session_timeout: int | None = None) -> dict[str, Any]:
+                   session_timeout: int | None = None,
+                   require_phishing_resistant: bool | None = None) -> dict[str, Any]:
     """Turn add/remove options into new setting values (change_settings arguments); unknown groups and users
     are refused, and the added groups stay locked until the change commits."""
     allow_groups, deny_groups, assign_users = list(allow_groups), list(deny_groups), list(assign_users)
@@ -36,6 +37,7 @@ def policy_changes(current: AppSettings, *, permitted: str | None = None, allow_
         ranges = tuple(dict.fromkeys([*base, *new_ranges]))
     changes: dict[str, Any] = {
         "permitted": permitted, "ip_policy": ip_policy, "require_mfa": require_mfa, "mfa_action": mfa_action,
+        "require_phishing_resistant": require_phishing_resistant,
         "allow_groups": merged(current.allow_groups, allow_groups, remove_allow_groups),
         "deny_groups": merged(current.deny_groups, deny_groups, remove_deny_groups),
         "assigned_users": merged(current.assigned_users, assign_users, unassign_users),

@@ -161,6 +161,8 @@ def apps_remove(slug: str) -> None:
 @click.option("--clear-ip-ranges", is_flag=True)
 @click.option("--require-mfa/--no-require-mfa", default=None)
 @click.option("--mfa-action", type=click.Choice(MFA_ACTIONS))
+@click.option("--require-phishing-resistant/--no-require-phishing-resistant", default=None,
+              help="Only a passkey or security key signs in to this app (implies --require-mfa).")
 @click.option("--session-timeout", type=click.IntRange(0, 10080), help="Minutes; 0 removes the limit.")
 @click.option("--signing-key", help="Pin the app to a published key id (see idp certs status), or 'active'.")
 @click.option("--signature-algorithm", type=click.Choice(list(apps_svc.SIGNATURE_ALGORITHM_NAMES)))
@@ -173,7 +175,8 @@ def apps_set(slug: str, nameid_format: str | None, nameid_field: str | None, att
              allow_groups: tuple[str, ...], deny_groups: tuple[str, ...], remove_allow_groups: tuple[str, ...],
              remove_deny_groups: tuple[str, ...], assign_users: tuple[str, ...], unassign_users: tuple[str, ...],
              ip_policy: str | None, ip_ranges: tuple[str, ...], clear_ip_ranges: bool, require_mfa: bool | None,
-             mfa_action: str | None, session_timeout: int | None, signing_key: str | None,
+             mfa_action: str | None, require_phishing_resistant: bool | None, session_timeout: int | None,
+             signing_key: str | None,
              signature_algorithm: str | None, encrypt_assertion: bool | None,
              encryption_algorithm: str | None) -> None:
     app = apps_svc.get_app(slug)
@@ -182,7 +185,7 @@ def apps_set(slug: str, nameid_format: str | None, nameid_field: str | None, att
         deny_groups=deny_groups, remove_allow_groups=remove_allow_groups,
         remove_deny_groups=remove_deny_groups, assign_users=assign_users, unassign_users=unassign_users,
         ip_policy=ip_policy, ip_ranges=ip_ranges, clear_ip_ranges=clear_ip_ranges, require_mfa=require_mfa,
-        mfa_action=mfa_action, session_timeout=session_timeout)
+        mfa_action=mfa_action, session_timeout=session_timeout, require_phishing_resistant=require_phishing_resistant)
     attr_map = app_flags.parse_attribute_option(list(attributes)) if attributes else None
     if clear_attributes and attr_map is None:
         attr_map = {}

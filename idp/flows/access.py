@@ -15,8 +15,9 @@ from ..services.users import find_user
 from .authorize import access_context
 
 
-def dry_run(username: str, slug: str, ip: str | None, mfa: bool) -> Decision:
-    """Would `username` get into `slug` from `ip` with a fresh session (with or without MFA)? Issues nothing."""
+def dry_run(username: str, slug: str, ip: str | None, mfa: bool, passkey: bool = False) -> Decision:
+    """Would `username` get into `slug` from `ip` with a fresh session (with or without MFA; `passkey`: the
+    session signed in with a passkey, which is multi-factor and phishing-resistant)? Issues nothing."""
     user = find_user(username)
     if user is None:
         raise ServiceError(f"no user {username!r}", field="username")
@@ -26,7 +27,8 @@ def dry_run(username: str, slug: str, ip: str | None, mfa: bool) -> Decision:
     if ip is not None and parse_address(ip) is None:
         raise ServiceError(f"{ip!r} is not an IP address", field="ip")
     now = utcnow()
-    return evaluate(access_context(app, user, None, ip, authn_at=now, mfa_passed=mfa, now=now))
+    return evaluate(access_context(app, user, None, ip, authn_at=now, mfa_passed=mfa or passkey, now=now,
+                                   phishing_resistant=passkey))
 
 
 def launchable_apps(user: User | UserView, client_ip: str | None) -> list[AppConfig]:
@@ -41,13 +43,13 @@ def launchable_apps(user: User | UserView, client_ip: str | None) -> list[AppCon
         if app is None:
             continue
         decision = evaluate(access_context(app, user, None, client_ip, authn_at=now, mfa_passed=True, now=now,
-                                           org_ranges=ranges))
+                                           org_ranges=ranges, phishing_resistant=True))
         if decision.effect is not Effect.DENY:
             out.append(app)
     return sorted(out, key=lambda a: a.name.lower())
 
 
-def check_access(username: str, slug: str, ip: str, mfa: bool) -> Decision:
+def check_access(username: str, slug: str, ip: str, mfa: bool, passkey: bool = False) -> Decision:
     """The dry run with field-level errors (same engine as SSO; issues nothing)."""
     errors: dict[str, str] = {}
     if not username:
@@ -62,4 +64,4 @@ def check_access(username: str, slug: str, ip: str, mfa: bool) -> Decision:
         errors["ip"] = f"{ip!r} is not an IPv4 or IPv6 address."
     if errors:
         raise FormErrors(errors)
-    return dry_run(username, slug, ip or None, mfa)
+    return dry_run(username, slug, ip or None, mfa, passkey)

@@ -16,6 +16,7 @@ from ..auth.sessions import SessionView, UserView
 from ..models import User, utcnow
 from ..policy.engine import evaluate
 from ..policy.model import AccessContext, Decision, Effect
+from ..reasons import Reason
 from ..saml.constants import AuthnContextComparison
 from ..services.apps import AppConfig
 from ..services.org import trusted_ranges
@@ -63,7 +64,14 @@ class LoginRequired:
 
 @dataclass(frozen=True, slots=True)
 class SecondFactorRequired:
+    """A step-up: the session must pass a second factor. `passkey_required`: only a passkey or security key will
+    do (the app requires phishing-resistant sign-in; a TOTP or recovery code is not offered nor accepted)."""
+
     decision: Decision
+
+    @property
+    def passkey_required(self) -> bool:
+        return self.decision.reason is Reason.PHISHING_RESISTANT_REQUIRED
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +93,14 @@ Gate = Allowed | LoginRequired | SecondFactorRequired | PassiveRefused | Refused
 
 def access_context(app: AppConfig, user: User | UserView, req: AuthzRequest | None, client_ip: str | None, *,
                    authn_at: datetime | None, mfa_passed: bool, now: datetime,
-                   org_ranges: tuple[str, ...] | None = None) -> AccessContext:
+                   org_ranges: tuple[str, ...] | None = None, phishing_resistant: bool = False) -> AccessContext:
     """The policy engine's input for this user, app and (optional) request."""
     return AccessContext(
         app_slug=app.slug, app_enabled=app.enabled, policy=app.settings.policy,
         username=user.username, user_disabled=user.disabled, user_groups=frozenset(user.group_names),
         client_ip=client_ip, org_ip_ranges=trusted_ranges() if org_ranges is None else org_ranges,
         session_age_s=(now - authn_at).total_seconds() if authn_at else None,
-        mfa_passed=mfa_passed, mfa_enrolled=user.mfa_enrolled,
+        mfa_passed=mfa_passed, mfa_enrolled=user.mfa_enrolled, phishing_resistant=phishing_resistant,
         requested_comparison=AuthnContextComparison(req.requested_comparison)
         if req and req.requested_comparison else None,
         requested_refs=req.requested_refs if req else (),
@@ -100,9 +108,11 @@ def access_context(app: AppConfig, user: User | UserView, req: AuthzRequest | No
 
 
 def decide(req: AuthzRequest | None, app: AppConfig, user: User | UserView, client_ip: str | None, *,
-           authn_at: datetime | None, mfa_passed: bool, now: datetime | None = None) -> Decision:
+           authn_at: datetime | None, mfa_passed: bool, now: datetime | None = None,
+           phishing_resistant: bool = False) -> Decision:
     now = now or utcnow()
-    return evaluate(access_context(app, user, req, client_ip, authn_at=authn_at, mfa_passed=mfa_passed, now=now))
+    return evaluate(access_context(app, user, req, client_ip, authn_at=authn_at, mfa_passed=mfa_passed, now=now,
+                                   phishing_resistant=phishing_resistant))
 
 
 # ------------------------------------------------------------------ the gate
@@ -117,7 +127,8 @@ def authorize(req: AuthzRequest, app: AppConfig, session: SessionView | None, cl
         # ForceAuthn (saml-core §3.4.1): the user must authenticate after the request arrived
         return PassiveRefused("reauth") if req.is_passive else LoginRequired(reauth=True)
     decision = decide(req, app, session.user, client_ip, authn_at=session.authn_at,
-                      mfa_passed=session.mfa_at is not None, now=now)
+                      mfa_passed=session.mfa_at is not None, now=now,
+                      phishing_resistant=session.phishing_resistant)
     if decision.effect is Effect.ALLOW:
         return Allowed(decision)
     if decision.effect is Effect.STEP_UP:
@@ -132,3 +143,9 @@ def second_factor_needed(req: AuthzRequest, app: AppConfig, user: User | UserVie
     now = utcnow()
     decision = decide(req, app, user, client_ip, authn_at=now, mfa_passed=False, now=now)
     return decision.effect is Effect.STEP_UP
+
+
+def passkey_required(req: AuthzRequest, app: AppConfig) -> bool:
+    """Whether the second factor for this request must be a passkey or security key (the app requires
+    phishing-resistant sign-in): the second-factor page then neither offers nor accepts a TOTP or recovery code."""
+    return app.settings.policy.require_phishing_resistant

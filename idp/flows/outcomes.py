@@ -37,9 +37,11 @@ class NeedsReauthentication:
 
 @dataclass(frozen=True, slots=True)
 class NeedsSecondFactor:
-    """The app's policy asks for a second factor this session has not passed."""
+    """The app's policy asks for a second factor this session has not passed. `passkey_required`: only a passkey
+    or security key will do (the app requires phishing-resistant sign-in)."""
 
     token: str
+    passkey_required: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ browser's cookie. Opening the IdP session is the web layer's last step (it owns 
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 from ..auth import totp, totp_guard
@@ -31,7 +32,7 @@ from ..throttle import (
     retry_after,
 )
 from . import pending as pending_store
-from .authorize import AuthzRequest, Client, second_factor_needed
+from .authorize import AuthzRequest, Client, passkey_required, second_factor_needed
 
 
 def _parked(token: str | None) -> tuple[AuthzRequest, AppConfig | None] | None:
@@ -49,6 +50,30 @@ def needs_second_factor(token: str | None, user: User, client_ip: str | None) ->
     if parked is None or parked[1] is None:
         return False
     return second_factor_needed(parked[0], parked[1], user, client_ip)
+
+
+def passkey_required_for(token: str | None) -> bool:
+    """Whether the parked request's second factor must be a passkey or security key (its app requires
+    phishing-resistant sign-in): then no TOTP or recovery code is offered nor accepted for it."""
+    parked = _parked(token)
+    return parked is not None and parked[1] is not None and passkey_required(parked[0], parked[1])
+
+
+def has_passkey(user: User) -> bool:
+    """Whether the user has a passkey or security key registered."""
+    # CONTRACT(passkeys): idp.auth.passkeys.has_passkey is the passkeys helper's; until it is merged nobody has
+    # one. At merge, replace this body with a plain `from ..auth.passkeys import has_passkey`.
+    try:
+        passkeys = importlib.import_module("idp.auth.passkeys")
+    except ImportError:
+        return False
+    return bool(passkeys.has_passkey(user))
+
+
+def record_passkey_required(token: str | None, user: User, client: Client, why: str) -> int:
+    """A `phishing_resistant_required` event: the app accepts only a passkey, and the user has none (or offered
+    a code instead); returns the event id."""
+    return record_signin_failure(Reason.PHISHING_RESISTANT_REQUIRED, user.username, token, client, why)
 
 
 def record_second_factor_failure(token: str | None, user: User, client: Client, why: str) -> int | None:

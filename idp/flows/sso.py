@@ -285,7 +285,7 @@ def proceed(pending: PendingSso, token: str | None, session: SessionView | None,
         token = token or park(pending)
         return NeedsReauthentication(token) if gate.reauth else NeedsLogin(token)
     if isinstance(gate, SecondFactorRequired):
-        return NeedsSecondFactor(token or park(pending))
+        return NeedsSecondFactor(token or park(pending), passkey_required=gate.passkey_required)
     _consume(token)
     if isinstance(gate, PassiveRefused):
         passive = AccessDenied(f"IsPassive was requested and the user would have to {_PASSIVE_NEEDS[gate.needed]}",
@@ -321,7 +321,7 @@ def _issue(pending: PendingSso, app: AppConfig, session: SessionView, decision: 
     except SamlFlowError as exc:
         raise _fail(exc, ctx, _reply_to(app, pending)) from None
     session_index = session_index_for(session, app, name_id, fmt)
-    fields = user_fields(user)
+    fields = {**user_fields(user), "amr": list(session.amr)}   # ATTRIBUTE_SOURCES: the user's and the session's
     session_end = session.created_at + timedelta(seconds=settings.session_lifetime_s)
     if app.settings.session_timeout:
         session_end = min(session_end, session.authn_at + timedelta(minutes=app.settings.session_timeout))

@@ -112,7 +112,9 @@ def check_session_age(ctx: AccessContext) -> Decision | None:
 def mfa_reasons(ctx: AccessContext) -> list[str]:
     """Why this request needs a second factor (empty: it does not)."""
     why: list[str] = []
-    if ctx.policy.require_mfa:
+    if ctx.policy.require_phishing_resistant:
+        why.append("the app requires a passkey or security key")
+    elif ctx.policy.require_mfa:
         why.append("the app requires high assurance")
     if ctx.policy.ip_policy == IpPolicy.RELAX_WITH_MFA and ip_outside_ranges(ctx)[0]:
         why.append(f"{ctx.client_ip or 'unknown address'} is outside the trusted ranges")
@@ -129,10 +131,26 @@ def check_mfa(ctx: AccessContext) -> Decision | None:
     if not why or ctx.mfa_passed:
         return None
     inputs: dict[str, object] = {"why": why, "mfa_enrolled": ctx.mfa_enrolled, "mfa_action": ctx.policy.mfa_action}
-    if ctx.policy.require_mfa and ctx.policy.mfa_action == MfaAction.BLOCK:
+    if ctx.policy.requires_mfa and ctx.policy.mfa_action == MfaAction.BLOCK:
         return Decision(Effect.DENY, "mfa", Reason.MFA_REQUIRED,
                         "the session has no second factor and the app blocks instead of prompting", inputs)
     return Decision(Effect.STEP_UP, "mfa", Reason.MFA_REQUIRED, "; ".join(why), inputs)
+
+
+def check_phishing_resistant(ctx: AccessContext) -> Decision | None:
+    """An app that requires phishing-resistant sign-in accepts only a passkey or security key (RFC 8176 hwk/swk):
+    a password, a TOTP or a recovery code, however fresh, steps up to a passkey (or is denied when the app blocks)."""
+    if not ctx.policy.require_phishing_resistant or ctx.phishing_resistant:
+        return None
+    inputs: dict[str, object] = {"passkey_required": True, "mfa_passed": ctx.mfa_passed,
+                                 "mfa_action": ctx.policy.mfa_action}
+    if ctx.policy.mfa_action == MfaAction.BLOCK:
+        return Decision(Effect.DENY, "phishing_resistant", Reason.PHISHING_RESISTANT_REQUIRED,
+                        "the app requires a passkey or security key, the session used none, and the app blocks "
+                        "instead of prompting", inputs)
+    return Decision(Effect.STEP_UP, "phishing_resistant", Reason.PHISHING_RESISTANT_REQUIRED,
+                    "the app requires a passkey or security key (phishing-resistant); the session used "
+                    + ("a second factor that is not one" if ctx.mfa_passed else "no second factor"), inputs)
 
 
 def check_authn_context(ctx: AccessContext) -> Decision | None:
@@ -152,6 +170,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("permitted_users", check_permitted_users),
     ("ip_range", check_ip),
     ("session_timeout", check_session_age),
+    ("phishing_resistant", check_phishing_resistant),
     ("mfa", check_mfa),
     ("authn_context", check_authn_context),
 )

@@ -56,6 +56,11 @@ class AppPolicy:
     require_mfa: bool = False
     mfa_action: MfaAction = MfaAction.STEP_UP
     session_timeout_min: int | None = None
+    require_phishing_resistant: bool = False      # only a passkey / security key; implies require_mfa
+
+    @property
+    def requires_mfa(self) -> bool:
+        return self.require_mfa or self.require_phishing_resistant
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,7 @@ class AccessContext:
     session_age_s: float | None = None            # seconds since the password was checked; None: no session
     mfa_passed: bool = False
     mfa_enrolled: bool = False
+    phishing_resistant: bool = False              # the session used a passkey or security key (amr hwk / swk)
     requested_comparison: AuthnContextComparison | None = None   # None: no RequestedAuthnContext
     requested_refs: tuple[str, ...] = ()
 

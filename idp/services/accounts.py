@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 
 from .. import audit
-from ..auth import totp
+from ..auth import amr, totp
 from ..auth.passwords import Passwords
 from ..extensions import db
 from ..models import Group, IdpSession, User, user_groups, utcnow
@@ -187,6 +187,7 @@ def end_sessions_for_factor_change(user: User, *, keep_session: str | None = Non
     kept = db.session.get(IdpSession, keep_session) if keep_session else None
     if kept is not None and kept.user_id == user.id:
         kept.mfa_at = None
+        kept.amr = amr.to_column(amr.first_factor_only(amr.from_column(kept.amr, None)))
     return ended
 
 

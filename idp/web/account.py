@@ -6,7 +6,7 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask_login import current_user, login_required
 
 from .. import audit
-from ..auth import totp, totp_guard
+from ..auth import amr, totp, totp_guard
 from ..services import accounts
 from ..services.admin_queries import recent_sign_ins
 from ..services.org import mfa_self_enroll
@@ -65,7 +65,8 @@ def change_password() -> Response:
             record_failure(key, LOGIN_ACCOUNT_IP_RULE)
         return _page(422, pw_errors=exc.errors)
     reset(key)
-    complete_login(user, idp_session, mfa=False)   # a fresh session id; only the password was proved now
+    # a fresh session id; only the password was proved now
+    complete_login(user, idp_session, mfa=False, amr=amr.PASSWORD_ONLY)
     flash("Your password was changed. You were signed out everywhere else.", "success")
     return redirect(url_for("account.index"), code=303)  # type: ignore[return-value]
 

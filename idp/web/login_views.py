@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
+from idp.auth.amr import PASSWORD_ONLY
 from idp.auth.sessions import load_session, start_session
 from idp.flows.signin import BadCredentials, Throttled, check_password
 from idp.models import IdpSession, User, utcnow
@@ -70,7 +72,7 @@ def login() -> Response | str:
         session[PENDING_USER] = {"user_id": user.id, "at": utcnow().isoformat(),
                                  "replaces": previous.id if previous is not None else None}
         return redirect(url_for("mfa.verify", next=next_url, request=token), code=303)  # type: ignore[return-value]
-    complete_login(user, previous, mfa=False)
+    complete_login(user, previous, mfa=False, amr=PASSWORD_ONLY)
     return redirect(next_url, code=303)  # type: ignore[return-value]
 
 
@@ -78,9 +80,13 @@ PENDING_USER = "pending_user"
 PENDING_USER_TTL_S = 600
 
 
-def complete_login(user: User, previous: IdpSession | None, *, mfa: bool) -> IdpSession:
-    """Open a fresh IdP session and a fresh cookie (nothing from before survives: no fixation)."""
-    idp_session = start_session(user, current_client().ip, replaces=previous, mfa=mfa)
+def complete_login(user: User, previous: IdpSession | None, *, mfa: bool,
+                   amr: Sequence[str] | None = None) -> IdpSession:
+    """Open a fresh IdP session and a fresh cookie (nothing from before survives: no fixation).
+
+    `amr`: the RFC 8176 methods proved in this sign-in (idp.auth.amr); None: the password, plus a TOTP
+    code when `mfa`."""
+    idp_session = start_session(user, current_client().ip, replaces=previous, mfa=mfa, amr=amr)
     logout_user()
     session.clear()
     login_user(Principal.of(idp_session))

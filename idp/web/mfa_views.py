@@ -8,6 +8,7 @@ from flask import Blueprint, Response, redirect, render_template, request, sessi
 from flask_login import current_user
 
 from idp.auth import totp, totp_guard
+from idp.auth.amr import PASSWORD_AND_OTP
 from idp.extensions import db
 from idp.flows.signin import (
     CodeAccepted,
@@ -16,6 +17,9 @@ from idp.flows.signin import (
     WrongCode,
     check_totp_code,
     confirm_totp_enrolment,
+    has_passkey,
+    passkey_required_for,
+    record_passkey_required,
 )
 from idp.models import IdpSession, User, utcnow
 from idp.services import accounts
@@ -54,6 +58,8 @@ def verify() -> Response:
     if subject is None:
         return redirect(url_for("auth.login", next=next_url, request=token), code=303)  # type: ignore[return-value]
     user, previous = subject
+    if passkey_required_for(token):
+        return _passkey_only(user, next_url, token)
     if not totp.is_enrolled(user):
         return _render("mfa_not_enrolled.html", next=next_url, request_token=token, can_enroll=mfa_self_enroll())
     if totp_guard.is_suspended(user):
@@ -69,8 +75,23 @@ def verify() -> Response:
     if isinstance(outcome, WrongCode):
         return _render("mfa.html", 401, next=next_url, request_token=token,
                        error="That code is not valid. Enter the current code from your authenticator app.")
-    complete_login(user, previous, mfa=True)  # renews the session id
+    complete_login(user, previous, mfa=True, amr=PASSWORD_AND_OTP)  # renews the session id
     return redirect(next_url, code=303)  # type: ignore[return-value]
+
+
+def _passkey_only(user: User, next_url: str, token: str | None) -> Response:
+    """The parked request's app requires a passkey or security key: no TOTP or recovery code is offered or accepted.
+    The passkey sign-in on this page (the `passkey_required` block of mfa.html) comes with the passkey routes."""
+    client = current_client()
+    if not has_passkey(user):
+        event_id = record_passkey_required(token, user, client, "the app requires a passkey or security key and "
+                                                                "the user has none registered")
+        return _render("mfa_passkey_missing.html", 403, event_id=event_id)
+    if request.method == "POST":   # a code posted anyway is not even checked
+        record_passkey_required(token, user, client, "a code was offered where the app requires a passkey")
+        return _render("mfa.html", 403, next=next_url, request_token=token, passkey_required=True,
+                       error="This app accepts only a passkey or security key; a code is not accepted.")
+    return _render("mfa.html", next=next_url, request_token=token, passkey_required=True, error=None)
 
 
 @bp.route("/mfa/enroll", methods=["GET", "POST"])
@@ -93,7 +114,7 @@ def enroll() -> Response:
         if isinstance(outcome, Throttled):
             error, status = f"Too many wrong codes. Wait {outcome.retry_after_s} seconds, then try again.", 429
         elif isinstance(outcome, CodeAccepted):
-            kept = complete_login(user, previous, mfa=True)
+            kept = complete_login(user, previous, mfa=True, amr=PASSWORD_AND_OTP)
             accounts.end_sessions(user, except_id=kept.id)  # a new factor: the user's other sessions end
             return redirect(next_url, code=303)  # type: ignore[return-value]
         else:

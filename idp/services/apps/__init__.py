@@ -19,6 +19,7 @@ from .registry import (
     update_metadata,
 )
 from .settings import (
+    ATTRIBUTE_SOURCES,
     CLEAR,
     ENCRYPTION_ALGORITHMS,
     KNOWN_ATTRIBUTES,
@@ -42,7 +43,8 @@ from .validation import (
 )
 
 __all__ = [
-    "CLEAR", "ENCRYPTION_ALGORITHMS", "KNOWN_ATTRIBUTES", "LOOKUP_TTL_S", "NAMEID_FIELDS", "RESERVED_SLUGS",
+    "ATTRIBUTE_SOURCES", "CLEAR", "ENCRYPTION_ALGORITHMS", "KNOWN_ATTRIBUTES", "LOOKUP_TTL_S", "NAMEID_FIELDS",
+    "RESERVED_SLUGS",
     "SIGNATURE_ALGORITHM_NAMES", "SIGN_MODES", "SLUG_RE", "USER_FIELDS", "AppConfig", "AppSettings", "SyncReport",
     "app_config_by_entity_id", "app_config_by_id", "app_config_by_slug", "change_settings",
     "validate_policy_references", "default_settings", "get_app", "invalidate_cache", "list_apps",

@@ -134,6 +134,8 @@ def change_settings(app: ConnectedApp, *, enabled: bool | None = None, name: str
     if name is not None:
         name = validate_name(name)
     updates: dict[str, Any] = {k: (None if v is CLEAR else v) for k, v in changes.items() if v is not None}
+    if updates.get("require_phishing_resistant") and "require_mfa" not in updates:
+        updates["require_mfa"] = True   # phishing-resistant implies MFA
     new = replace(current, **updates)
     validate_settings(new)
     # only when this change asks for encryption: an app whose metadata lost its certificate since

@@ -18,6 +18,9 @@ from ...saml.constants import (
 from ...saml.sp_metadata import SpMetadata
 
 USER_FIELDS = ("username", "email", "first_name", "last_name", "groups", "id", "display_name")
+# Sources read from the IdP session, not the user: "amr", how the user signed in (RFC 8176 values, multi-valued).
+SESSION_FIELDS = ("amr",)
+ATTRIBUTE_SOURCES = USER_FIELDS + SESSION_FIELDS    # what an app's attribute map may release
 NAMEID_FIELDS = ("username", "email", "id")
 SIGN_MODES = values(SignMode)
 SIGNATURE_ALGORITHM_NAMES = {alg.short_name: alg.value for alg in SELECTABLE_SIGNATURE_ALGORITHMS}
@@ -44,7 +47,7 @@ class AppSettings:
 
     nameid_format: str = NameIdFormat.UNSPECIFIED
     nameid_field: str = "username"                # username | email | id
-    attributes: dict[str, str] = field(default_factory=dict)  # SAML attribute name -> user field
+    attributes: dict[str, str] = field(default_factory=dict)  # SAML attribute name -> ATTRIBUTE_SOURCES
     sign: str = SignMode.BOTH
     signature_algorithm: str = SignatureAlgorithm.RSA_SHA256
     require_signed_requests: bool = False         # in addition to the SP's AuthnRequestsSigned
@@ -59,6 +62,7 @@ class AppSettings:
     require_mfa: bool = False
     mfa_action: str = MfaAction.STEP_UP
     session_timeout: int | None = None            # minutes since the password was entered
+    require_phishing_resistant: bool = False      # only a passkey / security key signs in (implies require_mfa)
     # keys and encryption
     signing_key: str | None = None                # pinned key id; None follows the active key
     encrypt_assertion: bool = False
@@ -82,6 +86,7 @@ class AppSettings:
             deny_groups=frozenset(self.deny_groups), assigned_users=frozenset(self.assigned_users),
             ip_policy=IpPolicy(self.ip_policy), ip_ranges=tuple(self.ip_ranges), require_mfa=self.require_mfa,
             mfa_action=MfaAction(self.mfa_action), session_timeout_min=self.session_timeout,
+            require_phishing_resistant=self.require_phishing_resistant,
         )
 
 

@@ -16,12 +16,12 @@ from ...saml.signing import SIGNATURE_ALGORITHMS
 from ...saml.sp_metadata import MetadataError, SpMetadata, list_sp_entity_ids, parse_sp_metadata
 from .. import ServiceError
 from .settings import (
+    ATTRIBUTE_SOURCES,
     CLEAR,
     ENCRYPTION_ALGORITHMS,
     NAMEID_FIELDS,
     SIGN_MODES,
     SIGNATURE_ALGORITHM_NAMES,
-    USER_FIELDS,
     AppSettings,
 )
 
@@ -87,6 +87,9 @@ def validate_settings(s: AppSettings) -> None:
         raise refuse("ip_policy", f"ip policy must be one of {', '.join(IP_MODES)}")
     if s.mfa_action not in MFA_ACTIONS:
         raise refuse("mfa_action", f"mfa action must be one of {', '.join(MFA_ACTIONS)}")
+    if s.require_phishing_resistant and not s.require_mfa:
+        raise refuse("require_mfa", "an app that requires phishing-resistant sign-in (a passkey) requires MFA: "
+                                    "turn off require-phishing-resistant first")
     if s.session_timeout is not None and not 1 <= s.session_timeout <= 7 * 24 * 60:
         raise refuse("session_timeout", "session timeout must be between 1 and 10080 minutes")
     for cidr in s.ip_ranges:
@@ -97,9 +100,9 @@ def validate_settings(s: AppSettings) -> None:
     for name, field_name in s.attributes.items():
         if not name or len(name) > 1024 or any(ord(c) < 32 for c in name):
             raise refuse("attributes", f"attribute name {name!r} is not valid")
-        if field_name not in USER_FIELDS:
+        if field_name not in ATTRIBUTE_SOURCES:
             raise refuse("attributes", f"attribute {name!r}: unknown user field {field_name!r} "
-                                       f"(choose from {', '.join(USER_FIELDS)})")
+                                       f"(choose from {', '.join(ATTRIBUTE_SOURCES)})")
 
 
 def signing_changes(*, signing_key: str | None = None, signature_algorithm: str | None = None,

@@ -13,6 +13,7 @@ from idp.web.admin.forms.access import AccessCheckForm
 from idp.web.admin.forms.base import refuse
 
 EFFECT_WORDS = {"allow": "Allowed", "deny": "Denied", "step_up": "Second factor required",
+                "step_up_passkey": "Passkey or security key required",
                 "reauth": "Password must be entered again"}
 
 
@@ -26,12 +27,19 @@ def access_check() -> Response:
         form = AccessCheckForm()
         try:
             if form.validate():
-                decision = check_access(form.username.data, form.app.data, form.ip.data, bool(form.mfa.data))
+                decision = check_access(form.username.data, form.app.data, form.ip.data, bool(form.mfa.data),
+                                        bool(form.passkey.data))
         except ServiceError as exc:   # FormErrors, or a user or app gone since (the dry run's own refusal)
             refuse(form, exc, {"slug": "app"})
         if form.messages:
             status = 422
-    values = {"username": form.username.data, "app": form.app.data, "ip": form.ip.data, "mfa": form.mfa.data}
+    values = {"username": form.username.data, "app": form.app.data, "ip": form.ip.data, "mfa": form.mfa.data,
+              "passkey": form.passkey.data}
+    word = None
+    if decision is not None:
+        word = str(decision.effect)
+        if word == "step_up" and decision.reason == "phishing_resistant_required":
+            word = "step_up_passkey"
     html = render_template("admin/access_check.html", section="access", apps=list_apps(), values=values,
-                           errors=form.messages, decision=decision, words=EFFECT_WORDS)
+                           errors=form.messages, decision=decision, words=EFFECT_WORDS, word=word)
     return Response(html, status=status)

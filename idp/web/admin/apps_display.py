@@ -36,5 +36,8 @@ def policy_summary(s: AppSettings) -> dict[str, str]:
     if s.deny_groups:
         who += "; denied: " + ", ".join(s.deny_groups)
     ip = s.ip_policy + (f" ({len(s.ip_ranges)} range{'s' if len(s.ip_ranges) != 1 else ''})" if s.ip_ranges else "")
-    mfa = f"required ({s.mfa_action})" if s.require_mfa else "not required"
+    if s.require_phishing_resistant:
+        mfa = f"required: passkey or security key ({s.mfa_action})"
+    else:
+        mfa = f"required ({s.mfa_action})" if s.require_mfa else "not required"
     return {"who": who, "ip": ip, "mfa": mfa}

@@ -29,11 +29,11 @@ from idp.services import apps as apps_svc
 from idp.services import fetch as fetch_svc
 from idp.services.app_diff import metadata_diff
 from idp.services.apps import (
+    ATTRIBUTE_SOURCES,
     ENCRYPTION_ALGORITHMS,
     NAMEID_FIELDS,
     SIGN_MODES,
     SIGNATURE_ALGORITHM_NAMES,
-    USER_FIELDS,
 )
 from idp.web.admin import bp
 from idp.web.admin.apps_display import fmt_dt, nameid_short, policy_summary, short_binding
@@ -249,7 +249,7 @@ def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: P
         events_url=url_for("admin.events", app=app.slug) if "admin.events" in current_app.view_functions else None,
         choices={"nameid_formats": tuple(NAMEID_FORMATS), "nameid_fields": NAMEID_FIELDS, "sign": SIGN_MODES,
                  "sigalgs": tuple(SIGNATURE_ALGORITHM_NAMES), "encalgs": ENCRYPTION_ALGORITHMS,
-                 "user_fields": USER_FIELDS, "permitted": PERMITTED_MODES, "ip_modes": IP_MODES,
+                 "user_fields": ATTRIBUTE_SOURCES, "permitted": PERMITTED_MODES, "ip_modes": IP_MODES,
                  "mfa_actions": MFA_ACTIONS},
         notice=notice, now=datetime.now(UTC),
     )

@@ -12,3 +12,4 @@ class AccessCheckForm(AdminForm):
     app = TextField(limit=100)
     ip = TextField(limit=64)
     mfa = FlagField(true_values=("1",))
+    passkey = FlagField(true_values=("1",))

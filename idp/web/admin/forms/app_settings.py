@@ -15,12 +15,12 @@ from idp.policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
 from idp.saml.constants import NAMEID_FORMATS
 from idp.services import ServiceError
 from idp.services.apps import (
+    ATTRIBUTE_SOURCES,
     CLEAR,
     ENCRYPTION_ALGORITHMS,
     NAMEID_FIELDS,
     SIGN_MODES,
     SIGNATURE_ALGORITHM_NAMES,
-    USER_FIELDS,
     AppSettings,
     validate_name,
 )
@@ -68,8 +68,8 @@ class AttributeRowsField(Field):
                 problems.append(f"attribute name {name!r} contains control characters")
             elif name in seen:
                 problems.append(f"attribute {name!r} is listed twice")
-            elif field_name not in USER_FIELDS:
-                problems.append(f"attribute {name!r}: choose a user field ({', '.join(USER_FIELDS)})")
+            elif field_name not in ATTRIBUTE_SOURCES:
+                problems.append(f"attribute {name!r}: choose a user field ({', '.join(ATTRIBUTE_SOURCES)})")
             seen.add(name)
         if problems:
             raise ValidationError("; ".join(problems))
@@ -174,6 +174,7 @@ class PolicyForm(AdminForm):
     ip_policy = TextField(limit=40, validators=[one_of(IP_MODES, "IP mode")])
     ip_ranges = TextField(limit=20000, strip=False)                        # as typed: one CIDR per line
     require_mfa = FlagField()
+    require_phishing_resistant = FlagField()   # implies require_mfa
     mfa_action = TextField(limit=40, validators=[one_of(MFA_ACTIONS, "MFA action")])
     session_timeout = TextField(limit=20, validators=[_session_timeout])  # minutes, blank for none
 
@@ -188,6 +189,7 @@ class PolicyForm(AdminForm):
             "permitted": s.permitted, "allow_groups": list(s.allow_groups), "deny_groups": list(s.deny_groups),
             "assigned_users": ", ".join(s.assigned_users), "ip_policy": s.ip_policy,
             "ip_ranges": "\n".join(s.ip_ranges), "require_mfa": s.require_mfa, "mfa_action": s.mfa_action,
+            "require_phishing_resistant": s.require_phishing_resistant,
             "session_timeout": "" if s.session_timeout is None else str(s.session_timeout)})
 
     def usernames(self) -> list[str]:
@@ -220,8 +222,9 @@ class PolicyForm(AdminForm):
             "deny_groups": kept(current.deny_groups, self.deny_groups.data),
             "assigned_users": kept(current.assigned_users, self.usernames()),
             "ip_policy": self.ip_policy.data, "ip_ranges": tuple(dict.fromkeys(self.ranges)),
-            "require_mfa": self.require_mfa.data, "mfa_action": self.mfa_action.data,
-            "session_timeout": timeout or CLEAR,
+            "require_mfa": bool(self.require_mfa.data or self.require_phishing_resistant.data),
+            "require_phishing_resistant": bool(self.require_phishing_resistant.data),
+            "mfa_action": self.mfa_action.data, "session_timeout": timeout or CLEAR,
         }
 
     def additions(self, current: AppSettings) -> dict[str, list[str]]:
