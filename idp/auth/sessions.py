@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, exists, select, update
 
 from ..extensions import db
-from ..models import Group, IdpSession, SessionParticipant, User, user_groups, utcnow
+from ..models import Group, IdpSession, Passkey, SessionParticipant, User, user_groups, utcnow
 from ..prepared import Prepared
 
 TOUCH_INTERVAL = timedelta(seconds=60)  # last_seen is written at most once a minute per session
@@ -64,7 +65,8 @@ def session_is_live(s: IdpSession | SessionView, now: datetime, lifetime: timede
 _LOAD = Prepared(
     select(IdpSession.id, IdpSession.user_id, IdpSession.created_at, IdpSession.authn_at, IdpSession.mfa_at,
            IdpSession.last_seen, IdpSession.ended_at, User.username, User.email, User.first_name, User.last_name,
-           User.is_admin, User.disabled, User.totp_secret.is_not(None), User.totp_confirmed, Group.name)
+           User.is_admin, User.disabled, User.totp_secret.is_not(None), User.totp_confirmed,
+           exists().where(Passkey.user_id == User.id).correlate(User), Group.name)
     .select_from(IdpSession).join(User, User.id == IdpSession.user_id)
     .outerjoin(user_groups, user_groups.c.user_id == User.id).outerjoin(Group, Group.id == user_groups.c.group_id)
     .where(IdpSession.id == bindparam("sid")))
@@ -76,9 +78,10 @@ def read_session(session_id: str) -> SessionView | None:
     if not rows:
         return None
     (sid, user_id, created_at, authn_at, mfa_at, last_seen, ended_at, username, email, first_name, last_name,
-     is_admin, disabled, has_secret, totp_confirmed, _) = rows[0]
+     is_admin, disabled, has_secret, totp_confirmed, has_passkey, _) = rows[0]
     user = UserView(id=user_id, username=username, email=email, first_name=first_name, last_name=last_name,
-                    is_admin=bool(is_admin), disabled=bool(disabled), mfa_enrolled=bool(has_secret and totp_confirmed),
+                    is_admin=bool(is_admin), disabled=bool(disabled),
+                    mfa_enrolled=bool(has_secret and totp_confirmed) or bool(has_passkey),  # as User.mfa_enrolled
                     group_names=tuple(sorted(r[-1] for r in rows if r[-1] is not None)))
     return SessionView(id=sid, user_id=user_id, created_at=created_at, authn_at=authn_at, mfa_at=mfa_at,
                        last_seen=last_seen, ended_at=ended_at, user=user)
@@ -98,14 +101,16 @@ def load_session(session_id: str, lifetime: timedelta, idle: timedelta) -> Sessi
 
 
 def start_session(user: User, client_ip: str | None, *, replaces: IdpSession | None = None,
-                  mfa: bool = False) -> IdpSession:
+                  mfa: bool = False, amr: Sequence[str] | None = None) -> IdpSession:
     """A fresh session id at every login (defeats session fixation).
 
     When the same user re-authenticates (ForceAuthn, step-up), the apps they are signed into
     move to the new session so single logout still reaches them. The new session holds only what
     was proved now: `mfa` when a second factor passed in this sign-in; an earlier second factor is
     never carried over (a password re-entered for ForceAuthn is not fresh multi-factor).
+    `amr`: the RFC 8176 methods proved (e.g. ("swk", "mfa") for a passwordless passkey).
     """
+    del amr  # CONTRACT(assurance): stored in IdpSession.amr by the assurance branch; accepted here already
     now = utcnow()
     s = IdpSession(id=secrets.token_urlsafe(32), user_id=user.id, created_at=now, authn_at=now,
                    mfa_at=now if mfa else None, last_seen=now, client_ip=client_ip)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
@@ -78,9 +79,13 @@ PENDING_USER = "pending_user"
 PENDING_USER_TTL_S = 600
 
 
-def complete_login(user: User, previous: IdpSession | None, *, mfa: bool) -> IdpSession:
-    """Open a fresh IdP session and a fresh cookie (nothing from before survives: no fixation)."""
-    idp_session = start_session(user, current_client().ip, replaces=previous, mfa=mfa)
+def complete_login(user: User, previous: IdpSession | None, *, mfa: bool,
+                   amr: Sequence[str] | None = None) -> IdpSession:
+    """Open a fresh IdP session and a fresh cookie (nothing from before survives: no fixation).
+
+    `amr`: RFC 8176 methods of this sign-in (None: "pwd", plus "otp mfa" when `mfa`)."""
+    # CONTRACT(assurance): the amr parameter, as shared with the assurance branch (which stores it)
+    idp_session = start_session(user, current_client().ip, replaces=previous, mfa=mfa, amr=amr)
     logout_user()
     session.clear()
     login_user(Principal.of(idp_session))
