@@ -70,8 +70,8 @@ def users_mfa_enroll(username: str) -> None:
 @click.argument("username")
 @unit_of_work
 def users_mfa_reset(username: str) -> None:
-    from idp.services import accounts
     from idp.auth import passkeys
+    from idp.services import accounts
     user = users_svc.get_user(username)
     keys = len(passkeys.passkeys_of(user))
     ended = accounts.reset_mfa(user)

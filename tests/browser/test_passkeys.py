@@ -62,7 +62,7 @@ def test_register_sign_out_passwordless_then_sso_to_mfa_app(live_idp_localhost: 
     def acs(route: Any) -> None:
         fields = parse_qs(route.request.post_data or "")
         posted.update({k: v[0] for k, v in fields.items()})
-        route.fulfill(content_type="text/html", body="<html><body><p id='sp-done'>signed in at the SP</p></body></html>")
+        route.fulfill(content_type="text/html", body="<html><body><p id='sp-done'>signed in</p></body></html>")
 
     page.context.route(sp.acs_url, acs)
     req = sp.authn_request("redirect")
