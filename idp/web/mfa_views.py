@@ -85,7 +85,10 @@ def enroll() -> Response:
         return redirect(url_for("auth.login", next=url_for("mfa.enroll", next=next_url, request=token),  # type: ignore[return-value]
                                 request=token), code=303)
     user, previous = subject
-    if user.mfa_enrolled:  # a factor exists (TOTP or a passkey): prove it, never enrol past it
+    # A factor exists: prove it rather than enrol past it. A passkey user adds TOTP only from a session that
+    # passed the second factor (CONTRACT(enrol): flows.enrolment.first_factor_gate owns this rule at merge).
+    passed_mfa = PENDING_USER not in session and current_user.is_authenticated and current_user.view.mfa_at is not None
+    if totp.is_enrolled(user) or (user.mfa_enrolled and not passed_mfa):
         return redirect(url_for("mfa.verify", next=next_url, request=token), code=303)  # type: ignore[return-value]
     if not mfa_self_enroll():
         return _render("mfa_not_enrolled.html", next=next_url, request_token=token, can_enroll=False)

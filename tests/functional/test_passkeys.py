@@ -515,3 +515,20 @@ def test_relying_party_follows_the_base_url(settings):
 def test_browser_refusals_are_json_not_pages(client, alice):
     resp = client.post("/passkeys/register/options", json={}, headers={"X-CSRFToken": csrf(client)})
     assert resp.status_code == 401 and resp.get_json()["error"]
+
+
+def test_passkey_user_cannot_enrol_totp_past_the_passkey_with_the_password_only(app, make_sp, browser, alice,
+                                                                                 alice_key):
+    """A stolen password must not let the attacker add their own TOTP to a passkey user's account."""
+    sp = make_sp("pysaml2")
+    set_policy(sp, require_mfa=True)
+    req = sp.authn_request("redirect")
+    browser.sso(req, "alice", PASSWORD)
+    resp = browser.client.get("/mfa/enroll?next=/")
+    assert resp.status_code == 303 and "/mfa?" in resp.headers["Location"]
+    db.session.refresh(alice)
+    assert not alice.totp_secret
+    # from a session that passed the passkey, adding TOTP is allowed
+    c = app.test_client()
+    passkey_login(c, alice_key)
+    assert c.get("/mfa/enroll?next=/account").status_code == 200
