@@ -66,13 +66,14 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     from .web.login_views import load_principal
     from .web.mfa_views import bp as mfa_bp
     from .web.ops import bp as ops_bp
+    from .web.passkey_views import bp as passkeys_bp
     from .web.saml_views import bp as saml_bp
     from .web.saml_views import handle_flow_error
     from .web.slo_views import bp as slo_bp
 
     login_manager.user_loader(load_principal)
     register_admin_views()
-    for bp in (auth_bp, mfa_bp, home_bp, saml_bp, slo_bp, admin_bp, account_bp, ops_bp):
+    for bp in (auth_bp, mfa_bp, passkeys_bp, home_bp, saml_bp, slo_bp, admin_bp, account_bp, ops_bp):
         app.register_blueprint(bp)
     app.register_error_handler(SamlFlowError, handle_flow_error)
     from .web import uow

@@ -7,16 +7,20 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
     UniqueConstraint,
+    exists,
+    select,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -72,17 +76,48 @@ class User(db.Model):  # type: ignore[name-defined]
     # consecutive wrong TOTP codes (reset by a right one) and when the cap suspended the factor (idp.auth.totp_guard)
     totp_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     totp_suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # WebAuthn user handle (base64url of 32 random bytes, made at the first passkey registration): never the
+    # username, so an authenticator's account list reveals nothing (auth.passkeys)
+    webauthn_user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     groups: Mapped[list[Group]] = relationship(secondary=user_groups, back_populates="members", lazy="selectin")
+    __table_args__ = (UniqueConstraint("webauthn_user_id", name="uq_users_webauthn_user_id"),)
 
     @property
     def group_names(self) -> list[str]:
         return sorted(g.name for g in self.groups)
 
     @property
-    def mfa_enrolled(self) -> bool:
+    def totp_enrolled(self) -> bool:
         """A confirmed TOTP authenticator."""
         return bool(self.totp_secret and self.totp_confirmed)
+
+    @property
+    def mfa_enrolled(self) -> bool:
+        """A confirmed TOTP authenticator or a passkey (one EXISTS query when there is no TOTP)."""
+        if self.totp_enrolled:
+            return True
+        if self.id is None:
+            return False
+        return bool(db.session.scalar(select(exists().where(Passkey.user_id == self.id))))
+
+
+class Passkey(db.Model):  # type: ignore[name-defined]
+    """A WebAuthn credential (passkey or security key) registered by a user (auth.passkeys)."""
+
+    __tablename__ = "passkeys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)   # raw id (at most 1023 bytes)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)                          # COSE key, as registered
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)                  # unsigned 32-bit counter
+    transports: Mapped[list[str]] = mapped_column(JSON, default=list)
+    aaguid: Mapped[str] = mapped_column(String(36), default="")
+    backup_eligible: Mapped[bool] = mapped_column(Boolean, default=False)          # synced passkey (fixed)
+    backup_state: Mapped[bool] = mapped_column(Boolean, default=False)             # currently backed up
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Group(db.Model):  # type: ignore[name-defined]

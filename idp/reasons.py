@@ -38,6 +38,10 @@ class Reason(StrEnum):
     PHISHING_RESISTANT_REQUIRED = "phishing_resistant_required"   # the app accepts only a passkey / security key
     MFA_FAILED = "mfa_failed"
     MFA_SUSPENDED = "mfa_suspended"
+    PASSKEY_FAILED = "passkey_failed"        # a passkey assertion or registration refused (detail says why)
+    PASSKEY_CLONED = "passkey_cloned"        # a valid signature with a sign counter that did not increase
+    MFA_ENROLLED = "mfa_enrolled"            # a factor was added (event_type "account"); CONTRACT(enrol)
+    MFA_REMOVED = "mfa_removed"              # a factor was removed (event_type "account")
     # sign-in (event_type "signin")
     BAD_CREDENTIALS = "bad_credentials"
     THROTTLED = "throttled"
@@ -55,13 +59,13 @@ class Reason(StrEnum):
 DENIAL_REASONS = frozenset({
     Reason.USER_NOT_PERMITTED, Reason.IP_NOT_ALLOWED, Reason.MFA_REQUIRED, Reason.MFA_FAILED,
     Reason.PHISHING_RESISTANT_REQUIRED,
-    Reason.MFA_SUSPENDED,
+    Reason.MFA_SUSPENDED, Reason.PASSKEY_FAILED, Reason.PASSKEY_CLONED,
     Reason.APP_DISABLED, Reason.USER_DISABLED, Reason.NO_PASSIVE, Reason.NO_AUTHN_CONTEXT,
     Reason.SESSION_EXPIRED, Reason.BAD_CREDENTIALS, Reason.THROTTLED,
 })
 
 
 def outcome_for(reason: Reason) -> Outcome:
-    if reason in (Reason.OK, Reason.LOGOUT):
+    if reason in (Reason.OK, Reason.LOGOUT, Reason.MFA_ENROLLED, Reason.MFA_REMOVED):
         return Outcome.SUCCESS
     return Outcome.DENIED if reason in DENIAL_REASONS else Outcome.ERROR

@@ -18,6 +18,9 @@ the account it guesses (anyone could lock anyone out when the account alone was 
   over many addresses gets at most one guess per few seconds for the account, and the real user
   from another address gets in after a wait of a few seconds at most — never minutes.
 
+Passkeys: a failed passwordless sign-in counts against the client address (passkey_ip_key, LOGIN_IP_RULE);
+a failed passkey used as the second factor counts against the user like a wrong code (mfa_key, MFA_RULE).
+
 The second factor: MFA_RULE throttles codes per user for a short while (5 free in 10 min, then
 30 s doubling), and on top of it a long-window cap (NIST SP 800-63B §5.2.2: at most 100
 consecutive failed attempts) suspends the TOTP factor after TOTP_MAX_CONSECUTIVE_FAILURES wrong
@@ -41,7 +44,7 @@ TOTP_MAX_CONSECUTIVE_FAILURES = 100
 
 __all__ = ["LOGIN_ACCOUNT_IP_RULE", "LOGIN_ACCOUNT_RULE", "LOGIN_IP_RULE", "MFA_RULE",
            "TOTP_MAX_CONSECUTIVE_FAILURES", "ThrottleRule", "client_net", "login_account_ip_key",
-           "login_account_key", "login_ip_key", "mfa_key", "record_failure", "reset", "retry_after"]
+           "login_account_key", "login_ip_key", "mfa_key", "passkey_ip_key", "record_failure", "reset", "retry_after"]
 
 
 def client_net(ip: str | None) -> str:
@@ -74,6 +77,12 @@ def login_ip_key(ip: str | None) -> str:
 
 def mfa_key(user_id: int) -> str:
     return f"mfa:user:{user_id}"
+
+
+def passkey_ip_key(ip: str | None) -> str:
+    """Failed passwordless passkey sign-ins, per client address (LOGIN_IP_RULE): the account is not known
+    before the signature is verified, and a failure must not lock the passkey's owner out."""
+    return f"passkey:ip:{client_net(ip)}"
 
 
 def retry_after(key: str) -> int:

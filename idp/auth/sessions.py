@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, exists, select, update
 
 from ..extensions import db
-from ..models import Group, IdpSession, SessionParticipant, User, user_groups, utcnow
+from ..models import Group, IdpSession, Passkey, SessionParticipant, User, user_groups, utcnow
 from ..prepared import Prepared
 from . import amr as amr_values
 
@@ -73,8 +73,8 @@ def session_is_live(s: IdpSession | SessionView, now: datetime, lifetime: timede
 _LOAD = Prepared(
     select(IdpSession.id, IdpSession.user_id, IdpSession.created_at, IdpSession.authn_at, IdpSession.mfa_at,
            IdpSession.last_seen, IdpSession.ended_at, IdpSession.amr, User.username, User.email, User.first_name,
-           User.last_name,
-           User.is_admin, User.disabled, User.totp_secret.is_not(None), User.totp_confirmed, Group.name)
+           User.last_name, User.is_admin, User.disabled, User.totp_secret.is_not(None), User.totp_confirmed,
+           exists().where(Passkey.user_id == User.id).correlate(User), Group.name)
     .select_from(IdpSession).join(User, User.id == IdpSession.user_id)
     .outerjoin(user_groups, user_groups.c.user_id == User.id).outerjoin(Group, Group.id == user_groups.c.group_id)
     .where(IdpSession.id == bindparam("sid")))
@@ -86,9 +86,10 @@ def read_session(session_id: str) -> SessionView | None:
     if not rows:
         return None
     (sid, user_id, created_at, authn_at, mfa_at, last_seen, ended_at, amr, username, email, first_name, last_name,
-     is_admin, disabled, has_secret, totp_confirmed, _) = rows[0]
+     is_admin, disabled, has_secret, totp_confirmed, has_passkey, _) = rows[0]
     user = UserView(id=user_id, username=username, email=email, first_name=first_name, last_name=last_name,
-                    is_admin=bool(is_admin), disabled=bool(disabled), mfa_enrolled=bool(has_secret and totp_confirmed),
+                    is_admin=bool(is_admin), disabled=bool(disabled),
+                    mfa_enrolled=bool(has_secret and totp_confirmed) or bool(has_passkey),  # as User.mfa_enrolled
                     group_names=tuple(sorted(r[-1] for r in rows if r[-1] is not None)))
     return SessionView(id=sid, user_id=user_id, created_at=created_at, authn_at=authn_at, mfa_at=mfa_at,
                        last_seen=last_seen, ended_at=ended_at, user=user, amr=amr_values.from_column(amr, mfa_at))

@@ -148,4 +148,5 @@ def reset(user: User) -> None:
 
 
 def is_enrolled(user: User) -> bool:
-    return user.mfa_enrolled
+    """A confirmed TOTP authenticator (User.mfa_enrolled also counts passkeys)."""
+    return user.totp_enrolled

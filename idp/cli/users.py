@@ -65,14 +65,17 @@ def users_mfa_enroll(username: str) -> None:
     click.echo(totp.provisioning_uri(user, secret))
 
 
-@users_group.command("mfa-reset", help="Remove a user's second factor and end their sessions (they enrol again "
-                                        "when a policy asks).")
+@users_group.command("mfa-reset", help="Remove a user's second factors (TOTP and passkeys) and end their sessions "
+                                        "(they enrol again when a policy asks).")
 @click.argument("username")
 @unit_of_work
 def users_mfa_reset(username: str) -> None:
+    from idp.auth import passkeys
     from idp.services import accounts
-    ended = accounts.reset_mfa(users_svc.get_user(username))
-    click.echo(f"second factor of {username} removed; {ended} session(s) ended")
+    user = users_svc.get_user(username)
+    keys = len(passkeys.passkeys_of(user))
+    ended = accounts.reset_mfa(user)
+    click.echo(f"second factor of {username} removed ({keys} passkey(s) included); {ended} session(s) ended")
 
 
 @users_group.command("mfa-unsuspend",

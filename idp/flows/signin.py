@@ -7,10 +7,10 @@ browser's cookie. Opening the IdP session is the web layer's last step (it owns 
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 from ..auth import totp, totp_guard
+from ..auth.passkeys import has_passkey
 from ..auth.passwords import Passwords
 from ..errors import EventContext
 from ..events import record_event
@@ -57,17 +57,6 @@ def passkey_required_for(token: str | None) -> bool:
     phishing-resistant sign-in): then no TOTP or recovery code is offered nor accepted for it."""
     parked = _parked(token)
     return parked is not None and parked[1] is not None and passkey_required(parked[0], parked[1])
-
-
-def has_passkey(user: User) -> bool:
-    """Whether the user has a passkey or security key registered."""
-    # CONTRACT(passkeys): idp.auth.passkeys.has_passkey is the passkeys helper's; until it is merged nobody has
-    # one. At merge, replace this body with a plain `from ..auth.passkeys import has_passkey`.
-    try:
-        passkeys = importlib.import_module("idp.auth.passkeys")
-    except ImportError:
-        return False
-    return bool(passkeys.has_passkey(user))
 
 
 def record_passkey_required(token: str | None, user: User, client: Client, why: str) -> int:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 
 from .. import audit
-from ..auth import amr, totp
+from ..auth import amr, passkeys, totp
 from ..auth.passwords import Passwords
 from ..extensions import db
-from ..models import Group, IdpSession, User, user_groups, utcnow
+from ..models import Group, IdpSession, Passkey, User, user_groups, utcnow
 from . import ServiceError
 from .users import GROUP_RE, USERNAME_RE, add_group, add_user, find_user, valid_email, valid_name, validate_password
 
@@ -192,10 +192,39 @@ def end_sessions_for_factor_change(user: User, *, keep_session: str | None = Non
 
 
 def reset_mfa(user: User, *, keep_session: str | None = None) -> int:
-    """Remove the second factor (audited by totp.reset); the user's sessions end (but `keep_session`,
-    an admin's own, which loses its MFA assurance). The user enrols again when a policy asks."""
+    """Remove every second factor, TOTP (audited by totp.reset) and passkeys; the user's sessions end (but
+    `keep_session`, an admin's own, which loses its MFA assurance). The user enrols again when a policy asks."""
     totp.reset(user)
+    names = [p.name for p in passkeys.passkeys_of(user)]
+    if names:
+        passkeys.remove_all(user)
+        audit.record("user.passkeys_removed", "user", user.username, before={"passkeys": names})
     return end_sessions_for_factor_change(user, keep_session=keep_session)
+
+
+def remove_passkey(user: User, passkey_id: int, *, keep_session: str | None = None) -> Passkey:
+    """Remove one of the user's passkeys (audited); a factor change: the user's other sessions end and the kept
+    one (`keep_session`: the user's own, or the admin's when they remove their own) is no longer multi-factor."""
+    row = passkeys.find_own(user, passkey_id)
+    if row is None:
+        raise ServiceError("no such passkey", field="passkey")
+    audit.record("user.passkey_removed", "user", user.username,
+                 before={"passkey": row.name, "created_at": row.created_at.isoformat(),
+                         "backup_eligible": row.backup_eligible})
+    passkeys.remove(row)
+    end_sessions_for_factor_change(user, keep_session=keep_session)
+    return row
+
+
+def rename_passkey(user: User, passkey_id: int, name: str) -> Passkey:
+    row = passkeys.find_own(user, passkey_id)
+    if row is None:
+        raise ServiceError("no such passkey", field="passkey")
+    before = row.name
+    passkeys.rename(row, name)
+    if row.name != before:
+        audit.record("user.passkey_renamed", "user", user.username, before={"name": before}, after={"name": row.name})
+    return row
 
 
 def reset_own_mfa(user: User, code: str, *, keep_session: str | None = None) -> int:

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask_login import current_user, login_required
 
 from .. import audit
-from ..auth import amr, totp, totp_guard
+from ..auth import amr, passkeys, totp, totp_guard
 from ..services import accounts
 from ..services.admin_queries import recent_sign_ins
 from ..services.org import mfa_self_enroll
@@ -33,10 +33,15 @@ def name_actor() -> None:
 
 def _page(status: int = 200, **kw: object) -> Response:
     user = current_user.user
-    defaults: dict[str, object] = {"pw_errors": {}, "mfa_errors": {}}
+    defaults: dict[str, object] = {"pw_errors": {}, "mfa_errors": {}, "passkey_error": None}
     defaults.update(kw)
+    keys = passkeys.passkeys_of(user)
     return Response(render_template("account.html", user=user, mfa_enrolled=totp.is_enrolled(user),
                                     can_enroll=mfa_self_enroll(), sign_ins=recent_sign_ins(user.username),
+                                    passkeys=keys, session_mfa=current_user.view.mfa_at is not None,
+                                    # CONTRACT(enrol): flows.enrolment.first_factor_gate decides a first factor
+                                    can_add_passkey=(current_user.view.mfa_at is not None) if (keys or
+                                                    totp.is_enrolled(user)) else mfa_self_enroll(),
                                     **defaults), status=status)
 
 

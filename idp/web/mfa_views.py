@@ -7,7 +7,7 @@ from datetime import datetime
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from idp.auth import totp, totp_guard
+from idp.auth import passkeys, totp, totp_guard
 from idp.auth.amr import PASSWORD_AND_OTP
 from idp.extensions import db
 from idp.flows.signin import (
@@ -60,21 +60,24 @@ def verify() -> Response:
     user, previous = subject
     if passkey_required_for(token):
         return _passkey_only(user, next_url, token)
-    if not totp.is_enrolled(user):
+    if not user.mfa_enrolled:  # neither TOTP nor a passkey
         return _render("mfa_not_enrolled.html", next=next_url, request_token=token, can_enroll=mfa_self_enroll())
-    if totp_guard.is_suspended(user):
+    # a passkey (static/passkeys.js -> /passkeys/login) works beside TOTP, and when TOTP is suspended
+    factors = {"totp_enrolled": totp.is_enrolled(user) and not totp_guard.is_suspended(user),
+               "has_passkey": passkeys.has_passkey(user)}
+    if totp_guard.is_suspended(user) and not factors["has_passkey"]:
         return _render("mfa_suspended.html", 403)
     if request.method == "GET":
-        return _render("mfa.html", next=next_url, request_token=token, error=None)
+        return _render("mfa.html", next=next_url, request_token=token, error=None, **factors)
     outcome = check_totp_code(user, request.form.get("code", ""), token, current_client())
     if isinstance(outcome, FactorSuspended):
         return _render("mfa_suspended.html", 403)
     if isinstance(outcome, Throttled):
         return _render("mfa.html", 429, next=next_url, request_token=token,
-                       error=f"Too many wrong codes. Wait {outcome.retry_after_s} seconds, then try again.")
+                       error=f"Too many wrong codes. Wait {outcome.retry_after_s} seconds, then try again.", **factors)
     if isinstance(outcome, WrongCode):
         return _render("mfa.html", 401, next=next_url, request_token=token,
-                       error="That code is not valid. Enter the current code from your authenticator app.")
+                       error="That code is not valid. Enter the current code from your authenticator app.", **factors)
     complete_login(user, previous, mfa=True, amr=PASSWORD_AND_OTP)  # renews the session id
     return redirect(next_url, code=303)  # type: ignore[return-value]
 
@@ -103,7 +106,10 @@ def enroll() -> Response:
         return redirect(url_for("auth.login", next=url_for("mfa.enroll", next=next_url, request=token),  # type: ignore[return-value]
                                 request=token), code=303)
     user, previous = subject
-    if totp.is_enrolled(user):
+    # A factor exists: prove it rather than enrol past it. A passkey user adds TOTP only from a session that
+    # passed the second factor (CONTRACT(enrol): flows.enrolment.first_factor_gate owns this rule at merge).
+    passed_mfa = PENDING_USER not in session and current_user.is_authenticated and current_user.view.mfa_at is not None
+    if totp.is_enrolled(user) or (user.mfa_enrolled and not passed_mfa):
         return redirect(url_for("mfa.verify", next=next_url, request=token), code=303)  # type: ignore[return-value]
     if not mfa_self_enroll():
         return _render("mfa_not_enrolled.html", next=next_url, request_token=token, can_enroll=False)

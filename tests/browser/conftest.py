@@ -58,12 +58,23 @@ class LiveIdp:
 @pytest.fixture
 def live_idp(tmp_path: Path, key_template: Path) -> Iterator[LiveIdp]:
     """A real HTTP server on a free loopback port; IDP_BASE_URL is its URL, so every emitted URL works."""
+    yield from _serve(tmp_path, key_template, "127.0.0.1")
+
+
+@pytest.fixture
+def live_idp_localhost(tmp_path: Path, key_template: Path) -> Iterator[LiveIdp]:
+    """As live_idp, but IDP_BASE_URL is http://localhost:PORT: WebAuthn needs a domain as RP ID (never an IP
+    address) and a secure context (localhost is one, over plain http too)."""
+    yield from _serve(tmp_path, key_template, "localhost")
+
+
+def _serve(tmp_path: Path, key_template: Path, host: str) -> Iterator[LiveIdp]:
     import socket
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{host}:{port}"
     settings = make_settings(tmp_path, key_template, base_url=base)
     app = create_app(settings)
     with app.app_context():

@@ -24,7 +24,7 @@ from idp import create_app
 from idp.auth import totp
 from idp.auth.totp import matching_step
 from idp.extensions import db
-from idp.models import AdminAudit, ConnectedApp, Group, IdpSession, OrgSetting, User
+from idp.models import AdminAudit, ConnectedApp, Group, IdpSession, OrgSetting, Passkey, User
 from idp.services import users as users_svc
 
 from ..conftest import IsolatedClient, make_settings, reset_backends
@@ -81,7 +81,7 @@ def test_login_csrf(app, client, alice):  # type: ignore[no-untyped-def]
     assert client.get("/").status_code == 302  # still anonymous
 
 
-SAMPLE_ARGS = {"slug": "wiki", "username": "bob", "name": "engineering", "step": "rotate"}
+SAMPLE_ARGS = {"slug": "wiki", "username": "bob", "name": "engineering", "step": "rotate", "passkey_id": "1"}
 
 
 def _form_bag() -> dict[str, str]:
@@ -115,12 +115,14 @@ def snapshot(app: Flask) -> dict[str, Any]:
         "apps": {a.slug: (a.enabled, a.name, a.settings, a.metadata_xml) for a in db.session.query(ConnectedApp)},
         "audit": db.session.query(AdminAudit).count(),
         "sessions": sorted((s.id, s.ended_at is None) for s in db.session.query(IdpSession)),
+        "passkeys": sorted((p.id, p.user_id, p.name) for p in db.session.query(Passkey)),
         "keystore": (app.extensions["idp.settings"].cert_dir / "keystore.json").read_text(),
     }
 
 
 def test_admin_post_routes_need_a_token_and_an_admin(app, client, alice, bob, admin):  # type: ignore[no-untyped-def]
     register_sp("https://wiki.example.com", slug="wiki")
+    db.session.add(Passkey(id=1, user_id=bob.id, credential_id=b"bob-key", public_key=b"-", name="bob's key"))
     rules = admin_post_rules(app)
     assert any(path == "/admin/apps/new" for _, path in rules), rules  # the console is there to be tested
     admin_browser = client

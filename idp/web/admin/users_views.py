@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from idp.auth import totp, totp_guard
+from idp.auth import passkeys, totp, totp_guard
 from idp.extensions import db
 from idp.models import Group, User
 from idp.services import ServiceError, accounts
@@ -46,7 +46,7 @@ def users() -> str:
     page = page_number()
     rows, more = accounts.search_users(query, limit=USERS_PER_PAGE, offset=(page - 1) * USERS_PER_PAGE)
     return render_template("admin/users_list.html", section="users", users=rows, q=query, page=page, more=more,
-                           mfa=totp.is_enrolled)
+                           mfa=lambda u: u.mfa_enrolled)
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -71,6 +71,7 @@ def _edit_page(user: User, status: int = 200, *, form: UserForm | None = None,
                pw_form: PasswordForm | None = None) -> Response:
     return _page(status, "admin/users_edit.html", section="users", user=user, groups=accounts.group_names(),
                  mfa_enrolled=totp.is_enrolled(user), mfa_suspended=totp_guard.is_suspended(user),
+                 passkeys=passkeys.passkeys_of(user),
                  is_self=user.id == current_user.user.id,
                  form=form or UserForm.from_user(user), pw_form=pw_form or PasswordForm(formdata=None))
 
@@ -130,11 +131,26 @@ def user_mfa_reset(username: str) -> Response | str:
     user = _user_or_404(username)
     if not ConfirmForm().validate_on_submit():
         return render_template("admin/users_mfa_reset.html", section="users", user=user,
-                               enrolled=totp.is_enrolled(user))
+                               enrolled=totp.is_enrolled(user), passkeys=passkeys.passkeys_of(user))
     keep = current_user.session.id if user.id == current_user.user.id else None
     accounts.reset_mfa(user, keep_session=keep)
     flash(f"The second factor of {username} was removed and their sessions were ended; they enrol again when a "
           "policy asks for it.", "success")
+    return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
+
+
+@bp.route("/users/<username>/passkeys/<int:passkey_id>/remove", methods=["GET", "POST"])
+def user_passkey_remove(username: str, passkey_id: int) -> Response:
+    """Confirmation page, then remove one passkey (audited); the user's sessions end (a factor change)."""
+    user = _user_or_404(username)
+    row = passkeys.find_own(user, passkey_id)
+    if row is None:
+        abort(404)
+    if not ConfirmForm().validate_on_submit():
+        return _page(200, "admin/users_passkey_remove.html", section="users", user=user, passkey=row)
+    keep = current_user.session.id if user.id == current_user.user.id else None
+    removed = accounts.remove_passkey(user, passkey_id, keep_session=keep)
+    flash(f"Passkey “{removed.name}” of {username} removed; their sessions were ended.", "success")
     return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
 
 

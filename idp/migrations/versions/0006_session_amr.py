@@ -1,14 +1,14 @@
 """How each IdP session was authenticated: RFC 8176 amr values on the session row.
 
-Revision ID: 0005_session_amr
-Revises: 0004_throttle
+Revision ID: 0006_session_amr
+Revises: 0005_passkeys
 Create Date: 2026-12-06
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_session_amr"
-down_revision = "0004_throttle"
+revision = "0006_session_amr"
+down_revision = "0005_passkeys"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,203 @@
+"""Passkey use cases: register one from the account page, sign in with one (passwordless, or as the second
+factor after the password), remove one. Each step returns an outcome the web layer renders as JSON.
+
+Every refusal is an event (`signin` for sign-in steps, `account` for registration) with the client's address,
+user agent and the parked request's app, and counts against a throttle: passwordless failures per client
+address (the account is unknown until a signature verifies, and a failure must not lock the owner out), second
+factor failures per user like a wrong TOTP code. A passwordless sign-in with user verification is multi-factor
+on its own (something you have + a PIN or biometric): amr "hwk"/"swk" + "mfa".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import audit
+from ..auth import passkeys
+from ..auth.passkeys import PasskeyError
+from ..errors import EventContext
+from ..events import record_event
+from ..extensions import db
+from ..models import Passkey, User
+from ..reasons import Outcome, Reason
+from ..services import accounts
+from ..services.org import mfa_self_enroll
+from ..throttle import LOGIN_IP_RULE, MFA_RULE, mfa_key, passkey_ip_key, record_failure, reset, retry_after
+from .authorize import Client
+from .signin import record_signin_failure
+
+ACCOUNT_EVENT = "account"   # event_type of changes to the user's own factors
+
+
+@dataclass(frozen=True, slots=True)
+class Ceremony:
+    """Options for navigator.credentials.create()/get() (JSON) and the token naming the stored challenge."""
+
+    options_json: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasskeyRefused:
+    message: str                       # safe to show the user
+    status: int                        # HTTP status the web layer answers with
+    event_id: int | None = None
+    retry_after_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    passkey: Passkey
+
+
+@dataclass(frozen=True, slots=True)
+class PasskeySignedIn:
+    user: User
+    passkey: Passkey
+    amr: tuple[str, ...]
+
+
+_STATUS = {"challenge": 400, "invalid": 400, "unknown_credential": 401, "wrong_user": 403, "counter": 403,
+           "backup_eligible": 403, "duplicate": 409, "limit": 409}
+
+
+# ------------------------------------------------------------------ registration (from /account)
+
+def registration_refusal(user: User, session_mfa: bool) -> str | None:
+    """Why this session may not add a passkey now, or None.
+
+    CONTRACT(enrol): flows.enrolment.first_factor_gate(user, client_ip) decides a FIRST factor once merged; until
+    then a user without any factor may register one when self-enrolment is on. A user who has a factor adds
+    another only from a session that passed the second factor (a stolen password alone adds nothing).
+    """
+    if user.mfa_enrolled:
+        if not session_mfa:
+            return ("Confirm it is you with your current second factor first (Verify now), then add the passkey.")
+        return None
+    if not mfa_self_enroll():
+        return "Ask your administrator to set up a second factor for you."
+    return None
+
+
+def begin_registration(user: User, session_mfa: bool) -> Ceremony | PasskeyRefused:
+    why = registration_refusal(user, session_mfa)
+    if why is not None:
+        return PasskeyRefused(why, 403)
+    try:
+        options, token = passkeys.registration_options(user)
+    except PasskeyError as exc:
+        return PasskeyRefused(exc.message, _STATUS.get(exc.code, 400))
+    return Ceremony(options, token)
+
+
+def finish_registration(user: User, session_mfa: bool, token: str | None, credential: dict[str, Any] | str,
+                        name: str | None, client: Client, keep_session: str | None) -> Registered | PasskeyRefused:
+    """Verify and store the new passkey; audit `mfa.enrolled` and an event the user sees; the user's other
+    sessions end (a new factor), this one keeps what it had proved."""
+    why = registration_refusal(user, session_mfa)
+    if why is not None:
+        return PasskeyRefused(why, 403)
+    key = mfa_key(user.id)
+    wait = retry_after(key)
+    if wait:
+        return PasskeyRefused(f"Too many failed attempts. Wait {wait} seconds, then try again.", 429,
+                              retry_after_s=wait)
+    try:
+        row = passkeys.register(user, token, credential, name)
+    except PasskeyError as exc:
+        record_failure(key, MFA_RULE)
+        event = record_event(EventContext(event_type=ACCOUNT_EVENT, username=user.username,
+                                          detail={"message": f"passkey registration refused ({exc.code}): "
+                                                             f"{exc.detail}"}),
+                             Reason.PASSKEY_FAILED, client_ip=client.ip, user_agent=client.user_agent)
+        return PasskeyRefused(exc.message, _STATUS.get(exc.code, 400), event.id)
+    reset(key)
+    record_enrolled(user, "passkey", client, {"name": row.name, "backup_eligible": row.backup_eligible,
+                                              "aaguid": row.aaguid})
+    accounts.end_sessions(user, except_id=keep_session)
+    return Registered(row)
+
+
+def record_enrolled(user: User, kind: str, client: Client, detail: dict[str, Any]) -> None:
+    """Audit `mfa.enrolled` and an event the user sees. CONTRACT(enrol): the enrol branch's
+    flows.enrolment.record_enrolled(user, kind, client, detail) replaces this at merge."""
+    audit.record("mfa.enrolled", "user", user.username, after={"kind": kind, **detail})
+    record_event(EventContext(event_type=ACCOUNT_EVENT, username=user.username,
+                              detail={"message": f"{kind} added", "kind": kind, **detail}),
+                 Reason.MFA_ENROLLED, client_ip=client.ip, user_agent=client.user_agent, outcome=Outcome.SUCCESS)
+
+
+def remove_own(user: User, passkey_id: int, session_mfa: bool, client: Client,
+               keep_session: str | None) -> Passkey | PasskeyRefused:
+    """The user removes one of their passkeys: only from a session that passed the second factor (a stolen
+    password must not strip the account's factors); the other sessions end, this one is no longer multi-factor."""
+    if not session_mfa:
+        return PasskeyRefused("Confirm it is you with your second factor first (Verify now), then remove the "
+                              "passkey. Lost it? Ask your administrator.", 403)
+    try:
+        row = accounts.remove_passkey(user, passkey_id, keep_session=keep_session)
+    except accounts.ServiceError:
+        return PasskeyRefused("No such passkey.", 404)
+    record_event(EventContext(event_type=ACCOUNT_EVENT, username=user.username,
+                              detail={"message": f"passkey {row.name!r} removed", "kind": "passkey"}),
+                 Reason.MFA_REMOVED, client_ip=client.ip, user_agent=client.user_agent, outcome=Outcome.SUCCESS)
+    return row
+
+
+# ------------------------------------------------------------------ sign-in
+
+def begin_sign_in(user: User | None, client: Client) -> Ceremony | PasskeyRefused:
+    """Options for a passwordless sign-in (user None) or for the second factor of `user`."""
+    wait = retry_after(mfa_key(user.id) if user is not None else passkey_ip_key(client.ip))
+    if wait:
+        return PasskeyRefused(f"Too many failed attempts. Wait {wait} seconds, then try again.", 429,
+                              retry_after_s=wait)
+    if user is not None and not passkeys.has_passkey(user):
+        return PasskeyRefused("You have no passkey. Use another second factor.", 400)
+    options, token = passkeys.authentication_options(user)
+    return Ceremony(options, token)
+
+
+def finish_sign_in(token: str | None, credential: dict[str, Any] | str, *, user: User | None,
+                   parked_token: str | None, client: Client) -> PasskeySignedIn | PasskeyRefused:
+    """Verify the assertion. `user`: the password-verified (or signed-in, stepping up) user whose passkey it must
+    be; None for passwordless. The web layer opens the session (it owns the cookie)."""
+    key = mfa_key(user.id) if user is not None else passkey_ip_key(client.ip)
+    rule = MFA_RULE if user is not None else LOGIN_IP_RULE
+    wait = retry_after(key)
+    if wait:
+        event_id = record_signin_failure(Reason.THROTTLED, user.username if user else "", parked_token, client,
+                                         f"passkey not checked: too many failures (retry after {wait} s)")
+        return PasskeyRefused(f"Too many failed attempts. Wait {wait} seconds, then try again.", 429, event_id,
+                              retry_after_s=wait)
+    try:
+        row = passkeys.authenticate(token, credential, user=user)
+    except PasskeyError as exc:
+        record_failure(key, rule)
+        owner = user.username if user is not None else (_owner_name(exc.passkey) or "")
+        reason = Reason.PASSKEY_CLONED if exc.code == "counter" else Reason.PASSKEY_FAILED
+        why = f"{'second factor' if user is not None else 'passwordless'} passkey refused ({exc.code}): {exc.detail}"
+        event_id = record_signin_failure(reason, owner, parked_token, client, why)
+        return PasskeyRefused(exc.message, _STATUS.get(exc.code, 400), event_id)
+    owner_user = user if user is not None else row_user(row)
+    if owner_user is None or owner_user.disabled:
+        record_failure(key, rule)
+        event_id = record_signin_failure(Reason.PASSKEY_FAILED, owner_user.username if owner_user else "",
+                                         parked_token, client, "passkey of a disabled account")
+        return PasskeyRefused("This account cannot sign in. Ask your administrator.", 403, event_id)
+    reset(key)
+    method = passkeys.amr_value(row)
+    amr = ("pwd", method, "mfa") if user is not None else (method, "mfa")
+    return PasskeySignedIn(owner_user, row, amr)
+
+
+def row_user(row: Passkey) -> User | None:
+    return db.session.get(User, row.user_id)
+
+
+def _owner_name(row: Passkey | None) -> str | None:
+    if row is None:
+        return None
+    owner = row_user(row)
+    return owner.username if owner else None
