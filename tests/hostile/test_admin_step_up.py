@@ -22,6 +22,7 @@ from sqlalchemy import update
 from idp.extensions import db
 from idp.models import IdpSession, SsoEvent, User, utcnow
 from idp.services import org as org_svc
+from idp.services import users as users_svc
 
 from ..webclient import AUTHENTICATORS, enrol_totp, login_admin, pass_second_factor
 from .conftest import ADMIN_PASSWORD, csrf_token, login
@@ -34,8 +35,9 @@ ADMIN_PAGES = ["/admin/", "/admin/apps", "/admin/apps/new", "/admin/apps/wiki", 
 
 @pytest.fixture
 def world(app: Flask, admin: User, alice: User, bob: User) -> None:
+    """The admin (with TOTP: the hostile `admin` fixture enrols it), alice, bob and a connected app."""
     register_sp("https://wiki.example.com", slug="wiki")
-    enrol_totp(admin)
+    assert admin.mfa_enrolled
 
 
 def admin_events(reason: str | None = None) -> list[SsoEvent]:
@@ -147,8 +149,10 @@ def test_wrong_code_gives_no_admin_page(client: FlaskClient, world: None) -> Non
     assert live_session().mfa_at is None
 
 
-def test_admin_without_a_factor_is_sent_to_enrol(client: FlaskClient, admin: User) -> None:
-    assert login(client, "admin", ADMIN_PASSWORD).status_code == 303
+def test_admin_without_a_factor_is_sent_to_enrol(app: Flask, client: FlaskClient, world: None) -> None:
+    pw = app.extensions["idp.passwords"]
+    users_svc.add_user("root", email="root@example.com", password_hash=pw.hash(ADMIN_PASSWORD), is_admin=True)
+    assert login(client, "root", ADMIN_PASSWORD).status_code == 303
     assert step_up_target(client.get("/admin/users")) == ("/mfa/enroll", "/admin/users")
     token = csrf_token(client, "/account")
     resp = client.post("/admin/groups/new", data={"csrf_token": token, "name": "sales"})
