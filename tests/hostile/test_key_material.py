@@ -18,7 +18,7 @@ from idp.config import load_settings
 from ..raw_requests import redirect_query
 from ..sp_harness import make_keypair
 from ..webclient import login_admin
-from .conftest import ADMIN_PASSWORD, login
+from .conftest import ADMIN_PASSWORD
 from .saml_tools import assertion_count, authn_request, case, register_sp, sign_in
 
 
