@@ -107,10 +107,15 @@ def admin_ip_allowed(ip: str | None) -> bool:
 
 
 def _check_keeps(ranges: list[str], keep_ip: str | None) -> None:
-    """Refuse a non-empty list that leaves out `keep_ip` (the address of the admin making the change):
-    saving it would lock them out of the console they are using. The CLI passes None and can set anything."""
+    """Refuse a non-empty list that leaves out `keep_ip` (the address of the admin making the change; "" when
+    the IdP cannot tell it): saving it would lock them out of the console they are using. The CLI passes None
+    and can set anything."""
     if keep_ip is None or not ranges or matching_range(keep_ip, ranges) is not None:
         return
+    if not keep_ip:
+        raise ServiceError("The IdP cannot tell your address (check IDP_TRUSTED_PROXIES), so any admin IP range "
+                           "would lock you out of the console. Use `idp org set --admin-ip-range` on the server.",
+                           field="cidr")
     raise ServiceError(f"Your own address {keep_ip} would be outside the admin IP ranges and you would lock "
                        f"yourself out of the console. Add a range that holds {keep_ip} first (the command "
                        "`idp org set --admin-ip-range` can change the list from the server).", field="cidr")

@@ -313,3 +313,14 @@ def test_admin_events_are_in_the_cli_event_log(app: Flask, client: FlaskClient, 
     (row,) = json.loads(out.output)
     assert row["username"] == "admin" and row["event_type"] == "admin"
     assert AUTHENTICATORS["admin"].last_step is None, "no code was used"
+
+
+def test_console_refuses_admin_ranges_when_the_address_is_unknown(app: Flask, world: None) -> None:
+    """Behind a misconfigured proxy the IdP cannot tell the admin's address: any range would lock them out."""
+    c = client_at(app, "not-an-address")
+    login_admin(c, "admin", ADMIN_PASSWORD, "/admin/org")
+    token = csrf_token(c, "/admin/org")
+    resp = c.post("/admin/org/admin-ranges", data={"csrf_token": token, "cidr": "0.0.0.0/0"})
+    assert resp.status_code == 422 and "IDP_TRUSTED_PROXIES" in resp.get_data(as_text=True)
+    org_svc._cache.clear()
+    assert org_svc.admin_ip_ranges() == ()

@@ -64,8 +64,9 @@ def org_mfa() -> Response:
 @bp.post("/org/admin-ranges")
 def org_add_admin_range() -> Response:
     form = AdminRangeForm()
-    try:  # refused when the list would leave out the admin's own address (no locking oneself out)
-        value = org.add_admin_ip_range(form.cidr.data, keep_ip=current_client().ip) if form.validate() else None
+    own = current_client().ip or ""  # a list leaving out the admin's own address is refused: no self lock-out
+    try:
+        value = org.add_admin_ip_range(form.cidr.data, keep_ip=own) if form.validate() else None
     except ServiceError as exc:
         refuse(form, exc)
         value = None
@@ -86,7 +87,7 @@ def org_remove_admin_range() -> Response:
     if not form.validate():
         abort(400)
     try:
-        org.remove_admin_ip_range(cidr, keep_ip=current_client().ip)
+        org.remove_admin_ip_range(cidr, keep_ip=current_client().ip or "")
     except ServiceError as exc:
         refuse(form, exc)
         return _org_page(422, admin_form=form)
