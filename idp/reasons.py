@@ -47,6 +47,10 @@ class Reason(StrEnum):
     THROTTLED = "throttled"
     SESSION_EXPIRED = "session_expired"
     POLICY_ERROR = "policy_error"
+    # admin console (event_type "admin")
+    ADMIN_REQUIRED = "admin_required"            # signed in, but not an admin
+    ADMIN_MFA_REQUIRED = "admin_mfa_required"    # an admin action from a session without a (recent) second factor
+    ADMIN_IP_DENIED = "admin_ip_denied"          # outside the org's admin IP ranges
     # logout
     UNKNOWN_SESSION = "unknown_session"
     # infrastructure
@@ -62,6 +66,7 @@ DENIAL_REASONS = frozenset({
     Reason.MFA_SUSPENDED, Reason.PASSKEY_FAILED, Reason.PASSKEY_CLONED,
     Reason.APP_DISABLED, Reason.USER_DISABLED, Reason.NO_PASSIVE, Reason.NO_AUTHN_CONTEXT,
     Reason.SESSION_EXPIRED, Reason.BAD_CREDENTIALS, Reason.THROTTLED,
+    Reason.ADMIN_REQUIRED, Reason.ADMIN_MFA_REQUIRED, Reason.ADMIN_IP_DENIED,
 })
 
 

@@ -20,6 +20,8 @@ from idp.certs.keystore import KeyStore
 from idp.config import Settings, load_settings
 from idp.extensions import db
 
+from .webclient import AUTHENTICATORS
+
 ROOT = Path(__file__).resolve().parents[1]
 # Real-world SP metadata documents (golden inputs, with their sources in SOURCES.md); IDP_SP_METADATA_DIR overrides.
 SP_METADATA_DIR = Path(os.environ.get("IDP_SP_METADATA_DIR") or ROOT / "tests" / "data" / "sp-metadata")
@@ -96,6 +98,7 @@ def app(settings: Settings) -> Iterator[Flask]:
     flask_app.test_cli_runner_class = CommittingCliRunner
     with flask_app.app_context():
         reset_backends(flask_app)
+        AUTHENTICATORS.clear()
         yield flask_app
         db.session.remove()
         db.drop_all()

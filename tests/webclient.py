@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from html import unescape
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import quote, urlsplit
 
+import pyotp
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -109,3 +112,72 @@ class Browser:
         if username is not None and "csrf_token" in resp.get_data(as_text=True) and saml_form(resp) is None:
             resp = self.login(resp, username, password or "")
         return resp
+
+
+# ---------------------------------------------------------------- a user's authenticator app (TOTP)
+
+TOTP_STEP = 30
+
+
+class Authenticator:
+    """The authenticator app of a test user: the code of a time step the IdP has not yet accepted.
+
+    The IdP accepts ±1 step around now and each step once only (a later step also retires the earlier ones), so
+    a test that signs the same user in several times gets the previous step, then the current, then the next;
+    a fourth sign-in within one step waits for the next step (rare: tests sign in once or twice).
+    """
+
+    def __init__(self, secret: str) -> None:
+        self.totp = pyotp.TOTP(secret)
+        self.last_step: int | None = None
+
+    def code(self) -> str:
+        now = time.time()
+        current = int(now // TOTP_STEP)
+        # the previous step only with a few seconds of margin before the server's clock moves past it
+        earliest = current - 1 if now - current * TOTP_STEP < TOTP_STEP - 5 else current
+        step = earliest if self.last_step is None else max(earliest, self.last_step + 1)
+        if step > current + 1:  # every step the IdP would accept now is used: wait for the next one
+            time.sleep((step - 1) * TOTP_STEP - now + 0.2)
+        self.last_step = step
+        return self.totp.at(step * TOTP_STEP)
+
+
+AUTHENTICATORS: dict[str, Authenticator] = {}  # username -> the user's app, emptied for every test's new IdP
+
+
+def enrol_totp(user: Any) -> Authenticator:
+    """Give `user` a confirmed TOTP factor (as `idp users mfa-enroll` + a first code would) and keep its
+    authenticator for `pass_second_factor` / `login_admin`; commits (the test is the outer unit of work)."""
+    from idp.auth import totp
+    from idp.extensions import db
+
+    secret = totp.start_enrolment(user)
+    user.totp_confirmed = True
+    db.session.commit()
+    AUTHENTICATORS[user.username] = Authenticator(secret)
+    return AUTHENTICATORS[user.username]
+
+
+def pass_second_factor(client: FlaskClient, username: str, next_url: str = "/") -> TestResponse:
+    """The signed-in `username` proves the second factor on /mfa (step-up) with a fresh code from their
+    authenticator; returns the redirect to `next_url`."""
+    page = client.get(f"/mfa?next={quote(next_url, safe='/')}")
+    body = page.get_data(as_text=True)
+    m = _CSRF.search(body)
+    assert m and 'name="code"' in body, f"no second-factor form (status {page.status_code}): {body[:300]}"
+    resp = client.post("/mfa", data={"csrf_token": m.group(1), "code": AUTHENTICATORS[username].code(),
+                                     "next": next_url})
+    assert resp.status_code == 303, f"second factor refused ({resp.status_code}): {resp.get_data(as_text=True)[:300]}"
+    return resp
+
+
+def login_admin(client: FlaskClient, username: str, password: str, next_url: str = "/") -> TestResponse:
+    """Sign an admin in as the console requires: the password, then the TOTP code of their authenticator
+    (`enrol_totp` first). Returns the final redirect (303 to `next_url`)."""
+    m = _CSRF.search(client.get("/login").get_data(as_text=True))
+    assert m, "no login form"
+    resp = client.post("/login", data={"csrf_token": m.group(1), "username": username, "password": password,
+                                       "next": next_url})
+    assert resp.status_code == 303, f"password refused ({resp.status_code}): {resp.get_data(as_text=True)[:300]}"
+    return pass_second_factor(client, username, next_url)

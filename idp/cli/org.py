@@ -1,4 +1,4 @@
-"""`idp org`: org-wide settings (trusted login IP ranges)."""
+"""`idp org`: org-wide settings (trusted login IP ranges, the admin console's IP ranges)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import click
 
 from idp.services import org
 
-from ._common import unit_of_work
+from ._common import fail, unit_of_work
 
 
 @click.group("org", help="Org-wide settings.")
@@ -41,3 +41,18 @@ def ip_ranges_list() -> None:
         click.echo("no trusted ranges (no org-wide IP restriction)")
     for r in ranges:
         click.echo(r)
+
+
+@org_group.command("set", help="Change org-wide settings.")
+@click.option("--admin-ip-range", "admin_ip_ranges", multiple=True, metavar="CIDR",
+              help="Allow the admin console only from these IPv4/IPv6 ranges (repeat the option; replaces the list).")
+@click.option("--clear-admin-ip-ranges", is_flag=True, help="Allow the admin console from any address.")
+@unit_of_work
+def org_set(admin_ip_ranges: tuple[str, ...], clear_admin_ip_ranges: bool) -> None:
+    # CONTRACT(enrol): `idp org set` also takes --mfa-enrolment (the enrol helper's option), merged here.
+    if admin_ip_ranges and clear_admin_ip_ranges:
+        fail("--admin-ip-range and --clear-admin-ip-ranges exclude each other")
+    if not admin_ip_ranges and not clear_admin_ip_ranges:
+        fail("nothing to set: give --admin-ip-range CIDR (repeatable) or --clear-admin-ip-ranges")
+    stored = org.set_admin_ip_ranges(() if clear_admin_ip_ranges else admin_ip_ranges)
+    click.echo("admin IP ranges: " + (", ".join(stored) if stored else "none (the console answers from any address)"))

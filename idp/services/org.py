@@ -1,18 +1,20 @@
-"""Org-wide settings: trusted login IP ranges and MFA self-enrolment."""
+"""Org-wide settings: trusted login IP ranges, MFA self-enrolment and the admin console's IP ranges."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from .. import audit
 from ..extensions import db
 from ..models import OrgSetting
-from ..policy.checks import parse_cidr
+from ..policy.checks import matching_range, parse_cidr
 from . import ServiceError
 
 TRUSTED_RANGES = "trusted_ip_ranges"
 MFA_SELF_ENROLL = "mfa_self_enroll"
+ADMIN_RANGES = "admin_ip_ranges"
 
 
 # Org settings are read on every SSO; a value is trusted this long before it is read again
@@ -89,3 +91,62 @@ def mfa_self_enroll() -> bool:
 
 def set_mfa_self_enroll(enabled: bool) -> None:
     _set(MFA_SELF_ENROLL, bool(enabled))
+
+
+# ------------------------------------------------------------------ admin console IP ranges
+
+def admin_ip_ranges() -> tuple[str, ...]:
+    """Where the admin console may be used from (IPv4/IPv6 CIDRs); empty: from anywhere."""
+    return tuple(_get(ADMIN_RANGES, []))
+
+
+def admin_ip_allowed(ip: str | None) -> bool:
+    """Whether `ip` may use the admin console; an unknown address is outside every range (fails closed)."""
+    ranges = admin_ip_ranges()
+    return not ranges or matching_range(ip, ranges) is not None
+
+
+def _check_keeps(ranges: list[str], keep_ip: str | None) -> None:
+    """Refuse a non-empty list that leaves out `keep_ip` (the address of the admin making the change; "" when
+    the IdP cannot tell it): saving it would lock them out of the console they are using. The CLI passes None
+    and can set anything."""
+    if keep_ip is None or not ranges or matching_range(keep_ip, ranges) is not None:
+        return
+    if not keep_ip:
+        raise ServiceError("The IdP cannot tell your address (check IDP_TRUSTED_PROXIES), so any admin IP range "
+                           "would lock you out of the console. Use `idp org set --admin-ip-range` on the server.",
+                           field="cidr")
+    raise ServiceError(f"Your own address {keep_ip} would be outside the admin IP ranges and you would lock "
+                       f"yourself out of the console. Add a range that holds {keep_ip} first (the command "
+                       "`idp org set --admin-ip-range` can change the list from the server).", field="cidr")
+
+
+def set_admin_ip_ranges(cidrs: Iterable[str], *, keep_ip: str | None = None) -> tuple[str, ...]:
+    """Replace the admin console's IP ranges (an empty list lifts the restriction); returns the stored list."""
+    ranges = list(dict.fromkeys(normalise_cidr(c) for c in cidrs))
+    _check_keeps(ranges, keep_ip)
+    if ranges != list(_for_change(ADMIN_RANGES, [])):
+        _set(ADMIN_RANGES, ranges)
+    return tuple(ranges)
+
+
+def add_admin_ip_range(cidr: str, *, keep_ip: str | None = None) -> str:
+    value = normalise_cidr(cidr)
+    ranges = list(_for_change(ADMIN_RANGES, []))
+    if value in ranges:
+        raise ServiceError(f"{value} is already an admin IP range", field="cidr")
+    ranges.append(value)
+    _check_keeps(ranges, keep_ip)
+    _set(ADMIN_RANGES, ranges)
+    return value
+
+
+def remove_admin_ip_range(cidr: str, *, keep_ip: str | None = None) -> str:
+    value = normalise_cidr(cidr)
+    ranges = list(_for_change(ADMIN_RANGES, []))
+    if value not in ranges:
+        raise ServiceError(f"{value} is not an admin IP range", field="cidr")
+    ranges.remove(value)
+    _check_keeps(ranges, keep_ip)
+    _set(ADMIN_RANGES, ranges)
+    return value

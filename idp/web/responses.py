@@ -29,8 +29,11 @@ def post_binding_page(action: str, field: str, value: str, relay_state: str | No
     return resp
 
 
-def error_page(status: int, title: str, message: str, event_id: int | None = None) -> Response:
-    resp = make_response(render_template("error.html", title=title, message=message, event_id=event_id), status)
+def error_page(status: int, title: str, message: str, event_id: int | None = None,
+               action: tuple[str, str] | None = None) -> Response:
+    """The error page; `action`: an (URL, label) link to what the user can do next."""
+    resp = make_response(render_template("error.html", title=title, message=message, event_id=event_id,
+                                         action=action), status)
     resp.headers["Cache-Control"] = "no-store"
     return resp
 

@@ -22,6 +22,7 @@ from idp.extensions import db
 from idp.services import users as users_svc
 
 from ..conftest import make_settings, reset_backends
+from ..webclient import AUTHENTICATORS, enrol_totp
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -79,10 +80,12 @@ def _serve(tmp_path: Path, key_template: Path, host: str) -> Iterator[LiveIdp]:
     app = create_app(settings)
     with app.app_context():
         reset_backends(app)
+        AUTHENTICATORS.clear()
         pw = app.extensions["idp.passwords"]
         users_svc.add_group("engineering")
-        users_svc.add_user("admin", email="admin@example.com", password_hash=pw.hash(ADMIN_PASSWORD),
-                           first_name="Ada", is_admin=True)
+        admin = users_svc.add_user("admin", email="admin@example.com", password_hash=pw.hash(ADMIN_PASSWORD),
+                                   first_name="Ada", is_admin=True)
+        enrol_totp(admin)  # the console needs the second factor: `login` enters the admin's code
         users_svc.add_user("alice", email="alice@example.com", password_hash=pw.hash(USER_PASSWORD),
                            first_name="Alice", last_name="Liddell", groups=["engineering"])
         users_svc.add_user("bob", email="bob@example.com", password_hash=pw.hash(USER_PASSWORD), first_name="Bob")
@@ -127,11 +130,17 @@ def shot(page: Any, name: str) -> None:
 
 
 def login(page: Any, base: str, username: str, password: str, next_path: str = "/") -> None:
+    """Sign in on the login page; a user with an authenticator (the admin) then enters the code the IdP asks
+    for (the console's step-up)."""
     page.goto(f"{base}/login?next={next_path}")
     page.fill("#username", username)
     page.fill("#password", password)
     page.click("#submit")
     page.wait_for_load_state("networkidle")
+    if username in AUTHENTICATORS and page.locator("#code").count():
+        page.fill("#code", AUTHENTICATORS[username].code())
+        page.click("#submit")
+        page.wait_for_load_state("networkidle")
 
 
 os.environ.setdefault("PW_TEST_SCREENSHOT_DIR", str(ARTIFACTS))

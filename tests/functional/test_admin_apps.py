@@ -20,6 +20,7 @@ from idp.services import fetch as fetch_svc
 from idp.services import users as users_svc
 
 from ..conftest import SP_METADATA_DIR
+from ..webclient import AUTHENTICATORS, enrol_totp, pass_second_factor
 from .conftest import PASSWORD
 
 NEXTCLOUD = SP_METADATA_DIR / "nextcloud-user-saml-signed-sha256.xml"
@@ -36,10 +37,13 @@ def csrf_of(resp: Any) -> str:
 
 
 def sign_in(client: FlaskClient, username: str) -> str:
-    """Log in and return a CSRF token of the new session."""
+    """Log in (an admin with the second factor, as the console requires) and return a CSRF token of the new
+    session."""
     token = csrf_of(client.get("/login"))
     resp = client.post("/login", data={"csrf_token": token, "username": username, "password": PASSWORD})
     assert resp.status_code == 303, resp.get_data(as_text=True)[:500]
+    if username in AUTHENTICATORS:
+        pass_second_factor(client, username)
     return csrf_of(client.get("/login?force=1"))
 
 
@@ -72,7 +76,9 @@ def audit_count() -> int:
 @pytest.fixture
 def root(app: Flask) -> Any:
     pw = app.extensions["idp.passwords"]
-    return users_svc.add_user("root", email="root@example.com", password_hash=pw.hash(PASSWORD), is_admin=True)
+    user = users_svc.add_user("root", email="root@example.com", password_hash=pw.hash(PASSWORD), is_admin=True)
+    enrol_totp(user)  # the console needs a session that passed the second factor
+    return user
 
 
 @pytest.fixture

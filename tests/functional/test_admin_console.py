@@ -25,6 +25,7 @@ from idp.services import org as org_svc
 from idp.services import users as users_svc
 
 from ..conftest import SP_METADATA_DIR
+from ..webclient import AUTHENTICATORS, enrol_totp, pass_second_factor
 from .conftest import PASSWORD
 
 ADMIN_PASSWORD = "admin passphrase 1"
@@ -34,8 +35,10 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 @pytest.fixture
 def admin(app: Flask) -> User:
     pw = app.extensions["idp.passwords"]
-    return users_svc.add_user("admin", email="admin@example.com", password_hash=pw.hash(ADMIN_PASSWORD),
+    user = users_svc.add_user("admin", email="admin@example.com", password_hash=pw.hash(ADMIN_PASSWORD),
                               first_name="Ada", is_admin=True)
+    enrol_totp(user)  # the console needs a session that passed the second factor
+    return user
 
 
 @pytest.fixture
@@ -50,9 +53,12 @@ def connected_app(app: Flask) -> str:
 
 
 def login(client: FlaskClient, username: str, password: str) -> None:
+    """Sign in; a user with an authenticator (the admin) also passes the second factor, as the console needs."""
     token = _CSRF.search(client.get("/login").get_data(as_text=True)).group(1)  # type: ignore[union-attr]
     resp = client.post("/login", data={"csrf_token": token, "username": username, "password": password, "next": "/"})
     assert resp.status_code == 303, resp.get_data(as_text=True)[:300]
+    if username in AUTHENTICATORS:
+        pass_second_factor(client, username)
 
 
 def token(client: FlaskClient, path: str = "/account") -> str:
@@ -633,9 +639,12 @@ def test_audit_actor_does_not_leak_into_the_next_request_on_the_same_thread(app,
 
     from idp import audit
 
-    worker = Client(app)
-    csrf = _CSRF.search(worker.get("/login").get_data(as_text=True)).group(1)  # type: ignore[union-attr]
-    assert worker.post("/login", data={"csrf_token": csrf, "username": "admin", "password": ADMIN_PASSWORD,
-                                       "next": "/"}).status_code == 303
+    browser = app.test_client()  # signs in (password and second factor) in isolated contexts ...
+    login(browser, "admin", ADMIN_PASSWORD)
+    name = app.config["SESSION_COOKIE_NAME"]
+    cookie = browser.get_cookie(name)
+    assert cookie is not None
+    worker = Client(app)  # ... and the worker thread's client carries the signed-in cookie
+    worker.set_cookie(name, cookie.value)
     assert worker.get("/admin/apps").status_code == 200
     assert audit.current_actor() == audit.DEFAULT_ACTOR

@@ -12,7 +12,7 @@ from idp.extensions import db
 from idp.models import IdpSession, SessionParticipant, utcnow
 from idp.services import users as users_svc
 
-from ..webclient import Browser, saml_form
+from ..webclient import Browser, enrol_totp, login_admin, saml_form
 from .conftest import PASSWORD
 from .test_policy_flows import MFA_CLASS, PPT, code_for, enrol, set_policy, submit_code
 
@@ -108,9 +108,10 @@ def admin_browser(app) -> Browser:  # type: ignore[no-untyped-def]
     """A second admin, signed in to the console in a browser of their own."""
     from .test_admin_console import ADMIN_PASSWORD
     pw = app.extensions["idp.passwords"]
-    users_svc.add_user("root", email="root@example.com", password_hash=pw.hash(ADMIN_PASSWORD), is_admin=True)
+    root = users_svc.add_user("root", email="root@example.com", password_hash=pw.hash(ADMIN_PASSWORD), is_admin=True)
+    enrol_totp(root)  # the console needs the second factor
     b = Browser(app.test_client())
-    b.login(b.get("/login"), "root", ADMIN_PASSWORD)
+    login_admin(b.client, "root", ADMIN_PASSWORD)
     return b
 
 

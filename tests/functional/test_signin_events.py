@@ -12,7 +12,7 @@ from flask import Flask
 from idp.events import event_dict
 from idp.models import SsoEvent
 
-from ..webclient import Browser, saml_form
+from ..webclient import Browser, enrol_totp, login_admin, saml_form
 from .conftest import PASSWORD, events, last_event
 from .test_policy_flows import code_for, enrol, set_policy, submit_code
 
@@ -145,8 +145,9 @@ def test_console_event_log_shows_failed_sign_ins(app, guesser, alice):
     from .test_admin_console import ADMIN_PASSWORD
     guesser.login(guesser.get("/login"), "alice", GUESS)
     pw = app.extensions["idp.passwords"]
-    users_svc.add_user("root", email="root@example.com", password_hash=pw.hash(ADMIN_PASSWORD), is_admin=True)
+    root = users_svc.add_user("root", email="root@example.com", password_hash=pw.hash(ADMIN_PASSWORD), is_admin=True)
+    enrol_totp(root)  # the console needs the second factor
     admin = Browser(app.test_client())
-    admin.login(admin.get("/login"), "root", ADMIN_PASSWORD)
+    login_admin(admin.client, "root", ADMIN_PASSWORD)
     body = admin.get("/admin/events?reason=bad_credentials").get_data(as_text=True)
     assert "bad_credentials" in body and "alice" in body and IP in body and GUESS not in body

@@ -20,6 +20,7 @@ from idp.services import users as users_svc
 
 from ..functional.conftest import *  # noqa: F403 - app, client, alice, bob, browser, make_sp, sp_keys
 from ..functional.conftest import PASSWORD
+from ..webclient import enrol_totp
 
 ADMIN_PASSWORD = "admin passphrase 1"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -108,8 +109,10 @@ def fifos(tmp_path: Path) -> Iterator[Callable[[], FifoProbe]]:
 @pytest.fixture
 def admin(app: Flask) -> User:
     pw = app.extensions["idp.passwords"]
-    return users_svc.add_user("admin", email="admin@example.com", password_hash=pw.hash(ADMIN_PASSWORD),
+    user = users_svc.add_user("admin", email="admin@example.com", password_hash=pw.hash(ADMIN_PASSWORD),
                               first_name="Ada", is_admin=True)
+    enrol_totp(user)  # the console needs a session that passed the second factor (webclient.login_admin)
+    return user
 
 
 def csrf_token(client: FlaskClient, path: str = "/login") -> str:
@@ -120,6 +123,7 @@ def csrf_token(client: FlaskClient, path: str = "/login") -> str:
 
 def login(client: FlaskClient, username: str = "alice", password: str = PASSWORD, next_url: str = "/",
           **headers: Any) -> Any:
+    """The password step only (for the admin console, `webclient.login_admin` adds the second factor)."""
     token = csrf_token(client)
     return client.post("/login", data={"csrf_token": token, "username": username, "password": password,
                                        "next": next_url}, headers=headers or None)

@@ -17,7 +17,8 @@ from idp.config import load_settings
 
 from ..raw_requests import redirect_query
 from ..sp_harness import make_keypair
-from .conftest import ADMIN_PASSWORD, login
+from ..webclient import login_admin
+from .conftest import ADMIN_PASSWORD
 from .saml_tools import assertion_count, authn_request, case, register_sp, sign_in
 
 
@@ -67,7 +68,7 @@ def test_private_keys_are_never_served(app, client, admin, settings):  # type: i
             resp = client.get(path)
             assert resp.status_code < 500
             assert_no_key(resp.get_data(as_text=True), frags)
-    assert login(client, "admin", ADMIN_PASSWORD).status_code == 303
+    assert login_admin(client, "admin", ADMIN_PASSWORD).status_code == 303
     for path in ("/admin/certs", "/admin/certs/rotate", "/admin/certs/activate", "/admin/certs/retire",
                  f"/admin/apps/{sp.slug}", "/account"):
         with case(path):

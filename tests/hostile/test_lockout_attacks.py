@@ -30,6 +30,7 @@ from idp.state.db_state import DbState
 from idp.throttle import LOGIN_ACCOUNT_IP_RULE, LOGIN_ACCOUNT_RULE, client_net
 
 from ..functional.conftest import events
+from ..webclient import login_admin
 from .conftest import ADMIN_PASSWORD, PASSWORD, login
 from .test_web_attacks import _enrol, _unused_code, client_at
 
@@ -259,7 +260,7 @@ def test_suspended_factor_page_and_console_restore(app, client, alice, admin,  #
     assert "ask your administrator" in body
     # the admin sees it and restores it
     admin_client: FlaskClient = app.test_client()
-    assert login(admin_client, "admin", ADMIN_PASSWORD).status_code == 303
+    assert login_admin(admin_client, "admin", ADMIN_PASSWORD).status_code == 303
     page = admin_client.get("/admin/users/alice").get_data(as_text=True)
     assert 'id="mfa-suspended"' in page and 'id="unsuspend-mfa"' in page
     import re

@@ -25,6 +25,7 @@ from idp.models import ConnectedApp
 from idp.services import ServiceError
 from idp.services import fetch as fetch_svc
 
+from ..webclient import login_admin
 from .conftest import ADMIN_PASSWORD, csrf_token, login
 from .saml_tools import case, sp_metadata
 
@@ -507,7 +508,7 @@ def test_markup_in_names_is_escaped_everywhere_shown(app, client, alice, admin, 
     assert login(client).status_code == 303
     pages["launcher"] = client.get("/")
     admin_browser = app.test_client()
-    assert login(admin_browser, "admin", ADMIN_PASSWORD).status_code == 303
+    assert login_admin(admin_browser, "admin", ADMIN_PASSWORD).status_code == 303
     for path in ("/admin/apps", f"/admin/apps/{slug}", f"/admin/apps/{slug2.strip()}", "/admin/events",
                  f"/admin/apps/{slug}/delete", "/admin/audit"):
         pages[path] = admin_browser.get(path)
@@ -522,7 +523,7 @@ def test_markup_in_names_is_escaped_everywhere_shown(app, client, alice, admin, 
 
 
 def test_admin_new_app_form_refuses_the_same_attacks(app, client, admin, fifos, conn_probe):  # type: ignore[no-untyped-def]
-    assert login(client, "admin", ADMIN_PASSWORD).status_code == 303
+    assert login_admin(client, "admin", ADMIN_PASSWORD).status_code == 303
     fifo = fifos()
 
     def post(**fields: Any) -> Any:

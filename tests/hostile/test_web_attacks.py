@@ -30,7 +30,7 @@ from idp.services import users as users_svc
 from ..conftest import IsolatedClient, make_settings, reset_backends
 from ..functional.conftest import events, last_event
 from ..raw_requests import redirect_query
-from ..webclient import Browser, continuation, saml_form
+from ..webclient import AUTHENTICATORS, Browser, continuation, login_admin, pass_second_factor, saml_form
 from .conftest import ADMIN_PASSWORD, PASSWORD, csrf_token, login
 from .saml_tools import (
     assert_refused,
@@ -126,7 +126,7 @@ def test_admin_post_routes_need_a_token_and_an_admin(app, client, alice, bob, ad
     rules = admin_post_rules(app)
     assert any(path == "/admin/apps/new" for _, path in rules), rules  # the console is there to be tested
     admin_browser = client
-    assert login(admin_browser, "admin", ADMIN_PASSWORD).status_code == 303
+    assert login_admin(admin_browser, "admin", ADMIN_PASSWORD).status_code == 303
     alice_browser = app.test_client()
     assert login(alice_browser).status_code == 303
     anonymous = app.test_client()
@@ -487,6 +487,10 @@ def test_host_header_never_reaches_an_emitted_url(app, client, admin, sp_keys): 
     # IdP-initiated, a refused request (error page), the admin pages that show the IdP's URLs, then logout
     b.follow(b.get(f"/apps/{sp.slug}/sso"))
     b.get("/saml/sso?" + redirect_query(authn_request(sp, destination=f"http://{EVIL}/saml/sso")))
+    step_up = b.follow(b.get("/admin/apps"))  # the console asks for the second factor (step-up), then answers
+    token = re.search(r'name="csrf_token" value="([^"]+)"', step_up.get_data(as_text=True)).group(1)  # type: ignore[union-attr]
+    b.follow(b.post("/mfa", {"csrf_token": token, "code": AUTHENTICATORS["admin"].code(),
+                             **continuation(step_up.get_data(as_text=True))}))
     for path in ("/admin/apps", f"/admin/apps/{sp.slug}", "/admin/certs", "/account"):
         b.get(path)
     name_id = root.find(".//{urn:oasis:names:tc:SAML:2.0:assertion}NameID").text
@@ -507,6 +511,8 @@ def _html_pages(app: Flask, client: FlaskClient, sp: Any) -> list[tuple[str, Any
     pages = [("login", client.get("/login")), ("404", client.get("/nope")),
              ("error", client.get("/saml/sso?SAMLRequest=%%%"))]
     assert login(client, "admin", ADMIN_PASSWORD).status_code == 303
+    pages.append(("second factor", client.get("/mfa?next=/admin/apps")))
+    assert pass_second_factor(client, "admin", "/admin/apps").status_code == 303
     pages += [(p, client.get(p)) for p in ("/", "/account", "/mfa/enroll", "/admin/apps", "/admin/events")]
     pages.append(("saml post form", Browser(client).sso_path("/saml/sso?" + redirect_query(authn_request(sp)),
                                                              "admin", ADMIN_PASSWORD)))

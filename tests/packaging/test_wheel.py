@@ -19,6 +19,7 @@ import venv
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyotp
 import pytest
 import requests
 
@@ -27,6 +28,7 @@ from ..conftest import ROOT
 pytestmark = pytest.mark.slow
 
 ADMIN_PASSWORD = "wheel test admin password"
+ADMIN_TOTP: list[pyotp.TOTP] = []  # the admin's authenticator, enrolled by the `server` fixture
 # A distribution needs only these; copying them keeps the build away from stale build/ folders in the checkout.
 SOURCES = ("pyproject.toml", "README.md", "idp")
 
@@ -109,6 +111,9 @@ def server(installed: tuple[Path, dict[str, str]], tmp_path: Path) -> Iterator[s
     assert where[1] == "None", "pysaml2 is a test dependency, not a runtime one"
 
     assert "created admin user 'admin'" in run(bin_dir / "idp", "db", "init", env=env, cwd=work)
+    # the console needs a second factor: the admin's authenticator app gets the printed otpauth:// URI
+    uri = run(bin_dir / "idp", "users", "mfa-enroll", "admin", env=env, cwd=work).strip()
+    ADMIN_TOTP[:] = [pyotp.parse_uri(uri)]
     run(bin_dir / "idp", "certs", "generate", env=env, cwd=work)
     base = env["IDP_BASE_URL"]
     log = (tmp_path / "serve.log").open("wb")
@@ -157,6 +162,11 @@ def test_installed_wheel_serves_login_and_admin_console(server: str) -> None:
     assert csrf, page.text
     r = s.post(f"{server}/login", data={"csrf_token": csrf.group(1), "next": "/admin/apps", "username": "admin",
                                         "password": ADMIN_PASSWORD}, timeout=10)
+    assert r.status_code == 200 and r.url.startswith(f"{server}/mfa?"), r.url  # the console asks for the code
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', r.text)
+    assert csrf and 'name="code"' in r.text, r.text[:2000]
+    r = s.post(f"{server}/mfa", data={"csrf_token": csrf.group(1), "next": "/admin/apps",
+                                      "code": ADMIN_TOTP[0].now()}, timeout=10)
     assert r.status_code == 200, r.text[:2000]
     assert r.url == f"{server}/admin/apps", (r.url, r.history)
     assert "<h1>Connected apps</h1>" in r.text

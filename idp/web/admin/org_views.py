@@ -1,4 +1,4 @@
-"""Admin console: org-wide settings (trusted IP ranges, MFA self-enrolment)."""
+"""Admin console: org-wide settings (trusted IP ranges, MFA self-enrolment, the console's own IP ranges)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from idp.services import ServiceError, org
 from idp.web.admin import bp
 from idp.web.admin.forms.base import refuse
-from idp.web.admin.forms.org import SelfEnrollForm, TrustedRangeForm
+from idp.web.admin.forms.org import AdminRangeForm, SelfEnrollForm, TrustedRangeForm
+from idp.web.context import current_client
 
 
-def _org_page(status: int = 200, form: TrustedRangeForm | None = None, **kw: object) -> Response:
+def _org_page(status: int = 200, form: TrustedRangeForm | None = None, admin_form: AdminRangeForm | None = None,
+              **kw: object) -> Response:
     return Response(render_template("admin/org.html", section="org", ranges=org.trusted_ranges(),
                                     self_enroll=org.mfa_self_enroll(), form=form or TrustedRangeForm(formdata=None),
-                                    **kw), status=status)
+                                    admin_ranges=org.admin_ip_ranges(), client_ip=current_client().ip,
+                                    admin_form=admin_form or AdminRangeForm(formdata=None), **kw), status=status)
 
 
 @bp.get("/org", endpoint="org")  # the NAV names it `admin.org`
@@ -55,4 +58,38 @@ def org_mfa() -> Response:
         abort(400)
     org.set_mfa_self_enroll(form.self_enroll.data == "1")
     flash("MFA self-enrolment is now " + ("on." if form.self_enroll.data == "1" else "off."), "success")
+    return redirect(url_for("admin.org"), code=303)  # type: ignore[return-value]
+
+
+@bp.post("/org/admin-ranges")
+def org_add_admin_range() -> Response:
+    form = AdminRangeForm()
+    own = current_client().ip or ""  # a list leaving out the admin's own address is refused: no self lock-out
+    try:
+        value = org.add_admin_ip_range(form.cidr.data, keep_ip=own) if form.validate() else None
+    except ServiceError as exc:
+        refuse(form, exc)
+        value = None
+    if value is None:
+        return _org_page(422, admin_form=form)
+    flash(f"Admin range {value} added: the console now answers only inside the admin ranges.", "success")
+    return redirect(url_for("admin.org"), code=303)  # type: ignore[return-value]
+
+
+@bp.route("/org/admin-ranges/remove", methods=["GET", "POST"])
+def org_remove_admin_range() -> Response:
+    form = AdminRangeForm(formdata=request.values)
+    cidr = form.cidr.data
+    if cidr not in org.admin_ip_ranges():
+        abort(404)
+    if request.method == "GET":
+        return _org_page(confirm_remove_admin=cidr)
+    if not form.validate():
+        abort(400)
+    try:
+        org.remove_admin_ip_range(cidr, keep_ip=current_client().ip or "")
+    except ServiceError as exc:
+        refuse(form, exc)
+        return _org_page(422, admin_form=form)
+    flash(f"Admin range {cidr} removed.", "success")
     return redirect(url_for("admin.org"), code=303)  # type: ignore[return-value]
