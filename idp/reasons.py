@@ -42,6 +42,12 @@ class Reason(StrEnum):
     THROTTLED = "throttled"
     SESSION_EXPIRED = "session_expired"
     POLICY_ERROR = "policy_error"
+    # factors (event_type "account"): what the user sees on /account
+    MFA_ENROLLED = "mfa_enrolled"
+    MFA_RESET = "mfa_reset"
+    RECOVERY_CODE_USED = "recovery_code_used"
+    ENROLMENT_REFUSED = "enrolment_refused"
+    ENROLMENT_LINK_INVALID = "enrolment_link_invalid"
     # logout
     UNKNOWN_SESSION = "unknown_session"
     # infrastructure
@@ -56,10 +62,13 @@ DENIAL_REASONS = frozenset({
     Reason.MFA_SUSPENDED,
     Reason.APP_DISABLED, Reason.USER_DISABLED, Reason.NO_PASSIVE, Reason.NO_AUTHN_CONTEXT,
     Reason.SESSION_EXPIRED, Reason.BAD_CREDENTIALS, Reason.THROTTLED,
+    Reason.ENROLMENT_REFUSED, Reason.ENROLMENT_LINK_INVALID,
 })
+SUCCESS_REASONS = frozenset({Reason.OK, Reason.LOGOUT, Reason.MFA_ENROLLED, Reason.MFA_RESET,
+                             Reason.RECOVERY_CODE_USED})
 
 
 def outcome_for(reason: Reason) -> Outcome:
-    if reason in (Reason.OK, Reason.LOGOUT):
+    if reason in SUCCESS_REASONS:
         return Outcome.SUCCESS
     return Outcome.DENIED if reason in DENIAL_REASONS else Outcome.ERROR

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 
 from .. import audit
-from ..auth import totp
+from ..auth import recovery_codes, totp, totp_guard
 from ..auth.passwords import Passwords
 from ..extensions import db
 from ..models import Group, IdpSession, User, user_groups, utcnow
@@ -190,21 +190,31 @@ def end_sessions_for_factor_change(user: User, *, keep_session: str | None = Non
     return ended
 
 
-def reset_mfa(user: User, *, keep_session: str | None = None) -> int:
-    """Remove the second factor (audited by totp.reset); the user's sessions end (but `keep_session`,
-    an admin's own, which loses its MFA assurance). The user enrols again when a policy asks."""
+def remove_factors(user: User) -> None:
+    """Every second factor and the recovery codes go (audited by totp.reset)."""
     totp.reset(user)
+    recovery_codes.clear(user)
+
+
+def reset_mfa(user: User, *, keep_session: str | None = None) -> int:
+    """Remove the second factor and the recovery codes (audited by totp.reset); the user's sessions end (but
+    `keep_session`, an admin's own, which loses its MFA assurance). A new first enrolment then follows the
+    org's enrolment rules (flows.enrolment)."""
+    remove_factors(user)
     return end_sessions_for_factor_change(user, keep_session=keep_session)
 
 
 def reset_own_mfa(user: User, code: str, *, keep_session: str | None = None) -> int:
-    """The user removes their own factor, proving possession with a current code first; their other
-    sessions end and the current one (`keep_session`) is no longer multi-factor."""
+    """The user removes their own factor, proving possession with a current code (or, the phone lost, one of
+    their recovery codes) first; their other sessions end and the current one (`keep_session`) is no longer
+    multi-factor. The recovery codes go with the factor."""
     if not totp.is_enrolled(user):
         raise FormErrors({"code": "No second factor is enrolled."})
-    if not totp.verify_and_consume(user, code):
-        raise FormErrors({"code": "That code is not valid. Enter the current code from your authenticator app."})
-    totp.reset(user)
+    by_totp = not totp_guard.is_suspended(user) and totp.verify_and_consume(user, code)
+    if not by_totp and not recovery_codes.consume(user, code):
+        raise FormErrors({"code": "That code is not valid. Enter the current code from your authenticator app "
+                                  "or one of your recovery codes."})
+    remove_factors(user)
     return end_sessions_for_factor_change(user, keep_session=keep_session)
 
 
