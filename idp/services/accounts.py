@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 
 from .. import audit
-from ..auth import recovery_codes, totp, totp_guard
+from ..auth import enrolment_links, recovery_codes, totp, totp_guard
 from ..auth.passwords import Passwords
 from ..extensions import db
 from ..models import Group, IdpSession, User, user_groups, utcnow
@@ -216,6 +216,20 @@ def reset_own_mfa(user: User, code: str, *, keep_session: str | None = None) -> 
                                   "or one of your recovery codes."})
     remove_factors(user)
     return end_sessions_for_factor_change(user, keep_session=keep_session)
+
+
+def issue_enrolment_link(user: User, valid_hours: int = enrolment_links.DEFAULT_VALID_HOURS) -> str:
+    """A one-time enrolment link token for a user without a second factor (older unused links stop working);
+    audited as `users.enrolment_link` without the token. The caller shows `<IDP_BASE_URL>/mfa/enroll/link/<token>`
+    once."""
+    if not 1 <= valid_hours <= enrolment_links.MAX_VALID_HOURS:
+        raise ServiceError(f"valid hours must be from 1 to {enrolment_links.MAX_VALID_HOURS}", field="valid_hours")
+    if user.disabled:
+        raise ServiceError(f"{user.username} is disabled; enable the account first", field="username")
+    if totp.is_enrolled(user):
+        raise ServiceError(f"{user.username} already has a second factor; reset it first "
+                           f"(`idp users mfa-reset {user.username}`)", field="username")
+    return enrolment_links.issue(user, valid_hours=valid_hours)
 
 
 def _snapshot(user: User) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""Admin console: org-wide settings (trusted IP ranges, MFA self-enrolment)."""
+"""Admin console: org-wide settings (trusted IP ranges, MFA self-enrolment, first-factor enrolment mode)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,23 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from idp.services import ServiceError, org
 from idp.web.admin import bp
 from idp.web.admin.forms.base import refuse
-from idp.web.admin.forms.org import SelfEnrollForm, TrustedRangeForm
+from idp.web.admin.forms.org import EnrolmentModeForm, SelfEnrollForm, TrustedRangeForm
 
 
-def _org_page(status: int = 200, form: TrustedRangeForm | None = None, **kw: object) -> Response:
+def _enrolment_form() -> EnrolmentModeForm:
+    mode = org.mfa_enrolment()
+    days = org.grace_days(mode)
+    return EnrolmentModeForm(formdata=None, data={"mfa_enrolment": "grace-days" if days else mode,
+                                                  "grace_days": str(days or 30),
+                                                  "enrolment_help": org.mfa_enrolment_help()})
+
+
+def _org_page(status: int = 200, form: TrustedRangeForm | None = None,
+              enrolment_form: EnrolmentModeForm | None = None, **kw: object) -> Response:
     return Response(render_template("admin/org.html", section="org", ranges=org.trusted_ranges(),
                                     self_enroll=org.mfa_self_enroll(), form=form or TrustedRangeForm(formdata=None),
-                                    **kw), status=status)
+                                    enrolment_mode=org.mfa_enrolment(),
+                                    enrolment_form=enrolment_form or _enrolment_form(), **kw), status=status)
 
 
 @bp.get("/org", endpoint="org")  # the NAV names it `admin.org`
@@ -55,4 +65,22 @@ def org_mfa() -> Response:
         abort(400)
     org.set_mfa_self_enroll(form.self_enroll.data == "1")
     flash("MFA self-enrolment is now " + ("on." if form.self_enroll.data == "1" else "off."), "success")
+    return redirect(url_for("admin.org"), code=303)  # type: ignore[return-value]
+
+
+@bp.post("/org/enrolment")
+def org_enrolment() -> Response:
+    form = EnrolmentModeForm()
+    mode = ""
+    try:
+        if form.validate():
+            mode = org.set_mfa_enrolment(form.mode())
+            if form.enrolment_help.data != org.mfa_enrolment_help():
+                org.set_mfa_enrolment_help(form.enrolment_help.data)
+    except ServiceError as exc:
+        target = "grace_days" if form.mfa_enrolment.data == "grace-days" and exc.field == "mfa_enrolment" else None
+        refuse(form, exc, {"mfa_enrolment": target or "mfa_enrolment", "mfa_enrolment_help": "enrolment_help"})
+    if form.messages:
+        return _org_page(422, enrolment_form=form)
+    flash(f"Second-factor enrolment mode is now {mode}.", "success")
     return redirect(url_for("admin.org"), code=303)  # type: ignore[return-value]

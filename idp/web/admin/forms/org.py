@@ -1,4 +1,4 @@
-"""The org settings page's forms: a trusted IP range, MFA self-enrolment on or off."""
+"""The org settings page's forms: a trusted IP range, MFA self-enrolment on or off, the enrolment mode."""
 
 from __future__ import annotations
 
@@ -11,3 +11,18 @@ class TrustedRangeForm(AdminForm):
 
 class SelfEnrollForm(AdminForm):
     self_enroll = TextField(limit=None, strip=False, validators=[one_of(("0", "1"), "self_enroll")])
+
+
+ENROLMENT_KINDS = ("trusted-ranges", "link-only", "grace-days")
+
+
+class EnrolmentModeForm(AdminForm):
+    """Who may set up a first second factor without an enrolment link; the text on the refusal page."""
+
+    mfa_enrolment = TextField(limit=40, validators=[one_of(ENROLMENT_KINDS, "mfa_enrolment")])
+    grace_days = TextField(limit=10)
+    enrolment_help = TextField(limit=600)
+
+    def mode(self) -> str:
+        kind = self.mfa_enrolment.data
+        return f"grace-days:{self.grace_days.data}" if kind == "grace-days" else kind
