@@ -18,7 +18,17 @@ from sqlalchemy import update
 from idp.errors import EventContext
 from idp.events import record_event
 from idp.extensions import db
-from idp.models import AdminAudit, Group, IdpSession, OrgSetting, SsoEvent, User, utcnow
+from idp.models import (
+    AdminAudit,
+    EnrolmentLink,
+    Group,
+    IdpSession,
+    OrgSetting,
+    RecoveryCode,
+    SsoEvent,
+    User,
+    utcnow,
+)
 from idp.reasons import Outcome, Reason
 from idp.services import apps as apps_svc
 from idp.services import org as org_svc
@@ -77,6 +87,8 @@ def snapshot(app: Flask) -> dict[str, Any]:
         "org": {s.key: s.value for s in db.session.query(OrgSetting)},
         "audit": db.session.query(AdminAudit).count(),
         "sessions_ended": sorted(s.id for s in db.session.query(IdpSession) if s.ended_at),
+        "enrolment_links": db.session.query(EnrolmentLink).count(),
+        "recovery_codes": db.session.query(RecoveryCode).count(),
         "keystore": (cert_dir / "keystore.json").read_text(),
     }
 
@@ -90,6 +102,7 @@ ADMIN_POSTS = [
     ("/admin/users/bob/password", {"password": "new password 22", "password_confirm": "new password 22"}),
     ("/admin/users/bob/mfa-reset", {}),
     ("/admin/users/bob/mfa-unsuspend", {}),
+    ("/admin/users/bob/enrolment-link", {}),
     ("/admin/groups/new", {"name": "sales"}),
     ("/admin/groups/engineering/members", {"username": "bob"}),
     ("/admin/groups/engineering/members/remove", {"username": "alice"}),
@@ -97,6 +110,7 @@ ADMIN_POSTS = [
     ("/admin/org/ranges", {"cidr": "10.0.0.0/8"}),
     ("/admin/org/ranges/remove", {"cidr": "192.0.2.0/24"}),
     ("/admin/org/mfa", {"self_enroll": "0"}),
+    ("/admin/org/enrolment", {"mfa_enrolment": "link-only", "grace_days": "30", "enrolment_help": "x"}),
     ("/admin/access", {"username": "alice", "app": "wiki"}),
     ("/admin/certs/rotate", {"key_type": "rsa2048", "days": "30"}),
     ("/admin/certs/activate", {}),
@@ -113,6 +127,7 @@ ACCOUNT_POSTS = [
     ("/account/password", {"current_password": PASSWORD, "new_password": "brand new pass 1",
                            "new_password_confirm": "brand new pass 1"}),
     ("/account/mfa/reset", {"code": "123456"}),
+    ("/account/recovery-codes", {}),
 ]
 
 
