@@ -111,9 +111,9 @@ def users_factors(username: str, fmt: str) -> None:
 @click.argument("username")
 @unit_of_work
 def users_mfa_reset(username: str) -> None:
-    from idp.services import accounts
     from idp.flows.authorize import Client
     from idp.flows.enrolment import record_reset
+    from idp.services import accounts
     user = users_svc.get_user(username)
     ended = accounts.reset_mfa(user)
     record_reset(user, Client(ip=None, user_agent="idp cli"), {"by": "admin"})
