@@ -119,7 +119,7 @@ def recovery() -> Response:
     if not isinstance(outcome, RecoveryCodeAccepted):
         return _render("mfa_recovery.html", 401, next=next_url, request_token=token,
                        error="That recovery code is not valid or was used before.")
-    complete_login(user, previous, mfa=True)  # CONTRACT(assurance): amr "otp" for a recovery code, added at merge
+    complete_login(user, previous, mfa=True)  # the assurance branch adds amr "pwd otp mfa" for a recovery code
     return _render("mfa_recovery_used.html", next=next_url, remaining=outcome.remaining,
                    unsuspended=outcome.unsuspended)
 
