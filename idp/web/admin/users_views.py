@@ -10,6 +10,7 @@ from idp.auth import totp, totp_guard
 from idp.auth.enrolment_links import DEFAULT_VALID_HOURS, PATH
 from idp.auth.factors import list_factors
 from idp.extensions import db
+from idp.flows.enrolment import record_reset
 from idp.models import Group, User
 from idp.services import ServiceError, accounts
 from idp.services import users as users_svc
@@ -17,7 +18,7 @@ from idp.services.users import find_user
 from idp.web.admin import bp, page_number
 from idp.web.admin.forms.base import ConfirmForm, refuse
 from idp.web.admin.forms.users import GroupForm, MemberForm, NewUserForm, PasswordForm, UserForm, UserStatusForm
-from idp.web.context import passwords, settings
+from idp.web.context import current_client, passwords, settings
 
 USERS_PER_PAGE = 50
 
@@ -136,6 +137,7 @@ def user_mfa_reset(username: str) -> Response | str:
                                enrolled=totp.is_enrolled(user))
     keep = current_user.session.id if user.id == current_user.user.id else None
     accounts.reset_mfa(user, keep_session=keep)
+    record_reset(user, current_client(), {"by": "admin"})
     flash(f"The second factor of {username} was removed and their sessions were ended; they enrol again when a "
           "policy asks for it.", "success")
     return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
