@@ -13,11 +13,10 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import inspect as sa_inspect
 
 from idp.extensions import db
 
-from .authenticator import SoftwareAuthenticator, b64url, b64url_decode
+from .authenticator import SoftwareAuthenticator, b64url_decode
 from .fixtures import INPROCESS_BASE_URL, PASSWORD, USERNAME, csrf_token
 
 PASSKEY_OPTIONS_URL = "/passkeys/login/options"
@@ -42,81 +41,24 @@ def password_login(app: Flask) -> Callable[[], None]:
 
 # ---------------------------------------------------------------- passkeys
 
-def _routes(app: Flask) -> set[str]:
-    return {r.rule for r in app.url_map.iter_rules()}
-
-
-def check_passkeys_available(app: Flask) -> None:
-    missing = [u for u in (PASSKEY_OPTIONS_URL, PASSKEY_LOGIN_URL) if u not in _routes(app)]
-    if missing:
-        raise NotAvailable(f"not available: this build has no {' / '.join(missing)} endpoint")
-    if _passkey_model() is None:
-        raise NotAvailable("not available: this build has no Passkey model")
-
-
-def _passkey_model() -> Any:
-    """CONTRACT(passkeys): idp.models.Passkey (table passkeys), added by the passkeys branch."""
-    from idp import models
-
-    return getattr(models, "Passkey", None)
-
-
 def register_passkey(app: Flask, rp_id: str) -> SoftwareAuthenticator:
-    """Store a device-bound ES256 passkey for the bench user directly in the database (what a completed
-    /passkeys/register leaves behind: credential id, COSE public key, sign count, backup flags)."""
+    """Store a device-bound ES256 passkey for the bench user directly in the database: what a completed
+    /passkeys/register leaves behind (credential id, COSE public key, sign count, backup flags)."""
+    from idp.auth import passkeys
+    from idp.models import Passkey
     from idp.services.users import find_user
 
-    passkey_model = _passkey_model()
     with app.app_context():
         user = find_user(USERNAME)
         if user is None:
             raise RuntimeError("no bench user")
-        auth = SoftwareAuthenticator(rp_id=rp_id, origin=INPROCESS_BASE_URL,
-                                     user_handle=_user_handle(user))
-        columns = {c.key: c for c in sa_inspect(passkey_model).columns}
-        candidates: dict[str, Any] = {
-            "user_id": user.id, "credential_id": auth.credential_id, "public_key": auth.cose_public_key(),
-            "sign_count": 0, "name": "bench authenticator", "backup_eligible": False, "backup_state": False,
-            "transports": ["internal"], "user_handle": auth.user_handle,
-            "aaguid": "00000000-0000-0000-0000-000000000000",
-        }
-        values: dict[str, Any] = {}
-        for name, value in candidates.items():
-            col = columns.get(name)
-            if col is None:
-                continue
-            python_type = _python_type(col)
-            if isinstance(value, bytes) and python_type is str:
-                value = b64url(value)
-            elif isinstance(value, list) and python_type is str:
-                value = ",".join(value)
-            values[name] = value
-        required = [n for n, c in columns.items() if not c.nullable and c.default is None and c.server_default is None
-                    and not c.primary_key and n not in values]
-        if required:
-            raise NotAvailable(f"not available: the Passkey model needs columns the bench does not know: {required}")
-        db.session.add(passkey_model(**values))
+        auth = SoftwareAuthenticator(rp_id=rp_id, origin=INPROCESS_BASE_URL, user_handle=passkeys.user_handle(user))
+        db.session.add(Passkey(user_id=user.id, credential_id=auth.credential_id, public_key=auth.cose_public_key(),
+                               sign_count=0, name="bench authenticator", backup_eligible=False, backup_state=False,
+                               transports=["internal"], aaguid="00000000-0000-0000-0000-000000000000"))
         db.session.commit()
         db.session.remove()
     return auth
-
-
-def _python_type(col: Any) -> type | None:
-    try:
-        return col.type.python_type
-    except NotImplementedError:
-        return None
-
-
-def _user_handle(user: Any) -> bytes:
-    """The WebAuthn user handle the passkeys branch gives the user, if it stores one; else the user id."""
-    for attr in ("webauthn_user_id", "user_handle", "webauthn_id"):
-        value = getattr(user, attr, None)
-        if isinstance(value, bytes):
-            return value
-        if isinstance(value, str) and value:
-            return b64url_decode(value)
-    return str(user.id).encode()
 
 
 def _find_challenge(doc: Any) -> str | None:
@@ -137,15 +79,16 @@ def passkey_login(app: Flask, auth: SoftwareAuthenticator) -> Callable[[], None]
         client: FlaskClient = app.test_client()
         token = csrf_token(client.get("/login").get_data(as_text=True))
         headers = {"X-CSRFToken": token, "Accept": "application/json"}
-        resp = client.post(PASSKEY_OPTIONS_URL, json={}, headers=headers)
+        resp = client.post(PASSKEY_OPTIONS_URL, json={"purpose": "login"}, headers=headers)
         if resp.status_code != 200:
             raise RuntimeError(f"{PASSKEY_OPTIONS_URL}: HTTP {resp.status_code}")
         challenge = _find_challenge(resp.get_json(silent=True))
         if challenge is None:
             raise RuntimeError(f"{PASSKEY_OPTIONS_URL}: no challenge in the answer")
         credential = auth.assertion(b64url_decode(challenge))
-        resp = client.post(PASSKEY_LOGIN_URL, data=json.dumps(credential), headers=headers,
-                           content_type="application/json")
+        resp = client.post(PASSKEY_LOGIN_URL, data=json.dumps({"credential": credential, "purpose": "login",
+                                                               "next": "/"}),
+                           headers=headers, content_type="application/json")
         if resp.status_code >= 400:
             raise RuntimeError(f"{PASSKEY_LOGIN_URL}: HTTP {resp.status_code} {resp.get_data(as_text=True)[:200]}")
     return op
@@ -154,7 +97,6 @@ def passkey_login(app: Flask, auth: SoftwareAuthenticator) -> Callable[[], None]
 def passkey_setup(app: Flask, rp_id: str = "localhost") -> Callable[[], None]:
     """The passkey login op, after checking the endpoints and registering the bench authenticator (NotAvailable
     when this build has no passkeys); one login is tried before measuring."""
-    check_passkeys_available(app)
     op = passkey_login(app, register_passkey(app, rp_id))
     op()
     return op

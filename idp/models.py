@@ -79,6 +79,7 @@ class User(db.Model):  # type: ignore[name-defined]
     # WebAuthn user handle (base64url of 32 random bytes, made at the first passkey registration): never the
     # username, so an authenticator's account list reveals nothing (auth.passkeys)
     webauthn_user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    totp_enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # when confirmed
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     groups: Mapped[list[Group]] = relationship(secondary=user_groups, back_populates="members", lazy="selectin")
     __table_args__ = (UniqueConstraint("webauthn_user_id", name="uq_users_webauthn_user_id"),)
@@ -244,6 +245,31 @@ class OrgSetting(db.Model):  # type: ignore[name-defined]
     __tablename__ = "org_settings"
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
+
+
+class RecoveryCode(db.Model):  # type: ignore[name-defined]
+    """One single-use recovery code of a user, stored as a keyed hash only (idp.auth.recovery_codes)."""
+
+    __tablename__ = "recovery_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(100))   # <data key id>:<hex HMAC-SHA256>
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class EnrolmentLink(db.Model):  # type: ignore[name-defined]
+    """A one-time link an admin issued so a user may enrol a first factor whatever the org's enrolment mode;
+    only the SHA-256 of its token is stored (idp.auth.enrolment_links)."""
+
+    __tablename__ = "enrolment_links"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(200))
 
 
 class ThrottleCounter(db.Model):  # type: ignore[name-defined]

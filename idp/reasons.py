@@ -40,8 +40,6 @@ class Reason(StrEnum):
     MFA_SUSPENDED = "mfa_suspended"
     PASSKEY_FAILED = "passkey_failed"        # a passkey assertion or registration refused (detail says why)
     PASSKEY_CLONED = "passkey_cloned"        # a valid signature with a sign counter that did not increase
-    MFA_ENROLLED = "mfa_enrolled"            # a factor was added (event_type "account"); CONTRACT(enrol)
-    MFA_REMOVED = "mfa_removed"              # a factor was removed (event_type "account")
     # sign-in (event_type "signin")
     BAD_CREDENTIALS = "bad_credentials"
     THROTTLED = "throttled"
@@ -51,6 +49,13 @@ class Reason(StrEnum):
     ADMIN_REQUIRED = "admin_required"            # signed in, but not an admin
     ADMIN_MFA_REQUIRED = "admin_mfa_required"    # an admin action from a session without a (recent) second factor
     ADMIN_IP_DENIED = "admin_ip_denied"          # outside the org's admin IP ranges
+    # factors (event_type "account"): what the user sees on /account
+    MFA_ENROLLED = "mfa_enrolled"
+    MFA_RESET = "mfa_reset"                  # every factor removed (admin or the user)
+    MFA_REMOVED = "mfa_removed"              # one factor removed (a passkey)
+    RECOVERY_CODE_USED = "recovery_code_used"
+    ENROLMENT_REFUSED = "enrolment_refused"
+    ENROLMENT_LINK_INVALID = "enrolment_link_invalid"
     # logout
     UNKNOWN_SESSION = "unknown_session"
     # infrastructure
@@ -67,10 +72,13 @@ DENIAL_REASONS = frozenset({
     Reason.APP_DISABLED, Reason.USER_DISABLED, Reason.NO_PASSIVE, Reason.NO_AUTHN_CONTEXT,
     Reason.SESSION_EXPIRED, Reason.BAD_CREDENTIALS, Reason.THROTTLED,
     Reason.ADMIN_REQUIRED, Reason.ADMIN_MFA_REQUIRED, Reason.ADMIN_IP_DENIED,
+    Reason.ENROLMENT_REFUSED, Reason.ENROLMENT_LINK_INVALID,
 })
+SUCCESS_REASONS = frozenset({Reason.OK, Reason.LOGOUT, Reason.MFA_ENROLLED, Reason.MFA_RESET, Reason.MFA_REMOVED,
+                             Reason.RECOVERY_CODE_USED})
 
 
 def outcome_for(reason: Reason) -> Outcome:
-    if reason in (Reason.OK, Reason.LOGOUT, Reason.MFA_ENROLLED, Reason.MFA_REMOVED):
+    if reason in SUCCESS_REASONS:
         return Outcome.SUCCESS
     return Outcome.DENIED if reason in DENIAL_REASONS else Outcome.ERROR

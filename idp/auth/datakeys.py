@@ -6,6 +6,9 @@ configured key opens, and a value sealed under an older key (or stored before en
 is re-sealed under the current one when it is next read. The purpose ("users.totp_secret") is bound as
 associated data, so a value cannot be moved to another column.
 
+The same keys also give keyed hashes (`mac`, `mac_matches`: HMAC-SHA256 under a key derived from each data key,
+stored as `<kid>:<hex>`) for secrets that are only ever compared, never read back (recovery codes).
+
 Keys come from IDP_DATA_KEY (base64 of 32 bytes; several separated by commas, current first) or else from
 the file `data_key` in the instance folder (one key a line, current first; created 0600 on the first seal).
 Every instance sharing a database must have the same keys, like IDP_SECRET_KEY.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import secrets
 import threading
 from dataclasses import dataclass
@@ -41,6 +45,7 @@ class DataKeyError(Exception):
 class DataKey:
     kid: str
     aead: AESGCM
+    mac_key: bytes = b""   # derived from the key for keyed hashes; never the data key itself
 
 
 def new_key_text() -> str:
@@ -61,7 +66,8 @@ def parse_keys(text: str, source: str) -> list[DataKey]:
             if len(raw) != KEY_BYTES:
                 raise DataKeyError(f"{source}: a key must be {KEY_BYTES} bytes (base64 of 32 random bytes, "
                                    f"e.g. `openssl rand -base64 32`), got {len(raw)}")
-            keys.append(DataKey(hashlib.sha256(b"idp data key " + raw).hexdigest()[:8], AESGCM(raw)))
+            keys.append(DataKey(hashlib.sha256(b"idp data key " + raw).hexdigest()[:8], AESGCM(raw),
+                                hmac.new(raw, b"idp keyed hash v1", hashlib.sha256).digest()))
     if not keys:
         raise DataKeyError(f"{source}: no key")
     return keys
@@ -142,3 +148,21 @@ class DataKeys:
     @staticmethod
     def _aad(kid: str, purpose: str) -> bytes:
         return f"{FORMAT}:{kid}:{purpose}".encode()
+
+    def mac(self, message: bytes, purpose: str) -> str:
+        """A keyed hash of `message` under the current key: `<kid>:<hex HMAC-SHA256>`."""
+        key = self._load(create=True)[0]
+        return f"{key.kid}:{self._digest(key, message, purpose)}"
+
+    def mac_matches(self, stored: str, message: bytes, purpose: str) -> bool:
+        """Whether `stored` (from `mac`) is the keyed hash of `message`, compared in constant time."""
+        kid, _, digest = stored.partition(":")
+        key = next((k for k in self._load(create=False) if k.kid == kid), None)
+        if key is None:
+            raise DataKeyError(f"a {purpose} value was hashed with data key {kid}, which {self.source} does not "
+                               "hold (every instance needs the same IDP_DATA_KEY or data_key file)")
+        return hmac.compare_digest(self._digest(key, message, purpose), digest)
+
+    @staticmethod
+    def _digest(key: DataKey, message: bytes, purpose: str) -> str:
+        return hmac.new(key.mac_key, f"{FORMAT}:{purpose}:".encode() + message, hashlib.sha256).hexdigest()

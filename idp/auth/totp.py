@@ -16,7 +16,7 @@ import qrcode.image.svg
 
 from .. import audit
 from ..extensions import component, db
-from ..models import User
+from ..models import User, utcnow
 from ..state import shared
 from . import totp_guard
 from .datakeys import DataKeyError, DataKeys
@@ -135,6 +135,7 @@ def confirm_enrolment(user: User, code: str) -> bool:
     if not verify_and_consume(user, code, pending_secret=True):
         return False
     user.totp_confirmed = True
+    user.totp_enrolled_at = utcnow()
     return True
 
 
@@ -143,6 +144,7 @@ def reset(user: User) -> None:
     user.totp_secret = None
     user.totp_confirmed = False
     user.totp_last_step = None
+    user.totp_enrolled_at = None
     totp_guard.clear(user)  # a new factor starts with no wrong codes and no suspension
     shared().reset_totp(user.id)
 

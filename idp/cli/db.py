@@ -104,3 +104,4 @@ def _create_first_admin() -> None:
         click.echo("(shown once; change it after signing in)")
     else:
         click.echo("created admin user 'admin' with the password from IDP_ADMIN_PASSWORD")
+    click.echo("set up the admin's second factor with a one-time link: idp users enrolment-link admin")

@@ -50,32 +50,77 @@ def users_set(username: str, groups: tuple[str, ...], remove_groups: tuple[str, 
     click.echo(f"user {username} updated")
 
 
-@users_group.command("mfa-enroll", help="Enrol a TOTP second factor; prints the otpauth:// URI (shown once).")
+@users_group.command("mfa-enroll", help="Enrol a TOTP second factor; prints the otpauth:// URI (shown once). "
+                                         "Prefer `enrolment-link`: the user enrols on their own device.")
 @click.argument("username")
 @unit_of_work
 def users_mfa_enroll(username: str) -> None:
     from idp.auth import totp
+    from idp.flows.authorize import Client
+    from idp.flows.enrolment import record_enrolled
+    from idp.models import utcnow
     user = users_svc.get_user(username)
     if totp.is_enrolled(user):
         fail(f"{username} already has a second factor; reset it first with `idp users mfa-reset {username}`")
     from idp.services import accounts
     secret = totp.start_enrolment(user)
     user.totp_confirmed = True  # the admin hands the URI over out of band
+    user.totp_enrolled_at = utcnow()
     accounts.end_sessions_for_factor_change(user)
+    record_enrolled(user, "totp", Client(ip=None, user_agent="idp cli"), {"via": "cli"})
     click.echo(totp.provisioning_uri(user, secret))
 
 
-@users_group.command("mfa-reset", help="Remove a user's second factors (TOTP and passkeys) and end their sessions "
-                                        "(they enrol again when a policy asks).")
+@users_group.command("enrolment-link", help="Print a one-time URL with which the user sets up a first second factor "
+                                             "(whatever the org's enrolment mode); shown once, older links stop "
+                                             "working.")
+@click.argument("username")
+@click.option("--valid-hours", type=click.IntRange(1, 720), default=72, show_default=True)
+@unit_of_work
+def users_enrolment_link(username: str, valid_hours: int) -> None:
+    from idp.auth.enrolment_links import PATH
+    from idp.services import accounts
+
+    from ._common import settings
+    token = accounts.issue_enrolment_link(users_svc.get_user(username), valid_hours)
+    click.echo(settings().url(PATH + token))
+    click.echo(f"(valid for {valid_hours} hours, once; shown only now: send it to {username} through a channel "
+               "you trust)", err=True)
+
+
+@users_group.command("factors", help="List a user's second factors (and recovery codes left).")
+@click.argument("username")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@unit_of_work
+def users_factors(username: str, fmt: str) -> None:
+    from idp.auth.factors import list_factors
+    factors = list_factors(users_svc.get_user(username))
+    if fmt == "json":
+        click.echo(json.dumps([f.to_dict() for f in factors], indent=2))
+        return
+    if not factors:
+        click.echo(f"{username} has no second factor")
+    for f in factors:
+        d = f.to_dict()
+        click.echo(f"{f.kind:<16} {f.name:<28} created {d['created_at'] or '-':<22} "
+                   f"last used {d['last_used_at'] or '-':<22} {f.detail}".rstrip())
+
+
+@users_group.command("mfa-reset", help="Remove a user's second factors (TOTP, passkeys) and recovery codes and end "
+                                        "their sessions (a new enrolment follows the org's enrolment rules).")
 @click.argument("username")
 @unit_of_work
 def users_mfa_reset(username: str) -> None:
     from idp.auth import passkeys
+    from idp.flows.authorize import Client
+    from idp.flows.enrolment import record_reset
     from idp.services import accounts
     user = users_svc.get_user(username)
     keys = len(passkeys.passkeys_of(user))
     ended = accounts.reset_mfa(user)
-    click.echo(f"second factor of {username} removed ({keys} passkey(s) included); {ended} session(s) ended")
+    record_reset(user, Client(ip=None, user_agent="idp cli"), {"by": "admin"})
+    click.echo(f"second factors of {username} removed (TOTP, {keys} passkey(s), recovery codes); "
+               f"{ended} session(s) ended")
 
 
 @users_group.command("mfa-unsuspend",

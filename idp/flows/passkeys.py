@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import audit
 from ..auth import passkeys
 from ..auth.passkeys import PasskeyError
 from ..errors import EventContext
@@ -22,9 +21,10 @@ from ..extensions import db
 from ..models import Passkey, User
 from ..reasons import Outcome, Reason
 from ..services import accounts
-from ..services.org import mfa_self_enroll
 from ..throttle import LOGIN_IP_RULE, MFA_RULE, mfa_key, passkey_ip_key, record_failure, reset, retry_after
 from .authorize import Client
+from .enrolment import EnrolmentAllowed, EnrolmentRefused, finish_first_enrolment, first_factor_gate, record_enrolled
+from .enrolment import record_refusal as record_enrolment_refusal
 from .signin import record_signin_failure
 
 ACCOUNT_EVENT = "account"   # event_type of changes to the user's own factors
@@ -48,7 +48,11 @@ class PasskeyRefused:
 
 @dataclass(frozen=True, slots=True)
 class Registered:
+    """The passkey is stored. `recovery_codes`: it was the user's FIRST factor, so every session ended (this one
+    too: the user signs in again with it) and these codes are shown once; empty for a further factor."""
+
     passkey: Passkey
+    recovery_codes: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,26 +68,30 @@ _STATUS = {"challenge": 400, "invalid": 400, "unknown_credential": 401, "wrong_u
 
 # ------------------------------------------------------------------ registration (from /account)
 
-def registration_refusal(user: User, session_mfa: bool) -> str | None:
-    """Why this session may not add a passkey now, or None.
-
-    CONTRACT(enrol): flows.enrolment.first_factor_gate(user, client_ip) decides a FIRST factor once merged; until
-    then a user without any factor may register one when self-enrolment is on. A user who has a factor adds
-    another only from a session that passed the second factor (a stolen password alone adds nothing).
-    """
+def registration_gate(user: User, session_mfa: bool, client: Client,
+                      link_token: str | None = None) -> EnrolmentAllowed | None | PasskeyRefused:
+    """May this session add a passkey now? A user who has a factor adds another only from a session that passed
+    the second factor (None: allowed as a further factor); a FIRST factor follows the org's enrolment rules
+    (flows.enrolment.first_factor_gate: trusted ranges, grace days or an enrolment link), so a stolen password
+    alone never puts the attacker's passkey on the account."""
     if user.mfa_enrolled:
         if not session_mfa:
-            return ("Confirm it is you with your current second factor first (Verify now), then add the passkey.")
+            return PasskeyRefused("Confirm it is you with your current second factor first (Verify now), then add "
+                                  "the passkey.", 403)
         return None
-    if not mfa_self_enroll():
-        return "Ask your administrator to set up a second factor for you."
-    return None
+    gate = first_factor_gate(user, client.ip, link_token)
+    if isinstance(gate, EnrolmentRefused):
+        event_id = record_enrolment_refusal(user, gate, client)
+        return PasskeyRefused("You cannot set up a second factor from here. Ask your administrator for an "
+                              "enrolment link.", 403, event_id)
+    return gate
 
 
-def begin_registration(user: User, session_mfa: bool) -> Ceremony | PasskeyRefused:
-    why = registration_refusal(user, session_mfa)
-    if why is not None:
-        return PasskeyRefused(why, 403)
+def begin_registration(user: User, session_mfa: bool, client: Client,
+                       link_token: str | None = None) -> Ceremony | PasskeyRefused:
+    gate = registration_gate(user, session_mfa, client, link_token)
+    if isinstance(gate, PasskeyRefused):
+        return gate
     try:
         options, token = passkeys.registration_options(user)
     except PasskeyError as exc:
@@ -92,12 +100,13 @@ def begin_registration(user: User, session_mfa: bool) -> Ceremony | PasskeyRefus
 
 
 def finish_registration(user: User, session_mfa: bool, token: str | None, credential: dict[str, Any] | str,
-                        name: str | None, client: Client, keep_session: str | None) -> Registered | PasskeyRefused:
-    """Verify and store the new passkey; audit `mfa.enrolled` and an event the user sees; the user's other
-    sessions end (a new factor), this one keeps what it had proved."""
-    why = registration_refusal(user, session_mfa)
-    if why is not None:
-        return PasskeyRefused(why, 403)
+                        name: str | None, client: Client, keep_session: str | None,
+                        link_token: str | None = None) -> Registered | PasskeyRefused:
+    """Verify and store the new passkey; audit `mfa.enrolled` and an event the user sees. A further factor: the
+    user's other sessions end, this one keeps what it had proved. A first factor: see Registered."""
+    gate = registration_gate(user, session_mfa, client, link_token)
+    if isinstance(gate, PasskeyRefused):
+        return gate
     key = mfa_key(user.id)
     wait = retry_after(key)
     if wait:
@@ -113,19 +122,13 @@ def finish_registration(user: User, session_mfa: bool, token: str | None, creden
                              Reason.PASSKEY_FAILED, client_ip=client.ip, user_agent=client.user_agent)
         return PasskeyRefused(exc.message, _STATUS.get(exc.code, 400), event.id)
     reset(key)
-    record_enrolled(user, "passkey", client, {"name": row.name, "backup_eligible": row.backup_eligible,
-                                              "aaguid": row.aaguid})
+    detail = {"name": row.name, "backup_eligible": row.backup_eligible, "aaguid": row.aaguid}
+    if gate is not None:   # the first factor: never satisfies anything in this session
+        done = finish_first_enrolment(user, "passkey", client, gate.via, link_token)
+        return Registered(row, done.recovery_codes)
+    record_enrolled(user, "passkey", client, detail)
     accounts.end_sessions(user, except_id=keep_session)
-    return Registered(row)
-
-
-def record_enrolled(user: User, kind: str, client: Client, detail: dict[str, Any]) -> None:
-    """Audit `mfa.enrolled` and an event the user sees. CONTRACT(enrol): the enrol branch's
-    flows.enrolment.record_enrolled(user, kind, client, detail) replaces this at merge."""
-    audit.record("mfa.enrolled", "user", user.username, after={"kind": kind, **detail})
-    record_event(EventContext(event_type=ACCOUNT_EVENT, username=user.username,
-                              detail={"message": f"{kind} added", "kind": kind, **detail}),
-                 Reason.MFA_ENROLLED, client_ip=client.ip, user_agent=client.user_agent, outcome=Outcome.SUCCESS)
+    return Registered(row, [])
 
 
 def remove_own(user: User, passkey_id: int, session_mfa: bool, client: Client,

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..auth import totp, totp_guard
-from ..auth.passkeys import has_passkey
+from ..auth import recovery_codes, totp, totp_guard
 from ..auth.passwords import Passwords
 from ..errors import EventContext
 from ..events import record_event
@@ -73,6 +72,7 @@ def record_second_factor_failure(token: str | None, user: User, client: Client, 
 # ------------------------------------------------------------------ failed sign-ins in the event log
 
 SIGNIN_EVENT = "signin"   # event_type of a failed sign-in step (password or second factor)
+ACCOUNT_EVENT = "account"  # event_type of the security events a user sees on /account (factor changes, uses)
 USERNAME_MAX = 150        # the event column (and the longest username)
 
 
@@ -227,3 +227,37 @@ def confirm_totp_enrolment(user: User, code: str) -> CodeOutcome:
         return WrongCode(None)
     reset(key)
     return CodeAccepted()
+
+
+# ------------------------------------------------------------------ a recovery code in place of the second factor
+
+@dataclass(frozen=True, slots=True)
+class RecoveryCodeAccepted:
+    remaining: int
+    unsuspended: bool      # the code also cleared a TOTP suspension (the user should set the factor up again)
+
+
+RecoveryOutcome = Throttled | WrongCode | RecoveryCodeAccepted
+
+
+def check_recovery_code(user: User, code: str, token: str | None, client: Client) -> RecoveryOutcome:
+    """A recovery code instead of the second factor: throttled with the TOTP codes (the same per-user key), a
+    wrong one an `mfa_failed` event, a right one spent and a `recovery_code_used` event with the count left.
+    Accepted while the TOTP factor is suspended, and clears the suspension."""
+    key = mfa_key(user.id)
+    wait = retry_after(key)
+    if wait:
+        record_signin_failure(Reason.THROTTLED, user.username, token, client, "recovery code not checked: too many "
+                              f"wrong codes (retry after {wait} s)")
+        return Throttled(wait)
+    if not recovery_codes.consume(user, code):
+        record_failure(key, MFA_RULE)
+        return WrongCode(record_second_factor_failure(token, user, client, "wrong or already used recovery code"))
+    reset(key)
+    unsuspended = totp_guard.unsuspend(user)
+    left = recovery_codes.remaining(user)
+    ctx = signin_event_context(user.username, token, f"recovery code used, {left} left")
+    ctx.event_type = ACCOUNT_EVENT
+    ctx.detail.update(remaining=left, totp_unsuspended=unsuspended)
+    record_event(ctx, Reason.RECOVERY_CODE_USED, client_ip=client.ip, user_agent=client.user_agent)
+    return RecoveryCodeAccepted(left, unsuspended)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 
 from .. import audit
-from ..auth import amr, passkeys, totp
+from ..auth import amr, enrolment_links, passkeys, recovery_codes, totp, totp_guard
 from ..auth.passwords import Passwords
 from ..extensions import db
 from ..models import Group, IdpSession, Passkey, User, user_groups, utcnow
@@ -191,14 +191,28 @@ def end_sessions_for_factor_change(user: User, *, keep_session: str | None = Non
     return ended
 
 
-def reset_mfa(user: User, *, keep_session: str | None = None) -> int:
-    """Remove every second factor, TOTP (audited by totp.reset) and passkeys; the user's sessions end (but
-    `keep_session`, an admin's own, which loses its MFA assurance). The user enrols again when a policy asks."""
+def remove_factors(user: User) -> None:
+    """Every second factor (TOTP, audited by totp.reset; passkeys, audited here) and the recovery codes go."""
     totp.reset(user)
     names = [p.name for p in passkeys.passkeys_of(user)]
     if names:
         passkeys.remove_all(user)
         audit.record("user.passkeys_removed", "user", user.username, before={"passkeys": names})
+    recovery_codes.clear(user)
+
+
+def clear_recovery_codes_without_factor(user: User) -> None:
+    """Recovery codes stand in for a second factor: when the last factor goes, so do they."""
+    db.session.flush()
+    if not totp.is_enrolled(user) and not passkeys.has_passkey(user):
+        recovery_codes.clear(user)
+
+
+def reset_mfa(user: User, *, keep_session: str | None = None) -> int:
+    """Remove every second factor and the recovery codes; the user's sessions end (but `keep_session`, an
+    admin's own, which loses its MFA assurance). A new first enrolment then follows the org's enrolment rules
+    (flows.enrolment)."""
+    remove_factors(user)
     return end_sessions_for_factor_change(user, keep_session=keep_session)
 
 
@@ -212,6 +226,7 @@ def remove_passkey(user: User, passkey_id: int, *, keep_session: str | None = No
                  before={"passkey": row.name, "created_at": row.created_at.isoformat(),
                          "backup_eligible": row.backup_eligible})
     passkeys.remove(row)
+    clear_recovery_codes_without_factor(user)
     end_sessions_for_factor_change(user, keep_session=keep_session)
     return row
 
@@ -228,14 +243,32 @@ def rename_passkey(user: User, passkey_id: int, name: str) -> Passkey:
 
 
 def reset_own_mfa(user: User, code: str, *, keep_session: str | None = None) -> int:
-    """The user removes their own factor, proving possession with a current code first; their other
-    sessions end and the current one (`keep_session`) is no longer multi-factor."""
+    """The user removes their own factor, proving possession with a current code (or, the phone lost, one of
+    their recovery codes) first; their other sessions end and the current one (`keep_session`) is no longer
+    multi-factor. The recovery codes go with the factor."""
     if not totp.is_enrolled(user):
         raise FormErrors({"code": "No second factor is enrolled."})
-    if not totp.verify_and_consume(user, code):
-        raise FormErrors({"code": "That code is not valid. Enter the current code from your authenticator app."})
+    by_totp = not totp_guard.is_suspended(user) and totp.verify_and_consume(user, code)
+    if not by_totp and not recovery_codes.consume(user, code):
+        raise FormErrors({"code": "That code is not valid. Enter the current code from your authenticator app "
+                                  "or one of your recovery codes."})
     totp.reset(user)
+    clear_recovery_codes_without_factor(user)  # a passkey left keeps them
     return end_sessions_for_factor_change(user, keep_session=keep_session)
+
+
+def issue_enrolment_link(user: User, valid_hours: int = enrolment_links.DEFAULT_VALID_HOURS) -> str:
+    """A one-time enrolment link token for a user without a second factor (older unused links stop working);
+    audited as `users.enrolment_link` without the token. The caller shows `<IDP_BASE_URL>/mfa/enroll/link/<token>`
+    once."""
+    if not 1 <= valid_hours <= enrolment_links.MAX_VALID_HOURS:
+        raise ServiceError(f"valid hours must be from 1 to {enrolment_links.MAX_VALID_HOURS}", field="valid_hours")
+    if user.disabled:
+        raise ServiceError(f"{user.username} is disabled; enable the account first", field="username")
+    if user.mfa_enrolled:
+        raise ServiceError(f"{user.username} already has a second factor; reset it first "
+                           f"(`idp users mfa-reset {user.username}`)", field="username")
+    return enrolment_links.issue(user, valid_hours=valid_hours)
 
 
 def _snapshot(user: User) -> dict[str, object]:

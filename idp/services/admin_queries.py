@@ -166,6 +166,16 @@ def recent_sign_ins(username: str, limit: int = 20) -> list[SsoEvent]:
     return _events(filtered_query(EventFilter(username=username, event_type="sso")).limit(limit))
 
 
+SECURITY_EVENT_TYPES = ("sso", "signin", "account")   # sign-ins to apps, failed sign-in steps, factor changes
+
+
+def recent_security_events(username: str, limit: int = 20) -> list[SsoEvent]:
+    """What the user sees on /account: sign-ins (and failed attempts) and factor changes (enrolments, resets,
+    recovery-code uses), newest first."""
+    return _events(filtered_query(EventFilter(username=username))
+                   .where(SsoEvent.event_type.in_(SECURITY_EVENT_TYPES)).limit(limit))
+
+
 def event_apps() -> list[str]:
     """App slugs for the filter menu: registered apps (a slug typed in the URL still filters)."""
     from ..models import ConnectedApp

@@ -1,4 +1,5 @@
-"""Org-wide settings: trusted login IP ranges, MFA self-enrolment and the admin console's IP ranges."""
+"""Org-wide settings: trusted login IP ranges, MFA self-enrolment, the first-factor enrolment mode and the admin
+console's IP ranges."""
 
 from __future__ import annotations
 
@@ -15,6 +16,16 @@ from . import ServiceError
 TRUSTED_RANGES = "trusted_ip_ranges"
 MFA_SELF_ENROLL = "mfa_self_enroll"
 ADMIN_RANGES = "admin_ip_ranges"
+MFA_ENROLMENT = "mfa_enrolment"
+MFA_ENROLMENT_HELP = "mfa_enrolment_help"
+
+# Who may enrol a FIRST second factor without an admin-issued enrolment link (a link is always accepted):
+TRUSTED_RANGES_MODE = "trusted-ranges"   # only from the org's trusted IP ranges (the default)
+LINK_ONLY_MODE = "link-only"             # only with an enrolment link
+GRACE_PREFIX = "grace-days:"             # grace-days:N, within N days (1..365) of the account's creation
+DEFAULT_ENROLMENT = TRUSTED_RANGES_MODE
+MAX_GRACE_DAYS = 365
+HELP_MAX = 500
 
 
 # Org settings are read on every SSO; a value is trusted this long before it is read again
@@ -150,3 +161,60 @@ def remove_admin_ip_range(cidr: str, *, keep_ip: str | None = None) -> str:
     _check_keeps(ranges, keep_ip)
     _set(ADMIN_RANGES, ranges)
     return value
+
+
+# ---------------------------------------------------------------- first-factor enrolment mode
+
+def parse_enrolment_mode(value: str) -> str:
+    """The normalised mode (`trusted-ranges`, `link-only` or `grace-days:N`), or a ServiceError."""
+    text = value.strip().lower()
+    if text in (TRUSTED_RANGES_MODE, LINK_ONLY_MODE):
+        return text
+    if text.startswith(GRACE_PREFIX):
+        days = text[len(GRACE_PREFIX):]
+        if days.isascii() and days.isdigit() and 1 <= int(days) <= MAX_GRACE_DAYS:
+            return f"{GRACE_PREFIX}{int(days)}"
+        raise ServiceError(f"grace-days needs a number of days from 1 to {MAX_GRACE_DAYS}", field="mfa_enrolment")
+    raise ServiceError(f"unknown enrolment mode {value!r}: use {TRUSTED_RANGES_MODE}, {LINK_ONLY_MODE} or "
+                       f"{GRACE_PREFIX}N", field="mfa_enrolment")
+
+
+def grace_days(mode: str) -> int | None:
+    return int(mode[len(GRACE_PREFIX):]) if mode.startswith(GRACE_PREFIX) else None
+
+
+def mfa_enrolment() -> str:
+    """The first-factor enrolment mode (a stored value that no longer parses falls back to the safe default)."""
+    stored = _get(MFA_ENROLMENT, DEFAULT_ENROLMENT)
+    try:
+        return parse_enrolment_mode(str(stored))
+    except ServiceError:
+        return DEFAULT_ENROLMENT
+
+
+def set_mfa_enrolment(value: str) -> str:
+    mode = parse_enrolment_mode(value)
+    if _for_change(MFA_ENROLMENT, DEFAULT_ENROLMENT) != mode:
+        _set(MFA_ENROLMENT, mode)
+    return mode
+
+
+def mfa_enrolment_help() -> str:
+    """The org's text on the "you cannot set up a second factor here" page (whom to ask), or ""."""
+    return str(_get(MFA_ENROLMENT_HELP, "") or "")
+
+
+def set_mfa_enrolment_help(text: str) -> str:
+    value = text.strip()
+    if len(value) > HELP_MAX or any(ord(c) < 32 and c not in "\n" for c in value):
+        raise ServiceError(f"the help text takes at most {HELP_MAX} characters, no control characters",
+                           field="mfa_enrolment_help")
+    _set(MFA_ENROLMENT_HELP, value)
+    return value
+
+
+def all_settings() -> dict[str, object]:
+    """Every org setting with its effective value (for `idp org show` and the console)."""
+    return {TRUSTED_RANGES: list(trusted_ranges()), MFA_SELF_ENROLL: mfa_self_enroll(),
+            MFA_ENROLMENT: mfa_enrolment(), MFA_ENROLMENT_HELP: mfa_enrolment_help(),
+            ADMIN_RANGES: list(admin_ip_ranges())}

@@ -1,4 +1,5 @@
-"""The signed-in user's own page (/account): password change, second factor, recent sign-ins."""
+"""The signed-in user's own page (/account): password change, second factor, recovery codes, recent security
+events (sign-ins, enrolments, resets, recovery-code uses)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask_login import current_user, login_required
 
 from .. import audit
-from ..auth import amr, passkeys, totp, totp_guard
+from ..auth import amr, passkeys, recovery_codes, totp, totp_guard
+from ..flows.enrolment import EnrolmentAllowed, first_factor_gate, record_enrolled, record_reset
 from ..services import accounts
-from ..services.admin_queries import recent_sign_ins
-from ..services.org import mfa_self_enroll
+from ..services.admin_queries import recent_security_events
 from ..throttle import (
     LOGIN_ACCOUNT_IP_RULE,
     MFA_RULE,
@@ -36,13 +37,17 @@ def _page(status: int = 200, **kw: object) -> Response:
     defaults: dict[str, object] = {"pw_errors": {}, "mfa_errors": {}, "passkey_error": None}
     defaults.update(kw)
     keys = passkeys.passkeys_of(user)
-    return Response(render_template("account.html", user=user, mfa_enrolled=totp.is_enrolled(user),
-                                    can_enroll=mfa_self_enroll(), sign_ins=recent_sign_ins(user.username),
-                                    passkeys=keys, session_mfa=current_user.view.mfa_at is not None,
-                                    # CONTRACT(enrol): flows.enrolment.first_factor_gate decides a first factor
-                                    can_add_passkey=(current_user.view.mfa_at is not None) if (keys or
-                                                    totp.is_enrolled(user)) else mfa_self_enroll(),
-                                    **defaults), status=status)
+    enrolled = totp.is_enrolled(user)
+    session_mfa = current_user.view.mfa_at is not None
+    # a FIRST factor follows the org's enrolment rules; more factors need a session that passed the second factor
+    first_ok = not (enrolled or keys) and isinstance(first_factor_gate(user, current_client().ip), EnrolmentAllowed)
+    return Response(render_template("account.html", user=user, mfa_enrolled=enrolled,
+                                    mfa_suspended=totp_guard.is_suspended(user),
+                                    can_enroll=not enrolled and (first_ok or (bool(keys) and session_mfa)),
+                                    recovery_left=recovery_codes.remaining(user), mfa_session=session_mfa,
+                                    passkeys=keys, session_mfa=session_mfa,
+                                    can_add_passkey=session_mfa if (keys or enrolled) else first_ok,
+                                    events=recent_security_events(user.username), **defaults), status=status)
 
 
 @bp.get("/account")
@@ -80,9 +85,6 @@ def change_password() -> Response:
 @login_required
 def reset_mfa() -> Response:
     user = current_user.user
-    if totp_guard.is_suspended(user):
-        return _page(403, mfa_errors={"code": "Your authenticator is suspended after too many wrong codes; "
-                                              "ask your administrator."})
     key = mfa_key(user.id)   # shared with the sign-in MFA throttle
     wait = retry_after(key)
     if wait:
@@ -92,10 +94,26 @@ def reset_mfa() -> Response:
     except accounts.FormErrors as exc:
         record_failure(key, MFA_RULE)
         client = current_client()
-        if totp.is_enrolled(user):  # counts toward the long-window cap like a code at sign-in
+        if totp.is_enrolled(user) and not totp_guard.is_suspended(user):  # toward the long-window cap, as at sign-in
             totp_guard.count_wrong_code(user, client.ip, client.user_agent)
         return _page(422, mfa_errors=exc.errors)
     reset(key)
-    flash("Your authenticator app was removed and you were signed out everywhere else. Set up a new one below.",
+    record_reset(user, current_client(), {"by": "user"})
+    flash("Your authenticator app and recovery codes were removed and you were signed out everywhere else.",
           "success")
     return redirect(url_for("account.index"), code=303)  # type: ignore[return-value]
+
+
+@bp.post("/account/recovery-codes")
+@login_required
+def regenerate_recovery_codes() -> Response:
+    """Ten new recovery codes (the old ones stop working), shown once; needs a session that passed the second
+    factor (otherwise a stolen password alone could mint codes)."""
+    user = current_user.user
+    if not user.mfa_enrolled:
+        return _page(409, mfa_errors={"recovery": "Set up a second factor first; recovery codes come with it."})
+    if current_user.session.mfa_at is None:
+        return _page(403, mfa_errors={"recovery": "Confirm with your second factor first, then try again."})
+    codes = recovery_codes.issue(user)
+    record_enrolled(user, "recovery_codes", current_client(), {"count": len(codes), "regenerated": True})
+    return Response(render_template("account_recovery_codes.html", codes=codes), status=200)

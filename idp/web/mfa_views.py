@@ -1,29 +1,42 @@
-"""Second factor pages: /mfa (verify a TOTP code) and /mfa/enroll (first enrolment)."""
+"""Second factor pages: /mfa (verify a TOTP code), /mfa/recovery (a recovery code instead), /mfa/enroll (first
+enrolment, under the org's enrolment rules) and /mfa/enroll/link/<token> (enrolment with an admin-issued link)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
-from flask_login import current_user
+from flask_login import current_user, logout_user
 
-from idp.auth import passkeys, totp, totp_guard
+from idp import audit
+from idp.auth import enrolment_links, passkeys, recovery_codes, totp, totp_guard
 from idp.auth.amr import PASSWORD_AND_OTP
+from idp.auth.enrolment_links import LinkState
 from idp.extensions import db
+from idp.flows.enrolment import (
+    EnrolmentAllowed,
+    EnrolmentRefused,
+    finish_first_enrolment,
+    finish_more_enrolment,
+    first_factor_gate,
+    has_factor,
+    record_link_problem,
+    record_refusal,
+)
 from idp.flows.signin import (
     CodeAccepted,
     FactorSuspended,
+    RecoveryCodeAccepted,
     Throttled,
     WrongCode,
+    check_recovery_code,
     check_totp_code,
     confirm_totp_enrolment,
-    has_passkey,
     passkey_required_for,
     record_passkey_required,
 )
 from idp.models import IdpSession, User, utcnow
-from idp.services import accounts
-from idp.services.org import mfa_self_enroll
+from idp.services.org import mfa_enrolment_help
 from idp.web.context import current_client
 from idp.web.login_views import PENDING_USER, PENDING_USER_TTL_S, complete_login, parked_token, safe_next
 
@@ -38,16 +51,25 @@ def _subject() -> tuple[User, IdpSession | None] | None:
         user = db.session.get(User, data["user_id"])
         if age <= PENDING_USER_TTL_S and user is not None and not user.disabled:
             previous = db.session.get(IdpSession, data["replaces"]) if data.get("replaces") else None
+            audit.set_actor(f"web:{user.username}")
             return user, previous
         session.pop(PENDING_USER, None)
         return None
     if current_user.is_authenticated:
+        audit.set_actor(f"web:{current_user.user.username}")
         return current_user.user, current_user.session
     return None
 
 
 def _render(template: str, status: int = 200, **kw: object) -> Response:
     return Response(render_template(template, **kw), status=status)  # no-store: see _security_headers
+
+
+def _refused(user: User, refused: EnrolmentRefused, token: str | None) -> Response:
+    """403: this user cannot set up a first factor here; whom to ask; the event id."""
+    event_id = record_refusal(user, refused, current_client(), token)
+    return _render("enrolment_refused.html", 403, refusal=refused.reason, help_text=mfa_enrolment_help(),
+                   event_id=event_id)
 
 
 @bp.route("/mfa", methods=["GET", "POST"])
@@ -60,41 +82,74 @@ def verify() -> Response:
     user, previous = subject
     if passkey_required_for(token):
         return _passkey_only(user, next_url, token)
-    if not user.mfa_enrolled:  # neither TOTP nor a passkey
-        return _render("mfa_not_enrolled.html", next=next_url, request_token=token, can_enroll=mfa_self_enroll())
-    # a passkey (static/passkeys.js -> /passkeys/login) works beside TOTP, and when TOTP is suspended
+    if not has_factor(user):  # neither TOTP nor a passkey
+        gate = first_factor_gate(user, current_client().ip)
+        if isinstance(gate, EnrolmentRefused):
+            return _refused(user, gate, token)
+        return _render("mfa_not_enrolled.html", next=next_url, request_token=token, can_enroll=True)
+    # a passkey (static/passkeys.js -> /passkeys/login) works beside TOTP, and while TOTP is suspended
     factors = {"totp_enrolled": totp.is_enrolled(user) and not totp_guard.is_suspended(user),
-               "has_passkey": passkeys.has_passkey(user)}
+               "has_passkey": passkeys.has_passkey(user), "has_codes": recovery_codes.remaining(user) > 0}
     if totp_guard.is_suspended(user) and not factors["has_passkey"]:
-        return _render("mfa_suspended.html", 403)
+        return _render("mfa_suspended.html", 403, next=next_url, request_token=token, **factors)
     if request.method == "GET":
         return _render("mfa.html", next=next_url, request_token=token, error=None, **factors)
+    if not factors["totp_enrolled"]:
+        return _render("mfa.html", 400, next=next_url, request_token=token, **factors,
+                       error="Use your passkey (or a recovery code): no authenticator app is set up.")
     outcome = check_totp_code(user, request.form.get("code", ""), token, current_client())
     if isinstance(outcome, FactorSuspended):
-        return _render("mfa_suspended.html", 403)
+        return _render("mfa_suspended.html", 403, next=next_url, request_token=token, **factors)
     if isinstance(outcome, Throttled):
-        return _render("mfa.html", 429, next=next_url, request_token=token,
-                       error=f"Too many wrong codes. Wait {outcome.retry_after_s} seconds, then try again.", **factors)
+        return _render("mfa.html", 429, next=next_url, request_token=token, **factors,
+                       error=f"Too many wrong codes. Wait {outcome.retry_after_s} seconds, then try again.")
     if isinstance(outcome, WrongCode):
-        return _render("mfa.html", 401, next=next_url, request_token=token,
-                       error="That code is not valid. Enter the current code from your authenticator app.", **factors)
+        return _render("mfa.html", 401, next=next_url, request_token=token, **factors,
+                       error="That code is not valid. Enter the current code from your authenticator app.")
     complete_login(user, previous, mfa=True, amr=PASSWORD_AND_OTP)  # renews the session id
     return redirect(next_url, code=303)  # type: ignore[return-value]
 
 
 def _passkey_only(user: User, next_url: str, token: str | None) -> Response:
-    """The parked request's app requires a passkey or security key: no TOTP or recovery code is offered or accepted.
-    The passkey sign-in on this page (the `passkey_required` block of mfa.html) comes with the passkey routes."""
+    """The parked request's app requires a passkey or security key: no TOTP or recovery code is offered or
+    accepted, only the passkey sign-in of mfa.html."""
     client = current_client()
-    if not has_passkey(user):
+    if not passkeys.has_passkey(user):
         event_id = record_passkey_required(token, user, client, "the app requires a passkey or security key and "
                                                                 "the user has none registered")
         return _render("mfa_passkey_missing.html", 403, event_id=event_id)
     if request.method == "POST":   # a code posted anyway is not even checked
         record_passkey_required(token, user, client, "a code was offered where the app requires a passkey")
         return _render("mfa.html", 403, next=next_url, request_token=token, passkey_required=True,
-                       error="This app accepts only a passkey or security key; a code is not accepted.")
-    return _render("mfa.html", next=next_url, request_token=token, passkey_required=True, error=None)
+                       has_passkey=True, error="This app accepts only a passkey or security key; a code is not "
+                                               "accepted.")
+    return _render("mfa.html", next=next_url, request_token=token, passkey_required=True, has_passkey=True,
+                   error=None)
+
+
+@bp.route("/mfa/recovery", methods=["GET", "POST"])
+def recovery() -> Response:
+    """A recovery code in place of the second factor (also while the TOTP factor is suspended)."""
+    next_url = safe_next(request.values.get("next"))
+    token = parked_token()
+    subject = _subject()
+    if subject is None:
+        return redirect(url_for("auth.login", next=next_url, request=token), code=303)  # type: ignore[return-value]
+    user, previous = subject
+    if not has_factor(user) or passkey_required_for(token):  # a passkey-only app takes no recovery code
+        return redirect(url_for("mfa.verify", next=next_url, request=token), code=303)  # type: ignore[return-value]
+    if request.method == "GET":
+        return _render("mfa_recovery.html", next=next_url, request_token=token, error=None)
+    outcome = check_recovery_code(user, request.form.get("code", ""), token, current_client())
+    if isinstance(outcome, Throttled):
+        return _render("mfa_recovery.html", 429, next=next_url, request_token=token,
+                       error=f"Too many wrong codes. Wait {outcome.retry_after_s} seconds, then try again.")
+    if not isinstance(outcome, RecoveryCodeAccepted):
+        return _render("mfa_recovery.html", 401, next=next_url, request_token=token,
+                       error="That recovery code is not valid or was used before.")
+    complete_login(user, previous, mfa=True, amr=PASSWORD_AND_OTP)  # a recovery code is a one-time code: "otp"
+    return _render("mfa_recovery_used.html", next=next_url, remaining=outcome.remaining,
+                   unsuspended=outcome.unsuspended)
 
 
 @bp.route("/mfa/enroll", methods=["GET", "POST"])
@@ -105,24 +160,71 @@ def enroll() -> Response:
     if subject is None:
         return redirect(url_for("auth.login", next=url_for("mfa.enroll", next=next_url, request=token),  # type: ignore[return-value]
                                 request=token), code=303)
-    user, previous = subject
-    # A factor exists: prove it rather than enrol past it. A passkey user adds TOTP only from a session that
-    # passed the second factor (CONTRACT(enrol): flows.enrolment.first_factor_gate owns this rule at merge).
-    passed_mfa = PENDING_USER not in session and current_user.is_authenticated and current_user.view.mfa_at is not None
-    if totp.is_enrolled(user) or (user.mfa_enrolled and not passed_mfa):
+    user, _previous = subject
+    if has_factor(user):
+        if not totp.is_enrolled(user) and _session_passed_mfa():
+            # a passkey user adds an authenticator app from a session that passed the second factor
+            return _enrol_totp(user, None, next_url, token, None, url_for("mfa.enroll"))
         return redirect(url_for("mfa.verify", next=next_url, request=token), code=303)  # type: ignore[return-value]
-    if not mfa_self_enroll():
-        return _render("mfa_not_enrolled.html", next=next_url, request_token=token, can_enroll=False)
+    gate = first_factor_gate(user, current_client().ip)
+    if isinstance(gate, EnrolmentRefused):
+        return _refused(user, gate, token)
+    return _enrol_totp(user, gate, next_url, token, None, url_for("mfa.enroll"))
+
+
+@bp.route("/mfa/enroll/link/<link_token>", methods=["GET", "POST"])
+def enroll_with_link(link_token: str) -> Response:
+    """An admin-issued enrolment link: sign in with the password if needed (the link is the `next` page), then
+    enrol a first factor whatever the org's enrolment mode. Spent when the enrolment succeeds."""
+    here = url_for("mfa.enroll_with_link", link_token=link_token)
+    found = enrolment_links.check(link_token)
+    if found.state is not LinkState.VALID:
+        event_id = record_link_problem(found, current_client(), None)
+        return _render("enrolment_link_invalid.html", 404 if found.state is LinkState.UNKNOWN else 410,
+                       state=str(found.state), event_id=event_id)
+    subject = _subject()
+    if subject is None:
+        return redirect(url_for("auth.login", next=here), code=303)  # type: ignore[return-value]
+    user, _previous = subject
+    if found.user_id != user.id:
+        event_id = record_link_problem(found, current_client(), user.username)
+        return _render("enrolment_link_invalid.html", 403, state="other_user", event_id=event_id)
+    next_url = safe_next(request.values.get("next") or url_for("account.index"))
+    if has_factor(user):
+        return _render("enrolment_link_invalid.html", 409, state="factor_exists", event_id=None)
+    gate = first_factor_gate(user, current_client().ip, link_token)
+    if isinstance(gate, EnrolmentRefused):  # cannot happen for a valid link of a user without a factor
+        return _refused(user, gate, None)
+    return _enrol_totp(user, gate, next_url, None, link_token, here)
+
+
+def _session_passed_mfa() -> bool:
+    """A signed-in session (not a password-only pending sign-in) that passed a second factor."""
+    return PENDING_USER not in session and current_user.is_authenticated and current_user.view.mfa_at is not None
+
+
+def _enrol_totp(user: User, gate: EnrolmentAllowed | None, next_url: str, token: str | None,
+                link_token: str | None, action: str) -> Response:
+    """The TOTP enrolment page and its confirmation. A confirmed FIRST factor (`gate` given) ends every session
+    of the user (this one too) and asks them to sign in again: the enrolment itself never satisfies a
+    second-factor step. An additional factor (`gate` None: a session that passed the second factor) ends the
+    user's other sessions."""
     error = None
     status = 200
     if request.method == "POST":
         outcome = confirm_totp_enrolment(user, request.form.get("code", ""))
         if isinstance(outcome, Throttled):
             error, status = f"Too many wrong codes. Wait {outcome.retry_after_s} seconds, then try again.", 429
-        elif isinstance(outcome, CodeAccepted):
-            kept = complete_login(user, previous, mfa=True, amr=PASSWORD_AND_OTP)
-            accounts.end_sessions(user, except_id=kept.id)  # a new factor: the user's other sessions end
+        elif isinstance(outcome, CodeAccepted) and gate is None:
+            finish_more_enrolment(user, "totp", current_client(), current_user.session.id)
             return redirect(next_url, code=303)  # type: ignore[return-value]
+        elif isinstance(outcome, CodeAccepted) and gate is not None:
+            done = finish_first_enrolment(user, "totp", current_client(), gate.via, link_token)
+            logout_user()
+            session.clear()
+            login_url = url_for("auth.login", next=next_url, request=token)
+            return _render("mfa_enrolled.html", codes=done.recovery_codes, login_url=login_url,
+                           username=user.username)
         else:
             error, status = "That code does not match. Scan the QR code again and enter the current code.", 401
     if not user.totp_secret or request.method == "GET":
@@ -130,5 +232,7 @@ def enroll() -> Response:
     secret = totp.secret_of(user)  # stored sealed
     assert secret is not None
     uri = totp.provisioning_uri(user, secret)
+    # a passkey instead, from a signed-in session (the passkey routes need one): the link's page and /account
+    passkey_link = link_token if link_token and PENDING_USER not in session and current_user.is_authenticated else None
     return _render("mfa_enroll.html", status, next=next_url, request_token=token, secret=secret,
-                   qr=totp.qr_svg(uri), uri=uri, error=error)
+                   qr=totp.qr_svg(uri), uri=uri, error=error, action=action, passkey_link=passkey_link)

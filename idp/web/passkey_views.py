@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, flash, jsonify, redirect, request, session, url_for
-from flask_login import current_user
+from flask_login import current_user, logout_user
 
 from ..flows import passkeys as flow
 from ..flows.passkeys import Ceremony, PasskeyRefused, Registered
@@ -71,11 +71,17 @@ def _session_mfa() -> bool:
 
 # ------------------------------------------------------------------ registration
 
+def _link_token(body: dict[str, Any]) -> str | None:
+    """An enrolment link's token, when the registration comes from /mfa/enroll/link/<token>."""
+    link = body.get("link")
+    return link if isinstance(link, str) and 0 < len(link) <= 128 else None
+
+
 @bp.post("/passkeys/register/options")
 def register_options() -> Response:
     if not _signed_in():
         return _json_error("Sign in first.", 401)
-    outcome = flow.begin_registration(current_user.user, _session_mfa())
+    outcome = flow.begin_registration(current_user.user, _session_mfa(), current_client(), _link_token(_body()))
     if isinstance(outcome, PasskeyRefused):
         return _refused(outcome)
     return _options(outcome, REGISTER_TOKEN)
@@ -92,10 +98,20 @@ def register() -> Response:
         return _json_error("The browser sent no passkey. Try again.", 400)
     name = body.get("name") if isinstance(body.get("name"), str) else None
     outcome = flow.finish_registration(current_user.user, _session_mfa(), token, credential, name,
-                                       current_client(), keep_session=current_user.session.id)
+                                       current_client(), keep_session=current_user.session.id,
+                                       link_token=_link_token(body))
     if isinstance(outcome, PasskeyRefused):
         return _refused(outcome)
     assert isinstance(outcome, Registered)
+    if outcome.recovery_codes:
+        # the first factor: every session ended (this one too); the codes are shown once by the page's script
+        logout_user()
+        session.clear()
+        resp = jsonify(ok=True, name=outcome.passkey.name, recovery_codes=outcome.recovery_codes,
+                       login_url=url_for("auth.login"))
+        resp.headers["Cache-Control"] = "no-store"
+        resp.status_code = 201
+        return resp
     flash(f"Passkey “{outcome.passkey.name}” added. Your other sessions were signed out.", "success")
     resp = jsonify(ok=True, name=outcome.passkey.name, redirect=url_for("account.index"))
     resp.status_code = 201

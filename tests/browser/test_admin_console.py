@@ -17,6 +17,7 @@ from idp.extensions import db
 from idp.models import User
 from idp.reasons import Reason
 from idp.services import apps as apps_svc
+from idp.services import org as org_svc
 
 from ..conftest import SP_METADATA_DIR
 from .conftest import ADMIN_PASSWORD, USER_PASSWORD, login, shot
@@ -160,12 +161,26 @@ def test_user_account(live_idp: Any, page: Any) -> None:
     page.click("#account-link")
     assert page.url.endswith("/account")
     assert page.locator("#signins-table tbody tr").count() == 2
+    assert page.locator("#enroll-mfa").count() == 0, "no self-enrolment outside the trusted ranges (the default)"
+    with live_idp.app.app_context():
+        org_svc.add_trusted_range("127.0.0.0/8")
+        db.session.commit()
+        db.session.remove()
+    page.reload()
     page.click("#enroll-mfa")
     secret = page.inner_text("#totp-secret").strip()
     page.fill("#code", pyotp.TOTP(secret).now())
     page.click("#submit")
+    assert page.locator("#recovery-codes li").count() == 10
+    shot(page, "recovery-codes")
+    page.click("#sign-in-again")
+    page.fill("#username", "alice")
+    page.fill("#password", USER_PASSWORD)
+    page.click("#submit")
+    page.wait_for_load_state("networkidle")
     assert page.url.endswith("/account")
     assert page.inner_text("#mfa-state") == "enrolled"
+    assert page.locator('#signins-table tr[data-reason="mfa_enrolled"]').count() == 2
     page.fill("#current_password", USER_PASSWORD)
     page.fill("#new_password", "a brand new passphrase")
     page.fill("#new_password_confirm", "a brand new passphrase")

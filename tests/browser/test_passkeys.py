@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 from idp.extensions import db
 from idp.models import Passkey
 from idp.services import apps as apps_svc
+from idp.services import org
 
 from ..functional.test_policy_flows import MFA_CLASS, set_policy
 from ..sp_harness import Pysaml2SP
@@ -34,19 +35,27 @@ def test_register_sign_out_passwordless_then_sso_to_mfa_app(live_idp_localhost: 
     assert base.startswith("http://localhost:")
     cdp, authenticator_id = virtual_authenticator(page)
 
-    # 1. alice signs in with her password (she has no factor yet) and adds a passkey on /account
+    # 1. alice signs in with her password (she has no factor yet; self-enrolment is allowed from the org's
+    #    trusted ranges, loopback here) and adds a passkey on /account
+    with idp.app.app_context():
+        org.add_trusted_range("127.0.0.0/8")
+        db.session.commit()
+        db.session.remove()
     login(page, base, "alice", USER_PASSWORD, "/account")
     page.fill("#passkey-name", "virtual laptop")
     page.click("#add-passkey")
-    page.wait_for_selector("#passkeys-table")
-    assert page.input_value("#passkeys-table input[name=name]") == "virtual laptop"
-    shot(page, "passkeys-account")
+    page.wait_for_selector("#first-factor-done")
+    assert page.locator("#recovery-codes li").count() == 10   # shown once, with the new first factor
+    shot(page, "passkeys-first-factor")
     creds = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})["credentials"]
     assert len(creds) == 1 and creds[0]["isResidentCredential"] and creds[0]["rpId"] == "localhost"
+    with idp.app.app_context():
+        assert db.session.query(Passkey).one().name == "virtual laptop"
+        db.session.remove()
 
-    # 2. sign out
-    page.click("#logout-link")
-    page.wait_for_selector("#signed-out")
+    # 2. a first factor never counts in the session that enrolled it: that session has ended (signed out)
+    page.goto(base + "/account")
+    page.wait_for_selector("#username")
 
     # 3. an SP-initiated request to an app that requires MFA: passwordless sign-in continues it
     with idp.app.app_context():

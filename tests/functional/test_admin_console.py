@@ -18,7 +18,17 @@ from sqlalchemy import update
 from idp.errors import EventContext
 from idp.events import record_event
 from idp.extensions import db
-from idp.models import AdminAudit, Group, IdpSession, OrgSetting, SsoEvent, User, utcnow
+from idp.models import (
+    AdminAudit,
+    EnrolmentLink,
+    Group,
+    IdpSession,
+    OrgSetting,
+    RecoveryCode,
+    SsoEvent,
+    User,
+    utcnow,
+)
 from idp.reasons import Outcome, Reason
 from idp.services import apps as apps_svc
 from idp.services import org as org_svc
@@ -83,6 +93,8 @@ def snapshot(app: Flask) -> dict[str, Any]:
         "org": {s.key: s.value for s in db.session.query(OrgSetting)},
         "audit": db.session.query(AdminAudit).count(),
         "sessions_ended": sorted(s.id for s in db.session.query(IdpSession) if s.ended_at),
+        "enrolment_links": db.session.query(EnrolmentLink).count(),
+        "recovery_codes": db.session.query(RecoveryCode).count(),
         "keystore": (cert_dir / "keystore.json").read_text(),
     }
 
@@ -96,6 +108,7 @@ ADMIN_POSTS = [
     ("/admin/users/bob/password", {"password": "new password 22", "password_confirm": "new password 22"}),
     ("/admin/users/bob/mfa-reset", {}),
     ("/admin/users/bob/mfa-unsuspend", {}),
+    ("/admin/users/bob/enrolment-link", {}),
     ("/admin/groups/new", {"name": "sales"}),
     ("/admin/groups/engineering/members", {"username": "bob"}),
     ("/admin/groups/engineering/members/remove", {"username": "alice"}),
@@ -103,6 +116,7 @@ ADMIN_POSTS = [
     ("/admin/org/ranges", {"cidr": "10.0.0.0/8"}),
     ("/admin/org/ranges/remove", {"cidr": "192.0.2.0/24"}),
     ("/admin/org/mfa", {"self_enroll": "0"}),
+    ("/admin/org/enrolment", {"mfa_enrolment": "link-only", "grace_days": "30", "enrolment_help": "x"}),
     ("/admin/access", {"username": "alice", "app": "wiki"}),
     ("/admin/certs/rotate", {"key_type": "rsa2048", "days": "30"}),
     ("/admin/certs/activate", {}),
@@ -119,6 +133,7 @@ ACCOUNT_POSTS = [
     ("/account/password", {"current_password": PASSWORD, "new_password": "brand new pass 1",
                            "new_password_confirm": "brand new pass 1"}),
     ("/account/mfa/reset", {"code": "123456"}),
+    ("/account/recovery-codes", {}),
 ]
 
 
@@ -570,9 +585,10 @@ def test_audit_trail_filter_and_before_after(client: FlaskClient, world: None) -
 def test_account_page_and_recent_sign_ins(client: FlaskClient, world: None) -> None:
     _event(Reason.OK, user="alice")
     _event(Reason.IP_NOT_ALLOWED, user="bob")
+    org_svc.add_trusted_range("127.0.0.0/8")   # self-enrolment from the trusted ranges (the default mode)
     login(client, "alice", PASSWORD)
     body = client.get("/account").get_data(as_text=True)
-    assert "My account" in body and 'id="signins-table"' in body and body.count("<tr><td class=\"nowrap\">") == 1
+    assert "My account" in body and 'id="signins-table"' in body and body.count('<tr data-reason="ok">') == 1
     assert 'id="enroll-mfa"' in body and "/mfa/enroll?next=/account" in body
     assert "outside" not in body   # policy details are for admins only
 

@@ -154,15 +154,18 @@ def test_own_mfa_reset_clears_assurance_of_current_session(app, make_sp, browser
     assert 'name="password"' not in body, "the session lives on; the MFA app asks for a second factor"
 
 
-def test_new_enrolment_ends_other_sessions(app, browser, alice):
+def test_new_enrolment_ends_every_session(app, browser, alice):
+    from idp.services import org
+    org.add_trusted_range("127.0.0.0/8")
     other = Browser(app.test_client())
     other.login(other.get("/login"), "alice", PASSWORD)
     page = browser.login(browser.get("/mfa/enroll"), "alice", PASSWORD)
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page.get_data(as_text=True)).group(1)  # type: ignore[union-attr]
     resp = submit_code(browser, page, pyotp.TOTP(secret).now(), path="/mfa/enroll")
-    assert resp.status_code == 200
-    assert len(live_sessions()) == 1
+    assert resp.status_code == 200 and 'id="mfa-enrolled"' in resp.get_data(as_text=True)
+    assert live_sessions() == [], "a first enrolment ends every session, the enrolling one too"
     assert other.client.get("/").status_code == 302, "the session from before the enrolment ended"
+    assert browser.client.get("/account").status_code == 302, "sign in again with the new factor"
 
 
 def test_cli_mfa_enroll_ends_sessions(app, browser, alice):

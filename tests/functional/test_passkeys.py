@@ -19,6 +19,7 @@ from idp.auth import passkeys as passkeys_auth
 from idp.auth.passkeys import PasskeyError
 from idp.extensions import db
 from idp.models import AdminAudit, IdpSession, Passkey, PendingRequest, SsoEvent, User, utcnow
+from idp.services import org
 from idp.services import users as users_svc
 
 from ..passkey_authenticator import SoftAuthenticator
@@ -87,6 +88,14 @@ def last_signin_event() -> SsoEvent:
     return ev
 
 
+@pytest.fixture(autouse=True)
+def trusted_here(app: Any) -> None:
+    """Self-enrolment of a FIRST factor (a passkey too) is allowed from the org's trusted ranges only (the default
+    enrolment mode): the test client's loopback address is one here."""
+    org.add_trusted_range("127.0.0.0/8")
+    db.session.commit()
+
+
 @pytest.fixture
 def auth() -> SoftAuthenticator:
     return SoftAuthenticator()
@@ -103,27 +112,75 @@ def alice_key(app: Any, alice: User, auth: SoftAuthenticator) -> SoftAuthenticat
 
 # ------------------------------------------------------------------ registration
 
-def test_register_lists_audits_and_ends_other_sessions(app, client, alice, auth):
+def test_first_passkey_is_audited_gives_recovery_codes_and_ends_every_session(app, client, alice, auth):
     other = app.test_client()
     password_login(other)
     password_login(client)
     resp = register(client, auth, name="  work   laptop ")
     assert resp.status_code == 201, resp.get_data(as_text=True)
-    assert resp.get_json()["redirect"] == "/account"
+    data = resp.get_json()
+    assert len(data["recovery_codes"]) == 10 and data["login_url"] == "/login" and "redirect" not in data
+    assert resp.headers["Cache-Control"] == "no-store"
     row = db.session.scalars(select(Passkey)).one()
     assert (row.user_id, row.name, row.backup_eligible) == (alice.id, "work laptop", False)
     assert row.transports == ["internal"]
     db.session.refresh(alice)
     assert alice.mfa_enrolled and alice.webauthn_user_id
     assert alice.webauthn_user_id.encode() not in b"alice" and "alice" not in alice.webauthn_user_id
-    page = client.get("/account").get_data(as_text=True)
-    assert "work laptop" in page and 'id="passkeys-table"' in page
-    audit = db.session.scalars(select(AdminAudit).where(AdminAudit.action == "mfa.enrolled")).one()
-    assert audit.target == "alice" and audit.after["kind"] == "passkey"
-    ev = last_signin_event()
-    assert (ev.event_type, ev.reason, ev.outcome, ev.username) == ("account", "mfa_enrolled", "success", "alice")
-    assert len(live_sessions(alice)) == 1, "a new factor ends the user's other sessions"
-    assert other.get("/account").status_code == 302
+    audit = db.session.scalars(select(AdminAudit).where(AdminAudit.action == "mfa.enrolled")
+                               .order_by(AdminAudit.id)).all()
+    assert [(a.target, a.after["kind"]) for a in audit] == [("alice", "passkey"), ("alice", "recovery_codes")]
+    ev = db.session.scalars(select(SsoEvent).where(SsoEvent.reason == "mfa_enrolled")).first()
+    assert ev is not None and (ev.event_type, ev.outcome, ev.username) == ("account", "success", "alice")
+    # a first factor never satisfies anything in the session that enrolled it: every session ends, this one too
+    assert live_sessions(alice) == []
+    assert other.get("/account").status_code == 302 and client.get("/account").status_code == 302
+
+
+def test_first_passkey_follows_the_enrolment_rules(app, client, alice, auth):
+    """A stolen password from outside the trusted ranges cannot put the attacker's passkey on the account."""
+    org.remove_trusted_range("127.0.0.0/8")
+    db.session.commit()
+    password_login(client)
+    resp = client.post("/passkeys/register/options", json={}, headers={"X-CSRFToken": csrf(client, "/account")})
+    assert resp.status_code == 403 and "enrolment link" in resp.get_json()["error"]
+    assert db.session.scalars(select(SsoEvent).order_by(SsoEvent.id.desc())).first().reason == "enrolment_refused"
+    assert register(client, auth).status_code == 403
+    assert db.session.scalars(select(Passkey)).all() == []
+
+
+def test_first_passkey_with_an_enrolment_link(app, client, alice, auth):
+    """link-only: the password alone registers nothing; the admin's link (offered on its page) does, once."""
+    from idp.models import EnrolmentLink
+    from idp.services import accounts
+    org.remove_trusted_range("127.0.0.0/8")
+    org.set_mfa_enrolment("link-only")
+    token = accounts.issue_enrolment_link(alice)
+    db.session.commit()
+    password_login(client)
+    assert register(client, auth).status_code == 403
+    page = client.get(f"/mfa/enroll/link/{token}").get_data(as_text=True)
+    assert f'data-link="{token}"' in page and 'id="passkey-register-form"' in page
+    headers = {"X-CSRFToken": csrf(client, "/account")}
+    opts = client.post("/passkeys/register/options", json={"link": token}, headers=headers)
+    assert opts.status_code == 200, opts.get_data(as_text=True)
+    resp = client.post("/passkeys/register", json={"credential": auth.create(opts.get_json()), "name": "key",
+                                                   "link": token}, headers=headers)
+    assert resp.status_code == 201 and len(resp.get_json()["recovery_codes"]) == 10
+    db.session.expire_all()
+    assert db.session.scalars(select(EnrolmentLink)).one().used_at is not None
+    assert db.session.scalars(select(Passkey)).one().user_id == alice.id
+
+
+def test_further_passkey_keeps_this_session(app, alice, alice_key):
+    c = app.test_client()
+    passkey_login(c, alice_key)
+    other = app.test_client()
+    password_login(other)
+    resp = register(c, SoftAuthenticator(), name="phone")
+    assert resp.status_code == 201 and resp.get_json()["redirect"] == "/account"
+    assert "recovery_codes" not in resp.get_json()
+    assert len(live_sessions(alice)) == 1 and c.get("/account").status_code == 200
 
 
 def test_registration_options_ask_for_discoverable_credential_and_user_verification(client, alice):
@@ -532,3 +589,18 @@ def test_passkey_user_cannot_enrol_totp_past_the_passkey_with_the_password_only(
     c = app.test_client()
     passkey_login(c, alice_key)
     assert c.get("/mfa/enroll?next=/account").status_code == 200
+    # ... and confirming it keeps this session (a further factor), ends the others and issues no new codes
+    other = app.test_client()
+    passkey_login(other, alice_key)
+    page = c.get("/mfa/enroll?next=/account").get_data(as_text=True)
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)  # type: ignore[union-attr]
+    import pyotp
+    resp = c.post("/mfa/enroll", data={"csrf_token": csrf(c, "/account"), "code": pyotp.TOTP(secret).now(),
+                                       "next": "/account"})
+    assert resp.status_code == 303 and resp.headers["Location"] == "/account"
+    db.session.refresh(alice)
+    assert alice.totp_confirmed and c.get("/account").status_code == 200
+    assert other.get("/account").status_code == 302, "a new factor ends the user's other sessions"
+    audit = db.session.scalars(select(AdminAudit).where(AdminAudit.action == "mfa.enrolled")
+                               .order_by(AdminAudit.id.desc())).first()
+    assert audit is not None and audit.after["kind"] == "totp"

@@ -220,9 +220,12 @@ def test_block_mode_denies_without_prompt(make_sp, browser, alice):
     denied_page(browser.sso(sp.authn_request("redirect"), "alice", PASSWORD), "mfa_required")
 
 
-def test_not_enrolled_user_can_enrol_and_continue(make_sp, browser, alice):
+def test_not_enrolled_user_enrols_from_a_trusted_range_then_signs_in_again(make_sp, browser, alice):
+    """Self-enrolment (from the org's trusted ranges, the default mode) never completes the SSO it was needed for:
+    the user signs in again with the password and the new factor (issue 13, hole 1)."""
     sp = make_sp("onelogin")
     set_policy(sp, require_mfa=True)
+    org.add_trusted_range("127.0.0.0/8")
     req = sp.authn_request("redirect")
     resp = browser.sso(req, "alice", PASSWORD)
     body = resp.get_data(as_text=True)
@@ -231,7 +234,14 @@ def test_not_enrolled_user_can_enrol_and_continue(make_sp, browser, alice):
     page = browser.get(href)
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page.get_data(as_text=True)).group(1)
     assert "<svg" in page.get_data(as_text=True)
-    form = saml_form(submit_code(browser, page, pyotp.TOTP(secret).now(), path="/mfa/enroll"))
+    done = submit_code(browser, page, pyotp.TOTP(secret).now(), path="/mfa/enroll")
+    assert saml_form(done) is None and 'id="mfa-enrolled"' in done.get_data(as_text=True)
+    codes = re.findall(r"<li><code>[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{2}</code></li>", done.get_data(as_text=True))
+    assert len(codes) == 10
+    again = re.search(r'id="sign-in-again" href="([^"]+)"', done.get_data(as_text=True)).group(1).replace("&amp;", "&")
+    resp = browser.login(browser.get(again), "alice", PASSWORD)
+    assert 'name="code"' in resp.get_data(as_text=True)
+    form = saml_form(submit_code(browser, resp, code_for(pyotp.TOTP(secret), 1)))
     assert form is not None
     assert sp.process_response(form.saml_response, req.request_id).authn_context == MFA_CLASS
 
@@ -239,10 +249,12 @@ def test_not_enrolled_user_can_enrol_and_continue(make_sp, browser, alice):
 def test_not_enrolled_without_self_enrolment_is_told_to_contact_admin(make_sp, browser, alice):
     sp = make_sp("onelogin")
     set_policy(sp, require_mfa=True)
+    org.add_trusted_range("127.0.0.0/8")
     org.set_mfa_self_enroll(False)
     resp = browser.sso(sp.authn_request("redirect"), "alice", PASSWORD)
-    assert 'id="mfa-contact-admin"' in resp.get_data(as_text=True)
-    assert browser.get("/mfa/enroll").status_code == 200  # shows the same explanation, enrols nothing
+    assert resp.status_code == 403 and 'id="enrolment-refused"' in resp.get_data(as_text=True)
+    assert last_event().reason == "enrolment_refused" and last_event().detail["refusal"] == "self_enrol_off"
+    assert browser.get("/mfa/enroll").status_code == 403  # the same explanation, enrols nothing
     db.session.expire_all()
     assert users_svc.get_user("alice").totp_secret is None
 

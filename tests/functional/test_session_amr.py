@@ -185,9 +185,16 @@ def test_phishing_resistant_app_with_block_denies_totp(make_sp, browser, alice):
     assert last_event().reason == "phishing_resistant_required"
 
 
-def test_a_user_with_a_passkey_sees_no_code_form_and_a_code_is_refused(make_sp, browser, alice, monkeypatch):
-    # CONTRACT(passkeys): has_passkey is the passkeys branch's; here alice is said to have one
-    monkeypatch.setattr("idp.web.mfa_views.has_passkey", lambda user: True)
+def test_a_user_with_a_passkey_sees_no_code_form_and_a_code_is_refused(app, make_sp, browser, alice):
+    from idp.services import org
+
+    from ..passkey_authenticator import SoftAuthenticator
+    from .test_passkeys import password_login, register
+    org.add_trusted_range("127.0.0.0/8")   # alice registers a passkey as her first factor (trusted range)
+    db.session.commit()
+    c = app.test_client()
+    password_login(c)
+    assert register(c, SoftAuthenticator()).status_code == 201
     sp = phishing_resistant_app(make_sp)
     t = enrol(alice)
     resp = browser.sso(sp.authn_request("redirect"), "alice", PASSWORD)

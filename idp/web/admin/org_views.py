@@ -1,4 +1,5 @@
-"""Admin console: org-wide settings (trusted IP ranges, MFA self-enrolment, the console's own IP ranges)."""
+"""Admin console: org-wide settings (trusted IP ranges, MFA self-enrolment, first-factor enrolment mode, the
+console's own IP ranges)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,26 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from idp.services import ServiceError, org
 from idp.web.admin import bp
 from idp.web.admin.forms.base import refuse
-from idp.web.admin.forms.org import AdminRangeForm, SelfEnrollForm, TrustedRangeForm
+from idp.web.admin.forms.org import AdminRangeForm, EnrolmentModeForm, SelfEnrollForm, TrustedRangeForm
 from idp.web.context import current_client
 
 
+def _enrolment_form() -> EnrolmentModeForm:
+    mode = org.mfa_enrolment()
+    days = org.grace_days(mode)
+    return EnrolmentModeForm(formdata=None, data={"mfa_enrolment": "grace-days" if days else mode,
+                                                  "grace_days": str(days or 30),
+                                                  "enrolment_help": org.mfa_enrolment_help()})
+
+
 def _org_page(status: int = 200, form: TrustedRangeForm | None = None, admin_form: AdminRangeForm | None = None,
-              **kw: object) -> Response:
+              enrolment_form: EnrolmentModeForm | None = None, **kw: object) -> Response:
     return Response(render_template("admin/org.html", section="org", ranges=org.trusted_ranges(),
                                     self_enroll=org.mfa_self_enroll(), form=form or TrustedRangeForm(formdata=None),
                                     admin_ranges=org.admin_ip_ranges(), client_ip=current_client().ip,
-                                    admin_form=admin_form or AdminRangeForm(formdata=None), **kw), status=status)
+                                    admin_form=admin_form or AdminRangeForm(formdata=None),
+                                    enrolment_mode=org.mfa_enrolment(),
+                                    enrolment_form=enrolment_form or _enrolment_form(), **kw), status=status)
 
 
 @bp.get("/org", endpoint="org")  # the NAV names it `admin.org`
@@ -92,4 +103,22 @@ def org_remove_admin_range() -> Response:
         refuse(form, exc)
         return _org_page(422, admin_form=form)
     flash(f"Admin range {cidr} removed.", "success")
+    return redirect(url_for("admin.org"), code=303)  # type: ignore[return-value]
+
+
+@bp.post("/org/enrolment")
+def org_enrolment() -> Response:
+    form = EnrolmentModeForm()
+    mode = ""
+    try:
+        if form.validate():
+            mode = org.set_mfa_enrolment(form.mode())
+            if form.enrolment_help.data != org.mfa_enrolment_help():
+                org.set_mfa_enrolment_help(form.enrolment_help.data)
+    except ServiceError as exc:
+        target = "grace_days" if form.mfa_enrolment.data == "grace-days" and exc.field == "mfa_enrolment" else None
+        refuse(form, exc, {"mfa_enrolment": target or "mfa_enrolment", "mfa_enrolment_help": "enrolment_help"})
+    if form.messages:
+        return _org_page(422, enrolment_form=form)
+    flash(f"Second-factor enrolment mode is now {mode}.", "success")
     return redirect(url_for("admin.org"), code=303)  # type: ignore[return-value]

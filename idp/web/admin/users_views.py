@@ -7,7 +7,10 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from flask_login import current_user
 
 from idp.auth import passkeys, totp, totp_guard
+from idp.auth.enrolment_links import DEFAULT_VALID_HOURS, PATH
+from idp.auth.factors import list_factors
 from idp.extensions import db
+from idp.flows.enrolment import record_reset
 from idp.models import Group, User
 from idp.services import ServiceError, accounts
 from idp.services import users as users_svc
@@ -15,7 +18,7 @@ from idp.services.users import find_user
 from idp.web.admin import bp, page_number
 from idp.web.admin.forms.base import ConfirmForm, refuse
 from idp.web.admin.forms.users import GroupForm, MemberForm, NewUserForm, PasswordForm, UserForm, UserStatusForm
-from idp.web.context import passwords
+from idp.web.context import current_client, passwords, settings
 
 USERS_PER_PAGE = 50
 
@@ -71,7 +74,7 @@ def _edit_page(user: User, status: int = 200, *, form: UserForm | None = None,
                pw_form: PasswordForm | None = None) -> Response:
     return _page(status, "admin/users_edit.html", section="users", user=user, groups=accounts.group_names(),
                  mfa_enrolled=totp.is_enrolled(user), mfa_suspended=totp_guard.is_suspended(user),
-                 passkeys=passkeys.passkeys_of(user),
+                 passkeys=passkeys.passkeys_of(user), factors=list_factors(user),
                  is_self=user.id == current_user.user.id,
                  form=form or UserForm.from_user(user), pw_form=pw_form or PasswordForm(formdata=None))
 
@@ -134,6 +137,7 @@ def user_mfa_reset(username: str) -> Response | str:
                                enrolled=totp.is_enrolled(user), passkeys=passkeys.passkeys_of(user))
     keep = current_user.session.id if user.id == current_user.user.id else None
     accounts.reset_mfa(user, keep_session=keep)
+    record_reset(user, current_client(), {"by": "admin"})
     flash(f"The second factor of {username} was removed and their sessions were ended; they enrol again when a "
           "policy asks for it.", "success")
     return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
@@ -152,6 +156,22 @@ def user_passkey_remove(username: str, passkey_id: int) -> Response:
     removed = accounts.remove_passkey(user, passkey_id, keep_session=keep)
     flash(f"Passkey “{removed.name}” of {username} removed; their sessions were ended.", "success")
     return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
+
+
+@bp.post("/users/<username>/enrolment-link")
+def user_enrolment_link(username: str) -> Response:
+    """Issue a one-time enrolment link and show it once (older unused links of the user stop working)."""
+    user = _user_or_404(username)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        token = accounts.issue_enrolment_link(user, DEFAULT_VALID_HOURS)
+    except ServiceError as exc:
+        db.session.rollback()
+        flash(f"No link issued: {exc}.", "error")
+        return _edit_page(_user_or_404(username), 409)
+    return _page(200, "admin/users_enrolment_link.html", section="users", user=user,
+                 link=settings().url(PATH + token), valid_hours=DEFAULT_VALID_HOURS)
 
 
 @bp.post("/users/<username>/mfa-unsuspend")

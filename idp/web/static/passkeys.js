@@ -90,14 +90,47 @@
       var button = document.getElementById("add-passkey"), csrf = form.dataset.csrf;
       var name = (document.getElementById("passkey-name") || {}).value || "";
       button.disabled = true;
-      postJSON(form.dataset.optionsUrl, csrf, {})
+      var link = form.dataset.link || undefined;
+      postJSON(form.dataset.optionsUrl, csrf, { link: link })
         .then(function (options) { return navigator.credentials.create({ publicKey: creationOptions(options) }); })
         .then(function (cred) {
-          return postJSON(form.dataset.registerUrl, csrf, { credential: registrationJSON(cred), name: name });
+          return postJSON(form.dataset.registerUrl, csrf, { credential: registrationJSON(cred), name: name, link: link });
         })
-        .then(function (data) { window.location.assign(data.redirect || window.location.href); })
+        .then(function (data) {
+          if (data.recovery_codes) { showFirstFactor(form, data); return; }
+          window.location.assign(data.redirect || window.location.href);
+        })
         .catch(function (err) { showError(form, err); button.disabled = false; });
     });
+  }
+
+  // A FIRST factor: every session ended (this one too); the recovery codes are shown once, here, then the user
+  // signs in again with the new passkey.
+  function showFirstFactor(form, data) {
+    var box = document.createElement("div");
+    box.id = "first-factor-done";
+    var h = document.createElement("h3");
+    h.textContent = "Your passkey is set up";
+    var p = document.createElement("p");
+    p.textContent = "Save these recovery codes somewhere safe now: each works once in place of your second " +
+      "factor, and they are shown only this time. You were signed out everywhere; sign in again with your passkey.";
+    var ul = document.createElement("ul");
+    ul.className = "codes";
+    ul.id = "recovery-codes";
+    data.recovery_codes.forEach(function (code) {
+      var li = document.createElement("li");
+      var c = document.createElement("code");
+      c.textContent = code;
+      li.appendChild(c);
+      ul.appendChild(li);
+    });
+    var a = document.createElement("a");
+    a.className = "button";
+    a.id = "sign-in-again";
+    a.href = data.login_url || "/login";
+    a.textContent = "Sign in again";
+    box.appendChild(h); box.appendChild(p); box.appendChild(ul); box.appendChild(a);
+    form.replaceWith(box);
   }
 
   function setupLogin(box, button) {
