@@ -156,3 +156,40 @@ def test_events_are_json_lines_on_stdout(setup):  # type: ignore[no-untyped-def]
     events = [e for e in lines if e.get("log") == "sso_event"]
     assert events and {"app_slug", "outcome", "reason", "username", "client_ip"} <= set(events[0])
     assert all("password" not in json.dumps(e).lower() for e in events)
+
+
+def test_passkey_ceremonies_span_instances_and_challenges_are_single_use(setup):  # type: ignore[no-untyped-def]
+    """A passkey challenge issued by A is verified by B (shared state: Redis), and only once."""
+    from ..passkey_authenticator import SoftAuthenticator
+    a, b, env, _ = setup
+    idp_cli(env, "users", "add", "dave", "--email", "dave@example.com", "--password-stdin", stdin=PASSWORD + "\n")
+    idp_cli(env, "org", "ip-ranges", "add", "127.0.0.0/8")   # self-enrolment of a first factor: trusted ranges
+    auth = SoftAuthenticator()
+    origin = "http://idp.example.test"   # IDP_BASE_URL of both instances: RP ID idp.example.test
+    try:
+        s = requests.Session()
+        login(s, a.url, "dave", PASSWORD, "/account")
+        headers = {"X-CSRFToken": csrf_of(s.get(f"{a.url}/account").text)}
+        opts = s.post(f"{a.url}/passkeys/register/options", json={}, headers=headers)
+        assert opts.status_code == 200 and opts.json()["rp"]["id"] == "idp.example.test"
+        reg = s.post(f"{b.url}/passkeys/register", json={"credential": auth.create(opts.json(), origin=origin),
+                                                          "name": "key"}, headers=headers)
+        assert reg.status_code == 201, reg.text
+        assert len(reg.json()["recovery_codes"]) == 10   # a first factor: every session ended
+        # passwordless: options from B, assertion verified by A
+        s = requests.Session()
+        headers = {"X-CSRFToken": csrf_of(s.get(f"{b.url}/login").text)}
+        opts = s.post(f"{b.url}/passkeys/login/options", json={"purpose": "login"}, headers=headers)
+        assert opts.status_code == 200
+        assertion = auth.get(opts.json(), origin=origin)
+        body = {"credential": assertion, "purpose": "login", "next": "/"}
+        replay = requests.Session()   # the browser cookie as it was, naming the ceremony: replayed below
+        replay.cookies.update(s.cookies)
+        ok = s.post(f"{a.url}/passkeys/login", json=body, headers=headers)
+        assert ok.status_code == 200, ok.text
+        assert s.get(f"{b.url}/account", allow_redirects=False).status_code == 200
+        # the same ceremony and assertion again, on the other instance: the challenge was consumed
+        again = replay.post(f"{b.url}/passkeys/login", json=body, headers=headers)
+        assert again.status_code == 400 and "expired or was already used" in again.json()["error"]
+    finally:
+        idp_cli(env, "org", "ip-ranges", "remove", "127.0.0.0/8")
