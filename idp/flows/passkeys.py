@@ -74,9 +74,9 @@ _STATUS = {"challenge": 400, "invalid": 400, "unknown_credential": 401, "wrong_u
 def registration_gate(user: User, session_mfa: bool, client: Client,
                       link_token: str | None = None) -> EnrolmentAllowed | None | PasskeyRefused:
     """May this session add a passkey now? A user who has a factor adds another only from a session that passed
-    the second factor recently (`session_mfa`: flows.step_up; None: allowed as a further factor); a FIRST factor follows the org's enrolment rules
-    (flows.enrolment.first_factor_gate: trusted ranges, grace days or an enrolment link), so a stolen password
-    alone never puts the attacker's passkey on the account."""
+    the second factor recently (`session_mfa`: flows.step_up; None: allowed as a further factor); a FIRST factor
+    follows the org's enrolment rules (flows.enrolment.first_factor_gate: trusted ranges, grace days or an
+    enrolment link), so a stolen password alone never puts the attacker's passkey on the account."""
     if user.mfa_enrolled:
         if not session_mfa:
             event_id = record_step_up_required(user, "passkey_add", client)
