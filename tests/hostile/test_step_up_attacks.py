@@ -171,7 +171,10 @@ def test_a_second_factor_passed_long_ago_changes_nothing(app, alice, trusted_her
     target = urlsplit(resp.headers["Location"])
     assert target.path == "/mfa" and parse_qs(target.query) == {"next": ["/mfa/enroll?next=/account"]}
     assert 'id="totp-secret"' not in c.get("/mfa/enroll?next=/account", follow_redirects=True).get_data(as_text=True)
-    assert step_up_refusals() == ["password", "passkey_rename", "passkey_remove", "passkey_add", "recovery_codes"]
+    resp = c.post("/mfa/enroll", data={"csrf_token": token, "code": "123456", "next": "/account"})
+    assert resp.status_code == 303 and urlsplit(resp.headers["Location"]).path == "/mfa"
+    assert step_up_refusals() == ["password", "passkey_rename", "passkey_remove", "passkey_add", "recovery_codes",
+                                  "totp_add"]
     db.session.expire_all()
     user = users_svc.get_user("alice")
     assert password_is(app, PASSWORD) and user.totp_secret is None
