@@ -12,7 +12,8 @@ import pyotp
 import pytest
 from flask import Flask
 
-from idp.auth import recovery_codes, totp
+from idp.auth import enrolment_links, recovery_codes, totp
+from idp.auth.enrolment_links import LinkState
 from idp.extensions import db
 from idp.models import AdminAudit, EnrolmentLink, IdpSession, RecoveryCode, SsoEvent, User
 from idp.services import org
@@ -26,6 +27,7 @@ from .test_cli import fails, ok
 from .test_policy_flows import MFA_CLASS, code_for, enrol, set_policy, submit_code
 
 CODE_RE = re.compile(r"<li><code>([a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{2})</code></li>")
+PLAIN_CODE_RE = re.compile(r"\b([a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{2})\b")
 
 
 def csrf(body: str) -> str:
@@ -215,15 +217,25 @@ def test_refusal_page_shows_the_org_help_text(app: Flask, browser: Browser, alic
 def test_cli_enrolment_link_factors_enrol_and_reset(app: Flask, alice: User) -> None:
     r = ok(app, "users", "enrolment-link", "alice", "--valid-hours", "5")
     assert re.fullmatch(r"http://localhost/mfa/enroll/link/[A-Za-z0-9_-]{43}\n", r.stdout)
+    link_token = r.stdout.strip().rsplit("/", 1)[1]
     link = db.session.query(EnrolmentLink).one()
     assert link.created_by.startswith("cli") and round((link.expires_at - link.created_at).total_seconds()) == 5 * 3600
     assert ok(app, "users", "factors", "alice").stdout == "alice has no second factor\n"
     assert ok(app, "users", "factors", "alice", "--format", "json").stdout.strip() == "[]"
-    uri = ok(app, "users", "mfa-enroll", "alice").stdout.strip()
-    assert uri.startswith("otpauth://")
-    row = db.session.query(AdminAudit).filter_by(action="mfa.enrolled").one()
-    assert row.after == {"kind": "totp", "via": "cli"} and row.actor.startswith("cli")
-    assert db.session.query(SsoEvent).filter_by(reason="mfa_enrolled", username="alice").count() == 1
+    r = ok(app, "users", "mfa-enroll", "alice")
+    uri = r.stdout.strip()
+    assert uri.startswith("otpauth://") and "\n" not in uri, "stdout: the URI only"
+    # a first factor from the CLI comes with its recovery codes, shown once on stderr, and they work
+    codes = PLAIN_CODE_RE.findall(r.stderr)
+    assert len(codes) == 10 and "recovery codes" in r.stderr and not PLAIN_CODE_RE.search(r.stdout)
+    assert recovery_codes.consume(users_svc.get_user("alice"), codes[3])
+    rows = db.session.query(AdminAudit).filter_by(action="mfa.enrolled").order_by(AdminAudit.id).all()
+    assert [r.after for r in rows] == [{"kind": "totp", "via": "cli"}, {"kind": "recovery_codes", "count": 10}]
+    assert rows[0].actor.startswith("cli")
+    assert db.session.query(SsoEvent).filter_by(reason="mfa_enrolled", username="alice").count() == 2
+    # the enrolment ended the open link: it never works later (e.g. after a reset)
+    db.session.expire_all()
+    assert enrolment_links.check(link_token).state is LinkState.EXPIRED
     recovery_codes.issue(users_svc.get_user("alice"))
     factors = json.loads(ok(app, "users", "factors", "alice", "--format", "json").stdout)
     assert [f["kind"] for f in factors] == ["totp", "recovery_codes"]
