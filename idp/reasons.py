@@ -53,6 +53,7 @@ class Reason(StrEnum):
     MFA_ENROLLED = "mfa_enrolled"
     MFA_RESET = "mfa_reset"                  # every factor removed (admin or the user)
     MFA_REMOVED = "mfa_removed"              # one factor removed (a passkey)
+    MFA_UNSUSPENDED = "mfa_unsuspended"      # a suspended TOTP factor restored by an admin
     RECOVERY_CODE_USED = "recovery_code_used"
     ENROLMENT_REFUSED = "enrolment_refused"
     ENROLMENT_LINK_INVALID = "enrolment_link_invalid"
@@ -76,7 +77,7 @@ DENIAL_REASONS = frozenset({
     Reason.ENROLMENT_REFUSED, Reason.ENROLMENT_LINK_INVALID, Reason.STEP_UP_REQUIRED,
 })
 SUCCESS_REASONS = frozenset({Reason.OK, Reason.LOGOUT, Reason.MFA_ENROLLED, Reason.MFA_RESET, Reason.MFA_REMOVED,
-                             Reason.RECOVERY_CODE_USED})
+                             Reason.MFA_UNSUSPENDED, Reason.RECOVERY_CODE_USED})
 
 
 def outcome_for(reason: Reason) -> Outcome:

@@ -3,7 +3,9 @@ enrolment mode (`idp users enrolment-link`, the console's user page).
 
 The token (32 random bytes, URL-safe) is shown once; only its SHA-256 is stored (it is high-entropy, so a plain
 hash resists offline guessing). Issuing a new link ends the user's older unused ones. A link is spent when the
-enrolment it allowed succeeds (a conditional UPDATE: two tabs cannot both use it).
+enrolment it allowed succeeds (a conditional UPDATE: two tabs cannot both use it; the caller stops when it lost),
+and every open link of a user ends when the user's first factor is enrolled in any way and when their factors are
+reset (`revoke_open`), so an old link never works again later.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select, update
@@ -35,19 +37,33 @@ def issue(user: User, *, valid_hours: int = DEFAULT_VALID_HOURS, created_by: str
     if not 1 <= valid_hours <= MAX_VALID_HOURS:
         raise ValueError(f"valid hours must be 1..{MAX_VALID_HOURS}")
     now = utcnow()
-    revoked = db.session.execute(update(EnrolmentLink)
-                                 .where(EnrolmentLink.user_id == user.id, EnrolmentLink.used_at.is_(None),
-                                        EnrolmentLink.expires_at > now)
-                                 .values(expires_at=now).execution_options(synchronize_session=False))
+    revoked = _expire_open(user, now)
     token = secrets.token_urlsafe(32)
     expires = now + timedelta(hours=valid_hours)
     db.session.add(EnrolmentLink(user_id=user.id, token_hash=token_hash(token), created_at=now, expires_at=expires,
                                  created_by=(created_by or audit.current_actor())[:200]))
     audit.record("users.enrolment_link", "user", user.username,
                  after={"expires_at": expires.isoformat(), "valid_hours": valid_hours,
-                        "older_links_revoked": int(getattr(revoked, "rowcount", 0) or 0)})
+                        "older_links_revoked": revoked})
     db.session.flush()
     return token
+
+
+def _expire_open(user: User, now: datetime) -> int:
+    result = db.session.execute(update(EnrolmentLink)
+                                .where(EnrolmentLink.user_id == user.id, EnrolmentLink.used_at.is_(None),
+                                       EnrolmentLink.expires_at > now)
+                                .values(expires_at=now).execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def revoke_open(user: User, why: str) -> int:
+    """End every unused, unexpired link of `user` (a first factor was enrolled, or the factors were reset);
+    audited when there was one. Returns how many ended."""
+    revoked = _expire_open(user, utcnow())
+    if revoked:
+        audit.record("users.enrolment_links_revoked", "user", user.username, after={"count": revoked, "why": why})
+    return revoked
 
 
 class LinkState(StrEnum):

@@ -50,25 +50,41 @@ def users_set(username: str, groups: tuple[str, ...], remove_groups: tuple[str, 
     click.echo(f"user {username} updated")
 
 
-@users_group.command("mfa-enroll", help="Enrol a TOTP second factor; prints the otpauth:// URI (shown once). "
-                                         "Prefer `enrolment-link`: the user enrols on their own device.")
+@users_group.command("mfa-enroll", help="Enrol a TOTP second factor; prints the otpauth:// URI (shown once) on "
+                                         "standard output and, for a first factor, the ten recovery codes (shown "
+                                         "once) on standard error. Prefer `enrolment-link`: the user enrols on "
+                                         "their own device.")
 @click.argument("username")
 @unit_of_work
 def users_mfa_enroll(username: str) -> None:
     from idp.auth import totp
     from idp.flows.authorize import Client
-    from idp.flows.enrolment import record_enrolled
+    from idp.flows.enrolment import EnrolmentRefused, finish_first_enrolment, record_enrolled
     from idp.models import utcnow
     user = users_svc.get_user(username)
     if totp.is_enrolled(user):
         fail(f"{username} already has a second factor; reset it first with `idp users mfa-reset {username}`")
     from idp.services import accounts
+    first = not user.mfa_enrolled   # no passkey either: this is the first factor, recovery codes come with it
     secret = totp.start_enrolment(user)
     user.totp_confirmed = True  # the admin hands the URI over out of band
     user.totp_enrolled_at = utcnow()
-    accounts.end_sessions_for_factor_change(user)
-    record_enrolled(user, "totp", Client(ip=None, user_agent="idp cli"), {"via": "cli"})
+    client = Client(ip=None, user_agent="idp cli")
+    codes: list[str] = []
+    if first:
+        done = finish_first_enrolment(user, "totp", client, "cli")   # also ends every session and open link
+        if isinstance(done, EnrolmentRefused):
+            fail(f"{username} got a second factor meanwhile; nothing was changed ({done.message})")
+        codes = done.recovery_codes
+    else:
+        accounts.end_sessions_for_factor_change(user)
+        record_enrolled(user, "totp", client, {"via": "cli"})
     click.echo(totp.provisioning_uri(user, secret))
+    if codes:
+        click.echo(f"recovery codes for {username} (each works once in place of the second factor; shown only "
+                   "now: hand them over with the URI):", err=True)
+        for code in codes:
+            click.echo(f"  {code}", err=True)
 
 
 @users_group.command("enrolment-link", help="Print a one-time URL with which the user sets up a first second factor "
@@ -129,7 +145,11 @@ def users_mfa_reset(username: str) -> None:
 @unit_of_work
 def users_mfa_unsuspend(username: str) -> None:
     from idp.auth import totp_guard
-    if totp_guard.unsuspend(users_svc.get_user(username)):
+    from idp.flows.authorize import Client
+    from idp.flows.enrolment import record_unsuspended
+    user = users_svc.get_user(username)
+    if totp_guard.unsuspend(user):
+        record_unsuspended(user, Client(ip=None, user_agent="idp cli"), "admin")
         click.echo(f"second factor of {username} restored")
     else:
         click.echo(f"second factor of {username} was not suspended")

@@ -3,10 +3,17 @@
 A stolen password must not be enough to put the attacker's authenticator on the account (issue 13, hole 1), so
 enrolling a FIRST factor (TOTP or passkey) is allowed only
 - with a valid admin-issued enrolment link for this user (always, whatever the org's settings), or
+- for an ADMIN account: never otherwise (a stolen admin password must not reach the console through a self-enrolled
+  factor, not even inside the trusted ranges or the grace days): another admin's link, or `idp users mfa-enroll`
+  / `idp users enrolment-link` on the server, or
 - when self-enrolment is on (`mfa_self_enroll`, default on) and the org's enrolment mode (`mfa_enrolment`) allows:
   `trusted-ranges` (default) from an address in the org's trusted IP ranges (no range configured: nobody),
   `link-only` never, `grace-days:N` within N days of the account's creation.
 Self-enrolment off means "links only", whatever the mode.
+
+Only one first enrolment of a user can win: the finishing step locks the user's row (PostgreSQL), refuses when a
+concurrent one finished first (its recovery codes exist) or when the link was spent meanwhile, and ends every
+other open link of the user; the caller rolls its unit of work back on that refusal.
 
 And a first enrolment never satisfies the requirement it was needed for: it ends every session of the user
 (the current one too) and the user signs in again with the password and the new factor. Users who already have
@@ -19,17 +26,28 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select
+
 from .. import audit
 from ..auth import enrolment_links, recovery_codes
 from ..auth.enrolment_links import LinkCheck, LinkState
 from ..errors import EventContext
 from ..events import record_event
+from ..extensions import db
 from ..models import User, utcnow
 from ..policy.checks import matching_range
 from ..reasons import Reason
 from ..services import accounts, org
 from .authorize import Client
-from .signin import ACCOUNT_EVENT, signin_event_context
+from .signin import (
+    ACCOUNT_EVENT,
+    CodeOutcome,
+    Throttled,
+    WrongCode,
+    confirm_totp_enrolment,
+    record_signin_failure,
+    signin_event_context,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +57,8 @@ class EnrolmentAllowed:
 
 @dataclass(frozen=True, slots=True)
 class EnrolmentRefused:
-    reason: str         # factor_exists | link_required | outside_trusted_ranges | grace_expired | self_enrol_off
+    reason: str         # factor_exists | admin_needs_link | link_required | outside_trusted_ranges | grace_expired
+                        # | self_enrol_off; when finishing: link_spent | enrolled_meanwhile
     message: str        # for the event log (the page shows a fixed text)
 
 
@@ -58,6 +77,9 @@ def first_factor_gate(user: User, client_ip: str | None, link_token: str | None 
                                                  "session that passed it")
     if link_token is not None and enrolment_links.valid_for(link_token, user):
         return EnrolmentAllowed("link")
+    if user.is_admin:
+        return EnrolmentRefused("admin_needs_link", "an admin's first factor needs an enrolment link (or `idp users "
+                                                    "mfa-enroll` on the server), whatever the enrolment mode")
     if not org.mfa_self_enroll():
         return EnrolmentRefused("self_enrol_off", "self-enrolment is off: only an enrolment link allows it")
     mode = org.mfa_enrolment()
@@ -116,6 +138,50 @@ def record_reset(user: User, client: Client, detail: dict[str, Any] | None = Non
     _account_event(user, Reason.MFA_RESET, client, {"message": "second factor removed", **(detail or {})})
 
 
+def record_factor_removed(user: User, client: Client, kind: str, name: str, by: str) -> None:
+    """One factor (a passkey) was removed: an `mfa_removed` event the user sees on /account (by: user | admin)."""
+    _account_event(user, Reason.MFA_REMOVED, client, {"message": f"{kind} {name!r} removed", "kind": kind,
+                                                      "by": by})
+
+
+def record_unsuspended(user: User, client: Client, by: str) -> None:
+    """A suspended TOTP factor works again (the audit row is written by totp_guard.unsuspend): an
+    `mfa_unsuspended` event the user sees on /account."""
+    _account_event(user, Reason.MFA_UNSUSPENDED, client, {"message": "authenticator app restored", "by": by})
+
+
+def check_new_authenticator_code(user: User, code: str, client: Client, token: str | None = None) -> CodeOutcome:
+    """The first code from an authenticator being set up (flows.signin.confirm_totp_enrolment); a wrong code is
+    an `mfa_failed` event, a throttled one a `throttled` event (with the parked request's app, if any)."""
+    outcome = confirm_totp_enrolment(user, code)
+    if isinstance(outcome, Throttled):
+        record_signin_failure(Reason.THROTTLED, user.username, token, client, "code of a new authenticator not "
+                              f"checked: too many wrong codes (retry after {outcome.retry_after_s} s)")
+    elif isinstance(outcome, WrongCode):
+        return WrongCode(record_signin_failure(Reason.MFA_FAILED, user.username, token, client,
+                                               "wrong code while confirming a new authenticator app"))
+    return outcome
+
+
+def record_own_reset_failure(user: User, client: Client, retry_after_s: int | None = None) -> int:
+    """The user's own factor reset (/account/mfa/reset) refused: a wrong code (`mfa_failed`) or too many
+    (`throttled`). Returns the event id."""
+    if retry_after_s is not None:
+        return _account_event(user, Reason.THROTTLED, client, {
+            "message": f"factor reset: code not checked, too many wrong codes (retry after {retry_after_s} s)"})
+    return _account_event(user, Reason.MFA_FAILED, client, {
+        "message": "factor reset: wrong, expired or already used code (authenticator or recovery code)"})
+
+
+def record_recovery_code_used(user: User, client: Client, purpose: str) -> None:
+    """A recovery code was spent outside the sign-in (purpose: e.g. "factor reset"): a `recovery_code_used`
+    event with the count left."""
+    left = recovery_codes.remaining(user)
+    _account_event(user, Reason.RECOVERY_CODE_USED, client, {"message": f"recovery code used ({purpose}), "
+                                                                        f"{left} left",
+                                                             "remaining": left, "purpose": purpose})
+
+
 # ------------------------------------------------------------------ after a successful first enrolment
 
 @dataclass(frozen=True, slots=True)
@@ -125,16 +191,29 @@ class FirstFactorEnrolled:
 
 
 def finish_first_enrolment(user: User, kind: str, client: Client, via: str,
-                           link_token: str | None = None) -> FirstFactorEnrolled:
-    """The first factor is confirmed: spend the link, issue recovery codes, record it, and end EVERY session of
-    the user (the current one too): the new factor is proved at the next sign-in, never by this enrolment."""
-    if link_token is not None and via == "link":
-        enrolment_links.consume(link_token, user)
+                           link_token: str | None = None) -> FirstFactorEnrolled | EnrolmentRefused:
+    """The first factor is confirmed: spend the link, end the user's other open links, issue recovery codes,
+    record it, and end EVERY session of the user (the current one too): the new factor is proved at the next
+    sign-in, never by this enrolment.
+
+    Refused (`link_spent`, `enrolled_meanwhile`) when a concurrent first enrolment of the same user won: the
+    caller must roll back its unit of work (the factor it stored too) and show the refusal (`record_refusal`)."""
+    lock_user(user)
+    if recovery_codes.issued_at(user) is not None:
+        return EnrolmentRefused("enrolled_meanwhile", "another first enrolment of this user finished first")
+    if link_token is not None and via == "link" and not enrolment_links.consume(link_token, user):
+        return EnrolmentRefused("link_spent", "the enrolment link was used or ended while this enrolment ran")
+    enrolment_links.revoke_open(user, "first factor enrolled")
     codes = recovery_codes.issue(user)
     record_enrolled(user, kind, client, {"via": via})
     record_enrolled(user, "recovery_codes", client, {"count": len(codes)})
     ended = accounts.end_sessions(user)
     return FirstFactorEnrolled(codes, ended)
+
+
+def lock_user(user: User) -> None:
+    """Serialise concurrent first enrolments of one user (a row lock on PostgreSQL; SQLite has one writer)."""
+    db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
 
 
 def finish_more_enrolment(user: User, kind: str, client: Client, keep_session: str | None,

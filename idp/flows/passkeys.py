@@ -47,6 +47,7 @@ class PasskeyRefused:
     status: int                        # HTTP status the web layer answers with
     event_id: int | None = None
     retry_after_s: int | None = None
+    lost: EnrolmentRefused | None = None   # a concurrent first enrolment won: roll back, then record_refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,10 @@ def registration_gate(user: User, session_mfa: bool, client: Client,
     gate = first_factor_gate(user, client.ip, link_token)
     if isinstance(gate, EnrolmentRefused):
         event_id = record_enrolment_refusal(user, gate, client)
+        if gate.reason == "admin_needs_link":
+            return PasskeyRefused("An administrator account sets up its first factor only with an enrolment link: "
+                                  "ask another administrator for one, or run `idp users enrolment-link` on the "
+                                  "server.", 403, event_id)
         return PasskeyRefused("You cannot set up a second factor from here. Ask your administrator for an "
                               "enrolment link.", 403, event_id)
     return gate
@@ -129,6 +134,9 @@ def finish_registration(user: User, session_mfa: bool, token: str | None, creden
     detail = {"name": row.name, "backup_eligible": row.backup_eligible, "aaguid": row.aaguid}
     if gate is not None:   # the first factor: never satisfies anything in this session
         done = finish_first_enrolment(user, "passkey", client, gate.via, link_token)
+        if isinstance(done, EnrolmentRefused):
+            return PasskeyRefused("A second factor was set up for your account meanwhile (or the enrolment link "
+                                  "was used): this passkey was not saved. Sign in again.", 409, lost=done)
         return Registered(row, done.recovery_codes)
     record_enrolled(user, "passkey", client, detail)
     accounts.end_sessions(user, except_id=keep_session)

@@ -211,8 +211,9 @@ def clear_recovery_codes_without_factor(user: User) -> None:
 def reset_mfa(user: User, *, keep_session: str | None = None) -> int:
     """Remove every second factor and the recovery codes; the user's sessions end (but `keep_session`, an
     admin's own, which loses its MFA assurance). A new first enrolment then follows the org's enrolment rules
-    (flows.enrolment)."""
+    (flows.enrolment). Any open enrolment link of the user ends too: a new enrolment needs a new link."""
     remove_factors(user)
+    enrolment_links.revoke_open(user, "second factors reset")
     return end_sessions_for_factor_change(user, keep_session=keep_session)
 
 
@@ -242,10 +243,17 @@ def rename_passkey(user: User, passkey_id: int, name: str) -> Passkey:
     return row
 
 
-def reset_own_mfa(user: User, code: str, *, keep_session: str | None = None) -> int:
+@dataclass(frozen=True, slots=True)
+class OwnReset:
+    sessions_ended: int
+    by_recovery_code: bool    # a recovery code proved possession (the caller records its use)
+    codes_kept: bool          # a passkey is left, and so are the recovery codes
+
+
+def reset_own_mfa(user: User, code: str, *, keep_session: str | None = None) -> OwnReset:
     """The user removes their own factor, proving possession with a current code (or, the phone lost, one of
     their recovery codes) first; their other sessions end and the current one (`keep_session`) is no longer
-    multi-factor. The recovery codes go with the factor."""
+    multi-factor. The recovery codes go with the factor (unless a passkey is left)."""
     if not totp.is_enrolled(user):
         raise FormErrors({"code": "No second factor is enrolled."})
     by_totp = not totp_guard.is_suspended(user) and totp.verify_and_consume(user, code)
@@ -254,7 +262,11 @@ def reset_own_mfa(user: User, code: str, *, keep_session: str | None = None) -> 
                                   "or one of your recovery codes."})
     totp.reset(user)
     clear_recovery_codes_without_factor(user)  # a passkey left keeps them
-    return end_sessions_for_factor_change(user, keep_session=keep_session)
+    kept = passkeys.has_passkey(user)
+    if not kept:
+        enrolment_links.revoke_open(user, "second factors reset")
+    ended = end_sessions_for_factor_change(user, keep_session=keep_session)
+    return OwnReset(ended, not by_totp, kept)
 
 
 def issue_enrolment_link(user: User, valid_hours: int = enrolment_links.DEFAULT_VALID_HOURS) -> str:

@@ -8,7 +8,14 @@ from flask_login import current_user, login_required
 
 from .. import audit
 from ..auth import amr, passkeys, recovery_codes, totp, totp_guard
-from ..flows.enrolment import EnrolmentAllowed, first_factor_gate, record_enrolled, record_reset
+from ..flows.enrolment import (
+    EnrolmentAllowed,
+    first_factor_gate,
+    record_enrolled,
+    record_own_reset_failure,
+    record_recovery_code_used,
+    record_reset,
+)
 from ..services import accounts
 from ..services.admin_queries import recent_security_events
 from ..throttle import (
@@ -96,19 +103,26 @@ def reset_mfa() -> Response:
     key = mfa_key(user.id)   # shared with the sign-in MFA throttle
     wait = retry_after(key)
     if wait:
+        record_own_reset_failure(user, current_client(), wait)
         return _page(429, mfa_errors={"code": f"Too many wrong codes. Wait {wait} seconds, then try again."})
     try:
-        accounts.reset_own_mfa(user, (request.form.get("code") or "")[:20], keep_session=current_user.session.id)
+        done = accounts.reset_own_mfa(user, (request.form.get("code") or "")[:20],
+                                      keep_session=current_user.session.id)
     except accounts.FormErrors as exc:
         record_failure(key, MFA_RULE)
         client = current_client()
-        if totp.is_enrolled(user) and not totp_guard.is_suspended(user):  # toward the long-window cap, as at sign-in
-            totp_guard.count_wrong_code(user, client.ip, client.user_agent)
+        if totp.is_enrolled(user):
+            record_own_reset_failure(user, client)
+            if not totp_guard.is_suspended(user):  # toward the long-window cap, as at sign-in
+                totp_guard.count_wrong_code(user, client.ip, client.user_agent)
         return _page(422, mfa_errors=exc.errors)
     reset(key)
-    record_reset(user, current_client(), {"by": "user"})
-    flash("Your authenticator app and recovery codes were removed and you were signed out everywhere else.",
-          "success")
+    if done.by_recovery_code:
+        record_recovery_code_used(user, current_client(), "factor reset")
+    record_reset(user, current_client(), {"by": "user", "kind": "totp"})
+    removed = "Your authenticator app was removed" if done.codes_kept else \
+        "Your authenticator app and recovery codes were removed"
+    flash(f"{removed} and you were signed out everywhere else.", "success")
     return redirect(url_for("account.index"), code=303)  # type: ignore[return-value]
 
 

@@ -16,6 +16,7 @@ from idp.extensions import db
 from idp.flows.enrolment import (
     EnrolmentAllowed,
     EnrolmentRefused,
+    check_new_authenticator_code,
     finish_first_enrolment,
     finish_more_enrolment,
     first_factor_gate,
@@ -31,7 +32,6 @@ from idp.flows.signin import (
     WrongCode,
     check_recovery_code,
     check_totp_code,
-    confirm_totp_enrolment,
     passkey_required_for,
     record_passkey_required,
 )
@@ -39,6 +39,7 @@ from idp.models import IdpSession, User, utcnow
 from idp.services.org import mfa_enrolment_help
 from idp.web.context import current_client, recent_second_factor, record_step_up_refusal
 from idp.web.login_views import PENDING_USER, PENDING_USER_TTL_S, complete_login, parked_token, safe_next
+from idp.web.uow import rollback
 
 bp = Blueprint("mfa", __name__)
 
@@ -84,11 +85,11 @@ def _render(template: str, status: int = 200, **kw: object) -> Response:
     return Response(render_template(template, **kw), status=status)  # no-store: see _security_headers
 
 
-def _refused(user: User, refused: EnrolmentRefused, token: str | None) -> Response:
+def _refused(user: User, refused: EnrolmentRefused, token: str | None, status: int = 403) -> Response:
     """403: this user cannot set up a first factor here; whom to ask; the event id."""
     event_id = record_refusal(user, refused, current_client(), token)
-    return _render("enrolment_refused.html", 403, refusal=refused.reason, help_text=mfa_enrolment_help(),
-                   event_id=event_id)
+    return _render("enrolment_refused.html", status, refusal=refused.reason, help_text=mfa_enrolment_help(),
+                   username=user.username, event_id=event_id)
 
 
 @bp.route("/mfa", methods=["GET", "POST"])
@@ -105,7 +106,7 @@ def verify() -> Response:
         gate = first_factor_gate(user, current_client().ip)
         if isinstance(gate, EnrolmentRefused):
             return _refused(user, gate, token)
-        return _render("mfa_not_enrolled.html", next=next_url, request_token=token, can_enroll=True)
+        return _render("mfa_not_enrolled.html", next=next_url, request_token=token)
     # a passkey (static/passkeys.js -> /passkeys/login) works beside TOTP, and while TOTP is suspended
     factors = {"totp_enrolled": totp.is_enrolled(user) and not totp_guard.is_suspended(user),
                "has_passkey": passkeys.has_passkey(user), "has_codes": recovery_codes.remaining(user) > 0}
@@ -238,7 +239,7 @@ def _enrol_totp(user: User, gate: EnrolmentAllowed | None, next_url: str, token:
     error = None
     status = 200
     if request.method == "POST":
-        outcome = confirm_totp_enrolment(user, request.form.get("code", ""))
+        outcome = check_new_authenticator_code(user, request.form.get("code", ""), current_client(), token)
         if isinstance(outcome, Throttled):
             error, status = f"Too many wrong codes. Wait {outcome.retry_after_s} seconds, then try again.", 429
         elif isinstance(outcome, CodeAccepted) and gate is None:
@@ -246,6 +247,9 @@ def _enrol_totp(user: User, gate: EnrolmentAllowed | None, next_url: str, token:
             return redirect(next_url, code=303)  # type: ignore[return-value]
         elif isinstance(outcome, CodeAccepted) and gate is not None:
             done = finish_first_enrolment(user, "totp", current_client(), gate.via, link_token)
+            if isinstance(done, EnrolmentRefused):   # a concurrent first enrolment won: nothing of this one stays
+                rollback()
+                return _refused(user, done, token, 409)
             logout_user()
             session.clear()
             login_url = url_for("auth.login", next=next_url, request=token)

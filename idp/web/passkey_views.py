@@ -19,9 +19,11 @@ from flask import Blueprint, Response, flash, jsonify, redirect, request, sessio
 from flask_login import current_user, logout_user
 
 from ..flows import passkeys as flow
+from ..flows.enrolment import record_refusal
 from ..flows.passkeys import Ceremony, PasskeyRefused, Registered
 from .context import current_client, recent_second_factor
 from .login_views import PENDING_USER, complete_login, parked_token, safe_next
+from .uow import rollback
 
 bp = Blueprint("passkeys", __name__)
 
@@ -102,6 +104,9 @@ def register() -> Response:
                                        current_client(), keep_session=current_user.session.id,
                                        link_token=_link_token(body))
     if isinstance(outcome, PasskeyRefused):
+        if outcome.lost is not None:   # a concurrent first enrolment won: nothing of this one stays
+            rollback()
+            record_refusal(current_user.user, outcome.lost, current_client())
         return _refused(outcome)
     assert isinstance(outcome, Registered)
     if outcome.recovery_codes:

@@ -12,7 +12,8 @@ import pyotp
 import pytest
 from flask import Flask
 
-from idp.auth import recovery_codes, totp
+from idp.auth import enrolment_links, recovery_codes, totp
+from idp.auth.enrolment_links import LinkState
 from idp.extensions import db
 from idp.models import AdminAudit, EnrolmentLink, IdpSession, RecoveryCode, SsoEvent, User
 from idp.services import org
@@ -26,6 +27,7 @@ from .test_cli import fails, ok
 from .test_policy_flows import MFA_CLASS, code_for, enrol, set_policy, submit_code
 
 CODE_RE = re.compile(r"<li><code>([a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{2})</code></li>")
+PLAIN_CODE_RE = re.compile(r"\b([a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{2})\b")
 
 
 def csrf(body: str) -> str:
@@ -215,15 +217,25 @@ def test_refusal_page_shows_the_org_help_text(app: Flask, browser: Browser, alic
 def test_cli_enrolment_link_factors_enrol_and_reset(app: Flask, alice: User) -> None:
     r = ok(app, "users", "enrolment-link", "alice", "--valid-hours", "5")
     assert re.fullmatch(r"http://localhost/mfa/enroll/link/[A-Za-z0-9_-]{43}\n", r.stdout)
+    link_token = r.stdout.strip().rsplit("/", 1)[1]
     link = db.session.query(EnrolmentLink).one()
     assert link.created_by.startswith("cli") and round((link.expires_at - link.created_at).total_seconds()) == 5 * 3600
     assert ok(app, "users", "factors", "alice").stdout == "alice has no second factor\n"
     assert ok(app, "users", "factors", "alice", "--format", "json").stdout.strip() == "[]"
-    uri = ok(app, "users", "mfa-enroll", "alice").stdout.strip()
-    assert uri.startswith("otpauth://")
-    row = db.session.query(AdminAudit).filter_by(action="mfa.enrolled").one()
-    assert row.after == {"kind": "totp", "via": "cli"} and row.actor.startswith("cli")
-    assert db.session.query(SsoEvent).filter_by(reason="mfa_enrolled", username="alice").count() == 1
+    r = ok(app, "users", "mfa-enroll", "alice")
+    uri = r.stdout.strip()
+    assert uri.startswith("otpauth://") and "\n" not in uri, "stdout: the URI only"
+    # a first factor from the CLI comes with its recovery codes, shown once on stderr, and they work
+    codes = PLAIN_CODE_RE.findall(r.stderr)
+    assert len(codes) == 10 and "recovery codes" in r.stderr and not PLAIN_CODE_RE.search(r.stdout)
+    assert recovery_codes.consume(users_svc.get_user("alice"), codes[3])
+    rows = db.session.query(AdminAudit).filter_by(action="mfa.enrolled").order_by(AdminAudit.id).all()
+    assert [r.after for r in rows] == [{"kind": "totp", "via": "cli"}, {"kind": "recovery_codes", "count": 10}]
+    assert rows[0].actor.startswith("cli")
+    assert db.session.query(SsoEvent).filter_by(reason="mfa_enrolled", username="alice").count() == 2
+    # the enrolment ended the open link: it never works later (e.g. after a reset)
+    db.session.expire_all()
+    assert enrolment_links.check(link_token).state is LinkState.EXPIRED
     recovery_codes.issue(users_svc.get_user("alice"))
     factors = json.loads(ok(app, "users", "factors", "alice", "--format", "json").stdout)
     assert [f["kind"] for f in factors] == ["totp", "recovery_codes"]
@@ -295,3 +307,171 @@ def test_console_enrolment_link_is_shown_once_and_works(app: Flask, admin_client
     assert row is not None and row.after == {"kind": "totp", "via": "link"}
     body = admin_client.get("/admin/users/alice").get_data(as_text=True)
     assert 'id="factor-list"' in body and "10 of 10 left" in body and 'id="enrolment-link"' not in body
+
+
+def test_console_enrolment_link_takes_its_validity_in_hours(admin_client: Any, alice: User) -> None:
+    body = admin_client.get("/admin/users/alice").get_data(as_text=True)
+    assert 'name="valid_hours"' in body and 'value="72"' in body
+    for bad in ("abc", "0", "721", "-3", "1.5"):
+        resp = post(admin_client, "/admin/users/alice/enrolment-link", {"valid_hours": bad}, "/admin/users/alice")
+        text = resp.get_data(as_text=True)
+        assert resp.status_code == 422 and 'id="valid_hours-error"' in text and "1 to 720" in text, bad
+        assert 'id="enrolment-link-url"' not in text
+    assert db.session.query(EnrolmentLink).count() == 0, "no link for a refused form"
+    resp = post(admin_client, "/admin/users/alice/enrolment-link", {"valid_hours": "5"}, "/admin/users/alice")
+    assert resp.status_code == 200 and "for 5 hours" in resp.get_data(as_text=True)
+    link = db.session.query(EnrolmentLink).one()
+    assert round((link.expires_at - link.created_at).total_seconds()) == 5 * 3600
+    audit = db.session.query(AdminAudit).filter_by(action="users.enrolment_link").one()
+    assert audit.after["valid_hours"] == 5 and audit.actor == "web:root"
+
+
+# ---------------------------------------------------------------- only one first enrolment of a user can win
+
+def _link_gate(alice: User) -> tuple[str, Any]:
+    from idp.flows.enrolment import EnrolmentAllowed, first_factor_gate
+    from idp.services import accounts
+    token = accounts.issue_enrolment_link(alice)
+    db.session.commit()
+    gate = first_factor_gate(alice, "192.0.2.7", token)
+    assert isinstance(gate, EnrolmentAllowed) and gate.via == "link"
+    return token, gate
+
+
+def test_a_second_enrolment_with_one_link_loses_and_the_saved_codes_stay(app: Flask, alice: User) -> None:
+    """Two tabs enrol with the same link at once. The flow-level interleaving of the race (both passed the gate;
+    the other one finished and committed first): before the fix the second also succeeded, and its
+    recovery_codes.issue() replaced the codes the user had just saved."""
+    from idp.flows.authorize import Client
+    from idp.flows.enrolment import EnrolmentRefused, FirstFactorEnrolled, finish_first_enrolment
+    token, gate = _link_gate(alice)
+    client = Client(ip="192.0.2.7", user_agent="tab")
+    first = finish_first_enrolment(alice, "totp", client, gate.via, token)     # tab 1 wins ...
+    assert isinstance(first, FirstFactorEnrolled) and len(first.recovery_codes) == 10
+    db.session.commit()
+    second = finish_first_enrolment(alice, "passkey", client, gate.via, token)  # ... tab 2 had passed the gate
+    assert isinstance(second, EnrolmentRefused) and second.reason == "enrolled_meanwhile"
+    db.session.rollback()   # what the web layer does with that refusal
+    assert recovery_codes.consume(alice, first.recovery_codes[0]), "the codes the user saved still work"
+    assert recovery_codes.remaining(alice) == 9
+
+
+def test_a_link_spent_meanwhile_stops_the_enrolment(app: Flask, alice: User) -> None:
+    from idp.auth import enrolment_links
+    from idp.flows.authorize import Client
+    from idp.flows.enrolment import EnrolmentRefused, finish_first_enrolment
+    token, gate = _link_gate(alice)
+    assert enrolment_links.consume(token, alice)    # the other request spent it (and committed)
+    db.session.commit()
+    done = finish_first_enrolment(alice, "totp", Client(ip=None, user_agent=None), gate.via, token)
+    assert isinstance(done, EnrolmentRefused) and done.reason == "link_spent"
+    assert recovery_codes.remaining(alice) == 0
+
+
+def test_the_losing_request_keeps_nothing_and_says_so(app: Flask, alice: User) -> None:
+    """The web layer's side of a lost race (mfa_views): roll back, then a 409 page and an event."""
+    from idp.flows.authorize import Client
+    from idp.flows.enrolment import EnrolmentRefused, finish_first_enrolment, record_refusal
+    token, gate = _link_gate(alice)
+    recovery_codes.issue(alice)   # the other enrolment's codes (committed)
+    db.session.commit()
+    secret = totp.start_enrolment(alice)
+    alice.totp_confirmed = True     # this request's factor, about to be undone
+    done = finish_first_enrolment(alice, "totp", Client(ip=None, user_agent=None), gate.via, token)
+    assert isinstance(done, EnrolmentRefused)
+    db.session.rollback()
+    record_refusal(alice, done, Client(ip=None, user_agent=None))
+    db.session.commit()
+    db.session.expire_all()
+    fresh = users_svc.get_user("alice")
+    assert not fresh.totp_confirmed and totp.secret_of(fresh) != secret
+    assert last_event().reason == "enrolment_refused" and last_event().detail["refusal"] == "enrolled_meanwhile"
+
+
+# ---------------------------------------------------------------- factor events the user sees on /account
+
+def _suspend(username: str) -> None:
+    from idp.models import utcnow
+    user = users_svc.get_user(username)
+    user.totp_failures = TOTP_MAX_CONSECUTIVE_FAILURES
+    user.totp_suspended_at = utcnow()
+    db.session.commit()
+
+
+def _account_events(username: str, reason: str) -> list[SsoEvent]:
+    db.session.expire_all()
+    return db.session.query(SsoEvent).filter_by(username=username, reason=reason).order_by(SsoEvent.id).all()
+
+
+def test_console_and_cli_unsuspend_are_events_on_the_account(app: Flask, admin_client: Any, alice: User,
+                                                             bob: User) -> None:
+    enrol(alice)
+    enrol(bob)
+    _suspend("alice")
+    _suspend("bob")
+    resp = post(admin_client, "/admin/users/alice/mfa-unsuspend", {}, "/admin/users/alice")
+    assert resp.status_code == 303
+    ok(app, "users", "mfa-unsuspend", "bob")
+    for name in ("alice", "bob"):
+        (ev,) = _account_events(name, "mfa_unsuspended")
+        assert (ev.event_type, ev.outcome, ev.detail["by"]) == ("account", "success", "admin")
+    user = Browser(app.test_client())   # bob's own view: his /account lists it
+    user.login(user.get("/login"), "bob", PASSWORD)
+    account = user.get("/account").get_data(as_text=True)
+    assert 'data-reason="mfa_unsuspended"' in account and "authenticator restored" in account
+
+
+def test_own_reset_records_the_recovery_code_and_wrong_or_throttled_codes(app: Flask, browser: Browser,
+                                                                          enrolled: Any) -> None:
+    from idp.throttle import MFA_RULE
+    _, codes = enrolled
+    browser.login(browser.get("/login"), "alice", PASSWORD)
+    body = browser.get("/account").get_data(as_text=True)
+    resp = browser.client.post("/account/mfa/reset", data={"csrf_token": csrf(body), "code": "000000"})
+    assert resp.status_code == 422
+    (ev,) = _account_events("alice", "mfa_failed")
+    assert ev.event_type == "account" and "000000" not in json.dumps(ev.detail)
+    for _ in range(MFA_RULE.free):
+        resp = browser.client.post("/account/mfa/reset", data={"csrf_token": csrf(body), "code": "000000"})
+    assert resp.status_code == 429
+    assert _account_events("alice", "throttled"), "a throttled attempt is an event too"
+    from idp.throttle import mfa_key, reset
+    reset(mfa_key(users_svc.get_user("alice").id))
+    db.session.commit()
+    resp = browser.client.post("/account/mfa/reset", data={"csrf_token": csrf(body), "code": codes[4]})
+    assert resp.status_code == 303
+    (used,) = _account_events("alice", "recovery_code_used")
+    assert used.detail["purpose"] == "factor reset" and codes[4] not in json.dumps(used.detail)
+    account = browser.get("/account").get_data(as_text=True)
+    assert 'data-reason="recovery_code_used"' in account and 'data-reason="mfa_reset"' in account
+    assert "recovery codes were removed" in account
+
+
+def test_own_reset_with_a_passkey_left_keeps_the_codes_and_says_so(app: Flask, browser: Browser,
+                                                                  enrolled: Any) -> None:
+    from idp.models import Passkey, utcnow
+    t, _ = enrolled
+    alice = users_svc.get_user("alice")
+    db.session.add(Passkey(user_id=alice.id, credential_id=b"\x01" * 16, public_key=b"k", sign_count=0,
+                           name="laptop", created_at=utcnow(), transports=[], backup_eligible=False,
+                           backup_state=False))
+    db.session.commit()
+    browser.login(browser.get("/login"), "alice", PASSWORD)
+    body = browser.get("/account").get_data(as_text=True)
+    resp = browser.client.post("/account/mfa/reset", data={"csrf_token": csrf(body), "code": t.now()})
+    assert resp.status_code == 303
+    account = browser.get("/account").get_data(as_text=True)
+    assert "Your authenticator app was removed" in account and "recovery codes were removed" not in account
+    assert recovery_codes.remaining(users_svc.get_user("alice")) == 10
+
+
+def test_a_wrong_code_while_confirming_a_new_authenticator_is_an_event(app: Flask, browser: Browser,
+                                                                     alice: User) -> None:
+    org.add_trusted_range("127.0.0.0/8")
+    page = browser.login(browser.get("/mfa/enroll"), "alice", PASSWORD)
+    body = page.get_data(as_text=True)
+    resp = browser.client.post("/mfa/enroll", data={"csrf_token": csrf(body), "code": "000000",
+                                                    **continuation(body)})
+    assert resp.status_code == 401
+    (ev,) = _account_events("alice", "mfa_failed")
+    assert "new authenticator" in ev.detail["message"] and "000000" not in json.dumps(ev.detail)

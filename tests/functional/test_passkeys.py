@@ -19,7 +19,7 @@ from idp.auth import passkeys as passkeys_auth
 from idp.auth.passkeys import PasskeyError
 from idp.extensions import db
 from idp.models import AdminAudit, IdpSession, Passkey, PendingRequest, SsoEvent, User, utcnow
-from idp.services import org
+from idp.services import accounts, org
 from idp.services import users as users_svc
 
 from ..passkey_authenticator import SoftAuthenticator
@@ -55,13 +55,16 @@ def password_login(client: FlaskClient, username: str = "alice", next_url: str =
                                        "next": next_url})
 
 
-def register(client: FlaskClient, auth: SoftAuthenticator, name: str = "laptop", **create: Any) -> Any:
+def register(client: FlaskClient, auth: SoftAuthenticator, name: str = "laptop", link: str | None = None,
+             **create: Any) -> Any:
+    """Register a passkey from /account (with an enrolment link's token when `link` is given)."""
     token = csrf(client, "/account")
-    opts = client.post("/passkeys/register/options", json={}, headers={"X-CSRFToken": token})
+    extra = {"link": link} if link else {}
+    opts = client.post("/passkeys/register/options", json=extra, headers={"X-CSRFToken": token})
     if opts.status_code != 200:
         return opts
     credential = auth.create(opts.get_json(), **create)
-    return client.post("/passkeys/register", json={"credential": credential, "name": name},
+    return client.post("/passkeys/register", json={"credential": credential, "name": name, **extra},
                        headers={"X-CSRFToken": token})
 
 
@@ -523,11 +526,14 @@ def test_rename(app, alice, alice_key):
 @pytest.fixture
 def admin_key(app: Any) -> SoftAuthenticator:
     pw = app.extensions["idp.passwords"]
-    users_svc.add_user("admin", email="admin@example.com", password_hash=pw.hash(PASSWORD), is_admin=True)
+    admin = users_svc.add_user("admin", email="admin@example.com", password_hash=pw.hash(PASSWORD), is_admin=True)
+    # an admin's first factor needs an enrolment link, even from the trusted ranges (`trusted_here`)
+    link = accounts.issue_enrolment_link(admin)
     auth = SoftAuthenticator()
     c = app.test_client()
     password_login(c, "admin")
-    assert register(c, auth, name="admin key").status_code == 201
+    assert register(c, auth, name="admin key").status_code == 403
+    assert register(c, auth, name="admin key", link=link).status_code == 201
     return auth
 
 
@@ -545,6 +551,10 @@ def test_admin_console_lists_and_removes_a_users_passkey(app, alice, alice_key, 
     assert db.session.scalars(select(Passkey).where(Passkey.name == "laptop")).first() is None
     audit = db.session.scalars(select(AdminAudit).where(AdminAudit.action == "user.passkey_removed")).one()
     assert (audit.actor, audit.target) == ("web:admin", "alice")
+    # and alice sees it on /account: an `mfa_removed` event (README), not only the audit row
+    ev = db.session.scalars(select(SsoEvent).where(SsoEvent.reason == "mfa_removed")).one()
+    assert (ev.event_type, ev.outcome, ev.username) == ("account", "success", "alice")
+    assert ev.detail["by"] == "admin" and "laptop" in ev.detail["message"]
     assert passkey_login(app.test_client(), alice_key).status_code == 401
 
 

@@ -137,7 +137,7 @@ def test_an_open_instance_folder_is_tightened_and_logged(settings: Settings, loo
 
 def test_cli_and_web_enrolment_store_only_a_sealed_secret(app: Flask, client, alice, bob) -> None:  # type: ignore[no-untyped-def]
     from .test_cli import ok
-    uri = ok(app, "users", "mfa-enroll", "alice").output.strip()
+    uri = ok(app, "users", "mfa-enroll", "alice").stdout.strip()   # stderr: the recovery codes
     secret = pyotp.parse_uri(uri).secret
     stored = raw_secret("alice")
     assert stored is not None and stored.startswith("v1:")

@@ -314,3 +314,37 @@ def test_regenerating_recovery_codes_needs_a_second_factor_session(client, alice
     assert resp.status_code == 403 and 'id="recovery-codes"' not in resp.get_data(as_text=True)
     from idp.auth import recovery_codes
     assert recovery_codes.remaining(users_svc.get_user("alice")) == 10
+
+
+# ---------------------------------------------------------------- a link never outlives the enrolment it was for
+
+def test_an_unused_link_dies_when_the_user_enrols_another_way_and_stays_dead_after_a_reset(app, browser, alice):
+    """The link mailed to alice stays in her mailbox unused: she enrolled from the office instead. Months later an
+    admin resets her factors; an attacker with her password and that old link (valid up to 720 h) must not be
+    able to enrol: before the fix the link was still open and worked again once she had no factor."""
+    org.add_trusted_range("127.0.0.0/8")
+    path = issue_link(app, "alice", "--valid-hours", "720")
+    page = browser.login(browser.get("/mfa/enroll"), "alice", PASSWORD)   # from the trusted range, no link
+    secret = _SECRET.search(page.get_data(as_text=True))
+    assert secret is not None
+    body = page.get_data(as_text=True)
+    code = pyotp.TOTP(secret.group(1)).now()
+    done = browser.client.post("/mfa/enroll", data={"csrf_token": _csrf(body), "code": code, **continuation(body)})
+    assert done.status_code == 200 and not no_factor()
+    r = app.test_cli_runner().invoke(args=["users", "mfa-reset", "alice"])
+    assert r.exit_code == 0 and no_factor()
+    org.remove_trusted_range("127.0.0.0/8")
+    org.set_mfa_enrolment("link-only")
+    db.session.commit()
+    attacker = Browser(app.test_client())
+    page, t = enrol_with_link(attacker, path)
+    assert t is None and page.status_code == 410 and no_factor()
+    assert last_event().reason == "enrolment_link_invalid" and last_event().detail["link_state"] == "expired"
+    assert db.session.query(AdminAudit).filter_by(action="users.enrolment_links_revoked", target="alice").count() == 1
+
+
+def test_a_reset_ends_the_users_open_links(app, browser, alice):
+    path = issue_link(app, "alice")
+    assert app.test_cli_runner().invoke(args=["users", "mfa-reset", "alice"]).exit_code == 0
+    page, t = enrol_with_link(browser, path)
+    assert t is None and page.status_code == 410 and no_factor()

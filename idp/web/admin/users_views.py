@@ -7,17 +7,25 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from flask_login import current_user
 
 from idp.auth import passkeys, totp, totp_guard
-from idp.auth.enrolment_links import DEFAULT_VALID_HOURS, PATH
+from idp.auth.enrolment_links import MAX_VALID_HOURS, PATH
 from idp.auth.factors import list_factors
 from idp.extensions import db
-from idp.flows.enrolment import record_reset
+from idp.flows.enrolment import record_factor_removed, record_reset, record_unsuspended
 from idp.models import Group, User
 from idp.services import ServiceError, accounts
 from idp.services import users as users_svc
 from idp.services.users import find_user
 from idp.web.admin import bp, page_number
 from idp.web.admin.forms.base import ConfirmForm, refuse
-from idp.web.admin.forms.users import GroupForm, MemberForm, NewUserForm, PasswordForm, UserForm, UserStatusForm
+from idp.web.admin.forms.users import (
+    EnrolmentLinkForm,
+    GroupForm,
+    MemberForm,
+    NewUserForm,
+    PasswordForm,
+    UserForm,
+    UserStatusForm,
+)
 from idp.web.context import current_client, passwords, settings
 
 USERS_PER_PAGE = 50
@@ -71,12 +79,13 @@ def users_new() -> Response:
 
 
 def _edit_page(user: User, status: int = 200, *, form: UserForm | None = None,
-               pw_form: PasswordForm | None = None) -> Response:
+               pw_form: PasswordForm | None = None, link_form: EnrolmentLinkForm | None = None) -> Response:
     return _page(status, "admin/users_edit.html", section="users", user=user, groups=accounts.group_names(),
                  mfa_enrolled=totp.is_enrolled(user), mfa_suspended=totp_guard.is_suspended(user),
                  passkeys=passkeys.passkeys_of(user), factors=list_factors(user),
                  is_self=user.id == current_user.user.id,
-                 form=form or UserForm.from_user(user), pw_form=pw_form or PasswordForm(formdata=None))
+                 form=form or UserForm.from_user(user), pw_form=pw_form or PasswordForm(formdata=None),
+                 link_form=link_form or EnrolmentLinkForm(formdata=None), max_link_hours=MAX_VALID_HOURS)
 
 
 @bp.route("/users/<username>", methods=["GET", "POST"])
@@ -154,6 +163,7 @@ def user_passkey_remove(username: str, passkey_id: int) -> Response:
         return _page(200, "admin/users_passkey_remove.html", section="users", user=user, passkey=row)
     keep = current_user.session.id if user.id == current_user.user.id else None
     removed = accounts.remove_passkey(user, passkey_id, keep_session=keep)
+    record_factor_removed(user, current_client(), "passkey", removed.name, "admin")
     flash(f"Passkey “{removed.name}” of {username} removed; their sessions were ended.", "success")
     return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
 
@@ -162,16 +172,23 @@ def user_passkey_remove(username: str, passkey_id: int) -> Response:
 def user_enrolment_link(username: str) -> Response:
     """Issue a one-time enrolment link and show it once (older unused links of the user stop working)."""
     user = _user_or_404(username)
-    if not ConfirmForm().validate_on_submit():
+    form = EnrolmentLinkForm()
+    if not form.validate_on_submit():
         abort(400)
+    hours = form.hours()
+    if hours is None:
+        return _edit_page(user, 422, link_form=form)
     try:
-        token = accounts.issue_enrolment_link(user, DEFAULT_VALID_HOURS)
+        token = accounts.issue_enrolment_link(user, hours)
     except ServiceError as exc:
+        if exc.field == "valid_hours":
+            refuse(form, exc)
+            return _edit_page(_user_or_404(username), 422, link_form=form)
         db.session.rollback()
         flash(f"No link issued: {exc}.", "error")
         return _edit_page(_user_or_404(username), 409)
     return _page(200, "admin/users_enrolment_link.html", section="users", user=user,
-                 link=settings().url(PATH + token), valid_hours=DEFAULT_VALID_HOURS)
+                 link=settings().url(PATH + token), valid_hours=hours)
 
 
 @bp.post("/users/<username>/mfa-unsuspend")
@@ -180,6 +197,7 @@ def user_mfa_unsuspend(username: str) -> Response:
     if not ConfirmForm().validate_on_submit():
         abort(400)
     if totp_guard.unsuspend(user):
+        record_unsuspended(user, current_client(), "admin")
         flash(f"The authenticator of {username} works again.", "success")
     return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
 

@@ -3,6 +3,7 @@ admin) are the accounts service's: it refuses with FormErrors naming each field,
 
 from __future__ import annotations
 
+from idp.auth.enrolment_links import DEFAULT_VALID_HOURS, MAX_VALID_HOURS
 from idp.models import User
 from idp.services.accounts import UserInput
 from idp.web.admin.forms.base import AdminForm, FlagField, ListField, TextField, one_of
@@ -49,3 +50,17 @@ class GroupForm(AdminForm):
 
 class MemberForm(AdminForm):
     username = TextField(limit=200)
+
+
+class EnrolmentLinkForm(AdminForm):
+    """How long a new enrolment link stays valid (hours, 1 to MAX_VALID_HOURS; the service checks the range)."""
+
+    valid_hours = TextField(limit=10, default=str(DEFAULT_VALID_HOURS))
+
+    def hours(self) -> int | None:
+        """The number of hours, or None (and an error next to the field) when it is not a whole number."""
+        text = self.valid_hours.data or str(DEFAULT_VALID_HOURS)
+        if not text.isdigit():
+            self.add_error("valid_hours", f"valid hours must be a whole number from 1 to {MAX_VALID_HOURS}")
+            return None
+        return int(text)
