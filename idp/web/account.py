@@ -15,10 +15,10 @@ from ..throttle import (
     LOGIN_ACCOUNT_IP_RULE,
     MFA_RULE,
     login_account_ip_key,
-    mfa_key,
     record_failure,
     reset,
     retry_after,
+    totp_code_key,
 )
 from .context import current_client, passwords
 from .login_views import complete_login
@@ -85,7 +85,7 @@ def change_password() -> Response:
 @login_required
 def reset_mfa() -> Response:
     user = current_user.user
-    key = mfa_key(user.id)   # shared with the sign-in MFA throttle
+    key = totp_code_key(user.id, current_client().ip)   # shared with the sign-in TOTP throttle
     wait = retry_after(key)
     if wait:
         return _page(429, mfa_errors={"code": f"Too many wrong codes. Wait {wait} seconds, then try again."})

@@ -212,7 +212,7 @@ def _enrol_totp(user: User, gate: EnrolmentAllowed | None, next_url: str, token:
     error = None
     status = 200
     if request.method == "POST":
-        outcome = confirm_totp_enrolment(user, request.form.get("code", ""))
+        outcome = confirm_totp_enrolment(user, request.form.get("code", ""), current_client())
         if isinstance(outcome, Throttled):
             error, status = f"Too many wrong codes. Wait {outcome.retry_after_s} seconds, then try again.", 429
         elif isinstance(outcome, CodeAccepted) and gate is None:
