@@ -5,8 +5,8 @@ Every refusal is an event (`signin` for sign-in steps, `account` for registratio
 user agent and the parked request's app, and counts against a throttle (idp.throttle): failed assertions,
 passwordless or as the second factor, per client address only (a signature cannot be guessed, the account is
 unknown until it verifies, and a failure must not lock the owner out); failed registrations per (user, address);
-sign-in options requests (each stores a challenge) per address, generously. A passwordless sign-in with user verification is multi-factor
-on its own (something you have + a PIN or biometric): amr "hwk"/"swk" + "mfa".
+sign-in options requests (each stores a challenge) per address, generously. A passwordless sign-in with user
+verification is multi-factor on its own (something you have + a PIN or biometric): amr "hwk"/"swk" + "mfa".
 """
 
 from __future__ import annotations

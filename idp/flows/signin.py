@@ -244,8 +244,9 @@ RecoveryOutcome = Throttled | WrongCode | RecoveryCodeAccepted
 
 def check_recovery_code(user: User, code: str, token: str | None, client: Client) -> RecoveryOutcome:
     """A recovery code instead of the second factor: throttled per (user, client address) on a key of its own
-    (wrong TOTP codes or passkeys never block it), a wrong one an `mfa_failed` event, a right one spent and a `recovery_code_used` event with the count left.
-    Accepted while the TOTP factor is suspended, and clears the suspension."""
+    (wrong TOTP codes or passkeys never block it), a wrong one an `mfa_failed` event, a right one spent and a
+    `recovery_code_used` event with the count left. Accepted while the TOTP factor is suspended, and clears the
+    suspension."""
     key = recovery_code_key(user.id, client.ip)
     wait = retry_after(key)
     if wait:
