@@ -79,6 +79,7 @@ class Settings:
     session_lifetime_s: int = 8 * 3600     # IdP session absolute lifetime
     session_idle_s: int = 2 * 3600         # IdP session idle timeout
     admin_mfa_max_age_s: int = 2 * 3600    # the admin console asks for the second factor again after this
+    step_up_max_age_s: int = 15 * 60       # account security changes (password, factors, recovery codes) likewise
     max_request_bytes: int = 256 * 1024    # HTTP body cap (413 above)
     max_inflated_bytes: int = 128 * 1024   # Redirect-binding DEFLATE output cap
     want_authn_requests_signed: bool = False
@@ -160,6 +161,7 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         session_lifetime_s=_int(env, "IDP_SESSION_LIFETIME", 8 * 3600, 60),
         session_idle_s=_int(env, "IDP_SESSION_IDLE", 2 * 3600, 60),
         admin_mfa_max_age_s=_int(env, "IDP_ADMIN_MFA_MAX_AGE", 2 * 3600, 60),
+        step_up_max_age_s=_int(env, "IDP_STEP_UP_MAX_AGE", 15 * 60, 60),
         want_authn_requests_signed=env_bool(env, "IDP_WANT_AUTHN_REQUESTS_SIGNED", False),
         metadata_signed=env_bool(env, "IDP_METADATA_SIGNED", False),
         db_pool_size=_int(env, "IDP_DB_POOL_SIZE", 10, 1),

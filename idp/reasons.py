@@ -56,6 +56,7 @@ class Reason(StrEnum):
     RECOVERY_CODE_USED = "recovery_code_used"
     ENROLMENT_REFUSED = "enrolment_refused"
     ENROLMENT_LINK_INVALID = "enrolment_link_invalid"
+    STEP_UP_REQUIRED = "step_up_required"    # an account security change without a recent second factor
     # logout
     UNKNOWN_SESSION = "unknown_session"
     # infrastructure
@@ -72,7 +73,7 @@ DENIAL_REASONS = frozenset({
     Reason.APP_DISABLED, Reason.USER_DISABLED, Reason.NO_PASSIVE, Reason.NO_AUTHN_CONTEXT,
     Reason.SESSION_EXPIRED, Reason.BAD_CREDENTIALS, Reason.THROTTLED,
     Reason.ADMIN_REQUIRED, Reason.ADMIN_MFA_REQUIRED, Reason.ADMIN_IP_DENIED,
-    Reason.ENROLMENT_REFUSED, Reason.ENROLMENT_LINK_INVALID,
+    Reason.ENROLMENT_REFUSED, Reason.ENROLMENT_LINK_INVALID, Reason.STEP_UP_REQUIRED,
 })
 SUCCESS_REASONS = frozenset({Reason.OK, Reason.LOGOUT, Reason.MFA_ENROLLED, Reason.MFA_RESET, Reason.MFA_REMOVED,
                              Reason.RECOVERY_CODE_USED})

@@ -84,3 +84,13 @@ def first_factor_only(values: Sequence[str]) -> tuple[str, ...]:
         return PASSWORD_ONLY
     kept = tuple(v for v in values if v in PHISHING_RESISTANT)
     return kept or PASSWORD_ONLY
+
+
+def with_second_factor(first: Sequence[str], method: str) -> tuple[str, ...]:
+    """The methods of a session that proved `method` ("otp", "hwk" or "swk") as a second factor on top of `first`:
+    the password of a pending sign-in, or what a signed-in session stepping up had proved (only its first factor
+    is kept: first_factor_only). A passwordless passkey session stepping up with TOTP is "otp swk mfa", never
+    "pwd …"."""
+    if method not in (OTP, *PHISHING_RESISTANT):
+        raise ValueError(f"a second factor is {OTP!r}, {HWK!r} or {SWK!r}, not {method!r}")
+    return normalise((*first_factor_only(first), method, MFA))

@@ -120,7 +120,7 @@ def session_amr(*, mfa: bool, amr: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def start_session(user: User, client_ip: str | None, *, replaces: IdpSession | None = None,
-                  mfa: bool = False, amr: Sequence[str] | None = None) -> IdpSession:
+                  mfa: bool = False, amr: Sequence[str] | None = None, step_up: bool = False) -> IdpSession:
     """A fresh session id at every login (defeats session fixation).
 
     When the same user re-authenticates (ForceAuthn, step-up), the apps they are signed into
@@ -128,10 +128,18 @@ def start_session(user: User, client_ip: str | None, *, replaces: IdpSession | N
     was proved now: `amr`, the RFC 8176 methods of this sign-in (see session_amr; `mfa_at` is set
     exactly when they include "mfa"); an earlier second factor is never carried over (a password
     re-entered for ForceAuthn is "pwd", not fresh multi-factor).
+
+    `step_up`: the signed-in session `replaces` proved a second factor without re-entering its first factor
+    (the caller builds `amr` from that session's first factor, auth.amr.with_second_factor). Its
+    authentication instant is kept: a second factor alone is no re-authentication, so it neither satisfies a
+    ForceAuthn that arrived meanwhile nor restarts an app's session-timeout clock.
     """
     now = utcnow()
     values = session_amr(mfa=mfa, amr=amr)
-    s = IdpSession(id=secrets.token_urlsafe(32), user_id=user.id, created_at=now, authn_at=now,
+    if step_up and (replaces is None or replaces.user_id != user.id or replaces.ended_at is not None):
+        raise ValueError("a step-up continues a live session of the same user")
+    authn_at = replaces.authn_at if step_up and replaces is not None else now
+    s = IdpSession(id=secrets.token_urlsafe(32), user_id=user.id, created_at=now, authn_at=authn_at,
                    mfa_at=now if amr_values.is_multi_factor(values) else None, amr=amr_values.to_column(values),
                    last_seen=now, client_ip=client_ip)
     db.session.add(s)

@@ -11,9 +11,11 @@ verification is multi-factor on its own (something you have + a PIN or biometric
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..auth import amr as amr_values
 from ..auth import passkeys
 from ..auth.passkeys import PasskeyError
 from ..errors import EventContext
@@ -37,6 +39,7 @@ from .authorize import Client
 from .enrolment import EnrolmentAllowed, EnrolmentRefused, finish_first_enrolment, first_factor_gate, record_enrolled
 from .enrolment import record_refusal as record_enrolment_refusal
 from .signin import record_signin_failure
+from .step_up import record_step_up_required
 
 ACCOUNT_EVENT = "account"   # event_type of changes to the user's own factors
 
@@ -82,13 +85,14 @@ _STATUS = {"challenge": 400, "invalid": 400, "unknown_credential": 401, "wrong_u
 def registration_gate(user: User, session_mfa: bool, client: Client,
                       link_token: str | None = None) -> EnrolmentAllowed | None | PasskeyRefused:
     """May this session add a passkey now? A user who has a factor adds another only from a session that passed
-    the second factor (None: allowed as a further factor); a FIRST factor follows the org's enrolment rules
-    (flows.enrolment.first_factor_gate: trusted ranges, grace days or an enrolment link), so a stolen password
-    alone never puts the attacker's passkey on the account."""
+    the second factor recently (`session_mfa`: flows.step_up; None: allowed as a further factor); a FIRST factor
+    follows the org's enrolment rules (flows.enrolment.first_factor_gate: trusted ranges, grace days or an
+    enrolment link), so a stolen password alone never puts the attacker's passkey on the account."""
     if user.mfa_enrolled:
         if not session_mfa:
+            event_id = record_step_up_required(user, "passkey_add", client)
             return PasskeyRefused("Confirm it is you with your current second factor first (Verify now), then add "
-                                  "the passkey.", 403)
+                                  "the passkey.", 403, event_id)
         return None
     gate = first_factor_gate(user, client.ip, link_token)
     if isinstance(gate, EnrolmentRefused):
@@ -144,11 +148,13 @@ def finish_registration(user: User, session_mfa: bool, token: str | None,
 
 def remove_own(user: User, passkey_id: int, session_mfa: bool, client: Client,
                keep_session: str | None) -> Passkey | PasskeyRefused:
-    """The user removes one of their passkeys: only from a session that passed the second factor (a stolen
-    password must not strip the account's factors); the other sessions end, this one is no longer multi-factor."""
+    """The user removes one of their passkeys: only from a session that passed the second factor recently
+    (`session_mfa`: flows.step_up; a stolen password must not strip the account's factors); the other sessions
+    end, this one is no longer multi-factor."""
     if not session_mfa:
+        event_id = record_step_up_required(user, "passkey_remove", client)
         return PasskeyRefused("Confirm it is you with your second factor first (Verify now), then remove the "
-                              "passkey. Lost it? Ask your administrator.", 403)
+                              "passkey. Lost it? Ask your administrator.", 403, event_id)
     try:
         row = accounts.remove_passkey(user, passkey_id, keep_session=keep_session)
     except accounts.ServiceError:
@@ -157,6 +163,20 @@ def remove_own(user: User, passkey_id: int, session_mfa: bool, client: Client,
                               detail={"message": f"passkey {row.name!r} removed", "kind": "passkey"}),
                  Reason.MFA_REMOVED, client_ip=client.ip, user_agent=client.user_agent, outcome=Outcome.SUCCESS)
     return row
+
+
+def rename_own(user: User, passkey_id: int, name: str, session_mfa: bool,
+               client: Client) -> Passkey | PasskeyRefused:
+    """The user renames one of their passkeys: like removal, only from a session that passed the second factor
+    recently (the names are what the user trusts when they pick one to keep or remove)."""
+    if not session_mfa:
+        event_id = record_step_up_required(user, "passkey_rename", client)
+        return PasskeyRefused("Confirm it is you with your second factor first (Verify now), then rename the "
+                              "passkey.", 403, event_id)
+    try:
+        return accounts.rename_passkey(user, passkey_id, name)
+    except accounts.ServiceError:
+        return PasskeyRefused("No such passkey.", 404)
 
 
 # ------------------------------------------------------------------ sign-in
@@ -185,9 +205,12 @@ def begin_sign_in(user: User | None, client: Client, parked_token: str | None = 
 
 
 def finish_sign_in(token: str | None, credential: dict[str, Any] | str | None, *, user: User | None,
-                   parked_token: str | None, client: Client) -> PasskeySignedIn | PasskeyRefused:
+                   parked_token: str | None, client: Client,
+                   first_factor: Sequence[str] = amr_values.PASSWORD_ONLY) -> PasskeySignedIn | PasskeyRefused:
     """Verify the assertion. `user`: the password-verified (or signed-in, stepping up) user whose passkey it must
-    be; None for passwordless. The web layer opens the session (it owns the cookie)."""
+    be; None for passwordless. `first_factor`: what the user proved before this second factor (the password of a
+    pending sign-in; for a step-up, the first factor of the signed-in session: auth.amr.first_factor_only), never
+    assumed. The web layer opens the session (it owns the cookie)."""
     key, rule = passkey_ip_key(client.ip), LOGIN_IP_RULE   # never per user: see idp.throttle
     wait = retry_after(key)
     if wait:
@@ -212,7 +235,7 @@ def finish_sign_in(token: str | None, credential: dict[str, Any] | str | None, *
         return PasskeyRefused("This account cannot sign in. Ask your administrator.", 403, event_id)
     reset(key)
     method = passkeys.amr_value(row)
-    amr = ("pwd", method, "mfa") if user is not None else (method, "mfa")
+    amr = amr_values.with_second_factor(first_factor, method) if user is not None else (method, amr_values.MFA)
     return PasskeySignedIn(owner_user, row, amr)
 
 

@@ -20,7 +20,7 @@ from ..throttle import (
     retry_after,
     totp_code_key,
 )
-from .context import current_client, passwords
+from .context import current_client, passwords, recent_second_factor, record_step_up_refusal, settings
 from .login_views import complete_login
 
 bp = Blueprint("account", __name__)
@@ -38,7 +38,7 @@ def _page(status: int = 200, **kw: object) -> Response:
     defaults.update(kw)
     keys = passkeys.passkeys_of(user)
     enrolled = totp.is_enrolled(user)
-    session_mfa = current_user.view.mfa_at is not None
+    session_mfa = recent_second_factor()   # within IDP_STEP_UP_MAX_AGE: what every security change needs
     # a FIRST factor follows the org's enrolment rules; more factors need a session that passed the second factor
     first_ok = not (enrolled or keys) and isinstance(first_factor_gate(user, current_client().ip), EnrolmentAllowed)
     return Response(render_template("account.html", user=user, mfa_enrolled=enrolled,
@@ -47,6 +47,8 @@ def _page(status: int = 200, **kw: object) -> Response:
                                     recovery_left=recovery_codes.remaining(user), mfa_session=session_mfa,
                                     passkeys=keys, session_mfa=session_mfa,
                                     can_add_passkey=session_mfa if (keys or enrolled) else first_ok,
+                                    password_step_up=user.mfa_enrolled and not session_mfa,
+                                    step_up_minutes=settings().step_up_max_age_s // 60,
                                     events=recent_security_events(user.username), **defaults), status=status)
 
 
@@ -59,7 +61,13 @@ def index() -> Response:
 @bp.post("/account/password")
 @login_required
 def change_password() -> Response:
+    """Needs the current password and, for a user who has a second factor, a session that passed it recently:
+    a stolen password alone must not replace the password and lock the user out."""
     user, idp_session = current_user.user, current_user.session
+    if user.mfa_enrolled and not recent_second_factor():
+        event_id = record_step_up_refusal("password")
+        return _page(403, pw_errors={"step_up": "Confirm it is you with your second factor first, then change "
+                                                f"the password. Nothing was changed (event {event_id})."})
     # the login throttle's (account, address) key: no faster guessing from a live session
     key = login_account_ip_key(user.username, current_client().ip)
     wait = retry_after(key)
@@ -108,12 +116,14 @@ def reset_mfa() -> Response:
 @login_required
 def regenerate_recovery_codes() -> Response:
     """Ten new recovery codes (the old ones stop working), shown once; needs a session that passed the second
-    factor (otherwise a stolen password alone could mint codes)."""
+    factor recently (otherwise a stolen password, or a session left open, could mint codes)."""
     user = current_user.user
     if not user.mfa_enrolled:
         return _page(409, mfa_errors={"recovery": "Set up a second factor first; recovery codes come with it."})
-    if current_user.session.mfa_at is None:
-        return _page(403, mfa_errors={"recovery": "Confirm with your second factor first, then try again."})
+    if not recent_second_factor():
+        event_id = record_step_up_refusal("recovery_codes")
+        return _page(403, mfa_errors={"recovery": "Confirm with your second factor first, then try again "
+                                                  f"(event {event_id})."})
     codes = recovery_codes.issue(user)
     record_enrolled(user, "recovery_codes", current_client(), {"count": len(codes), "regenerated": True})
     return Response(render_template("account_recovery_codes.html", codes=codes), status=200)

@@ -81,12 +81,13 @@ PENDING_USER_TTL_S = 600
 
 
 def complete_login(user: User, previous: IdpSession | None, *, mfa: bool,
-                   amr: Sequence[str] | None = None) -> IdpSession:
+                   amr: Sequence[str] | None = None, step_up: bool = False) -> IdpSession:
     """Open a fresh IdP session and a fresh cookie (nothing from before survives: no fixation).
 
     `amr`: the RFC 8176 methods proved in this sign-in (idp.auth.amr); None: the password, plus a TOTP
-    code when `mfa`."""
-    idp_session = start_session(user, current_client().ip, replaces=previous, mfa=mfa, amr=amr)
+    code when `mfa`. `step_up`: the signed-in session `previous` proved a second factor (its authentication
+    instant is kept: auth.sessions.start_session)."""
+    idp_session = start_session(user, current_client().ip, replaces=previous, mfa=mfa, amr=amr, step_up=step_up)
     logout_user()
     session.clear()
     login_user(Principal.of(idp_session))

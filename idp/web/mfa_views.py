@@ -3,14 +3,14 @@ enrolment, under the org's enrolment rules) and /mfa/enroll/link/<token> (enrolm
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 from flask_login import current_user, logout_user
 
 from idp import audit
-from idp.auth import enrolment_links, passkeys, recovery_codes, totp, totp_guard
-from idp.auth.amr import PASSWORD_AND_OTP
+from idp.auth import amr, enrolment_links, passkeys, recovery_codes, totp, totp_guard
 from idp.auth.enrolment_links import LinkState
 from idp.extensions import db
 from idp.flows.enrolment import (
@@ -37,14 +37,32 @@ from idp.flows.signin import (
 )
 from idp.models import IdpSession, User, utcnow
 from idp.services.org import mfa_enrolment_help
-from idp.web.context import current_client
+from idp.web.context import current_client, recent_second_factor, record_step_up_refusal
 from idp.web.login_views import PENDING_USER, PENDING_USER_TTL_S, complete_login, parked_token, safe_next
 
 bp = Blueprint("mfa", __name__)
 
 
-def _subject() -> tuple[User, IdpSession | None] | None:
-    """Who is proving a second factor: the password-verified pending user, or the signed-in user (step-up)."""
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Who is proving a second factor. A pending sign-in (`step_up` False): the user who just entered the
+    password; `previous` is the session it will replace, if any. A step-up (`step_up` True): the signed-in
+    session `previous` proves a second factor on top of what it had (its first factor; its authentication
+    instant is kept)."""
+
+    user: User
+    previous: IdpSession | None
+    step_up: bool
+    first_factor: tuple[str, ...] = amr.PASSWORD_ONLY   # what was proved before the second factor
+
+    def complete(self, method: str) -> IdpSession:
+        """Open the session after the second factor `method` ("otp", "hwk", "swk"): a fresh id and cookie."""
+        return complete_login(self.user, self.previous, mfa=True,
+                              amr=amr.with_second_factor(self.first_factor, method), step_up=self.step_up)
+
+
+def second_factor_subject() -> Subject | None:
+    """The password-verified pending user, or the signed-in user stepping up; None: sign in first."""
     data = session.get(PENDING_USER)
     if data:
         age = (utcnow() - datetime.fromisoformat(data["at"])).total_seconds()
@@ -52,12 +70,13 @@ def _subject() -> tuple[User, IdpSession | None] | None:
         if age <= PENDING_USER_TTL_S and user is not None and not user.disabled:
             previous = db.session.get(IdpSession, data["replaces"]) if data.get("replaces") else None
             audit.set_actor(f"web:{user.username}")
-            return user, previous
+            return Subject(user, previous, step_up=False)   # the password was entered just now
         session.pop(PENDING_USER, None)
         return None
     if current_user.is_authenticated:
         audit.set_actor(f"web:{current_user.user.username}")
-        return current_user.user, current_user.session
+        return Subject(current_user.user, current_user.session, step_up=True,
+                       first_factor=amr.first_factor_only(current_user.view.amr))
     return None
 
 
@@ -76,10 +95,10 @@ def _refused(user: User, refused: EnrolmentRefused, token: str | None) -> Respon
 def verify() -> Response:
     next_url = safe_next(request.values.get("next"))
     token = parked_token()
-    subject = _subject()
+    subject = second_factor_subject()
     if subject is None:
         return redirect(url_for("auth.login", next=next_url, request=token), code=303)  # type: ignore[return-value]
-    user, previous = subject
+    user = subject.user
     if passkey_required_for(token):
         return _passkey_only(user, next_url, token)
     if not has_factor(user):  # neither TOTP nor a passkey
@@ -106,7 +125,7 @@ def verify() -> Response:
     if isinstance(outcome, WrongCode):
         return _render("mfa.html", 401, next=next_url, request_token=token, **factors,
                        error="That code is not valid. Enter the current code from your authenticator app.")
-    complete_login(user, previous, mfa=True, amr=PASSWORD_AND_OTP)  # renews the session id
+    subject.complete(amr.OTP)  # renews the session id
     return redirect(next_url, code=303)  # type: ignore[return-value]
 
 
@@ -132,10 +151,10 @@ def recovery() -> Response:
     """A recovery code in place of the second factor (also while the TOTP factor is suspended)."""
     next_url = safe_next(request.values.get("next"))
     token = parked_token()
-    subject = _subject()
+    subject = second_factor_subject()
     if subject is None:
         return redirect(url_for("auth.login", next=next_url, request=token), code=303)  # type: ignore[return-value]
-    user, previous = subject
+    user = subject.user
     if not has_factor(user) or passkey_required_for(token):  # a passkey-only app takes no recovery code
         return redirect(url_for("mfa.verify", next=next_url, request=token), code=303)  # type: ignore[return-value]
     if request.method == "GET":
@@ -147,7 +166,7 @@ def recovery() -> Response:
     if not isinstance(outcome, RecoveryCodeAccepted):
         return _render("mfa_recovery.html", 401, next=next_url, request_token=token,
                        error="That recovery code is not valid or was used before.")
-    complete_login(user, previous, mfa=True, amr=PASSWORD_AND_OTP)  # a recovery code is a one-time code: "otp"
+    subject.complete(amr.OTP)  # a recovery code is a one-time code: "otp"
     return _render("mfa_recovery_used.html", next=next_url, remaining=outcome.remaining,
                    unsuspended=outcome.unsuspended)
 
@@ -156,16 +175,22 @@ def recovery() -> Response:
 def enroll() -> Response:
     next_url = safe_next(request.values.get("next"))
     token = parked_token()
-    subject = _subject()
+    subject = second_factor_subject()
     if subject is None:
         return redirect(url_for("auth.login", next=url_for("mfa.enroll", next=next_url, request=token),  # type: ignore[return-value]
                                 request=token), code=303)
-    user, _previous = subject
+    user = subject.user
     if has_factor(user):
-        if not totp.is_enrolled(user) and _session_passed_mfa():
-            # a passkey user adds an authenticator app from a session that passed the second factor
-            return _enrol_totp(user, None, next_url, token, None, url_for("mfa.enroll"))
-        return redirect(url_for("mfa.verify", next=next_url, request=token), code=303)  # type: ignore[return-value]
+        if totp.is_enrolled(user) or not subject.step_up:
+            return redirect(url_for("mfa.verify", next=next_url, request=token), code=303)  # type: ignore[return-value]
+        if not _session_passed_mfa():
+            # a passkey user adds an authenticator app from a session that passed the second factor recently:
+            # step up first, then come back here
+            if request.method == "POST":
+                record_step_up_refusal("totp_add")
+            return redirect(url_for("mfa.verify", next=url_for("mfa.enroll", next=next_url)),  # type: ignore[return-value]
+                            code=303)
+        return _enrol_totp(user, None, next_url, token, None, url_for("mfa.enroll"))
     gate = first_factor_gate(user, current_client().ip)
     if isinstance(gate, EnrolmentRefused):
         return _refused(user, gate, token)
@@ -182,10 +207,10 @@ def enroll_with_link(link_token: str) -> Response:
         event_id = record_link_problem(found, current_client(), None)
         return _render("enrolment_link_invalid.html", 404 if found.state is LinkState.UNKNOWN else 410,
                        state=str(found.state), event_id=event_id)
-    subject = _subject()
+    subject = second_factor_subject()
     if subject is None:
         return redirect(url_for("auth.login", next=here), code=303)  # type: ignore[return-value]
-    user, _previous = subject
+    user = subject.user
     if found.user_id != user.id:
         event_id = record_link_problem(found, current_client(), user.username)
         return _render("enrolment_link_invalid.html", 403, state="other_user", event_id=event_id)
@@ -199,8 +224,9 @@ def enroll_with_link(link_token: str) -> Response:
 
 
 def _session_passed_mfa() -> bool:
-    """A signed-in session (not a password-only pending sign-in) that passed a second factor."""
-    return PENDING_USER not in session and current_user.is_authenticated and current_user.view.mfa_at is not None
+    """A signed-in session (not a password-only pending sign-in) that passed a second factor recently
+    (IDP_STEP_UP_MAX_AGE: flows.step_up)."""
+    return PENDING_USER not in session and recent_second_factor()
 
 
 def _enrol_totp(user: User, gate: EnrolmentAllowed | None, next_url: str, token: str | None,

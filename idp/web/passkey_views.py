@@ -20,8 +20,7 @@ from flask_login import current_user, logout_user
 
 from ..flows import passkeys as flow
 from ..flows.passkeys import Ceremony, PasskeyRefused, Registered
-from ..services import accounts
-from .context import current_client
+from .context import current_client, recent_second_factor
 from .login_views import PENDING_USER, complete_login, parked_token, safe_next
 
 bp = Blueprint("passkeys", __name__)
@@ -66,7 +65,9 @@ def _signed_in() -> bool:
 
 
 def _session_mfa() -> bool:
-    return _signed_in() and current_user.view.mfa_at is not None
+    """A signed-in session that passed a second factor recently (IDP_STEP_UP_MAX_AGE): what adding, renaming and
+    removing a passkey need (flows.step_up)."""
+    return _signed_in() and recent_second_factor()
 
 
 # ------------------------------------------------------------------ registration
@@ -119,8 +120,8 @@ def register() -> Response:
 # ------------------------------------------------------------------ sign-in
 
 def _mfa_subject() -> Any:
-    from .mfa_views import _subject  # the pending (password-verified) user, or the signed-in user stepping up
-    return _subject()
+    from .mfa_views import second_factor_subject  # the pending (password-verified) user, or a step-up
+    return second_factor_subject()
 
 
 @bp.post("/passkeys/login/options")
@@ -130,7 +131,7 @@ def login_options() -> Response:
         subject = _mfa_subject()
         if subject is None:
             return _json_error("Your sign-in expired. Sign in again.", 401)
-        outcome = flow.begin_sign_in(subject[0], current_client())
+        outcome = flow.begin_sign_in(subject.user, current_client())
     else:
         outcome = flow.begin_sign_in(None, current_client())
     if isinstance(outcome, PasskeyRefused):
@@ -152,15 +153,16 @@ def login() -> Response:
         subject = _mfa_subject()
         if subject is None:
             return _json_error("Your sign-in expired. Sign in again.", 401)
-        user, previous = subject
-        outcome = flow.finish_sign_in(token, credential, user=user, parked_token=parked, client=client)
-    else:
-        previous = current_user.session if _signed_in() else None
+        previous, step_up = subject.previous, subject.step_up
+        outcome = flow.finish_sign_in(token, credential, user=subject.user, parked_token=parked, client=client,
+                                      first_factor=subject.first_factor)
+    else:   # passwordless: a whole new sign-in (a new authentication instant), whoever was signed in
+        previous, step_up = (current_user.session if _signed_in() else None), False
         outcome = flow.finish_sign_in(token, credential, user=None, parked_token=parked, client=client)
     if isinstance(outcome, PasskeyRefused):
         return _refused(outcome)
     session.pop(PENDING_USER, None)
-    complete_login(outcome.user, previous, mfa=True, amr=outcome.amr)  # renews the session id
+    complete_login(outcome.user, previous, mfa=True, amr=outcome.amr, step_up=step_up)  # renews the session id
     return jsonify(ok=True, redirect=next_url)
 
 
@@ -183,10 +185,10 @@ def remove(passkey_id: int) -> Response:
 def rename(passkey_id: int) -> Response:
     if not _signed_in():
         return redirect(url_for("auth.login", next=url_for("account.index")), code=303)  # type: ignore[return-value]
-    try:
-        row = accounts.rename_passkey(current_user.user, passkey_id, (request.form.get("name") or "")[:200])
-    except accounts.ServiceError:
+    outcome = flow.rename_own(current_user.user, passkey_id, (request.form.get("name") or "")[:200],
+                              _session_mfa(), current_client())
+    if isinstance(outcome, PasskeyRefused):
         from .account import _page
-        return _page(404, passkey_error="No such passkey.")
-    flash(f"Passkey renamed to “{row.name}”.", "success")
+        return _page(outcome.status, passkey_error=outcome.message)
+    flash(f"Passkey renamed to “{outcome.name}”.", "success")
     return redirect(url_for("account.index"), code=303)  # type: ignore[return-value]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,13 @@ def test_user_account(live_idp: Any, page: Any) -> None:
     assert page.url.endswith("/account")
     assert page.inner_text("#mfa-state") == "enrolled"
     assert page.locator('#signins-table tr[data-reason="mfa_enrolled"]').count() == 2
+    # a password-only session: changing the password needs the second factor first (step-up, then back here)
+    assert page.locator("#change-password").count() == 0
+    page.click("#password-step-up")
+    page.fill("#code", pyotp.TOTP(secret).at(time.time() + 30))   # the enrolment used the current step
+    page.click("#submit")
+    page.wait_for_load_state("networkidle")
+    assert page.url.endswith("/account")
     page.fill("#current_password", USER_PASSWORD)
     page.fill("#new_password", "a brand new passphrase")
     page.fill("#new_password_confirm", "a brand new passphrase")

@@ -67,6 +67,24 @@ def test_predicates_and_downgrade() -> None:
     assert amr.first_factor_only(("swk", "mfa")) == ("swk",)
 
 
+@pytest.mark.parametrize("before,method,expected", [
+    (("pwd",), "otp", ("pwd", "otp", "mfa")),                 # a pending sign-in: the password, then a code
+    (("pwd",), "hwk", ("pwd", "hwk", "mfa")),
+    (("swk", "mfa"), "otp", ("otp", "swk", "mfa")),           # a passwordless session stepping up: no "pwd"
+    (("hwk", "mfa"), "otp", ("otp", "hwk", "mfa")),
+    (("pwd", "otp", "mfa"), "swk", ("pwd", "swk", "mfa")),    # an old second factor is not carried over
+    (("hwk", "mfa"), "swk", ("hwk", "swk", "mfa")),
+])
+def test_with_second_factor_keeps_only_the_first_factor(before: tuple[str, ...], method: str,
+                                                        expected: tuple[str, ...]) -> None:
+    assert amr.with_second_factor(before, method) == expected
+
+
+def test_with_second_factor_refuses_a_password_as_second_factor() -> None:
+    with pytest.raises(ValueError, match="second factor"):
+        amr.with_second_factor(("swk",), "pwd")
+
+
 @pytest.mark.parametrize("mfa,given,expected", [
     (False, None, ("pwd",)),
     (True, None, ("pwd", "otp", "mfa")),            # the contract's default: TOTP after the password
