@@ -2,11 +2,14 @@
 /passkeys/login/options + /passkeys/login (skipped, with the reason, when this build has no passkey endpoints).
 
 Each login is a fresh browser (empty cookie jar): GET /login for the CSRF token, then the sign-in POST(s); the
-IdP opens a session each time, as in production. Figures are per CPU-second, like the other single-process rows.
+IdP opens a session each time, as in production. Passkey logins come from rotating client addresses (many users,
+as in production): the IdP rate-limits passkey options per address (idp.throttle.PASSKEY_OPTIONS_RULE). Figures
+are per CPU-second, like the other single-process rows.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -74,9 +77,14 @@ def _find_challenge(doc: Any) -> str | None:
 
 
 def passkey_login(app: Flask, auth: SoftwareAuthenticator) -> Callable[[], None]:
-    """One passwordless login: GET /login (CSRF), POST the options request, sign the challenge, POST the assertion."""
+    """One passwordless login: GET /login (CSRF), POST the options request, sign the challenge, POST the assertion.
+    Each from the next client address of 10.0.0.0/8."""
+    addresses = itertools.count(1)
+
     def op() -> None:
         client: FlaskClient = app.test_client()
+        n = next(addresses) % (1 << 24)
+        client.environ_base["REMOTE_ADDR"] = f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}"
         token = csrf_token(client.get("/login").get_data(as_text=True))
         headers = {"X-CSRFToken": token, "Accept": "application/json"}
         resp = client.post(PASSKEY_OPTIONS_URL, json={"purpose": "login"}, headers=headers)

@@ -18,14 +18,24 @@ the account it guesses (anyone could lock anyone out when the account alone was 
   over many addresses gets at most one guess per few seconds for the account, and the real user
   from another address gets in after a wait of a few seconds at most — never minutes.
 
-Passkeys: a failed passwordless sign-in counts against the client address (passkey_ip_key, LOGIN_IP_RULE);
-a failed passkey used as the second factor counts against the user like a wrong code (mfa_key, MFA_RULE).
+The second factor is throttled so that an attacker who knows the password cannot lock the user's
+other factors, or the user at another address, out with wrong codes:
 
-The second factor: MFA_RULE throttles codes per user for a short while (5 free in 10 min, then
-30 s doubling), and on top of it a long-window cap (NIST SP 800-63B §5.2.2: at most 100
-consecutive failed attempts) suspends the TOTP factor after TOTP_MAX_CONSECUTIVE_FAILURES wrong
-codes in a row (idp.auth.totp_guard; the count lives on the user row so it survives restarts and
-every instance sees it, whatever the shared-state backend).
+- TOTP codes (sign-in, step-up, confirming a new authenticator, /account/mfa/reset), per (user, client
+  address), MFA_RULE: 5 free in 10 min, then 30 s doubling. The attacker's address is locked out of the
+  account's codes; the user elsewhere is not. On top of it a per-user long-window cap (NIST SP 800-63B
+  §5.2.2: at most 100 consecutive failed attempts) suspends the TOTP factor after
+  TOTP_MAX_CONSECUTIVE_FAILURES wrong codes in a row from anywhere (idp.auth.totp_guard; the count lives
+  on the user row so it survives restarts and every instance sees it, whatever the shared-state backend).
+- Recovery codes, per (user, client address), MFA_RULE, a key of their own: wrong TOTP codes never block
+  them (they are the way back in) and they are ~49 bits, out of reach of online guessing.
+- Passkey assertions, passwordless or as the second factor, per client address only (passkey_ip_key,
+  LOGIN_IP_RULE): a signature cannot be guessed, and the account is not known before it verifies, so a
+  failure must never lock the passkey's owner out.
+- Passkey registration failures, per (user, client address), MFA_RULE.
+- Passkey sign-in options (/passkeys/login/options, anonymous, each one stores a challenge), per client
+  address, PASSKEY_OPTIONS_RULE: a generous 120 in 10 min (one per sign-in attempt), then 1 s doubling
+  to 1 min; every request counts, not only failures.
 """
 
 from __future__ import annotations
@@ -40,11 +50,13 @@ MFA_RULE = ThrottleRule(free=5, window=timedelta(minutes=10), base_lock_s=30)
 LOGIN_ACCOUNT_IP_RULE = ThrottleRule(free=5, window=timedelta(minutes=15), base_lock_s=2)
 LOGIN_IP_RULE = ThrottleRule(free=30, window=timedelta(minutes=15), base_lock_s=2)
 LOGIN_ACCOUNT_RULE = ThrottleRule(free=50, window=timedelta(minutes=15), base_lock_s=1, max_lock_s=5)
+PASSKEY_OPTIONS_RULE = ThrottleRule(free=120, window=timedelta(minutes=10), base_lock_s=1, max_lock_s=60)
 TOTP_MAX_CONSECUTIVE_FAILURES = 100
 
-__all__ = ["LOGIN_ACCOUNT_IP_RULE", "LOGIN_ACCOUNT_RULE", "LOGIN_IP_RULE", "MFA_RULE",
+__all__ = ["LOGIN_ACCOUNT_IP_RULE", "LOGIN_ACCOUNT_RULE", "LOGIN_IP_RULE", "MFA_RULE", "PASSKEY_OPTIONS_RULE",
            "TOTP_MAX_CONSECUTIVE_FAILURES", "ThrottleRule", "client_net", "login_account_ip_key",
-           "login_account_key", "login_ip_key", "mfa_key", "passkey_ip_key", "record_failure", "reset", "retry_after"]
+           "login_account_key", "login_ip_key", "passkey_ip_key", "passkey_options_key", "passkey_register_key",
+           "record_failure", "recovery_code_key", "reset", "retry_after", "totp_code_key"]
 
 
 def client_net(ip: str | None) -> str:
@@ -75,14 +87,30 @@ def login_ip_key(ip: str | None) -> str:
     return f"login:ip:{client_net(ip)}"
 
 
-def mfa_key(user_id: int) -> str:
-    return f"mfa:user:{user_id}"
+def totp_code_key(user_id: int, ip: str | None) -> str:
+    """Wrong TOTP codes of one user from one client address (MFA_RULE)."""
+    return f"mfa:totp:{client_net(ip)}:{user_id}"
+
+
+def recovery_code_key(user_id: int, ip: str | None) -> str:
+    """Wrong recovery codes of one user from one client address (MFA_RULE); apart from the TOTP key."""
+    return f"mfa:recovery:{client_net(ip)}:{user_id}"
 
 
 def passkey_ip_key(ip: str | None) -> str:
-    """Failed passwordless passkey sign-ins, per client address (LOGIN_IP_RULE): the account is not known
-    before the signature is verified, and a failure must not lock the passkey's owner out."""
+    """Failed passkey assertions (passwordless and second factor), per client address (LOGIN_IP_RULE): the
+    account is not known before the signature is verified, and a failure must not lock the passkey's owner out."""
     return f"passkey:ip:{client_net(ip)}"
+
+
+def passkey_register_key(user_id: int, ip: str | None) -> str:
+    """Failed passkey registrations of one user from one client address (MFA_RULE)."""
+    return f"passkey:register:{client_net(ip)}:{user_id}"
+
+
+def passkey_options_key(ip: str | None) -> str:
+    """Every passkey sign-in options request of one client address (PASSKEY_OPTIONS_RULE)."""
+    return f"passkey:options:{client_net(ip)}"
 
 
 def retry_after(key: str) -> int:

@@ -4,7 +4,8 @@ navigator.credentials.create() (attestation "none") and .get(), with ES256 keys 
 attested credential data, §8.7 "none" attestation), independent of the server, which verifies with py_webauthn.
 
 Knobs let a test build the hostile cases: another origin or RP ID, no user verification, a counter that goes
-backwards (a cloned authenticator), changed backup flags, a wrong signature.
+backwards (a cloned authenticator), changed backup flags, a wrong signature, a malformed credential public key,
+an assertion without its user handle.
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ class SoftAuthenticator:
     # -------------------------------------------------------------- registration
 
     def create(self, options: dict[str, Any], *, origin: str | None = None, rp_id: str | None = None,
-               uv: bool = True, backup_eligible: bool = False, challenge: str | None = None) -> dict[str, Any]:
-        """The RegistrationResponseJSON for PublicKeyCredentialCreationOptionsJSON `options`."""
+               uv: bool = True, backup_eligible: bool = False, challenge: str | None = None,
+               cose_key: bytes | None = None) -> dict[str, Any]:
+        """The RegistrationResponseJSON for PublicKeyCredentialCreationOptionsJSON `options`. `cose_key`: these
+        bytes in place of the credential's COSE public key (hostile registrations)."""
         rp = rp_id or options["rp"]["id"]
         cred = Credential(os.urandom(32), ec.generate_private_key(ec.SECP256R1()), rp,
                           unb64url(options["user"]["id"]), backup_eligible=backup_eligible,
@@ -70,7 +73,7 @@ class SoftAuthenticator:
         flags = FLAG_UP | FLAG_AT | (FLAG_UV if uv else 0) | (FLAG_BE if backup_eligible else 0) \
             | (FLAG_BS if cred.backup_state else 0)
         attested = self.aaguid + struct.pack(">H", len(cred.credential_id)) + cred.credential_id \
-            + cred.cose_public_key()
+            + (cred.cose_public_key() if cose_key is None else cose_key)
         auth_data = hashlib.sha256(rp.encode()).digest() + bytes([flags]) + struct.pack(">I", 0) + attested
         attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
         self.credentials.append(cred)
@@ -84,9 +87,10 @@ class SoftAuthenticator:
     def get(self, options: dict[str, Any], *, credential: Credential | None = None, origin: str | None = None,
             rp_id: str | None = None, uv: bool = True, sign_count: int | None = None,
             backup_eligible: bool | None = None, user_handle: bytes | None = None, tamper: bool = False,
-            challenge: str | None = None) -> dict[str, Any]:
+            challenge: str | None = None, omit_user_handle: bool = False) -> dict[str, Any]:
         """The AuthenticationResponseJSON for PublicKeyCredentialRequestOptionsJSON `options`: the given credential,
-        else the first allowed one this authenticator holds, else its first discoverable one for the RP."""
+        else the first allowed one this authenticator holds, else its first discoverable one for the RP.
+        `omit_user_handle`: no userHandle in the response (allowed only when the user was identified first)."""
         rp = options.get("rpId") or "localhost"
         cred = credential or self._pick(options, rp)
         if sign_count is None:
@@ -103,10 +107,12 @@ class SoftAuthenticator:
         if tamper:
             auth_data = auth_data[:-1] + bytes([auth_data[-1] ^ 1])
         handle = cred.user_handle if user_handle is None else user_handle
+        response = {"clientDataJSON": b64url(client_data), "authenticatorData": b64url(auth_data),
+                    "signature": b64url(signature)}
+        if not omit_user_handle:
+            response["userHandle"] = b64url(handle)
         return {"id": b64url(cred.credential_id), "rawId": b64url(cred.credential_id), "type": "public-key",
-                "authenticatorAttachment": "platform", "clientExtensionResults": {},
-                "response": {"clientDataJSON": b64url(client_data), "authenticatorData": b64url(auth_data),
-                             "signature": b64url(signature), "userHandle": b64url(handle)}}
+                "authenticatorAttachment": "platform", "clientExtensionResults": {}, "response": response}
 
     def _pick(self, options: dict[str, Any], rp: str) -> Credential:
         allowed = [unb64url(c["id"]) for c in options.get("allowCredentials") or []]

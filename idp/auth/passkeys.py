@@ -33,6 +33,8 @@ from webauthn import (
 from webauthn.helpers import (
     base64url_to_bytes,
     bytes_to_base64url,
+    decode_credential_public_key,
+    decoded_public_key_to_cryptography,
     parse_authentication_credential_json,
     parse_registration_credential_json,
 )
@@ -175,9 +177,10 @@ def _take_challenge(token: str | None, purpose: str, user_id: int | None) -> byt
 def registration_options(user: User, settings: Settings | None = None) -> tuple[str, str]:
     """(PublicKeyCredentialCreationOptions as JSON, ceremony token)."""
     rp = relying_party(settings)
+    limit = _too_many(user)
+    if limit is not None:
+        raise limit
     existing = passkeys_of(user)
-    if len(existing) >= MAX_PER_USER:
-        raise PasskeyError(f"You already have {MAX_PER_USER} passkeys. Remove one first.", "limit")
     challenge, token = _new_ceremony(REGISTER, user.id)
     display = " ".join(p for p in (user.first_name, user.last_name) if p) or user.username
     options = generate_registration_options(
@@ -190,19 +193,52 @@ def registration_options(user: User, settings: Settings | None = None) -> tuple[
     return options_to_json(options), token
 
 
-def register(user: User, token: str | None, credential: dict[str, Any] | str, name: str | None,
+def _no_credential() -> PasskeyError:
+    return PasskeyError("The browser sent no passkey. Try again.", "invalid",
+                        detail="no credential in the request (missing, not an object, or too large)")
+
+
+def _too_many(user: User) -> PasskeyError | None:
+    if len(passkeys_of(user)) >= MAX_PER_USER:
+        return PasskeyError(f"You already have {MAX_PER_USER} passkeys. Remove one first.", "limit",
+                            detail=f"already {MAX_PER_USER} passkeys")
+    return None
+
+
+def _check_public_key(cose_key: bytes) -> None:
+    """The credential public key must decode (COSE) and load (`cryptography`: a point on its curve, a sane RSA
+    key), or it is never stored: a "none" attestation checks no signature made with it."""
+    try:
+        decoded_public_key_to_cryptography(decode_credential_public_key(cose_key))
+    except Exception as exc:  # noqa: BLE001 - any failure of a hostile key is a refusal, never a 500
+        raise PasskeyError("The passkey could not be verified. Try again, or use another authenticator.",
+                           "invalid", detail=f"unusable credential public key ({exc.__class__.__name__})"
+                           ) from None
+
+
+def register(user: User, token: str | None, credential: dict[str, Any] | str | None, name: str | None,
              settings: Settings | None = None) -> Passkey:
-    """Verify the authenticator's answer to registration_options and store the passkey (raises PasskeyError)."""
+    """Verify the authenticator's answer to registration_options and store the passkey (raises PasskeyError).
+
+    Whatever the answer holds (malformed JSON, CBOR or COSE, wrong types), the outcome is a PasskeyError and the
+    challenge stays consumed: py_webauthn raises more than its own exceptions on hostile input (IndexError,
+    AttributeError, …), so every exception of the parse and verification is a refusal."""
     challenge = _take_challenge(token, REGISTER, user.id)
+    if credential is None:
+        raise _no_credential()
+    limit = _too_many(user)   # checked again here: options may have been issued before other registrations
+    if limit is not None:
+        raise limit
     rp = relying_party(settings)
     try:
         parsed: RegistrationCredential = parse_registration_credential_json(credential)
         verified = verify_registration_response(credential=parsed, expected_challenge=challenge,
                                                 expected_rp_id=rp.id, expected_origin=rp.origin,
                                                 require_user_verification=True)
-    except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - see above
         raise PasskeyError("The passkey could not be verified. Try again, or use another authenticator.",
-                           "invalid", detail=f"registration refused: {exc}"[:300]) from None
+                           "invalid", detail=f"registration refused: {_why(exc)}"[:300]) from None
+    _check_public_key(verified.credential_public_key)
     if len(verified.credential_id) > 1023:
         raise PasskeyError("This authenticator's credential is too large.", "invalid", detail="credential id > 1023")
     if db.session.scalar(select(exists().where(Passkey.credential_id == verified.credential_id))):
@@ -220,6 +256,14 @@ def register(user: User, token: str | None, credential: dict[str, Any] | str, na
     return row
 
 
+def _why(exc: Exception) -> str:
+    """The library's words for an admin (event detail): its own exceptions say what failed; anything else (an
+    IndexError deep in CBOR/COSE decoding) only by its class, as the message may quote attacker bytes."""
+    if isinstance(exc, WebAuthnException):
+        return str(exc)
+    return f"malformed ({exc.__class__.__name__})"
+
+
 # ------------------------------------------------------------------ authentication
 
 def authentication_options(user: User | None, settings: Settings | None = None) -> tuple[str, str]:
@@ -235,7 +279,7 @@ def authentication_options(user: User | None, settings: Settings | None = None) 
     return options_to_json(options), token
 
 
-def authenticate(token: str | None, credential: dict[str, Any] | str, *, user: User | None,
+def authenticate(token: str | None, credential: dict[str, Any] | str | None, *, user: User | None,
                  settings: Settings | None = None) -> Passkey:
     """Verify an assertion; returns the passkey used (its user is the one signing in). Raises PasskeyError.
 
@@ -243,12 +287,14 @@ def authenticate(token: str | None, credential: dict[str, Any] | str, *, user: U
     None for a passwordless sign-in.
     """
     challenge = _take_challenge(token, AUTHENTICATE, user.id if user is not None else None)
+    if credential is None:
+        raise _no_credential()
     rp = relying_party(settings)
     try:
         parsed: AuthenticationCredential = parse_authentication_credential_json(credential)
-    except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure on hostile input is a refusal, never a 500
         raise PasskeyError("The passkey answer was not understood. Try again.", "invalid",
-                           detail=f"malformed assertion: {exc}"[:300]) from None
+                           detail=f"malformed assertion: {_why(exc)}"[:300]) from None
     row = db.session.scalar(select(Passkey).where(Passkey.credential_id == parsed.raw_id))
     if row is None:
         raise PasskeyError("This passkey is not registered here. Sign in with your password, or use another "
@@ -259,6 +305,11 @@ def authenticate(token: str | None, credential: dict[str, Any] | str, *, user: U
     owner = db.session.get(User, row.user_id)
     assert owner is not None
     handle = parsed.response.user_handle
+    if user is None and not handle:
+        # WebAuthn §7.2 step 6: when the user was not identified before the ceremony (passwordless), the
+        # response must carry the user handle, and it must be the credential's user's
+        raise PasskeyError("The passkey answer was not understood. Try again.", "invalid", passkey=row,
+                           detail="passwordless assertion without a user handle")
     if handle is not None and (owner.webauthn_user_id is None
                                or not secrets.compare_digest(handle, base64url_to_bytes(owner.webauthn_user_id))):
         raise PasskeyError("This passkey belongs to another account.", "wrong_user", passkey=row,
@@ -271,9 +322,9 @@ def authenticate(token: str | None, credential: dict[str, Any] | str, *, user: U
                                                   credential_public_key=row.public_key,
                                                   credential_current_sign_count=0,
                                                   require_user_verification=True)
-    except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - as in register()
         raise PasskeyError("The passkey could not be verified. Try again.", "invalid", passkey=row,
-                           detail=f"assertion refused: {exc}"[:300]) from None
+                           detail=f"assertion refused: {_why(exc)}"[:300]) from None
     old, new = row.sign_count, verified.new_sign_count
     if (old or new) and new <= old:
         raise PasskeyError("This passkey was refused: its signature counter went backwards, which happens when "

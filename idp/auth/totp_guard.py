@@ -1,6 +1,6 @@
 """The long-window cap on TOTP guessing (NIST SP 800-63B §5.2.2: at most 100 consecutive failures).
 
-The short per-user throttle (idp.throttle.MFA_RULE) slows guessing; this cap ends it: after
+The short throttle per (user, client address) (idp.throttle.MFA_RULE) slows guessing; this cap ends it: after
 TOTP_MAX_CONSECUTIVE_FAILURES wrong codes in a row the factor is suspended and refuses every code,
 the right one too, until an admin clears it (`idp users mfa-unsuspend`, `idp users mfa-reset`, the
 console). The count is a column of the user row rather than shared state: it must outlive restarts

@@ -153,7 +153,7 @@ def record_unsuspended(user: User, client: Client, by: str) -> None:
 def check_new_authenticator_code(user: User, code: str, client: Client, token: str | None = None) -> CodeOutcome:
     """The first code from an authenticator being set up (flows.signin.confirm_totp_enrolment); a wrong code is
     an `mfa_failed` event, a throttled one a `throttled` event (with the parked request's app, if any)."""
-    outcome = confirm_totp_enrolment(user, code)
+    outcome = confirm_totp_enrolment(user, code, client)
     if isinstance(outcome, Throttled):
         record_signin_failure(Reason.THROTTLED, user.username, token, client, "code of a new authenticator not "
                               f"checked: too many wrong codes (retry after {outcome.retry_after_s} s)")

@@ -2,10 +2,11 @@
 factor after the password), remove one. Each step returns an outcome the web layer renders as JSON.
 
 Every refusal is an event (`signin` for sign-in steps, `account` for registration) with the client's address,
-user agent and the parked request's app, and counts against a throttle: passwordless failures per client
-address (the account is unknown until a signature verifies, and a failure must not lock the owner out), second
-factor failures per user like a wrong TOTP code. A passwordless sign-in with user verification is multi-factor
-on its own (something you have + a PIN or biometric): amr "hwk"/"swk" + "mfa".
+user agent and the parked request's app, and counts against a throttle (idp.throttle): failed assertions,
+passwordless or as the second factor, per client address only (a signature cannot be guessed, the account is
+unknown until it verifies, and a failure must not lock the owner out); failed registrations per (user, address);
+sign-in options requests (each stores a challenge) per address, generously. A passwordless sign-in with user
+verification is multi-factor on its own (something you have + a PIN or biometric): amr "hwk"/"swk" + "mfa".
 """
 
 from __future__ import annotations
@@ -23,7 +24,17 @@ from ..extensions import db
 from ..models import Passkey, User
 from ..reasons import Outcome, Reason
 from ..services import accounts
-from ..throttle import LOGIN_IP_RULE, MFA_RULE, mfa_key, passkey_ip_key, record_failure, reset, retry_after
+from ..throttle import (
+    LOGIN_IP_RULE,
+    MFA_RULE,
+    PASSKEY_OPTIONS_RULE,
+    passkey_ip_key,
+    passkey_options_key,
+    passkey_register_key,
+    record_failure,
+    reset,
+    retry_after,
+)
 from .authorize import Client
 from .enrolment import EnrolmentAllowed, EnrolmentRefused, finish_first_enrolment, first_factor_gate, record_enrolled
 from .enrolment import record_refusal as record_enrolment_refusal
@@ -108,15 +119,15 @@ def begin_registration(user: User, session_mfa: bool, client: Client,
     return Ceremony(options, token)
 
 
-def finish_registration(user: User, session_mfa: bool, token: str | None, credential: dict[str, Any] | str,
-                        name: str | None, client: Client, keep_session: str | None,
-                        link_token: str | None = None) -> Registered | PasskeyRefused:
+def finish_registration(user: User, session_mfa: bool, token: str | None,
+                        credential: dict[str, Any] | str | None, name: str | None, client: Client,
+                        keep_session: str | None, link_token: str | None = None) -> Registered | PasskeyRefused:
     """Verify and store the new passkey; audit `mfa.enrolled` and an event the user sees. A further factor: the
     user's other sessions end, this one keeps what it had proved. A first factor: see Registered."""
     gate = registration_gate(user, session_mfa, client, link_token)
     if isinstance(gate, PasskeyRefused):
         return gate
-    key = mfa_key(user.id)
+    key = passkey_register_key(user.id, client.ip)
     wait = retry_after(key)
     if wait:
         return PasskeyRefused(f"Too many failed attempts. Wait {wait} seconds, then try again.", 429,
@@ -178,9 +189,20 @@ def rename_own(user: User, passkey_id: int, name: str, session_mfa: bool,
 
 # ------------------------------------------------------------------ sign-in
 
-def begin_sign_in(user: User | None, client: Client) -> Ceremony | PasskeyRefused:
-    """Options for a passwordless sign-in (user None) or for the second factor of `user`."""
-    wait = retry_after(mfa_key(user.id) if user is not None else passkey_ip_key(client.ip))
+def begin_sign_in(user: User | None, client: Client, parked_token: str | None = None) -> Ceremony | PasskeyRefused:
+    """Options for a passwordless sign-in (user None) or for the second factor of `user`. Every request counts
+    against the client address (PASSKEY_OPTIONS_RULE: each one stores a challenge); beyond it, 429 and a
+    `throttled` event."""
+    options_key = passkey_options_key(client.ip)
+    wait = retry_after(options_key)
+    if wait:
+        event_id = record_signin_failure(Reason.THROTTLED, user.username if user else "", parked_token, client,
+                                         f"passkey options refused: too many requests from this address "
+                                         f"(retry after {wait} s)")
+        return PasskeyRefused(f"Too many requests. Wait {wait} seconds, then try again.", 429, event_id,
+                              retry_after_s=wait)
+    record_failure(options_key, PASSKEY_OPTIONS_RULE)
+    wait = retry_after(passkey_ip_key(client.ip))
     if wait:
         return PasskeyRefused(f"Too many failed attempts. Wait {wait} seconds, then try again.", 429,
                               retry_after_s=wait)
@@ -190,15 +212,14 @@ def begin_sign_in(user: User | None, client: Client) -> Ceremony | PasskeyRefuse
     return Ceremony(options, token)
 
 
-def finish_sign_in(token: str | None, credential: dict[str, Any] | str, *, user: User | None,
+def finish_sign_in(token: str | None, credential: dict[str, Any] | str | None, *, user: User | None,
                    parked_token: str | None, client: Client,
                    first_factor: Sequence[str] = amr_values.PASSWORD_ONLY) -> PasskeySignedIn | PasskeyRefused:
     """Verify the assertion. `user`: the password-verified (or signed-in, stepping up) user whose passkey it must
     be; None for passwordless. `first_factor`: what the user proved before this second factor (the password of a
     pending sign-in; for a step-up, the first factor of the signed-in session: auth.amr.first_factor_only), never
     assumed. The web layer opens the session (it owns the cookie)."""
-    key = mfa_key(user.id) if user is not None else passkey_ip_key(client.ip)
-    rule = MFA_RULE if user is not None else LOGIN_IP_RULE
+    key, rule = passkey_ip_key(client.ip), LOGIN_IP_RULE   # never per user: see idp.throttle
     wait = retry_after(key)
     if wait:
         event_id = record_signin_failure(Reason.THROTTLED, user.username if user else "", parked_token, client,

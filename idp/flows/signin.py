@@ -25,10 +25,11 @@ from ..throttle import (
     login_account_ip_key,
     login_account_key,
     login_ip_key,
-    mfa_key,
     record_failure,
+    recovery_code_key,
     reset,
     retry_after,
+    totp_code_key,
 )
 from . import pending as pending_store
 from .authorize import AuthzRequest, Client, passkey_required, second_factor_needed
@@ -198,11 +199,12 @@ def check_totp_code(user: User, code: str, token: str | None, client: Client) ->
 
 
 def verify_totp_step(user: User, code: str, token: str | None, client: Client) -> CodeOutcome:
-    """The TOTP step: throttled per user, a used code refused, a failure logged (with the parked request); a
-    factor suspended after too many consecutive wrong codes refuses every code."""
+    """The TOTP step: throttled per (user, client address) (an attacker's wrong codes lock only the attacker's
+    address out), a used code refused, a failure logged (with the parked request); a factor suspended after too
+    many consecutive wrong codes, from anywhere, refuses every code."""
     if totp_guard.is_suspended(user):
         return FactorSuspended()
-    key = mfa_key(user.id)
+    key = totp_code_key(user.id, client.ip)
     wait = retry_after(key)
     if wait:
         return Throttled(wait)
@@ -216,9 +218,9 @@ def verify_totp_step(user: User, code: str, token: str | None, client: Client) -
     return CodeAccepted()
 
 
-def confirm_totp_enrolment(user: User, code: str) -> CodeOutcome:
+def confirm_totp_enrolment(user: User, code: str, client: Client) -> CodeOutcome:
     """The first code from a new authenticator confirms its enrolment (throttled like any code)."""
-    key = mfa_key(user.id)
+    key = totp_code_key(user.id, client.ip)
     wait = retry_after(key)
     if wait:
         return Throttled(wait)
@@ -241,10 +243,11 @@ RecoveryOutcome = Throttled | WrongCode | RecoveryCodeAccepted
 
 
 def check_recovery_code(user: User, code: str, token: str | None, client: Client) -> RecoveryOutcome:
-    """A recovery code instead of the second factor: throttled with the TOTP codes (the same per-user key), a
-    wrong one an `mfa_failed` event, a right one spent and a `recovery_code_used` event with the count left.
-    Accepted while the TOTP factor is suspended, and clears the suspension."""
-    key = mfa_key(user.id)
+    """A recovery code instead of the second factor: throttled per (user, client address) on a key of its own
+    (wrong TOTP codes or passkeys never block it), a wrong one an `mfa_failed` event, a right one spent and a
+    `recovery_code_used` event with the count left. Accepted while the TOTP factor is suspended, and clears the
+    suspension."""
+    key = recovery_code_key(user.id, client.ip)
     wait = retry_after(key)
     if wait:
         record_signin_failure(Reason.THROTTLED, user.username, token, client, "recovery code not checked: too many "

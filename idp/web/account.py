@@ -22,10 +22,10 @@ from ..throttle import (
     LOGIN_ACCOUNT_IP_RULE,
     MFA_RULE,
     login_account_ip_key,
-    mfa_key,
     record_failure,
     reset,
     retry_after,
+    totp_code_key,
 )
 from .context import current_client, passwords, recent_second_factor, record_step_up_refusal, settings
 from .login_views import complete_login
@@ -100,7 +100,7 @@ def change_password() -> Response:
 @login_required
 def reset_mfa() -> Response:
     user = current_user.user
-    key = mfa_key(user.id)   # shared with the sign-in MFA throttle
+    key = totp_code_key(user.id, current_client().ip)   # shared with the sign-in TOTP throttle
     wait = retry_after(key)
     if wait:
         record_own_reset_failure(user, current_client(), wait)

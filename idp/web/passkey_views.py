@@ -96,9 +96,7 @@ def register() -> Response:
         return _json_error("Sign in first.", 401)
     body = _body()
     token = session.pop(REGISTER_TOKEN, None)
-    credential = _credential(body)
-    if credential is None:
-        return _json_error("The browser sent no passkey. Try again.", 400)
+    credential = _credential(body)   # None (missing, malformed, too large): refused by the flow, challenge spent
     name = body.get("name") if isinstance(body.get("name"), str) else None
     outcome = flow.finish_registration(current_user.user, _session_mfa(), token, credential, name,
                                        current_client(), keep_session=current_user.session.id,
@@ -150,9 +148,7 @@ def login_options() -> Response:
 def login() -> Response:
     body = _body()
     token = session.pop(LOGIN_TOKEN, None)
-    credential = _credential(body)
-    if credential is None:
-        return _json_error("The browser sent no passkey. Try again.", 400)
+    credential = _credential(body)   # None (missing, malformed, too large): refused by the flow, challenge spent
     next_url = safe_next(body.get("next") if isinstance(body.get("next"), str) else None)
     req = body.get("request")
     parked = parked_token() if not isinstance(req, str) else (

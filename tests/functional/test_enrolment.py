@@ -435,8 +435,8 @@ def test_own_reset_records_the_recovery_code_and_wrong_or_throttled_codes(app: F
         resp = browser.client.post("/account/mfa/reset", data={"csrf_token": csrf(body), "code": "000000"})
     assert resp.status_code == 429
     assert _account_events("alice", "throttled"), "a throttled attempt is an event too"
-    from idp.throttle import mfa_key, reset
-    reset(mfa_key(users_svc.get_user("alice").id))
+    from idp.throttle import reset, totp_code_key
+    reset(totp_code_key(users_svc.get_user("alice").id, "127.0.0.1"))
     db.session.commit()
     resp = browser.client.post("/account/mfa/reset", data={"csrf_token": csrf(body), "code": codes[4]})
     assert resp.status_code == 303

@@ -23,7 +23,7 @@ from idp.services import accounts, org
 from idp.services import users as users_svc
 
 from ..passkey_authenticator import SoftAuthenticator
-from ..webclient import continuation, saml_form
+from ..webclient import Browser, continuation, saml_form
 from .conftest import PASSWORD
 from .test_policy_flows import MFA_CLASS, code_for, enrol, set_policy, submit_code
 
@@ -429,17 +429,26 @@ def test_unknown_credential_is_refused(app, alice, alice_key):
     assert (ev.reason, ev.username) == ("passkey_failed", None)
 
 
-def test_second_factor_failures_are_throttled_per_user(app, make_sp, browser, alice, alice_key):
+def test_second_factor_failures_are_throttled_per_address_not_per_user(app, make_sp, browser, alice, alice_key):
+    """A signature cannot be guessed: failed passkeys lock the failing address out (as passwordless), never the
+    user, who still passes from another address."""
     sp = make_sp("pysaml2")
     set_policy(sp, require_mfa=True)
     resp = browser.sso(sp.authn_request("redirect"), "alice", PASSWORD)
     fields = passkey_fields(resp.get_data(as_text=True))
     statuses = [passkey_login(browser.client, alice_key, purpose="mfa", page="/mfa", tamper=True, **{
-        "next_url": fields["next"], "request": fields["request"]}).status_code for _ in range(5)]
-    assert statuses == [400] * 5
+        "next_url": fields["next"], "request": fields["request"]}).status_code for _ in range(30)]
+    assert statuses == [400] * 30
     tok = csrf(browser.client, "/mfa")
     opts = browser.client.post("/passkeys/login/options", json={"purpose": "mfa"}, headers={"X-CSRFToken": tok})
     assert opts.status_code == 429 and opts.headers["Retry-After"]
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "192.0.2.7"
+    elsewhere = Browser(other).sso(sp.authn_request("redirect"), "alice", PASSWORD)
+    fields = passkey_fields(elsewhere.get_data(as_text=True))
+    out = passkey_login(other, alice_key, purpose="mfa", page="/mfa", next_url=fields["next"],
+                        request=fields["request"])
+    assert out.status_code == 200, out.get_data(as_text=True)
 
 
 def test_passwordless_failures_are_throttled_per_address(app, alice, alice_key):
