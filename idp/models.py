@@ -130,22 +130,76 @@ class Group(db.Model):  # type: ignore[name-defined]
 
 
 class ConnectedApp(db.Model):  # type: ignore[name-defined]
-    """A SAML service provider registered from its metadata."""
+    """A connected app: SAML settings (from the SP's metadata), OpenID Connect / OAuth client settings
+    (`oidc`), or both. An OIDC-only app has no entity_id, metadata_xml or sp."""
 
     __tablename__ = "connected_apps"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     slug: Mapped[str] = mapped_column(String(100), unique=True, index=True)
     name: Mapped[str] = mapped_column(String(200))
-    entity_id: Mapped[str] = mapped_column(String(1024), unique=True, index=True)
+    # SAML part: all three set, or all three None (an OIDC-only app); entity_id unique where set
+    entity_id: Mapped[str | None] = mapped_column(String(1024), unique=True, index=True, nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    metadata_xml: Mapped[str] = mapped_column(Text)
-    sp: Mapped[dict[str, Any]] = mapped_column(JSON)                 # SpMetadata.to_dict()
+    metadata_xml: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sp: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)   # SpMetadata.to_dict()
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # AppSettings.to_dict()
     source: Mapped[str] = mapped_column(String(20), default="cli")   # cli | sync | admin
     source_ref: Mapped[str | None] = mapped_column(String(1024), nullable=True)  # file path or URL
     version: Mapped[int] = mapped_column(Integer, default=1)         # bumped on every change: cache key
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    oidc: Mapped[OidcClient | None] = relationship(back_populates="app", lazy="selectin", uselist=False,
+                                                   cascade="all, delete-orphan", passive_deletes=True)
+
+    @property
+    def has_saml(self) -> bool:
+        return self.entity_id is not None and self.sp is not None
+
+    @property
+    def has_oidc(self) -> bool:
+        return self.oidc is not None
+
+
+class OidcClient(db.Model):  # type: ignore[name-defined]
+    """The OpenID Connect / OAuth 2.0 client settings of a connected app (at most one per app)."""
+
+    __tablename__ = "oidc_clients"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("connected_apps.id", ondelete="CASCADE"), unique=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True, index=True)   # random, not guessable
+    client_type: Mapped[str] = mapped_column(String(20))                          # confidential | public
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(40))
+    require_pkce: Mapped[bool] = mapped_column(Boolean, default=True)
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)                 # the scopes it may ask for
+    jwks_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)       # public keys only
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    initiate_login_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    access_token_lifetime: Mapped[int] = mapped_column(Integer)                   # seconds
+    id_token_lifetime: Mapped[int] = mapped_column(Integer)                       # seconds
+    refresh_policy: Mapped[str] = mapped_column(String(20))   # until-revoked | expire-after | expire-if-unused | none
+    refresh_lifetime: Mapped[int | None] = mapped_column(Integer, nullable=True)  # seconds, for the expire-* ones
+    ip_policy_refresh: Mapped[str] = mapped_column(String(10), default="enforce")  # enforce | relax
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    app: Mapped[ConnectedApp] = relationship(back_populates="oidc")
+    secrets: Mapped[list[OidcClientSecret]] = relationship(back_populates="client", cascade="all, delete-orphan",
+                                                           passive_deletes=True, order_by="OidcClientSecret.id")
+
+
+class OidcClientSecret(db.Model):  # type: ignore[name-defined]
+    """A client secret, stored as its SHA-256 only (256 random bits: see services.apps.oidc). Several are valid
+    during a rotation overlap; expires_at None means valid until the next rotation ends it."""
+
+    __tablename__ = "oidc_client_secrets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_pk: Mapped[int] = mapped_column(ForeignKey("oidc_clients.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    client: Mapped[OidcClient] = relationship(back_populates="secrets")
 
 
 class PersistentId(db.Model):  # type: ignore[name-defined]

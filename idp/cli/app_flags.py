@@ -1,12 +1,28 @@
-"""`idp apps set` options as settings changes: add/remove flags merged into the app's current values."""
+"""`idp apps set` options as settings changes: add/remove flags merged into the app's current values, and the OIDC
+client options."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from typing import Any
+
+import click
 
 from idp.services import ServiceError
 from idp.services.apps import CLEAR, AppSettings, validate_policy_references
+from idp.services.apps.oidc_settings import (
+    GRANT_TYPES,
+    IP_REFRESH_MODES,
+    MAX_JWKS_BYTES,
+    TOKEN_AUTH_METHODS,
+    TOKEN_LIFETIME_RANGE,
+    parse_duration,
+    parse_jwks,
+    parse_refresh_policy,
+    validate_scopes,
+    validate_uris,
+)
 from idp.services.org import normalise_cidr
 
 
@@ -57,3 +73,108 @@ def parse_attribute_option(values: list[str]) -> dict[str, str]:
             raise ServiceError(f"--attribute expects NAME=FIELD, got {item!r}", field="attributes")
         out[name] = field_name
     return out
+
+
+# ---------------------------------------------------------------- OIDC client options of `idp apps set`
+
+_OIDC_FLAGS = ("redirect_uris", "post_logout_redirect_uris", "clear_post_logout_redirect_uris", "grants", "scopes",
+               "refresh_policy", "access_token_lifetime", "id_token_lifetime", "backchannel_logout_uri",
+               "initiate_login_uri", "token_auth", "jwks_uri", "jwks_file", "require_pkce", "ip_policy_refresh")
+_CLEARABLE = {"backchannel_logout_uri", "initiate_login_uri", "jwks_uri"}
+
+
+def oidc_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The OIDC options of `idp apps set`, collected into one `oidc_flags` dict (plus `oidc` and `public`)."""
+    options = [
+        click.option("--oidc", is_flag=True, help="Give the app OpenID Connect / OAuth client settings."),
+        click.option("--public", is_flag=True, help="With --oidc: a public client (token auth none, PKCE)."),
+        click.option("--redirect-uri", "redirect_uris", multiple=True,
+                     help="OIDC redirect URI (exact match); repeat. Replaces the list."),
+        click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True,
+                     help="RP-initiated logout: where the app may send users after logout; repeat. Replaces the list."),
+        click.option("--clear-post-logout-redirect-uris", is_flag=True),
+        click.option("--grant", "grants", multiple=True, type=click.Choice(GRANT_TYPES),
+                     help="OIDC grant; repeat. Replaces the list."),
+        click.option("--scope", "scopes", multiple=True,
+                     help="Scope the app may ask for (openid profile email groups offline_access or a custom one); "
+                          "repeat. Replaces the list."),
+        click.option("--refresh-policy", help="until-revoked | expire-after:DURATION | expire-if-unused:DURATION | "
+                                              "none"),
+        click.option("--access-token-lifetime", help="Such as 10m or 1h (1m-24h)."),
+        click.option("--id-token-lifetime", help="Such as 10m or 1h (1m-24h)."),
+        click.option("--backchannel-logout-uri", help="OIDC Back-Channel Logout URI; '' removes it."),
+        click.option("--initiate-login-uri", help="Third-party initiated login URI (the launcher shows the app); "
+                                                  "'' removes it."),
+        click.option("--token-auth", type=click.Choice(TOKEN_AUTH_METHODS), help="Token endpoint auth method."),
+        click.option("--jwks-uri", help="The client's JWKS URI (private_key_jwt); '' removes it."),
+        click.option("--jwks", "jwks_file", help="A file with the client's public JWKS (private_key_jwt); '' removes "
+                                                 "it."),
+        click.option("--require-pkce/--no-require-pkce", default=None,
+                     help="PKCE (S256) for the authorization code grant (on by default; public clients always)."),
+        click.option("--ip-policy-refresh", type=click.Choice(IP_REFRESH_MODES),
+                     help="Whether the app's IP ranges also bind refresh-token use."),
+    ]
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        kwargs["oidc_flags"] = {name: kwargs.pop(name) for name in _OIDC_FLAGS}
+        return command(*args, **kwargs)
+
+    for option in reversed(options):
+        run = option(run)
+    return run
+
+
+def oidc_changes(flags: dict[str, Any]) -> dict[str, Any]:
+    """The given OIDC options as change_oidc / initial_settings values: durations, the refresh policy, URIs and
+    the JWKS file parsed and checked; an empty string clears an optional URI."""
+    changes: dict[str, Any] = {}
+    clear: list[str] = []
+    if flags["redirect_uris"]:
+        changes["redirect_uris"] = validate_uris(flags["redirect_uris"], field="redirect_uris")
+    if flags["post_logout_redirect_uris"]:
+        changes["post_logout_redirect_uris"] = validate_uris(flags["post_logout_redirect_uris"],
+                                                             field="post_logout_redirect_uris",
+                                                             what="post-logout redirect URI")
+    elif flags["clear_post_logout_redirect_uris"]:
+        changes["post_logout_redirect_uris"] = ()
+    if flags["grants"]:
+        changes["grant_types"] = tuple(dict.fromkeys(flags["grants"]))
+    if flags["scopes"]:
+        changes["scopes"] = validate_scopes(flags["scopes"])
+    if flags["refresh_policy"] is not None:
+        changes["refresh_policy"], lifetime = parse_refresh_policy(flags["refresh_policy"])
+        if lifetime is None:
+            clear.append("refresh_lifetime")
+        else:
+            changes["refresh_lifetime"] = lifetime
+    for name in ("access_token_lifetime", "id_token_lifetime"):
+        if flags[name] is not None:
+            changes[name] = parse_duration(flags[name], field=name, bounds=TOKEN_LIFETIME_RANGE)
+    for name in _CLEARABLE:
+        value = flags[name]
+        if value == "":
+            clear.append(name)
+        elif value is not None:
+            changes[name] = value
+    if flags["jwks_file"] == "":
+        clear.append("jwks")
+    elif flags["jwks_file"] is not None:
+        changes["jwks"] = parse_jwks(_read_small_file(flags["jwks_file"], "jwks"))
+    if flags["token_auth"] is not None:
+        changes["token_endpoint_auth_method"] = flags["token_auth"]
+    if flags["require_pkce"] is not None:
+        changes["require_pkce"] = flags["require_pkce"]
+    if flags["ip_policy_refresh"] is not None:
+        changes["ip_policy_refresh"] = flags["ip_policy_refresh"]
+    if clear:
+        changes["clear"] = tuple(clear)
+    return changes
+
+
+def _read_small_file(path: str, field_name: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(MAX_JWKS_BYTES + 1)
+    except OSError as exc:
+        raise ServiceError(f"cannot read {path}: {exc.strerror or exc.__class__.__name__}", field=field_name) from None

@@ -1,4 +1,5 @@
-"""`idp apps`: register, sync, list, show, change and remove connected apps (SAML service providers)."""
+"""`idp apps`: register, sync, list, show, change and remove connected apps (SAML service providers, OpenID Connect
+/ OAuth clients, or both), and rotate OIDC client secrets."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from idp.policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
 from idp.saml.constants import NameIdFormat, values
 from idp.services import ServiceError
 from idp.services import apps as apps_svc
+from idp.services.apps.oidc_settings import settings_of
 from idp.services.fetch import fetch_metadata
 
 from . import app_flags
 from ._common import fail, keystore, settings, unit_of_work
 
 
-@click.group("apps", help="Manage connected apps (SAML service providers).")
+@click.group("apps", help="Manage connected apps (SAML service providers and OpenID Connect / OAuth clients).")
 def apps_group() -> None:
     pass
 
@@ -47,15 +49,49 @@ def _read_metadata(source: str) -> tuple[bytes, str]:
 
 
 @apps_group.command("add")
-@click.option("--metadata", "source", required=True, help="SP metadata: a file path or an http(s) URL.")
+@click.option("--metadata", "source", help="SP metadata: a file path or an http(s) URL (SAML settings).")
 @click.option("--name")
 @click.option("--slug")
 @click.option("--entity-id", help="Pick one SP from an aggregate (EntitiesDescriptor).")
+@click.option("--oidc", is_flag=True, help="Give the app OpenID Connect / OAuth client settings.")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="OIDC redirect URI (exact match); repeat.")
+@click.option("--public", is_flag=True, help="A public OIDC client (no secret; token auth none with PKCE).")
+@click.option("--grant", "grants", multiple=True, type=click.Choice(apps_svc.GRANT_TYPES),
+              help="OIDC grant; repeat (default authorization_code).")
 @unit_of_work
-def apps_add(source: str, name: str | None, slug: str | None, entity_id: str | None) -> None:
-    xml, ref = _read_metadata(source)
-    app = apps_svc.register_app(xml, name=name, slug=slug, entity_id=entity_id, source="cli", source_ref=ref)
+def apps_add(source: str | None, name: str | None, slug: str | None, entity_id: str | None, oidc: bool,
+             redirect_uris: tuple[str, ...], public: bool, grants: tuple[str, ...]) -> None:
+    """Register an app from its SAML metadata (--metadata), as an OIDC/OAuth client (--oidc), or both.
+
+    With --oidc, prints the client id and, once, the client secret (only its hash is stored)."""
+    if not oidc and (redirect_uris or public or grants):
+        fail("--redirect-uri, --public and --grant are OIDC settings: add --oidc")
+    if source is None and not oidc:
+        fail("give --metadata (a SAML app), --oidc (an OIDC/OAuth client) or both")
+    if source is None:
+        if not name:
+            fail("an OIDC app needs --name")
+        oidc_settings = apps_svc.initial_settings(public=public, grant_types=grants or None,
+                                                  redirect_uris=redirect_uris)
+        app, secret = apps_svc.register_oidc_app(name=name, slug=slug or apps_svc.slugify(name),
+                                                 settings=oidc_settings)
+    else:
+        xml, ref = _read_metadata(source)
+        app = apps_svc.register_app(xml, name=name, slug=slug, entity_id=entity_id, source="cli", source_ref=ref)
+        secret = None
+        if oidc:
+            _, secret = apps_svc.add_oidc(app, apps_svc.initial_settings(
+                public=public, grant_types=grants or None, redirect_uris=redirect_uris))
     click.echo(app.slug)
+    if app.oidc is not None:
+        _echo_client(app.oidc.client_id, secret)
+
+
+def _echo_client(client_id: str, secret: str | None) -> None:
+    click.echo(f"client_id: {client_id}")
+    if secret is not None:
+        click.echo(f"client_secret: {secret}")
+        click.echo("The client secret is shown only now and stored hashed: give it to the app's owner now.", err=True)
 
 
 @apps_group.command("sync")
@@ -78,16 +114,26 @@ def apps_sync(folder: Path | None) -> None:
 
 
 def _app_dict(app: Any) -> dict[str, Any]:
+    """What `list --format json` and `show` say about an app: never a client secret (nor its hash)."""
     cfg = apps_svc.AppSettings.from_dict(app.settings)
-    sp = app.sp
-    return {
-        "slug": app.slug, "name": app.name, "entity_id": app.entity_id, "enabled": app.enabled,
-        "source": app.source, "acs": [a for a in sp["acs"]], "slo": sp["slo"],
-        "signing_certs": len(sp["signing_certs"]), "encryption_certs": len(sp["encryption_certs"]),
-        "authn_requests_signed": sp["authn_requests_signed"], "want_assertions_signed": sp["want_assertions_signed"],
-        "settings": cfg.to_dict(),
-        "launch_url": settings().url(f"/apps/{app.slug}/sso"),
-    }
+    d: dict[str, Any] = {"slug": app.slug, "name": app.name, "enabled": app.enabled, "source": app.source,
+                         "protocols": (["saml"] if app.has_saml else []) + (["oidc"] if app.has_oidc else [])}
+    if app.has_saml:
+        sp = app.sp
+        d.update({
+            "entity_id": app.entity_id, "acs": [a for a in sp["acs"]], "slo": sp["slo"],
+            "signing_certs": len(sp["signing_certs"]), "encryption_certs": len(sp["encryption_certs"]),
+            "authn_requests_signed": sp["authn_requests_signed"],
+            "want_assertions_signed": sp["want_assertions_signed"],
+            "launch_url": settings().url(f"/apps/{app.slug}/sso"),
+        })
+    d["settings"] = cfg.to_dict()
+    if app.oidc is not None:
+        d["oidc"] = {**settings_of(app.oidc).summary(),
+                     "secrets": [{"created_at": s["created_at"].isoformat(),
+                                  "expires_at": s["expires_at"].isoformat() if s["expires_at"] else None}
+                                 for s in apps_svc.secret_status(app)]}
+    return d
 
 
 @apps_group.command("list")
@@ -101,10 +147,13 @@ def apps_list(fmt: str) -> None:
     if not rows:
         click.echo("no apps registered")
         return
-    click.echo(f"{'SLUG':<28} {'STATUS':<9} {'NAMEID':<12} ENTITY ID")
+    click.echo(f"{'SLUG':<28} {'STATUS':<9} {'PROTOCOLS':<10} {'NAMEID':<12} ENTITY ID / CLIENT ID")
     for a in rows:
         cfg = apps_svc.AppSettings.from_dict(a.settings)
-        click.echo(f"{a.slug:<28} {'enabled' if a.enabled else 'disabled':<9} {cfg.nameid_format:<12} {a.entity_id}")
+        protocols = "+".join((["saml"] if a.has_saml else []) + (["oidc"] if a.has_oidc else []))
+        ids = " ".join(x for x in (a.entity_id, a.oidc.client_id if a.oidc else None) if x)
+        click.echo(f"{a.slug:<28} {'enabled' if a.enabled else 'disabled':<9} {protocols:<10} "
+                   f"{cfg.nameid_format if a.has_saml else '-':<12} {ids}")
 
 
 @apps_group.command("show")
@@ -126,6 +175,15 @@ def apps_show(slug: str, fmt: str) -> None:
         elif key == "settings":
             for k, v in value.items():
                 click.echo(f"{k}: {v}")
+        elif key == "oidc":
+            click.echo("oidc:")
+            for k, v in value.items():
+                if isinstance(v, list) and k != "secrets":
+                    v = " ".join(str(x) for x in v) or "-"
+                elif k == "secrets":
+                    v = ", ".join(f"made {s['created_at']}" + (f" valid until {s['expires_at']}" if s["expires_at"]
+                                                               else "") for s in v) or "none valid"
+                click.echo(f"  {k}: {v}")
         else:
             click.echo(f"{key}: {value}")
 
@@ -168,8 +226,13 @@ def apps_remove(slug: str) -> None:
 @click.option("--signature-algorithm", type=click.Choice(list(apps_svc.SIGNATURE_ALGORITHM_NAMES)))
 @click.option("--encrypt-assertion/--no-encrypt-assertion", default=None)
 @click.option("--encryption-algorithm", type=click.Choice(list(apps_svc.ENCRYPTION_ALGORITHMS)))
+@click.option("--metadata", "source", help="SAML metadata (file or http(s) URL): gives an OIDC-only app its SAML "
+                                          "settings, or replaces a SAML app's metadata (same entityID).")
+@click.option("--entity-id", help="With --metadata: pick one SP from an aggregate.")
+@app_flags.oidc_options
 @unit_of_work
-def apps_set(slug: str, nameid_format: str | None, nameid_field: str | None, attributes: tuple[str, ...],
+def apps_set(source: str | None, entity_id: str | None, oidc: bool, public: bool, oidc_flags: dict[str, Any],
+             slug: str, nameid_format: str | None, nameid_field: str | None, attributes: tuple[str, ...],
              clear_attributes: bool, sign: str | None, enabled: bool | None, name: str | None,
              require_signed_requests: bool | None, allow_sha1: bool | None, permitted: str | None,
              allow_groups: tuple[str, ...], deny_groups: tuple[str, ...], remove_allow_groups: tuple[str, ...],
@@ -180,6 +243,13 @@ def apps_set(slug: str, nameid_format: str | None, nameid_field: str | None, att
              signature_algorithm: str | None, encrypt_assertion: bool | None,
              encryption_algorithm: str | None) -> None:
     app = apps_svc.get_app(slug)
+    if source is not None:
+        xml, ref = _read_metadata(source)
+        changed = apps_svc.update_metadata(app, xml, source_ref=ref, entity_id=entity_id)
+        click.echo(f"app {slug}: SAML metadata {'updated' if changed else 'unchanged'}")
+    elif entity_id is not None:
+        fail("--entity-id goes with --metadata")
+    secret = _set_oidc(app, oidc, public, oidc_flags)
     policy = app_flags.policy_changes(
         apps_svc.AppSettings.from_dict(app.settings), permitted=permitted, allow_groups=allow_groups,
         deny_groups=deny_groups, remove_allow_groups=remove_allow_groups,
@@ -201,6 +271,44 @@ def apps_set(slug: str, nameid_format: str | None, nameid_field: str | None, att
                                                         encrypt_assertion=encrypt_assertion,
                                                         encryption_algorithm=encryption_algorithm))
     click.echo(f"app {slug} updated")
+    if oidc or secret is not None:
+        assert app.oidc is not None
+        _echo_client(app.oidc.client_id, secret)
+
+
+def _set_oidc(app: Any, oidc: bool, public: bool, flags: dict[str, Any]) -> str | None:
+    """`--oidc` adds OIDC settings (with the other OIDC options as their first values); without it the OIDC
+    options change the existing ones. Returns a new client secret when one was made."""
+    changes = app_flags.oidc_changes(flags)
+    if oidc:
+        _, secret = apps_svc.add_oidc(app, apps_svc.initial_settings(public=public, **changes))
+        return secret
+    if public:
+        fail("--public goes with --oidc (the client type is chosen when the OIDC settings are added)")
+    if not changes:
+        return None
+    _, secret = apps_svc.change_oidc(app, **changes)
+    return secret
+
+
+@apps_group.group("secret", help="OIDC client secrets.")
+def secret_group() -> None:
+    pass
+
+
+@secret_group.command("rotate")
+@click.argument("slug")
+@click.option("--overlap", help="How long the older secrets stay valid (such as 12h or 7d); default: they stop now.")
+@unit_of_work
+def secret_rotate(slug: str, overlap: str | None) -> None:
+    """Make a new client secret, shown once (stored hashed); the older ones end now or after --overlap."""
+    app = apps_svc.get_app(slug)
+    seconds = apps_svc.parse_duration(overlap, field="overlap") if overlap is not None else None
+    secret = apps_svc.rotate_secret(app, overlap=seconds)
+    _echo_client(app.oidc.client_id if app.oidc else "", secret)
+    click.echo("The client secret is shown only now and stored hashed" + (
+        f"; the older secrets stay valid for {overlap}." if overlap else "; the older secrets no longer work."),
+        err=True)
 
 
 def _published_kids(requested: str | None) -> list[str] | None:

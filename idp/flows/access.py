@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
 from ..auth.sessions import UserView
 from ..models import User, utcnow
 from ..policy.checks import parse_address
@@ -31,8 +33,24 @@ def dry_run(username: str, slug: str, ip: str | None, mfa: bool, passkey: bool =
                                    phishing_resistant=passkey))
 
 
+def is_launchable(app: AppConfig) -> bool:
+    """An app the launcher can start: SAML (IdP-initiated SSO) or OIDC with an initiate-login URI (OpenID
+    Connect Core §4, third-party initiated login); an OIDC app without one cannot be started from here."""
+    return app.has_saml or (app.oidc is not None and app.oidc.initiate_login_uri is not None)
+
+
+def initiate_login_url(app: AppConfig, issuer: str) -> str | None:
+    """The app's initiate-login URI with `iss` (OpenID Connect Core §4); None without one."""
+    if app.oidc is None or app.oidc.initiate_login_uri is None:
+        return None
+    parts = urlsplit(app.oidc.initiate_login_uri)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "iss"] + [("iss", issuer)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def launchable_apps(user: User | UserView, client_ip: str | None) -> list[AppConfig]:
-    """Apps to show on the user's launcher: those the policy would not deny (step-up still shows)."""
+    """Apps to show on the user's launcher: those it can start (is_launchable) that the policy would not deny
+    (step-up still shows)."""
     now = utcnow()
     ranges = trusted_ranges()
     out = []
@@ -40,7 +58,7 @@ def launchable_apps(user: User | UserView, client_ip: str | None) -> list[AppCon
         if not row.enabled:
             continue
         app = app_config_by_slug(row.slug)
-        if app is None:
+        if app is None or not is_launchable(app):
             continue
         decision = evaluate(access_context(app, user, None, client_ip, authn_at=now, mfa_passed=True, now=now,
                                            org_ranges=ranges, phishing_resistant=True))

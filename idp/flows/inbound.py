@@ -52,7 +52,7 @@ def check_inbound(msg: DecodedMessage, raw_query: bytes | None, req: InboundMess
     if signed and (rules.signature_required or rules.verify_when_present):
         try:
             detail["signature_algorithm"] = verify_message(
-                msg.binding, raw_query, req.root, "SAMLRequest", app.sp.signing_certs,
+                msg.binding, raw_query, req.root, "SAMLRequest", app.saml.signing_certs,
                 allowed_algorithms(app.settings.allow_sha1))
         except SignatureError as exc:
             raise BadSignature(f"the {req.kind} signature was rejected: {exc}") from None

@@ -50,7 +50,7 @@ def signing_for(app: AppConfig, keys: KeySet) -> SigningChoice:
 def encryptor_for(app: AppConfig) -> Callable[[bytes], Any] | None:
     if not app.settings.encrypt_assertion:
         return None
-    certs = app.sp.encryption_certs
+    certs = app.saml.encryption_certs
     if not certs:
         raise AppMisconfigured("assertion encryption is on but the app's metadata has no encryption certificate")
     algorithm = app.settings.encryption_algorithm

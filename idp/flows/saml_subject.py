@@ -44,7 +44,7 @@ def name_id_for(app: AppConfig, user: User | UserView, requested_format: str | N
     if fmt == NAMEID_EMAIL:
         return fmt, user.email
     if fmt == NAMEID_PERSISTENT:
-        return fmt, persistent_id(user, app.entity_id)
+        return fmt, persistent_id(user, app.saml.entity_id)
     if fmt == NAMEID_TRANSIENT:
         return fmt, "_" + secrets.token_hex(16)
     value = str(user_fields(user)[app.settings.nameid_field])

@@ -42,7 +42,7 @@ from idp.saml.requests import (
 )
 from idp.saml.responses import build_logout_request, build_logout_response
 from idp.saml.sp_metadata import Endpoint
-from idp.services.apps import AppConfig, app_config_by_entity_id, app_config_by_id
+from idp.services.apps import AppConfig, app_config_by_entity_id, saml_app_config_by_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ class Outgoing:
 
 
 def _slo_endpoint(app: AppConfig, prefer: str | None = None) -> Endpoint | None:
-    eps = [e for e in app.sp.slo if e.binding in (BINDING_REDIRECT, BINDING_POST)]
+    eps = [e for e in app.saml.slo if e.binding in (BINDING_REDIRECT, BINDING_POST)]
     if prefer:
         eps.sort(key=lambda e: e.binding != prefer)
     return eps[0] if eps else None
@@ -135,7 +135,7 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
     now = utcnow()
     while state["queue"]:
         item = state["queue"].pop(0)
-        app = app_config_by_id(item["app_id"])
+        app = saml_app_config_by_id(item["app_id"])
         ep = _slo_endpoint(app, BINDING_REDIRECT) if app else None
         if app is None or ep is None:
             continue
@@ -154,7 +154,7 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
     origin = state.get("origin")
     if not origin:
         return Outgoing(binding="page", url="")
-    app = app_config_by_id(origin["app_id"])
+    app = saml_app_config_by_id(origin["app_id"])
     ep = _slo_endpoint(app, origin.get("binding")) if app else None
     if app is None or ep is None:
         return Outgoing(binding="page", url="")

@@ -54,7 +54,7 @@ from ..saml.encryption import EncryptionError
 from ..saml.requests import AuthnRequest, RequestParseError, parse_authn_request, peek_issuer
 from ..saml.responses import AssertionSpec, build_error_response, build_response, map_attributes
 from ..saml.sp_metadata import Endpoint
-from ..services.apps import AppConfig, app_config_by_entity_id, app_config_by_id, app_config_by_slug
+from ..services.apps import AppConfig, app_config_by_entity_id, saml_app_config_by_id, saml_app_config_by_slug
 from ..services.users import user_fields
 from . import pending as pending_store
 from .authorize import (
@@ -147,20 +147,20 @@ def resolve_acs(app: AppConfig, req: AuthnRequest) -> str:
     if req.protocol_binding is not None and req.protocol_binding != BINDING_POST:
         raise UnsupportedBinding(f"ProtocolBinding {req.protocol_binding[:100]} is not supported; use HTTP-POST")
     if req.acs_url is not None:
-        for ep in app.sp.acs:
+        for ep in app.saml.acs:
             if ep.location == req.acs_url:
                 if ep.binding != BINDING_POST:
                     continue
                 return ep.location
         raise AcsNotRegistered(f"AssertionConsumerServiceURL {req.acs_url[:200]!r} is not registered for this app")
     if req.acs_index is not None:
-        match: Endpoint | None = next((ep for ep in app.sp.acs if ep.index == req.acs_index), None)
+        match: Endpoint | None = next((ep for ep in app.saml.acs if ep.index == req.acs_index), None)
         if match is None:
             raise AcsNotRegistered(f"AssertionConsumerServiceIndex {req.acs_index} is not registered for this app")
         if match.binding != BINDING_POST:
             raise UnsupportedBinding(f"the ACS at index {req.acs_index} does not use HTTP-POST")
         return match.location
-    return app.sp.default_post_acs().location
+    return app.saml.default_post_acs().location
 
 
 def _reply_to(app: AppConfig, pending: PendingSso) -> tuple[AppConfig, str, str | None, str | None]:
@@ -187,7 +187,7 @@ def receive_authn_request(msg: DecodedMessage, raw_query: bytes | None, settings
         return Denied(_fail(AppDisabled("this app is disabled"), ctx))
     rules = InboundRules(endpoint_url=settings.url("/saml/sso"),
                          signature_required=app.requires_signed_requests or settings.want_authn_requests_signed,
-                         verify_when_present=bool(app.sp.signing_certs), destination_required=False)
+                         verify_when_present=bool(app.saml.signing_certs), destination_required=False)
     inbound = InboundMessage(kind="AuthnRequest", id=req.id, issuer=req.issuer, destination=req.destination,
                              issue_instant=req.issue_instant, not_on_or_after=None, root=req.root)
     acs: list[str] = []
@@ -203,7 +203,7 @@ def receive_authn_request(msg: DecodedMessage, raw_query: bytes | None, settings
 def start_idp_initiated(slug: str, relay_state: str | None,
                         now: datetime | None = None) -> tuple[AppConfig, PendingSso] | Denied:
     ctx = EventContext(initiated_by=InitiatedBy.IDP)
-    app = app_config_by_slug(slug)
+    app = saml_app_config_by_slug(slug)   # an app without SAML settings is no SAML app
     if app is None:
         # not stored as app_slug: anonymous callers must not create new values (metric labels, filters)
         ctx.detail["requested_slug"] = slug[:100]
@@ -217,7 +217,7 @@ def start_idp_initiated(slug: str, relay_state: str | None,
     except BindingError as exc:
         return Denied(_fail(MalformedRequest(str(exc)), ctx))
     return app, PendingSso(app_id=app.id, initiated_by=InitiatedBy.IDP, binding=None,
-                           acs_url=app.sp.default_post_acs().location, relay_state=relay_state,
+                           acs_url=app.saml.default_post_acs().location, relay_state=relay_state,
                            received_at=now or utcnow())
 
 
@@ -240,7 +240,7 @@ def load_parked(token: str | None) -> tuple[AppConfig | None, PendingSso] | None
     pending = unpark(token, consume=False)
     if pending is None:
         return None
-    return app_config_by_id(pending.app_id), pending
+    return saml_app_config_by_id(pending.app_id), pending
 
 
 def _authz_from_parked(data: dict[str, Any]) -> AuthzRequest:
@@ -273,7 +273,7 @@ def proceed(pending: PendingSso, token: str | None, session: SessionView | None,
     `keys` is called only when a Response is built, so a broken key store fails only then.
     """
     now = now or utcnow()
-    app = app_config_by_id(pending.app_id)
+    app = saml_app_config_by_id(pending.app_id)
     ctx = pending.event_context(app)
     if session is not None:
         ctx.username = session.user.username
@@ -326,14 +326,14 @@ def _issue(pending: PendingSso, app: AppConfig, session: SessionView, decision: 
     if app.settings.session_timeout:
         session_end = min(session_end, session.authn_at + timedelta(minutes=app.settings.session_timeout))
     spec = AssertionSpec(
-        issuer=settings.entity_id, audience=app.entity_id, destination=pending.acs_url,
+        issuer=settings.entity_id, audience=app.saml.entity_id, destination=pending.acs_url,
         in_response_to=pending.request_id, name_id=name_id, name_id_format=fmt,
         session_index=session_index, authn_instant=session.authn_at, authn_context=authn_context,
         now=now, lifetime=timedelta(seconds=settings.assertion_lifetime_s),
         clock_skew=timedelta(seconds=settings.clock_skew_s),
         session_not_on_or_after=session_end,
         attributes=map_attributes(app.settings.attributes, fields),
-        sp_name_qualifier=app.entity_id if fmt == NAMEID_PERSISTENT else None,
+        sp_name_qualifier=app.saml.entity_id if fmt == NAMEID_PERSISTENT else None,
     )
     try:
         xml = build_response(spec, signing_for(app, keys), encryptor_for(app))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, url_for
 from flask_login import current_user, login_required
 
-from ..flows.access import launchable_apps
-from .context import current_client
+from ..flows.access import initiate_login_url, launchable_apps
+from .context import current_client, settings
 
 bp = Blueprint("home", __name__)
 
@@ -15,4 +15,7 @@ bp = Blueprint("home", __name__)
 @login_required
 def index() -> str:
     user = current_user.view.user  # the request's snapshot: no ORM load for the launcher
-    return render_template("home.html", apps=launchable_apps(user, current_client().ip), user=user)
+    issuer = settings().base_url
+    tiles = [(a, url_for("saml.idp_initiated", slug=a.slug) if a.has_saml else initiate_login_url(a, issuer))
+             for a in launchable_apps(user, current_client().ip)]
+    return render_template("home.html", tiles=tiles, user=user)

@@ -33,7 +33,7 @@ from ..saml.bindings import BindingError, decode_post, decode_redirect
 from ..saml.constants import SIG_ECDSA_SHA256, SIG_RSA_SHA256, BindingName
 from ..saml.idp_metadata import IdpMetadataSpec, build_idp_metadata
 from ..saml.signing import sign_element
-from ..services.apps import app_config_by_slug
+from ..services.apps import saml_app_config_by_slug
 from .context import current_client, keystore, settings
 from .params import flag
 from .responses import error_page, post_form
@@ -70,9 +70,9 @@ def metadata() -> Response:
     slug = request.args.get("app")
     filename = "idp-metadata.xml"
     if slug is not None:
-        app = app_config_by_slug(slug[:100])
+        app = saml_app_config_by_slug(slug[:100])
         if app is None:
-            return error_page(404, "Not found", "There is no connected app with that slug.")
+            return error_page(404, "Not found", "There is no SAML app with that slug.")
         try:
             published = [signing_key_for(app, keys)] if app.settings.signing_key else published
         except SamlFlowError as exc:
@@ -111,9 +111,9 @@ def certificate() -> Response:
             return error_page(404, "Not found", "No published signing key has that id.")
         key = found
     elif request.args.get("app"):
-        app = app_config_by_slug(request.args["app"][:100])
+        app = saml_app_config_by_slug(request.args["app"][:100])
         if app is None:
-            return error_page(404, "Not found", "There is no connected app with that slug.")
+            return error_page(404, "Not found", "There is no SAML app with that slug.")
         try:
             key = signing_key_for(app, keys)
         except SamlFlowError as exc:

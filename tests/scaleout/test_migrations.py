@@ -90,3 +90,51 @@ def test_db_init_on_empty_database_creates_head(backend, tmp_path, key_template)
         assert r.exit_code == 0, r.output
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_oidc_clients_revision_keeps_saml_apps_and_their_sessions(backend, tmp_path, key_template):  # type: ignore[no-untyped-def]
+    """0008 makes the SAML part of connected_apps optional: on SQLite that copies the table, which must not take
+    the rows referring to it (ON DELETE CASCADE) along; OIDC-only apps (no entityID) may then be stored side by
+    side, while an entityID stays unique; the downgrade removes OIDC-only apps and restores NOT NULL."""
+    app = app_for(backend, tmp_path, key_template)
+    with app.app_context():
+        flask_migrate.upgrade(directory=MIGRATIONS_DIR, revision="0007_enrolment")
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO users (id, username, email, first_name, last_name, password_hash, "
+                                 "is_admin, disabled, totp_confirmed, totp_failures, created_at) VALUES (1, 'alice', "
+                                 "'a@example.com', 'Alice', 'L', NULL, false, false, false, 0, CURRENT_TIMESTAMP)"))
+            conn.execute(sa.text("INSERT INTO connected_apps (id, slug, name, entity_id, enabled, metadata_xml, sp, "
+                                 "settings, source, version, created_at, updated_at) VALUES (1, 'crm', 'CRM', "
+                                 "'https://crm.example.com', true, '<x/>', '{}', '{}', 'cli', 1, CURRENT_TIMESTAMP, "
+                                 "CURRENT_TIMESTAMP)"))
+            conn.execute(sa.text("INSERT INTO idp_sessions (id, user_id, created_at, authn_at, last_seen) VALUES "
+                                 "('s1', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+            conn.execute(sa.text("INSERT INTO session_participants (session_id, app_id, name_id, name_id_format, "
+                                 "session_index, created_at) VALUES ('s1', 1, 'alice', 'u', 'i1', CURRENT_TIMESTAMP)"))
+        flask_migrate.upgrade(directory=MIGRATIONS_DIR)
+        insert_oidc_only = ("INSERT INTO connected_apps (slug, name, enabled, settings, source, version, created_at, "
+                            "updated_at) VALUES (:slug, :slug, true, '{}', 'cli', 1, CURRENT_TIMESTAMP, "
+                            "CURRENT_TIMESTAMP)")
+        with db.engine.begin() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM session_participants")).scalar() == 1
+            conn.execute(sa.text(insert_oidc_only), {"slug": "oidc-a"})
+            conn.execute(sa.text(insert_oidc_only), {"slug": "oidc-b"})
+            if backend == "sqlite":
+                assert conn.execute(sa.text("PRAGMA foreign_keys")).scalar() == 1
+        with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO connected_apps (slug, name, entity_id, enabled, metadata_xml, sp, "
+                                 "settings, source, version, created_at, updated_at) VALUES ('crm2', 'CRM', "
+                                 "'https://crm.example.com', true, '<x/>', '{}', '{}', 'cli', 1, CURRENT_TIMESTAMP, "
+                                 "CURRENT_TIMESTAMP)"))
+        flask_migrate.downgrade(directory=MIGRATIONS_DIR, revision="0007_enrolment")
+        with db.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT slug FROM connected_apps")).scalars().all() == ["crm"]
+            assert conn.execute(sa.text("SELECT count(*) FROM session_participants")).scalar() == 1
+        flask_migrate.upgrade(directory=MIGRATIONS_DIR)
+        with db.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM session_participants")).scalar() == 1
+            diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), db.metadata)
+        assert diffs == [], diffs
+        db.session.remove()
+        db.engine.dispose()

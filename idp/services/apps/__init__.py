@@ -1,4 +1,5 @@
-"""Connected apps (SAML service providers): settings schema, validation, registry, SSO read cache, folder sync.
+"""Connected apps (SAML settings, OIDC/OAuth client settings or both): settings schema, validation, registry,
+the SSO read cache, folder sync.
 
 One module per job; this package re-exports the names callers use, so `from idp.services import apps` and
 `from idp.services.apps import …` keep working.
@@ -6,10 +7,42 @@ One module per job; this package re-exports the names callers use, so `from idp.
 
 from __future__ import annotations
 
-from .cache import LOOKUP_TTL_S, app_config_by_entity_id, app_config_by_id, app_config_by_slug, invalidate_cache
+from .cache import (
+    LOOKUP_TTL_S,
+    app_config_by_client_id,
+    app_config_by_entity_id,
+    app_config_by_id,
+    app_config_by_slug,
+    invalidate_cache,
+    saml_app_config_by_id,
+    saml_app_config_by_slug,
+)
 from .folder_sync import SyncReport, sync_folder
+from .oidc import (
+    add_oidc,
+    change_oidc,
+    initial_settings,
+    register_oidc_app,
+    rotate_secret,
+    secret_status,
+    verify_client_secret,
+)
+from .oidc_settings import (
+    CLIENT_TYPES,
+    GRANT_TYPES,
+    IP_REFRESH_MODES,
+    REFRESH_POLICIES,
+    STANDARD_SCOPES,
+    TOKEN_AUTH_METHODS,
+    OidcSettings,
+    format_duration,
+    parse_duration,
+    parse_jwks,
+    parse_refresh_policy,
+)
 from .registry import (
     change_settings,
+    check_entity_id_free,
     get_app,
     list_apps,
     pinned_keys,
@@ -50,4 +83,9 @@ __all__ = [
     "validate_policy_references", "default_settings", "get_app", "invalidate_cache", "list_apps",
     "parse_metadata_or_refuse", "pinned_keys", "register_app", "remove_app", "signing_changes", "slugify",
     "sync_folder", "update_metadata", "validate_name", "validate_settings", "validate_slug",
+    # OIDC/OAuth client settings
+    "CLIENT_TYPES", "GRANT_TYPES", "IP_REFRESH_MODES", "REFRESH_POLICIES", "STANDARD_SCOPES", "TOKEN_AUTH_METHODS",
+    "OidcSettings", "add_oidc", "app_config_by_client_id", "change_oidc", "format_duration", "initial_settings",
+    "parse_duration", "parse_jwks", "parse_refresh_policy", "register_oidc_app", "rotate_secret",
+    "saml_app_config_by_id", "check_entity_id_free", "saml_app_config_by_slug", "secret_status", "verify_client_secret",
 ]

@@ -14,9 +14,10 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from ...extensions import db
-from ...models import ConnectedApp
+from ...models import ConnectedApp, OidcClient
 from ...prepared import Prepared
 from ...saml.sp_metadata import SpMetadata
+from .oidc_settings import settings_of
 from .settings import AppConfig, AppSettings
 
 _cache: dict[int, AppConfig] = {}
@@ -24,10 +25,11 @@ _cache_lock = threading.Lock()
 
 
 def _to_config(row: ConnectedApp) -> AppConfig:
+    sp = SpMetadata.from_dict(row.sp) if row.entity_id is not None and row.sp is not None else None
     return AppConfig(
-        id=row.id, slug=row.slug, name=row.name, entity_id=row.entity_id, enabled=row.enabled,
-        version=row.version, created_at=row.created_at, sp=SpMetadata.from_dict(row.sp),
-        settings=AppSettings.from_dict(row.settings),
+        id=row.id, slug=row.slug, name=row.name, entity_id=row.entity_id if sp else None, enabled=row.enabled,
+        version=row.version, created_at=row.created_at, sp=sp,
+        settings=AppSettings.from_dict(row.settings), oidc=settings_of(row.oidc) if row.oidc is not None else None,
     )
 
 
@@ -81,6 +83,9 @@ _VERSION_BY = {
                    .where(column == bindparam("value")))
     for kind, column in (("id", ConnectedApp.id), ("slug", ConnectedApp.slug), ("entity_id", ConnectedApp.entity_id))
 }
+_VERSION_BY["client_id"] = Prepared(select(ConnectedApp.id, ConnectedApp.version, ConnectedApp.created_at)
+                                    .join(OidcClient, OidcClient.app_id == ConnectedApp.id)
+                                    .where(OidcClient.client_id == bindparam("value")))
 
 
 def _lookup(kind: str, value: object) -> AppConfig | None:
@@ -103,12 +108,35 @@ def _lookup(kind: str, value: object) -> AppConfig | None:
 
 
 def app_config_by_entity_id(entity_id: str) -> AppConfig | None:
-    return _lookup_cached("entity_id", entity_id)
+    """The app with SAML settings for this SP entityID (OIDC-only apps have none, so never match)."""
+    config = _lookup_cached("entity_id", entity_id)
+    return config if config is not None and config.has_saml else None
 
 
 def app_config_by_slug(slug: str) -> AppConfig | None:
+    """Any app, whatever its protocols (policy, dry run, launcher); SAML paths use saml_app_config_by_slug."""
     return _lookup_cached("slug", slug)
 
 
 def app_config_by_id(app_id: int) -> AppConfig | None:
+    """Any app, whatever its protocols; SAML paths use saml_app_config_by_id."""
     return _lookup_cached("id", app_id)
+
+
+def saml_app_config_by_slug(slug: str) -> AppConfig | None:
+    """The app with this slug if it has SAML settings: an OIDC-only app is no SAML app."""
+    config = _lookup_cached("slug", slug)
+    return config if config is not None and config.has_saml else None
+
+
+def saml_app_config_by_id(app_id: int) -> AppConfig | None:
+    config = _lookup_cached("id", app_id)
+    return config if config is not None and config.has_saml else None
+
+
+def app_config_by_client_id(client_id: str) -> AppConfig | None:
+    """The app whose OIDC/OAuth client id this is (None for an unknown one)."""
+    if not client_id or len(client_id) > 64:
+        return None
+    config = _lookup_cached("client_id", client_id)
+    return config if config is not None and config.oidc is not None else None

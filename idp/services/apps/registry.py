@@ -73,8 +73,15 @@ def register_app(xml: bytes, *, name: str | None = None, slug: str | None = None
     return app
 
 
-def update_metadata(app: ConnectedApp, xml: bytes, *, source_ref: str | None = None) -> bool:
-    """Replace an app's metadata (same entityID); returns False when nothing changed."""
+def update_metadata(app: ConnectedApp, xml: bytes, *, source_ref: str | None = None,
+                    entity_id: str | None = None) -> bool:
+    """Replace an app's metadata (same entityID); returns False when nothing changed.
+
+    An app without SAML settings (OIDC only) gets them here: the document's SP (or `entity_id` from an
+    aggregate) becomes the app's, if no other app has that entityID; the NameID and attribute choices its
+    metadata suggests are taken, the access policy is kept."""
+    if not app.has_saml:
+        return _add_saml(app, xml, source_ref=source_ref, entity_id=entity_id)
     sp = parse_metadata_or_refuse(xml, app.entity_id)
     text = xml.decode("utf-8", errors="replace")
     if text == app.metadata_xml:
@@ -90,6 +97,36 @@ def update_metadata(app: ConnectedApp, xml: bytes, *, source_ref: str | None = N
     return True
 
 
+def check_entity_id_free(entity_id: str) -> None:
+    """Refuse an entityID another app already has (one SAML SP per entityID)."""
+    taken = db.session.scalar(select(ConnectedApp.slug).where(ConnectedApp.entity_id == entity_id))
+    if taken is not None:
+        raise ServiceError(f"app {taken!r} already has the entityID {entity_id!r}", field="entity_id")
+
+
+def _add_saml(app: ConnectedApp, xml: bytes, *, source_ref: str | None, entity_id: str | None) -> bool:
+    sp = parse_metadata_or_refuse(xml, entity_id)
+    check_entity_id_free(sp.entity_id)
+    derived = default_settings(sp)
+    current = AppSettings.from_dict(app.settings)
+    app.settings = replace(current, nameid_format=derived.nameid_format, nameid_field=derived.nameid_field,
+                           attributes=current.attributes or derived.attributes).to_dict()
+    app.entity_id = sp.entity_id
+    app.metadata_xml = xml.decode("utf-8", errors="replace")
+    app.sp = sp.to_dict()
+    audit.record("app.metadata", "app", app.slug, before=None,
+                 after={"entity_id": sp.entity_id, **_metadata_summary(app.sp)})
+    if source_ref:
+        app.source_ref = source_ref
+    app.version += 1
+    invalidate_cache()
+    try:
+        db.session.flush()
+    except IntegrityError:  # the same entityID registered at the same time elsewhere
+        raise ServiceError("an app with that entityID was registered at the same time", field="entity_id") from None
+    return True
+
+
 def get_app(slug: str) -> ConnectedApp:
     app = db.session.scalar(select(ConnectedApp).where(ConnectedApp.slug == slug))
     if app is None:
@@ -101,7 +138,9 @@ def list_apps() -> list[ConnectedApp]:
     return list(db.session.scalars(select(ConnectedApp).order_by(ConnectedApp.slug)))
 
 
-def _metadata_summary(sp: dict[str, Any]) -> dict[str, Any]:
+def _metadata_summary(sp: dict[str, Any] | None) -> dict[str, Any]:
+    if sp is None:
+        return {}
     return {"acs": [a["location"] for a in sp.get("acs", [])], "slo": [e["location"] for e in sp.get("slo", [])],
             "signing_certs": len(sp.get("signing_certs", [])), "encryption_certs": len(sp.get("encryption_certs", [])),
             "nameid_formats": sp.get("nameid_formats", [])}
@@ -109,7 +148,8 @@ def _metadata_summary(sp: dict[str, Any]) -> dict[str, Any]:
 
 def remove_app(slug: str) -> None:
     app = get_app(slug)
-    audit.record("app.remove", "app", slug, before={"entity_id": app.entity_id, "name": app.name})
+    audit.record("app.remove", "app", slug, before={"entity_id": app.entity_id, "name": app.name,
+                                                    "client_id": app.oidc.client_id if app.oidc else None})
     db.session.delete(app)
     invalidate_cache()
 
@@ -140,7 +180,7 @@ def change_settings(app: ConnectedApp, *, enabled: bool | None = None, name: str
     validate_settings(new)
     # only when this change asks for encryption: an app whose metadata lost its certificate since
     # (refresh, sync) must still be editable and disable-able; its SSO fails with app_misconfigured
-    if new.encrypt_assertion and updates.get("encrypt_assertion") and not app.sp.get("encryption_certs"):
+    if new.encrypt_assertion and updates.get("encrypt_assertion") and not (app.sp or {}).get("encryption_certs"):
         raise ServiceError("this app's metadata has no encryption certificate; assertions cannot be encrypted",
                            field="encrypt_assertion")
     before = {**current.to_dict(), "enabled": app.enabled, "name": app.name}

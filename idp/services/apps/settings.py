@@ -16,6 +16,7 @@ from ...saml.constants import (
     values,
 )
 from ...saml.sp_metadata import SpMetadata
+from .oidc_settings import OidcSettings
 
 USER_FIELDS = ("username", "email", "first_name", "last_name", "groups", "id", "display_name")
 # Sources read from the IdP session, not the user: "amr", how the user signed in (RFC 8176 values, multi-valued).
@@ -95,17 +96,30 @@ _TUPLE_FIELDS = ("allow_groups", "deny_groups", "assigned_users", "ip_ranges")
 
 @dataclass(frozen=True, slots=True)
 class AppConfig:
-    """The read-only view of a connected app used on every SSO request."""
+    """The read-only view of a connected app used on every SSO request.
+
+    `entity_id` and `sp` are None for an app without SAML settings, `oidc` for one without OIDC settings. The
+    SAML lookups (`saml_app_config_by_*`, `app_config_by_entity_id`) only ever return apps with SAML settings.
+    """
 
     id: int
     slug: str
     name: str
-    entity_id: str
+    entity_id: str | None
     enabled: bool
     version: int
     created_at: datetime
-    sp: SpMetadata
+    sp: SpMetadata | None
     settings: AppSettings
+    oidc: OidcSettings | None = None
+
+    @property
+    def has_saml(self) -> bool:
+        return self.sp is not None and self.entity_id is not None
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        return (("saml",) if self.has_saml else ()) + (("oidc",) if self.oidc is not None else ())
 
     @property
     def nameid_format_uri(self) -> str:
@@ -113,7 +127,14 @@ class AppConfig:
 
     @property
     def requires_signed_requests(self) -> bool:
-        return self.sp.authn_requests_signed or self.settings.require_signed_requests
+        return bool(self.sp and self.sp.authn_requests_signed) or self.settings.require_signed_requests
+
+    @property
+    def saml(self) -> SpMetadata:
+        """The SP metadata of an app the SAML lookups returned (they never return an app without it)."""
+        if self.sp is None:
+            raise LookupError(f"app {self.slug!r} has no SAML settings")
+        return self.sp
 
 
 def default_settings(sp: SpMetadata) -> AppSettings:

@@ -1,5 +1,6 @@
-"""Admin console, connected apps: list, register, detail with SAML settings and access policy, metadata refresh,
-enable/disable and delete. Views read a form, call the apps services (as `idp apps …` does) and render."""
+"""Admin console, connected apps: list, register, detail with SAML settings, OIDC settings (read-only) and access
+policy, metadata refresh (which also gives an OIDC-only app its SAML settings), enable/disable and delete. Views read
+a form, call the apps services (as `idp apps …` does) and render."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from idp.saml.sp_metadata_builder import ACS_BINDINGS, build_sp_metadata_xml
 from idp.services import ServiceError, accounts
 from idp.services import apps as apps_svc
 from idp.services import fetch as fetch_svc
-from idp.services.app_diff import metadata_diff
+from idp.services.app_diff import DiffItem, metadata_diff
 from idp.services.apps import (
     ATTRIBUTE_SOURCES,
     ENCRYPTION_ALGORITHMS,
@@ -35,6 +36,7 @@ from idp.services.apps import (
     SIGN_MODES,
     SIGNATURE_ALGORITHM_NAMES,
 )
+from idp.services.apps.oidc_settings import settings_of
 from idp.web.admin import bp
 from idp.web.admin.apps_display import fmt_dt, nameid_short, policy_summary, short_binding
 from idp.web.admin.forms.app_settings import PolicyForm, SamlForm
@@ -50,6 +52,10 @@ from idp.web.admin.forms.base import ConfirmForm, refuse
 from idp.web.context import keystore, settings
 from idp.web.responses import error_page
 
+# what an app without SAML settings is compared with when its first metadata is previewed
+_NO_SP = SpMetadata(entity_id="", acs=(), slo=(), signing_certs=(), encryption_certs=(), nameid_formats=(),
+                    authn_requests_signed=False, want_assertions_signed=False, requested_attributes=(),
+                    encryption_methods=(), valid_until=None, display_name=None)
 PICK_KIND = "admin_new_pick"
 REFRESH_KIND = "admin_refresh"
 
@@ -112,12 +118,14 @@ def apps() -> tuple[str, int]:
     rows = apps_svc.list_apps()
     if q:
         needle = q.casefold()
-        rows = [a for a in rows if needle in a.name.casefold() or needle in a.slug or needle in a.entity_id.casefold()]
+        rows = [a for a in rows if needle in a.name.casefold() or needle in a.slug
+                or needle in (a.entity_id or "").casefold() or (a.oidc is not None and q == a.oidc.client_id)]
     last = _last_sso_by_slug()
     items = []
     for a in rows:
         s = apps_svc.AppSettings.from_dict(a.settings)
-        items.append({"app": a, "policy": policy_summary(s), "pin": s.signing_key, "last_sso": last.get(a.slug)})
+        items.append({"app": a, "policy": policy_summary(s), "pin": s.signing_key, "last_sso": last.get(a.slug),
+                      "protocols": _protocols(a)})
     return _render("admin/apps_list.html", items=items, q=q, total=len(rows))
 
 
@@ -231,19 +239,35 @@ def _idp_values(slug: str) -> list[tuple[str, str, str]]:
     ]
 
 
+def _protocols(app: ConnectedApp) -> list[str]:
+    return (["SAML"] if app.has_saml else []) + (["OIDC"] if app.has_oidc else [])
+
+
+def _oidc_view(app: ConnectedApp) -> dict[str, Any] | None:
+    """The app's OIDC settings as the page shows them (read-only; never a secret)."""
+    if app.oidc is None:
+        return None
+    s = settings_of(app.oidc)
+    return {"s": s, "access_token_lifetime": apps_svc.format_duration(s.access_token_lifetime),
+            "id_token_lifetime": apps_svc.format_duration(s.id_token_lifetime),
+            "refresh_policy": s.refresh_policy_text, "secrets": apps_svc.secret_status(app),
+            "jwks_keys": [k.get("kid") or k.get("kty") for k in (s.jwks or {}).get("keys", [])]}
+
+
 def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: PolicyForm | None = None,
                    status: int = 200, notice: str | None = None) -> tuple[str, int]:
-    sp = SpMetadata.from_dict(app.sp)
+    sp = SpMetadata.from_dict(app.sp) if app.has_saml and app.sp is not None else None
     current = apps_svc.AppSettings.from_dict(app.settings)
     keys, key_error = _published_keys()
     signing_key = next((k for k in keys if k.kid == current.signing_key), None) if current.signing_key else \
         next((k for k in keys if k.state == "active"), None)
     last = _last_sso_by_slug(app.slug).get(app.slug)
     return _render(
-        "admin/app_detail.html", status, app=app, sp=sp, current=current,
+        "admin/app_detail.html", status, app=app, sp=sp, current=current, oidc=_oidc_view(app),
+        protocols=_protocols(app),
         saml=saml or SamlForm.from_app(app), policy=policy or PolicyForm.from_app(app),
-        signing_certs=[cert_info(c) for c in sp.signing_certs],
-        encryption_certs=[cert_info(c) for c in sp.encryption_certs],
+        signing_certs=[cert_info(c) for c in sp.signing_certs] if sp else [],
+        encryption_certs=[cert_info(c) for c in sp.encryption_certs] if sp else [],
         keys=keys, key_error=key_error, signing_key=signing_key, groups=accounts.group_names(), last_sso=last,
         idp_values=_idp_values(app.slug), summary=policy_summary(current),
         events_url=url_for("admin.events", app=app.slug) if "admin.events" in current_app.view_functions else None,
@@ -264,6 +288,8 @@ def app_detail(slug: str) -> tuple[str, int]:
 def app_saml(slug: str) -> tuple[str, int] | Response:
     """SAML settings: the same change_settings/signing_changes call as `idp apps set` (the form holds every value)."""
     app = _app_or_404(slug)
+    if not app.has_saml:
+        return error_page(409, "No SAML settings", "This app has no SAML settings: add its SAML metadata first.")
     current = apps_svc.AppSettings.from_dict(app.settings)
     keys, _ = _published_keys()
     kids = [k.kid for k in keys]
@@ -355,10 +381,11 @@ def app_refresh(slug: str) -> tuple[str, int] | Response:
     """
     app = _app_or_404(slug)
     stored_url = app.source_ref if _is_http_url(app.source_ref) else None
+    adding = not app.has_saml   # an OIDC-only app gets its SAML settings from the document
     form = RefreshForm()
 
     def page(status: int = 200, **ctx: Any) -> tuple[str, int]:
-        return _render("admin/app_refresh.html", status, app=app, stored_url=stored_url,
+        return _render("admin/app_refresh.html", status, app=app, stored_url=stored_url, adding=adding,
                        url_value=form.metadata_url.data or stored_url or "", errors=form.messages, **ctx)
 
     if request.method == "GET":
@@ -375,18 +402,22 @@ def app_refresh(slug: str) -> tuple[str, int] | Response:
         else:
             xml, ref = _fetch(form.metadata_url.data), form.metadata_url.data
         new_sp = apps_svc.parse_metadata_or_refuse(xml, app.entity_id)
+        if adding:
+            apps_svc.check_entity_id_free(new_sp.entity_id)
     except ServiceError as exc:
-        if exc.field == "entity_id":
+        if exc.field == "entity_id" and not adding:
             exc = ServiceError(f"{exc} (the new metadata must describe this app's entityID {app.entity_id!r})",
                                field=exc.field)
         refuse(form, exc, {"url": source, "metadata": source, "entity_id": source})
         return page(422)
-    diff = metadata_diff(SpMetadata.from_dict(app.sp), new_sp)
+    diff = metadata_diff(SpMetadata.from_dict(app.sp) if app.sp is not None and not adding else _NO_SP, new_sp)
+    if adding:
+        diff.insert(0, DiffItem("entityID", added=(new_sp.entity_id,)))
     same_text = xml.decode("utf-8", errors="replace") == app.metadata_xml
     token = None
     if diff:
         token = pending.put({"kind": REFRESH_KIND, "admin": _admin_name(), "slug": app.slug, "app_id": app.id,
-                             "base_sha256": _sha256(app.metadata_xml), "source_ref": ref,
+                             "base_sha256": _sha256(app.metadata_xml or ""), "source_ref": ref,
                              "xml_b64": base64.b64encode(xml).decode("ascii")})
     return page(diff=diff, token=token, previewed=True, same_text=same_text, new_ref=ref)
 
@@ -400,7 +431,7 @@ def app_refresh_apply(slug: str) -> tuple[str, int] | Response:
             or data.get("app_id") != app.id:
         return error_page(400, "Preview expired", "This metadata preview is no longer valid (a preview is kept for "
                                                   "30 minutes and applies once). Refresh the metadata again.")
-    if data.get("base_sha256") != _sha256(app.metadata_xml):
+    if data.get("base_sha256") != _sha256(app.metadata_xml or ""):
         return error_page(409, "Metadata changed meanwhile", "The app's metadata changed after this preview was "
                                                              "made; nothing was applied. Refresh it again.")
     try:
