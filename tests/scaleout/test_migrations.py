@@ -54,8 +54,9 @@ def test_upgrade_from_first_revision_keeps_data(backend, tmp_path, key_template)
             conn.execute(sa.text("INSERT INTO users (id, username, email, first_name, last_name, password_hash, "
                                  "is_admin, disabled, totp_confirmed, created_at) VALUES (1, 'alice', "
                                  "'a@example.com', 'Alice', 'L', NULL, false, false, false, CURRENT_TIMESTAMP)"))
-            conn.execute(sa.text("INSERT INTO connected_apps (id, slug, name, entity_id, enabled, metadata_xml, sp, "
-                                 "settings, source, version, created_at, updated_at) VALUES (1, 'crm', 'CRM', "
+            # no explicit id: on PostgreSQL that would leave the id sequence behind the row
+            conn.execute(sa.text("INSERT INTO connected_apps (slug, name, entity_id, enabled, metadata_xml, sp, "
+                                 "settings, source, version, created_at, updated_at) VALUES ('crm', 'CRM', "
                                  "'https://crm.example.com', true, '<x/>', :sp, '{}', 'cli', 1, CURRENT_TIMESTAMP, "
                                  "CURRENT_TIMESTAMP)"), {"sp": json.dumps({"entity_id": "https://crm.example.com"})})
             conn.execute(sa.text("INSERT INTO sso_events (at, event_type, app_slug, username, outcome, reason) "
@@ -93,25 +94,33 @@ def test_db_init_on_empty_database_creates_head(backend, tmp_path, key_template)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_oidc_clients_revision_keeps_saml_apps_and_their_sessions(backend, tmp_path, key_template):  # type: ignore[no-untyped-def]
+def test_oidc_clients_revision_keeps_saml_apps_and_their_sessions(backend, tmp_path, key_template, request):  # type: ignore[no-untyped-def]
     """0008 makes the SAML part of connected_apps optional: on SQLite that copies the table, which must not take
     the rows referring to it (ON DELETE CASCADE) along; OIDC-only apps (no entityID) may then be stored side by
     side, while an entityID stays unique; the downgrade removes OIDC-only apps and restores NOT NULL."""
     app = app_for(backend, tmp_path, key_template)
+
+    def close() -> None:   # also when the test fails: no PostgreSQL connection left open for later tests
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+    request.addfinalizer(close)
     with app.app_context():
         flask_migrate.upgrade(directory=MIGRATIONS_DIR, revision="0007_enrolment")
         with db.engine.begin() as conn:
             conn.execute(sa.text("INSERT INTO users (id, username, email, first_name, last_name, password_hash, "
                                  "is_admin, disabled, totp_confirmed, totp_failures, created_at) VALUES (1, 'alice', "
                                  "'a@example.com', 'Alice', 'L', NULL, false, false, false, 0, CURRENT_TIMESTAMP)"))
-            conn.execute(sa.text("INSERT INTO connected_apps (id, slug, name, entity_id, enabled, metadata_xml, sp, "
-                                 "settings, source, version, created_at, updated_at) VALUES (1, 'crm', 'CRM', "
+            # no explicit id: on PostgreSQL that would leave the id sequence behind the row
+            conn.execute(sa.text("INSERT INTO connected_apps (slug, name, entity_id, enabled, metadata_xml, sp, "
+                                 "settings, source, version, created_at, updated_at) VALUES ('crm', 'CRM', "
                                  "'https://crm.example.com', true, '<x/>', '{}', '{}', 'cli', 1, CURRENT_TIMESTAMP, "
                                  "CURRENT_TIMESTAMP)"))
             conn.execute(sa.text("INSERT INTO idp_sessions (id, user_id, created_at, authn_at, last_seen) VALUES "
                                  "('s1', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
             conn.execute(sa.text("INSERT INTO session_participants (session_id, app_id, name_id, name_id_format, "
-                                 "session_index, created_at) VALUES ('s1', 1, 'alice', 'u', 'i1', CURRENT_TIMESTAMP)"))
+                                 "session_index, created_at) SELECT 's1', id, 'alice', 'u', 'i1', CURRENT_TIMESTAMP "
+                                 "FROM connected_apps WHERE slug = 'crm'"))
         flask_migrate.upgrade(directory=MIGRATIONS_DIR)
         insert_oidc_only = ("INSERT INTO connected_apps (slug, name, enabled, settings, source, version, created_at, "
                             "updated_at) VALUES (:slug, :slug, true, '{}', 'cli', 1, CURRENT_TIMESTAMP, "
