@@ -9,7 +9,11 @@
 // "rp" = {issuer, client_id, client_secret?, token_auth?, redirect_uri?}; token_auth is client_secret_basic
 // (the default with a secret), client_secret_post, or none (a public client; the default without a secret).
 // Failures: exit code 1 and {"error": {name, code, message, error, error_description, status}} on stdout.
-import * as client from "openid-client";
+import { webcrypto } from "node:crypto";
+
+// Debian 12's Node 18 has WebCrypto only as node:crypto's webcrypto; openid-client expects the global (Node >= 19).
+if (!globalThis.crypto) globalThis.crypto = webcrypto;
+const client = await import("openid-client");
 
 async function readStdin() {
   const chunks = [];
