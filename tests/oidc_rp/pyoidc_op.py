@@ -60,6 +60,7 @@ class ReferenceOP:
 
 def _build_provider(issuer: str) -> Provider:
     _, keyjar, _ = build_keyjar([{"type": "RSA", "key": "", "use": ["sig"]}])
+    keyjar.issuer_keys[issuer] = keyjar.issuer_keys[""]  # its own JWTs (logout confirmation) name it as issuer
     broker = AuthnBroker()
     broker.add("UNDEFINED", NoAuthn(None, USER))
     provider = Provider(

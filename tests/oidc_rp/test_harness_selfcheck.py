@@ -30,9 +30,9 @@ def reference_op() -> Iterator[ReferenceOP]:
         yield op
 
 
-def browser_to_callback(auth_url: str) -> str:
+def browser_to_callback(auth_url: str, browser: requests.Session | None = None) -> str:
     """The browser part: pyoidc's provider signs the user in without a form and redirects to the RP at once."""
-    answer = requests.get(auth_url, allow_redirects=False, timeout=30)
+    answer = (browser or requests.Session()).get(auth_url, allow_redirects=False, timeout=30)
     assert answer.status_code in (302, 303), answer.text
     location = answer.headers["Location"]
     assert location.startswith(REDIRECT_URI + "?"), location
@@ -43,8 +43,13 @@ def browser_to_callback(auth_url: str) -> str:
 def test_code_pkce_userinfo_refresh_logout(reference_op, make_oidc_rp, oidc_rp_kind, token_auth):  # noqa: F811
     client_id = f"{oidc_rp_kind}{token_auth}".replace("-", "").replace("_", "")
     reference_op.register(client_id, "s3cret" + client_id, REDIRECT_URI, POST_LOGOUT_URI, token_auth)
-    rp = make_oidc_rp(reference_op.issuer, client_id, client_secret="s3cret" + client_id,
-                      redirect_uri=REDIRECT_URI, token_auth=token_auth)
+    rp = make_oidc_rp(
+        reference_op.issuer,
+        client_id,
+        client_secret="s3cret" + client_id,
+        redirect_uri=REDIRECT_URI,
+        token_auth=token_auth,
+    )
 
     # offline_access asks for a refresh token; OIDC Core 11 requires prompt=consent with it
     auth_url = rp.start(scope="openid profile email offline_access", prompt="consent")
@@ -52,7 +57,8 @@ def test_code_pkce_userinfo_refresh_logout(reference_op, make_oidc_rp, oidc_rp_k
     assert sent["code_challenge_method"] == ["S256"]
     assert sent["state"][0] and sent["nonce"][0]
 
-    result = rp.finish(browser_to_callback(auth_url))
+    browser = requests.Session()
+    result = rp.finish(browser_to_callback(auth_url, browser))
     sub = result.claims["sub"]  # pyoidc's provider issues a hashed public subject identifier
     assert sub and sub != USER
     assert result.claims["iss"] == reference_op.issuer
@@ -81,6 +87,14 @@ def test_code_pkce_userinfo_refresh_logout(reference_op, make_oidc_rp, oidc_rp_k
     sent = parse_qs(urlsplit(logout).query)
     assert sent["id_token_hint"] == [refreshed.tokens.get("id_token", result.tokens["id_token"])]  # the latest
     assert sent["post_logout_redirect_uri"] == [POST_LOGOUT_URI]
+    # the provider accepts it (id_token_hint, registered post-logout URI) and moves on to its logout confirmation,
+    # carrying the redirect back to the RP in a JWT it signed
+    answer = browser.get(logout, allow_redirects=False, timeout=30)
+    assert answer.status_code == 303, answer.text
+    sjwt = parse_qs(urlsplit(answer.headers["Location"]).query)["sjwt"][0]
+    confirmation = reference_op.provider.unpack_signed_jwt(sjwt)
+    assert confirmation["redirect_uri"] == POST_LOGOUT_URI and confirmation["state"] == "bye-state"
+    assert confirmation["client_id"] == client_id
 
 
 def test_tampered_callback_is_refused(reference_op, make_oidc_rp, oidc_rp_kind):  # noqa: F811
