@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt
 APT_RUNTIME :=
 APT_TEST := xmlsec1 chromium
+# The openid-client test RP (tests/oidc_rp/node) runs on Node.js, installed with npm from its package-lock.json.
+NODE_RP := tests/oidc_rp/node
+NODE_STAMP := $(NODE_RP)/node_modules/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -25,15 +28,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
-# Debian packages the tests need (the pysaml2 test SP shells out to xmlsec1; browser tests drive chromium).
+# Debian packages the tests need (the pysaml2 test SP shells out to xmlsec1; browser tests drive chromium; the
+# openid-client test RP needs Debian's nodejs and npm, unless node and npm are on PATH already: NodeSource's
+# nodejs bundles npm and conflicts with Debian's npm package).
 $(APT_STAMP): $(STAMP)
 	@missing=""; for p in $(APT_TEST); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	{ command -v node && command -v npm; } >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=600 $$missing >/dev/null; \
 	fi
 	@touch $(APT_STAMP)
+
+# openid-client and its two dependencies, exactly as locked, from the registry npm is configured with.
+$(NODE_STAMP): $(NODE_RP)/package-lock.json | $(APT_STAMP)
+	cd $(NODE_RP) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
 
 install: $(STAMP) ## Create .venv and install the IdP with its test tools
 
@@ -55,17 +66,17 @@ PG_SUITE := tests/scaleout tests/functional/test_sso_roundtrip.py tests/function
 # the summary is printed, the per-file report is written to test-artifacts/coverage.txt.
 COVERAGE := $(BIN)/coverage run --parallel-mode -m
 
-test: $(APT_STAMP) ## Install everything the tests need, then run the whole suite (SQLite, then PostgreSQL + Redis) with branch coverage
+test: $(APT_STAMP) $(NODE_STAMP) ## Install everything the tests need, then run the whole suite (SQLite, then PostgreSQL + Redis) with branch coverage
 	@rm -f .coverage .coverage.*
 	$(COVERAGE) pytest -q --ignore=tests/scaleout $(PYTEST_ARGS)
 	tests/with-services.sh $(COVERAGE) pytest -q $(PG_SUITE) $(PYTEST_ARGS)
 	@$(BIN)/coverage combine -q && mkdir -p test-artifacts && $(BIN)/coverage report > test-artifacts/coverage.txt; \
 	  echo "branch coverage of idp/ (statements and branches; per file: test-artifacts/coverage.txt):"; grep "^TOTAL" test-artifacts/coverage.txt
 
-test-sqlite: $(APT_STAMP) ## Only the SQLite run (fast inner loop)
+test-sqlite: $(APT_STAMP) $(NODE_STAMP) ## Only the SQLite run (fast inner loop)
 	$(BIN)/pytest -q --ignore=tests/scaleout $(PYTEST_ARGS)
 
-test-pg: $(APT_STAMP) ## Only the PostgreSQL + Redis run (starts private servers unless IDP_TEST_*_URL are set)
+test-pg: $(APT_STAMP) $(NODE_STAMP) ## Only the PostgreSQL + Redis run (starts private servers unless IDP_TEST_*_URL are set)
 	tests/with-services.sh $(BIN)/pytest -q $(PG_SUITE) $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (with bandit rules), mypy (strict on the protocol cores) and the import contracts
@@ -100,5 +111,5 @@ activate-certs: $(STAMP) ## Sign with the staged key; the old one stays publishe
 retire-certs: $(STAMP) ## Remove the retiring key from the metadata (archived under certs/archive/)
 	$(BIN)/idp certs retire
 
-clean: ## Remove the venv and caches (keeps instance/ and certs/)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+clean: ## Remove the venv, the test RP's node_modules and caches (keeps instance/ and certs/)
+	rm -rf $(VENV) $(NODE_RP)/node_modules .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -75,6 +75,10 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     register_admin_views()
     for bp in (auth_bp, mfa_bp, passkeys_bp, home_bp, saml_bp, slo_bp, admin_bp, account_bp, ops_bp):
         app.register_blueprint(bp)
+    if settings.oidc_enabled:
+        # preview: discovery and JWKS only; the discovery document must not advertise endpoints that do not exist
+        from .web.oidc_views import bp as oidc_bp
+        app.register_blueprint(oidc_bp)
     app.register_error_handler(SamlFlowError, handle_flow_error)
     from .web import uow
     uow.init_app(app)
