@@ -15,10 +15,11 @@ from ..auth.sessions import SessionView
 from ..errors import EventContext
 from ..events import record_event
 from ..extensions import db
-from ..models import User, utcnow
+from ..models import User
 from ..reasons import Reason
 from ..services import org
 from .authorize import Client
+from .step_up import passed_second_factor_recently, step_up_missing
 
 ADMIN_EVENT = "admin"  # event_type of a refused console request
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -61,12 +62,9 @@ def check_console_access(view: SessionView, client: Client, *, method: str, path
                        "The admin console cannot be used from your network address.",
                        f"client address {client.ip or 'unknown'} is outside the admin IP ranges",
                        ranges=list(org.admin_ip_ranges()))
-    if view.mfa_at is None:
-        why = "this session has not passed a second factor"
-    elif utcnow() - view.mfa_at > mfa_max_age:
-        why = f"the session's second factor is older than {int(mfa_max_age.total_seconds()) // 60} minutes"
-    else:
+    if passed_second_factor_recently(view, mfa_max_age):
         return ConsoleAllowed()
+    why = step_up_missing(view, mfa_max_age)
     if method.upper() in SAFE_METHODS:
         return NeedsSecondFactor(enrol=not has_factor(view.user_id))
     return _refuse(view, client, method, path, Reason.ADMIN_MFA_REQUIRED,

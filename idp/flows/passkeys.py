@@ -38,10 +38,8 @@ from ..throttle import (
 from .authorize import Client
 from .enrolment import EnrolmentAllowed, EnrolmentRefused, finish_first_enrolment, first_factor_gate, record_enrolled
 from .enrolment import record_refusal as record_enrolment_refusal
-from .signin import record_signin_failure
+from .signin import ACCOUNT_EVENT, record_signin_failure
 from .step_up import record_step_up_required
-
-ACCOUNT_EVENT = "account"   # event_type of changes to the user's own factors
 
 
 @dataclass(frozen=True, slots=True)

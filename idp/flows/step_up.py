@@ -15,8 +15,7 @@ from ..events import record_event
 from ..models import User, utcnow
 from ..reasons import Reason
 from .authorize import Client
-
-ACCOUNT_EVENT = "account"   # event_type of the security events a user sees on /account
+from .signin import ACCOUNT_EVENT
 
 
 def passed_second_factor_recently(view: SessionView | None, max_age: timedelta,

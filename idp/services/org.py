@@ -4,7 +4,7 @@ console's IP ranges."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import audit
@@ -76,23 +76,31 @@ def normalise_cidr(value: str) -> str:
         raise ServiceError(str(exc), field="cidr") from None
 
 
-def add_trusted_range(cidr: str) -> str:
+def _change_ranges(key: str, cidr: str, *, add: bool, label: str,
+                   check: Callable[[list[str]], None] | None = None) -> str:
+    """Add `cidr` to (or remove it from) the range list stored under `key`; `check` may refuse the new list."""
     value = normalise_cidr(cidr)
-    ranges = list(_for_change(TRUSTED_RANGES, []))
-    if value in ranges:
-        raise ServiceError(f"{value} is already a trusted range", field="cidr")
-    _set(TRUSTED_RANGES, ranges + [value])
+    ranges = list(_for_change(key, []))
+    if add and value in ranges:
+        raise ServiceError(f"{value} is already {label}", field="cidr")
+    if not add and value not in ranges:
+        raise ServiceError(f"{value} is not {label}", field="cidr")
+    if add:
+        ranges.append(value)
+    else:
+        ranges.remove(value)
+    if check is not None:
+        check(ranges)
+    _set(key, ranges)
     return value
+
+
+def add_trusted_range(cidr: str) -> str:
+    return _change_ranges(TRUSTED_RANGES, cidr, add=True, label="a trusted range")
 
 
 def remove_trusted_range(cidr: str) -> str:
-    value = normalise_cidr(cidr)
-    ranges = list(_for_change(TRUSTED_RANGES, []))
-    if value not in ranges:
-        raise ServiceError(f"{value} is not a trusted range", field="cidr")
-    ranges.remove(value)
-    _set(TRUSTED_RANGES, ranges)
-    return value
+    return _change_ranges(TRUSTED_RANGES, cidr, add=False, label="a trusted range")
 
 
 def mfa_self_enroll() -> bool:
@@ -142,25 +150,13 @@ def set_admin_ip_ranges(cidrs: Iterable[str], *, keep_ip: str | None = None) -> 
 
 
 def add_admin_ip_range(cidr: str, *, keep_ip: str | None = None) -> str:
-    value = normalise_cidr(cidr)
-    ranges = list(_for_change(ADMIN_RANGES, []))
-    if value in ranges:
-        raise ServiceError(f"{value} is already an admin IP range", field="cidr")
-    ranges.append(value)
-    _check_keeps(ranges, keep_ip)
-    _set(ADMIN_RANGES, ranges)
-    return value
+    return _change_ranges(ADMIN_RANGES, cidr, add=True, label="an admin IP range",
+                          check=lambda ranges: _check_keeps(ranges, keep_ip))
 
 
 def remove_admin_ip_range(cidr: str, *, keep_ip: str | None = None) -> str:
-    value = normalise_cidr(cidr)
-    ranges = list(_for_change(ADMIN_RANGES, []))
-    if value not in ranges:
-        raise ServiceError(f"{value} is not an admin IP range", field="cidr")
-    ranges.remove(value)
-    _check_keeps(ranges, keep_ip)
-    _set(ADMIN_RANGES, ranges)
-    return value
+    return _change_ranges(ADMIN_RANGES, cidr, add=False, label="an admin IP range",
+                          check=lambda ranges: _check_keeps(ranges, keep_ip))
 
 
 # ---------------------------------------------------------------- first-factor enrolment mode
