@@ -26,6 +26,7 @@ class EventContext:
     response_id: str | None = None
     assertion_id: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    protocol: str | None = None        # saml | oidc (None: SAML for sso / logout events, else protocol-neutral)
 
 
 class SamlFlowError(Exception):

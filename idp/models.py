@@ -202,6 +202,54 @@ class OidcClientSecret(db.Model):  # type: ignore[name-defined]
     client: Mapped[OidcClient] = relationship(back_populates="secrets")
 
 
+class OidcGrant(db.Model):  # type: ignore[name-defined]
+    """A user's authorization of an OIDC/OAuth app: the scopes consented to (consent "user", from the consent
+    page of a self-authorize app) or granted by the admin (consent "admin", a pre-authorized app). Live while
+    revoked_at is None; revoking it revokes every refresh token of the grant and makes its access tokens
+    inactive at introspection and userinfo (those issued at or before revoked_at)."""
+
+    __tablename__ = "oidc_grants"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("connected_apps.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    consent: Mapped[str] = mapped_column(String(10))                 # user | admin
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    first_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    app: Mapped[ConnectedApp] = relationship()
+    user: Mapped[User] = relationship()
+    __table_args__ = (UniqueConstraint("app_id", "user_id", name="uq_oidc_grant_app_user"),)
+
+
+class OidcRefreshToken(db.Model):  # type: ignore[name-defined]
+    """One refresh token, stored as its SHA-256 only. Tokens rotate: each use marks the presented one
+    rotated_at and issues a successor in the same family; presenting a rotated one again (a reuse) revokes
+    the whole family. expires_at None: valid until revoked (or until unused for the app's limit, checked
+    against last_used_at)."""
+
+    __tablename__ = "oidc_refresh_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family_id: Mapped[str] = mapped_column(String(43), index=True)
+    grant_id: Mapped[int] = mapped_column(ForeignKey("oidc_grants.id", ondelete="CASCADE"), index=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("connected_apps.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # IdP session (sid)
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    amr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    acr: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    family_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoke_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
 class PersistentId(db.Model):  # type: ignore[name-defined]
     """Pairwise persistent NameID per (user, app), stable across restarts and key changes."""
 
@@ -242,6 +290,9 @@ class SessionParticipant(db.Model):  # type: ignore[name-defined]
     name_id_format: Mapped[str] = mapped_column(String(255))
     session_index: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # saml: name_id / name_id_format / session_index as sent in the assertion;
+    # oidc: name_id = the ID token's `sub`, name_id_format = "oidc", session_index = its `sid`
+    protocol: Mapped[str] = mapped_column(String(10), default="saml", server_default="saml")
     __table_args__ = (UniqueConstraint("session_id", "app_id"),)
 
 
@@ -286,6 +337,8 @@ class SsoEvent(db.Model):  # type: ignore[name-defined]
     client_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_agent: Mapped[str | None] = mapped_column(String(512), nullable=True)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # admin-only explanation
+    # saml | oidc for sso / logout / token events; None for protocol-neutral ones (signin, account, admin)
+    protocol: Mapped[str | None] = mapped_column(String(10), nullable=True)
     __table_args__ = (
         Index("ix_sso_events_at", "at"),
         Index("ix_sso_events_app_at", "app_slug", "at"),

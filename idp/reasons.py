@@ -58,6 +58,24 @@ class Reason(StrEnum):
     ENROLMENT_REFUSED = "enrolment_refused"
     ENROLMENT_LINK_INVALID = "enrolment_link_invalid"
     STEP_UP_REQUIRED = "step_up_required"    # an account security change without a recent second factor
+    # OpenID Connect / OAuth 2.0 (protocol "oidc"): the OAuth error codes of RFC 6749 5.2 / OIDC Core 3.1.2.6
+    INVALID_REQUEST = "invalid_request"
+    INVALID_CLIENT = "invalid_client"
+    INVALID_GRANT = "invalid_grant"
+    UNAUTHORIZED_CLIENT = "unauthorized_client"
+    UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
+    UNSUPPORTED_RESPONSE_TYPE = "unsupported_response_type"
+    INVALID_SCOPE = "invalid_scope"
+    INVALID_TOKEN = "invalid_token"  # noqa: S105 - a reason code
+    REDIRECT_URI_MISMATCH = "redirect_uri_mismatch"
+    LOGIN_REQUIRED = "login_required"
+    CONSENT_REQUIRED = "consent_required"
+    INTERACTION_REQUIRED = "interaction_required"
+    CONSENT_DENIED = "consent_denied"            # the user clicked "deny" on the consent page (access_denied)
+    CODE_REUSED = "code_reused"                  # an authorization code presented twice: its tokens are revoked
+    REFRESH_TOKEN_REUSED = "refresh_token_reused"  # noqa: S105 - a rotated refresh token presented again: the family is revoked
+    CONSENT_GIVEN = "consent_given"
+    TOKEN_REVOKED = "token_revoked"  # noqa: S105 - a token, grant or family revoked (by the RP, user or admin)
     # logout
     UNKNOWN_SESSION = "unknown_session"
     # infrastructure
@@ -75,9 +93,13 @@ DENIAL_REASONS = frozenset({
     Reason.SESSION_EXPIRED, Reason.BAD_CREDENTIALS, Reason.THROTTLED,
     Reason.ADMIN_REQUIRED, Reason.ADMIN_MFA_REQUIRED, Reason.ADMIN_IP_DENIED,
     Reason.ENROLMENT_REFUSED, Reason.ENROLMENT_LINK_INVALID, Reason.STEP_UP_REQUIRED,
+    Reason.INVALID_CLIENT, Reason.INVALID_GRANT, Reason.UNAUTHORIZED_CLIENT, Reason.LOGIN_REQUIRED,
+    Reason.CONSENT_REQUIRED, Reason.INTERACTION_REQUIRED, Reason.CONSENT_DENIED, Reason.CODE_REUSED,
+    Reason.REFRESH_TOKEN_REUSED, Reason.INVALID_TOKEN,
 })
 SUCCESS_REASONS = frozenset({Reason.OK, Reason.LOGOUT, Reason.MFA_ENROLLED, Reason.MFA_RESET, Reason.MFA_REMOVED,
-                             Reason.MFA_UNSUSPENDED, Reason.RECOVERY_CODE_USED})
+                             Reason.MFA_UNSUSPENDED, Reason.RECOVERY_CODE_USED, Reason.CONSENT_GIVEN,
+                             Reason.TOKEN_REVOKED})
 
 
 def outcome_for(reason: Reason) -> Outcome:

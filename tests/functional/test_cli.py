@@ -35,7 +35,7 @@ from ..conftest import ROOT, SP_METADATA_DIR
 PASSWORD = "correct horse battery"
 EVENT_FIELDS = [
     "id", "at", "event_type", "app_slug", "sp_entity_id", "username", "outcome", "reason", "initiated_by",
-    "binding", "request_id", "response_id", "assertion_id", "client_ip", "user_agent",
+    "binding", "request_id", "response_id", "assertion_id", "client_ip", "user_agent", "protocol",
 ]
 
 
@@ -464,7 +464,7 @@ def test_events_json_fields(app: Flask, events: dict[str, SsoEvent]) -> None:
         "id": events["e1"].id, "at": "2026-01-01T08:00:00Z", "event_type": "sso", "app_slug": "wiki",
         "sp_entity_id": "https://wiki.example.org/sp", "username": "alice", "outcome": "success", "reason": "ok",
         "initiated_by": "sp", "binding": "redirect", "request_id": None, "response_id": "_r1",
-        "assertion_id": "_a1", "client_ip": "203.0.113.9", "user_agent": "pytest",
+        "assertion_id": "_a1", "client_ip": "203.0.113.9", "user_agent": "pytest", "protocol": e1["protocol"],
     }
     # JSON is data, not a spreadsheet: values are not rewritten
     e4 = next(r for r in rows if r["id"] == events["e4"].id)
