@@ -27,7 +27,9 @@ class AuthorizationCode:
     redirect_uri: str
     scopes: tuple[str, ...]
     grant_id: int                          # the user's OidcGrant for this app (consent or admin approval)
-    session_id: str                        # the IdP session: `sid` of the ID token, back-channel logout
+    session_id: str                        # the IdP session's id (internal: never sent to the client)
+    sid: str                               # the ID token's `sid` (Back-Channel Logout 1.0 2.1): the OIDC
+                                           # session participant's session_index, random per (session, app)
     auth_time: int                         # when the user authenticated (session authn_at)
     issued_at: int
     amr: tuple[str, ...] = ()
