@@ -79,6 +79,8 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
         # preview: discovery and JWKS only; the discovery document must not advertise endpoints that do not exist
         from .web.oidc_views import bp as oidc_bp
         app.register_blueprint(oidc_bp)
+        from .web.oidc_logout_views import bp as oidc_logout_bp
+        app.register_blueprint(oidc_logout_bp)
     app.register_error_handler(SamlFlowError, handle_flow_error)
     from .web import uow
     uow.init_app(app)

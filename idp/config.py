@@ -102,6 +102,10 @@ class Settings:
     # IDP_OIDC_ENABLED: serve the OpenID Connect documents (discovery, JWKS). Off until the protocol endpoints
     # exist: the discovery document must not advertise endpoints that answer 404.
     oidc_enabled: bool = False
+    # IDP_OIDC_BACKCHANNEL_ALLOW_PRIVATE: let back-channel logout POSTs reach private / loopback addresses (an RP on
+    # the internal network). Off: the SSRF guard of services.fetch refuses them, as for metadata URLs.
+    oidc_backchannel_allow_private: bool = False
+    oidc_backchannel_timeout_s: float = 3.0   # per RP; a logout never waits longer on one RP
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -180,6 +184,7 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         argon2_parallelism=_int(env, "IDP_ARGON2_PARALLELISM", DEFAULT_ARGON2[2], 1),
         data_key=env.get("IDP_DATA_KEY") or None,
         oidc_enabled=env_bool(env, "IDP_OIDC_ENABLED", False),
+        oidc_backchannel_allow_private=env_bool(env, "IDP_OIDC_BACKCHANNEL_ALLOW_PRIVATE", False),
         passkey_rp_name=(env.get("IDP_PASSKEY_RP_NAME") or "Identity Provider").strip()[:64] or "Identity Provider",
     )
     _check_data_key(values["data_key"])

@@ -78,6 +78,7 @@ class Reason(StrEnum):
     TOKEN_REVOKED = "token_revoked"  # noqa: S105 - a token, grant or family revoked (by the RP, user or admin)
     # logout
     UNKNOWN_SESSION = "unknown_session"
+    BACKCHANNEL_LOGOUT_FAILED = "backchannel_logout_failed"  # an RP's back-channel logout POST failed (error)
     # infrastructure
     SIGNING_KEY_UNAVAILABLE = "signing_key_unavailable"
     SERVICE_UNAVAILABLE = "service_unavailable"

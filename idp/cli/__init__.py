@@ -22,12 +22,13 @@ from .events import events_cmd
 from .groups import groups_group
 from .org import org_group
 from .serve import serve_cmd
+from .tokens import tokens_group
 from .users import users_group
 
 
 def register_cli(app: Flask) -> None:
     for cmd in (db_group, users_group, groups_group, apps_group, events_cmd, certs_group, org_group,
-                access_group, audit_cmd, serve_cmd):
+                access_group, audit_cmd, serve_cmd, tokens_group):
         app.cli.add_command(cmd)
 
 

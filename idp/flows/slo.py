@@ -28,6 +28,7 @@ from idp.extensions import db
 from idp.flows import pending as pending_store
 from idp.flows.authorize import Client
 from idp.flows.inbound import InboundMessage, InboundRules, check_inbound
+from idp.flows.oidc_logout import end_oidc_sessions
 from idp.flows.saml_keys import signing_for
 from idp.models import IdpSession, SessionParticipant, utcnow
 from idp.reasons import Reason
@@ -93,7 +94,7 @@ def receive_logout_request(msg: DecodedMessage, raw_query: bytes | None, setting
     q = (select(SessionParticipant, IdpSession)
          .join(IdpSession, IdpSession.id == SessionParticipant.session_id)
          .where(SessionParticipant.app_id == app.id, SessionParticipant.name_id == req.name_id,
-                IdpSession.ended_at.is_(None)))
+                SessionParticipant.protocol == "saml", IdpSession.ended_at.is_(None)))
     if req.session_indexes:
         q = q.where(SessionParticipant.session_index.in_(req.session_indexes))
     rows = db.session.execute(q).all()
@@ -103,17 +104,21 @@ def receive_logout_request(msg: DecodedMessage, raw_query: bytes | None, setting
 
 def start_logout_chain(session: IdpSession, origin: dict[str, Any] | None, settings: Settings, keys: KeySet,
                        ctx: EventContext, client: Client, exclude_app_id: int | None = None) -> Outgoing:
-    """End the session, record the event, then walk the other apps' SLO endpoints."""
+    """End the session, record the event, tell the OIDC RPs (back channel), then walk the other apps' SLO endpoints.
+
+    `origin`: the SAML SP whose LogoutRequest started this (it gets the LogoutResponse at the end), or
+    {"oidc_redirect": url} for an RP-initiated OIDC logout (the browser goes there at the end), or None."""
     parts = end_session(session)
     queue = []
     for p in parts:
-        if p.app_id == exclude_app_id:
+        if p.app_id == exclude_app_id or p.protocol != "saml":  # OIDC RPs get the back channel, not SAML
             continue
         queue.append({"app_id": p.app_id, "name_id": p.name_id, "name_id_format": p.name_id_format,
                       "session_index": p.session_index})
     ctx.username = session.user.username
     ctx.detail["propagate_to"] = [q["app_id"] for q in queue]
     record_event(ctx, Reason.LOGOUT, client_ip=client.ip, user_agent=client.user_agent)
+    end_oidc_sessions(session, parts, settings, keys, client)
     state = {"kind": "logout", "origin": origin, "queue": queue, "statuses": {}}
     token = pending_store.put(state)
     return next_step(token, settings, keys)
@@ -154,6 +159,8 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
     origin = state.get("origin")
     if not origin:
         return Outgoing(binding="page", url="")
+    if origin.get("oidc_redirect"):  # an RP-initiated logout: its registered post-logout URI (flows.oidc_logout)
+        return Outgoing(binding=BindingName.REDIRECT, url=origin["oidc_redirect"])
     app = saml_app_config_by_id(origin["app_id"])
     ep = _slo_endpoint(app, origin.get("binding")) if app else None
     if app is None or ep is None:

@@ -1,9 +1,9 @@
-"""Fetch SP metadata from a URL without becoming an SSRF proxy.
+"""Fetch SP metadata from a URL, and POST a form to an RP (back-channel logout), without becoming an SSRF proxy.
 
 Only http(s); every address the host name resolves to must be public unless private targets
 are allowed by configuration; the connection goes to the vetted address (no second DNS
-lookup to rebind); redirects are followed by hand (at most 3) with the same checks; bounded
-time and size.
+lookup to rebind); redirects are followed by hand (at most 3) with the same checks (a POST
+follows none); bounded time and size.
 """
 
 from __future__ import annotations
@@ -27,31 +27,33 @@ _IPV6_TUNNELS = [ipaddress.ip_network(n) for n in ("::/96", "64:ff9b::/96", "64:
                                                    "2001::/32")]
 
 
-def _vet_address(ip: str, allow_private: bool) -> None:
+def _vet_address(ip: str, allow_private: bool, what: str = "metadata URL",
+                 switch: str = "IDP_METADATA_FETCH_ALLOW_PRIVATE") -> None:
     addr = ipaddress.ip_address(ip.split("%", 1)[0])
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
         addr = addr.ipv4_mapped
     if isinstance(addr, ipaddress.IPv6Address) and any(addr in n for n in _IPV6_TUNNELS) and not allow_private:
-        raise ServiceError(f"metadata URL resolves to a non-public address ({addr}: IPv6 embedding IPv4)", field="url")
+        raise ServiceError(f"{what} resolves to a non-public address ({addr}: IPv6 embedding IPv4)", field="url")
     if allow_private:
         if addr.is_unspecified or addr.is_multicast:
-            raise ServiceError(f"metadata URL resolves to a forbidden address ({addr})", field="url")
+            raise ServiceError(f"{what} resolves to a forbidden address ({addr})", field="url")
         return
     if not addr.is_global or addr.is_multicast:
-        raise ServiceError(f"metadata URL resolves to a non-public address ({addr}); "
-                           "set IDP_METADATA_FETCH_ALLOW_PRIVATE=true to allow internal hosts", field="url")
+        raise ServiceError(f"{what} resolves to a non-public address ({addr}); "
+                           f"set {switch}=true to allow internal hosts", field="url")
 
 
-def _resolve(host: str, port: int, allow_private: bool) -> str:
+def _resolve(host: str, port: int, allow_private: bool, what: str = "metadata URL",
+             switch: str = "IDP_METADATA_FETCH_ALLOW_PRIVATE") -> str:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
-        raise ServiceError(f"cannot resolve the metadata host {host!r}", field="url") from None
+        raise ServiceError(f"cannot resolve the host {host!r} of the {what}", field="url") from None
     addresses = sorted({info[4][0] for info in infos})
     if not addresses:
-        raise ServiceError(f"cannot resolve the metadata host {host!r}", field="url")
+        raise ServiceError(f"cannot resolve the host {host!r} of the {what}", field="url")
     for ip in addresses:  # every answer must pass, or a round-robin name could slip one through
-        _vet_address(str(ip), allow_private)
+        _vet_address(str(ip), allow_private, what, switch)
     return str(addresses[0])
 
 
@@ -150,3 +152,56 @@ def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10
                 resp.close()
             conn.close()
     raise ServiceError("metadata URL redirected too many times", field="url")
+
+
+MAX_ANSWER_BYTES = 64 * 1024
+
+
+def post_form(url: str, fields: dict[str, str], *, allow_private: bool = False, timeout: float = 5.0,
+              what: str = "back-channel logout URI", switch: str = "IDP_OIDC_BACKCHANNEL_ALLOW_PRIVATE") -> int:
+    """POST `fields` (application/x-www-form-urlencoded) to `url`; returns the HTTP status of the answer.
+
+    The same SSRF guard as fetch_metadata (vetted, pinned address; private targets only when `allow_private`).
+    No redirect is followed (a redirect answer is returned as its status: OIDC Back-Channel Logout 1.0 section
+    2.8 has the RP answer 200 itself). At most MAX_ANSWER_BYTES of the answer are read; `timeout` bounds the
+    whole exchange. Refusals and network failures are ServiceErrors with a message fit for an event (never the
+    posted values).
+    """
+    from urllib.parse import urlencode
+
+    deadline = time.monotonic() + timeout
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ServiceError(f"the {what} must be an absolute http:// or https:// URL", field="url")
+    if parts.username or parts.password:
+        raise ServiceError(f"the {what} must not contain credentials", field="url")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ServiceError(f"the {what} has an invalid port", field="url") from None
+    ip = _resolve(parts.hostname, port, allow_private, what, switch)
+    remaining = max(0.2, deadline - time.monotonic())
+    cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+    conn = cls(parts.hostname, ip, port, remaining)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    body = urlencode(fields).encode("ascii")
+    resp: http.client.HTTPResponse | None = None
+    watchdog = threading.Timer(remaining, _shutdown, args=(conn,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        conn.request("POST", path, body=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded", "User-Agent": "idp-backchannel/1",
+            "Cache-Control": "no-store"})
+        resp = conn.getresponse()
+        resp.read(MAX_ANSWER_BYTES)
+        return int(resp.status)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        if time.monotonic() >= deadline:
+            raise ServiceError(f"the {what} did not answer within {timeout:g} s", field="url") from None
+        raise ServiceError(f"could not reach the {what}: {exc.__class__.__name__}", field="url") from None
+    finally:
+        watchdog.cancel()
+        if resp is not None:
+            resp.close()
+        conn.close()

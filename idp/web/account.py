@@ -16,7 +16,7 @@ from ..flows.enrolment import (
     record_recovery_code_used,
     record_reset,
 )
-from ..services import accounts
+from ..services import ServiceError, accounts, oauth_usage
 from ..services.admin_queries import recent_security_events
 from ..throttle import (
     LOGIN_ACCOUNT_IP_RULE,
@@ -56,7 +56,8 @@ def _page(status: int = 200, **kw: object) -> Response:
                                     can_add_passkey=session_mfa if (keys or enrolled) else first_ok,
                                     password_step_up=user.mfa_enrolled and not session_mfa,
                                     step_up_minutes=settings().step_up_max_age_s // 60,
-                                    events=recent_security_events(user.username), **defaults), status=status)
+                                    events=recent_security_events(user.username),
+                                    authorized=oauth_usage.list_grants(user_id=user.id), **defaults), status=status)
 
 
 @bp.get("/account")
@@ -141,3 +142,20 @@ def regenerate_recovery_codes() -> Response:
     codes = recovery_codes.issue(user)
     record_enrolled(user, "recovery_codes", current_client(), {"count": len(codes), "regenerated": True})
     return Response(render_template("account_recovery_codes.html", codes=codes), status=200)
+
+
+@bp.post("/account/apps/<int:grant_id>/revoke")
+@login_required
+def revoke_app(grant_id: int) -> Response:
+    """Revoke the signed-in user's own authorization of an app (its refresh tokens with it); CSRF-checked. A grant
+    of someone else is answered as an unknown one."""
+    user = current_user.user
+    try:
+        row = oauth_usage.grant_of(grant_id, user_id=user.id)
+    except ServiceError:
+        flash("That app authorization no longer exists.", "error")
+        return redirect(url_for("account.index"), code=303)  # type: ignore[return-value]
+    client = current_client()
+    oauth_usage.revoke_grants([row], by="user", client_ip=client.ip, user_agent=client.user_agent)
+    flash(f"“{row.app_name}” no longer has access to your account.", "success")
+    return redirect(url_for("account.index", _anchor="authorized-apps"), code=303)  # type: ignore[return-value]

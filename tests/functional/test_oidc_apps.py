@@ -356,21 +356,23 @@ def test_console_list_shows_protocols(client: FlaskClient, admin: str) -> None:
     assert row.oidc.client_id in text(client.get("/admin/apps?q=" + row.oidc.client_id))
 
 
-def test_console_app_page_shows_oidc_settings_read_only(client: FlaskClient, admin: str) -> None:
+def test_console_app_page_shows_oidc_settings(client: FlaskClient, admin: str) -> None:
     row = _oidc_app(scopes=("openid", "groups"), post_logout_redirect_uris=("https://crm.example.com/bye",))
     resp = client.get("/admin/apps/crm")
     body = text(resp)
     assert resp.status_code == 200
     assert row.oidc is not None and f'id="oidc-client-id">{row.oidc.client_id}<' in body
     for fragment in (CB, "https://crm.example.com/bye", "authorization_code", "groups", "10m",
-                     "expire-if-unused:30d", "client_secret_basic"):
+                     '<option value="expire-if-unused" selected>', 'value="30d"',
+                     '<option value="client_secret_basic" selected>'):
         assert fragment in body, fragment
     assert 'id="saml-settings"' not in body and 'id="sp-facts"' not in body and 'id="idp-values"' not in body
     assert 'id="no-saml"' in body and 'id="add-saml-link"' in body
     assert 'id="policy-form"' in body     # the access policy applies to OIDC apps too
-    # nothing on the page edits OIDC settings: no form posts anywhere but status/policy
+    # the OIDC settings are edited on the page (tests/functional/test_oidc_console.py); nothing edits SAML settings
     actions = set(re.findall(r'<form method="post" action="([^"]+)"', body))
-    assert actions - {"/logout/saml"} == {"/admin/apps/crm/status", "/admin/apps/crm/policy#access-policy"}
+    assert actions - {"/logout/saml"} == {"/admin/apps/crm/status", "/admin/apps/crm/policy#access-policy",
+                                          "/admin/apps/crm/oidc"}
     # SAML settings cannot be posted to an app without SAML
     resp = client.post("/admin/apps/crm/saml", data={"csrf_token": admin, "name": "x", "nameid_format": "email",
                                                      "nameid_field": "email", "sign": "both",

@@ -81,7 +81,8 @@ def test_login_csrf(app, client, alice):  # type: ignore[no-untyped-def]
     assert client.get("/").status_code == 302  # still anonymous
 
 
-SAMPLE_ARGS = {"slug": "wiki", "username": "bob", "name": "engineering", "step": "rotate", "passkey_id": "1"}
+SAMPLE_ARGS = {"slug": "wiki", "username": "bob", "name": "engineering", "step": "rotate", "passkey_id": "1",
+               "grant_id": "1"}
 
 
 def _form_bag() -> dict[str, str]:

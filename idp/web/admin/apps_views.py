@@ -1,6 +1,6 @@
-"""Admin console, connected apps: list, register, detail with SAML settings, OIDC settings (read-only) and access
-policy, metadata refresh (which also gives an OIDC-only app its SAML settings), enable/disable and delete. Views read
-a form, call the apps services (as `idp apps …` does) and render."""
+"""Admin console, connected apps: list, register, detail with SAML settings, OIDC settings (edited in
+admin.oidc_views) and access policy, metadata refresh (which also gives an OIDC-only app its SAML settings),
+enable/disable and delete. Views read a form, call the apps services (as `idp apps …` does) and render."""
 
 from __future__ import annotations
 
@@ -255,7 +255,10 @@ def _oidc_view(app: ConnectedApp) -> dict[str, Any] | None:
 
 
 def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: PolicyForm | None = None,
-                   status: int = 200, notice: str | None = None) -> tuple[str, int]:
+                   status: int = 200, notice: str | None = None, oidc_form: Any = None,
+                   add_oidc_form: Any = None) -> tuple[str, int]:
+    from idp.web.admin.oidc_views import detail_context  # the OIDC sections (forms, usage) live there
+
     sp = SpMetadata.from_dict(app.sp) if app.has_saml and app.sp is not None else None
     current = apps_svc.AppSettings.from_dict(app.settings)
     keys, key_error = _published_keys()
@@ -275,7 +278,7 @@ def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: P
                  "sigalgs": tuple(SIGNATURE_ALGORITHM_NAMES), "encalgs": ENCRYPTION_ALGORITHMS,
                  "user_fields": ATTRIBUTE_SOURCES, "permitted": PERMITTED_MODES, "ip_modes": IP_MODES,
                  "mfa_actions": MFA_ACTIONS},
-        notice=notice, now=datetime.now(UTC),
+        notice=notice, now=datetime.now(UTC), **detail_context(app, oidc_form, add_oidc_form),
     )
 
 

@@ -20,3 +20,4 @@ from idp.web.admin import certs_views  # noqa: F401,E402,I001
 from idp.web.admin import org_views  # noqa: F401,E402,I001
 from idp.web.admin import audit_views  # noqa: F401,E402,I001
 from idp.web.admin import apps_views  # noqa: F401,E402
+from idp.web.admin import oidc_views  # noqa: F401,E402,I001
