@@ -335,6 +335,11 @@ def proceed(pending: PendingAuthorization, token: str | None, session: SessionVi
     else:
         consent = ADMIN_CONSENT    # pre-authorized: permitted users and groups passed the policy; no page
     _consume(token)
+    if consented and consent == USER_CONSENT:
+        # recorded with the code it leads to (same unit of work): a consent the gate then refused leaves nothing
+        given = _context(app, req.client_id, session)
+        _request_detail(given, req)
+        record_event(given, Reason.CONSENT_GIVEN, client_ip=client.ip, user_agent=client.user_agent)
     return RedirectToClient(_issue(pending, app, session, gate.decision, consent, ctx, settings, client, now))
 
 
@@ -350,10 +355,6 @@ def answer_consent(token: str | None, allow: bool, session: SessionView | None, 
     if session is None or pending.consent_user_id != session.user_id:
         return proceed(pending, token, session, settings, keys, client)
     if allow:
-        app = app_config_by_id(pending.app_id)
-        ctx = _context(app, pending.request.client_id, session)
-        _request_detail(ctx, pending.request)
-        record_event(ctx, Reason.CONSENT_GIVEN, client_ip=client.ip, user_agent=client.user_agent)
         return proceed(pending, token, session, settings, keys, client, consented=True)
     req = pending.request
     app = app_config_by_id(pending.app_id)
