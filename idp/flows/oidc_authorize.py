@@ -393,10 +393,8 @@ def _issue(pending: PendingAuthorization, app: AppConfig, session: SessionView, 
 
 def participant_sid(session: SessionView, app: AppConfig, sub: str) -> str:
     """The `sid` of this (IdP session, app): recorded on first use as an OIDC session participant (name_id = sub),
-    reused afterwards. An app that also speaks SAML and already has a participant row in this session (one row
-    per session and app) shares that row's session index as its sid."""
-    row = db.session.scalar(select(SessionParticipant).where(SessionParticipant.session_id == session.id,
-                                                             SessionParticipant.app_id == app.id))
+    reused afterwards. An app that also speaks SAML has its own SAML row beside it (one row per protocol)."""
+    row = _oidc_participant(session, app)
     if row is not None:
         return row.session_index
     sid = secrets.token_urlsafe(24)
@@ -406,9 +404,14 @@ def participant_sid(session: SessionView, app: AppConfig, sub: str) -> str:
                                               name_id_format=SID_FORMAT, session_index=sid, protocol="oidc",
                                               created_at=utcnow()))
     except IntegrityError:   # a concurrent authorization in the same session recorded it first
-        row = db.session.scalar(select(SessionParticipant).where(SessionParticipant.session_id == session.id,
-                                                                 SessionParticipant.app_id == app.id))
+        row = _oidc_participant(session, app)
         if row is None:
             raise
         return row.session_index
     return sid
+
+
+def _oidc_participant(session: SessionView, app: AppConfig) -> SessionParticipant | None:
+    return db.session.scalar(select(SessionParticipant).where(SessionParticipant.session_id == session.id,
+                                                             SessionParticipant.app_id == app.id,
+                                                             SessionParticipant.protocol == "oidc"))

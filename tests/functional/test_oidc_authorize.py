@@ -477,3 +477,29 @@ def test_access_check_dry_run_for_an_oidc_only_app(app: Flask, alice: Any, bob: 
     assert out.exit_code == 0 and "ALLOW" in out.output
     out = runner.invoke(args=["access", "check", "--user", "bob", "--app", "rp", "--mfa"])
     assert out.exit_code == 0 and "DENY" in out.output and "user_not_permitted" in out.output
+
+
+def test_app_with_saml_and_oidc_has_one_participant_per_protocol(app: Flask, browser: Browser, alice: Any,
+                                                                 make_sp: Any) -> None:
+    from ..webclient import saml_form
+    sp = make_sp("pysaml2")
+    row = apps_svc.get_app(sp.slug)
+    client, _ = apps_svc.add_oidc(row, apps_svc.initial_settings(redirect_uris=(CB,)))
+    db.session.commit()
+    req = sp.authn_request("redirect")
+    assert saml_form(browser.sso(req, "alice", "correct horse battery")) is not None
+    record = peek_code(at_rp(sign_in(browser, authorize_url(client.client_id)))["code"])
+    assert record is not None
+    db.session.expire_all()
+    rows = {p.protocol: p for p in db.session.query(SessionParticipant)}
+    assert set(rows) == {"saml", "oidc"} and rows["oidc"].session_index == record.sid
+    assert rows["saml"].session_index != record.sid and rows["saml"].name_id != rows["oidc"].name_id
+    # SAML again in the same session keeps its own row and SessionIndex
+    assert saml_form(browser.sso(sp.authn_request("redirect"))) is not None
+    db.session.expire_all()
+    assert db.session.query(SessionParticipant).count() == 2
+
+
+def test_discovery_lists_the_acr_values_understood(client: FlaskClient) -> None:
+    doc = client.get("/.well-known/openid-configuration").get_json()
+    assert MFA in doc["acr_values_supported"] and PAPE_MFA in doc["acr_values_supported"]
