@@ -66,7 +66,8 @@ def persistent_id(user: User | UserView, entity_id: str) -> str:
 
 _PARTICIPANT = Prepared(select(SessionParticipant.id, SessionParticipant.session_index, SessionParticipant.name_id)
                         .where(SessionParticipant.session_id == bindparam("sid"),
-                               SessionParticipant.app_id == bindparam("aid"), SessionParticipant.protocol == bindparam("proto")))
+                               SessionParticipant.app_id == bindparam("aid"),
+                               SessionParticipant.protocol == bindparam("proto")))
 _PARTICIPANT_INSERT = Prepared(insert(SessionParticipant).values(
     session_id=bindparam("sid"), app_id=bindparam("aid"), name_id=bindparam("nid"), name_id_format=bindparam("fmt"),
     session_index=bindparam("idx"), created_at=bindparam("now"), protocol=bindparam("proto")))
