@@ -293,7 +293,8 @@ class SessionParticipant(db.Model):  # type: ignore[name-defined]
     # saml: name_id / name_id_format / session_index as sent in the assertion;
     # oidc: name_id = the ID token's `sub`, name_id_format = "oidc", session_index = its `sid`
     protocol: Mapped[str] = mapped_column(String(10), default="saml", server_default="saml")
-    __table_args__ = (UniqueConstraint("session_id", "app_id"),)
+    # one row per protocol: an app with SAML and OIDC settings has its SessionIndex and its sid apart
+    __table_args__ = (UniqueConstraint("session_id", "app_id", "protocol", name="uq_session_participant_app_protocol"),)
 
 
 class PendingRequest(db.Model):  # type: ignore[name-defined]

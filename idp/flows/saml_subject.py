@@ -66,7 +66,8 @@ def persistent_id(user: User | UserView, entity_id: str) -> str:
 
 _PARTICIPANT = Prepared(select(SessionParticipant.id, SessionParticipant.session_index, SessionParticipant.name_id)
                         .where(SessionParticipant.session_id == bindparam("sid"),
-                               SessionParticipant.app_id == bindparam("aid")))
+                               SessionParticipant.app_id == bindparam("aid"),
+                               SessionParticipant.protocol == bindparam("proto")))
 _PARTICIPANT_INSERT = Prepared(insert(SessionParticipant).values(
     session_id=bindparam("sid"), app_id=bindparam("aid"), name_id=bindparam("nid"), name_id_format=bindparam("fmt"),
     session_index=bindparam("idx"), created_at=bindparam("now"), protocol=bindparam("proto")))
@@ -80,7 +81,7 @@ def session_index_for(session: SessionView, app: AppConfig, name_id: str, fmt: s
     Prepared statements, not the ORM: this runs on every SSO. A second SSO into the same app keeps
     the SessionIndex and takes the latest NameID (transient IDs change every time).
     """
-    row = _PARTICIPANT.first({"sid": session.id, "aid": app.id})
+    row = _PARTICIPANT.first({"sid": session.id, "aid": app.id, "proto": "saml"})
     if row is None:
         index = "_" + secrets.token_hex(16)
         _PARTICIPANT_INSERT.run({"sid": session.id, "aid": app.id, "nid": name_id, "fmt": fmt, "idx": index,

@@ -49,7 +49,9 @@ def login() -> Response | str:
     if request.method == "GET":
         if current_user.is_authenticated and not force:
             return redirect(next_url)  # type: ignore[return-value]
-        prefill = current_user.view.user.username if current_user.is_authenticated else ""
+        # an OIDC login_hint (OIDC Core 3.1.2.1) prefills the name; only a prefill, it decides nothing
+        hint = "".join(c for c in (request.args.get("login_hint") or "")[:150] if c.isprintable())
+        prefill = current_user.view.user.username if current_user.is_authenticated else hint
         return render_template("login.html", next=next_url, request_token=token, force=force, username=prefill,
                                error=None)
     username = (request.form.get("username") or "").strip()[:150]

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from ..certs.keystore import KeyStoreError
+from ..oidc.acr import ACR_VALUES_SUPPORTED
 from ..oidc.constants import DISCOVERY_PATH, JWKS_PATH
 from ..oidc.discovery import DiscoverySpec, build_discovery
 from ..oidc.jose import build_jwks, signing_algs
@@ -54,7 +55,8 @@ def discovery() -> Response:
         algs = signing_algs(keystore().current())
     except KeyStoreError as exc:
         return _keys_unavailable(exc)
-    return _json(build_discovery(DiscoverySpec(issuer=settings().base_url, signing_algs=algs)), DISCOVERY_MAX_AGE_S)
+    return _json(build_discovery(DiscoverySpec(issuer=settings().base_url, signing_algs=algs,
+                                       acr_values=ACR_VALUES_SUPPORTED)), DISCOVERY_MAX_AGE_S)
 
 
 @bp.get(JWKS_PATH)
