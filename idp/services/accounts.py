@@ -12,6 +12,7 @@ from ..auth.passwords import Passwords
 from ..extensions import db
 from ..models import Group, IdpSession, Passkey, User, user_groups, utcnow
 from . import ServiceError
+from .oauth_tokens import revoke_refresh_tokens
 from .users import GROUP_RE, USERNAME_RE, add_group, add_user, find_user, valid_email, valid_name, validate_password
 
 
@@ -125,7 +126,8 @@ def update_user(user: User, data: UserInput) -> User:
 
 
 def set_disabled(user: User, disabled: bool) -> User:
-    """Disable (every live session ends with it: sessions of disabled users do not load) or enable."""
+    """Disable (every live session ends with it: sessions of disabled users do not load; every refresh token
+    of the user, offline ones included, is revoked) or enable."""
     before = _snapshot(user)
     if before["disabled"] == disabled:
         return user
@@ -136,6 +138,7 @@ def set_disabled(user: User, disabled: bool) -> User:
         _refuse_if_no_admin_left(user)
     if disabled:
         end_sessions(user)
+        revoke_refresh_tokens(reason="user_disabled", user_id=user.id)
     _record_changes(user, before)
     return user
 
@@ -171,11 +174,19 @@ def _store_password(user: User, password_hash: str, action: str, keep_session: s
 
 
 def end_sessions(user: User, *, except_id: str | None = None) -> int:
-    """End every live IdP session of `user` (but `except_id`); returns how many ended."""
-    q = update(IdpSession).where(IdpSession.user_id == user.id, IdpSession.ended_at.is_(None))
+    """End every live IdP session of `user` (but `except_id`); returns how many ended.
+
+    The OAuth refresh tokens bound to those sessions (issued without offline_access) end with them, as at
+    logout; offline ones outlive the session (OIDC Core 11) and are revoked per grant, app or user instead."""
+    live = select(IdpSession.id).where(IdpSession.user_id == user.id, IdpSession.ended_at.is_(None))
     if except_id:
-        q = q.where(IdpSession.id != except_id)
-    result = db.session.execute(q.values(ended_at=utcnow()))
+        live = live.where(IdpSession.id != except_id)
+    ids = list(db.session.scalars(live))
+    if not ids:
+        return 0
+    result = db.session.execute(update(IdpSession).where(IdpSession.id.in_(ids)).values(ended_at=utcnow()))
+    for session_id in ids:
+        revoke_refresh_tokens(reason="session_ended", session_id=session_id, keep_offline=True)
     return int(getattr(result, "rowcount", 0) or 0)
 
 

@@ -346,3 +346,37 @@ def test_logout_with_no_oidc_participants_posts_nothing_and_still_revokes_bound_
     client.get("/logout", headers={"Sec-Fetch-Site": "same-origin"})
     db.session.expire_all()
     assert db.session.get(OidcRefreshToken, t.id).revoked_at is not None
+
+
+# ---------------------------------------------------------------- sessions ended by a security change
+
+
+def test_ending_sessions_revokes_their_session_bound_refresh_tokens(app, alice):
+    from idp.services import accounts
+    rp, _ = add_oidc_app("rp")
+    session = IdpSession(id="s-security-change", user_id=alice.id)
+    kept = IdpSession(id="s-kept", user_id=alice.id)
+    db.session.add_all([session, kept])
+    grant = add_grant(rp, alice)
+    bound = add_refresh(grant, session_id=session.id)
+    in_kept = add_refresh(grant, session_id=kept.id)
+    offline = add_refresh(grant, offline=True)
+    db.session.commit()
+    assert accounts.end_sessions(alice, except_id=kept.id) == 1
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(OidcRefreshToken, bound.id).revoke_reason == "session_ended"
+    assert db.session.get(OidcRefreshToken, in_kept.id).revoked_at is None
+    assert db.session.get(OidcRefreshToken, offline.id).revoked_at is None
+
+
+def test_disabling_a_user_revokes_all_their_refresh_tokens_offline_ones_too(app, alice):
+    from idp.services import accounts
+    rp, _ = add_oidc_app("rp")
+    grant = add_grant(rp, alice)
+    offline = add_refresh(grant, offline=True)
+    db.session.commit()
+    accounts.set_disabled(alice, True)
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(OidcRefreshToken, offline.id).revoke_reason == "user_disabled"
