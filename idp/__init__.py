@@ -77,8 +77,10 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
         app.register_blueprint(bp)
     if settings.oidc_enabled:
         # preview: discovery and JWKS only; the discovery document must not advertise endpoints that do not exist
+        from .web.oidc_token_views import bp as oidc_token_bp
         from .web.oidc_views import bp as oidc_bp
         app.register_blueprint(oidc_bp)
+        app.register_blueprint(oidc_token_bp)
     app.register_error_handler(SamlFlowError, handle_flow_error)
     from .web import uow
     uow.init_app(app)

@@ -6,7 +6,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, text, update
+from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -61,6 +61,14 @@ class DbState:
                    SeenRequest.expires_at < now)
             .values(expires_at=now + timedelta(seconds=ttl_s)))
         return bool(getattr(result, "rowcount", 0))
+
+    def was_remembered(self, key: str) -> bool:
+        issuer, _, request_id = key.partition("\n")
+        found = db.session.scalar(
+            select(SeenRequest.id).where(SeenRequest.issuer == issuer[:1024],
+                                         SeenRequest.request_id == request_id[:256],
+                                         SeenRequest.expires_at >= utcnow()))
+        return found is not None
 
     def put(self, data: dict[str, Any], ttl_s: int) -> str:
         self._maybe_purge()
