@@ -98,6 +98,7 @@ class _Ev:
     """What the event will say, filled in as the request is understood."""
 
     grant_type: str | None = None
+    endpoint: str = "token"           # token | revocation | introspection | userinfo
     client_id: str | None = None
     app_slug: str | None = None
     username: str | None = None
@@ -107,12 +108,17 @@ class _Ev:
 
 def record_token_event(ev: _Ev, reason: Reason, client: Client, *, description: str | None = None) -> None:
     detail: dict[str, Any] = {"client_id": ev.client_id, "grant_type": ev.grant_type, "scopes": ev.scopes,
-                              **ev.extra}
+                              "endpoint": ev.endpoint, **ev.extra}
     if description:
         detail["error_description"] = description
     record_event(EventContext(event_type="token", app_slug=ev.app_slug, sp_entity_id=ev.client_id,
                               username=ev.username, protocol="oidc", detail=detail),
                  reason, client_ip=client.ip, user_agent=client.user_agent)
+
+
+def record_malformed(endpoint: str, description: str, client: Client) -> None:
+    """A request refused before it could be read (size, encoding, repeated parameters): still an event."""
+    record_token_event(_Ev(endpoint=endpoint), Reason.INVALID_REQUEST, client, description=description)
 
 
 def parse_scope(text: str | None) -> tuple[str, ...] | None:
@@ -200,12 +206,12 @@ def _revoke_redeemed(marker: Mapping[str, Any], ev: _Ev, now: datetime) -> None:
     ev.extra["revoked_access_token"] = bool(jti)
 
 
-def _pkce_ok(record: AuthorizationCode, verifier: str | None, public: bool) -> None:
+def _pkce_ok(record: AuthorizationCode, verifier: str | None, required: bool) -> None:
     if record.code_challenge is None:
         if verifier is not None:
             raise InvalidGrant("code_verifier sent for a code issued without a code_challenge (PKCE downgrade)")
-        if public:
-            raise InvalidGrant("a public client's code must be bound with PKCE")
+        if required:
+            raise InvalidGrant("this client must use PKCE: the code has no code_challenge")
         return
     if verifier is None:
         raise InvalidGrant("code_verifier is required: the code was issued with a code_challenge")

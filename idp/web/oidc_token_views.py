@@ -18,7 +18,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from ..extensions import csrf
 from ..flows.oidc_access import introspect, revoke, userinfo
 from ..flows.oidc_client_auth import FetchPolicy
-from ..flows.oidc_token import TokenContext, token_request
+from ..flows.oidc_token import TokenContext, record_malformed, token_request
 from ..models import utcnow
 from ..oidc.constants import INTROSPECT_PATH, REVOKE_PATH, TOKEN_PATH, USERINFO_PATH
 from ..oidc.errors import InvalidRequest, InvalidToken, OAuthError
@@ -59,8 +59,17 @@ def _error(err: OAuthError, *, bearer: bool = False) -> Response:
     return resp
 
 
-def _form() -> dict[str, str]:
-    """The body parameters, each at most once; InvalidRequest for anything else (never a 500 nor an HTML page)."""
+def _form(endpoint: str) -> dict[str, str]:
+    """The body parameters, each at most once; InvalidRequest for anything else (never a 500 nor an HTML page),
+    recorded as an event."""
+    try:
+        return _read_form()
+    except InvalidRequest as err:
+        record_malformed(endpoint, err.description, current_client())
+        raise
+
+
+def _read_form() -> dict[str, str]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise InvalidRequest("the request body is too large")
     if request.mimetype != FORM_TYPE:
@@ -95,18 +104,20 @@ def _authorization() -> str | None:
 
 @bp.errorhandler(RequestEntityTooLarge)
 def _too_large(_exc: Exception) -> Response:
+    record_malformed(request.path, "the request body is too large", current_client())
     return _error(InvalidRequest("the request body is too large"))
 
 
 @bp.errorhandler(BadRequest)
 def _bad_request(_exc: Exception) -> Response:
+    record_malformed(request.path, "the request could not be read", current_client())
     return _error(InvalidRequest("the request could not be read"))
 
 
 @bp.post(TOKEN_PATH)
 def token() -> Response:
     try:
-        return _json(token_request(_form(), _authorization(), _ctx()))
+        return _json(token_request(_form("token"), _authorization(), _ctx()))
     except OAuthError as err:
         return _error(err)
 
@@ -118,7 +129,7 @@ def userinfo_endpoint() -> Response:
             raise InvalidRequest("the access token must not be sent in the query string (RFC 6750 2.3 is not "
                                  "offered)")
         header = _authorization()
-        form = _form() if request.method == "POST" and request.content_length else {}
+        form = _form("userinfo") if request.method == "POST" and request.content_length else {}
         token: str | None = None
         if header is not None:
             scheme, _, value = header.strip().partition(" ")
@@ -138,7 +149,7 @@ def userinfo_endpoint() -> Response:
 @bp.post(REVOKE_PATH)
 def revoke_endpoint() -> Response:
     try:
-        revoke(_form(), _authorization(), _ctx())
+        revoke(_form("revocation"), _authorization(), _ctx())
     except OAuthError as err:
         return _error(err)
     return _json({})
@@ -147,6 +158,6 @@ def revoke_endpoint() -> Response:
 @bp.post(INTROSPECT_PATH)
 def introspect_endpoint() -> Response:
     try:
-        return _json(introspect(_form(), _authorization(), _ctx()))
+        return _json(introspect(_form("introspection"), _authorization(), _ctx()))
     except OAuthError as err:
         return _error(err)
