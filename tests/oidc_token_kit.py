@@ -151,10 +151,10 @@ def sign_jws(header: dict[str, Any], claims: dict[str, Any], key: Any = None, *,
 
 
 def assertion(key: Any, client_id: str, *, kid: str = "k1", alg: str = "RS256", aud: Any = TOKEN_URL,
-              lifetime: int = 120, jti: str | None = None, **over: Any) -> str:
+              lifetime: int = 120, jti: str | None = "auto", **over: Any) -> str:
     now = int(time.time())
     claims: dict[str, Any] = {"iss": client_id, "sub": client_id, "aud": aud, "iat": now, "exp": now + lifetime,
-                              "jti": jti or secrets.token_urlsafe(12)}
+                              "jti": secrets.token_urlsafe(12) if jti == "auto" else jti}
     claims.update(over)
     claims = {k: v for k, v in claims.items() if v is not None}
     return sign_jws({"alg": alg, "kid": kid, "typ": "JWT"}, claims, key)

@@ -29,6 +29,7 @@ from idp.services.oauth_tokens import revoke_grant
 
 from .. import jwt_check
 from ..conftest import IDP_BASE, make_settings, reset_backends
+from ..oidc_rp.fixtures import make_oidc_rp, oidc_rp_kind  # noqa: F401 - fixtures: one run per RP
 from ..oidc_token_kit import (
     CB,
     assertion,
@@ -377,8 +378,10 @@ def test_public_client_refresh(client: FlaskClient, alice: Any) -> None:
 
 
 def test_client_credentials(client: FlaskClient) -> None:
-    _, cid, secret = make_client("reports-api", grants=("client_credentials",), scopes=("reports:read", "reports:write"))
-    body = ok(token(client, {"grant_type": "client_credentials", "scope": "reports:read"}, (cid, secret)))
+    _, cid, secret = make_client("reports-api", grants=("client_credentials",),
+                                 scopes=("reports:read", "reports:write"))
+    body = ok(token(client, {"grant_type": "client_credentials", "scope": "reports:read"},
+                    (cid, secret)))
     assert body["scope"] == "reports:read" and "refresh_token" not in body and "id_token" not in body
     _, at = check_jwt(client, body["access_token"])
     assert at["sub"] == cid and at["client_id"] == cid and at["aud"] == cid and "auth_time" not in at
@@ -625,11 +628,10 @@ def live_oidc(tmp_path: Path, key_template: Path) -> Iterator[tuple[Flask, str]]
             db.engine.dispose()
 
 
-from ..oidc_rp.fixtures import make_oidc_rp, oidc_rp_kind  # noqa: E402, F401
 
 
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
-def test_client_credentials_with_independent_rps(live_oidc: tuple[Flask, str], make_oidc_rp: Any,
+def test_client_credentials_with_independent_rps(live_oidc: tuple[Flask, str], make_oidc_rp: Any,  # noqa: F811
                                                  method: str) -> None:
     app, base = live_oidc
     with app.app_context():
