@@ -25,8 +25,9 @@ from ..oidc.client_auth import (
 from ..oidc.constants import TokenAuthMethod
 from ..oidc.errors import InvalidClient
 from ..services import ServiceError
-from ..services.apps import AppConfig, OidcSettings, app_config_by_client_id, parse_jwks, verify_client_secret
+from ..services.apps import AppConfig, OidcSettings, app_config_by_client_id, parse_jwks
 from ..services.fetch import fetch_metadata
+from ..services.oauth_client_secrets import check_client_secret
 from ..state import shared
 
 JWKS_TTL_S = 300            # a client's JWKS URI is read again after 5 minutes
@@ -119,7 +120,7 @@ def authenticate_client(creds: ClientCredentials, *, issuer: str, token_endpoint
         raise InvalidClient(f"the client is registered for {oidc.token_endpoint_auth_method}, "
                             f"not {creds.method}")
     if creds.method in (TokenAuthMethod.CLIENT_SECRET_BASIC, TokenAuthMethod.CLIENT_SECRET_POST):
-        if creds.secret is None or not verify_client_secret(creds.client_id, creds.secret, now):
+        if creds.secret is None or not check_client_secret(app, creds.secret, now):
             raise InvalidClient("client authentication failed")
     elif creds.method == TokenAuthMethod.PRIVATE_KEY_JWT:
         ts = now.timestamp()

@@ -70,23 +70,24 @@ def _form(endpoint: str) -> dict[str, str]:
 
 
 def _read_form() -> dict[str, str]:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+    req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not one per access
+    if req.content_length is not None and req.content_length > MAX_BODY_BYTES:
         raise InvalidRequest("the request body is too large")
-    if request.mimetype != FORM_TYPE:
+    if req.mimetype != FORM_TYPE:
         raise InvalidRequest(f"the request body must be {FORM_TYPE}")
-    if request.args:
+    if req.args:
         raise InvalidRequest("parameters go in the request body, not the query string")
-    form = request.form
+    form = req.form
     if len(form) > MAX_PARAMS:
         raise InvalidRequest("too many parameters")
     out: dict[str, str] = {}
-    for name in form:
-        values = form.getlist(name)
+    for name, values in form.lists():
         if len(values) != 1:
             raise InvalidRequest(f"parameter {name[:40]!r} is repeated")
-        if len(values[0]) > MAX_VALUE_BYTES or "\x00" in values[0]:
+        value = values[0]
+        if len(value) > MAX_VALUE_BYTES or "\x00" in value:
             raise InvalidRequest(f"parameter {name[:40]!r} is too long or malformed")
-        out[name] = values[0]
+        out[name] = value
     return out
 
 
