@@ -55,6 +55,7 @@ class OidcBench:
                 name="Bench API", slug="bench-api", settings=apps_svc.initial_settings(
                     grant_types=("client_credentials",), scopes=("reports:read",)))
             assert web_secret is not None and api_secret is not None
+            assert web.oidc is not None and api.oidc is not None
             user = db.session.query(User).filter_by(username=USERNAME).one()
             session = start_session(user, "127.0.0.1")
             grant = OidcGrant(app_id=web.id, user_id=user.id, scopes=list(CODE_SCOPES), consent="admin",
@@ -65,7 +66,7 @@ class OidcBench:
             db.session.add(SessionParticipant(session_id=session.id, app_id=web.id, name_id=subject_for(user),
                                               name_id_format="oidc", session_index=sid, protocol="oidc"))
             db.session.commit()
-            self._record = dict(app_id=web.id, client_id=web.oidc.client_id, user_id=user.id,
+            self._record: dict[str, Any] = dict(app_id=web.id, client_id=web.oidc.client_id, user_id=user.id,
                                 username=user.username, redirect_uri=CALLBACK, scopes=CODE_SCOPES,
                                 grant_id=grant.id, session_id=session.id, sid=sid,
                                 auth_time=int(session.authn_at.timestamp()), amr=("pwd",), nonce="bench-nonce")
