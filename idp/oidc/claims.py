@@ -38,7 +38,7 @@ def _value(raw: object, multi: bool) -> Any:
     if isinstance(raw, list | tuple | set | frozenset):
         values = [str(v) for v in raw if v not in (None, "")]
         if multi:
-            return sorted(values) if isinstance(raw, set | frozenset) else values
+            return (sorted(values) if isinstance(raw, set | frozenset) else values) or None
         return values[0] if len(values) == 1 else (values or None)
     return [str(raw)] if multi else str(raw)
 

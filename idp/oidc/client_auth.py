@@ -104,7 +104,7 @@ def parse_client_credentials(authorization: str | None, form: Mapping[str, str])
 def _b64json(segment: str) -> Any:
     try:
         return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):   # deep nesting: not a JWT of ours
         return None
 
 
@@ -184,7 +184,7 @@ def verify_client_assertion(assertion: str, jwks: Mapping[str, Any], *, client_i
         raise InvalidClient("client_assertion signature does not verify") from None
     try:
         claims = json.loads(obj.payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidClient("client_assertion payload is not JSON") from None
     if not isinstance(claims, dict):
         raise InvalidClient("client_assertion payload is not a JSON object")

@@ -165,8 +165,10 @@ def test_assertion_claims(client: FlaskClient, pkjwt: tuple[Any, str]) -> None:
     # sub names a client that does not exist / a client_id parameter that differs from sub
     refused(cc(client, assertion(key, "no-such-client")), 401, "invalid_client")
     refused(cc(client, assertion(key, cid), client_id="another"), 401, "invalid_client")
-    # a malformed or wrong-type assertion
+    # a malformed or wrong-type assertion, a header nested too deep to parse
     refused(cc(client, "not.a.jwt"), 401, "invalid_client")
+    deep = b64url(b'{"alg":"RS256","x":' + b"[" * 3000 + b"]" * 3000 + b"}")
+    refused(cc(client, f"{deep}.{b64url(b'{}')}.c2ln"), 401, "invalid_client")
     refused(client.post("/oauth2/token", data={"grant_type": "client_credentials", "client_assertion": "a.b.c",
                                                "client_assertion_type": "urn:other"}), 401, "invalid_client")
 
