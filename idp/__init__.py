@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     for bp in (auth_bp, mfa_bp, passkeys_bp, home_bp, saml_bp, slo_bp, admin_bp, account_bp, ops_bp):
         app.register_blueprint(bp)
     if settings.oidc_enabled:
-        # preview: discovery and JWKS only; the discovery document must not advertise endpoints that do not exist
+        # preview: discovery, JWKS and the back-channel token endpoints (token, userinfo, revoke, introspect)
         from .web.oidc_token_views import bp as oidc_token_bp
         from .web.oidc_views import bp as oidc_bp
         app.register_blueprint(oidc_bp)

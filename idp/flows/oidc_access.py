@@ -33,7 +33,7 @@ from .oidc_client_auth import AuthenticatedClient, authenticate_client
 from .oidc_subject import subject_for, user_for_subject
 from .oidc_token import (
     TokenContext,
-    _Ev,
+    TokenEvent,
     access_token_revoked,
     record_token_event,
     revoke_access_token_jti,
@@ -116,7 +116,7 @@ def userinfo(token: str | None, ctx: TokenContext) -> dict[str, Any]:
 
 
 def _refusal(client: Client, what: str, active: ActiveToken | None, description: str) -> None:
-    ev = _Ev(endpoint=what, client_id=active.app.oidc.client_id if active and active.app.oidc else None,
+    ev = TokenEvent(endpoint=what, client_id=active.app.oidc.client_id if active and active.app.oidc else None,
              app_slug=active.app.slug if active else None,
              username=active.user.username if active and active.user else None,
              scopes=list(active.scopes) if active else [])
@@ -125,7 +125,7 @@ def _refusal(client: Client, what: str, active: ActiveToken | None, description:
 
 # ------------------------------------------------------------------ client authentication at revoke / introspect
 
-def _authenticated(params: Mapping[str, str], authorization: str | None, ctx: TokenContext, ev: _Ev
+def _authenticated(params: Mapping[str, str], authorization: str | None, ctx: TokenContext, ev: TokenEvent
                    ) -> AuthenticatedClient:
     creds = parse_client_credentials(authorization, params)
     ev.client_id = creds.client_id
@@ -155,7 +155,7 @@ def _looks_like_jwt(token: str) -> bool:
 def revoke(params: Mapping[str, str], authorization: str | None, ctx: TokenContext) -> None:
     """Revoke a refresh token (its whole family) or an access token (its jti, until exp) of the calling client.
     Unknown tokens, tokens of another client and already revoked ones: success without effect (RFC 7009 2.2)."""
-    ev = _Ev(endpoint="revocation")
+    ev = TokenEvent(endpoint="revocation")
     try:
         client = _authenticated(params, authorization, ctx, ev)
         token = _token_param(params)
@@ -199,7 +199,7 @@ INACTIVE: dict[str, Any] = {"active": False}
 def introspect(params: Mapping[str, str], authorization: str | None, ctx: TokenContext) -> dict[str, Any]:
     """{active: false} for anything not active or not the caller's to see; else the token's metadata. Only
     confidential clients (resource servers) may ask, and only about tokens issued to them or naming them in aud."""
-    ev = _Ev(endpoint="introspection")
+    ev = TokenEvent(endpoint="introspection")
     try:
         client = _authenticated(params, authorization, ctx, ev)
         if client.method == TokenAuthMethod.NONE:

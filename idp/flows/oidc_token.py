@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
+
 from ..auth import amr as amr_values
 from ..certs.keystore import KeySet, KeyStoreError
 from ..errors import EventContext
@@ -27,7 +29,7 @@ from ..models import IdpSession, OidcGrant, OidcRefreshToken, SessionParticipant
 from ..oidc.claims import render_claims
 from ..oidc.client_auth import parse_client_credentials
 from ..oidc.codes import CODE_KIND, MAX_CODE_LEN, AuthorizationCode
-from ..oidc.constants import GrantType, Scope
+from ..oidc.constants import TOKEN_PATH, GrantType, Scope
 from ..oidc.errors import (
     InvalidGrant,
     InvalidRequest,
@@ -89,12 +91,11 @@ class TokenContext:
 
     @property
     def token_endpoint(self) -> str:
-        from ..oidc.constants import TOKEN_PATH
         return self.issuer + TOKEN_PATH
 
 
 @dataclass(slots=True)
-class _Ev:
+class TokenEvent:
     """What the event will say, filled in as the request is understood."""
 
     grant_type: str | None = None
@@ -106,7 +107,7 @@ class _Ev:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def record_token_event(ev: _Ev, reason: Reason, client: Client, *, description: str | None = None) -> None:
+def record_token_event(ev: TokenEvent, reason: Reason, client: Client, *, description: str | None = None) -> None:
     detail: dict[str, Any] = {"client_id": ev.client_id, "grant_type": ev.grant_type, "scopes": ev.scopes,
                               "endpoint": ev.endpoint, **ev.extra}
     if description:
@@ -118,7 +119,7 @@ def record_token_event(ev: _Ev, reason: Reason, client: Client, *, description: 
 
 def record_malformed(endpoint: str, description: str, client: Client) -> None:
     """A request refused before it could be read (size, encoding, repeated parameters): still an event."""
-    record_token_event(_Ev(endpoint=endpoint), Reason.INVALID_REQUEST, client, description=description)
+    record_token_event(TokenEvent(endpoint=endpoint), Reason.INVALID_REQUEST, client, description=description)
 
 
 def parse_scope(text: str | None) -> tuple[str, ...] | None:
@@ -153,7 +154,7 @@ def access_token_revoked(jti: str) -> bool:
 
 def token_request(params: Mapping[str, str], authorization: str | None, ctx: TokenContext) -> dict[str, Any]:
     """POST /oauth2/token: the JSON body of the token response, or an OAuthError (the event is recorded)."""
-    ev = _Ev(grant_type=(params.get("grant_type") or None))
+    ev = TokenEvent(grant_type=(params.get("grant_type") or None))
     try:
         creds = parse_client_credentials(authorization, params)
         ev.client_id = creds.client_id
@@ -193,7 +194,7 @@ def _hash(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", errors="replace")).hexdigest()
 
 
-def _revoke_redeemed(marker: Mapping[str, Any], ev: _Ev, now: datetime) -> None:
+def _revoke_redeemed(marker: Mapping[str, Any], ev: TokenEvent, now: datetime) -> None:
     """A code came back: revoke what its first redemption issued (refresh family, access token)."""
     family = marker.get("family_id")
     revoked = 0
@@ -266,7 +267,7 @@ def _refresh_allowed(client: AuthenticatedClient) -> bool:
 
 
 def _authorization_code(params: Mapping[str, str], client: AuthenticatedClient, ctx: TokenContext,
-                        ev: _Ev) -> dict[str, Any]:
+                        ev: TokenEvent) -> dict[str, Any]:
     code = params.get("code")
     if not code:
         raise InvalidRequest("code is required")
@@ -339,14 +340,13 @@ def _revoke_family(row: OidcRefreshToken, reason: str) -> None:
 def _session_sid(session_id: str | None, app_id: int) -> str | None:
     if not session_id:
         return None
-    from sqlalchemy import select
     return db.session.scalar(select(SessionParticipant.session_index).where(
         SessionParticipant.session_id == session_id, SessionParticipant.app_id == app_id,
         SessionParticipant.protocol == "oidc"))
 
 
 def _refresh_token(params: Mapping[str, str], client: AuthenticatedClient, ctx: TokenContext,
-                   ev: _Ev) -> dict[str, Any]:
+                   ev: TokenEvent) -> dict[str, Any]:
     token = params.get("refresh_token")
     if not token:
         raise InvalidRequest("refresh_token is required")
@@ -421,7 +421,7 @@ def _refresh_token(params: Mapping[str, str], client: AuthenticatedClient, ctx: 
 # ------------------------------------------------------------------ client_credentials
 
 def _client_credentials(params: Mapping[str, str], client: AuthenticatedClient, ctx: TokenContext,
-                        ev: _Ev) -> dict[str, Any]:
+                        ev: TokenEvent) -> dict[str, Any]:
     if client.oidc.is_public:
         raise UnauthorizedClient("a public client cannot use the client_credentials grant")
     if params.get("resource") is not None:
@@ -445,7 +445,7 @@ def _client_credentials(params: Mapping[str, str], client: AuthenticatedClient, 
     return _response(access_token, lifetime, scopes)
 
 
-_GRANTS: dict[str, Callable[[Mapping[str, str], AuthenticatedClient, TokenContext, _Ev], dict[str, Any]]] = {
+_GRANTS: dict[str, Callable[[Mapping[str, str], AuthenticatedClient, TokenContext, TokenEvent], dict[str, Any]]] = {
     GrantType.AUTHORIZATION_CODE: _authorization_code,
     GrantType.REFRESH_TOKEN: _refresh_token,
     GrantType.CLIENT_CREDENTIALS: _client_credentials,

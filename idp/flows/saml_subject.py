@@ -69,7 +69,7 @@ _PARTICIPANT = Prepared(select(SessionParticipant.id, SessionParticipant.session
                                SessionParticipant.app_id == bindparam("aid")))
 _PARTICIPANT_INSERT = Prepared(insert(SessionParticipant).values(
     session_id=bindparam("sid"), app_id=bindparam("aid"), name_id=bindparam("nid"), name_id_format=bindparam("fmt"),
-    session_index=bindparam("idx"), created_at=bindparam("now")))
+    session_index=bindparam("idx"), created_at=bindparam("now"), protocol=bindparam("proto")))
 _PARTICIPANT_UPDATE = Prepared(update(SessionParticipant).where(SessionParticipant.id == bindparam("pid"))
                                .values(name_id=bindparam("nid"), name_id_format=bindparam("fmt")))
 
@@ -84,7 +84,7 @@ def session_index_for(session: SessionView, app: AppConfig, name_id: str, fmt: s
     if row is None:
         index = "_" + secrets.token_hex(16)
         _PARTICIPANT_INSERT.run({"sid": session.id, "aid": app.id, "nid": name_id, "fmt": fmt, "idx": index,
-                                 "now": utcnow()})
+                                 "now": utcnow(), "proto": "saml"})
         return index
     participant_id, index, current_name_id = row
     if current_name_id != name_id:
