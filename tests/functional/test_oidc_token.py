@@ -479,7 +479,7 @@ def test_private_key_jwt_with_jwks_uri_refetches_on_a_new_kid(tmp_path: Path, ke
             assert srv.hits == 2
             err(c.post("/oauth2/token", data={**form, **assertion_form(assertion(k1, cid))}), 401, "invalid_client")
             db.session.remove()
-            db.drop_all()
+            db.engine.dispose()
     finally:
         srv.close()
 
