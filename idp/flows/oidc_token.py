@@ -21,11 +21,12 @@ from typing import Any
 from sqlalchemy import select
 
 from ..auth import amr as amr_values
+from ..auth.sessions import UserView
 from ..certs.keystore import KeySet, KeyStoreError
 from ..errors import EventContext
 from ..events import record_event
 from ..extensions import db
-from ..models import IdpSession, OidcGrant, OidcRefreshToken, SessionParticipant, User, utcnow
+from ..models import IdpSession, OidcRefreshToken, SessionParticipant, utcnow
 from ..oidc.claims import render_claims
 from ..oidc.client_auth import parse_client_credentials
 from ..oidc.codes import CODE_KIND, MAX_CODE_LEN, AuthorizationCode
@@ -45,6 +46,7 @@ from ..policy.model import Effect
 from ..reasons import Reason
 from ..services.apps import AppConfig
 from ..services.apps.oidc_settings import NO_REFRESH, STANDARD_SCOPES
+from ..services.oauth_lookups import GrantState, grant_state, mark_grant_used, stored_subject, user_view
 from ..services.oauth_refresh import (
     FamilySpec,
     expired_under,
@@ -154,7 +156,7 @@ def access_token_revoked(jti: str) -> bool:
 
 def token_request(params: Mapping[str, str], authorization: str | None, ctx: TokenContext) -> dict[str, Any]:
     """POST /oauth2/token: the JSON body of the token response, or an OAuthError (the event is recorded)."""
-    ev = TokenEvent(grant_type=(params.get("grant_type") or None))
+    ev = TokenEvent(grant_type=(params.get("grant_type") or "")[:100] or None)   # the client's words: bounded
     try:
         creds = parse_client_credentials(authorization, params)
         ev.client_id = creds.client_id
@@ -225,17 +227,21 @@ def _pkce_ok(record: AuthorizationCode, verifier: str | None, required: bool) ->
         raise InvalidGrant("code_verifier does not match the code_challenge")
 
 
-def _live_grant(grant_id: int, app_id: int, user_id: int, issued_at: float) -> OidcGrant:
-    grant = db.session.get(OidcGrant, grant_id)
-    if grant is None or grant.revoked_at is not None or grant.app_id != app_id or grant.user_id != user_id:
+def _live_grant(grant_id: int, app_id: int, user_id: int, issued_at: float) -> GrantState:
+    grant = grant_state(grant_id)
+    if grant is None or not grant.live or grant.app_id != app_id or grant.user_id != user_id:
         raise InvalidGrant("the user's authorization of this app has been revoked")
     if issued_at < int(grant.created_at.timestamp()):
         raise InvalidGrant("the user's authorization of this app was renewed since")
     return grant
 
 
-def _active_user(user_id: int) -> User:
-    user = db.session.get(User, user_id)
+def _subject(user: UserView) -> str:
+    return stored_subject(user.id) or subject_for(user)
+
+
+def _active_user(user_id: int) -> UserView:
+    user = user_view(user_id)
     if user is None:
         raise InvalidGrant("the user no longer exists")
     if user.disabled:
@@ -251,7 +257,7 @@ def _audiences(client: AuthenticatedClient, asked: str | None, allowed: tuple[st
     return (asked,)
 
 
-def _id_token(ctx: TokenContext, key: Any, app: AppConfig, user: User, sub: str, scopes: tuple[str, ...], *,
+def _id_token(ctx: TokenContext, key: Any, app: AppConfig, user: UserView, sub: str, scopes: tuple[str, ...], *,
               auth_time: datetime, amr: tuple[str, ...], acr: str | None, sid: str | None, nonce: str | None,
               access_token: str) -> str:
     assert app.oidc is not None
@@ -291,10 +297,14 @@ def _authorization_code(params: Mapping[str, str], client: AuthenticatedClient, 
     marker = {"kind": REDEEMED_KIND, "client_id": client.client_id, "username": record.username,
               "family_id": None, "jti": None, "exp": None}
     if not state.remember_once(f"{CODE_REPLAY_KEY}\n{_hash(code)}", REDEEMED_TTL_S):
-        # another request redeemed it at the same moment: this one is the replay
+        # spent by an earlier attempt that failed its checks, or redeemed by a request racing this one (which
+        # has committed by now: the replay cache's unique row or Redis key decided): this one is the replay
+        raced = state.get(code, REDEEMED_KIND, consume=False)
+        if raced is not None:
+            _revoke_redeemed(raced, ev, ctx.now)
         raise InvalidGrant("the authorization code was already used", reason=Reason.CODE_REUSED)
-    # spent from here on, whatever the outcome of the checks below
-    state.replace(code, marker, REDEEMED_TTL_S)
+    # spent from here on, whatever the outcome of the checks below (the replay cache remembers it; the record
+    # becomes the redeemed marker once tokens exist)
     if params.get("redirect_uri") != record.redirect_uri:
         raise InvalidGrant("redirect_uri is not the one of the authorization request",
                            reason=Reason.REDIRECT_URI_MISMATCH)
@@ -303,7 +313,7 @@ def _authorization_code(params: Mapping[str, str], client: AuthenticatedClient, 
     grant = _live_grant(record.grant_id, client.app.id, user.id, record.issued_at)
     audiences = _audiences(client, params.get("resource"), record.resources)
     key = _jwk_key(ctx)
-    sub = subject_for(user)
+    sub = _subject(user)
     scopes = record.scopes
     auth_time = datetime.fromtimestamp(record.auth_time, tz=ctx.now.tzinfo)
     lifetime = client.oidc.access_token_lifetime
@@ -316,7 +326,7 @@ def _authorization_code(params: Mapping[str, str], client: AuthenticatedClient, 
         family = FamilySpec(family_id=new_family_id(), grant_id=grant.id, app_id=client.app.id, user_id=user.id,
                             scopes=scopes, session_id=record.session_id or None, auth_time=auth_time,
                             amr=record.amr, acr=record.acr, family_started_at=ctx.now)
-        refresh_token, _ = issue_refresh_token(family, client.oidc, ctx.now)
+        refresh_token = issue_refresh_token(family, client.oidc, ctx.now)
         marker["family_id"] = family.family_id
         ev.extra["family"] = family.family_id[:8]
     id_token = None
@@ -325,8 +335,7 @@ def _authorization_code(params: Mapping[str, str], client: AuthenticatedClient, 
                              acr=record.acr, sid=record.sid or None, nonce=record.nonce, access_token=access_token)
     marker.update(jti=at_spec.jti, exp=int(ctx.now.timestamp()) + lifetime)
     state.replace(code, marker, REDEEMED_TTL_S)
-    grant.first_used_at = grant.first_used_at or ctx.now
-    grant.last_used_at = ctx.now
+    mark_grant_used(grant.id, ctx.now)
     ev.extra["jti"] = at_spec.jti[:8]
     return _response(access_token, lifetime, scopes, id_token=id_token, refresh_token=refresh_token)
 
@@ -355,7 +364,7 @@ def _refresh_token(params: Mapping[str, str], client: AuthenticatedClient, ctx: 
         raise InvalidGrant("the refresh token is invalid")
     ev.extra["family"] = row.family_id[:8]
     ev.scopes = list(row.scopes or ())
-    user = db.session.get(User, row.user_id)
+    user = user_view(row.user_id)
     ev.username = user.username if user is not None else None
     if row.revoked_at is not None:
         raise InvalidGrant("the refresh token has been revoked")
@@ -374,9 +383,8 @@ def _refresh_token(params: Mapping[str, str], client: AuthenticatedClient, ctx: 
     if user is None or user.disabled:
         _revoke_family(row, "user_disabled")
         raise InvalidGrant("the user is disabled or gone", reason=Reason.USER_DISABLED)
-    grant = db.session.get(OidcGrant, row.grant_id)
-    if grant is None or grant.revoked_at is not None or row.family_started_at < grant.created_at.replace(
-            microsecond=0):
+    grant = grant_state(row.grant_id)
+    if grant is None or not grant.live or row.family_started_at < grant.created_at.replace(microsecond=0):
         _revoke_family(row, "grant_revoked")
         raise InvalidGrant("the user's authorization of this app has been revoked")
     if Scope.OFFLINE_ACCESS not in family_scopes and row.session_id:
@@ -400,8 +408,8 @@ def _refresh_token(params: Mapping[str, str], client: AuthenticatedClient, ctx: 
         raise InvalidGrant("the refresh token was already used: its family is revoked",
                            reason=Reason.REFRESH_TOKEN_REUSED)
     key = _jwk_key(ctx)
-    new_token, _ = issue_refresh_token(spec_of(row), client.oidc, ctx.now)
-    sub = subject_for(user)
+    new_token = issue_refresh_token(spec_of(row), client.oidc, ctx.now)
+    sub = _subject(user)
     lifetime = client.oidc.access_token_lifetime
     at_spec = AccessTokenSpec(issuer=ctx.issuer, client_id=client.client_id, audiences=(client.client_id,),
                               scopes=scopes, issued_at=ctx.now, lifetime=timedelta(seconds=lifetime), subject=sub,
@@ -412,7 +420,7 @@ def _refresh_token(params: Mapping[str, str], client: AuthenticatedClient, ctx: 
         id_token = _id_token(ctx, key, client.app, user, sub, scopes, auth_time=row.auth_time, amr=amr,
                              acr=row.acr, sid=_session_sid(row.session_id, client.app.id), nonce=None,
                              access_token=access_token)
-    grant.last_used_at = ctx.now
+    mark_grant_used(grant.id, ctx.now)
     ev.scopes = list(scopes)
     ev.extra["jti"] = at_spec.jti[:8]
     return _response(access_token, lifetime, scopes, id_token=id_token, refresh_token=new_token)

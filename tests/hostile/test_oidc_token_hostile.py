@@ -249,6 +249,9 @@ def test_malformed_requests(client: FlaskClient) -> None:
     for scope in ("", " ", "a  b", 'a"b', "x" * 200, " ".join(f"s{i}" for i in range(60))):
         refused(token(client, {"grant_type": "client_credentials", "scope": scope}, (cc_id, cc_secret)),
                 400, "invalid_scope")
+    # a huge unknown grant type: refused, and the event keeps only a bounded part of it
+    refused(token(client, {"grant_type": "g" * 10_000}, (cid, secret)), 400, "unsupported_grant_type")
+    assert len(str(last_event().detail)) < 1000
     # GET is not the token endpoint
     assert client.get("/oauth2/token").status_code == 405
     ev = db.session.query(SsoEvent).filter(SsoEvent.event_type == "token", SsoEvent.reason == "invalid_request"
