@@ -86,3 +86,10 @@ def test_empty_values_are_left_out() -> None:
     fields = {**FIELDS, "last_name": "", "groups": []}
     out = render_claims(fields, {}, ("profile", "groups"))
     assert "family_name" not in out and "groups" not in out
+
+
+def test_the_prepared_subject_lookup_reads_the_same_key() -> None:
+    from idp.flows.oidc_subject import PUBLIC_SUBJECT_KEY as FLOW_KEY
+    from idp.services.oauth_lookups import PUBLIC_SUBJECT_KEY
+
+    assert PUBLIC_SUBJECT_KEY == FLOW_KEY
