@@ -72,6 +72,10 @@ TARGETS: dict[str, tuple[str, str | None, Callable[[float], bool] | None]] = {
     "speedup_vs_pysaml2": ("x", ">= 30", lambda v: v >= 30),
     "sso_roundtrip_per_s": ("/CPU-s", None, None),
     "sso_ratio": ("x RSA", ">= 0.12", lambda v: v >= 0.12),
+    "oidc_code_exchange_per_s": ("/CPU-s", None, None),
+    "oidc_code_exchange_ratio": ("x RSA", None, None),
+    "client_credentials_per_s": ("/CPU-s", None, None),
+    "client_credentials_ratio": ("x RSA", ">= 0.30", lambda v: v >= 0.30),
     "http_sso_per_s": ("/s", None, None),
     "http_sso_p95_ms": ("ms", None, None),
     "password_login_per_s": ("/CPU-s", ">= 15", lambda v: v >= 15),
@@ -220,6 +224,30 @@ def run(args: argparse.Namespace) -> int:
         b.put("password_login_strong_per_s", owasp.per_cpu_s, 2)
         b.details["password_login_strong"] = {
             **owasp.to_dict(), "saml_share_of_login_pct": round(100.0 * owasp.per_cpu_s / resp.per_cpu_s, 2)}
+
+        b.step("OIDC token endpoint: code exchange | client credentials | RSA-2048 sign (interleaved, on a copy "
+               "of the DB)")
+
+        def oidc() -> None:
+            from .oidc import OidcBench
+
+            ob = OidcBench(ws)
+            b.details["oidc_sample"] = ob.check_sample()
+            print(f"    oidc: {b.details['oidc_sample']}", flush=True)
+            rsa_name = names["rsa"] + " (OIDC rounds)"
+            measured = measure_interleaved({rsa_name: (rsa_signer(ws), None), **ob.variants()},
+                                           seconds=plan.seconds / 3, runs=plan.runs * 3)
+            o_rsa, o_code, o_cc = (measured[k] for k in (rsa_name, *ob.variants()))
+            b.put("oidc_code_exchange_per_s", o_code.per_cpu_s)
+            b.put("oidc_code_exchange_ratio", paired_ratio(o_code, o_rsa), 3)
+            b.put("client_credentials_per_s", o_cc.per_cpu_s)
+            b.put("client_credentials_ratio", paired_ratio(o_cc, o_rsa), 3)
+            b.details["oidc_code_exchange"] = {**o_code.to_dict(), "signatures": 2,
+                                               "writes": "replay row, code marker, refresh token, grant, event"}
+            b.details["client_credentials"] = {**o_cc.to_dict(), "signatures": 1, "writes": "event"}
+            b.details["rsa_sign_oidc_rounds"] = o_rsa.to_dict()
+
+        b.optional("oidc", oidc)
 
         b.step("login throughput: password (/login) | passkey (/passkeys/login, ES256), a fresh browser each "
                "(interleaved, on a copy of the DB)")

@@ -76,13 +76,13 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     for bp in (auth_bp, mfa_bp, passkeys_bp, home_bp, saml_bp, slo_bp, admin_bp, account_bp, ops_bp):
         app.register_blueprint(bp)
     if settings.oidc_enabled:
-        # preview: discovery and JWKS only; the discovery document must not advertise endpoints that do not exist
+        # OpenID Connect / OAuth 2.0: documents, authorization (+ consent), token endpoints, logout
         from .web.oidc_authorize_views import bp as oidc_authz_bp
-        from .web.oidc_views import bp as oidc_bp
-        app.register_blueprint(oidc_bp)
-        app.register_blueprint(oidc_authz_bp)
         from .web.oidc_logout_views import bp as oidc_logout_bp
-        app.register_blueprint(oidc_logout_bp)
+        from .web.oidc_token_views import bp as oidc_token_bp
+        from .web.oidc_views import bp as oidc_bp
+        for oidc_blueprint in (oidc_bp, oidc_authz_bp, oidc_token_bp, oidc_logout_bp):
+            app.register_blueprint(oidc_blueprint)
     app.register_error_handler(SamlFlowError, handle_flow_error)
     from .web import uow
     uow.init_app(app)

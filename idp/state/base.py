@@ -28,6 +28,9 @@ class SharedState(Protocol):
     def remember_once(self, key: str, ttl_s: int) -> bool:
         """Atomically record `key`; False when it was already recorded and not yet expired."""
 
+    def was_remembered(self, key: str) -> bool:
+        """Whether `key` was recorded by remember_once and has not expired (a check only: records nothing)."""
+
     def put(self, data: dict[str, Any], ttl_s: int) -> str:
         """Store data under a new unguessable token."""
 

@@ -6,7 +6,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, text, update
+from sqlalchemy import bindparam, delete, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -21,6 +21,10 @@ _PURGE_EVERY = 500
 _REMEMBER = Prepared({"sqlite": sqlite_insert(SeenRequest).on_conflict_do_nothing(),
                       "postgresql": pg_insert(SeenRequest).on_conflict_do_nothing()},
                      column_keys=("issuer", "request_id", "expires_at"))
+
+# prepared: the token endpoint replaces a code's record on every redemption
+_REPLACE = Prepared(update(PendingRequest).where(PendingRequest.id == bindparam("tid"))
+                    .values(data=bindparam("d"), expires_at=bindparam("exp")))
 
 
 def _insert_ignoring_conflicts(table: Any) -> Any:
@@ -62,6 +66,14 @@ class DbState:
             .values(expires_at=now + timedelta(seconds=ttl_s)))
         return bool(getattr(result, "rowcount", 0))
 
+    def was_remembered(self, key: str) -> bool:
+        issuer, _, request_id = key.partition("\n")
+        found = db.session.scalar(
+            select(SeenRequest.id).where(SeenRequest.issuer == issuer[:1024],
+                                         SeenRequest.request_id == request_id[:256],
+                                         SeenRequest.expires_at >= utcnow()))
+        return found is not None
+
     def put(self, data: dict[str, Any], ttl_s: int) -> str:
         self._maybe_purge()
         token = secrets.token_urlsafe(24)
@@ -86,8 +98,7 @@ class DbState:
         return data
 
     def replace(self, token: str, data: dict[str, Any], ttl_s: int) -> None:
-        db.session.execute(update(PendingRequest).where(PendingRequest.id == token)
-                           .values(data=data, expires_at=utcnow() + timedelta(seconds=ttl_s)))
+        _REPLACE.run({"tid": token, "d": data, "exp": utcnow() + timedelta(seconds=ttl_s)})
 
     def retry_after(self, key: str) -> int:
         row = db.session.get(ThrottleCounter, key[:200])

@@ -50,6 +50,10 @@ class RedisState:
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()  # bounded key size whatever the issuer
         return bool(self.client.set(f"{_PREFIX}seen:{digest}", b"1", nx=True, ex=max(1, ttl_s)))
 
+    def was_remembered(self, key: str) -> bool:
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        return bool(self.client.exists(f"{_PREFIX}seen:{digest}"))
+
     def put(self, data: dict[str, Any], ttl_s: int) -> str:
         token = secrets.token_urlsafe(24)
         self.client.set(f"{_PREFIX}pending:{token}", json.dumps(data), ex=max(1, ttl_s))
