@@ -99,9 +99,9 @@ class Settings:
     data_key: str | None = field(default=None, repr=False)
     # the name authenticators show next to a passkey (IDP_PASSKEY_RP_NAME); the RP ID is the host of base_url
     passkey_rp_name: str = "Identity Provider"
-    # IDP_OIDC_ENABLED: serve the OpenID Connect documents (discovery, JWKS). Off until the protocol endpoints
-    # exist: the discovery document must not advertise endpoints that answer 404.
-    oidc_enabled: bool = False
+    # IDP_OIDC_ENABLED: serve OpenID Connect / OAuth 2.0 (discovery, JWKS, authorize, token, userinfo, revoke,
+    # introspect, logout). On by default; off, every OIDC path answers 404 (a SAML-only deployment).
+    oidc_enabled: bool = True
     # IDP_OIDC_BACKCHANNEL_ALLOW_PRIVATE: let back-channel logout POSTs reach private / loopback addresses (an RP on
     # the internal network). Off: the SSRF guard of services.fetch refuses them, as for metadata URLs.
     oidc_backchannel_allow_private: bool = False
@@ -183,7 +183,7 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         argon2_memory_kib=_int(env, "IDP_ARGON2_MEMORY_KIB", DEFAULT_ARGON2[1], 8),
         argon2_parallelism=_int(env, "IDP_ARGON2_PARALLELISM", DEFAULT_ARGON2[2], 1),
         data_key=env.get("IDP_DATA_KEY") or None,
-        oidc_enabled=env_bool(env, "IDP_OIDC_ENABLED", False),
+        oidc_enabled=env_bool(env, "IDP_OIDC_ENABLED", True),
         oidc_backchannel_allow_private=env_bool(env, "IDP_OIDC_BACKCHANNEL_ALLOW_PRIVATE", False),
         passkey_rp_name=(env.get("IDP_PASSKEY_RP_NAME") or "Identity Provider").strip()[:64] or "Identity Provider",
     )

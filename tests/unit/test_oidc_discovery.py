@@ -92,7 +92,7 @@ def test_refuses_a_document_that_would_be_wrong(over: dict[str, object], match: 
 BASE_ENV = {"IDP_SECRET_KEY": "k", "IDP_INSTANCE_DIR": "/nonexistent-instance"}
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, False), ("", False), ("false", False), ("0", False),
+@pytest.mark.parametrize(("value", "expected"), [(None, True), ("", True), ("false", False), ("0", False),
                                                  ("true", True), ("1", True), ("YES", True)])
 def test_idp_oidc_enabled_setting(value: str | None, expected: bool) -> None:
     env = dict(BASE_ENV) if value is None else {**BASE_ENV, "IDP_OIDC_ENABLED": value}
