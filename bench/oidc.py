@@ -5,6 +5,8 @@ one POST /oauth2/token, not the test client's. The code exchange redeems codes i
 timed region (issuing one is the authorization endpoint's work): per exchange it verifies the client secret,
 spends the code (replay cache row, redeemed marker), issues a refresh token (row), signs an access token and an
 ID token and writes the event. Client credentials is one secret check, one signature and one event row.
+The round trip is what an RP's sign-in costs the IdP when the browser already has a session: GET
+/oauth2/authorize (session, policy, remembered consent, code issued, redirect) then the code exchange.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from flask import Flask
 
@@ -32,7 +34,7 @@ from idp.models import OidcGrant, SessionParticipant, User, utcnow
 from idp.oidc.codes import AuthorizationCode
 from idp.services import apps as apps_svc
 
-from .fixtures import INPROCESS_BASE_URL, USERNAME, Workspace, clone_instance
+from .fixtures import INPROCESS_BASE_URL, USERNAME, Workspace, clone_instance, login_test_client
 from .timing import PoolExhausted
 
 CALLBACK = "https://rp.bench.example/cb"
@@ -81,6 +83,12 @@ class OidcBench:
             "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
         }
         self._cc_body = urlencode({"grant_type": "client_credentials", "scope": "reports:read"}).encode()
+        # the browser of the round trip: one password login (outside the timed region), its cookie reused
+        browser = login_test_client(self.app)
+        self._cookie = "; ".join(f"{c.key}={c.value}" for c in (browser._cookies or {}).values())
+        self._authorize_query = urlencode({"response_type": "code", "client_id": self._record["client_id"],
+                                           "redirect_uri": CALLBACK, "scope": " ".join(CODE_SCOPES),
+                                           "state": "bench-state", "nonce": "bench-nonce"})
 
     # ------------------------------------------------------------ inputs
 
@@ -126,16 +134,52 @@ class OidcBench:
     def client_credentials(self) -> dict[str, Any]:
         return self._post(self._cc_body, self.api_auth)
 
+    def authorize(self) -> str:
+        """GET /oauth2/authorize with the session cookie; the code from the redirect to the RP."""
+        environ = {**self._environ, "REQUEST_METHOD": "GET", "PATH_INFO": "/oauth2/authorize",
+                   "QUERY_STRING": self._authorize_query, "HTTP_COOKIE": self._cookie, "HTTP_ACCEPT": "text/html",
+                   "CONTENT_TYPE": "", "wsgi.input": io.BytesIO()}
+        found: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def start_response(s: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            found.append((s, headers))
+            return None
+
+        chunks = self.app.wsgi_app(environ, start_response)
+        try:
+            raw = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        status, headers = found[0] if found else ("", [])
+        location = dict(headers).get("Location", "")
+        if not status.startswith("302") or not location.startswith(CALLBACK + "?"):
+            raise RuntimeError(f"authorization failed: HTTP {status}: {location[:200]} {raw[:300]!r}")
+        code = parse_qs(urlsplit(location).query).get("code")
+        if not code:
+            raise RuntimeError(f"no code in the redirect: {location[:200]}")
+        return code[0]
+
+    def roundtrip(self) -> dict[str, Any]:
+        """Authorization with an existing session, then the code exchange: an RP's whole sign-in, IdP side."""
+        code = self.authorize()
+        body = urlencode({"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK}).encode()
+        return self._post(body, self.web_auth)
+
     def variants(self) -> dict[str, tuple[Callable[[], object], Callable[[int], None] | None]]:
         return {"oidc code exchange (/oauth2/token)": (self.exchange, self.refill),
-                "client credentials (/oauth2/token)": (self.client_credentials, None)}
+                "client credentials (/oauth2/token)": (self.client_credentials, None),
+                "oidc code round trip (/oauth2/authorize + /oauth2/token)": (self.roundtrip, None)}
 
     def check_sample(self) -> dict[str, Any]:
         """One of each, checked: the token types and what a code exchange returns."""
         self.refill(1)
         ex = self.exchange()
         cc = self.client_credentials()
-        return {"code_exchange": sorted(ex), "id_token": "id_token" in ex, "refresh_token": "refresh_token" in ex,
+        rt = self.roundtrip()
+        return {"roundtrip": sorted(rt),
+                "code_exchange": sorted(ex), "id_token": "id_token" in ex, "refresh_token": "refresh_token" in ex,
                 "client_credentials": sorted(cc), "access_token_bytes": len(cc["access_token"])}
 
 

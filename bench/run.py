@@ -76,6 +76,8 @@ TARGETS: dict[str, tuple[str, str | None, Callable[[float], bool] | None]] = {
     "oidc_code_exchange_ratio": ("x RSA", None, None),
     "client_credentials_per_s": ("/CPU-s", None, None),
     "client_credentials_ratio": ("x RSA", ">= 0.30", lambda v: v >= 0.30),
+    "oidc_code_roundtrip_per_s": ("/CPU-s", None, None),
+    "oidc_code_roundtrip_ratio": ("x RSA", None, None),
     "http_sso_per_s": ("/s", None, None),
     "http_sso_p95_ms": ("ms", None, None),
     "password_login_per_s": ("/CPU-s", ">= 15", lambda v: v >= 15),
@@ -237,11 +239,15 @@ def run(args: argparse.Namespace) -> int:
             rsa_name = names["rsa"] + " (OIDC rounds)"
             measured = measure_interleaved({rsa_name: (rsa_signer(ws), None), **ob.variants()},
                                            seconds=plan.seconds / 3, runs=plan.runs * 3)
-            o_rsa, o_code, o_cc = (measured[k] for k in (rsa_name, *ob.variants()))
+            o_rsa, o_code, o_cc, o_rt = (measured[k] for k in (rsa_name, *ob.variants()))
             b.put("oidc_code_exchange_per_s", o_code.per_cpu_s)
             b.put("oidc_code_exchange_ratio", paired_ratio(o_code, o_rsa), 3)
             b.put("client_credentials_per_s", o_cc.per_cpu_s)
             b.put("client_credentials_ratio", paired_ratio(o_cc, o_rsa), 3)
+            b.put("oidc_code_roundtrip_per_s", o_rt.per_cpu_s)
+            b.put("oidc_code_roundtrip_ratio", paired_ratio(o_rt, o_rsa), 3)
+            b.details["oidc_code_roundtrip"] = {**o_rt.to_dict(), "signatures": 2,
+                                                "requests": "GET /oauth2/authorize (existing session) + token"}
             b.details["oidc_code_exchange"] = {**o_code.to_dict(), "signatures": 2,
                                                "writes": "replay row, code marker, refresh token, grant, event"}
             b.details["client_credentials"] = {**o_cc.to_dict(), "signatures": 1, "writes": "event"}

@@ -321,7 +321,7 @@ def proceed(pending: PendingAuthorization, token: str | None, session: SessionVi
     user = session.user
     if app.settings.policy.permitted == PermittedUsers.ALL:
         consent = USER_CONSENT
-        if not consented and consent_needed(req.scopes, live_scopes(app.id, user.id),
+        if not consented and consent_needed(req.scopes, live_scopes(app.id, user.id, consent=USER_CONSENT),
                                             prompt_consent=req.prompt_consent):
             if req.prompt_none:
                 return refuse(ConsentRequired("prompt=none was requested and the user has not consented"))

@@ -239,7 +239,14 @@ def parse_authorization_request(raw: RawParams, client: ClientRules, redirect_ur
         raise InvalidScope("too many scopes")
     unknown = [s for s in scopes if s not in client.scopes]
     if unknown:
-        raise InvalidScope(f"scope {unknown[0][:100]!r} is not allowed for this client")
+        if "openid" not in scopes:
+            # plain OAuth 2.0: a scope the client may not have is an error (RFC 6749 4.1.2.1, invalid_scope)
+            raise InvalidScope(f"scope {unknown[0][:100]!r} is not allowed for this client")
+        if "openid" not in client.scopes:
+            raise InvalidScope("this client may not use OpenID Connect (scope 'openid' is not allowed for it)")
+        # OpenID Connect Core 3.1.2.1: "Scope values used that are not understood by an implementation SHOULD
+        # be ignored" (RPs routinely ask for address / phone); the token response's `scope` says what was granted
+        scopes = tuple(s for s in scopes if s in client.scopes)
 
     challenge, method = raw.get("code_challenge"), raw.get("code_challenge_method")
     if challenge is not None:

@@ -22,10 +22,14 @@ def find_grant(app_id: int, user_id: int) -> OidcGrant | None:
     return db.session.scalar(select(OidcGrant).where(OidcGrant.app_id == app_id, OidcGrant.user_id == user_id))
 
 
-def live_scopes(app_id: int, user_id: int) -> tuple[str, ...] | None:
-    """The scopes of the user's live grant for the app (None: no grant, or revoked)."""
+def live_scopes(app_id: int, user_id: int, *, consent: str | None = None) -> tuple[str, ...] | None:
+    """The scopes of the user's live grant for the app (None: no grant, or revoked). `consent`: only a grant of
+    that kind counts (a self-authorize app asks the user even if an admin had approved the app for them while it
+    was admin-approved: the user never saw those scopes)."""
     grant = find_grant(app_id, user_id)
     if grant is None or grant.revoked_at is not None:
+        return None
+    if consent is not None and grant.consent != consent:
         return None
     return tuple(grant.scopes or ())
 
@@ -43,9 +47,12 @@ def record_grant(app_id: int, user_id: int, scopes: Sequence[str], consent: str,
     elif grant.revoked_at is not None:
         grant.created_at, grant.revoked_at, grant.first_used_at, grant.last_used_at = now, None, None, None
         grant.scopes, grant.consent = list(dict.fromkeys(scopes)), consent
+    elif grant.consent != consent:
+        # the kind of consent changed (the app went from admin-approved to self-authorize or back): what was
+        # granted under the other kind is not carried over
+        grant.scopes, grant.consent = list(dict.fromkeys(scopes)), consent
     else:
         grant.scopes = list(dict.fromkeys([*(grant.scopes or ()), *scopes]))
-        grant.consent = consent
     db.session.flush()
     return grant
 

@@ -163,7 +163,7 @@ def test_untrusted_client_or_redirect_uri_gets_a_page_never_a_redirect(app: Flas
 @pytest.mark.parametrize(("over", "error"), [
     ({"response_type": "token"}, "unsupported_response_type"),
     ({"response_type": "code id_token"}, "unsupported_response_type"),
-    ({"scope": "openid admin"}, "invalid_scope"),
+    ({"scope": "profile admin"}, "invalid_scope"),
     ({"scope": None}, "invalid_scope"),
     ({"code_challenge_method": "plain"}, "invalid_request"),
     ({"code_challenge_method": None}, "invalid_request"),       # the RFC 7636 default is plain
@@ -445,6 +445,20 @@ def test_admin_approved_no_consent_page_and_not_permitted_refused(app: Flask, al
     assert ev.detail["policy"]["check"] == "permitted_users"
 
 
+def test_admin_approval_is_not_the_users_consent_when_the_app_becomes_self_authorize(app: Flask, browser: Browser,
+                                                                                     alice: Any) -> None:
+    client_id = make_client(policy={"permitted": "admin-approved", "allow_groups": ("engineering",)})
+    assert "code" in at_rp(sign_in(browser, authorize_url(client_id, scope="openid profile email"), consent=None))
+    apps_svc.change_settings(apps_svc.get_app("rp"), permitted="all")
+    db.session.commit()
+    resp = browser.get(authorize_url(client_id, scope="openid"))
+    assert is_consent_page(resp)                      # the user never saw the admin-approved scopes
+    assert "code" in at_rp(answer_consent(browser, resp))
+    db.session.expire_all()
+    grant = db.session.query(OidcGrant).one()
+    assert grant.consent == "user" and grant.scopes == ["openid"]     # nothing carried over from the approval
+
+
 def test_ip_range_refusal(app: Flask, browser: Browser, alice: Any) -> None:
     client_id = make_client(policy={"ip_policy": "enforce", "ip_ranges": ("10.0.0.0/8",)})
     browser.client.environ_base["REMOTE_ADDR"] = "192.0.2.7"
@@ -503,3 +517,21 @@ def test_app_with_saml_and_oidc_has_one_participant_per_protocol(app: Flask, bro
 def test_discovery_lists_the_acr_values_understood(client: FlaskClient) -> None:
     doc = client.get("/.well-known/openid-configuration").get_json()
     assert MFA in doc["acr_values_supported"] and PAPE_MFA in doc["acr_values_supported"]
+
+
+# ---------------------------------------------------------------- what conformance RPs send (OIDF Basic OP plan)
+
+
+def test_unknown_parameters_display_locales_claims_and_unknown_scopes_are_ignored(app: Flask, browser: Browser,
+                                                                                    alice: Any) -> None:
+    """oidcc-ensure-request-with-unknown-parameter-succeeds, oidcc-display-page / -popup, oidcc-ui-locales,
+    oidcc-claims-locales, oidcc-claims-essential (the `claims` parameter is not supported: ignored) and
+    oidcc-scope-address / -phone (OIDC Core 3.1.2.1: scopes not understood are ignored)."""
+    client_id = make_client()
+    url = authorize_url(client_id, scope="openid profile address phone", display="popup", ui_locales="de-CH fr",
+                        claims_locales="de", claims=json.dumps({"userinfo": {"name": {"essential": True}}}),
+                        extension_parameter="whatever")
+    got = at_rp(sign_in(browser, url))
+    assert set(got) == {"code", "state", "iss"}
+    record = peek_code(got["code"])
+    assert record is not None and record.scopes == ("openid", "profile")

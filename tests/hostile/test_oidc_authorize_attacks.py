@@ -126,7 +126,7 @@ def test_parameter_flood_and_control_characters(app: Flask, client: FlaskClient)
 
 def test_error_description_is_wire_safe(app: Flask, client: FlaskClient) -> None:
     client_id = make_client()
-    got = at_rp(client.get(authorize_url(client_id, scope='openid "bad\\scope')))
+    got = at_rp(client.get(authorize_url(client_id, scope='profile "bad\\scope')))
     assert got["error"] == "invalid_scope"
     assert '"' not in got["error_description"] and "\\" not in got["error_description"]
 

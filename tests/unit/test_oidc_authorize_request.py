@@ -44,6 +44,16 @@ def parse(client: Client | None = None, **over: str | None) -> AuthorizationRequ
     return parse_authorization_request(collect_params(pairs(**over)), client or Client(), CB)
 
 
+def test_openid_request_ignores_scopes_the_client_may_not_have() -> None:
+    # OIDC Core 3.1.2.1: scope values not understood SHOULD be ignored (the token response says what was granted)
+    assert parse(scope="openid address phone profile").scopes == ("openid", "profile")
+    # ... but never the `openid` scope itself: a client without it gets an error, not a silent plain OAuth code
+    for scope in ("openid", "openid profile", "openid api.read"):
+        with pytest.raises(OAuthError) as exc:
+            parse(Client(scopes=("api.read", "profile")), scope=scope)
+        assert exc.value.error == "invalid_scope"
+
+
 def test_parses_a_good_request_and_round_trips() -> None:
     req = parse(prompt="login consent", max_age="0", acr_values="a b a", nonce="n", claims_locales="de en")
     assert req.scopes == ("openid", "profile") and req.is_openid and req.prompt_login and req.prompt_consent
@@ -55,7 +65,7 @@ def test_parses_a_good_request_and_round_trips() -> None:
     ({"response_type": None}, "invalid_request"),
     ({"response_type": "token"}, "unsupported_response_type"),
     ({"scope": ""}, "invalid_scope"),
-    ({"scope": "openid admin"}, "invalid_scope"),
+    ({"scope": "profile admin"}, "invalid_scope"),      # plain OAuth: a scope the client may not have is an error
     ({"code_challenge_method": None}, "invalid_request"),
     ({"code_challenge": None}, "invalid_request"),
     ({"code_challenge": "x" * 42}, "invalid_request"),
