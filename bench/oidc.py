@@ -60,7 +60,7 @@ class OidcBench:
             assert web.oidc is not None and api.oidc is not None
             user = db.session.query(User).filter_by(username=USERNAME).one()
             session = start_session(user, "127.0.0.1")
-            grant = OidcGrant(app_id=web.id, user_id=user.id, scopes=list(CODE_SCOPES), consent="admin",
+            grant = OidcGrant(app_id=web.id, user_id=user.id, scopes=list(CODE_SCOPES), consent="user",
                               created_at=utcnow())
             db.session.add(grant)
             db.session.flush()

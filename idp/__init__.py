@@ -23,6 +23,8 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     # templates and static files ship inside the package (idp/web/), so a wheel renders pages too
     app = Flask(__name__, template_folder="web/templates", static_folder="web/static",
                 instance_path=str(settings.instance_dir))
+    from .web.cookie_session import CachedSerializerSessionInterface
+    app.session_interface = CachedSerializerSessionInterface()
     engine_options = _engine_options(settings)
     app.config.update(
         SECRET_KEY=settings.secret_key,
