@@ -466,7 +466,16 @@ def test_event_log_filters_detail_and_overview(client: FlaskClient, world: None)
     assert body.count('<details class="event"') == 1
     body = client.get("/admin/events?user=bob").get_data(as_text=True)
     assert body.count('<details class="event"') == 1
+    # the protocol filter: SAML flows' events are "saml"; an OIDC token event is "oidc"
+    record_event(EventContext(event_type="token", app_slug="wiki", username="carol", protocol="oidc"), Reason.OK,
+                 client_ip="203.0.113.9", user_agent=None)
+    db.session.commit()
+    body = client.get("/admin/events?protocol=oidc").get_data(as_text=True)
+    assert body.count('<details class="event"') == 1 and "carol" in body
+    body = client.get("/admin/events?protocol=saml").get_data(as_text=True)
+    assert body.count('<details class="event"') == 4 and "carol" not in body
     for bad, field in (("outcome=maybe", "outcome"), ("reason=nope", "reason"), ("since=yesterday", "since"),
+                       ("protocol=ldap", "protocol"),
                        ("since=2026-02-02&until=2026-02-01", "until"), ("before=xyz", "page"),
                        ("before=" + "9" * 20 + "-1", "page"), ("after=1-" + "9" * 19, "page")):
         resp = client.get(f"/admin/events?{bad}")

@@ -13,7 +13,8 @@ from idp.events import EventFilter
 from idp.reasons import Outcome, Reason
 from idp.web.admin.forms.base import AdminForm, TextField
 
-FILTER_FIELDS = ("app", "user", "outcome", "reason", "since", "until")
+FILTER_FIELDS = ("app", "user", "outcome", "reason", "protocol", "since", "until")
+PROTOCOLS = ("saml", "oidc")
 OUTCOMES = tuple(o.value for o in Outcome)
 REASONS = tuple(sorted(r.value for r in Reason))
 
@@ -38,6 +39,7 @@ class EventFilterForm(AdminForm):
     user = TextField(limit=150)
     outcome = TextField(limit=150)
     reason = TextField(limit=150)
+    protocol = TextField(limit=10)
     since = TextField(limit=150)
     until = TextField(limit=150)
 
@@ -52,6 +54,10 @@ class EventFilterForm(AdminForm):
     def validate_reason(self, field: Field) -> None:
         if field.data and field.data not in REASONS:
             raise ValidationError("Choose a reason from the list.")
+
+    def validate_protocol(self, field: Field) -> None:
+        if field.data and field.data not in PROTOCOLS:
+            raise ValidationError(f"Choose one of {', '.join(PROTOCOLS)}.")
 
     def validate_since(self, field: Field) -> None:
         if field.data:
@@ -80,4 +86,4 @@ class EventFilterForm(AdminForm):
         """The filter to query with (after validate())."""
         return EventFilter(app_slug=self.app.data or None, username=self.user.data or None,
                            outcome=self.outcome.data or None, reason=self.reason.data or None,
-                           since=self.times["since"], until=self.times["until"])
+                           protocol=self.protocol.data or None, since=self.times["since"], until=self.times["until"])
