@@ -35,6 +35,7 @@ from ..oidc import acr as acr_map
 from ..oidc.authorize_request import (
     AuthorizationRequest,
     RawParams,
+    check_resources_registered,
     collect_params,
     parse_authorization_request,
     read_client_params,
@@ -159,6 +160,7 @@ class NeedsConsent:
     app_name: str
     username: str
     scopes: list[ScopeLine]
+    resources: tuple[str, ...] = ()     # RFC 8707: the APIs the access token will be for (registered ones only)
 
 
 AuthorizeOutcome = RedirectToClient | ErrorPage | NeedsLogin | NeedsReauthentication | NeedsSecondFactor | NeedsConsent
@@ -298,6 +300,8 @@ def proceed(pending: PendingAuthorization, token: str | None, session: SessionVi
         return _error_redirect(exc, req.redirect_uri, req.state, ctx, settings, client)
 
     try:
+        # again here: the allowlist may have shrunk while the request waited for a login or consent
+        check_resources_registered(req.resources, app.oidc.resources)
         hint_sub = _hint_subject(req, keys, settings, now)
     except OAuthError as exc:
         return refuse(exc)
@@ -331,7 +335,7 @@ def proceed(pending: PendingAuthorization, token: str | None, session: SessionVi
             elif pending.consent_user_id != user.id:
                 pending_store.replace(token, {"kind": KIND, **asking.to_dict()})
             return NeedsConsent(token=token, app_name=app.name, username=user.username,
-                                scopes=describe_scopes(req.scopes))
+                                scopes=describe_scopes(req.scopes), resources=req.resources)
     else:
         consent = ADMIN_CONSENT    # pre-authorized: permitted users and groups passed the policy; no page
     _consume(token)

@@ -104,7 +104,7 @@ def test_code_flow_redirects_with_code_state_iss_and_records_everything(app: Fla
 
 def test_plain_oauth_without_openid_and_registered_query_kept(app: Flask, browser: Browser, alice: Any) -> None:
     cb = "https://rp.example.com/cb?tenant=7"
-    client_id = make_client(redirect_uris=(cb,))
+    client_id = make_client(redirect_uris=(cb,), resources=("https://api.example.com/orders",))
     got = at_rp(sign_in(browser, authorize_url(client_id, redirect_uri=cb, scope="orders:read", nonce=None,
                                                resource="https://api.example.com/orders")), cb)
     assert got["tenant"] == "7" and "code" in got
