@@ -76,6 +76,7 @@ from .oidc_subject import subject_for
 from .outcomes import NeedsLogin, NeedsReauthentication, NeedsSecondFactor
 
 KIND = "oidc"
+ID_TOKEN_TYP = "JWT"  # noqa: S105 - a media type: our ID tokens' header typ (access tokens: at+jwt)
 INITIATED_BY = "rp"
 SID_FORMAT = "oidc"        # SessionParticipant.name_id_format of an OIDC participant
 
@@ -248,13 +249,14 @@ def receive(pairs: Iterable[tuple[str, str]], settings: Settings, client: Client
 
 def _hint_subject(req: AuthorizationRequest, keys: Callable[[], KeySet], settings: Settings,
                   now: datetime) -> str | None:
-    """The `sub` of a valid id_token_hint (signed by us for this client; an expired one is fine, OIDC Core
-    3.1.2.1); InvalidRequest when it is not ours."""
+    """The `sub` of a valid id_token_hint (an ID token, typ JWT, signed by us for this client; an expired one is
+    fine, OIDC Core 3.1.2.1); InvalidRequest when it is not ours. The typ check keeps out our access tokens
+    (typ at+jwt), which carry the same iss, aud and sub (RFC 8725 3.11), as the logout endpoint does."""
     if req.id_token_hint is None:
         return None
     try:
         claims = verify_jwt(req.id_token_hint, keys(), issuer=settings.base_url, audience=req.client_id, now=now,
-                            check_exp=False)
+                            typ=ID_TOKEN_TYP, check_exp=False)
     except KeyStoreError:
         raise TemporarilyUnavailable("the signing keys are unavailable") from None
     except TokenInvalid as exc:
