@@ -142,6 +142,8 @@ def read_client_params(raw: RawParams) -> ClientParams:
     client_id = raw.values.get("client_id")
     if not client_id:
         raise InvalidRequest("client_id is missing")
+    # before the lookup: PostgreSQL refuses a NUL in a bound text parameter (an error, not "unknown client")
+    _printable("client_id", client_id)
     return ClientParams(client_id=client_id, redirect_uri=raw.values.get("redirect_uri") or None)
 
 
