@@ -174,6 +174,7 @@ class OidcClient(db.Model):  # type: ignore[name-defined]
     post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)                 # the scopes it may ask for
+    resources: Mapped[list[str]] = mapped_column(JSON, default=list)   # RFC 8707 resource indicators it may ask for
     jwks_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)       # public keys only
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)
@@ -237,6 +238,7 @@ class OidcRefreshToken(db.Model):  # type: ignore[name-defined]
     app_id: Mapped[int] = mapped_column(ForeignKey("connected_apps.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    resources: Mapped[list[str]] = mapped_column(JSON, default=list)   # the family's RFC 8707 resources (2.2)
     session_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # IdP session (sid)
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
     amr: Mapped[str | None] = mapped_column(String(64), nullable=True)

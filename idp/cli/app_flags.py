@@ -77,7 +77,8 @@ def parse_attribute_option(values: list[str]) -> dict[str, str]:
 
 # ---------------------------------------------------------------- OIDC client options of `idp apps set`
 
-_OIDC_FLAGS = ("redirect_uris", "post_logout_redirect_uris", "clear_post_logout_redirect_uris", "grants", "scopes",
+_OIDC_FLAGS = ("redirect_uris", "post_logout_redirect_uris", "clear_post_logout_redirect_uris", "resources",
+               "clear_resources", "grants", "scopes",
                "refresh_policy", "access_token_lifetime", "id_token_lifetime", "backchannel_logout_uri",
                "initiate_login_uri", "token_auth", "jwks_uri", "jwks_file", "require_pkce", "ip_policy_refresh")
 _CLEARABLE = {"backchannel_logout_uri", "initiate_login_uri", "jwks_uri"}
@@ -93,6 +94,10 @@ def oidc_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True,
                      help="RP-initiated logout: where the app may send users after logout; repeat. Replaces the list."),
         click.option("--clear-post-logout-redirect-uris", is_flag=True),
+        click.option("--resource", "resources", multiple=True,
+                     help="RFC 8707 resource indicator (an API's absolute https URI) the app may ask for; repeat. "
+                          "Replaces the list."),
+        click.option("--clear-resources", is_flag=True, help="Allow no resource indicator (the default)."),
         click.option("--grant", "grants", multiple=True, type=click.Choice(GRANT_TYPES),
                      help="OIDC grant; repeat. Replaces the list."),
         click.option("--scope", "scopes", multiple=True,
@@ -138,6 +143,12 @@ def oidc_changes(flags: dict[str, Any]) -> dict[str, Any]:
                                                              what="post-logout redirect URI")
     elif flags["clear_post_logout_redirect_uris"]:
         changes["post_logout_redirect_uris"] = ()
+    if flags["resources"] and flags["clear_resources"]:
+        raise ServiceError("give --resource or --clear-resources, not both", field="resources")
+    if flags["resources"]:
+        changes["resources"] = validate_uris(flags["resources"], field="resources", what="resource indicator")
+    elif flags["clear_resources"]:
+        changes["resources"] = ()
     if flags["grants"]:
         changes["grant_types"] = tuple(dict.fromkeys(flags["grants"]))
     if flags["scopes"]:

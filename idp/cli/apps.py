@@ -58,21 +58,24 @@ def _read_metadata(source: str) -> tuple[bytes, str]:
 @click.option("--public", is_flag=True, help="A public OIDC client (no secret; token auth none with PKCE).")
 @click.option("--grant", "grants", multiple=True, type=click.Choice(apps_svc.GRANT_TYPES),
               help="OIDC grant; repeat (default authorization_code).")
+@click.option("--resource", "resources", multiple=True,
+              help="RFC 8707 resource indicator (an API's absolute https URI) the client may ask for; repeat.")
 @unit_of_work
 def apps_add(source: str | None, name: str | None, slug: str | None, entity_id: str | None, oidc: bool,
-             redirect_uris: tuple[str, ...], public: bool, grants: tuple[str, ...]) -> None:
+             redirect_uris: tuple[str, ...], public: bool, grants: tuple[str, ...],
+             resources: tuple[str, ...]) -> None:
     """Register an app from its SAML metadata (--metadata), as an OIDC/OAuth client (--oidc), or both.
 
     With --oidc, prints the client id and, once, the client secret (only its hash is stored)."""
-    if not oidc and (redirect_uris or public or grants):
-        fail("--redirect-uri, --public and --grant are OIDC settings: add --oidc")
+    if not oidc and (redirect_uris or public or grants or resources):
+        fail("--redirect-uri, --public, --grant and --resource are OIDC settings: add --oidc")
     if source is None and not oidc:
         fail("give --metadata (a SAML app), --oidc (an OIDC/OAuth client) or both")
     if source is None:
         if not name:
             fail("an OIDC app needs --name")
         oidc_settings = apps_svc.initial_settings(public=public, grant_types=grants or None,
-                                                  redirect_uris=redirect_uris)
+                                                  redirect_uris=redirect_uris, resources=resources)
         app, secret = apps_svc.register_oidc_app(name=name, slug=slug or apps_svc.slugify(name),
                                                  settings=oidc_settings)
     else:
@@ -81,7 +84,7 @@ def apps_add(source: str | None, name: str | None, slug: str | None, entity_id: 
         secret = None
         if oidc:
             _, secret = apps_svc.add_oidc(app, apps_svc.initial_settings(
-                public=public, grant_types=grants or None, redirect_uris=redirect_uris))
+                public=public, grant_types=grants or None, redirect_uris=redirect_uris, resources=resources))
     click.echo(app.slug)
     if app.oidc is not None:
         _echo_client(app.oidc.client_id, secret)

@@ -35,6 +35,7 @@ from ..oidc import acr as acr_map
 from ..oidc.authorize_request import (
     AuthorizationRequest,
     RawParams,
+    check_resources_registered,
     collect_params,
     parse_authorization_request,
     read_client_params,
@@ -75,6 +76,7 @@ from .oidc_subject import subject_for
 from .outcomes import NeedsLogin, NeedsReauthentication, NeedsSecondFactor
 
 KIND = "oidc"
+ID_TOKEN_TYP = "JWT"  # noqa: S105 - a media type: our ID tokens' header typ (access tokens: at+jwt)
 INITIATED_BY = "rp"
 SID_FORMAT = "oidc"        # SessionParticipant.name_id_format of an OIDC participant
 
@@ -159,6 +161,7 @@ class NeedsConsent:
     app_name: str
     username: str
     scopes: list[ScopeLine]
+    resources: tuple[str, ...] = ()     # RFC 8707: the APIs the access token will be for (registered ones only)
 
 
 AuthorizeOutcome = RedirectToClient | ErrorPage | NeedsLogin | NeedsReauthentication | NeedsSecondFactor | NeedsConsent
@@ -246,13 +249,14 @@ def receive(pairs: Iterable[tuple[str, str]], settings: Settings, client: Client
 
 def _hint_subject(req: AuthorizationRequest, keys: Callable[[], KeySet], settings: Settings,
                   now: datetime) -> str | None:
-    """The `sub` of a valid id_token_hint (signed by us for this client; an expired one is fine, OIDC Core
-    3.1.2.1); InvalidRequest when it is not ours."""
+    """The `sub` of a valid id_token_hint (an ID token, typ JWT, signed by us for this client; an expired one is
+    fine, OIDC Core 3.1.2.1); InvalidRequest when it is not ours. The typ check keeps out our access tokens
+    (typ at+jwt), which carry the same iss, aud and sub (RFC 8725 3.11), as the logout endpoint does."""
     if req.id_token_hint is None:
         return None
     try:
         claims = verify_jwt(req.id_token_hint, keys(), issuer=settings.base_url, audience=req.client_id, now=now,
-                            check_exp=False)
+                            typ=ID_TOKEN_TYP, check_exp=False)
     except KeyStoreError:
         raise TemporarilyUnavailable("the signing keys are unavailable") from None
     except TokenInvalid as exc:
@@ -298,6 +302,8 @@ def proceed(pending: PendingAuthorization, token: str | None, session: SessionVi
         return _error_redirect(exc, req.redirect_uri, req.state, ctx, settings, client)
 
     try:
+        # again here: the allowlist may have shrunk while the request waited for a login or consent
+        check_resources_registered(req.resources, app.oidc.resources)
         hint_sub = _hint_subject(req, keys, settings, now)
     except OAuthError as exc:
         return refuse(exc)
@@ -331,7 +337,7 @@ def proceed(pending: PendingAuthorization, token: str | None, session: SessionVi
             elif pending.consent_user_id != user.id:
                 pending_store.replace(token, {"kind": KIND, **asking.to_dict()})
             return NeedsConsent(token=token, app_name=app.name, username=user.username,
-                                scopes=describe_scopes(req.scopes))
+                                scopes=describe_scopes(req.scopes), resources=req.resources)
     else:
         consent = ADMIN_CONSENT    # pre-authorized: permitted users and groups passed the policy; no page
     _consume(token)

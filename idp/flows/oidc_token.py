@@ -249,12 +249,19 @@ def _active_user(user_id: int) -> UserView:
     return user
 
 
-def _audiences(client: AuthenticatedClient, asked: str | None, allowed: tuple[str, ...]) -> tuple[str, ...]:
-    if asked is None:
-        return allowed or (client.client_id,)
-    if not allowed or asked not in allowed:
-        raise InvalidTarget("resource was not asked for at authorization")
-    return (asked,)
+def _audiences(client: AuthenticatedClient, asked: str | None, granted: tuple[str, ...]) -> tuple[str, ...]:
+    """RFC 8707: the access token's `aud`. `granted`: the resources of the authorization (the code record, or the
+    refresh token's family, section 2.2), of which only those still registered for the client count. A `resource`
+    parameter narrows to one of them, never beyond; without one, all of them; with none, the client itself."""
+    registered = set(client.oidc.resources)
+    usable = tuple(r for r in granted if r in registered)
+    if asked is not None:
+        if asked not in usable:
+            raise InvalidTarget("resource was not asked for at authorization or is not registered for this client")
+        return (asked,)
+    if granted and not usable:
+        raise InvalidTarget("the resources of this authorization are no longer registered for this client")
+    return usable or (client.client_id,)
 
 
 def _id_token(ctx: TokenContext, key: Any, app: AppConfig, user: UserView, sub: str, scopes: tuple[str, ...], *,
@@ -325,7 +332,7 @@ def _authorization_code(params: Mapping[str, str], client: AuthenticatedClient, 
     if _refresh_allowed(client):
         family = FamilySpec(family_id=new_family_id(), grant_id=grant.id, app_id=client.app.id, user_id=user.id,
                             scopes=scopes, session_id=record.session_id or None, auth_time=auth_time,
-                            amr=record.amr, acr=record.acr, family_started_at=ctx.now)
+                            amr=record.amr, acr=record.acr, family_started_at=ctx.now, resources=record.resources)
         refresh_token = issue_refresh_token(family, client.oidc, ctx.now)
         marker["family_id"] = family.family_id
         ev.extra["family"] = family.family_id[:8]
@@ -380,6 +387,7 @@ def _refresh_token(params: Mapping[str, str], client: AuthenticatedClient, ctx: 
     if asked is not None and not set(asked) <= set(family_scopes):
         raise InvalidScope("a refresh may narrow the scopes granted, never widen them")
     scopes = asked if asked is not None else family_scopes
+    audiences = _audiences(client, params.get("resource"), tuple(row.resources or ()))
     if user is None or user.disabled:
         _revoke_family(row, "user_disabled")
         raise InvalidGrant("the user is disabled or gone", reason=Reason.USER_DISABLED)
@@ -411,7 +419,7 @@ def _refresh_token(params: Mapping[str, str], client: AuthenticatedClient, ctx: 
     new_token = issue_refresh_token(spec_of(row), client.oidc, ctx.now)
     sub = _subject(user)
     lifetime = client.oidc.access_token_lifetime
-    at_spec = AccessTokenSpec(issuer=ctx.issuer, client_id=client.client_id, audiences=(client.client_id,),
+    at_spec = AccessTokenSpec(issuer=ctx.issuer, client_id=client.client_id, audiences=audiences,
                               scopes=scopes, issued_at=ctx.now, lifetime=timedelta(seconds=lifetime), subject=sub,
                               auth_time=row.auth_time, acr=row.acr, amr=amr)
     access_token = issue_access_token(at_spec, key)

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 
 TTL_S = 30 * 60
 MAX_TOKEN_LEN = 64
+_CONTROL = frozenset(map(chr, [*range(0x20), 0x7F]))
+
+
+def has_control_characters(value: str) -> bool:
+    """C0 controls (NUL included) or DEL: never in a token, client id or URI this IdP issues or registers."""
+    return not _CONTROL.isdisjoint(value)
 
 _AUTHZ_KINDS: dict[str, Callable[[dict[str, Any]], AuthzRequest]] = {}
 
@@ -32,7 +38,9 @@ def put(data: dict[str, Any]) -> str:
 
 
 def get(token: str | None, kind: str, *, consume: bool) -> dict[str, Any] | None:
-    if not token or len(token) > MAX_TOKEN_LEN:
+    """The parked data, or None: unknown, expired, of another kind, or not a token we could have issued (too long,
+    or holding control characters, which PostgreSQL would refuse as a bound parameter: never looked up)."""
+    if not token or len(token) > MAX_TOKEN_LEN or has_control_characters(token):
         return None
     return shared().get(token, kind, consume=consume)
 

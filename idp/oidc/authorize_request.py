@@ -53,7 +53,7 @@ class RequestUriNotSupported(OAuthError):
 
 
 class InvalidTarget(OAuthError):
-    """RFC 8707 2: a `resource` that is not an absolute URI without a fragment."""
+    """RFC 8707 2: a `resource` that is not an absolute URI without a fragment, or not registered for the client."""
 
     error = "invalid_target"
     reason = Reason.INVALID_REQUEST
@@ -74,6 +74,8 @@ class ClientRules(Protocol):
     def require_pkce(self) -> bool: ...
     @property
     def is_public(self) -> bool: ...
+    @property
+    def resources(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,8 @@ def read_client_params(raw: RawParams) -> ClientParams:
     client_id = raw.values.get("client_id")
     if not client_id:
         raise InvalidRequest("client_id is missing")
+    # before the lookup: PostgreSQL refuses a NUL in a bound text parameter (an error, not "unknown client")
+    _printable("client_id", client_id)
     return ClientParams(client_id=client_id, redirect_uri=raw.values.get("redirect_uri") or None)
 
 
@@ -286,6 +290,7 @@ def parse_authorization_request(raw: RawParams, client: ClientRules, redirect_ur
         raise InvalidTarget(f"at most {MAX_RESOURCES} resource values")
     for resource in resources:
         check_resource(resource)
+    check_resources_registered(resources, client.resources)
 
     for name in ("state", "nonce", "login_hint", "id_token_hint"):
         _printable(name, raw.get(name))
@@ -309,3 +314,12 @@ def check_resource(resource: str) -> None:
         raise InvalidTarget("resource must be an absolute URI") from None
     if not parts.scheme or not (parts.netloc or parts.path) or "#" in resource:
         raise InvalidTarget("resource must be an absolute URI without a fragment")
+
+
+def check_resources_registered(resources: Iterable[str], registered: Iterable[str]) -> None:
+    """Each `resource` must be one the client registered, compared exactly (RFC 8707 2: the authorization server
+    decides which resources a client may get tokens for; an access token's `aud` is never the client's choice)."""
+    allowed = set(registered)
+    for resource in resources:
+        if resource not in allowed:
+            raise InvalidTarget(f"resource {resource[:200]!r} is not registered for this client")

@@ -1,7 +1,7 @@
 """Refresh tokens: issue a family, look a presented token up, rotate it. Only the SHA-256 of a token is stored.
 
 A family starts at a code exchange; each use marks the presented token rotated_at and issues a successor in
-the same family (same grant, scopes, session, auth_time). Presenting a rotated token again is a reuse: the
+the same family (same grant, scopes, resources, session, auth_time). Presenting a rotated token again is a reuse: the
 caller revokes the family (services.oauth_tokens). Writes in the caller's unit of work; never commits.
 """
 
@@ -45,6 +45,7 @@ class FamilySpec:
     amr: tuple[str, ...]
     acr: str | None
     family_started_at: datetime
+    resources: tuple[str, ...] = ()     # RFC 8707 2.2: the resources of the authorization, for every refresh
 
 
 def expiry_for(settings: OidcSettings, *, family_started_at: datetime, now: datetime) -> datetime | None:
@@ -58,8 +59,8 @@ def expiry_for(settings: OidcSettings, *, family_started_at: datetime, now: date
     return None
 
 
-_COLUMNS = ("token_hash", "family_id", "grant_id", "app_id", "user_id", "scopes", "session_id", "auth_time", "amr",
-            "acr", "family_started_at", "created_at", "expires_at")
+_COLUMNS = ("token_hash", "family_id", "grant_id", "app_id", "user_id", "scopes", "resources", "session_id",
+            "auth_time", "amr", "acr", "family_started_at", "created_at", "expires_at")
 # a prepared INSERT rather than an ORM add + flush: this runs on every code exchange and every refresh
 _INSERT = Prepared(insert(OidcRefreshToken), column_keys=_COLUMNS)
 
@@ -69,7 +70,8 @@ def issue_refresh_token(spec: FamilySpec, settings: OidcSettings, now: datetime)
     token = secrets.token_urlsafe(TOKEN_BYTES)
     _INSERT.run({
         "token_hash": refresh_token_hash(token), "family_id": spec.family_id, "grant_id": spec.grant_id,
-        "app_id": spec.app_id, "user_id": spec.user_id, "scopes": list(spec.scopes), "session_id": spec.session_id,
+        "app_id": spec.app_id, "user_id": spec.user_id, "scopes": list(spec.scopes),
+        "resources": list(spec.resources), "session_id": spec.session_id,
         "auth_time": spec.auth_time, "amr": " ".join(spec.amr)[:64] or None, "acr": spec.acr,
         "family_started_at": spec.family_started_at, "created_at": now,
         "expires_at": expiry_for(settings, family_started_at=spec.family_started_at, now=now)})
@@ -99,7 +101,8 @@ def mark_rotated(row: OidcRefreshToken, now: datetime) -> bool:
 def spec_of(row: OidcRefreshToken) -> FamilySpec:
     return FamilySpec(family_id=row.family_id, grant_id=row.grant_id, app_id=row.app_id, user_id=row.user_id,
                       scopes=tuple(row.scopes or ()), session_id=row.session_id, auth_time=row.auth_time,
-                      amr=tuple((row.amr or "").split()), acr=row.acr, family_started_at=row.family_started_at)
+                      amr=tuple((row.amr or "").split()), acr=row.acr, family_started_at=row.family_started_at,
+                      resources=tuple(row.resources or ()))
 
 
 def expired_under(settings: OidcSettings, row: OidcRefreshToken, now: datetime) -> bool:

@@ -84,6 +84,8 @@ class DbState:
         return token
 
     def get(self, token: str, kind: str, *, consume: bool) -> dict[str, Any] | None:
+        if "\x00" in token:        # never issued (token_urlsafe); PostgreSQL would refuse it as a parameter
+            return None
         row = db.session.get(PendingRequest, token)
         if row is None or row.data.get("kind") != kind:
             return None

@@ -95,7 +95,8 @@ def render_outcome(outcome: AuthorizeOutcome, pending: PendingAuthorization | No
         return error_page(outcome.status, title, message, outcome.event_id)
     if isinstance(outcome, NeedsConsent):
         resp = Response(render_template("oidc_consent.html", app_name=outcome.app_name, username=outcome.username,
-                                        scopes=outcome.scopes, request_token=outcome.token))
+                                        scopes=outcome.scopes, resources=outcome.resources,
+                                        request_token=outcome.token))
         resp.headers["Cache-Control"] = "no-store"
         resp.headers["X-Frame-Options"] = "DENY"   # no clickjacking of the Allow button
         return resp

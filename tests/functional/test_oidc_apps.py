@@ -128,9 +128,9 @@ def test_change_oidc_validates_first_and_audits(app: Flask) -> None:
     new, secret = apps_svc.change_oidc(row, token_endpoint_auth_method="private_key_jwt",
                                        jwks_uri="https://crm.example.com/jwks")
     assert secret is None and new.token_endpoint_auth_method == "private_key_jwt" and row.version > version
-    # moving back to a secret with one still valid makes no new secret
+    # moving back to a secret: the old one ended with the move, so a new one is made (shown once)
     _, secret = apps_svc.change_oidc(row, token_endpoint_auth_method="client_secret_post", clear=("jwks_uri",))
-    assert secret is None and row.oidc.jwks_uri is None  # type: ignore[union-attr]
+    assert secret is not None and row.oidc.jwks_uri is None  # type: ignore[union-attr]
     last = db.session.query(AdminAudit).filter_by(action="app.oidc_settings").order_by(AdminAudit.id.desc()).first()
     assert last is not None and last.before["token_endpoint_auth_method"] == "private_key_jwt"
     with pytest.raises(ServiceError):
@@ -145,6 +145,52 @@ def test_changing_to_a_secret_method_without_a_valid_secret_makes_one(app: Flask
     assert row.oidc is not None and row.oidc.secrets == []
     _, secret = apps_svc.change_oidc(row, token_endpoint_auth_method="client_secret_basic")
     assert secret is not None and apps_svc.verify_client_secret(row.oidc.client_id, secret)
+
+
+def test_leaving_the_secret_methods_ends_the_secrets_and_coming_back_makes_a_new_one(app: Flask) -> None:
+    row, first = apps_svc.register_oidc_app(name="CRM", slug="crm",
+                                            settings=apps_svc.initial_settings(redirect_uris=(CB,)))
+    rotated = apps_svc.rotate_secret(row, overlap=3600)          # two valid secrets, one in its overlap
+    assert first is not None and row.oidc is not None
+    cid = row.oidc.client_id
+    # between the secret methods the secrets stay
+    _, secret = apps_svc.change_oidc(row, token_endpoint_auth_method="client_secret_post")
+    assert secret is None and apps_svc.verify_client_secret(cid, rotated)
+    _, secret = apps_svc.change_oidc(row, token_endpoint_auth_method="private_key_jwt",
+                                     jwks_uri="https://crm.example.com/jwks")
+    db.session.commit()
+    assert secret is None and apps_svc.secret_status(row) == []
+    assert all(s.expires_at is not None and s.expires_at <= utcnow() for s in _secrets("crm"))
+    last = db.session.query(AdminAudit).filter_by(action="app.oidc_settings").order_by(AdminAudit.id.desc()).first()
+    assert last is not None and last.after["secrets_ended"] == 2
+    # back to a secret method: the old (maybe leaked) secrets stay dead, a new one is made
+    row = apps_svc.get_app("crm")
+    _, secret = apps_svc.change_oidc(row, token_endpoint_auth_method="client_secret_basic", clear=("jwks_uri",))
+    db.session.commit()
+    assert secret is not None and secret not in (first, rotated)
+    assert not apps_svc.verify_client_secret(cid, first) and not apps_svc.verify_client_secret(cid, rotated)
+    assert apps_svc.verify_client_secret(cid, secret)
+    assert len(apps_svc.secret_status(apps_svc.get_app("crm"))) == 1
+    assert secret not in _audit_text()
+
+
+def test_cli_leaving_and_coming_back_to_a_secret_method(app: Flask) -> None:
+    shown = _client_lines(ok(app, "apps", "add", "--oidc", "--name", "CRM", "--slug", "crm",
+                             "--redirect-uri", CB).stdout)
+    r = ok(app, "apps", "set", "crm", "--token-auth", "private_key_jwt", "--jwks-uri", "https://crm.example.com/jwks")
+    assert "client_secret" not in r.stdout
+    db.session.expire_all()
+    assert not apps_svc.verify_client_secret(shown["client_id"], shown["client_secret"])
+    assert show(app, "crm")["oidc"]["secrets"] == []
+    r = ok(app, "apps", "set", "crm", "--token-auth", "client_secret_post", "--jwks-uri", "")
+    again = _client_lines(r.stdout)
+    assert again["client_id"] == shown["client_id"] and again["client_secret"] != shown["client_secret"]
+    assert "shown only now" in r.stderr
+    db.session.expire_all()
+    assert apps_svc.verify_client_secret(again["client_id"], again["client_secret"])
+    assert not apps_svc.verify_client_secret(shown["client_id"], shown["client_secret"])
+    # the secret is printed once: the next change prints none
+    assert "client_secret" not in ok(app, "apps", "set", "crm", "--scope", "openid").stdout
 
 
 def test_saml_app_gets_oidc_and_oidc_app_gets_saml(app: Flask) -> None:
@@ -402,3 +448,30 @@ def test_console_adds_saml_metadata_to_an_oidc_app(client: FlaskClient, admin: s
     assert row.has_saml and row.has_oidc
     body = text(client.get("/admin/apps/crm"))
     assert 'id="saml-settings"' in body and 'id="oidc-client-id"' in body
+
+
+def test_console_leaving_and_coming_back_to_a_secret_method(client: FlaskClient, admin: str) -> None:
+    row, first = apps_svc.register_oidc_app(name="CRM", slug="crm",
+                                            settings=apps_svc.initial_settings(redirect_uris=(CB,)))
+    db.session.commit()
+    assert row.oidc is not None and first is not None
+    cid = row.oidc.client_id
+    form = {"csrf_token": admin, "redirect_uris": CB, "post_logout_redirect_uris": "", "resources": "",
+            "grant_types": ["authorization_code"], "scopes": "openid profile email",
+            "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://crm.example.com/jwks",
+            "backchannel_logout_uri": "", "initiate_login_uri": "", "access_token_lifetime": "10m",
+            "id_token_lifetime": "10m", "refresh_policy": "expire-if-unused", "refresh_lifetime": "30d",
+            "ip_policy_refresh": "enforce"}
+    resp = client.post("/admin/apps/crm/oidc", data=form)
+    assert resp.status_code == 303, text(resp)[:2000]
+    db.session.expire_all()
+    assert not apps_svc.verify_client_secret(cid, first)
+    resp = client.post("/admin/apps/crm/oidc", data={**form, "token_endpoint_auth_method": "client_secret_basic",
+                                                      "jwks_uri": ""})
+    body = text(resp)
+    assert resp.status_code == 200 and resp.headers["Cache-Control"] == "no-store"
+    secret = re.search(r'id="client-secret">([^<]+)<', body)
+    assert secret and 'id="secret-once"' in body and secret.group(1) != first
+    db.session.expire_all()
+    assert apps_svc.verify_client_secret(cid, secret.group(1)) and not apps_svc.verify_client_secret(cid, first)
+    assert secret.group(1) not in text(client.get("/admin/apps/crm"))

@@ -19,6 +19,7 @@ from idp.flows.oidc_codes import peek_code
 from idp.flows.oidc_subject import subject_for
 from idp.models import IdpSession, OidcGrant, SessionParticipant, User, utcnow
 from idp.oidc.jose import sign_jwt, signing_key
+from idp.oidc.tokens import AccessTokenSpec, issue_access_token
 from idp.services import apps as apps_svc
 
 from ..conftest import IDP_BASE, make_settings
@@ -104,7 +105,7 @@ def test_code_flow_redirects_with_code_state_iss_and_records_everything(app: Fla
 
 def test_plain_oauth_without_openid_and_registered_query_kept(app: Flask, browser: Browser, alice: Any) -> None:
     cb = "https://rp.example.com/cb?tenant=7"
-    client_id = make_client(redirect_uris=(cb,))
+    client_id = make_client(redirect_uris=(cb,), resources=("https://api.example.com/orders",))
     got = at_rp(sign_in(browser, authorize_url(client_id, redirect_uri=cb, scope="orders:read", nonce=None,
                                                resource="https://api.example.com/orders")), cb)
     assert got["tenant"] == "7" and "code" in got
@@ -314,6 +315,25 @@ def test_id_token_hint(app: Flask, browser: Browser, alice: Any, bob: Any) -> No
         "error"] == "invalid_request"
     assert at_rp(browser.get(authorize_url(client_id, id_token_hint=hint(alice, iss="https://evil.example"))))[
         "error"] == "invalid_request"
+
+
+
+def test_an_access_token_is_not_an_id_token_hint(app: Flask, browser: Browser, alice: Any) -> None:
+    """An access token of the same client (typ at+jwt, aud = the client id, sub = the user) is signed by the same
+    key and would pass every other check: only its `typ` tells it apart (RFC 8725 3.11)."""
+    client_id = make_client()
+    sign_in(browser, authorize_url(client_id))
+    key = signing_key(app.extensions["idp.keystore"].current())
+    access_token = issue_access_token(AccessTokenSpec(
+        issuer=IDP_BASE, client_id=client_id, audiences=(client_id,), scopes=("openid",), issued_at=utcnow(),
+        lifetime=timedelta(minutes=5), subject=subject_for(alice)), key)
+    got = at_rp(browser.get(authorize_url(client_id, id_token_hint=access_token, prompt="none")))
+    assert got["error"] == "invalid_request" and "code" not in got
+    assert last_event().detail["error"] == "invalid_request"
+    # the same claims as an ID token (typ JWT) are a good hint
+    id_token = sign_jwt({"iss": IDP_BASE, "sub": subject_for(alice), "aud": client_id,
+                         "iat": int(utcnow().timestamp()), "exp": int(utcnow().timestamp()) + 300}, key)
+    assert "code" in at_rp(browser.get(authorize_url(client_id, id_token_hint=id_token, prompt="none")))
 
 
 # ---------------------------------------------------------------- step-up: acr_values and --require-mfa

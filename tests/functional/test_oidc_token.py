@@ -222,7 +222,7 @@ def test_no_refresh_token_without_the_grant(client: FlaskClient, alice: Any) -> 
 
 
 def test_resource_indicator_sets_the_audience(client: FlaskClient, alice: Any) -> None:
-    row, cid, secret = make_client("crm")
+    row, cid, secret = make_client("crm", resources=("https://api.example.com",))
     code, _ = seed_code(row, alice, resources=("https://api.example.com",))
     body = ok(exchange(client, code, cid, secret))
     assert check_jwt(client, body["access_token"])[1]["aud"] == "https://api.example.com"

@@ -30,6 +30,7 @@ class Client:
     scopes: tuple[str, ...] = ("openid", "profile", "email")
     require_pkce: bool = True
     is_public: bool = False
+    resources: tuple[str, ...] = ("https://api.example/orders",)
 
 
 def pairs(**over: str | None) -> list[tuple[str, str]]:
@@ -79,12 +80,21 @@ def test_parses_a_good_request_and_round_trips() -> None:
     ({"request_uri": "x"}, "request_uri_not_supported"),
     ({"resource": "/relative"}, "invalid_target"),
     ({"resource": "https://api.example/#frag"}, "invalid_target"),
+    ({"resource": "https://api.example/other"}, "invalid_target"),       # not registered for the client
+    ({"resource": "https://api.example/orders/"}, "invalid_target"),     # registered URIs match exactly
     ({"state": "a\nb"}, "invalid_request"),
 ])
 def test_refusals(over: dict[str, str | None], error: str) -> None:
     with pytest.raises(OAuthError) as exc:
         parse(**over)
     assert exc.value.error == error
+
+
+def test_registered_resources_are_accepted() -> None:
+    assert parse(resource="https://api.example/orders").resources == ("https://api.example/orders",)
+    with pytest.raises(OAuthError) as exc:
+        parse(Client(resources=()), resource="https://api.example/orders")
+    assert exc.value.error == "invalid_target"
 
 
 def test_pkce_required_only_for_public_or_require_pkce() -> None:

@@ -106,7 +106,11 @@ def register_oidc_app(*, name: str, slug: str, settings: OidcSettings, source: s
 def change_oidc(app: ConnectedApp, **changes: Any) -> tuple[OidcSettings, str | None]:
     """Validate and apply changes to an app's OIDC settings (None keeps a value; `clear=` names the optional
     settings to set back to None); returns the new settings and a new secret when the change needs one (a client
-    moved to client_secret_* with no valid secret left)."""
+    moved to client_secret_* with no valid secret left).
+
+    Moving away from the secret methods (to private_key_jwt) ends every secret now: a secret kept "asleep" would
+    come back to life with a later move back, though it may have leaked meanwhile (the reason to move, often).
+    Moving back therefore always makes a new secret, which the caller shows once."""
     client = _client_of(app)
     clear = set(changes.pop("clear", ()) or ())
     current = settings_of(client)
@@ -119,12 +123,22 @@ def change_oidc(app: ConnectedApp, **changes: Any) -> tuple[OidcSettings, str | 
     validate_oidc_settings(new)
     before, after = current.summary(), new.summary()
     diff = [k for k in after if before.get(k) != after.get(k)]
+    now = utcnow()
     secret = None
-    if new.uses_secret and not _valid_secrets(client, utcnow()):
-        secret = _new_secret(client)
+    ended = 0
+    if current.uses_secret and not new.uses_secret:
+        for old in _valid_secrets(client, now):
+            old.expires_at = now
+            ended += 1
+    if new.uses_secret and not _valid_secrets(client, now):
+        secret = _new_secret(client, now)
     if diff:
-        audit.record("app.oidc_settings", "app", app.slug, before={k: before[k] for k in diff},
-                     after={k: after[k] for k in diff})
+        audit_after: dict[str, Any] = {k: after[k] for k in diff}
+        if ended:
+            audit_after["secrets_ended"] = ended
+        if secret is not None:
+            audit_after["new_secret"] = True
+        audit.record("app.oidc_settings", "app", app.slug, before={k: before[k] for k in diff}, after=audit_after)
     _store(client, new)
     app.version += 1
     invalidate_cache()

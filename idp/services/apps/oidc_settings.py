@@ -2,7 +2,8 @@
 
 Pure (no storage): `validate_oidc_settings` refuses with a ServiceError naming the setting (`field`).
 Redirect URIs follow the OAuth 2.0 Security BCP: registered exactly, absolute, https (plain http only for a
-loopback host, for native and development clients), no fragment, no wildcard, no user info.
+loopback host, for native and development clients), no fragment, no wildcard, no user info. Resource indicators
+(RFC 8707) follow the same rules: they become access tokens' `aud`, so only registered ones may be asked for.
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ class OidcSettings:
     post_logout_redirect_uris: tuple[str, ...] = ()
     grant_types: tuple[str, ...] = (AUTHORIZATION_CODE,)
     scopes: tuple[str, ...] = DEFAULT_SCOPES
+    resources: tuple[str, ...] = ()            # RFC 8707 resource indicators it may ask for (matched exactly)
     jwks_uri: str | None = None
     jwks: dict[str, Any] | None = field(default=None, hash=False, compare=True)
     backchannel_logout_uri: str | None = None
@@ -221,7 +223,7 @@ class OidcSettings:
         return d
 
 
-_TUPLE_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "grant_types", "scopes")
+_TUPLE_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "grant_types", "scopes", "resources")
 
 
 def validate_oidc_settings(s: OidcSettings) -> None:
@@ -268,6 +270,7 @@ def validate_oidc_settings(s: OidcSettings) -> None:
             raise refuse(name, "token lifetimes must be between 1m and 24h")
     validate_uris(s.redirect_uris, field="redirect_uris")
     validate_uris(s.post_logout_redirect_uris, field="post_logout_redirect_uris", what="post-logout redirect URI")
+    validate_uris(s.resources, field="resources", what="resource indicator")
     for name, uri, what in (("jwks_uri", s.jwks_uri, "JWKS URI"),
                             ("backchannel_logout_uri", s.backchannel_logout_uri, "back-channel logout URI"),
                             ("initiate_login_uri", s.initiate_login_uri, "initiate-login URI")):
@@ -284,7 +287,8 @@ def settings_of(client: OidcClient) -> OidcSettings:
         token_endpoint_auth_method=client.token_endpoint_auth_method, require_pkce=client.require_pkce,
         redirect_uris=tuple(client.redirect_uris or ()),
         post_logout_redirect_uris=tuple(client.post_logout_redirect_uris or ()),
-        grant_types=tuple(client.grant_types or ()), scopes=tuple(client.scopes or ()), jwks_uri=client.jwks_uri,
+        grant_types=tuple(client.grant_types or ()), scopes=tuple(client.scopes or ()),
+        resources=tuple(client.resources or ()), jwks_uri=client.jwks_uri,
         jwks=client.jwks, backchannel_logout_uri=client.backchannel_logout_uri,
         initiate_login_uri=client.initiate_login_uri, access_token_lifetime=client.access_token_lifetime,
         id_token_lifetime=client.id_token_lifetime, refresh_policy=client.refresh_policy,

@@ -50,6 +50,7 @@ class OidcSettingsForm(AdminForm):
 
     redirect_uris = TextField(limit=100_000)
     post_logout_redirect_uris = TextField(limit=100_000)
+    resources = TextField(limit=100_000)
     grant_types = ListField(limit=40, keep_empty=False, unique=True, max_items=10)
     scopes = TextField(limit=6000)
     token_endpoint_auth_method = TextField(limit=40, validators=[one_of(TOKEN_AUTH_METHODS, "token auth")])
@@ -80,6 +81,7 @@ class OidcSettingsForm(AdminForm):
         form = cls(formdata=None)
         form.redirect_uris.data = "\n".join(s.redirect_uris)
         form.post_logout_redirect_uris.data = "\n".join(s.post_logout_redirect_uris)
+        form.resources.data = "\n".join(s.resources)
         form.grant_types.data = list(s.grant_types)
         form.scopes.data = " ".join(s.scopes)
         form.token_endpoint_auth_method.data = s.token_endpoint_auth_method
@@ -106,6 +108,7 @@ class OidcSettingsForm(AdminForm):
         return {
             "redirect_uris": lines(self.redirect_uris.data),
             "post_logout_redirect_uris": lines(self.post_logout_redirect_uris.data),
+            "resources": lines(self.resources.data),
             "grant_types": tuple(self.grant_types.data), "scopes": tuple(dict.fromkeys(self.scopes.data.split())),
             "token_endpoint_auth_method": self.token_endpoint_auth_method.data,
             "jwks_uri": self.jwks_uri.data or None, "backchannel_logout_uri": self.backchannel_logout_uri.data or None,
