@@ -25,7 +25,7 @@ from ..oidc.errors import InvalidClient, InvalidRequest, InvalidToken, OAuthErro
 from ..oidc.jose import TokenInvalid, verify_jwt
 from ..reasons import Reason
 from ..services.apps import AppConfig, app_config_by_client_id
-from ..services.oauth_refresh import expired_under, find_refresh_token
+from ..services.oauth_refresh import bound_session_ended, expired_under, find_refresh_token
 from ..services.oauth_tokens import revoke_refresh_tokens
 from ..services.users import user_fields
 from .authorize import Client
@@ -239,6 +239,8 @@ def _introspect_refresh(token: str, client: AuthenticatedClient, ctx: TokenConte
     if row is None or row.app_id != client.app.id or row.revoked_at is not None or row.rotated_at is not None:
         return INACTIVE
     if client.oidc.refresh_policy == "none" or expired_under(client.oidc, row, ctx.now):
+        return INACTIVE
+    if bound_session_ended(row):    # the token endpoint would refuse it (and revoke its family)
         return INACTIVE
     user = db.session.get(User, row.user_id)
     if user is None or user.disabled or not _grant_live(row.app_id, row.user_id, row.family_started_at.timestamp()):

@@ -26,7 +26,7 @@ from ..certs.keystore import KeySet, KeyStoreError
 from ..errors import EventContext
 from ..events import record_event
 from ..extensions import db
-from ..models import IdpSession, OidcRefreshToken, SessionParticipant, utcnow
+from ..models import OidcRefreshToken, SessionParticipant, utcnow
 from ..oidc.claims import render_claims
 from ..oidc.client_auth import parse_client_credentials
 from ..oidc.codes import CODE_KIND, MAX_CODE_LEN, AuthorizationCode
@@ -49,6 +49,7 @@ from ..services.apps.oidc_settings import NO_REFRESH, STANDARD_SCOPES
 from ..services.oauth_lookups import GrantState, grant_state, mark_grant_used, stored_subject, user_view
 from ..services.oauth_refresh import (
     FamilySpec,
+    bound_session_ended,
     expired_under,
     find_refresh_token,
     issue_refresh_token,
@@ -387,11 +388,9 @@ def _refresh_token(params: Mapping[str, str], client: AuthenticatedClient, ctx: 
     if grant is None or not grant.live or row.family_started_at < grant.created_at.replace(microsecond=0):
         _revoke_family(row, "grant_revoked")
         raise InvalidGrant("the user's authorization of this app has been revoked")
-    if Scope.OFFLINE_ACCESS not in family_scopes and row.session_id:
-        session = db.session.get(IdpSession, row.session_id)
-        if session is None or session.ended_at is not None:
-            _revoke_family(row, "session_ended")
-            raise InvalidGrant("the sign-in session this token was bound to has ended")
+    if bound_session_ended(row):
+        _revoke_family(row, "session_ended")
+        raise InvalidGrant("the sign-in session this token was bound to has ended")
     app = client.app
     if client.oidc.ip_policy_refresh == "relax":
         app = replace(app, settings=replace(app.settings, ip_policy="relax"))
