@@ -4,7 +4,9 @@ and client_credentials grants, each answered with tokens or an OAuthError, and o
 Authorization codes are single use across instances: the first redemption records the code's hash in the shared
 replay cache and turns the stored record into a "redeemed" marker naming what was issued; a second redemption
 (RFC 6749 4.1.2, OAuth 2.0 Security BCP 4.5) revokes the refresh family and puts the access token's jti on the
-revoked list. Refresh tokens rotate; presenting a rotated one revokes the whole family (Security BCP 4.14).
+revoked list; when two redemptions race, the loser marks the code "replayed" before looking for the winner's
+marker, and the winner checks for that mark after storing its own, so whichever looks second revokes (the winner
+then answers invalid_grant: no live token comes from a replayed code). Refresh tokens rotate; presenting a rotated one revokes the whole family (Security BCP 4.14).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ from .oidc_subject import subject_for
 REDEEMED_KIND = "oidc_code_redeemed"
 REDEEMED_TTL_S = 600            # how long a redeemed code is remembered (replays after that find nothing)
 CODE_REPLAY_KEY = "oidc code"
+CODE_REPLAYED_KEY = "oidc code replayed"
 REVOKED_JTI_KEY = "oidc revoked access token"
 # RFC 7636 4.1: code_verifier = 43*128unreserved
 VERIFIER_RE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
@@ -197,6 +200,12 @@ def _hash(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", errors="replace")).hexdigest()
 
 
+def code_replayed_key(code: str) -> str:
+    """The replay-cache key a losing redemption records so that a winner still issuing sees it (Redis: the
+    loser may look for the winner's marker before the winner has stored it)."""
+    return f"{CODE_REPLAYED_KEY}\n{_hash(code)}"
+
+
 def _revoke_redeemed(marker: Mapping[str, Any], ev: TokenEvent, now: datetime) -> None:
     """A code came back: revoke what its first redemption issued (refresh family, access token)."""
     family = marker.get("family_id")
@@ -298,8 +307,11 @@ def _authorization_code(params: Mapping[str, str], client: AuthenticatedClient, 
     marker = {"kind": REDEEMED_KIND, "client_id": client.client_id, "username": record.username,
               "family_id": None, "jti": None, "exp": None}
     if not state.remember_once(f"{CODE_REPLAY_KEY}\n{_hash(code)}", REDEEMED_TTL_S):
-        # spent by an earlier attempt that failed its checks, or redeemed by a request racing this one (which
-        # has committed by now: the replay cache's unique row or Redis key decided): this one is the replay
+        # spent by an earlier attempt that failed its checks, or redeemed by a request racing this one: this one
+        # is the replay. Leave a mark first, then look for what the winner issued: with the database the winner
+        # has committed by now (the replay cache's unique row made this request wait); with Redis it may still
+        # be issuing, and then it finds the mark after storing its marker (whichever looks second revokes)
+        state.remember_once(code_replayed_key(code), REDEEMED_TTL_S)
         raced = state.get(code, REDEEMED_KIND, consume=False)
         if raced is not None:
             _revoke_redeemed(raced, ev, ctx.now)
@@ -336,6 +348,11 @@ def _authorization_code(params: Mapping[str, str], client: AuthenticatedClient, 
                              acr=record.acr, sid=record.sid or None, nonce=record.nonce, access_token=access_token)
     marker.update(jti=at_spec.jti, exp=int(ctx.now.timestamp()) + lifetime)
     state.replace(code, marker, REDEEMED_TTL_S)
+    if state.was_remembered(code_replayed_key(code)):
+        # a replay raced this redemption and found nothing to revoke yet: no live token from a replayed code
+        _revoke_redeemed(marker, ev, ctx.now)
+        raise InvalidGrant("the authorization code was used twice at once: the tokens issued with it are revoked",
+                           reason=Reason.CODE_REUSED)
     mark_grant_used(grant.id, ctx.now)
     ev.extra["jti"] = at_spec.jti[:8]
     return _response(access_token, lifetime, scopes, id_token=id_token, refresh_token=refresh_token)
