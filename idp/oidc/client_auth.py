@@ -30,6 +30,7 @@ MAX_ASSERTION = 8 * 1024
 MAX_ASSERTION_LIFETIME_S = 300   # exp at most 5 minutes ahead: an assertion is made for one request
 LEEWAY_S = 60
 MAX_JTI = 256
+MAX_NUMERIC_DATE = 2 ** 53      # seconds: far beyond any real date, exact as a float; also excludes +-Infinity
 
 _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 
@@ -156,6 +157,8 @@ def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | Non
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
         raise InvalidClient(f"client_assertion {name} is missing or not a NumericDate")
+    if not -MAX_NUMERIC_DATE <= value <= MAX_NUMERIC_DATE:   # a 400-digit integer has no float (OverflowError)
+        raise InvalidClient(f"client_assertion {name} is out of range")
     return float(value)
 
 
