@@ -72,3 +72,73 @@ def test_a_huge_integer_date_is_invalid_client(client: FlaskClient, pkjwt: tuple
     for value in (huge, -huge, float("inf"), float("-inf")):
         refused(cc(client, assertion(key, cid, **{claim: value})), 401, "invalid_client")
         assert last_event().reason == "invalid_client"
+
+
+# ------------------------------------------------------------------ a JWKS URI that is down
+
+
+class _FailingJwksServer:
+    """A loopback server that answers 500 (or the JWKS once `jwks` is set) and counts requests."""
+
+    def __init__(self) -> None:
+        import threading
+
+        from werkzeug.serving import make_server
+        self.jwks: dict[str, Any] | None = None
+        self.hits = 0
+        outer = self
+
+        def wsgi(environ: Any, start_response: Any) -> list[bytes]:
+            import json
+            outer.hits += 1
+            if outer.jwks is None:
+                start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+                return [b"down"]
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps(outer.jwks).encode()]
+
+        self.server = make_server("127.0.0.1", 0, wsgi)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/jwks.json"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def private_fetch_app(tmp_path: Path, key_template: Path) -> Iterator[Flask]:
+    app = create_app(make_settings(tmp_path, key_template, oidc_enabled=True, metadata_fetch_allow_private=True),
+                     TESTING=True)
+    app.test_client_class = IsolatedClient
+    with app.app_context():
+        reset_backends(app)
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_a_failed_jwks_fetch_is_remembered_briefly(private_fetch_app: Flask) -> None:
+    import idp.flows.oidc_client_auth as ca
+    srv = _FailingJwksServer()
+    try:
+        c = private_fetch_app.test_client()
+        key = rsa_key()
+        _, cid, _ = make_client("crm", grants=("client_credentials",), scopes=("api",),
+                                token_endpoint_auth_method="private_key_jwt", jwks_uri=srv.url)
+        db.session.commit()
+        for _ in range(3):    # anyone naming the client: one outbound fetch, not one per request
+            refused(cc(c, assertion(key, cid)), 401, "invalid_client")
+            assert "JWKS" in last_event().detail["error_description"]
+        assert srv.hits == 1
+        # the client's keys come back: read again once the failure is older than JWKS_FAILURE_TTL_S
+        srv.jwks = {"keys": [public_jwk(key, "k1")]}
+        refused(cc(c, assertion(key, cid)), 401, "invalid_client")
+        assert srv.hits == 1
+        for uri, (t, why) in list(ca._jwks_failures.items()):
+            ca._jwks_failures[uri] = (t - ca.JWKS_FAILURE_TTL_S - 1, why)
+        assert cc(c, assertion(key, cid)).status_code == 200
+        assert srv.hits == 2
+    finally:
+        srv.close()
