@@ -142,3 +142,61 @@ def test_a_failed_jwks_fetch_is_remembered_briefly(private_fetch_app: Flask) -> 
         assert srv.hits == 2
     finally:
         srv.close()
+
+
+# ------------------------------------------------------------------ control characters in a client id
+
+
+def _basic(user: str, password: str = "secret") -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+BAD_IDS = ("%00", "crm%00", "%01abc", "abc%0A", "abc%0D%0Aevil", "%1F", "%7F")
+
+
+@pytest.mark.parametrize("endpoint", ["/oauth2/token", "/oauth2/revoke", "/oauth2/introspect"])
+def test_control_characters_in_the_basic_client_id(client: FlaskClient, endpoint: str) -> None:
+    _, cid, secret = make_client("crm")
+    assert secret
+    for bad in BAD_IDS:
+        resp = client.post(endpoint, data={"grant_type": "client_credentials", "token": "x"},
+                           headers=_basic(bad + cid, secret))
+        refused(resp, 401, "invalid_client")
+        ev = last_event()
+        assert ev.reason == "invalid_client" and "control" in ev.detail["error_description"]
+        assert ev.sp_entity_id is None
+
+
+def test_control_characters_in_the_form_client_id(client: FlaskClient) -> None:
+    make_client("spa", public=True)
+    for bad in ("\x01", "spa\x1f", "spa\n", "\x7f"):
+        resp = client.post("/oauth2/token", data={"grant_type": "client_credentials", "client_id": bad})
+        refused(resp, 401, "invalid_client")
+        assert last_event().reason == "invalid_client" and "control" in last_event().detail["error_description"]
+        resp = client.post("/oauth2/token", data={"grant_type": "client_credentials", "client_id": bad,
+                                                  "client_secret": "s"})
+        refused(resp, 401, "invalid_client")
+
+
+def test_control_characters_in_an_assertions_sub_or_iss(client: FlaskClient, pkjwt: tuple[Any, str]) -> None:
+    key, cid = pkjwt
+    now = int(time.time())
+    for bad in ("\u0000", cid + "\u0000", "\u0001" + cid, cid + "\n", "\u007f"):
+        for claims in ({"sub": bad, "iss": cid}, {"sub": bad, "iss": bad}, {"sub": cid, "iss": bad}):
+            tok = sign_jws({"alg": "RS256", "kid": "k1"}, {"aud": TOKEN_URL, "iat": now, "exp": now + 60,
+                                                          "jti": f"j{time.monotonic_ns()}", **claims}, key)
+            refused(cc(client, tok), 401, "invalid_client")
+            ev = last_event()
+            assert ev.reason == "invalid_client" and "control" in ev.detail["error_description"], claims
+
+
+@pytest.mark.parametrize("path", ["/oauth2/authorize?response_type=code&scope=openid&client_id={}"
+                                  "&redirect_uri=https%3A%2F%2Frp.example.com%2Fcb",
+                                  "/oauth2/logout?client_id={}"])
+def test_control_characters_in_a_client_id_at_the_front_channel(client: FlaskClient, path: str) -> None:
+    """The lookup itself refuses them (services.apps.app_config_by_client_id): an IdP page, not the 503 page
+    a PostgreSQL DataError would give."""
+    _, cid, _ = make_client("crm")
+    for bad in ("%00", "%01", "%7F"):
+        resp = client.get(path.format(cid + bad))
+        assert 400 <= resp.status_code < 500 and "Location" not in resp.headers, resp.status_code
