@@ -432,7 +432,7 @@ def _refresh_token(params: Mapping[str, str], client: AuthenticatedClient, ctx: 
                               auth_time=row.auth_time, acr=row.acr, amr=amr)
     access_token = issue_access_token(at_spec, key)
     id_token = None
-    if Scope.OPENID in family_scopes:
+    if Scope.OPENID in scopes:   # what this response grants: a refresh narrowed to exclude openid gets none
         id_token = _id_token(ctx, key, client.app, user, sub, scopes, auth_time=row.auth_time, amr=amr,
                              acr=row.acr, sid=_session_sid(row.session_id, client.app.id), nonce=None,
                              access_token=access_token)
