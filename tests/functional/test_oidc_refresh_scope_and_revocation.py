@@ -3,6 +3,7 @@ access tokens issued from its family (at userinfo and introspection)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,8 @@ from flask.testing import FlaskClient
 from idp.config import Settings
 
 from ..conftest import make_settings
-from ..oidc_token_kit import check_jwt, exchange, make_client, seed_code
-from .test_oidc_token import ok, refresh
+from ..oidc_token_kit import basic, check_jwt, exchange, make_client, seed_code
+from .test_oidc_token import bearer, ok, refresh
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -42,3 +43,28 @@ def test_refresh_narrowed_without_openid_has_no_id_token(client: FlaskClient, al
     again = ok(refresh(client, cid, secret, narrow["refresh_token"], scope="openid email"))
     assert check_jwt(client, again["id_token"])[1]["aud"] == cid
     assert "id_token" in ok(refresh(client, cid, secret, again["refresh_token"]))
+
+
+def _active(client: FlaskClient, cid: str, secret: str, tok: str) -> bool:
+    return bool(ok(client.post("/oauth2/introspect", data={"token": tok}, headers=basic(cid, secret)))["active"])
+
+
+def test_revoking_a_refresh_token_ends_the_access_tokens_of_its_family(client: FlaskClient, alice: Any) -> None:
+    row, cid, secret = make_client("crm")
+    assert secret
+    first = _another(client, alice, row, secret)
+    second = ok(refresh(client, cid, secret, first["refresh_token"]))
+    # another family of the same user and client (a second later), and another client: untouched
+    time.sleep(1.05)
+    sibling = _another(client, alice, row, secret)
+    cid2, secret2, other = _family(client, alice, "wiki")
+    for tok in (first["access_token"], second["access_token"], sibling["access_token"]):
+        assert _active(client, cid, secret, tok)
+    assert client.post("/oauth2/revoke", data={"token": second["refresh_token"]},
+                       headers=basic(cid, secret)).status_code == 200
+    for tok in (first["access_token"], second["access_token"]):
+        assert not _active(client, cid, secret, tok)
+        assert client.get("/oauth2/userinfo", headers=bearer(tok)).status_code == 401
+    assert _active(client, cid, secret, sibling["access_token"])
+    assert client.get("/oauth2/userinfo", headers=bearer(other["access_token"])).status_code == 200
+    assert _active(client, cid2, secret2, other["access_token"])
