@@ -125,10 +125,10 @@ def start_session(user: User, client_ip: str | None, *, replaces: IdpSession | N
 
     When the same user re-authenticates (ForceAuthn, prompt=login, max_age, step-up), the apps they are signed
     into (SessionParticipant rows) and their session-bound OIDC refresh tokens move to the new session, so single
-    logout still reaches them and the tokens live on with the session that replaced theirs. The new session holds only what
-    was proved now: `amr`, the RFC 8176 methods of this sign-in (see session_amr; `mfa_at` is set
-    exactly when they include "mfa"); an earlier second factor is never carried over (a password
-    re-entered for ForceAuthn is "pwd", not fresh multi-factor).
+    logout still reaches them and the tokens live on with the session that replaced theirs. The new session
+    holds only what was proved now: `amr`, the RFC 8176 methods of this sign-in (see session_amr; `mfa_at` is
+    set exactly when they include "mfa"); an earlier second factor is never carried over (a password re-entered
+    for ForceAuthn is "pwd", not fresh multi-factor).
 
     `step_up`: the signed-in session `replaces` proved a second factor without re-entering its first factor
     (the caller builds `amr` from that session's first factor, auth.amr.with_second_factor). Its

@@ -6,7 +6,8 @@ replay cache and turns the stored record into a "redeemed" marker naming what wa
 (RFC 6749 4.1.2, OAuth 2.0 Security BCP 4.5) revokes the refresh family and puts the access token's jti on the
 revoked list; when two redemptions race, the loser marks the code "replayed" before looking for the winner's
 marker, and the winner checks for that mark after storing its own, so whichever looks second revokes (the winner
-then answers invalid_grant: no live token comes from a replayed code). Refresh tokens rotate; presenting a rotated one revokes the whole family (Security BCP 4.14).
+then answers invalid_grant: no live token comes from a replayed code). Refresh tokens rotate; presenting a rotated
+one revokes the whole family (Security BCP 4.14).
 """
 
 from __future__ import annotations
