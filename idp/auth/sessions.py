@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, exists, select, update
 
 from ..extensions import db
-from ..models import Group, IdpSession, Passkey, SessionParticipant, User, user_groups, utcnow
+from ..models import Group, IdpSession, OidcRefreshToken, Passkey, SessionParticipant, User, user_groups, utcnow
 from ..prepared import Prepared
 from . import amr as amr_values
 
@@ -123,11 +123,12 @@ def start_session(user: User, client_ip: str | None, *, replaces: IdpSession | N
                   mfa: bool = False, amr: Sequence[str] | None = None, step_up: bool = False) -> IdpSession:
     """A fresh session id at every login (defeats session fixation).
 
-    When the same user re-authenticates (ForceAuthn, step-up), the apps they are signed into
-    move to the new session so single logout still reaches them. The new session holds only what
-    was proved now: `amr`, the RFC 8176 methods of this sign-in (see session_amr; `mfa_at` is set
-    exactly when they include "mfa"); an earlier second factor is never carried over (a password
-    re-entered for ForceAuthn is "pwd", not fresh multi-factor).
+    When the same user re-authenticates (ForceAuthn, prompt=login, max_age, step-up), the apps they are signed
+    into (SessionParticipant rows) and their session-bound OIDC refresh tokens move to the new session, so single
+    logout still reaches them and the tokens live on with the session that replaced theirs. The new session
+    holds only what was proved now: `amr`, the RFC 8176 methods of this sign-in (see session_amr; `mfa_at` is
+    set exactly when they include "mfa"); an earlier second factor is never carried over (a password re-entered
+    for ForceAuthn is "pwd", not fresh multi-factor).
 
     `step_up`: the signed-in session `replaces` proved a second factor without re-entering its first factor
     (the caller builds `amr` from that session's first factor, auth.amr.with_second_factor). Its
@@ -147,6 +148,11 @@ def start_session(user: User, client_ip: str | None, *, replaces: IdpSession | N
     if replaces is not None and replaces.ended_at is None:
         if replaces.user_id == user.id:
             db.session.execute(update(SessionParticipant).where(SessionParticipant.session_id == replaces.id)
+                               .values(session_id=s.id))
+            # the OIDC refresh tokens bound to the old session follow it too, or their next refresh would find
+            # the session ended and revoke the family (and lose `sid`)
+            db.session.execute(update(OidcRefreshToken).where(OidcRefreshToken.session_id == replaces.id,
+                                                              OidcRefreshToken.user_id == user.id)
                                .values(session_id=s.id))
             s.created_at = replaces.created_at
         replaces.ended_at = now

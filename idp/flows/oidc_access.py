@@ -3,21 +3,23 @@
 An access token (our RFC 9068 JWT) is active iff its signature, typ, iss and exp are valid, its jti is not on
 the revoked list, its client's app exists and is enabled, and, for a user's token, the user exists and is
 enabled and the user's grant for the app is live and not renewed since the token was issued (iat >=
-floor(grant.created_at)). A client-credentials token (sub = client_id, no auth_time) has no user nor grant.
+floor(grant.created_at)), and the refresh family it was issued from has not been revoked at the revocation
+endpoint since (revoke_family_access_tokens). A client-credentials token (sub = client_id, no auth_time) has no
+user nor grant.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from ..certs.keystore import KeySet, KeyStoreError
 from ..extensions import db
-from ..models import OidcGrant, User
+from ..models import OidcGrant, OidcRefreshToken, User
 from ..oidc.claims import render_claims
 from ..oidc.client_auth import parse_client_credentials
 from ..oidc.constants import ACCESS_TOKEN_TYP, Scope, TokenAuthMethod
@@ -25,9 +27,10 @@ from ..oidc.errors import InvalidClient, InvalidRequest, InvalidToken, OAuthErro
 from ..oidc.jose import TokenInvalid, verify_jwt
 from ..reasons import Reason
 from ..services.apps import AppConfig, app_config_by_client_id
-from ..services.oauth_refresh import expired_under, find_refresh_token
+from ..services.oauth_refresh import bound_session_ended, expired_under, find_refresh_token
 from ..services.oauth_tokens import revoke_refresh_tokens
 from ..services.users import user_fields
+from ..state import shared
 from .authorize import Client
 from .oidc_client_auth import AuthenticatedClient, authenticate_client
 from .oidc_subject import subject_for, user_for_subject
@@ -40,6 +43,7 @@ from .oidc_token import (
 )
 
 MAX_TOKEN_PARAM = 16 * 1024
+REVOKED_ISSUE_KEY = "oidc revoked family issue"
 
 
 class InsufficientScope(OAuthError):
@@ -67,6 +71,28 @@ def _grant_live(app_id: int, user_id: int, iat: float) -> bool:
     return grant is not None and grant.revoked_at is None and iat >= int(grant.created_at.timestamp())
 
 
+def _issue_key(client_id: str, user_id: int, iat: int) -> str:
+    return f"{REVOKED_ISSUE_KEY}\n{client_id} {user_id} {iat}"
+
+
+def revoke_family_access_tokens(family_id: str, client_id: str, lifetime_s: int, now: datetime) -> int:
+    """RFC 7009 2.1: the access tokens issued from a revoked refresh family become inactive too.
+
+    Each of a family's access tokens was issued in the same instant as one of its refresh tokens (the code
+    exchange and every refresh), so the family's rows created within the access-token lifetime name the ones
+    still alive by (client, user, iat): those go on a revoked list until they expire. Nothing is added to the
+    tokens or stored per access token. Coarse by a second: another family of the same user and client issued in
+    the same second loses its access token too (its refresh token is untouched). Returns how many were listed."""
+    rows = db.session.execute(select(OidcRefreshToken.user_id, OidcRefreshToken.created_at).where(
+        OidcRefreshToken.family_id == family_id,
+        OidcRefreshToken.created_at >= now - timedelta(seconds=lifetime_s + 1))).all()
+    issued = {(user_id, int(created.timestamp())) for user_id, created in rows}
+    for user_id, iat in issued:
+        ttl = iat + lifetime_s - int(now.timestamp()) + 60     # until the token has expired anyway
+        shared().remember_once(_issue_key(client_id, user_id, iat), max(1, ttl))
+    return len(issued)
+
+
 def check_access_token(token: str, keys: KeySet, *, issuer: str, now: datetime) -> ActiveToken | None:
     """The active access token's claims, app and user; None when it is not active (for any reason)."""
     try:
@@ -88,6 +114,8 @@ def check_access_token(token: str, keys: KeySet, *, issuer: str, now: datetime) 
         return None
     if not _grant_live(app.id, user.id, float(claims["iat"])):
         return None
+    if shared().was_remembered(_issue_key(client_id, user.id, int(claims["iat"]))):
+        return None     # issued from a refresh family revoked since (revoke_family_access_tokens)
     return ActiveToken(claims, app, user)
 
 
@@ -184,10 +212,12 @@ def revoke(params: Mapping[str, str], authorization: str | None, ctx: TokenConte
     if row is None or row.app_id != client.app.id:
         return
     count = revoke_refresh_tokens(reason="revoked_by_client", family_id=row.family_id)
+    ended = revoke_family_access_tokens(row.family_id, client.client_id, client.oidc.access_token_lifetime, ctx.now)
     user = db.session.get(User, row.user_id)
     ev.username = user.username if user is not None else None
     ev.scopes = list(row.scopes or ())
-    ev.extra.update({"token_type": "refresh_token", "family": row.family_id[:8], "revoked_refresh_tokens": count})
+    ev.extra.update({"token_type": "refresh_token", "family": row.family_id[:8], "revoked_refresh_tokens": count,
+                     "revoked_access_tokens": ended})
     record_token_event(ev, Reason.TOKEN_REVOKED, ctx.client)
 
 
@@ -239,6 +269,8 @@ def _introspect_refresh(token: str, client: AuthenticatedClient, ctx: TokenConte
     if row is None or row.app_id != client.app.id or row.revoked_at is not None or row.rotated_at is not None:
         return INACTIVE
     if client.oidc.refresh_policy == "none" or expired_under(client.oidc, row, ctx.now):
+        return INACTIVE
+    if bound_session_ended(row):    # the token endpoint would refuse it (and revoke its family)
         return INACTIVE
     user = db.session.get(User, row.user_id)
     if user is None or user.disabled or not _grant_live(row.app_id, row.user_id, row.family_started_at.timestamp()):

@@ -3,8 +3,9 @@
 The credentials must use the method the client registered (token_endpoint_auth_method): a client registered
 for private_key_jwt cannot fall back to a secret, a confidential client cannot present its id alone. A
 private_key_jwt assertion is verified with the client's registered JWKS or its JWKS URI (fetched through the
-SSRF-guarded fetcher, cached, refetched once when an unknown kid appears), and its jti is single use across
-instances (shared replay cache, until the assertion's exp).
+SSRF-guarded fetcher, cached, refetched once when an unknown kid appears; a failed fetch is remembered for
+JWKS_FAILURE_TTL_S, per URI and process, so a URI that is down costs one fetch, not one per request), and its jti
+is single use across instances (shared replay cache, until the assertion's exp).
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from ..state import shared
 
 JWKS_TTL_S = 300            # a client's JWKS URI is read again after 5 minutes
 JWKS_REFETCH_MIN_S = 10     # an unknown kid triggers a refetch at most this often per URI (no fetch amplifier)
+JWKS_FAILURE_TTL_S = 30     # a JWKS URI that failed (down, refused, malformed) is not fetched again for 30 s
 JWKS_MAX_BYTES = 64 * 1024
 JWKS_FETCH_TIMEOUT_S = 5.0
 ASSERTION_REPLAY_KEY = "oidc client assertion"
 
 _jwks_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+_jwks_failures: dict[str, tuple[float, str]] = {}      # uri -> (when it last failed, why)
 _jwks_lock = threading.Lock()
 
 
@@ -60,16 +63,27 @@ class FetchPolicy:
 
 
 def _fetch_jwks(uri: str, policy: FetchPolicy) -> dict[str, Any]:
+    failed = _jwks_failures.get(uri)
+    if failed is not None and time.monotonic() - failed[0] < JWKS_FAILURE_TTL_S:
+        # the URI failed moments ago: no outbound fetch (up to timeout_s of a worker) for every request that
+        # merely names the client
+        raise InvalidClient(f"the client's JWKS URI cannot be used: {failed[1]} (not retried for "
+                            f"{JWKS_FAILURE_TTL_S} s)")
     try:
         raw = fetch_metadata(uri, allow_private=policy.allow_private, timeout=policy.timeout_s,
                              max_bytes=JWKS_MAX_BYTES)
         jwks = parse_jwks(raw)
     except ServiceError as exc:
+        with _jwks_lock:
+            if len(_jwks_failures) > 1000:
+                _jwks_failures.clear()
+            _jwks_failures[uri] = (time.monotonic(), str(exc)[:200])
         raise InvalidClient(f"the client's JWKS URI cannot be used: {exc}") from None
     with _jwks_lock:
         if len(_jwks_cache) > 1000:
             _jwks_cache.clear()
         _jwks_cache[uri] = (time.monotonic(), jwks)
+        _jwks_failures.pop(uri, None)
     return jwks
 
 
@@ -84,6 +98,7 @@ def forget_jwks() -> None:
     """Drop the cached JWKS documents (tests; a client whose keys changed is refetched on its own)."""
     with _jwks_lock:
         _jwks_cache.clear()
+        _jwks_failures.clear()
 
 
 def _verify_assertion(creds: ClientCredentials, oidc: OidcSettings, audiences: tuple[str, ...], now: float,

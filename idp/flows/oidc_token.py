@@ -4,7 +4,10 @@ and client_credentials grants, each answered with tokens or an OAuthError, and o
 Authorization codes are single use across instances: the first redemption records the code's hash in the shared
 replay cache and turns the stored record into a "redeemed" marker naming what was issued; a second redemption
 (RFC 6749 4.1.2, OAuth 2.0 Security BCP 4.5) revokes the refresh family and puts the access token's jti on the
-revoked list. Refresh tokens rotate; presenting a rotated one revokes the whole family (Security BCP 4.14).
+revoked list; when two redemptions race, the loser marks the code "replayed" before looking for the winner's
+marker, and the winner checks for that mark after storing its own, so whichever looks second revokes (the winner
+then answers invalid_grant: no live token comes from a replayed code). Refresh tokens rotate; presenting a rotated
+one revokes the whole family (Security BCP 4.14).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from ..certs.keystore import KeySet, KeyStoreError
 from ..errors import EventContext
 from ..events import record_event
 from ..extensions import db
-from ..models import IdpSession, OidcRefreshToken, SessionParticipant, utcnow
+from ..models import OidcRefreshToken, SessionParticipant, utcnow
 from ..oidc.claims import render_claims
 from ..oidc.client_auth import parse_client_credentials
 from ..oidc.codes import CODE_KIND, MAX_CODE_LEN, AuthorizationCode
@@ -49,6 +52,7 @@ from ..services.apps.oidc_settings import NO_REFRESH, STANDARD_SCOPES
 from ..services.oauth_lookups import GrantState, grant_state, mark_grant_used, stored_subject, user_view
 from ..services.oauth_refresh import (
     FamilySpec,
+    bound_session_ended,
     expired_under,
     find_refresh_token,
     issue_refresh_token,
@@ -66,6 +70,7 @@ from .oidc_subject import subject_for
 REDEEMED_KIND = "oidc_code_redeemed"
 REDEEMED_TTL_S = 600            # how long a redeemed code is remembered (replays after that find nothing)
 CODE_REPLAY_KEY = "oidc code"
+CODE_REPLAYED_KEY = "oidc code replayed"
 REVOKED_JTI_KEY = "oidc revoked access token"
 # RFC 7636 4.1: code_verifier = 43*128unreserved
 VERIFIER_RE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
@@ -196,6 +201,12 @@ def _hash(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", errors="replace")).hexdigest()
 
 
+def code_replayed_key(code: str) -> str:
+    """The replay-cache key a losing redemption records so that a winner still issuing sees it (Redis: the
+    loser may look for the winner's marker before the winner has stored it)."""
+    return f"{CODE_REPLAYED_KEY}\n{_hash(code)}"
+
+
 def _revoke_redeemed(marker: Mapping[str, Any], ev: TokenEvent, now: datetime) -> None:
     """A code came back: revoke what its first redemption issued (refresh family, access token)."""
     family = marker.get("family_id")
@@ -304,8 +315,11 @@ def _authorization_code(params: Mapping[str, str], client: AuthenticatedClient, 
     marker = {"kind": REDEEMED_KIND, "client_id": client.client_id, "username": record.username,
               "family_id": None, "jti": None, "exp": None}
     if not state.remember_once(f"{CODE_REPLAY_KEY}\n{_hash(code)}", REDEEMED_TTL_S):
-        # spent by an earlier attempt that failed its checks, or redeemed by a request racing this one (which
-        # has committed by now: the replay cache's unique row or Redis key decided): this one is the replay
+        # spent by an earlier attempt that failed its checks, or redeemed by a request racing this one: this one
+        # is the replay. Leave a mark first, then look for what the winner issued: with the database the winner
+        # has committed by now (the replay cache's unique row made this request wait); with Redis it may still
+        # be issuing, and then it finds the mark after storing its marker (whichever looks second revokes)
+        state.remember_once(code_replayed_key(code), REDEEMED_TTL_S)
         raced = state.get(code, REDEEMED_KIND, consume=False)
         if raced is not None:
             _revoke_redeemed(raced, ev, ctx.now)
@@ -342,6 +356,11 @@ def _authorization_code(params: Mapping[str, str], client: AuthenticatedClient, 
                              acr=record.acr, sid=record.sid or None, nonce=record.nonce, access_token=access_token)
     marker.update(jti=at_spec.jti, exp=int(ctx.now.timestamp()) + lifetime)
     state.replace(code, marker, REDEEMED_TTL_S)
+    if state.was_remembered(code_replayed_key(code)):
+        # a replay raced this redemption and found nothing to revoke yet: no live token from a replayed code
+        _revoke_redeemed(marker, ev, ctx.now)
+        raise InvalidGrant("the authorization code was used twice at once: the tokens issued with it are revoked",
+                           reason=Reason.CODE_REUSED)
     mark_grant_used(grant.id, ctx.now)
     ev.extra["jti"] = at_spec.jti[:8]
     return _response(access_token, lifetime, scopes, id_token=id_token, refresh_token=refresh_token)
@@ -395,11 +414,9 @@ def _refresh_token(params: Mapping[str, str], client: AuthenticatedClient, ctx: 
     if grant is None or not grant.live or row.family_started_at < grant.created_at.replace(microsecond=0):
         _revoke_family(row, "grant_revoked")
         raise InvalidGrant("the user's authorization of this app has been revoked")
-    if Scope.OFFLINE_ACCESS not in family_scopes and row.session_id:
-        session = db.session.get(IdpSession, row.session_id)
-        if session is None or session.ended_at is not None:
-            _revoke_family(row, "session_ended")
-            raise InvalidGrant("the sign-in session this token was bound to has ended")
+    if bound_session_ended(row):
+        _revoke_family(row, "session_ended")
+        raise InvalidGrant("the sign-in session this token was bound to has ended")
     app = client.app
     if client.oidc.ip_policy_refresh == "relax":
         app = replace(app, settings=replace(app.settings, ip_policy="relax"))
@@ -424,7 +441,7 @@ def _refresh_token(params: Mapping[str, str], client: AuthenticatedClient, ctx: 
                               auth_time=row.auth_time, acr=row.acr, amr=amr)
     access_token = issue_access_token(at_spec, key)
     id_token = None
-    if Scope.OPENID in family_scopes:
+    if Scope.OPENID in scopes:   # what this response grants: a refresh narrowed to exclude openid gets none
         id_token = _id_token(ctx, key, client.app, user, sub, scopes, auth_time=row.auth_time, amr=amr,
                              acr=row.acr, sid=_session_sid(row.session_id, client.app.id), nonce=None,
                              access_token=access_token)

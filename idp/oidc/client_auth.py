@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +31,18 @@ MAX_ASSERTION = 8 * 1024
 MAX_ASSERTION_LIFETIME_S = 300   # exp at most 5 minutes ahead: an assertion is made for one request
 LEEWAY_S = 60
 MAX_JTI = 256
+MAX_NUMERIC_DATE = 2 ** 53      # seconds: far beyond any real date, exact as a float; also excludes +-Infinity
 
 _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control(value: str, what: str) -> str:
+    """Refuse C0 control characters and DEL in a client id before it is looked up or logged: no client id has
+    them, and PostgreSQL refuses NUL in a text parameter (a DataError would become the 503 page)."""
+    if _CONTROL.search(value):
+        raise InvalidClient(f"{what} contains control characters")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +71,7 @@ def parse_basic(header: str) -> tuple[str, str]:
     client_id, secret = unquote_plus(user), unquote_plus(password)
     if not client_id or len(client_id) > MAX_CLIENT_ID or not secret or len(secret) > MAX_SECRET:
         raise InvalidClient("the Basic credentials are empty or too long")
-    return client_id, secret
+    return _no_control(client_id, "the Basic client id"), secret
 
 
 def parse_client_credentials(authorization: str | None, form: Mapping[str, str]) -> ClientCredentials:
@@ -72,6 +83,8 @@ def parse_client_credentials(authorization: str | None, form: Mapping[str, str])
     assertion_type = form.get("client_assertion_type")
     if form_id is not None and (not form_id or len(form_id) > MAX_CLIENT_ID):
         raise InvalidRequest("client_id is empty or too long")
+    if form_id is not None:
+        _no_control(form_id, "client_id")
     if authorization is not None:
         client_id, basic_secret = parse_basic(authorization)
         if secret is not None or assertion is not None or assertion_type is not None:
@@ -118,7 +131,10 @@ def assertion_subject(assertion: str) -> str:
     sub = claims.get("sub") if isinstance(claims, dict) else None
     if not isinstance(sub, str) or not sub or len(sub) > MAX_CLIENT_ID:
         raise InvalidClient("client_assertion has no usable sub")
-    return sub
+    iss = claims.get("iss")   # compared with the client id only after the signature, but refused as early
+    if isinstance(iss, str):
+        _no_control(iss, "client_assertion iss")
+    return _no_control(sub, "client_assertion sub")
 
 
 class UnknownKey(InvalidClient):
@@ -156,6 +172,8 @@ def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | Non
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
         raise InvalidClient(f"client_assertion {name} is missing or not a NumericDate")
+    if not -MAX_NUMERIC_DATE <= value <= MAX_NUMERIC_DATE:   # a 400-digit integer has no float (OverflowError)
+        raise InvalidClient(f"client_assertion {name} is out of range")
     return float(value)
 
 

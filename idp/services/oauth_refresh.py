@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select, update
 
 from ..extensions import db
-from ..models import OidcRefreshToken
+from ..models import IdpSession, OidcRefreshToken
+from ..oidc.constants import Scope
 from ..prepared import Prepared
 from .apps.oidc_settings import EXPIRE_AFTER, EXPIRE_IF_UNUSED, OidcSettings
 
@@ -118,3 +119,12 @@ def expired_under(settings: OidcSettings, row: OidcRefreshToken, now: datetime) 
     if settings.refresh_policy == EXPIRE_IF_UNUSED:
         return (row.last_used_at or row.created_at) + limit <= now
     return False
+
+
+def bound_session_ended(row: OidcRefreshToken) -> bool:
+    """A token granted without offline_access lives only as long as the IdP session it was issued in (moved to
+    the new session on a re-authentication, auth.sessions.start_session): whether that session is gone or ended."""
+    if Scope.OFFLINE_ACCESS in (row.scopes or ()) or not row.session_id:
+        return False
+    session = db.session.get(IdpSession, row.session_id)
+    return session is None or session.ended_at is not None

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import OidcGrant, utcnow
@@ -43,8 +44,18 @@ def record_grant(app_id: int, user_id: int, scopes: Sequence[str], consent: str,
     if grant is None:
         grant = OidcGrant(app_id=app_id, user_id=user_id, scopes=list(dict.fromkeys(scopes)), consent=consent,
                           created_at=now)
-        db.session.add(grant)
-    elif grant.revoked_at is not None:
+        try:
+            with db.session.begin_nested():   # a savepoint: a conflict must not abort the request's transaction
+                db.session.add(grant)
+            return grant
+        except IntegrityError:
+            # a concurrent first authorization of the same app by the same user inserted the row first
+            # (uq_oidc_grant_app_user): apply this consent to that row as to any existing grant
+            found = find_grant(app_id, user_id)
+            if found is None:
+                raise
+            grant = found
+    if grant.revoked_at is not None:
         grant.created_at, grant.revoked_at, grant.first_used_at, grant.last_used_at = now, None, None, None
         grant.scopes, grant.consent = list(dict.fromkeys(scopes)), consent
     elif grant.consent != consent:

@@ -86,7 +86,9 @@ class DbState:
     def get(self, token: str, kind: str, *, consume: bool) -> dict[str, Any] | None:
         if "\x00" in token:        # never issued (token_urlsafe); PostgreSQL would refuse it as a parameter
             return None
-        row = db.session.get(PendingRequest, token)
+        # populate_existing: always read the row as committed now, never a copy of it this session loaded
+        # earlier (a racing request may have replaced it since: a code turned into its redeemed marker)
+        row = db.session.get(PendingRequest, token, populate_existing=True)
         if row is None or row.data.get("kind") != kind:
             return None
         if row.expires_at <= utcnow():

@@ -136,7 +136,7 @@ def saml_app_config_by_id(app_id: int) -> AppConfig | None:
 
 def app_config_by_client_id(client_id: str) -> AppConfig | None:
     """The app whose OIDC/OAuth client id this is (None for an unknown one)."""
-    if not client_id or len(client_id) > 64:
-        return None
+    if not client_id or len(client_id) > 64 or any(c < " " or c == "\x7f" for c in client_id):
+        return None   # no client id has control characters, and PostgreSQL refuses NUL in a text parameter
     config = _lookup_cached("client_id", client_id)
     return config if config is not None and config.oidc is not None else None
