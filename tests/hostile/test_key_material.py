@@ -23,12 +23,18 @@ from .saml_tools import assertion_count, authn_request, case, register_sp, sign_
 
 
 def key_fragments(cert_dir: Path) -> list[str]:
-    """Distinctive pieces of every private key under cert_dir (archive included): base64 lines of the PEM body."""
+    """Distinctive pieces of every private key under cert_dir (archive included): base64 lines of the PEM body.
+
+    A line that also occurs in a certificate's base64 is left out: an RSA private key holds the public modulus
+    too, and when its bytes sit at the same offset modulo 3 in both DER encodings, a line of it reads the same
+    in the certificate that metadata rightly publishes (the test then failed on one key store in a few)."""
+    public = "".join("".join(ln for ln in crt.read_text().splitlines() if "-----" not in ln)
+                     for crt in cert_dir.rglob("*.crt"))
     frags = []
     for path in cert_dir.rglob("*.key"):
         lines = [ln for ln in path.read_text().splitlines() if ln and "-----" not in ln]
-        frags += [lines[1], lines[len(lines) // 2], lines[-2]]
-    assert frags
+        frags += [ln for ln in lines[1:-1] if ln not in public]
+    assert len(frags) >= 10
     return frags
 
 
