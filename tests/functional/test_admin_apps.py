@@ -624,3 +624,11 @@ def test_delete_needs_confirmation(client: FlaskClient, admin: str, nc: Connecte
     assert apps_svc.list_apps() == []
     row = next(r for r in audit.recent() if r.action == "app.remove")
     assert row.actor == "web:root" and row.target == "nextcloud"
+
+
+def test_detail_shows_the_nameid_allow_list(client: FlaskClient, admin: str, nc: ConnectedApp) -> None:
+    apps_svc.change_settings(nc, allowed_nameid_formats=("urn:oasis:names:tc:SAML:2.0:nameid-format:transient",))
+    db.session.commit()
+    body = client.get("/admin/apps/nextcloud").get_data(as_text=True)
+    section = body.split('id="allowed-nameid-formats"', 1)[1].split("</dd>", 1)[0]
+    assert "urn:oasis:names:tc:SAML:2.0:nameid-format:transient" in section and "unspecified" in section

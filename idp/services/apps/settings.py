@@ -8,6 +8,7 @@ from typing import Any
 
 from ...policy.model import AppPolicy, IpPolicy, MfaAction, PermittedUsers
 from ...saml.constants import (
+    NAMEID_FORMATS,
     SELECTABLE_SIGNATURE_ALGORITHMS,
     EncryptionAlgorithm,
     NameIdFormat,
@@ -39,6 +40,13 @@ KNOWN_ATTRIBUTES = {
     "urn:oid:2.16.840.1.113730.3.1.241": "display_name", "displayname": "display_name",
 }
 
+def nameid_format_uri(value: str) -> str:
+    """A NameID format given as a full URI or as the short name the CLI uses (email, persistent ...) -> its URI;
+    a format this IdP cannot issue is returned unchanged (validate_settings refuses it)."""
+    short = value.strip()
+    return NAMEID_FORMATS[NameIdFormat(short)] if short in NAMEID_FORMATS else short
+
+
 CLEAR = object()  # a change value meaning "set this optional setting back to None" (change_settings)
 
 
@@ -48,6 +56,8 @@ class AppSettings:
 
     nameid_format: str = NameIdFormat.UNSPECIFIED
     nameid_field: str = "username"                # username | email | id
+    # NameIDPolicy formats an SP may ask for besides nameid_format and unspecified (URIs); the admin decides
+    allowed_nameid_formats: tuple[str, ...] = ()
     attributes: dict[str, str] = field(default_factory=dict)  # SAML attribute name -> ATTRIBUTE_SOURCES
     sign: str = SignMode.BOTH
     signature_algorithm: str = SignatureAlgorithm.RSA_SHA256
@@ -91,7 +101,7 @@ class AppSettings:
         )
 
 
-_TUPLE_FIELDS = ("allow_groups", "deny_groups", "assigned_users", "ip_ranges")
+_TUPLE_FIELDS = ("allow_groups", "deny_groups", "assigned_users", "ip_ranges", "allowed_nameid_formats")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +134,11 @@ class AppConfig:
     @property
     def nameid_format_uri(self) -> str:
         return NameIdFormat(self.settings.nameid_format).uri
+
+    def allows_nameid_format(self, uri: str) -> bool:
+        """May an SP's NameIDPolicy ask for this format? Only the configured one, unspecified, or an allowed one."""
+        return uri in (self.nameid_format_uri, NAMEID_FORMATS[NameIdFormat.UNSPECIFIED]) \
+            or uri in self.settings.allowed_nameid_formats
 
     @property
     def requires_signed_requests(self) -> bool:

@@ -72,6 +72,10 @@ def validate_settings(s: AppSettings) -> None:
         raise refuse("nameid_format", f"NameID format must be one of {', '.join(NAMEID_FORMATS)}")
     if s.nameid_field not in NAMEID_FIELDS:
         raise refuse("nameid_field", f"NameID field must be one of {', '.join(NAMEID_FIELDS)}")
+    for fmt in s.allowed_nameid_formats:
+        if fmt not in NAMEID_FORMATS.values():
+            raise refuse("allowed_nameid_formats", f"NameID format {fmt[:100]!r} cannot be issued here: allow one of "
+                                                   f"{', '.join(NAMEID_FORMATS)} (short names or their URIs)")
     if s.sign not in SIGN_MODES:
         raise refuse("sign", f"sign must be one of {', '.join(SIGN_MODES)}")
     if s.signature_algorithm not in SIGNATURE_ALGORITHMS:
