@@ -632,3 +632,15 @@ def test_detail_shows_the_nameid_allow_list(client: FlaskClient, admin: str, nc:
     body = client.get("/admin/apps/nextcloud").get_data(as_text=True)
     section = body.split('id="allowed-nameid-formats"', 1)[1].split("</dd>", 1)[0]
     assert "urn:oasis:names:tc:SAML:2.0:nameid-format:transient" in section and "unspecified" in section
+
+
+def test_detail_shows_the_idp_initiated_settings(client: FlaskClient, admin: str, nc: ConnectedApp) -> None:
+    apps_svc.change_settings(nc, start_url="https://nc.example.com/apps/files/", relay_state_allow=("files",))
+    db.session.commit()
+    body = client.get("/admin/apps/nextcloud").get_data(as_text=True)
+    section = body.split('id="idp-initiated"', 1)[1].split("</dd>", 1)[0]
+    assert "https://nc.example.com/apps/files/" in section and "<code>files</code>" in section
+    apps_svc.change_settings(nc, idp_initiated=False)
+    db.session.commit()
+    body = client.get("/admin/apps/nextcloud").get_data(as_text=True)
+    assert body.split('id="idp-initiated"', 1)[1].split("</dd>", 1)[0].startswith(">off")
