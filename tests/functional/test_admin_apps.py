@@ -644,3 +644,13 @@ def test_detail_shows_the_idp_initiated_settings(client: FlaskClient, admin: str
     db.session.commit()
     body = client.get("/admin/apps/nextcloud").get_data(as_text=True)
     assert body.split('id="idp-initiated"', 1)[1].split("</dd>", 1)[0].startswith(">off")
+
+
+def test_console_refuses_sign_response_when_metadata_wants_signed_assertions(client: FlaskClient, admin: str,
+                                                                               nc: ConnectedApp) -> None:
+    assert nc.sp["want_assertions_signed"]
+    resp = client.post("/admin/apps/nextcloud/saml", data={**saml_form(sign="response"), "csrf_token": admin})
+    assert resp.status_code == 422, resp.status_code
+    assert "WantAssertionsSigned" in field_error(resp, "sign")
+    db.session.expire_all()
+    assert apps_svc.AppSettings.from_dict(apps_svc.get_app("nextcloud").settings).sign == "both"

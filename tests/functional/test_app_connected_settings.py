@@ -149,3 +149,18 @@ def test_idp_initiated_off(app, make_sp, browser, alice):
     assert cli(app, "apps", "set", sp.slug, "--idp-initiated", "on").exit_code == 0
     assert f'data-slug="{sp.slug}"' in browser.get("/").get_data(as_text=True)
     assert saml_form(launch(browser, sp.slug)) is not None
+
+
+# ---------------------------------------------------------------- WantAssertionsSigned is enforced
+
+def test_sign_response_refused_when_metadata_wants_signed_assertions(app, make_sp, browser, alice):
+    sp = make_sp("onelogin", want_assertions_signed=True, want_response_signed=False)
+    r = cli(app, "apps", "set", sp.slug, "--sign", "response")
+    assert r.exit_code != 0 and "WantAssertionsSigned" in r.output
+    assert json.loads(cli(app, "apps", "show", sp.slug, "--format", "json").output)["settings"]["sign"] == "both"
+    assert cli(app, "apps", "set", sp.slug, "--sign", "assertion").exit_code == 0
+    req = sp.authn_request("redirect")
+    assert sp.process_response(saml_form(browser.sso(req, "alice", PASSWORD)).saml_response,
+                               req.request_id).name_id == "alice"
+    other = make_sp("onelogin", want_assertions_signed=False, want_response_signed=True)
+    assert cli(app, "apps", "set", other.slug, "--sign", "response").exit_code == 0
