@@ -95,6 +95,16 @@ class AppDisabled(SamlFlowError):
     http_status = 403
 
 
+class IdpInitiatedDisabled(SamlFlowError):
+    reason = Reason.IDP_INITIATED_DISABLED
+    http_status = 403
+
+
+class RelayStateNotAllowed(SamlFlowError):
+    reason = Reason.RELAY_STATE_NOT_ALLOWED
+    http_status = 400
+
+
 class UnknownApp(SamlFlowError):
     reason = Reason.UNKNOWN_APP
     http_status = 404

@@ -28,6 +28,8 @@ class Reason(StrEnum):
     NO_AUTHN_CONTEXT = "no_authn_context"
     APP_DISABLED = "app_disabled"
     UNKNOWN_APP = "unknown_app"
+    IDP_INITIATED_DISABLED = "idp_initiated_disabled"     # /apps/<slug>/sso for an app with --idp-initiated off
+    RELAY_STATE_NOT_ALLOWED = "relay_state_not_allowed"   # an IdP-initiated RelayState outside the app's allow-list
     USER_DISABLED = "user_disabled"
     MISSING_ATTRIBUTE = "missing_attribute"
     NO_ENCRYPTION_CERT = "no_encryption_cert"
@@ -90,7 +92,8 @@ DENIAL_REASONS = frozenset({
     Reason.USER_NOT_PERMITTED, Reason.IP_NOT_ALLOWED, Reason.MFA_REQUIRED, Reason.MFA_FAILED,
     Reason.PHISHING_RESISTANT_REQUIRED,
     Reason.MFA_SUSPENDED, Reason.PASSKEY_FAILED, Reason.PASSKEY_CLONED,
-    Reason.APP_DISABLED, Reason.USER_DISABLED, Reason.NO_PASSIVE, Reason.NO_AUTHN_CONTEXT,
+    Reason.APP_DISABLED, Reason.IDP_INITIATED_DISABLED, Reason.USER_DISABLED, Reason.NO_PASSIVE,
+    Reason.NO_AUTHN_CONTEXT,
     Reason.SESSION_EXPIRED, Reason.BAD_CREDENTIALS, Reason.THROTTLED,
     Reason.ADMIN_REQUIRED, Reason.ADMIN_MFA_REQUIRED, Reason.ADMIN_IP_DENIED,
     Reason.ENROLMENT_REFUSED, Reason.ENROLMENT_LINK_INVALID, Reason.STEP_UP_REQUIRED,

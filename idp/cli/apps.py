@@ -203,6 +203,17 @@ def apps_remove(slug: str) -> None:
 @click.argument("slug")
 @click.option("--nameid-format", type=click.Choice(values(NameIdFormat)))
 @click.option("--nameid-field", type=click.Choice(apps_svc.NAMEID_FIELDS))
+@click.option("--allowed-nameid-format", "allowed_nameid_formats", multiple=True,
+              help="A NameIDPolicy format the SP may ask for besides --nameid-format (short name or URI); repeat. "
+                   "Replaces the allow-list.")
+@click.option("--clear-allowed-nameid-formats", is_flag=True, help="Only --nameid-format (or unspecified) is issued.")
+@click.option("--start-url", help="Default RelayState of launches from the launcher / /apps/SLUG/sso (an absolute "
+                                   "http(s) URL); '' removes it.")
+@click.option("--relay-state-allow", "relay_state_allow", multiple=True,
+              help="A RelayState value or URL prefix IdP-initiated launches may carry; repeat. Replaces the list.")
+@click.option("--clear-relay-state-allow", is_flag=True, help="Back to the default RelayState rule (see README).")
+@click.option("--idp-initiated", type=click.Choice(["on", "off"]),
+              help="off: /apps/SLUG/sso refuses and the launcher does not offer the app.")
 @click.option("--attribute", "attributes", multiple=True, help="NAME=FIELD; repeat. Replaces the attribute map.")
 @click.option("--clear-attributes", is_flag=True)
 @click.option("--sign", type=click.Choice(apps_svc.SIGN_MODES))
@@ -235,7 +246,10 @@ def apps_remove(slug: str) -> None:
 @app_flags.oidc_options
 @unit_of_work
 def apps_set(source: str | None, entity_id: str | None, oidc: bool, public: bool, oidc_flags: dict[str, Any],
-             slug: str, nameid_format: str | None, nameid_field: str | None, attributes: tuple[str, ...],
+             slug: str, nameid_format: str | None, nameid_field: str | None,
+             allowed_nameid_formats: tuple[str, ...], clear_allowed_nameid_formats: bool, start_url: str | None,
+             relay_state_allow: tuple[str, ...], clear_relay_state_allow: bool, idp_initiated: str | None,
+             attributes: tuple[str, ...],
              clear_attributes: bool, sign: str | None, enabled: bool | None, name: str | None,
              require_signed_requests: bool | None, allow_sha1: bool | None, permitted: str | None,
              allow_groups: tuple[str, ...], deny_groups: tuple[str, ...], remove_allow_groups: tuple[str, ...],
@@ -264,8 +278,14 @@ def apps_set(source: str | None, entity_id: str | None, oidc: bool, public: bool
         attr_map = {}
     if nameid_field is None and nameid_format == "email":
         nameid_field = "email"
+    allowed_formats = tuple(dict.fromkeys(apps_svc.nameid_format_uri(f) for f in allowed_nameid_formats)) \
+        if allowed_nameid_formats or clear_allowed_nameid_formats else None
     apps_svc.change_settings(app, enabled=enabled, name=name, nameid_format=nameid_format,
-                             nameid_field=nameid_field,
+                             nameid_field=nameid_field, allowed_nameid_formats=allowed_formats,
+                             start_url=None if start_url is None else (start_url or apps_svc.CLEAR),
+                             relay_state_allow=tuple(dict.fromkeys(relay_state_allow))
+                             if relay_state_allow or clear_relay_state_allow else None,
+                             idp_initiated=None if idp_initiated is None else idp_initiated == "on",
                              attributes=attr_map, sign=sign, require_signed_requests=require_signed_requests,
                              allow_sha1=allow_sha1, **policy,
                              **apps_svc.signing_changes(published_kids=_published_kids(signing_key),

@@ -36,7 +36,7 @@ def dry_run(username: str, slug: str, ip: str | None, mfa: bool, passkey: bool =
 def is_launchable(app: AppConfig) -> bool:
     """An app the launcher can start: SAML (IdP-initiated SSO) or OIDC with an initiate-login URI (OpenID
     Connect Core §4, third-party initiated login); an OIDC app without one cannot be started from here."""
-    return app.has_saml or (app.oidc is not None and app.oidc.initiate_login_uri is not None)
+    return app.saml_launchable or (app.oidc is not None and app.oidc.initiate_login_uri is not None)
 
 
 def initiate_login_url(app: AppConfig, issuer: str) -> str | None:

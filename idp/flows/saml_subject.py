@@ -33,11 +33,12 @@ from ..services.users import user_fields
 
 
 def name_id_for(app: AppConfig, user: User | UserView, requested_format: str | None) -> tuple[str, str]:
-    """(format URI, value): the request's NameIDPolicy wins when it names a format we can produce."""
+    """(format URI, value): the admin's choice is authoritative. A NameIDPolicy format is honoured only when it is
+    the app's configured format, unspecified, or in the app's allow-list; anything else is InvalidNameIDPolicy."""
     fmt = app.nameid_format_uri
     if requested_format and requested_format != NAMEID_UNSPECIFIED and requested_format != fmt:
-        if requested_format not in NAMEID_FORMATS.values():
-            raise AccessDenied(f"NameID format {requested_format[:100]} is not supported",
+        if requested_format not in NAMEID_FORMATS.values() or not app.allows_nameid_format(requested_format):
+            raise AccessDenied(f"NameID format {requested_format[:100]} is not allowed for this app",
                                reason=Reason.UNSUPPORTED_NAMEID_FORMAT, saml_status=STATUS_REQUESTER,
                                saml_sub_status=STATUS_INVALID_NAMEID_POLICY)
         fmt = requested_format

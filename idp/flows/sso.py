@@ -29,7 +29,9 @@ from ..errors import (
     AppDisabled,
     AppMisconfigured,
     EventContext,
+    IdpInitiatedDisabled,
     MalformedRequest,
+    RelayStateNotAllowed,
     SamlFlowError,
     UnknownApp,
     UnknownSp,
@@ -212,10 +214,18 @@ def start_idp_initiated(slug: str, relay_state: str | None,
     ctx.sp_entity_id = app.entity_id
     if not app.enabled:
         return Denied(_fail(AppDisabled("this app is disabled"), ctx))
+    if not app.settings.idp_initiated:
+        return Denied(_fail(IdpInitiatedDisabled("IdP-initiated sign-in is off for this app"), ctx))
     try:
         relay_state = check_relay_state(relay_state)
     except BindingError as exc:
         return Denied(_fail(MalformedRequest(str(exc)), ctx))
+    if relay_state is None:
+        relay_state = app.settings.start_url
+    elif not app.accepts_relay_state(relay_state):
+        ctx.detail["relay_state"] = relay_state   # at most 80 bytes, no markup (check_relay_state)
+        return Denied(_fail(RelayStateNotAllowed("RelayState is not in this app's allow-list or under its start "
+                                                 "URL"), ctx))
     return app, PendingSso(app_id=app.id, initiated_by=InitiatedBy.IDP, binding=None,
                            acs_url=app.saml.default_post_acs().location, relay_state=relay_state,
                            received_at=now or utcnow())

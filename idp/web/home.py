@@ -16,6 +16,6 @@ bp = Blueprint("home", __name__)
 def index() -> str:
     user = current_user.view.user  # the request's snapshot: no ORM load for the launcher
     issuer = settings().base_url
-    tiles = [(a, url_for("saml.idp_initiated", slug=a.slug) if a.has_saml else initiate_login_url(a, issuer))
+    tiles = [(a, url_for("saml.idp_initiated", slug=a.slug) if a.saml_launchable else initiate_login_url(a, issuer))
              for a in launchable_apps(user, current_client().ip)]
     return render_template("home.html", tiles=tiles, user=user)

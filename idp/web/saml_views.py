@@ -243,6 +243,10 @@ _USER_MESSAGES: dict[Reason, tuple[str, str]] = {
                         "This sign-in request came from an application this identity provider does not know."),
     Reason.UNKNOWN_APP: ("Sign-in failed", "There is no such application on this identity provider."),
     Reason.APP_DISABLED: ("Sign-in failed", "This application is currently disabled on this identity provider."),
+    Reason.IDP_INITIATED_DISABLED: ("Sign-in failed", "This application cannot be started from this identity "
+                                                      "provider. Open the application and sign in from there."),
+    Reason.RELAY_STATE_NOT_ALLOWED: ("Sign-in failed", "The link asked to open a page this application is not set "
+                                                       "up to open. Start again from your app launcher."),
     Reason.ACS_NOT_REGISTERED: ("Sign-in failed",
                                 "The application asked for the answer at an address it has not registered."),
     Reason.BAD_SIGNATURE: ("Sign-in failed", "The sign-in request's signature could not be verified."),

@@ -624,3 +624,33 @@ def test_delete_needs_confirmation(client: FlaskClient, admin: str, nc: Connecte
     assert apps_svc.list_apps() == []
     row = next(r for r in audit.recent() if r.action == "app.remove")
     assert row.actor == "web:root" and row.target == "nextcloud"
+
+
+def test_detail_shows_the_nameid_allow_list(client: FlaskClient, admin: str, nc: ConnectedApp) -> None:
+    apps_svc.change_settings(nc, allowed_nameid_formats=("urn:oasis:names:tc:SAML:2.0:nameid-format:transient",))
+    db.session.commit()
+    body = client.get("/admin/apps/nextcloud").get_data(as_text=True)
+    section = body.split('id="allowed-nameid-formats"', 1)[1].split("</dd>", 1)[0]
+    assert "urn:oasis:names:tc:SAML:2.0:nameid-format:transient" in section and "unspecified" in section
+
+
+def test_detail_shows_the_idp_initiated_settings(client: FlaskClient, admin: str, nc: ConnectedApp) -> None:
+    apps_svc.change_settings(nc, start_url="https://nc.example.com/apps/files/", relay_state_allow=("files",))
+    db.session.commit()
+    body = client.get("/admin/apps/nextcloud").get_data(as_text=True)
+    section = body.split('id="idp-initiated"', 1)[1].split("</dd>", 1)[0]
+    assert "https://nc.example.com/apps/files/" in section and "<code>files</code>" in section
+    apps_svc.change_settings(nc, idp_initiated=False)
+    db.session.commit()
+    body = client.get("/admin/apps/nextcloud").get_data(as_text=True)
+    assert body.split('id="idp-initiated"', 1)[1].split("</dd>", 1)[0].startswith(">off")
+
+
+def test_console_refuses_sign_response_when_metadata_wants_signed_assertions(client: FlaskClient, admin: str,
+                                                                               nc: ConnectedApp) -> None:
+    assert nc.sp["want_assertions_signed"]
+    resp = client.post("/admin/apps/nextcloud/saml", data={**saml_form(sign="response"), "csrf_token": admin})
+    assert resp.status_code == 422, resp.status_code
+    assert "WantAssertionsSigned" in field_error(resp, "sign")
+    db.session.expire_all()
+    assert apps_svc.AppSettings.from_dict(apps_svc.get_app("nextcloud").settings).sign == "both"

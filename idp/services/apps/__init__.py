@@ -63,6 +63,7 @@ from .settings import (
     AppConfig,
     AppSettings,
     default_settings,
+    nameid_format_uri,
 )
 from .validation import (
     RESERVED_SLUGS,
@@ -80,7 +81,7 @@ __all__ = [
     "RESERVED_SLUGS",
     "SIGNATURE_ALGORITHM_NAMES", "SIGN_MODES", "SLUG_RE", "USER_FIELDS", "AppConfig", "AppSettings", "SyncReport",
     "app_config_by_entity_id", "app_config_by_id", "app_config_by_slug", "change_settings",
-    "validate_policy_references", "default_settings", "get_app", "invalidate_cache", "list_apps",
+    "validate_policy_references", "default_settings", "nameid_format_uri", "get_app", "invalidate_cache", "list_apps",
     "parse_metadata_or_refuse", "pinned_keys", "register_app", "remove_app", "signing_changes", "slugify",
     "sync_folder", "update_metadata", "validate_name", "validate_settings", "validate_slug",
     # OIDC/OAuth client settings

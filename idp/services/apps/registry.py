@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from ... import audit
 from ...extensions import db
 from ...models import ConnectedApp
+from ...saml.constants import SignMode
 from .. import ServiceError
 from .cache import invalidate_cache
 from .settings import CLEAR, AppSettings, default_settings
@@ -183,6 +184,10 @@ def change_settings(app: ConnectedApp, *, enabled: bool | None = None, name: str
     if new.encrypt_assertion and updates.get("encrypt_assertion") and not (app.sp or {}).get("encryption_certs"):
         raise ServiceError("this app's metadata has no encryption certificate; assertions cannot be encrypted",
                            field="encrypt_assertion")
+    # only when this change asks for it, as for encryption: a metadata refresh must not lock the app
+    if updates.get("sign") == SignMode.RESPONSE and (app.sp or {}).get("want_assertions_signed"):
+        raise ServiceError('this app\'s metadata has WantAssertionsSigned="true": its assertions must be signed; '
+                           "choose sign assertion or both", field="sign")
     before = {**current.to_dict(), "enabled": app.enabled, "name": app.name}
     app.settings = new.to_dict()
     if enabled is not None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from ...policy.model import AppPolicy, IpPolicy, MfaAction, PermittedUsers
 from ...saml.constants import (
+    NAMEID_FORMATS,
     SELECTABLE_SIGNATURE_ALGORITHMS,
     EncryptionAlgorithm,
     NameIdFormat,
@@ -39,6 +41,33 @@ KNOWN_ATTRIBUTES = {
     "urn:oid:2.16.840.1.113730.3.1.241": "display_name", "displayname": "display_name",
 }
 
+def nameid_format_uri(value: str) -> str:
+    """A NameID format given as a full URI or as the short name the CLI uses (email, persistent ...) -> its URI;
+    a format this IdP cannot issue is returned unchanged (validate_settings refuses it)."""
+    short = value.strip()
+    return NAMEID_FORMATS[NameIdFormat(short)] if short in NAMEID_FORMATS else short
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+
+
+def is_url_like(value: str) -> bool:
+    """Would a browser or SP read this RelayState as a URL leaving the SP (a scheme, or scheme-relative //host,
+    also the backslash spellings browsers accept)?"""
+    probe = value.strip()
+    return bool(_SCHEME.match(probe)) or probe[:2].replace("\\", "/") == "//"
+
+
+def relay_state_matches(value: str, entry: str) -> bool:
+    """Exact match, or `entry` is a prefix ending at a boundary (so https://app.example.com does not admit
+    https://app.example.com.evil.net, and /app does not admit /application)."""
+    if value == entry:
+        return True
+    if not entry or not value.startswith(entry):
+        return False
+    return entry.endswith(("/", "?", "#")) or value[len(entry)] in "/?#"
+
+
 CLEAR = object()  # a change value meaning "set this optional setting back to None" (change_settings)
 
 
@@ -48,6 +77,8 @@ class AppSettings:
 
     nameid_format: str = NameIdFormat.UNSPECIFIED
     nameid_field: str = "username"                # username | email | id
+    # NameIDPolicy formats an SP may ask for besides nameid_format and unspecified (URIs); the admin decides
+    allowed_nameid_formats: tuple[str, ...] = ()
     attributes: dict[str, str] = field(default_factory=dict)  # SAML attribute name -> ATTRIBUTE_SOURCES
     sign: str = SignMode.BOTH
     signature_algorithm: str = SignatureAlgorithm.RSA_SHA256
@@ -68,6 +99,10 @@ class AppSettings:
     signing_key: str | None = None                # pinned key id; None follows the active key
     encrypt_assertion: bool = False
     encryption_algorithm: str = EncryptionAlgorithm.AES256_GCM   # CBC: explicit opt-in
+    # IdP-initiated launches (/apps/<slug>/sso and the launcher)
+    idp_initiated: bool = True
+    start_url: str | None = None                  # the RelayState of a launch that names none
+    relay_state_allow: tuple[str, ...] = ()       # RelayState values or URL prefixes a launch may carry
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,7 +126,8 @@ class AppSettings:
         )
 
 
-_TUPLE_FIELDS = ("allow_groups", "deny_groups", "assigned_users", "ip_ranges")
+_TUPLE_FIELDS = ("allow_groups", "deny_groups", "assigned_users", "ip_ranges", "allowed_nameid_formats",
+                 "relay_state_allow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +160,26 @@ class AppConfig:
     @property
     def nameid_format_uri(self) -> str:
         return NameIdFormat(self.settings.nameid_format).uri
+
+    @property
+    def saml_launchable(self) -> bool:
+        """Can the launcher / /apps/<slug>/sso start this app by IdP-initiated SAML SSO?"""
+        return self.has_saml and self.settings.idp_initiated
+
+    def accepts_relay_state(self, value: str) -> bool:
+        """May an IdP-initiated launch carry this RelayState? The start URL and the allow-list entries match
+        exactly or as a prefix ending at a path, query or fragment boundary. With no allow-list, any value that
+        is not a URL (a plain path such as /deep/link, an opaque token) is accepted; a URL only under the start
+        URL. With an allow-list, only what it (or the start URL) names."""
+        entries = [*self.settings.relay_state_allow, *([self.settings.start_url] if self.settings.start_url else [])]
+        if any(relay_state_matches(value, entry) for entry in entries):
+            return True
+        return not self.settings.relay_state_allow and not is_url_like(value)
+
+    def allows_nameid_format(self, uri: str) -> bool:
+        """May an SP's NameIDPolicy ask for this format? Only the configured one, unspecified, or an allowed one."""
+        return uri in (self.nameid_format_uri, NAMEID_FORMATS[NameIdFormat.UNSPECIFIED]) \
+            or uri in self.settings.allowed_nameid_formats
 
     @property
     def requires_signed_requests(self) -> bool:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from ...policy.checks import parse_cidr
 from ...policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
+from ...saml.bindings import BindingError, check_relay_state
 from ...saml.constants import NAMEID_FORMATS, SignatureAlgorithm
 from ...saml.signing import SIGNATURE_ALGORITHMS
 from ...saml.sp_metadata import MetadataError, SpMetadata, list_sp_entity_ids, parse_sp_metadata
@@ -23,6 +25,7 @@ from .settings import (
     SIGN_MODES,
     SIGNATURE_ALGORITHM_NAMES,
     AppSettings,
+    is_url_like,
 )
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -72,6 +75,11 @@ def validate_settings(s: AppSettings) -> None:
         raise refuse("nameid_format", f"NameID format must be one of {', '.join(NAMEID_FORMATS)}")
     if s.nameid_field not in NAMEID_FIELDS:
         raise refuse("nameid_field", f"NameID field must be one of {', '.join(NAMEID_FIELDS)}")
+    for fmt in s.allowed_nameid_formats:
+        if fmt not in NAMEID_FORMATS.values():
+            raise refuse("allowed_nameid_formats", f"NameID format {fmt[:100]!r} cannot be issued here: allow one of "
+                                                   f"{', '.join(NAMEID_FORMATS)} (short names or their URIs)")
+    _validate_relay_state_settings(s)
     if s.sign not in SIGN_MODES:
         raise refuse("sign", f"sign must be one of {', '.join(SIGN_MODES)}")
     if s.signature_algorithm not in SIGNATURE_ALGORITHMS:
@@ -144,3 +152,29 @@ def validate_policy_references(*, allow_groups: Iterable[str] = (), deny_groups:
     for u in assigned_users:
         if find_user(u) is None:
             raise ServiceError(f"no user {u!r}", field="assigned_users")
+
+
+def _validate_relay_state_settings(s: AppSettings) -> None:
+    """Start URL: an absolute http(s) URL; allow-list entries: non-empty, and an http(s) URL with a host when
+    URL-like. Both are sent as RelayState, so they fit its 80 bytes and hold no markup or control characters."""
+    def usable(value: str, field: str, what: str) -> None:
+        try:
+            check_relay_state(value)
+        except BindingError as exc:
+            raise ServiceError(f"{what}: {exc}", field=field) from None
+        if not value.strip():
+            raise ServiceError(f"{what} must not be empty", field=field)
+
+    def http_url(value: str) -> bool:
+        parts = urlsplit(value)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+    if s.start_url is not None:
+        usable(s.start_url, "start_url", "start URL")
+        if not http_url(s.start_url):
+            raise ServiceError("start URL must be an absolute http(s) URL", field="start_url")
+    for entry in s.relay_state_allow:
+        usable(entry, "relay_state_allow", f"RelayState allow-list entry {entry[:100]!r}")
+        if is_url_like(entry) and not http_url(entry):
+            raise ServiceError(f"RelayState allow-list entry {entry[:100]!r}: a URL must be http(s) with a host",
+                               field="relay_state_allow")
