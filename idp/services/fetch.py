@@ -85,24 +85,32 @@ def _shutdown(conn: http.client.HTTPConnection) -> None:
             pass
 
 
+def _pinned_connection(url: str, allow_private: bool, deadline: float, min_timeout: float, subject: str,
+                       what: str = "metadata URL", switch: str = "IDP_METADATA_FETCH_ALLOW_PRIVATE"
+                       ) -> tuple[http.client.HTTPConnection, str, float]:
+    """The SSRF guard in one place: vet `url` (absolute http(s), no credentials, a valid port), resolve it to a
+    permitted address and open a connection pinned to that address; (connection, request path, timeout)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ServiceError(f"{subject} must be an absolute http:// or https:// URL", field="url")
+    if parts.username or parts.password:
+        raise ServiceError(f"{subject} must not contain credentials", field="url")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ServiceError(f"{subject} has an invalid port", field="url") from None
+    ip = _resolve(parts.hostname, port, allow_private, what, switch)
+    remaining = max(min_timeout, deadline - time.monotonic())
+    cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return cls(parts.hostname, ip, port, remaining), path, remaining
+
+
 def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10.0,
                    max_bytes: int = MAX_BYTES) -> bytes:
     deadline = time.monotonic() + timeout
     for _ in range(MAX_REDIRECTS + 1):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ServiceError("metadata URL must be an absolute http:// or https:// URL", field="url")
-        if parts.username or parts.password:
-            raise ServiceError("metadata URL must not contain credentials", field="url")
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise ServiceError("metadata URL has an invalid port", field="url") from None
-        ip = _resolve(parts.hostname, port, allow_private)
-        remaining = max(0.5, deadline - time.monotonic())
-        cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
-        conn = cls(parts.hostname, ip, port, remaining)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn, path, remaining = _pinned_connection(url, allow_private, deadline, 0.5, "metadata URL")
         resp: http.client.HTTPResponse | None = None
         # The socket timeout bounds each receive only; a server trickling a byte at a time (headers or
         # body) would hold us forever. A timer shuts the socket at the overall deadline.
@@ -170,20 +178,7 @@ def post_form(url: str, fields: dict[str, str], *, allow_private: bool = False, 
     from urllib.parse import urlencode
 
     deadline = time.monotonic() + timeout
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ServiceError(f"the {what} must be an absolute http:// or https:// URL", field="url")
-    if parts.username or parts.password:
-        raise ServiceError(f"the {what} must not contain credentials", field="url")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise ServiceError(f"the {what} has an invalid port", field="url") from None
-    ip = _resolve(parts.hostname, port, allow_private, what, switch)
-    remaining = max(0.2, deadline - time.monotonic())
-    cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
-    conn = cls(parts.hostname, ip, port, remaining)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn, path, remaining = _pinned_connection(url, allow_private, deadline, 0.2, f"the {what}", what, switch)
     body = urlencode(fields).encode("ascii")
     resp: http.client.HTTPResponse | None = None
     watchdog = threading.Timer(remaining, _shutdown, args=(conn,))
