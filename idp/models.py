@@ -81,6 +81,9 @@ class User(db.Model):  # type: ignore[name-defined]
     webauthn_user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     totp_enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # when confirmed
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # values of the admin-defined fields (UserField), {name: value}: str, list[str], bool or "YYYY-MM-DD"; set
+    # only through services.user_fields (which validates types and claims unique values in UserFieldUnique)
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     groups: Mapped[list[Group]] = relationship(secondary=user_groups, back_populates="members", lazy="selectin")
     __table_args__ = (UniqueConstraint("webauthn_user_id", name="uq_users_webauthn_user_id"),)
 
@@ -101,6 +104,28 @@ class User(db.Model):  # type: ignore[name-defined]
         if self.id is None:
             return False
         return bool(db.session.scalar(select(exists().where(Passkey.user_id == self.id))))
+
+
+class UserField(db.Model):  # type: ignore[name-defined]
+    """An admin-defined user field (`idp fields add`); its values live in User.custom_fields."""
+
+    __tablename__ = "user_fields"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(150), default="")
+    type: Mapped[str] = mapped_column(String(10))                  # attributes.schema.FieldType
+    unique: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UserFieldUnique(db.Model):  # type: ignore[name-defined]
+    """One user's claim on a value of a unique field: the primary key makes the database refuse a second holder
+    (two concurrent imports cannot both win). `value` is the normalised (case-folded) value."""
+
+    __tablename__ = "user_field_unique"
+    field_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(512), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
 
 
 class Passkey(db.Model):  # type: ignore[name-defined]

@@ -32,6 +32,9 @@ class Reason(StrEnum):
     RELAY_STATE_NOT_ALLOWED = "relay_state_not_allowed"   # an IdP-initiated RelayState outside the app's allow-list
     USER_DISABLED = "user_disabled"
     MISSING_ATTRIBUTE = "missing_attribute"
+    # an attribute (or the NameID) the app releases has no value for this user, or its formula failed, and the
+    # app says --on-missing deny (Salesforce's NoCustomAttrValue)
+    ATTRIBUTE_UNAVAILABLE = "attribute_unavailable"
     NO_ENCRYPTION_CERT = "no_encryption_cert"
     # policy
     USER_NOT_PERMITTED = "user_not_permitted"
@@ -93,7 +96,7 @@ DENIAL_REASONS = frozenset({
     Reason.PHISHING_RESISTANT_REQUIRED,
     Reason.MFA_SUSPENDED, Reason.PASSKEY_FAILED, Reason.PASSKEY_CLONED,
     Reason.APP_DISABLED, Reason.IDP_INITIATED_DISABLED, Reason.USER_DISABLED, Reason.NO_PASSIVE,
-    Reason.NO_AUTHN_CONTEXT,
+    Reason.NO_AUTHN_CONTEXT, Reason.ATTRIBUTE_UNAVAILABLE,
     Reason.SESSION_EXPIRED, Reason.BAD_CREDENTIALS, Reason.THROTTLED,
     Reason.ADMIN_REQUIRED, Reason.ADMIN_MFA_REQUIRED, Reason.ADMIN_IP_DENIED,
     Reason.ENROLMENT_REFUSED, Reason.ENROLMENT_LINK_INVALID, Reason.STEP_UP_REQUIRED,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, exists, select, update
@@ -30,12 +30,15 @@ class UserView:
     disabled: bool
     mfa_enrolled: bool
     group_names: tuple[str, ...]
+    # values of the admin-defined fields (User.custom_fields): read-only here, never mutated
+    custom_fields: Mapping[str, object] = field(default_factory=dict)
 
     @classmethod
     def of(cls, user: User) -> UserView:
         return cls(id=user.id, username=user.username, email=user.email, first_name=user.first_name,
                    last_name=user.last_name, is_admin=user.is_admin, disabled=user.disabled,
-                   mfa_enrolled=user.mfa_enrolled, group_names=tuple(user.group_names))
+                   mfa_enrolled=user.mfa_enrolled, group_names=tuple(user.group_names),
+                   custom_fields=dict(user.custom_fields or {}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +77,7 @@ _LOAD = Prepared(
     select(IdpSession.id, IdpSession.user_id, IdpSession.created_at, IdpSession.authn_at, IdpSession.mfa_at,
            IdpSession.last_seen, IdpSession.ended_at, IdpSession.amr, User.username, User.email, User.first_name,
            User.last_name, User.is_admin, User.disabled, User.totp_secret.is_not(None), User.totp_confirmed,
-           exists().where(Passkey.user_id == User.id).correlate(User), Group.name)
+           exists().where(Passkey.user_id == User.id).correlate(User), User.custom_fields, Group.name)
     .select_from(IdpSession).join(User, User.id == IdpSession.user_id)
     .outerjoin(user_groups, user_groups.c.user_id == User.id).outerjoin(Group, Group.id == user_groups.c.group_id)
     .where(IdpSession.id == bindparam("sid")))
@@ -86,11 +89,12 @@ def read_session(session_id: str) -> SessionView | None:
     if not rows:
         return None
     (sid, user_id, created_at, authn_at, mfa_at, last_seen, ended_at, amr, username, email, first_name, last_name,
-     is_admin, disabled, has_secret, totp_confirmed, has_passkey, _) = rows[0]
+     is_admin, disabled, has_secret, totp_confirmed, has_passkey, custom, _) = rows[0]
     user = UserView(id=user_id, username=username, email=email, first_name=first_name, last_name=last_name,
                     is_admin=bool(is_admin), disabled=bool(disabled),
                     mfa_enrolled=bool(has_secret and totp_confirmed) or bool(has_passkey),  # as User.mfa_enrolled
-                    group_names=tuple(sorted(r[-1] for r in rows if r[-1] is not None)))
+                    group_names=tuple(sorted(r[-1] for r in rows if r[-1] is not None)),
+                    custom_fields=custom or {})
     return SessionView(id=sid, user_id=user_id, created_at=created_at, authn_at=authn_at, mfa_at=mfa_at,
                        last_seen=last_seen, ended_at=ended_at, user=user, amr=amr_values.from_column(amr, mfa_at))
 

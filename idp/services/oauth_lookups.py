@@ -21,7 +21,7 @@ PUBLIC_SUBJECT_KEY = "urn:idp:oidc:subject:public"   # as flows.oidc_subject (th
 _USER = Prepared(
     select(User.id, User.username, User.email, User.first_name, User.last_name, User.is_admin, User.disabled,
            User.totp_secret.is_not(None), User.totp_confirmed,
-           exists().where(Passkey.user_id == User.id).correlate(User), Group.name)
+           exists().where(Passkey.user_id == User.id).correlate(User), User.custom_fields, Group.name)
     .select_from(User)
     .outerjoin(user_groups, user_groups.c.user_id == User.id).outerjoin(Group, Group.id == user_groups.c.group_id)
     .where(User.id == bindparam("uid")))
@@ -39,11 +39,13 @@ def user_view(user_id: int) -> UserView | None:
     rows = _USER.rows({"uid": user_id})
     if not rows:
         return None
-    uid, username, email, first, last, is_admin, disabled, has_secret, totp_confirmed, has_passkey, _ = rows[0]
+    (uid, username, email, first, last, is_admin, disabled, has_secret, totp_confirmed, has_passkey, custom,
+     _) = rows[0]
     return UserView(id=uid, username=username, email=email, first_name=first, last_name=last,
                     is_admin=bool(is_admin), disabled=bool(disabled),
                     mfa_enrolled=bool(has_secret and totp_confirmed) or bool(has_passkey),
-                    group_names=tuple(sorted(r[-1] for r in rows if r[-1] is not None)))
+                    group_names=tuple(sorted(r[-1] for r in rows if r[-1] is not None)),
+                    custom_fields=custom or {})
 
 
 def stored_subject(user_id: int) -> str | None:

@@ -167,9 +167,12 @@ def set_user(user: User, *, add_groups: list[str] | None = None, remove_groups: 
 
 
 def user_fields(user: User | UserView) -> dict[str, object]:
-    """The fields an app's NameID and attribute mapping can draw from."""
+    """The fields an app's NameID and attribute mapping can draw from: the built-in ones (always present) and
+    the admin-defined ones this user has a value for (an unset custom field is absent, not empty)."""
     display = f"{user.first_name} {user.last_name}".strip() or user.username
+    custom = user.custom_fields or {}
     return {
+        **custom,
         "id": str(user.id), "username": user.username, "email": user.email,
         "first_name": user.first_name, "last_name": user.last_name,
         "groups": list(user.group_names), "display_name": display,

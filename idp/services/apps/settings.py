@@ -79,7 +79,14 @@ class AppSettings:
     nameid_field: str = "username"                # username | email | id
     # NameIDPolicy formats an SP may ask for besides nameid_format and unspecified (URIs); the admin decides
     allowed_nameid_formats: tuple[str, ...] = ()
-    attributes: dict[str, str] = field(default_factory=dict)  # SAML attribute name -> ATTRIBUTE_SOURCES
+    # released attributes, in order: name -> source, a field name (built-in, admin-defined or session; stored
+    # bare) or "formula:<CEL>" (attributes.release compiles it against the field schema)
+    attributes: dict[str, str] = field(default_factory=dict)
+    attribute_formats: dict[str, str] = field(default_factory=dict)  # name -> "uri" | "basic" | "unspecified"
+    friendly_names: dict[str, str] = field(default_factory=dict)     # name -> FriendlyName
+    on_missing: str = "omit"                      # omit | deny (attribute_unavailable): a source with no value
+    # the NameID value ("field:F" / "formula:<CEL>"); None: nameid_field (pairwise IDs for persistent/transient)
+    nameid_value: str | None = None
     sign: str = SignMode.BOTH
     signature_algorithm: str = SignatureAlgorithm.RSA_SHA256
     require_signed_requests: bool = False         # in addition to the SP's AuthnRequestsSigned
@@ -103,6 +110,8 @@ class AppSettings:
     idp_initiated: bool = True
     start_url: str | None = None                  # the RelayState of a launch that names none
     relay_state_allow: tuple[str, ...] = ()       # RelayState values or URL prefixes a launch may carry
+    # the IdP entity ID this app sees (Issuer of its responses, entityID of its IdP metadata); None: the IdP's
+    issuer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
