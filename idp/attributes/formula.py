@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import cel
 
-from .schema import Schema
+from .schema import FieldType, Schema
 
 MAX_SOURCE = 2000
 
@@ -66,6 +66,18 @@ def _output(value: Any) -> str | list[str] | None:
     if isinstance(value, list | tuple):
         return [str(_output(v)) for v in value if v is not None]
     return str(value)
+
+
+def activation_value(field_type: FieldType, raw: Any) -> Any:
+    """A stored field value as the interpreter sees it (a DATE as an aware datetime at midnight UTC)."""
+    if field_type == FieldType.DATE and isinstance(raw, str):
+        try:
+            return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+        except ValueError:
+            return raw
+    if field_type == FieldType.LIST and isinstance(raw, list | tuple):
+        return [str(v) for v in raw]
+    return raw
 
 
 def compile_formula(source: str, schema: Schema) -> Formula:

@@ -29,7 +29,6 @@ from ..reasons import Reason
 from ..services.apps import AppConfig, app_config_by_client_id
 from ..services.oauth_refresh import bound_session_ended, expired_under, find_refresh_token
 from ..services.oauth_tokens import revoke_refresh_tokens
-from ..services.users import user_fields
 from ..state import shared
 from .authorize import Client
 from .oidc_client_auth import AuthenticatedClient, authenticate_client
@@ -41,6 +40,7 @@ from .oidc_token import (
     record_token_event,
     revoke_access_token_jti,
 )
+from .release import claim_fields, subject_of
 
 MAX_TOKEN_PARAM = 16 * 1024
 REVOKED_ISSUE_KEY = "oidc revoked family issue"
@@ -139,7 +139,8 @@ def userinfo(token: str | None, ctx: TokenContext) -> dict[str, Any]:
     if active.user is None or Scope.OPENID not in active.scopes:
         _refusal(ctx.client, "userinfo", active, "the access token lacks the openid scope")
         raise InsufficientScope("the access token lacks the openid scope")
-    claims = render_claims(user_fields(active.user), active.app.settings.attributes, active.scopes)
+    claims = render_claims(claim_fields(active.app, subject_of(active.app, active.user)),
+                           active.app.settings.attributes, active.scopes)
     return {"sub": active.claims["sub"], **claims}
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from ..auth.sessions import SessionView
 from ..certs.keystore import KeySet, KeyStoreError
 from ..config import Settings
-from ..errors import EventContext
+from ..errors import EventContext, SamlFlowError
 from ..events import record_event
 from ..extensions import db
 from ..models import SessionParticipant, utcnow
@@ -74,6 +74,7 @@ from .authorize import (
 from .oidc_codes import issue_code
 from .oidc_subject import subject_for
 from .outcomes import NeedsLogin, NeedsReauthentication, NeedsSecondFactor
+from .release import check_release, subject_of
 
 KIND = "oidc"
 ID_TOKEN_TYP = "JWT"  # noqa: S105 - a media type: our ID tokens' header typ (access tokens: at+jwt)
@@ -325,6 +326,12 @@ def proceed(pending: PendingAuthorization, token: str | None, session: SessionVi
         return refuse(AccessDenied("the user may not use this application", reason=gate.decision.reason))
     assert isinstance(gate, Allowed) and session is not None
     user = session.user
+    try:
+        check_release(app, subject_of(app, user, amr=session.amr, auth_time=session.authn_at,
+                                      mfa=session.mfa_at is not None))
+    except SamlFlowError as exc:  # attribute_unavailable (on-missing deny) or a release that no longer compiles
+        return refuse(AccessDenied("the user's account lacks information this application needs",
+                                   reason=exc.reason))
     if app.settings.policy.permitted == PermittedUsers.ALL:
         consent = USER_CONSENT
         if not consented and consent_needed(req.scopes, live_scopes(app.id, user.id, consent=USER_CONSENT),

@@ -61,11 +61,11 @@ from ..services.oauth_refresh import (
     spec_of,
 )
 from ..services.oauth_tokens import revoke_refresh_tokens
-from ..services.users import user_fields
 from ..state import shared
 from .authorize import Client, decide
 from .oidc_client_auth import AuthenticatedClient, FetchPolicy, authenticate_client
 from .oidc_subject import subject_for
+from .release import claim_fields, subject_of
 
 REDEEMED_KIND = "oidc_code_redeemed"
 REDEEMED_TTL_S = 600            # how long a redeemed code is remembered (replays after that find nothing)
@@ -279,7 +279,8 @@ def _id_token(ctx: TokenContext, key: Any, app: AppConfig, user: UserView, sub: 
               auth_time: datetime, amr: tuple[str, ...], acr: str | None, sid: str | None, nonce: str | None,
               access_token: str) -> str:
     assert app.oidc is not None
-    extra = render_claims(user_fields(user), app.settings.attributes, scopes)
+    extra = render_claims(claim_fields(app, subject_of(app, user, amr=amr, auth_time=auth_time)),
+                          app.settings.attributes, scopes)
     return issue_id_token(IdTokenSpec(
         issuer=ctx.issuer, subject=sub, client_id=app.oidc.client_id, issued_at=ctx.now,
         lifetime=timedelta(seconds=app.oidc.id_token_lifetime), auth_time=auth_time, nonce=nonce, acr=acr,

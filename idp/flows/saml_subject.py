@@ -32,9 +32,12 @@ from ..services.apps import AppConfig
 from ..services.users import user_fields
 
 
-def name_id_for(app: AppConfig, user: User | UserView, requested_format: str | None) -> tuple[str, str]:
+def name_id_for(app: AppConfig, user: User | UserView, requested_format: str | None,
+                value: str | None = None) -> tuple[str, str]:
     """(format URI, value): the admin's choice is authoritative. A NameIDPolicy format is honoured only when it is
-    the app's configured format, unspecified, or in the app's allow-list; anything else is InvalidNameIDPolicy."""
+    the app's configured format, unspecified, or in the app's allow-list; anything else is InvalidNameIDPolicy.
+    `value` is the app's NameID value source evaluated (--nameid-value, e.g. a Federation ID): it is the NameID
+    of every format but transient (always a fresh random value)."""
     fmt = app.nameid_format_uri
     if requested_format and requested_format != NAMEID_UNSPECIFIED and requested_format != fmt:
         if requested_format not in NAMEID_FORMATS.values() or not app.allows_nameid_format(requested_format):
@@ -42,6 +45,8 @@ def name_id_for(app: AppConfig, user: User | UserView, requested_format: str | N
                                reason=Reason.UNSUPPORTED_NAMEID_FORMAT, saml_status=STATUS_REQUESTER,
                                saml_sub_status=STATUS_INVALID_NAMEID_POLICY)
         fmt = requested_format
+    if value is not None and fmt != NAMEID_TRANSIENT:
+        return fmt, value
     if fmt == NAMEID_EMAIL:
         return fmt, user.email
     if fmt == NAMEID_PERSISTENT:

@@ -54,10 +54,9 @@ from ..saml.constants import (
 )
 from ..saml.encryption import EncryptionError
 from ..saml.requests import AuthnRequest, RequestParseError, parse_authn_request, peek_issuer
-from ..saml.responses import AssertionSpec, build_error_response, build_response, map_attributes
+from ..saml.responses import AssertionSpec, build_error_response, build_response
 from ..saml.sp_metadata import Endpoint
 from ..services.apps import AppConfig, app_config_by_entity_id, saml_app_config_by_id, saml_app_config_by_slug
-from ..services.users import user_fields
 from . import pending as pending_store
 from .authorize import (
     Allowed,
@@ -71,6 +70,7 @@ from .authorize import (
 )
 from .inbound import InboundMessage, InboundRules, check_inbound
 from .outcomes import Denied, Issued, NeedsLogin, NeedsReauthentication, NeedsSecondFactor
+from .release import release_for, saml_attributes, subject_of
 from .saml_keys import encryptor_for, signing_for
 from .saml_subject import name_id_for, session_index_for
 
@@ -327,11 +327,12 @@ def _issue(pending: PendingSso, app: AppConfig, session: SessionView, decision: 
     user = session.user
     authn_context = decision.authn_context or AC_PASSWORD_PROTECTED
     try:
-        fmt, name_id = name_id_for(app, user, (pending.request or {}).get("nameid_format"))
+        released = release_for(app, subject_of(app, user, amr=session.amr, auth_time=session.authn_at,
+                                               mfa=session.mfa_at is not None))
+        fmt, name_id = name_id_for(app, user, (pending.request or {}).get("nameid_format"), released.nameid_value)
     except SamlFlowError as exc:
         raise _fail(exc, ctx, _reply_to(app, pending)) from None
     session_index = session_index_for(session, app, name_id, fmt)
-    fields = {**user_fields(user), "amr": list(session.amr)}   # ATTRIBUTE_SOURCES: the user's and the session's
     session_end = session.created_at + timedelta(seconds=settings.session_lifetime_s)
     if app.settings.session_timeout:
         session_end = min(session_end, session.authn_at + timedelta(minutes=app.settings.session_timeout))
@@ -342,7 +343,7 @@ def _issue(pending: PendingSso, app: AppConfig, session: SessionView, decision: 
         now=now, lifetime=timedelta(seconds=settings.assertion_lifetime_s),
         clock_skew=timedelta(seconds=settings.clock_skew_s),
         session_not_on_or_after=session_end,
-        attributes=map_attributes(app.settings.attributes, fields),
+        attributes=saml_attributes(released),
         sp_name_qualifier=app.saml.entity_id if fmt == NAMEID_PERSISTENT else None,
     )
     try:

@@ -58,7 +58,8 @@ class AssertionSpec:
     lifetime: timedelta
     clock_skew: timedelta
     session_not_on_or_after: datetime | None = None
-    attributes: Sequence[tuple[str, str | None, Sequence[str]]] = ()   # (name, name_format, values)
+    # (name, name_format, values) or (name, name_format, values, friendly_name)
+    attributes: Sequence[tuple[str, str | None, Sequence[str]] | tuple[str, str | None, Sequence[str], str | None]] = ()
     sp_name_qualifier: str | None = None
     response_id: str = field(default_factory=new_id)
     assertion_id: str = field(default_factory=new_id)
@@ -131,9 +132,10 @@ def assertion_parts(spec: AssertionSpec) -> tuple[str, str, str]:
     statements = ""
     if spec.attributes:
         statements = _saml("AttributeStatement", (), "".join(
-            _saml("Attribute", (("Name", name), ("NameFormat", name_format or ATTRNAME_BASIC)),
-                  "".join(_saml("AttributeValue", (), w.text(value)) for value in values))
-            for name, name_format, values in spec.attributes))
+            _saml("Attribute", (("Name", attr[0]), ("NameFormat", attr[1] or ATTRNAME_BASIC),
+                                ("FriendlyName", attr[3] if len(attr) > 3 else None)),
+                  "".join(_saml("AttributeValue", (), w.text(value)) for value in attr[2]))
+            for attr in spec.attributes))
     head = (w.start_tag("saml:Assertion", (("ID", spec.assertion_id), ("IssueInstant", instant(spec.now)),
                                            ("Version", "2.0")), _SAML_NS)
             + _saml("Issuer", (), w.text(spec.issuer)))

@@ -281,8 +281,12 @@ def test_apps_show_defaults(app: Flask, slug: str) -> None:
     assert d["entity_id"] == "http://stuff.com/endpoints/metadata.php"
     assert d["enabled"] is True
     s = d["settings"]
-    assert (s["nameid_format"], s["nameid_field"], s["attributes"], s["sign"]) == ("unspecified", "username", {},
+    # metadata that requests no attribute: the basic profile under its urn:oid names
+    basic = {"urn:oid:0.9.2342.19200300.100.1.3": "email", "urn:oid:2.5.4.42": "first_name",
+             "urn:oid:2.5.4.4": "last_name", "urn:oid:2.16.840.1.113730.3.1.241": "display_name"}
+    assert (s["nameid_format"], s["nameid_field"], s["attributes"], s["sign"]) == ("unspecified", "username", basic,
                                                                                      "both")
+    assert s["friendly_names"]["urn:oid:2.5.4.42"] == "givenName" and set(s["attribute_formats"].values()) == {"uri"}
     text = ok(app, "apps", "show", slug).stdout
     assert "entity_id: http://stuff.com/endpoints/metadata.php" in text
     assert "HTTP-POST http://stuff.com/endpoints/endpoints/acs.php" in text
@@ -304,8 +308,11 @@ APPS_SET_CASES: list[tuple[list[str], dict[str, Any]]] = [
     (["--require-signed-requests"], {"require_signed_requests": True}),
     (["--allow-sha1"], {"allow_sha1": True}),
     (["--attribute", "mail=email", "--attribute", "urn:oid:2.5.4.42=first_name", "--attribute", "memberOf=groups"],
-     {"attributes": {"mail": "email", "urn:oid:2.5.4.42": "first_name", "memberOf": "groups"}}),
-    (["--attribute", "a=b=display_name"], {"attributes": {"a=b": "display_name"}}),
+     # replacing the map keeps the FriendlyName and NameFormat only of names still released
+     {"attributes": {"mail": "email", "urn:oid:2.5.4.42": "first_name", "memberOf": "groups"},
+      "attribute_formats": {"urn:oid:2.5.4.42": "uri"}, "friendly_names": {"urn:oid:2.5.4.42": "givenName"}}),
+    (["--attribute", "a=b=display_name"], {"attributes": {"a=b": "display_name"}, "attribute_formats": {},
+                                           "friendly_names": {}}),
     (["--no-require-signed-requests", "--no-allow-sha1"], {"require_signed_requests": False, "allow_sha1": False}),
 ]
 

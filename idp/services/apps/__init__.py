@@ -55,13 +55,13 @@ from .settings import (
     ATTRIBUTE_SOURCES,
     CLEAR,
     ENCRYPTION_ALGORITHMS,
-    KNOWN_ATTRIBUTES,
     NAMEID_FIELDS,
     SIGN_MODES,
     SIGNATURE_ALGORITHM_NAMES,
     USER_FIELDS,
     AppConfig,
     AppSettings,
+    default_release,
     default_settings,
     nameid_format_uri,
 )
@@ -77,11 +77,12 @@ from .validation import (
 )
 
 __all__ = [
-    "ATTRIBUTE_SOURCES", "CLEAR", "ENCRYPTION_ALGORITHMS", "KNOWN_ATTRIBUTES", "LOOKUP_TTL_S", "NAMEID_FIELDS",
+    "ATTRIBUTE_SOURCES", "CLEAR", "ENCRYPTION_ALGORITHMS", "LOOKUP_TTL_S", "NAMEID_FIELDS",
     "RESERVED_SLUGS",
     "SIGNATURE_ALGORITHM_NAMES", "SIGN_MODES", "SLUG_RE", "USER_FIELDS", "AppConfig", "AppSettings", "SyncReport",
     "app_config_by_entity_id", "app_config_by_id", "app_config_by_slug", "change_settings",
-    "validate_policy_references", "default_settings", "nameid_format_uri", "get_app", "invalidate_cache", "list_apps",
+    "validate_policy_references", "default_release",
+    "default_settings", "nameid_format_uri", "get_app", "invalidate_cache", "list_apps",
     "parse_metadata_or_refuse", "pinned_keys", "register_app", "remove_app", "signing_changes", "slugify",
     "sync_folder", "update_metadata", "validate_name", "validate_settings", "validate_slug",
     # OIDC/OAuth client settings

@@ -13,10 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ... import audit
+from ...attributes.release import parse_source, stored_source
 from ...extensions import db
 from ...models import ConnectedApp
 from ...saml.constants import SignMode
 from .. import ServiceError
+from ..field_schema import current_schema
 from .cache import invalidate_cache
 from .settings import CLEAR, AppSettings, default_settings
 from .validation import RESERVED_SLUGS, parse_metadata_or_refuse, validate_name, validate_settings, validate_slug
@@ -59,7 +61,7 @@ def register_app(xml: bytes, *, name: str | None = None, slug: str | None = None
         enabled=True,
         metadata_xml=xml.decode("utf-8", errors="replace"),
         sp=sp.to_dict(),
-        settings=default_settings(sp).to_dict(),
+        settings=default_settings(sp, current_schema()).to_dict(),
         source=source,
         source_ref=source_ref,
         version=1,
@@ -108,10 +110,13 @@ def check_entity_id_free(entity_id: str) -> None:
 def _add_saml(app: ConnectedApp, xml: bytes, *, source_ref: str | None, entity_id: str | None) -> bool:
     sp = parse_metadata_or_refuse(xml, entity_id)
     check_entity_id_free(sp.entity_id)
-    derived = default_settings(sp)
+    derived = default_settings(sp, current_schema())
     current = AppSettings.from_dict(app.settings)
-    app.settings = replace(current, nameid_format=derived.nameid_format, nameid_field=derived.nameid_field,
-                           attributes=current.attributes or derived.attributes).to_dict()
+    if not current.attributes:   # an app that releases nothing yet starts from what the metadata asks for
+        current = replace(current, attributes=derived.attributes, attribute_formats=derived.attribute_formats,
+                          friendly_names=derived.friendly_names)
+    app.settings = replace(current, nameid_format=derived.nameid_format,
+                           nameid_field=derived.nameid_field).to_dict()
     app.entity_id = sp.entity_id
     app.metadata_xml = xml.decode("utf-8", errors="replace")
     app.sp = sp.to_dict()
@@ -177,6 +182,14 @@ def change_settings(app: ConnectedApp, *, enabled: bool | None = None, name: str
     updates: dict[str, Any] = {k: (None if v is CLEAR else v) for k, v in changes.items() if v is not None}
     if updates.get("require_phishing_resistant") and "require_mfa" not in updates:
         updates["require_mfa"] = True   # phishing-resistant implies MFA
+    if "attributes" in updates:
+        updates["attributes"] = {name: stored_source(text) for name, text in updates["attributes"].items()}
+        for key in ("attribute_formats", "friendly_names"):   # entries of attributes no longer released go too
+            if key not in updates:
+                updates[key] = {n: v for n, v in getattr(current, key).items() if n in updates["attributes"]}
+    if updates.get("nameid_value"):
+        kind, value = parse_source(updates["nameid_value"])
+        updates["nameid_value"] = f"{kind}:{value}"
     new = replace(current, **updates)
     validate_settings(new)
     # only when this change asks for encryption: an app whose metadata lost its certificate since

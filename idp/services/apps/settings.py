@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ...attributes.dictionary import BASIC_PROFILE, NAME_FORMATS, field_for
+from ...attributes.schema import Schema
 from ...policy.model import AppPolicy, IpPolicy, MfaAction, PermittedUsers
 from ...saml.constants import (
     NAMEID_FORMATS,
@@ -28,18 +30,6 @@ NAMEID_FIELDS = ("username", "email", "id")
 SIGN_MODES = values(SignMode)
 SIGNATURE_ALGORITHM_NAMES = {alg.short_name: alg.value for alg in SELECTABLE_SIGNATURE_ALGORITHMS}
 ENCRYPTION_ALGORITHMS = values(EncryptionAlgorithm)
-
-# Well-known attribute names SPs ask for in RequestedAttribute, mapped to user fields.
-KNOWN_ATTRIBUTES = {
-    "urn:oid:0.9.2342.19200300.100.1.3": "email", "mail": "email", "email": "email", "emailaddress": "email",
-    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress": "email",
-    "urn:oid:2.5.4.42": "first_name", "givenname": "first_name", "firstname": "first_name",
-    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname": "first_name",
-    "urn:oid:2.5.4.4": "last_name", "sn": "last_name", "surname": "last_name", "lastname": "last_name",
-    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname": "last_name",
-    "urn:oid:0.9.2342.19200300.100.1.1": "username", "uid": "username",
-    "urn:oid:2.16.840.1.113730.3.1.241": "display_name", "displayname": "display_name",
-}
 
 def nameid_format_uri(value: str) -> str:
     """A NameID format given as a full URI or as the short name the CLI uses (email, persistent ...) -> its URI;
@@ -202,7 +192,7 @@ class AppConfig:
         return self.sp
 
 
-def default_settings(sp: SpMetadata) -> AppSettings:
+def default_settings(sp: SpMetadata, schema: Schema | None = None) -> AppSettings:
     """Settings a new app starts with, derived from what its metadata says it wants."""
     nameid, field_name = NameIdFormat.UNSPECIFIED, "username"
     for fmt in sp.nameid_formats:
@@ -214,11 +204,36 @@ def default_settings(sp: SpMetadata) -> AppSettings:
         field_name = "email"
     elif nameid in (NameIdFormat.PERSISTENT, NameIdFormat.TRANSIENT):
         field_name = "id"
+    attributes, formats, friendly = default_release(sp, schema)
+    return AppSettings(nameid_format=nameid, nameid_field=field_name, attributes=attributes,
+                       attribute_formats=formats, friendly_names=friendly)
+
+
+def default_release(sp: SpMetadata, schema: Schema | None = None) -> tuple[dict[str, str], dict[str, str],
+                                                                           dict[str, str]]:
+    """(attributes, attribute_formats, friendly_names) a new app starts with: what its metadata requests
+    (AttributeConsumingService / RequestedAttribute), each under the requested name, NameFormat and FriendlyName
+    and read from the field the built-in dictionary names (a requested name it does not know, or whose field
+    does not exist here, is left for the admin: see release_explanation); when it requests none, the basic
+    profile (mail, givenName, sn, displayName under their urn:oid names)."""
+    schema = schema or Schema()
     attributes: dict[str, str] = {}
+    formats: dict[str, str] = {}
+    friendly: dict[str, str] = {}
+    if not sp.requested_attributes:
+        for known in BASIC_PROFILE:
+            attributes[known.oid_name] = known.field
+            formats[known.oid_name] = "uri"
+            friendly[known.oid_name] = known.friendly_name
+        return attributes, formats, friendly
+    short_formats = {uri: short for short, uri in NAME_FORMATS.items()}
     for ra in sp.requested_attributes:
-        guess = KNOWN_ATTRIBUTES.get(ra.name) or KNOWN_ATTRIBUTES.get(ra.name.lower())
-        if guess is None and ra.friendly_name:
-            guess = KNOWN_ATTRIBUTES.get(ra.friendly_name.lower())
-        if guess:
-            attributes[ra.name] = guess
-    return AppSettings(nameid_format=nameid, nameid_field=field_name, attributes=attributes)
+        guess = field_for(ra.name, ra.friendly_name)
+        if guess is None or schema.field(guess) is None or ra.name in attributes:
+            continue
+        attributes[ra.name] = guess
+        if ra.name_format in short_formats:
+            formats[ra.name] = short_formats[ra.name_format]
+        if ra.friendly_name:
+            friendly[ra.name] = ra.friendly_name[:256]
+    return attributes, formats, friendly

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from ...attributes.release import ReleaseConfigError, compile_release
+from ...attributes.schema import Schema
 from ...policy.checks import parse_cidr
 from ...policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
 from ...saml.bindings import BindingError, check_relay_state
@@ -17,8 +19,8 @@ from ...saml.constants import NAMEID_FORMATS, SignatureAlgorithm
 from ...saml.signing import SIGNATURE_ALGORITHMS
 from ...saml.sp_metadata import MetadataError, SpMetadata, list_sp_entity_ids, parse_sp_metadata
 from .. import ServiceError
+from ..field_schema import current_schema
 from .settings import (
-    ATTRIBUTE_SOURCES,
     CLEAR,
     ENCRYPTION_ALGORITHMS,
     NAMEID_FIELDS,
@@ -105,12 +107,17 @@ def validate_settings(s: AppSettings) -> None:
             parse_cidr(cidr)
         except ValueError as exc:
             raise refuse("ip_ranges", str(exc)) from None
-    for name, field_name in s.attributes.items():
-        if not name or len(name) > 1024 or any(ord(c) < 32 for c in name):
-            raise refuse("attributes", f"attribute name {name!r} is not valid")
-        if field_name not in ATTRIBUTE_SOURCES:
-            raise refuse("attributes", f"attribute {name!r}: unknown user field {field_name!r} "
-                                       f"(choose from {', '.join(ATTRIBUTE_SOURCES)})")
+    validate_release_settings(s)
+
+
+def validate_release_settings(s: AppSettings, schema: Schema | None = None) -> None:
+    """Attribute sources and the NameID value: fields that exist, formulas that compile and type-check."""
+    try:
+        compile_release(attributes=s.attributes, attribute_formats=s.attribute_formats,
+                        friendly_names=s.friendly_names, on_missing=s.on_missing, nameid_value=s.nameid_value,
+                        schema=schema or current_schema())
+    except ReleaseConfigError as exc:
+        raise ServiceError(str(exc), field=exc.field) from None
 
 
 def signing_changes(*, signing_key: str | None = None, signature_algorithm: str | None = None,
