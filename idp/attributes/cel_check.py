@@ -113,7 +113,7 @@ FUNCTIONS: dict[str, _Fn] = {
     "contains": _Fn(("string",), (STRING,), result=BOOL, free=False),
     "startsWith": _Fn(("string",), (STRING,), result=BOOL, free=False),
     "endsWith": _Fn(("string",), (STRING,), result=BOOL, free=False),
-    "matches": _Fn(("string",), (STRING,), result=BOOL, constant=(0,)),
+    "matches": _Fn(("string",), (STRING,), result=BOOL, free=False, constant=(0,)),
     "string": _Fn(("string", "int", "double", "timestamp"), result=STRING, method=False),
     "int": _Fn(("int", "double", "string"), result=INT, method=False),
     "double": _Fn(("int", "double", "string"), result=DOUBLE, method=False),

@@ -51,7 +51,8 @@ def emit(node: Node, analysis: Analysis) -> str:
         target = emit(node.target, analysis)
         if id(node) in analysis.macros:
             nodes, refs = analysis.macros[id(node)]
-            target = f"_items({target}, {nodes}, {refs})"
+            accumulates = 1 if node.name in {"map", "filter"} else 0
+            target = f"_items({target}, {nodes}, {refs}, {accumulates})"
         return f"{target}.{node.name}({args})"
     if isinstance(node, ListLit):
         return "[" + ", ".join(emit(i, analysis) for i in node.items) + "]"
