@@ -156,6 +156,11 @@ class _Checker:
     def error(node: Node, message: str) -> FormulaError:
         return FormulaError(message, node.line, node.column)
 
+    @staticmethod
+    def error_at_start(node: Node, message: str) -> FormulaError:
+        """An error about a whole sub-expression, at its first token."""
+        return FormulaError(message, *start(node))
+
     def value(self, node: Node) -> Type:
         """The type of a node used as a value (a bare record is not one)."""
         t = self.check(node)
@@ -167,7 +172,7 @@ class _Checker:
     def expect(self, node: Node, wanted: Type, what: str) -> Type:
         t = self.value(node)
         if t != wanted and not (wanted.kind == "list" and t.kind == "list" and t.elem == EMPTY):
-            raise self.error(node, f"{what} must be {_a(wanted)}, not {_a(t)}")
+            raise self.error_at_start(node, f"{what} must be {_a(wanted)}, not {_a(t)}")
         return t
 
     # ------------------------------------------------------------------ nodes
@@ -226,7 +231,7 @@ class _Checker:
         operand = self.check(node.operand)
         if operand.kind == "record":
             if not (isinstance(node.index, Literal) and node.index.kind == "string"):
-                raise self.error(node.index, f"{operand.name}[...] takes a field name in quotes")
+                raise self.error_at_start(node.index, f"{operand.name}[...] takes a field name in quotes")
             if node.index.value not in self.records[operand.name]:
                 raise self.error(node.index, f"{operand.name} has no field {node.index.value!r}")
             return self.records[operand.name][node.index.value]
@@ -246,7 +251,7 @@ class _Checker:
             t = self.value(item)
             joined = _join(elem, t)
             if joined is None:
-                raise self.error(item, f"list items have different types: {elem} and {t}")
+                raise self.error_at_start(item, f"list items have different types: {elem} and {t}")
             elem = joined
         return Type("list", elem)
 
@@ -255,10 +260,10 @@ class _Checker:
         for k, v in node.entries:
             kt = self.value(k)
             if kt.kind not in {"string", "int", "bool"}:
-                raise self.error(k, f"a map key must be a string, an int or a bool, not {_a(kt)}")
+                raise self.error_at_start(k, f"a map key must be a string, an int or a bool, not {_a(kt)}")
             joined = _join(key, kt)
             if joined is None:
-                raise self.error(k, f"map keys have different types: {key} and {kt}")
+                raise self.error_at_start(k, f"map keys have different types: {key} and {kt}")
             key = joined
             vt = self.value(v)
             value = _join(value, vt) or DYN
@@ -281,7 +286,7 @@ class _Checker:
         if op in {"&&", "||"}:
             for side, t in ((node.left, left), (node.right, right)):
                 if t != BOOL:
-                    raise self.error(side, f"{op} needs bools, not {_a(t)}")
+                    raise self.error_at_start(side, f"{op} needs bools, not {_a(t)}")
             return BOOL
         if op in {"==", "!="}:
             if not _comparable(left, right):
@@ -323,7 +328,7 @@ class _Checker:
         assert node.cond is not None and node.then is not None and node.otherwise is not None
         cond = self.value(node.cond)
         if cond != BOOL:
-            raise self.error(node.cond, f"the condition of ?: must be a bool, not {_a(cond)}")
+            raise self.error_at_start(node.cond, f"the condition of ?: must be a bool, not {_a(cond)}")
         then, otherwise = self.value(node.then), self.value(node.otherwise)
         joined = _join(then, otherwise)
         if joined is None:
@@ -338,6 +343,7 @@ class _Checker:
             if node.target is None:
                 raise self.error(node, f"{node.name}() is a method: write list.{node.name}(x, ...)")
             return self.macro(node)
+        receiver = self.value(node.target) if node.target is not None else None
         fn = FUNCTIONS.get(node.name)
         if fn is None:
             raise self.error(node, f"unknown function {node.name!r}")
@@ -351,13 +357,14 @@ class _Checker:
             if not node.args:
                 raise self.error(node, f"{node.name}() needs an argument")
             receiver_node, args = node.args[0], node.args[1:]
-        receiver = self.value(receiver_node)
+        if receiver is None:
+            receiver = self.value(receiver_node)
         accepted = str(receiver) in fn.receivers or receiver.kind in fn.receivers \
             or (receiver == Type("list", EMPTY) and any(r.startswith("list") for r in fn.receivers))
         if not accepted:
-            raise self.error(receiver_node if node.target is None else node,
-                             f"{node.name}() is not defined on {_a(receiver)} (it takes "
-                             f"{' or '.join(_a_name(r) for r in fn.receivers)})")
+            message = (f"{node.name}() is not defined on {_a(receiver)} (it takes "
+                       f"{' or '.join(_a_name(r) for r in fn.receivers)})")
+            raise self.error_at_start(receiver_node, message) if node.target is None else self.error(node, message)
         low, high = len(fn.args), len(fn.args) + len(fn.optional)
         if not low <= len(args) <= high:
             count = f"{low}" if low == high else f"{low} or {high}" if high == low + 1 else f"{low} to {high}"
@@ -367,7 +374,7 @@ class _Checker:
             self.expect(arg, wanted, f"argument {k + 1} of {node.name}()")
             if k in fn.constant:
                 if not (isinstance(arg, Literal) and arg.kind == "string"):
-                    raise self.error(arg, f"the pattern of {node.name}() must be a constant string")
+                    raise self.error_at_start(arg, f"the pattern of {node.name}() must be a constant string")
                 problem = self.validate_regex(node.name, arg.value)
                 if problem:
                     raise self.error(arg, f"invalid regular expression: {problem}")
@@ -427,6 +434,21 @@ class _Checker:
         refs = sum(_variable_refs(b, self.records) for b in body)
         self.analysis.macros[id(node)] = (nodes, refs)
         return result
+
+
+def start(node: Node) -> tuple[int, int]:
+    """The position of a sub-expression's first token."""
+    while True:
+        if isinstance(node, Select | Index) and node.operand is not None:
+            node = node.operand
+        elif isinstance(node, Call) and node.target is not None:
+            node = node.target
+        elif isinstance(node, Binary) and node.left is not None:
+            node = node.left
+        elif isinstance(node, Cond) and node.cond is not None:
+            node = node.cond
+        else:
+            return node.line, node.column
 
 
 def _variable_refs(node: Node, records: Mapping[str, object]) -> int:
