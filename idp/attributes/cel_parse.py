@@ -449,12 +449,8 @@ class _Parser:
                     node = self._made(Select(name.line, name.column, operand=node, field=name.text))
             elif self._is("["):
                 bracket = self._next()
-                self._enter(bracket)
-                try:
-                    index = self.expr()
-                    self._expect("]", "to close the index")
-                finally:
-                    self.nesting -= 1
+                index = self.expr()
+                self._expect("]", "to close the index")
                 node = self._made(Index(bracket.line, bracket.column, operand=node, index=index))
             elif self._is("{"):
                 raise self._unexpected("message construction is not supported")
@@ -466,18 +462,14 @@ class _Parser:
             raise FormulaError(f"{tok.text!r} is a reserved word", tok.line, tok.column)
 
     def _arguments(self) -> list[Node]:
-        open_tok = self._expect("(", "")
-        self._enter(open_tok)
-        try:
-            args: list[Node] = []
-            if not self._is(")"):
+        self._expect("(", "")
+        args: list[Node] = []
+        if not self._is(")"):
+            args.append(self.expr())
+            while self._accept(","):
                 args.append(self.expr())
-                while self._accept(","):
-                    args.append(self.expr())
-            self._expect(")", "to close the argument list")
-            return args
-        finally:
-            self.nesting -= 1
+        self._expect(")", "to close the argument list")
+        return args
 
     def primary(self) -> Node:
         tok = self.tok
@@ -503,40 +495,28 @@ class _Parser:
             return self._made(Literal(tok.line, tok.column, kind=tok.kind, value=tok.value))
         if self._is("("):
             self._next()
-            self._enter(tok)
-            try:
-                node = self.expr()
-                self._expect(")", "to close the parenthesis")
-            finally:
-                self.nesting -= 1
+            node = self.expr()
+            self._expect(")", "to close the parenthesis")
             return node
         if self._is("["):
             self._next()
-            self._enter(tok)
-            try:
-                items: list[Node] = []
-                while not self._is("]"):
-                    items.append(self.expr())
-                    if not self._accept(","):
-                        break
-                self._expect("]", "to close the list")
-            finally:
-                self.nesting -= 1
+            items: list[Node] = []
+            while not self._is("]"):
+                items.append(self.expr())
+                if not self._accept(","):
+                    break
+            self._expect("]", "to close the list")
             return self._made(ListLit(tok.line, tok.column, items=items))
         if self._is("{"):
             self._next()
-            self._enter(tok)
-            try:
-                entries: list[tuple[Node, Node]] = []
-                while not self._is("}"):
-                    key = self.expr()
-                    self._expect(":", "after a map key")
-                    entries.append((key, self.expr()))
-                    if not self._accept(","):
-                        break
-                self._expect("}", "to close the map")
-            finally:
-                self.nesting -= 1
+            entries: list[tuple[Node, Node]] = []
+            while not self._is("}"):
+                key = self.expr()
+                self._expect(":", "after a map key")
+                entries.append((key, self.expr()))
+                if not self._accept(","):
+                    break
+            self._expect("}", "to close the map")
             return self._made(MapLit(tok.line, tok.column, entries=entries))
         if self._is("."):
             raise self._unexpected("leading-dot names are not supported")

@@ -51,6 +51,7 @@ __all__ = ["MAX_SOURCE", "Formula", "FormulaError", "FormulaUnavailable", "activ
 MAX_SOURCE = 2000
 MAX_STRING = cel_functions.MAX_STRING
 MAX_ITEMS = cel_functions.MAX_ITEMS
+MAX_CELLS = 50_000  # values in an activation (converting them for the interpreter costs ~2 µs each)
 _POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
 
 
@@ -63,9 +64,9 @@ class Formula:
 
     def evaluate(self, activation: Mapping[str, Any]) -> str | list[str] | None:
         cells = _count_plain(activation, "", 0)
+        if cells > MAX_CELLS:
+            raise FormulaUnavailable(f"the user's data is too large for formulas (more than {MAX_CELLS} values)")
         budget = cel_functions.Budget(cells)
-        if budget.left < 0:
-            raise FormulaUnavailable("the user's data is too large for formulas")
         context = cel.Context(variables=dict(activation), functions=cel_functions.bind(budget))
         try:
             value = self.program.execute(context)
