@@ -15,11 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from .. import audit
 from ..extensions import db
-from ..models import Group, User
+from ..models import Group, User, UserField
 from . import ServiceError
 from .accounts import FormErrors
 from .user_fields import format_value, list_fields, set_user_fields
@@ -88,7 +88,7 @@ def read_csv(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         raise ServiceError(f"the file is not UTF-8 text (line {line}); save it as CSV UTF-8", field="file") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: list[tuple[int, list[str]]] = []
     header: list[str] | None = None
     try:
@@ -134,6 +134,7 @@ def import_users(data: bytes) -> ImportReport:
     all-or-nothing)."""
     header, rows = read_csv(data)
     fields = {f.name: f for f in list_fields()}
+    _begin_transaction()
     report = ImportReport(columns=header)
     seen: dict[str, int] = {}          # username -> line
     line_of_user: dict[int, int] = {}  # user id -> line that created or changed it
@@ -165,6 +166,13 @@ def import_users(data: bytes) -> ImportReport:
         line_of_user[user.id] = line
         report.lines.append(LineResult(line, username, outcome, changes=changes))
     return report
+
+
+def _begin_transaction() -> None:
+    """SQLite's driver opens a transaction only before a data change, and a SAVEPOINT outside one is a transaction
+    of its own that its RELEASE commits. A no-op UPDATE opens the caller's transaction first, so the savepoints
+    below nest in it and the caller's rollback undoes every line (on PostgreSQL it matches and locks nothing)."""
+    db.session.execute(update(UserField).where(UserField.id < 0).values(name=UserField.name))
 
 
 def _reason(exc: FormErrors, line_of_user: dict[int, int]) -> str:
@@ -205,7 +213,7 @@ def _apply(cells: dict[str, str], fields: dict[str, Any]) -> tuple[User, str, li
     username = cells["username"]
     _check_profile(cells)
     groups = _groups(cells["groups"]) if cells.get("groups") else None
-    custom = {name: cells[name] for name in fields if cells.get(name)}
+    custom = {name: value for name, value in cells.items() if name in fields and value}   # file order
     user = find_user(username)
     if user is None:
         if not USERNAME_RE.fullmatch(username):
