@@ -32,6 +32,9 @@ def console(client: FlaskClient, admin: User, alice: User, bob: User) -> FlaskCl
     return client
 
 
+SHOWN = ["employee_number", "projects", "contractor", "start_date"]   # the fields the user page shows
+
+
 def values(username: str) -> dict[str, Any]:
     db.session.expire_all()
     return dict(users_svc.get_user(username).custom_fields)
@@ -107,7 +110,8 @@ def test_remove_field_used_by_an_app_is_refused(console: FlaskClient) -> None:
 def test_user_page_edits_typed_values(console: FlaskClient) -> None:
     page = console.get("/admin/users/alice").get_data(as_text=True)
     assert 'type="date" id="field_start_date"' in page and 'type="checkbox" name="field_contractor"' in page
-    resp = post(console, "/admin/users/alice/fields", {"field_employee_number": "E-1", "field_projects": "x; y",
+    resp = post(console, "/admin/users/alice/fields", {"shown": SHOWN, "field_employee_number": "E-1",
+                                                       "field_projects": "x; y",
                                                        "field_contractor": "1", "field_start_date": "2024-03-01"},
                 "/admin/users/alice")
     assert resp.status_code == 303 and resp.headers["Location"] == "/admin/users/alice"
@@ -117,20 +121,32 @@ def test_user_page_edits_typed_values(console: FlaskClient) -> None:
     assert 'value="x;y"' in page and re.search(r'name="field_contractor" value="1" id="field_contractor"\s*checked',
                                                page)
     # unchecking a set bool stores false; clearing a text clears it
-    post(console, "/admin/users/alice/fields", {"field_employee_number": "E-1", "field_projects": "",
+    post(console, "/admin/users/alice/fields", {"shown": SHOWN, "field_employee_number": "E-1", "field_projects": "",
                                                "field_start_date": "2024-03-01"}, "/admin/users/alice")
     assert values("alice") == {"employee_number": "E-1", "contractor": False, "start_date": "2024-03-01"}
     # an unchecked box on a user with no value leaves the bool unset
-    post(console, "/admin/users/bob/fields", {"field_projects": "p"}, "/admin/users/bob")
+    post(console, "/admin/users/bob/fields", {"shown": SHOWN, "field_projects": "p"}, "/admin/users/bob")
     assert values("bob") == {"projects": ["p"]}
     row = db.session.scalars(select(AdminAudit).where(AdminAudit.action == "user.fields",
                                                       AdminAudit.target == "bob")).one()
     assert row.actor == "web:admin" and row.after == {"projects": ["p"]}
 
 
+def test_a_field_the_page_did_not_show_is_left_alone(console: FlaskClient) -> None:
+    """A field added (and set by another admin) after the page was loaded: the page's save does not clear it."""
+    page = console.get("/admin/users/bob").get_data(as_text=True)
+    assert page.count('name="shown"') == 4
+    fields_svc.add_field("department", "string")
+    fields_svc.add_field("remote", "bool")
+    fields_svc.set_user_fields(users_svc.get_user("bob"), {"department": "Ops", "remote": "yes"})
+    post(console, "/admin/users/bob/fields", {"shown": SHOWN, "field_projects": "p"}, "/admin/users/bob")
+    assert values("bob") == {"department": "Ops", "remote": True, "projects": ["p"]}
+
+
 def test_user_field_errors_are_shown_and_nothing_is_written(console: FlaskClient) -> None:
     fields_svc.set_user_fields(users_svc.get_user("alice"), {"employee_number": "E-1"})
-    resp = post(console, "/admin/users/bob/fields", {"field_employee_number": "e-1", "field_projects": "kept",
+    resp = post(console, "/admin/users/bob/fields", {"shown": SHOWN, "field_employee_number": "e-1",
+                                                     "field_projects": "kept",
                                                      "field_start_date": "2023-02-30"}, "/admin/users/bob")
     body = resp.get_data(as_text=True)
     assert resp.status_code == 422
@@ -145,7 +161,7 @@ def test_field_pages_are_admin_only_and_need_csrf(client: FlaskClient, app: Flas
                                                   alice: User) -> None:
     fields_svc.add_field("department", "string")
     posts = [("/admin/fields/new", {"name": "x1", "type": "string"}), ("/admin/fields/department/remove", {}),
-             ("/admin/users/alice/fields", {"field_department": "Sales"})]
+             ("/admin/users/alice/fields", {"shown": "department", "field_department": "Sales"})]
     assert client.get("/admin/fields").status_code == 302
     login(client, "alice", PASSWORD)
     assert client.get("/admin/fields").status_code == 403

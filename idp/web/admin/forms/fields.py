@@ -11,6 +11,7 @@ from idp.models import UserField
 from idp.web.admin.forms.base import AdminForm, FlagField, TextField
 
 VALUE_PREFIX = "field_"   # input name of a user field's value: field_<name> (no clash with csrf_token & co)
+SHOWN = "shown"           # one hidden input per field the page showed, its value the field's name
 
 
 class NewFieldForm(AdminForm):
@@ -25,12 +26,15 @@ class FieldValuesForm(AdminForm):
     a declared field, the values are read against the current field definitions."""
 
     @staticmethod
-    def changes(formdata: Mapping[str, Any], fields: Sequence[UserField],
-                current: Mapping[str, Any]) -> dict[str, str | None]:
-        """{name: raw text or None} for every field: text as typed ("" clears), a bool checkbox as true/false,
+    def changes(formdata: Any, fields: Sequence[UserField], current: Mapping[str, Any]) -> dict[str, str | None]:
+        """{name: raw text or None} for every field the page showed (hidden `shown` inputs name them, so a field
+        added since the page was loaded is left alone): text as typed ("" clears), a bool checkbox as true/false,
         except that an unchecked box leaves an unset bool unset."""
+        shown = set(formdata.getlist(SHOWN))
         values: dict[str, str | None] = {}
         for f in fields:
+            if f.name not in shown:
+                continue
             key = VALUE_PREFIX + f.name
             if f.type == FieldType.BOOL:
                 checked = formdata.get(key) == "1"
