@@ -19,6 +19,7 @@ from .audit import audit_cmd
 from .certs import certs_group
 from .db import db_group
 from .events import events_cmd
+from .fields import fields_group
 from .groups import groups_group
 from .org import org_group
 from .serve import serve_cmd
@@ -28,7 +29,7 @@ from .users import users_group
 
 def register_cli(app: Flask) -> None:
     for cmd in (db_group, users_group, groups_group, apps_group, events_cmd, certs_group, org_group,
-                access_group, audit_cmd, serve_cmd, tokens_group):
+                access_group, audit_cmd, serve_cmd, tokens_group, fields_group):
         app.cli.add_command(cmd)
 
 

@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from typing import IO
 
 import click
 
 from idp.extensions import db
+from idp.services import user_fields as fields_svc
 from idp.services import users as users_svc
 
 from ._common import fail, passwords, read_password_stdin, unit_of_work
+
+FIELD_HELP = "Set a user field: NAME=VALUE (repeatable; an empty VALUE clears it; see `idp fields list`)."
+
+
+def _field_values(pairs: tuple[str, ...], clear: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """--field NAME=VALUE and --clear-field NAME as one {name: raw or None} change."""
+    values: dict[str, str | None] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            fail(f"--field takes NAME=VALUE, not {pair[:60]!r}")
+        if name.strip() in values:
+            fail(f"field {name.strip()!r} is given more than once")
+        values[name.strip()] = value
+    for name in clear:
+        if name in values:
+            fail(f"field {name!r} is both set and cleared")
+        values[name] = None
+    return values
 
 
 @click.group("users", help="Manage users.")
@@ -25,12 +48,15 @@ def users_group() -> None:
 @click.option("--last-name", default="")
 @click.option("--group", "groups", multiple=True)
 @click.option("--admin", is_flag=True)
+@click.option("--field", "fields", multiple=True, metavar="NAME=VALUE", help=FIELD_HELP)
 @unit_of_work
 def users_add(username: str, email: str, password_stdin: bool, first_name: str, last_name: str,
-              groups: tuple[str, ...], admin: bool) -> None:
+              groups: tuple[str, ...], admin: bool, fields: tuple[str, ...]) -> None:
+    values = _field_values(fields)
     pw_hash = passwords().hash(read_password_stdin()) if password_stdin else None
-    users_svc.add_user(username, email=email, password_hash=pw_hash, first_name=first_name,
-                       last_name=last_name, groups=list(groups), is_admin=admin)
+    user = users_svc.add_user(username, email=email, password_hash=pw_hash, first_name=first_name,
+                              last_name=last_name, groups=list(groups), is_admin=admin)
+    fields_svc.set_user_fields(user, values)
     click.echo(f"user {username} added")
 
 
@@ -40,14 +66,109 @@ def users_add(username: str, email: str, password_stdin: bool, first_name: str, 
 @click.option("--remove-group", "remove_groups", multiple=True)
 @click.option("--disabled/--enabled", default=None)
 @click.option("--password-stdin", is_flag=True)
+@click.option("--field", "fields", multiple=True, metavar="NAME=VALUE", help=FIELD_HELP)
+@click.option("--clear-field", "clear_fields", multiple=True, metavar="NAME", help="Clear a user field (repeatable).")
 @unit_of_work
 def users_set(username: str, groups: tuple[str, ...], remove_groups: tuple[str, ...], disabled: bool | None,
-              password_stdin: bool) -> None:
+              password_stdin: bool, fields: tuple[str, ...], clear_fields: tuple[str, ...]) -> None:
+    values = _field_values(fields, clear_fields)
     user = users_svc.get_user(username)
     pw_hash = passwords().hash(read_password_stdin()) if password_stdin else None
     users_svc.set_user(user, add_groups=list(groups), remove_groups=list(remove_groups), disabled=disabled,
                        password_hash=pw_hash)
+    fields_svc.set_user_fields(user, values)
     click.echo(f"user {username} updated")
+
+
+@users_group.command("show", help="A user's profile, groups, status and user fields.")
+@click.argument("username")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@unit_of_work
+def users_show(username: str, fmt: str) -> None:
+    user = users_svc.get_user(username)
+    custom = user.custom_fields or {}
+    defined = fields_svc.list_fields()
+    if fmt == "json":
+        click.echo(json.dumps({
+            "username": user.username, "email": user.email, "first_name": user.first_name,
+            "last_name": user.last_name, "groups": user.group_names, "admin": user.is_admin,
+            "disabled": user.disabled, "has_password": user.password_hash is not None,
+            "fields": {f.name: custom[f.name] for f in defined if f.name in custom},
+        }, indent=2, ensure_ascii=False))
+        return
+    rows = [("username", user.username), ("email", user.email), ("first name", user.first_name),
+            ("last name", user.last_name), ("groups", ", ".join(user.group_names) or "-"),
+            ("status", ", ".join(x for x in ("admin" if user.is_admin else "",
+                                             "disabled" if user.disabled else "enabled") if x)),
+            ("password", "set" if user.password_hash is not None else "none")]
+    for label, value in rows:
+        click.echo(f"{label:<20} {value}")
+    if defined:
+        click.echo("user fields:")
+        for f in defined:
+            text = fields_svc.format_value(f.type, custom.get(f.name)) if f.name in custom else "(not set)"
+            click.echo(f"  {f.name:<18} {text}")
+
+
+@users_group.command("import", help="Create and update users from a CSV file (header row; username is the key; "
+                                     "email, first_name, last_name, groups separated by ';', and user fields by "
+                                     "name). An empty cell leaves a value unchanged. All or nothing unless "
+                                     "--skip-invalid; exit status 1 when a line is refused.")
+@click.argument("file", type=click.File("rb"))
+@click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing.")
+@click.option("--skip-invalid", is_flag=True, help="Write the valid lines even when others are refused.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@unit_of_work
+def users_import(file: IO[bytes], dry_run: bool, skip_invalid: bool, fmt: str) -> None:
+    from idp.services import user_import
+    data = file.read(user_import.MAX_BYTES + 1)
+    report = user_import.import_users(data)
+    refused = report.refused
+    written = not dry_run and (refused == 0 or skip_invalid)
+    if not written:
+        db.session.rollback()
+    summary = report.summary()
+    if fmt == "json":
+        click.echo(json.dumps({"dry_run": dry_run, "written": written, "summary": summary,
+                               "lines": [r.to_dict() for r in report.lines]}, indent=2, ensure_ascii=False))
+    else:
+        click.echo(f"{'LINE':<6} {'USERNAME':<28} {'RESULT':<10} DETAIL")
+        for r in report.lines:
+            detail = r.reason or ", ".join(r.changes)
+            click.echo(f"{r.line:<6} {r.username[:28]:<28} {r.result:<10} {detail}".rstrip())
+        click.echo(", ".join(f"{n} {k}" for k, n in summary.items()))
+    if dry_run:
+        outcome = "dry run: nothing written"
+    elif written:
+        outcome = "written" + (f"; {refused} refused line{'s' if refused != 1 else ''} skipped" if refused else "")
+    else:
+        outcome = (f"nothing written: {refused} line{'s' if refused != 1 else ''} refused (all or nothing; "
+                   "--skip-invalid writes the valid lines)")
+    click.echo(outcome, err=fmt == "json" or refused > 0)
+    if refused:
+        sys.exit(1)   # unit_of_work commits what `written` kept (nothing, after the rollback above, otherwise)
+
+
+@users_group.command("export", help="Write every user with built-in and user fields (never passwords or second "
+                                     "factors); `idp users import` reads the CSV back unchanged.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv")
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file (created readable by you only) instead of standard output.")
+@unit_of_work
+def users_export(fmt: str, output: str | None) -> None:
+    from idp.services import user_import
+    columns, rows = user_import.export_rows()
+    text = user_import.to_csv(columns, rows) if fmt == "csv" else user_import.to_json(rows)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}")
+    click.echo(f"{len(rows)} user{'s' if len(rows) != 1 else ''} written to {output}", err=True)
 
 
 @users_group.command("mfa-enroll", help="Enrol a TOTP second factor; prints the otpauth:// URI (shown once) on "

@@ -81,6 +81,7 @@ NAV = (
     ("admin.apps", "Apps", "apps"),
     ("admin.users", "Users", "users"),
     ("admin.groups", "Groups", "groups"),
+    ("admin.fields", "User fields", "fields"),
     ("admin.events", "Event log", "events"),
     ("admin.access_check", "Access check", "access"),
     ("admin.certs", "Certificates", "certs"),

@@ -11,7 +11,7 @@ from idp.auth.enrolment_links import MAX_VALID_HOURS, PATH
 from idp.auth.factors import list_factors
 from idp.extensions import db
 from idp.flows.enrolment import record_factor_removed, record_reset, record_unsuspended
-from idp.models import Group, User
+from idp.models import Group, User, UserField
 from idp.services import ServiceError, accounts
 from idp.services import users as users_svc
 from idp.services.users import find_user
@@ -79,13 +79,32 @@ def users_new() -> Response:
 
 
 def _edit_page(user: User, status: int = 200, *, form: UserForm | None = None,
-               pw_form: PasswordForm | None = None, link_form: EnrolmentLinkForm | None = None) -> Response:
+               pw_form: PasswordForm | None = None, link_form: EnrolmentLinkForm | None = None,
+               field_errors: dict[str, str] | None = None, field_values: dict[str, str] | None = None) -> Response:
     return _page(status, "admin/users_edit.html", section="users", user=user, groups=accounts.group_names(),
                  mfa_enrolled=totp.is_enrolled(user), mfa_suspended=totp_guard.is_suspended(user),
                  passkeys=passkeys.passkeys_of(user), factors=list_factors(user),
                  is_self=user.id == current_user.user.id,
                  form=form or UserForm.from_user(user), pw_form=pw_form or PasswordForm(formdata=None),
-                 link_form=link_form or EnrolmentLinkForm(formdata=None), max_link_hours=MAX_VALID_HOURS)
+                 link_form=link_form or EnrolmentLinkForm(formdata=None), max_link_hours=MAX_VALID_HOURS,
+                 custom_fields=_field_inputs(user, field_values), field_errors=field_errors or {})
+
+
+def _field_inputs(user: User, posted: dict[str, str] | None) -> list[tuple[UserField, str]]:
+    """Each user field with the text its input shows: what was posted (after a refusal) or the stored value
+    (format_value; "true"/"false" for a bool)."""
+    from idp.services import user_fields as fields_svc
+    values = user.custom_fields or {}
+    rows = []
+    for f in fields_svc.list_fields():
+        if posted is not None:
+            text = posted.get(f.name, "")
+            if f.type == "bool":
+                text = "true" if text == "1" else "false"
+        else:
+            text = fields_svc.format_value(f.type, values.get(f.name))
+        rows.append((f, text))
+    return rows
 
 
 @bp.route("/users/<username>", methods=["GET", "POST"])
