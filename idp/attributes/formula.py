@@ -229,11 +229,16 @@ def activation_value(field_type: FieldType, raw: Any) -> Any:
 
 def user_activation(schema: Schema, values: Mapping[str, Any]) -> dict[str, Any]:
     """The `user` variable: every user field of the schema that has a value (None: unset, left out so that a
-    formula reading it is unavailable unless guarded by has()), converted by activation_value."""
+    formula reading it is unavailable unless guarded by has()), converted by activation_value. A stored value
+    that does not fit its field's type (written before a field was re-created with another type) counts as
+    unset rather than failing the sign-in."""
     out: dict[str, Any] = {}
     for f in schema.user_fields:
         raw = values.get(f.name)
         if raw is None:
             continue
-        out[f.name] = activation_value(f.type, raw)
+        try:
+            out[f.name] = activation_value(f.type, raw)
+        except ValueError:
+            continue
     return out

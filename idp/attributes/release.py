@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from .dictionary import NAME_FORMATS
-from .formula import Formula, FormulaError, FormulaUnavailable, activation_value, compile_formula
+from .formula import Formula, FormulaError, FormulaUnavailable, activation_value, compile_formula, user_activation
 from .schema import APP_MEMBERS, SESSION_MEMBERS, FieldType, Schema
 
 FORMULA_PREFIX = "formula:"
@@ -202,10 +202,7 @@ class Subject:
 
     def activation(self, schema: Schema) -> dict[str, Any]:
         """The variables a formula sees (an unset admin-defined field is absent from `user`)."""
-        user: dict[str, Any] = {}
-        for f in schema.user_fields:
-            if f.name in self.fields and self.fields[f.name] is not None:
-                user[f.name] = activation_value(f.type, self.fields[f.name])
+        user = user_activation(schema, self.fields)
         app = {"slug": self.app_slug, "name": self.app_name, "entity_id": self.entity_id}
         session = {"amr": list(self.amr), "mfa": self.mfa}
         if self.auth_time is not None:
