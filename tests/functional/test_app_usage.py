@@ -22,10 +22,12 @@ from idp.models import SsoEvent, utcnow
 from idp.reasons import Reason
 from idp.services import ServiceError, app_usage
 from idp.services import apps as apps_svc
+from idp.services import users as users_svc
 
 from ..conftest import SP_METADATA_DIR
-from ..webclient import Browser, saml_form
+from ..webclient import Browser, enrol_totp, saml_form
 from .conftest import PASSWORD
+from .test_admin_apps import sign_in, text
 from .test_cli import fails, ok
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -299,3 +301,125 @@ def test_cli_usage_errors(app: Flask, seeded: datetime) -> None:
     fails(app, "apps", "usage", "nope", fragment="no app with slug 'nope'")
     fails(app, "apps", "usage", "wiki", "--all", fragment="give an app SLUG or --all, not both")
     fails(app, "apps", "usage", "wiki", "--format", "xml", fragment="Invalid value for '--format'", code=2)
+
+
+# ---------------------------------------------------------------- console
+
+
+@pytest.fixture
+def admin(client: FlaskClient, app: Flask) -> str:
+    pw = app.extensions["idp.passwords"]
+    user = users_svc.add_user("root", email="root@example.com", password_hash=pw.hash(PASSWORD), is_admin=True)
+    enrol_totp(user)
+    db.session.commit()
+    return sign_in(client, "root")
+
+
+def _section(html: str) -> str:
+    m = re.search(r'<section class="card" id="usage".*?</section>', html, re.S)
+    assert m, "no Usage section on the page"
+    return m.group(0)
+
+
+def _bars(html: str) -> list[tuple[str, int, str]]:
+    """(day, count, tooltip) of each bar of the usage chart."""
+    svg = re.search(r'<svg class="usage-chart".*?</svg>', html, re.S)
+    assert svg, "no chart"
+    groups = re.findall(r'<g class="usage-day" data-day="([\d-]+)" data-count="(\d+)"><title>([^<]*)</title>'
+                        r'<rect class="usage-hit"[^>]*/><rect class="usage-bar" [^>]*/></g>', svg.group(0))
+    assert len(groups) == svg.group(0).count('class="usage-bar"')
+    return [(d, int(n), t) for d, n, t in groups]
+
+
+def test_app_page_usage_section_with_svg_chart(client: FlaskClient, admin: str, seeded: datetime) -> None:
+    resp = client.get("/admin/apps/wiki")
+    assert resp.status_code == 200
+    html = text(resp)
+    section = _section(html)
+    bars = _bars(section)
+    assert len(bars) == 30
+    today = seeded.date().isoformat()
+    assert bars[-1] == (today, 1, f"{today}: 1 sign-in")
+    assert bars[-3][1] == 1 and bars[0][1] == 0 and bars[0][2].endswith(": 0 sign-ins")
+    assert sum(n for _, n, _ in bars) == 3
+    first = (seeded - timedelta(days=29)).date().isoformat()
+    label = f"Sign-ins per day, {first} to {today} (UTC): 3 in 30 days, at most 1 a day"
+    assert f'role="img" aria-label="{label}"' in section and f'<title id="usage-chart-title">{label}</title>' in section
+    # a full-height bar for the busiest day, none for an empty one
+    heights = [float(h) for h in re.findall(r'class="usage-bar" [^>]*height="([\d.]+)"', section)]
+    assert heights[-1] == 100.0 and heights[0] == 0.0
+    assert "<script" not in section and "style=" not in section
+    assert re.search(r'id="usage-sign-ins">3 <span class="muted small">\(SAML 2 · OIDC 1\)', section)
+    assert 'id="usage-distinct-users">2<' in section
+    since = (seeded - timedelta(days=29)).date().isoformat()
+    link = f"/admin/events?app=wiki&amp;outcome=denied&amp;reason=user_not_permitted&amp;since={since}"
+    assert re.search(rf'<tr data-reason="user_not_permitted">\s*<td><a href="{re.escape(link)}"><code>'
+                     r'user_not_permitted</code></a></td>\s*<td class="right">2</td>', section)
+    assert 'href="/admin/events?app=wiki&amp;outcome=error&amp;reason=bad_signature' in section
+    assert re.search(r'<tr data-user="alice">\s*<td><a href="/admin/users/alice">alice</a></td>\s*'
+                     r'<td class="right">2</td>', section)
+    assert section.index('data-user="alice"') < section.index('data-user="bob"')
+    assert 'id="usage-days-30" aria-current="true"' in section
+    # the denial link opens the event log filtered by app, outcome, reason and period
+    events = text(client.get(link.replace("&amp;", "&")))
+    assert events.count("user_not_permitted") >= 2 and "mallory" in events
+
+
+@pytest.mark.parametrize("days", [7, 90, 1])
+def test_app_page_period_from_the_query_string(client: FlaskClient, admin: str, seeded: datetime,
+                                               days: int) -> None:
+    section = _section(text(client.get(f"/admin/apps/wiki?days={days}")))
+    assert len(_bars(section)) == days
+    assert f"sign-ins over the last {days} day" in section
+    if days in (7, 90):
+        assert f'id="usage-days-{days}" aria-current="true"' in section
+
+
+@pytest.mark.parametrize("days", ["abc", "0", "367", "-3", "30d"])
+def test_app_page_bad_period_is_a_400_page(client: FlaskClient, admin: str, seeded: datetime, days: str) -> None:
+    resp = client.get(f"/admin/apps/wiki?days={days}")
+    assert resp.status_code == 400
+    assert "Days must be a whole number from 1 to 366" in text(resp)
+    assert client.get(f"/admin/usage?days={days}").status_code == 400
+
+
+def test_app_page_usage_empty_and_top_users(client: FlaskClient, admin: str, app: Flask) -> None:
+    saml_app()
+    section = _section(text(client.get("/admin/apps/wiki")))
+    assert len(_bars(section)) == 30 and all(n == 0 for _, n, _ in _bars(section))
+    assert 'id="usage-no-users"' in section and 'id="usage-no-denials"' in section
+    for i in range(30):
+        add_event("wiki", f"user{i:02d}", at=_today())
+    section = _section(text(client.get("/admin/apps/wiki")))
+    assert section.count("<tr data-user=") == 25
+    assert "The 25 most recent of 30 users" in section
+
+
+def test_usage_overview_page(client: FlaskClient, admin: str, seeded: datetime) -> None:
+    apps_page = text(client.get("/admin/apps"))
+    assert re.search(r'<nav class="admin-nav"[^>]*>.*<a href="/admin/usage"\s*>Usage</a>', apps_page, re.S)
+    resp = client.get("/admin/usage")
+    assert resp.status_code == 200
+    html = text(resp)
+    assert '<a href="/admin/usage" aria-current="page">Usage</a>' in html
+    assert re.findall(r'<tr id="usage-row-([a-z-]+)"', html) == ["wiki", "crm", "hr"]
+    row = dict(re.findall(r'<tr id="usage-row-([a-z-]+)" data-slug="[^"]+"( class="dormant")?', html))
+    assert row == {"wiki": "", "crm": ' class="dormant"', "hr": ' class="dormant"'}
+    hr = re.search(r'<tr id="usage-row-hr".*?</tr>', html, re.S).group(0)  # type: ignore[union-attr]
+    assert '<span class="muted">never</span>' in hr and 'badge warn dormant">dormant<' in hr
+    crm = re.search(r'<tr id="usage-row-crm".*?</tr>', html, re.S).group(0)  # type: ignore[union-attr]
+    assert (seeded - timedelta(days=60)).strftime("%Y-%m-%d") in crm and "dormant" in crm
+    wiki = re.search(r'<tr id="usage-row-wiki".*?</tr>', html, re.S).group(0)  # type: ignore[union-attr]
+    assert 'class="bar-n sign-ins">3<' in wiki and 'class="right users">2<' in wiki and "dormant" not in wiki
+    assert 'href="/admin/apps/wiki?days=30#usage"' in wiki
+    assert "1 app used, 2 dormant" in html
+    html90 = text(client.get("/admin/usage?days=90"))
+    assert re.findall(r'<tr id="usage-row-([a-z-]+)"', html90) == ["wiki", "crm", "hr"]
+    assert "2 apps used, 1 dormant" in html90 and 'id="usage-days-90" aria-current="true"' in html90
+
+
+def test_usage_pages_are_admin_only(client: FlaskClient, app: Flask, seeded: datetime, alice: Any) -> None:
+    db.session.commit()
+    sign_in(client, "alice")
+    assert client.get("/admin/usage").status_code == 403
+    assert client.get("/admin/apps/wiki?days=7").status_code == 403
