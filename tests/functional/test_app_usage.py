@@ -144,6 +144,20 @@ def test_days_out_of_range_is_a_clear_error(app: Flask, days: Any) -> None:
     assert err.value.field == "days"
 
 
+def test_the_day_expression_per_dialect() -> None:
+    """UTC days in SQL: SQLite's date() of the stored UTC text; PostgreSQL's timestamptz taken AT TIME ZONE 'UTC'
+    (tests/scaleout/test_app_usage_pg.py runs it under other session time zones)."""
+    from sqlalchemy.dialects import mysql, postgresql, sqlite
+    from sqlalchemy.exc import CompileError
+
+    expr = app_usage.utc_day(SsoEvent.at)
+    assert str(expr.compile(dialect=sqlite.dialect())) == "date(sso_events.at)"
+    assert str(expr.compile(dialect=postgresql.dialect())) == \
+        "to_char((sso_events.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+    with pytest.raises(CompileError, match="written for SQLite and PostgreSQL"):
+        expr.compile(dialect=mysql.dialect())
+
+
 @pytest.mark.parametrize(("typed", "days"), [(None, 30), ("", 30), (" 7 ", 7), ("1", 1), ("366", 366)])
 def test_parse_days(typed: str | None, days: int) -> None:
     assert app_usage.parse_days(typed) == days
