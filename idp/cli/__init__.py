@@ -14,6 +14,7 @@ from idp.config import load_settings
 
 from ._common import command_actor
 from .access import access_group
+from .app_usage import usage_cmd
 from .apps import apps_group
 from .audit import audit_cmd
 from .certs import certs_group
@@ -25,6 +26,8 @@ from .org import org_group
 from .serve import serve_cmd
 from .tokens import tokens_group
 from .users import users_group
+
+apps_group.add_command(usage_cmd)   # `idp apps usage` (its own module: read-only reports)
 
 
 def register_cli(app: Flask) -> None:

@@ -79,6 +79,7 @@ def allow_metadata_uploads() -> None:
 
 NAV = (
     ("admin.apps", "Apps", "apps"),
+    ("admin.usage_overview", "Usage", "usage"),
     ("admin.users", "Users", "users"),
     ("admin.groups", "Groups", "groups"),
     ("admin.fields", "User fields", "fields"),

@@ -258,6 +258,7 @@ def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: P
                    status: int = 200, notice: str | None = None, oidc_form: Any = None,
                    add_oidc_form: Any = None) -> tuple[str, int]:
     from idp.web.admin.oidc_views import detail_context  # the OIDC sections (forms, usage) live there
+    from idp.web.admin.usage_views import usage_context  # the Usage section (sign-ins from the event log)
 
     sp = SpMetadata.from_dict(app.sp) if app.has_saml and app.sp is not None else None
     current = apps_svc.AppSettings.from_dict(app.settings)
@@ -279,6 +280,7 @@ def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: P
                  "user_fields": ATTRIBUTE_SOURCES, "permitted": PERMITTED_MODES, "ip_modes": IP_MODES,
                  "mfa_actions": MFA_ACTIONS},
         notice=notice, now=datetime.now(UTC), **detail_context(app, oidc_form, add_oidc_form),
+        **usage_context(app),
     )
 
 

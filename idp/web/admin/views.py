@@ -22,3 +22,4 @@ from idp.web.admin import audit_views  # noqa: F401,E402,I001
 from idp.web.admin import apps_views  # noqa: F401,E402
 from idp.web.admin import oidc_views  # noqa: F401,E402,I001
 from idp.web.admin import fields_views  # noqa: F401,E402,I001
+from idp.web.admin import usage_views  # noqa: F401,E402,I001
