@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import select
+
+from ...extensions import db
+from ...models import ConnectedApp
 from ...policy.checks import parse_cidr
 from ...policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
 from ...saml.bindings import BindingError, check_relay_state
@@ -29,6 +34,9 @@ from .settings import (
 )
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+MAX_ISSUER_LENGTH = 1024   # as for an SP's entityID (saml-core §8.3.6 caps entity identifiers at 1024 characters)
+_URN = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:\S+$", re.IGNORECASE)
+OWN_ENTITY_ID_MESSAGE = "this is the IdP's own entity ID: register the SP's metadata, not the IdP's"
 RESERVED_SLUGS = frozenset({"new", "admin", "api", "static", "login", "logout", "saml"})
 
 
@@ -80,6 +88,8 @@ def validate_settings(s: AppSettings) -> None:
             raise refuse("allowed_nameid_formats", f"NameID format {fmt[:100]!r} cannot be issued here: allow one of "
                                                    f"{', '.join(NAMEID_FORMATS)} (short names or their URIs)")
     _validate_relay_state_settings(s)
+    if s.issuer is not None:
+        validate_issuer(s.issuer)
     if s.sign not in SIGN_MODES:
         raise refuse("sign", f"sign must be one of {', '.join(SIGN_MODES)}")
     if s.signature_algorithm not in SIGNATURE_ALGORITHMS:
@@ -111,6 +121,63 @@ def validate_settings(s: AppSettings) -> None:
         if field_name not in ATTRIBUTE_SOURCES:
             raise refuse("attributes", f"attribute {name!r}: unknown user field {field_name!r} "
                                        f"(choose from {', '.join(ATTRIBUTE_SOURCES)})")
+
+
+def validate_issuer(value: str) -> str:
+    """A per-app IdP entity ID: an absolute URI (an http(s) URL with a host, or a urn:NID:NSS), at most 1024
+    characters, without spaces or control characters (it is written into Issuer elements and metadata)."""
+    if not value or len(value) > MAX_ISSUER_LENGTH:
+        raise ServiceError(f"issuer must be 1-{MAX_ISSUER_LENGTH} characters", field="issuer")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ServiceError("issuer must not contain spaces or control characters", field="issuer")
+    try:
+        parts = urlsplit(value)
+        http_url = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:   # an unparseable host or port
+        http_url = False
+    if not http_url and not _URN.fullmatch(value):
+        raise ServiceError(f"issuer {value[:100]!r} must be an absolute URI: an http(s) URL with a host "
+                           "(https://idp.example.com/tenant-a) or a URN (urn:example:idp:tenant-a)", field="issuer")
+    return value
+
+
+def check_issuer_free(issuer: str) -> None:
+    """A per-app issuer must not be an SP's entityID (that app's own or another's): the SP would read
+    responses as coming from itself, and an inbound message naming it would be ambiguous."""
+    taken = db.session.scalar(select(ConnectedApp.slug).where(ConnectedApp.entity_id == issuer))
+    if taken is not None:
+        raise ServiceError(f"issuer {issuer[:100]!r} is the SP entityID of app {taken!r}: choose an IdP entity ID "
+                           "no SP uses", field="issuer")
+
+
+def check_not_an_idp_entity_id(entity_id: str, idp_entity_id: str) -> None:
+    """SP metadata must not name the IdP itself: neither the IdP's entity ID nor an app's per-app issuer."""
+    if entity_id == idp_entity_id:
+        raise ServiceError(OWN_ENTITY_ID_MESSAGE, field="entity_id")
+    for slug, settings in db.session.execute(select(ConnectedApp.slug, ConnectedApp.settings)):
+        if (settings or {}).get("issuer") == entity_id:
+            raise ServiceError(f"this is the IdP entity ID app {slug!r} uses (its issuer): register the SP's "
+                               "metadata, not the IdP's", field="entity_id")
+
+
+def stale_metadata_warning(sp: SpMetadata | dict[str, Any] | None, now: datetime | None = None) -> str | None:
+    """A warning when the SP's metadata says it expired (validUntil in the past): accepted as Shibboleth does
+    without a RequiredValidUntil filter, but the admin should ask the SP for fresh metadata."""
+    if sp is None:
+        return None
+    if isinstance(sp, dict):
+        raw = sp.get("valid_until")
+        valid_until = datetime.fromisoformat(raw) if raw else None
+    else:
+        valid_until = sp.valid_until
+    if valid_until is None:
+        return None
+    if valid_until.tzinfo is None:
+        valid_until = valid_until.replace(tzinfo=UTC)
+    if valid_until >= (now or datetime.now(UTC)):
+        return None
+    return (f"the SP's metadata expired: its validUntil ({valid_until.strftime('%Y-%m-%d %H:%M UTC')}) is in the "
+            "past; it was accepted, but ask the SP for fresh metadata")
 
 
 def signing_changes(*, signing_key: str | None = None, signature_algorithm: str | None = None,
