@@ -84,9 +84,7 @@ def validate_settings(s: AppSettings) -> None:
     if s.nameid_field not in NAMEID_FIELDS:
         raise refuse("nameid_field", f"NameID field must be one of {', '.join(NAMEID_FIELDS)}")
     for fmt in s.allowed_nameid_formats:
-        if fmt not in NAMEID_FORMATS.values():
-            raise refuse("allowed_nameid_formats", f"NameID format {fmt[:100]!r} cannot be issued here: allow one of "
-                                                   f"{', '.join(NAMEID_FORMATS)} (short names or their URIs)")
+        validate_allowed_nameid_format(fmt)
     _validate_relay_state_settings(s)
     if s.issuer is not None:
         validate_issuer(s.issuer)
@@ -130,12 +128,7 @@ def validate_issuer(value: str) -> str:
         raise ServiceError(f"issuer must be 1-{MAX_ISSUER_LENGTH} characters", field="issuer")
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
         raise ServiceError("issuer must not contain spaces or control characters", field="issuer")
-    try:
-        parts = urlsplit(value)
-        http_url = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:   # an unparseable host or port
-        http_url = False
-    if not http_url and not _URN.fullmatch(value):
+    if not _http_url(value) and not _URN.fullmatch(value):
         raise ServiceError(f"issuer {value[:100]!r} must be an absolute URI: an http(s) URL with a host "
                            "(https://idp.example.com/tenant-a) or a URN (urn:example:idp:tenant-a)", field="issuer")
     return value
@@ -222,26 +215,53 @@ def validate_policy_references(*, allow_groups: Iterable[str] = (), deny_groups:
 
 
 def _validate_relay_state_settings(s: AppSettings) -> None:
-    """Start URL: an absolute http(s) URL; allow-list entries: non-empty, and an http(s) URL with a host when
-    URL-like. Both are sent as RelayState, so they fit its 80 bytes and hold no markup or control characters."""
-    def usable(value: str, field: str, what: str) -> None:
-        try:
-            check_relay_state(value)
-        except BindingError as exc:
-            raise ServiceError(f"{what}: {exc}", field=field) from None
-        if not value.strip():
-            raise ServiceError(f"{what} must not be empty", field=field)
+    if s.start_url is not None:
+        validate_start_url(s.start_url)
+    for entry in s.relay_state_allow:
+        validate_relay_state_entry(entry)
 
-    def http_url(value: str) -> bool:
+
+# One value at a time, shared by validate_settings and the console's field checks (the same rules, the same words).
+
+def validate_start_url(value: str) -> str:
+    """Start URL: an absolute http(s) URL. It is sent as RelayState, so it fits its 80 bytes and holds no markup
+    or control characters."""
+    _usable_relay_state(value, "start_url", "start URL")
+    if not _http_url(value):
+        raise ServiceError("start URL must be an absolute http(s) URL", field="start_url")
+    return value
+
+
+def validate_relay_state_entry(entry: str) -> str:
+    """A RelayState allow-list entry: non-empty, a usable RelayState, and an http(s) URL with a host when
+    URL-like."""
+    _usable_relay_state(entry, "relay_state_allow", f"RelayState allow-list entry {entry[:100]!r}")
+    if is_url_like(entry) and not _http_url(entry):
+        raise ServiceError(f"RelayState allow-list entry {entry[:100]!r}: a URL must be http(s) with a host",
+                           field="relay_state_allow")
+    return entry
+
+
+def validate_allowed_nameid_format(uri: str) -> str:
+    """A NameIDPolicy format an app may be asked for: one this IdP can issue (its URI)."""
+    if uri not in NAMEID_FORMATS.values():
+        raise ServiceError(f"NameID format {uri[:100]!r} cannot be issued here: allow one of "
+                           f"{', '.join(NAMEID_FORMATS)} (short names or their URIs)", field="allowed_nameid_formats")
+    return uri
+
+
+def _usable_relay_state(value: str, field: str, what: str) -> None:
+    try:
+        check_relay_state(value)
+    except BindingError as exc:
+        raise ServiceError(f"{what}: {exc}", field=field) from None
+    if not value.strip():
+        raise ServiceError(f"{what} must not be empty", field=field)
+
+
+def _http_url(value: str) -> bool:
+    try:
         parts = urlsplit(value)
         return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-    if s.start_url is not None:
-        usable(s.start_url, "start_url", "start URL")
-        if not http_url(s.start_url):
-            raise ServiceError("start URL must be an absolute http(s) URL", field="start_url")
-    for entry in s.relay_state_allow:
-        usable(entry, "relay_state_allow", f"RelayState allow-list entry {entry[:100]!r}")
-        if is_url_like(entry) and not http_url(entry):
-            raise ServiceError(f"RelayState allow-list entry {entry[:100]!r}: a URL must be http(s) with a host",
-                               field="relay_state_allow")
+    except ValueError:   # an unparseable host or port
+        return False
