@@ -35,6 +35,7 @@ from .settings import (
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 MAX_ISSUER_LENGTH = 1024   # as for an SP's entityID (saml-core §8.3.6 caps entity identifiers at 1024 characters)
+_NOT_IN_URIS = frozenset('<>"{}|\\^`')
 _URN = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:\S+$", re.IGNORECASE)
 OWN_ENTITY_ID_MESSAGE = "this is the IdP's own entity ID: register the SP's metadata, not the IdP's"
 RESERVED_SLUGS = frozenset({"new", "admin", "api", "static", "login", "logout", "saml"})
@@ -128,6 +129,9 @@ def validate_issuer(value: str) -> str:
         raise ServiceError(f"issuer must be 1-{MAX_ISSUER_LENGTH} characters", field="issuer")
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
         raise ServiceError("issuer must not contain spaces or control characters", field="issuer")
+    if any(c in _NOT_IN_URIS for c in value):
+        raise ServiceError(f"issuer must not contain any of {' '.join(sorted(_NOT_IN_URIS))} (not allowed in a URI, "
+                           "RFC 3986)", field="issuer")
     if not _http_url(value) and not _URN.fullmatch(value):
         raise ServiceError(f"issuer {value[:100]!r} must be an absolute URI: an http(s) URL with a host "
                            "(https://idp.example.com/tenant-a) or a URN (urn:example:idp:tenant-a)", field="issuer")
