@@ -165,9 +165,11 @@ class SamlForm(AdminForm):
 
     def validate_relay_state_allow(self, field: Field) -> None:
         problems = []
-        for n, entry in enumerate(self.relay_state_entries(), start=1):
+        for n, line in enumerate(field.data.splitlines(), start=1):
+            if not line.strip():
+                continue
             try:
-                validate_relay_state_entry(entry)
+                validate_relay_state_entry(line.strip())
             except ServiceError as exc:
                 problems.append(f"line {n}: {exc}")
         if problems:
