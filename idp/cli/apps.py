@@ -81,6 +81,7 @@ def apps_add(source: str | None, name: str | None, slug: str | None, entity_id: 
     else:
         xml, ref = _read_metadata(source)
         app = apps_svc.register_app(xml, name=name, slug=slug, entity_id=entity_id, source="cli", source_ref=ref)
+        _warn_stale(app)
         secret = None
         if oidc:
             _, secret = apps_svc.add_oidc(app, apps_svc.initial_settings(
@@ -88,6 +89,13 @@ def apps_add(source: str | None, name: str | None, slug: str | None, entity_id: 
     click.echo(app.slug)
     if app.oidc is not None:
         _echo_client(app.oidc.client_id, secret)
+
+
+def _warn_stale(app: Any) -> None:
+    """Accepted metadata whose validUntil is past: a warning on standard error (the command still succeeds)."""
+    warning = apps_svc.stale_metadata_warning(app.sp)
+    if warning:
+        click.echo(f"Warning: app {app.slug}: {warning}", err=True)
 
 
 def _echo_client(client_id: str, secret: str | None) -> None:
@@ -110,6 +118,8 @@ def apps_sync(folder: Path | None) -> None:
             click.echo(f"{label:<9} {slug}")
     for name, why in report.refused:
         click.echo(f"refused   {name}: {why}")
+    for name, warning in report.warnings:
+        click.echo(f"Warning: {name}: {warning}", err=True)
     click.echo(f"{len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
                f"{len(report.refused)} refused")
     if report.refused:
@@ -129,6 +139,9 @@ def _app_dict(app: Any) -> dict[str, Any]:
             "authn_requests_signed": sp["authn_requests_signed"],
             "want_assertions_signed": sp["want_assertions_signed"],
             "launch_url": settings().url(f"/apps/{app.slug}/sso"),
+            # the IdP entity ID this app sees (its per-app issuer, else the IdP's) and its own IdP metadata
+            "idp_entity_id": cfg.issuer or settings().entity_id,
+            "idp_metadata_url": settings().url(f"/saml/metadata/{app.slug}"),
         })
     d["settings"] = cfg.to_dict()
     if app.oidc is not None:
@@ -214,6 +227,10 @@ def apps_remove(slug: str) -> None:
 @click.option("--clear-relay-state-allow", is_flag=True, help="Back to the default RelayState rule (see README).")
 @click.option("--idp-initiated", type=click.Choice(["on", "off"]),
               help="off: /apps/SLUG/sso refuses and the launcher does not offer the app.")
+@click.option("--issuer", help="The IdP entity ID this app sees (Issuer of its responses and logout messages, "
+                               "entityID of /saml/metadata/SLUG): an absolute http(s) URL or urn:, at most 1024 "
+                               "characters.")
+@click.option("--clear-issuer", is_flag=True, help="The app sees the IdP's own entity ID again.")
 @click.option("--attribute", "attributes", multiple=True, help="NAME=FIELD; repeat. Replaces the attribute map.")
 @click.option("--clear-attributes", is_flag=True)
 @click.option("--sign", type=click.Choice(apps_svc.SIGN_MODES))
@@ -249,7 +266,7 @@ def apps_set(source: str | None, entity_id: str | None, oidc: bool, public: bool
              slug: str, nameid_format: str | None, nameid_field: str | None,
              allowed_nameid_formats: tuple[str, ...], clear_allowed_nameid_formats: bool, start_url: str | None,
              relay_state_allow: tuple[str, ...], clear_relay_state_allow: bool, idp_initiated: str | None,
-             attributes: tuple[str, ...],
+             issuer: str | None, clear_issuer: bool, attributes: tuple[str, ...],
              clear_attributes: bool, sign: str | None, enabled: bool | None, name: str | None,
              require_signed_requests: bool | None, allow_sha1: bool | None, permitted: str | None,
              allow_groups: tuple[str, ...], deny_groups: tuple[str, ...], remove_allow_groups: tuple[str, ...],
@@ -259,11 +276,14 @@ def apps_set(source: str | None, entity_id: str | None, oidc: bool, public: bool
              signing_key: str | None,
              signature_algorithm: str | None, encrypt_assertion: bool | None,
              encryption_algorithm: str | None) -> None:
+    if issuer is not None and clear_issuer:
+        fail("give --issuer or --clear-issuer, not both")
     app = apps_svc.get_app(slug)
     if source is not None:
         xml, ref = _read_metadata(source)
         changed = apps_svc.update_metadata(app, xml, source_ref=ref, entity_id=entity_id)
         click.echo(f"app {slug}: SAML metadata {'updated' if changed else 'unchanged'}")
+        _warn_stale(app)
     elif entity_id is not None:
         fail("--entity-id goes with --metadata")
     secret = _set_oidc(app, oidc, public, oidc_flags)
@@ -286,6 +306,7 @@ def apps_set(source: str | None, entity_id: str | None, oidc: bool, public: bool
                              relay_state_allow=tuple(dict.fromkeys(relay_state_allow))
                              if relay_state_allow or clear_relay_state_allow else None,
                              idp_initiated=None if idp_initiated is None else idp_initiated == "on",
+                             issuer=apps_svc.CLEAR if clear_issuer else issuer,
                              attributes=attr_map, sign=sign, require_signed_requests=require_signed_requests,
                              allow_sha1=allow_sha1, **policy,
                              **apps_svc.signing_changes(published_kids=_published_kids(signing_key),

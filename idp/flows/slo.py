@@ -147,7 +147,8 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
         pending_store.replace(token, state)
         signing = signing_for(app, keys)
         redirect = ep.binding == BINDING_REDIRECT  # Redirect: the query is signed, not the XML
-        _, xml = build_logout_request(issuer=settings.entity_id, destination=ep.location, name_id=item["name_id"],
+        _, xml = build_logout_request(issuer=app.idp_entity_id(settings.entity_id), destination=ep.location,
+                                      name_id=item["name_id"],
                                       name_id_format=item["name_id_format"], session_index=item["session_index"],
                                       now=now, lifetime=timedelta(minutes=5), signing=None if redirect else signing)
         if redirect:
@@ -168,7 +169,8 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
     dest = ep.response_location or ep.location
     signing = signing_for(app, keys)
     redirect = ep.binding == BINDING_REDIRECT
-    _, xml = build_logout_response(issuer=settings.entity_id, destination=dest, in_response_to=origin["request_id"],
+    _, xml = build_logout_response(issuer=app.idp_entity_id(settings.entity_id), destination=dest,
+                                   in_response_to=origin["request_id"],
                                    status=STATUS_SUCCESS, now=now, signing=None if redirect else signing)
     if redirect:
         url = encode_redirect_url(dest, "SAMLResponse", xml, origin.get("relay_state"), signing.key,

@@ -337,7 +337,7 @@ def _issue(pending: PendingSso, app: AppConfig, session: SessionView, decision: 
     if app.settings.session_timeout:
         session_end = min(session_end, session.authn_at + timedelta(minutes=app.settings.session_timeout))
     spec = AssertionSpec(
-        issuer=settings.entity_id, audience=app.saml.entity_id, destination=pending.acs_url,
+        issuer=app.idp_entity_id(settings.entity_id), audience=app.saml.entity_id, destination=pending.acs_url,
         in_response_to=pending.request_id, name_id=name_id, name_id_format=fmt,
         session_index=session_index, authn_instant=session.authn_at, authn_context=authn_context,
         now=now, lifetime=timedelta(seconds=settings.assertion_lifetime_s),
@@ -371,7 +371,8 @@ def error_response(exc: SamlFlowError, settings: Settings, keys: KeySet | None) 
         signing = signing_for(app, keys) if keys is not None else None  # an error Response is always signed
     except SamlFlowError:
         signing = None
-    rid, xml = build_error_response(issuer=settings.entity_id, destination=acs_url, in_response_to=in_response_to,
+    rid, xml = build_error_response(issuer=app.idp_entity_id(settings.entity_id), destination=acs_url,
+                                    in_response_to=in_response_to,
                                     status=exc.saml_status, sub_status=exc.saml_sub_status, message=None,
                                     now=utcnow(), signing=signing)
     if exc.context is not None:

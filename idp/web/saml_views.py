@@ -57,17 +57,28 @@ def _observe(resp: Response) -> Response:
 
 @bp.get("/saml/metadata")
 def metadata() -> Response:
-    """IdP metadata: every published signing key (rollover), or only the key an app is pinned to (?app=slug).
+    """IdP metadata: every published signing key (rollover), or one app's (?app=slug, as /saml/metadata/<slug>).
 
     Signed with the active key when ?signed=1 or IDP_METADATA_SIGNED; carries validUntil and cacheDuration.
     """
+    return _metadata(request.args.get("app"))
+
+
+@bp.get("/saml/metadata/<slug>")
+def app_metadata(slug: str) -> Response:
+    """One app's IdP metadata: the same endpoints, with its per-app entityID (issuer) when it has one and only
+    the key it is pinned to when pinned."""
+    return _metadata(slug)
+
+
+def _metadata(slug: str | None) -> Response:
     s = settings()
     try:
         keys = keystore().current()
     except KeyStoreError as exc:
         return error_page(503, "Signing key unavailable", str(exc))
     published = list(keys.published)
-    slug = request.args.get("app")
+    entity_id = s.entity_id
     filename = "idp-metadata.xml"
     if slug is not None:
         app = saml_app_config_by_slug(slug[:100])
@@ -78,8 +89,9 @@ def metadata() -> Response:
         except SamlFlowError as exc:
             return error_page(503, "Signing key unavailable", exc.message)
         filename = f"idp-metadata-{app.slug}.xml"
+        entity_id = app.idp_entity_id(s.entity_id)
     spec = IdpMetadataSpec(
-        entity_id=s.entity_id, sso_url=s.url("/saml/sso"), slo_url=s.url("/saml/slo"),
+        entity_id=entity_id, sso_url=s.url("/saml/sso"), slo_url=s.url("/saml/slo"),
         signing_certs_b64=[k.cert_b64 for k in published],
         want_authn_requests_signed=s.want_authn_requests_signed, now=datetime.now(UTC),
         valid_for=timedelta(days=s.metadata_valid_days),

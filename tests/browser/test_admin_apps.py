@@ -54,7 +54,9 @@ def test_upload_edit_policy_refresh_and_delete(live_idp: Any, page: Any) -> None
     page.fill("#slug", "nextcloud")
     page.click("#register")
     page.wait_for_url(re.compile(r"/admin/apps/nextcloud$"))
-    assert "registered" in page.locator(".flash").inner_text()
+    assert "registered" in page.locator(".flash.success").inner_text()
+    # the corpus document's validUntil is past: accepted, with a warning
+    assert "validUntil" in page.locator(".flash.warning").inner_text()
     assert page.locator("#app-entity-id").inner_text() == "http://localhost:8080/apps/user_saml/saml/metadata"
     assert NEXTCLOUD_ACS in page.locator("#acs-table").inner_text()
     assert page.locator("#idp-launch-url").inner_text() == f"{live_idp.url}/apps/nextcloud/sso"
@@ -112,7 +114,7 @@ def test_upload_edit_policy_refresh_and_delete(live_idp: Any, page: Any) -> None
     shot(page, "admin-app-refresh-diff")
     assert NEXTCLOUD_ACS in _apps(live_idp)["nextcloud"]["metadata"]  # not applied yet
     page.click("#apply-refresh")
-    assert "Metadata updated" in page.locator(".flash").inner_text()
+    assert "Metadata updated" in page.locator(".flash.success").inner_text()
     assert "https://cloud.example.com/saml/acs" in page.locator("#acs-table").inner_text()
 
     # the same document again: no changes
@@ -210,3 +212,29 @@ def test_errors_next_to_fields_and_nothing_saved(live_idp: Any, page: Any) -> No
     assert page.input_value("#ip_ranges") == "10.0.0.0/8\n10.1.2.300/24"  # what was typed is kept
     shot(page, "admin-app-policy-errors")
     assert _apps(live_idp) == before
+
+
+def test_connected_settings_and_issuer_in_the_saml_form(live_idp: Any, page: Any) -> None:
+    _admin(page, live_idp)
+    _db(live_idp, lambda: apps_svc.register_app(NO_KEYS.read_bytes(), slug="stuff"))
+    page.goto(f"{live_idp.url}/admin/apps/stuff")
+    page.check("#allowed_nameid_formats-transient")
+    page.check("#idp_initiated-off")
+    page.fill("#start_url", "https://stuff.example.com/home")
+    page.fill("#relay_state_allow", "https://stuff.example.com/app/\ndashboard")
+    page.fill("#issuer", "ftp://nope")
+    page.click("#save-saml")
+    assert "absolute URI" in page.locator("#issuer-error").inner_text()
+    assert page.get_attribute("#issuer", "aria-invalid") == "true"
+    assert _apps(live_idp)["stuff"]["settings"]["issuer"] is None   # nothing saved
+    page.fill("#issuer", "urn:example:idp:stuff")
+    page.click("#save-saml")
+    assert "SAML settings saved" in page.locator(".flash").inner_text()
+    settings = _apps(live_idp)["stuff"]["settings"]
+    assert settings["issuer"] == "urn:example:idp:stuff" and settings["idp_initiated"] is False
+    assert settings["start_url"] == "https://stuff.example.com/home"
+    assert settings["relay_state_allow"] == ["https://stuff.example.com/app/", "dashboard"]
+    assert settings["allowed_nameid_formats"] == ["urn:oasis:names:tc:SAML:2.0:nameid-format:transient"]
+    assert page.locator("#idp-entity-id").inner_text() == "urn:example:idp:stuff"
+    assert page.locator("#idp-metadata-url").inner_text() == f"{live_idp.url}/saml/metadata/stuff"
+    shot(page, "admin-app-connected-settings")

@@ -97,7 +97,8 @@ def nc(app: Flask, alice: Any) -> ConnectedApp:
 def saml_form(**over: Any) -> dict[str, Any]:
     data: dict[str, Any] = {"name": "Nextcloud", "nameid_format": "email", "nameid_field": "email", "sign": "both",
                             "signature_algorithm": "rsa-sha256", "encryption_algorithm": "aes256-gcm",
-                            "signing_key": "active", "attr_name": ["mail", ""], "attr_field": ["email", ""]}
+                            "signing_key": "active", "attr_name": ["mail", ""], "attr_field": ["email", ""],
+                            "idp_initiated": "on"}
     data.update(over)
     return {k: v for k, v in data.items() if v is not None}
 

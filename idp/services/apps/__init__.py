@@ -44,7 +44,9 @@ from .registry import (
     change_settings,
     check_entity_id_free,
     get_app,
+    idp_entity_id,
     list_apps,
+    parse_app_metadata,
     pinned_keys,
     register_app,
     remove_app,
@@ -68,12 +70,18 @@ from .settings import (
 from .validation import (
     RESERVED_SLUGS,
     SLUG_RE,
+    check_issuer_free,
     parse_metadata_or_refuse,
     signing_changes,
+    stale_metadata_warning,
+    validate_allowed_nameid_format,
+    validate_issuer,
     validate_name,
     validate_policy_references,
+    validate_relay_state_entry,
     validate_settings,
     validate_slug,
+    validate_start_url,
 )
 
 __all__ = [
@@ -89,5 +97,7 @@ __all__ = [
     "CLIENT_TYPES", "GRANT_TYPES", "IP_REFRESH_MODES", "REFRESH_POLICIES", "STANDARD_SCOPES", "TOKEN_AUTH_METHODS",
     "OidcSettings", "add_oidc", "app_config_by_client_id", "change_oidc", "format_duration", "initial_settings",
     "parse_duration", "parse_jwks", "parse_refresh_policy", "register_oidc_app", "rotate_secret",
-    "saml_app_config_by_id", "check_entity_id_free", "saml_app_config_by_slug", "secret_status", "verify_client_secret",
+    "saml_app_config_by_id", "check_entity_id_free", "check_issuer_free", "idp_entity_id", "parse_app_metadata",
+    "stale_metadata_warning", "validate_allowed_nameid_format", "validate_issuer", "validate_relay_state_entry",
+    "validate_start_url", "saml_app_config_by_slug", "secret_status", "verify_client_secret",
 ]

@@ -11,7 +11,7 @@ from ...extensions import db
 from ...models import ConnectedApp
 from .. import ServiceError
 from .registry import register_app, update_metadata
-from .validation import validate_slug
+from .validation import stale_metadata_warning, validate_slug
 
 
 @dataclass
@@ -20,6 +20,7 @@ class SyncReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)   # (file name, warning): accepted, but look
 
 
 def sync_folder(folder: Path) -> SyncReport:
@@ -32,15 +33,20 @@ def sync_folder(folder: Path) -> SyncReport:
             xml = path.read_bytes()
             existing = db.session.scalar(select(ConnectedApp).where(ConnectedApp.slug == slug))
             if existing is None:
-                register_app(xml, slug=slug, source="sync", source_ref=str(path))
+                added = register_app(xml, slug=slug, source="sync", source_ref=str(path))
                 report.added.append(slug)
+                warning = stale_metadata_warning(added.sp)
             elif existing.source != "sync":
                 raise ServiceError(f"slug {slug!r} belongs to an app that was not created by sync; left alone",
                                    field="slug")
             elif update_metadata(existing, xml, source_ref=str(path)):
                 report.updated.append(slug)
+                warning = stale_metadata_warning(existing.sp)
             else:
                 report.unchanged.append(slug)
+                warning = None
+            if warning:
+                report.warnings.append((path.name, warning))
         except (ServiceError, OSError) as exc:
             # refused before anything of this file was written (the services validate first); a race
             # lost at the database fails the whole sync in the command's unit of work instead

@@ -14,14 +14,23 @@ from sqlalchemy.exc import IntegrityError
 
 from ... import audit
 from ...attributes.release import parse_source, stored_source
-from ...extensions import db
+from ...extensions import component, db
 from ...models import ConnectedApp
 from ...saml.constants import SignMode
+from ...saml.sp_metadata import SpMetadata
 from .. import ServiceError
 from ..field_schema import current_schema
 from .cache import invalidate_cache
 from .settings import CLEAR, AppSettings, default_settings
-from .validation import RESERVED_SLUGS, parse_metadata_or_refuse, validate_name, validate_settings, validate_slug
+from .validation import (
+    RESERVED_SLUGS,
+    check_issuer_free,
+    check_not_an_idp_entity_id,
+    parse_metadata_or_refuse,
+    validate_name,
+    validate_settings,
+    validate_slug,
+)
 
 
 def slugify(text: str) -> str:
@@ -40,12 +49,26 @@ def _unique_slug(base: str) -> str:
     return slug
 
 
+def idp_entity_id() -> str:
+    """The IdP's own entity ID (IDP_BASE_URL/saml/metadata)."""
+    return str(component("idp.settings").entity_id)
+
+
+def parse_app_metadata(xml: bytes, entity_id: str | None) -> SpMetadata:
+    """The SP's metadata as an app may have it: parsed (parse_metadata_or_refuse), and refused when its entityID
+    is the IdP's own or an app's per-app issuer (someone pasted the IdP's metadata, or an SP claims the IdP's
+    name). Nothing is written or audited on refusal."""
+    sp = parse_metadata_or_refuse(xml, entity_id)
+    check_not_an_idp_entity_id(sp.entity_id, idp_entity_id())
+    return sp
+
+
 def register_app(xml: bytes, *, name: str | None = None, slug: str | None = None, entity_id: str | None = None,
                  source: str = "cli", source_ref: str | None = None) -> ConnectedApp:
     """Register a connected app from SP metadata; refuses with ServiceError and stores nothing on any problem."""
     if name is not None:
         name = validate_name(name)
-    sp = parse_metadata_or_refuse(xml, entity_id)
+    sp = parse_app_metadata(xml, entity_id)
     if db.session.scalar(select(ConnectedApp.id).where(ConnectedApp.entity_id == sp.entity_id)) is not None:
         raise ServiceError(f"an app with entityID {sp.entity_id!r} is already registered", field="entity_id")
     if slug is not None:
@@ -85,7 +108,7 @@ def update_metadata(app: ConnectedApp, xml: bytes, *, source_ref: str | None = N
     metadata suggests are taken, the access policy is kept."""
     if not app.has_saml:
         return _add_saml(app, xml, source_ref=source_ref, entity_id=entity_id)
-    sp = parse_metadata_or_refuse(xml, app.entity_id)
+    sp = parse_app_metadata(xml, app.entity_id)
     text = xml.decode("utf-8", errors="replace")
     if text == app.metadata_xml:
         return False
@@ -108,7 +131,7 @@ def check_entity_id_free(entity_id: str) -> None:
 
 
 def _add_saml(app: ConnectedApp, xml: bytes, *, source_ref: str | None, entity_id: str | None) -> bool:
-    sp = parse_metadata_or_refuse(xml, entity_id)
+    sp = parse_app_metadata(xml, entity_id)
     check_entity_id_free(sp.entity_id)
     derived = default_settings(sp, current_schema())
     current = AppSettings.from_dict(app.settings)
@@ -192,6 +215,8 @@ def change_settings(app: ConnectedApp, *, enabled: bool | None = None, name: str
         updates["nameid_value"] = f"{kind}:{value}"
     new = replace(current, **updates)
     validate_settings(new)
+    if new.issuer is not None and new.issuer != current.issuer:
+        check_issuer_free(new.issuer)
     # only when this change asks for encryption: an app whose metadata lost its certificate since
     # (refresh, sync) must still be editable and disable-able; its SSO fails with app_misconfigured
     if new.encrypt_assertion and updates.get("encrypt_assertion") and not (app.sp or {}).get("encryption_certs"):

@@ -180,6 +180,11 @@ class AppConfig:
         return uri in (self.nameid_format_uri, NAMEID_FORMATS[NameIdFormat.UNSPECIFIED]) \
             or uri in self.settings.allowed_nameid_formats
 
+    def idp_entity_id(self, default: str) -> str:
+        """The IdP entity ID this app sees (Issuer of what it is sent, entityID of its IdP metadata): its per-app
+        issuer, else `default` (the IdP's own)."""
+        return self.settings.issuer or default
+
     @property
     def requires_signed_requests(self) -> bool:
         return bool(self.sp and self.sp.authn_requests_signed) or self.settings.require_signed_requests

@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import select
+
 from ...attributes.release import ReleaseConfigError, compile_release
 from ...attributes.schema import Schema
+from ...extensions import db
+from ...models import ConnectedApp
 from ...policy.checks import parse_cidr
 from ...policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
 from ...saml.bindings import BindingError, check_relay_state
@@ -31,6 +36,10 @@ from .settings import (
 )
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+MAX_ISSUER_LENGTH = 1024   # as for an SP's entityID (saml-core §8.3.6 caps entity identifiers at 1024 characters)
+_NOT_IN_URIS = frozenset('<>"{}|\\^`')
+_URN = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:\S+$", re.IGNORECASE)
+OWN_ENTITY_ID_MESSAGE = "this is the IdP's own entity ID: register the SP's metadata, not the IdP's"
 RESERVED_SLUGS = frozenset({"new", "admin", "api", "static", "login", "logout", "saml"})
 
 
@@ -78,10 +87,10 @@ def validate_settings(s: AppSettings) -> None:
     if s.nameid_field not in NAMEID_FIELDS:
         raise refuse("nameid_field", f"NameID field must be one of {', '.join(NAMEID_FIELDS)}")
     for fmt in s.allowed_nameid_formats:
-        if fmt not in NAMEID_FORMATS.values():
-            raise refuse("allowed_nameid_formats", f"NameID format {fmt[:100]!r} cannot be issued here: allow one of "
-                                                   f"{', '.join(NAMEID_FORMATS)} (short names or their URIs)")
+        validate_allowed_nameid_format(fmt)
     _validate_relay_state_settings(s)
+    if s.issuer is not None:
+        validate_issuer(s.issuer)
     if s.sign not in SIGN_MODES:
         raise refuse("sign", f"sign must be one of {', '.join(SIGN_MODES)}")
     if s.signature_algorithm not in SIGNATURE_ALGORITHMS:
@@ -118,6 +127,61 @@ def validate_release_settings(s: AppSettings, schema: Schema | None = None) -> N
                         schema=schema or current_schema())
     except ReleaseConfigError as exc:
         raise ServiceError(str(exc), field=exc.field) from None
+
+
+def validate_issuer(value: str) -> str:
+    """A per-app IdP entity ID: an absolute URI (an http(s) URL with a host, or a urn:NID:NSS), at most 1024
+    characters, without spaces or control characters (it is written into Issuer elements and metadata)."""
+    if not value or len(value) > MAX_ISSUER_LENGTH:
+        raise ServiceError(f"issuer must be 1-{MAX_ISSUER_LENGTH} characters", field="issuer")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ServiceError("issuer must not contain spaces or control characters", field="issuer")
+    if any(c in _NOT_IN_URIS for c in value):
+        raise ServiceError(f"issuer must not contain any of {' '.join(sorted(_NOT_IN_URIS))} (not allowed in a URI, "
+                           "RFC 3986)", field="issuer")
+    if not _http_url(value) and not _URN.fullmatch(value):
+        raise ServiceError(f"issuer {value[:100]!r} must be an absolute URI: an http(s) URL with a host "
+                           "(https://idp.example.com/tenant-a) or a URN (urn:example:idp:tenant-a)", field="issuer")
+    return value
+
+
+def check_issuer_free(issuer: str) -> None:
+    """A per-app issuer must not be an SP's entityID (that app's own or another's): the SP would read
+    responses as coming from itself, and an inbound message naming it would be ambiguous."""
+    taken = db.session.scalar(select(ConnectedApp.slug).where(ConnectedApp.entity_id == issuer))
+    if taken is not None:
+        raise ServiceError(f"issuer {issuer[:100]!r} is the SP entityID of app {taken!r}: choose an IdP entity ID "
+                           "no SP uses", field="issuer")
+
+
+def check_not_an_idp_entity_id(entity_id: str, idp_entity_id: str) -> None:
+    """SP metadata must not name the IdP itself: neither the IdP's entity ID nor an app's per-app issuer."""
+    if entity_id == idp_entity_id:
+        raise ServiceError(OWN_ENTITY_ID_MESSAGE, field="entity_id")
+    for slug, settings in db.session.execute(select(ConnectedApp.slug, ConnectedApp.settings)):
+        if (settings or {}).get("issuer") == entity_id:
+            raise ServiceError(f"this is the IdP entity ID app {slug!r} uses (its issuer): register the SP's "
+                               "metadata, not the IdP's", field="entity_id")
+
+
+def stale_metadata_warning(sp: SpMetadata | dict[str, Any] | None, now: datetime | None = None) -> str | None:
+    """A warning when the SP's metadata says it expired (validUntil in the past): accepted as Shibboleth does
+    without a RequiredValidUntil filter, but the admin should ask the SP for fresh metadata."""
+    if sp is None:
+        return None
+    if isinstance(sp, dict):
+        raw = sp.get("valid_until")
+        valid_until = datetime.fromisoformat(raw) if raw else None
+    else:
+        valid_until = sp.valid_until
+    if valid_until is None:
+        return None
+    if valid_until.tzinfo is None:
+        valid_until = valid_until.replace(tzinfo=UTC)
+    if valid_until >= (now or datetime.now(UTC)):
+        return None
+    return (f"the SP's metadata expired: its validUntil ({valid_until.strftime('%Y-%m-%d %H:%M UTC')}) is in the "
+            "past; it was accepted, but ask the SP for fresh metadata")
 
 
 def signing_changes(*, signing_key: str | None = None, signature_algorithm: str | None = None,
@@ -162,26 +226,53 @@ def validate_policy_references(*, allow_groups: Iterable[str] = (), deny_groups:
 
 
 def _validate_relay_state_settings(s: AppSettings) -> None:
-    """Start URL: an absolute http(s) URL; allow-list entries: non-empty, and an http(s) URL with a host when
-    URL-like. Both are sent as RelayState, so they fit its 80 bytes and hold no markup or control characters."""
-    def usable(value: str, field: str, what: str) -> None:
-        try:
-            check_relay_state(value)
-        except BindingError as exc:
-            raise ServiceError(f"{what}: {exc}", field=field) from None
-        if not value.strip():
-            raise ServiceError(f"{what} must not be empty", field=field)
+    if s.start_url is not None:
+        validate_start_url(s.start_url)
+    for entry in s.relay_state_allow:
+        validate_relay_state_entry(entry)
 
-    def http_url(value: str) -> bool:
+
+# One value at a time, shared by validate_settings and the console's field checks (the same rules, the same words).
+
+def validate_start_url(value: str) -> str:
+    """Start URL: an absolute http(s) URL. It is sent as RelayState, so it fits its 80 bytes and holds no markup
+    or control characters."""
+    _usable_relay_state(value, "start_url", "start URL")
+    if not _http_url(value):
+        raise ServiceError("start URL must be an absolute http(s) URL", field="start_url")
+    return value
+
+
+def validate_relay_state_entry(entry: str) -> str:
+    """A RelayState allow-list entry: non-empty, a usable RelayState, and an http(s) URL with a host when
+    URL-like."""
+    _usable_relay_state(entry, "relay_state_allow", f"RelayState allow-list entry {entry[:100]!r}")
+    if is_url_like(entry) and not _http_url(entry):
+        raise ServiceError(f"RelayState allow-list entry {entry[:100]!r}: a URL must be http(s) with a host",
+                           field="relay_state_allow")
+    return entry
+
+
+def validate_allowed_nameid_format(uri: str) -> str:
+    """A NameIDPolicy format an app may be asked for: one this IdP can issue (its URI)."""
+    if uri not in NAMEID_FORMATS.values():
+        raise ServiceError(f"NameID format {uri[:100]!r} cannot be issued here: allow one of "
+                           f"{', '.join(NAMEID_FORMATS)} (short names or their URIs)", field="allowed_nameid_formats")
+    return uri
+
+
+def _usable_relay_state(value: str, field: str, what: str) -> None:
+    try:
+        check_relay_state(value)
+    except BindingError as exc:
+        raise ServiceError(f"{what}: {exc}", field=field) from None
+    if not value.strip():
+        raise ServiceError(f"{what} must not be empty", field=field)
+
+
+def _http_url(value: str) -> bool:
+    try:
         parts = urlsplit(value)
         return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-    if s.start_url is not None:
-        usable(s.start_url, "start_url", "start URL")
-        if not http_url(s.start_url):
-            raise ServiceError("start URL must be an absolute http(s) URL", field="start_url")
-    for entry in s.relay_state_allow:
-        usable(entry, "relay_state_allow", f"RelayState allow-list entry {entry[:100]!r}")
-        if is_url_like(entry) and not http_url(entry):
-            raise ServiceError(f"RelayState allow-list entry {entry[:100]!r}: a URL must be http(s) with a host",
-                               field="relay_state_allow")
+    except ValueError:   # an unparseable host or port
+        return False

@@ -37,6 +37,7 @@ from idp.services.apps import (
     SIGNATURE_ALGORITHM_NAMES,
 )
 from idp.services.apps.oidc_settings import settings_of
+from idp.services.apps.validation import OWN_ENTITY_ID_MESSAGE
 from idp.web.admin import bp
 from idp.web.admin.apps_display import fmt_dt, nameid_short, policy_summary, short_binding
 from idp.web.admin.forms.app_settings import PolicyForm, SamlForm
@@ -218,18 +219,27 @@ def _register(form: NewAppForm | PickAppForm, xml: bytes, source: str, ref: str 
     if token is not None:
         pending.get(token, PICK_KIND, consume=True)
     flash(f"App “{app.name}” registered as {app.slug}. Review its settings and access policy below.", "success")
+    _flash_stale(app)
     return redirect(url_for("admin.app_detail", slug=app.slug), 303)
+
+
+def _flash_stale(app: ConnectedApp) -> None:
+    """Accepted metadata whose validUntil is past: said once more as the page opens (the page shows a badge)."""
+    warning = apps_svc.stale_metadata_warning(app.sp)
+    if warning:
+        flash(f"Warning: {warning[0].upper()}{warning[1:]}.", "warning")
 
 
 # ---------------------------------------------------------------- detail and edits
 
 
-def _idp_values(slug: str) -> list[tuple[str, str, str]]:
-    """(label, id, absolute URL) the SP owner needs; every URL from IDP_BASE_URL, never the Host header."""
+def _idp_values(slug: str, issuer: str | None = None) -> list[tuple[str, str, str]]:
+    """(label, id, absolute URL) the SP owner needs; every URL from IDP_BASE_URL, never the Host header. An app
+    with a per-app issuer is given that entity ID and its own metadata URL (the IdP's names the IdP's entity ID)."""
     s = settings()
     return [
-        ("Entity ID / Issuer", "idp-entity-id", s.entity_id),
-        ("Metadata URL", "idp-metadata-url", s.url("/saml/metadata")),
+        ("Entity ID / Issuer" + (" (this app's own)" if issuer else ""), "idp-entity-id", issuer or s.entity_id),
+        ("Metadata URL", "idp-metadata-url", s.url(f"/saml/metadata/{slug}" if issuer else "/saml/metadata")),
         ("Metadata for this app (download)", "idp-app-metadata-url",
          s.url("/saml/metadata?" + urlencode({"app": slug, "download": "1"}))),
         ("SSO URL (Redirect and POST)", "idp-sso-url", s.url("/saml/sso")),
@@ -273,12 +283,13 @@ def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: P
         signing_certs=[cert_info(c) for c in sp.signing_certs] if sp else [],
         encryption_certs=[cert_info(c) for c in sp.encryption_certs] if sp else [],
         keys=keys, key_error=key_error, signing_key=signing_key, groups=accounts.group_names(), last_sso=last,
-        idp_values=_idp_values(app.slug), summary=policy_summary(current),
+        idp_values=_idp_values(app.slug, current.issuer), summary=policy_summary(current),
         events_url=url_for("admin.events", app=app.slug) if "admin.events" in current_app.view_functions else None,
         choices={"nameid_formats": tuple(NAMEID_FORMATS), "nameid_fields": NAMEID_FIELDS, "sign": SIGN_MODES,
                  "sigalgs": tuple(SIGNATURE_ALGORITHM_NAMES), "encalgs": ENCRYPTION_ALGORITHMS,
                  "user_fields": ATTRIBUTE_SOURCES, "permitted": PERMITTED_MODES, "ip_modes": IP_MODES,
                  "mfa_actions": MFA_ACTIONS},
+        idp_entity_id=settings().entity_id, app_metadata_url=settings().url(f"/saml/metadata/{app.slug}"),
         notice=notice, now=datetime.now(UTC), **detail_context(app, oidc_form, add_oidc_form),
         **usage_context(app),
     )
@@ -314,7 +325,8 @@ def app_saml(slug: str) -> tuple[str, int] | Response:
         apps_svc.change_settings(
             app, name=form.name.data, nameid_format=form.nameid_format.data, nameid_field=form.nameid_field.data,
             attributes=dict(form.attributes.data), sign=form.sign.data,
-            require_signed_requests=form.require_signed_requests.data, allow_sha1=form.allow_sha1.data, **signing)
+            require_signed_requests=form.require_signed_requests.data, allow_sha1=form.allow_sha1.data, **signing,
+            **form.connected_changes())
     except ServiceError as exc:
         refuse(form, exc)
         return _render_detail(_app_or_404(slug), saml=form, status=422)
@@ -406,11 +418,11 @@ def app_refresh(slug: str) -> tuple[str, int] | Response:
             xml = form.metadata_xml.data.encode("utf-8")
         else:
             xml, ref = _fetch(form.metadata_url.data), form.metadata_url.data
-        new_sp = apps_svc.parse_metadata_or_refuse(xml, app.entity_id)
+        new_sp = apps_svc.parse_app_metadata(xml, app.entity_id)
         if adding:
             apps_svc.check_entity_id_free(new_sp.entity_id)
     except ServiceError as exc:
-        if exc.field == "entity_id" and not adding:
+        if exc.field == "entity_id" and not adding and str(exc) != OWN_ENTITY_ID_MESSAGE:
             exc = ServiceError(f"{exc} (the new metadata must describe this app's entityID {app.entity_id!r})",
                                field=exc.field)
         refuse(form, exc, {"url": source, "metadata": source, "entity_id": source})
@@ -445,4 +457,5 @@ def app_refresh_apply(slug: str) -> tuple[str, int] | Response:
         db.session.rollback()
         return error_page(422, "Metadata refused", str(exc))
     flash("Metadata updated." if changed else "The metadata was already up to date.", "success")
+    _flash_stale(app)
     return redirect(url_for("admin.app_detail", slug=app.slug), 303)

@@ -4,6 +4,7 @@ apps services check it all again when it is saved."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from wtforms import Field
@@ -22,12 +23,43 @@ from idp.services.apps import (
     SIGN_MODES,
     SIGNATURE_ALGORITHM_NAMES,
     AppSettings,
+    nameid_format_uri,
+    validate_allowed_nameid_format,
+    validate_issuer,
     validate_name,
+    validate_relay_state_entry,
+    validate_start_url,
 )
-from idp.web.admin.forms.base import AdminForm, FlagField, ListField, TextField, one_of, required, service_rule
+from idp.web.admin.forms.base import (
+    AdminForm,
+    FlagField,
+    ListField,
+    TextField,
+    Validator,
+    one_of,
+    optional,
+    required,
+    service_rule,
+)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SIGALG_BY_URI = {uri: name for name, uri in SIGNATURE_ALGORITHM_NAMES.items()}
+_NAMEID_SHORT = {uri: str(short) for short, uri in NAMEID_FORMATS.items()}
+
+
+def _allowed_nameid_format(value: str) -> None:
+    validate_allowed_nameid_format(nameid_format_uri(value))
+
+
+def _each(rule: Callable[[str], object]) -> Validator:
+    """A service's check of every value of a list field (the first refusal is shown next to the field)."""
+    def check(form: Any, field: Field) -> None:
+        for value in field.data:
+            try:
+                rule(value)
+            except ServiceError as exc:
+                raise ValidationError(str(exc)) from None
+    return check
 
 
 # ---------------------------------------------------------------- SAML settings
@@ -90,6 +122,13 @@ class SamlForm(AdminForm):
     signing_key = TextField(limit=64)            # "active" or a key id
     require_signed_requests = FlagField()
     allow_sha1 = FlagField()
+    # NameID requests, IdP-initiated launches and the per-app issuer (the `idp apps set` flags of the same names)
+    allowed_nameid_formats = ListField(limit=200, keep_empty=False, unique=True, max_items=20,
+                                       validators=[_each(_allowed_nameid_format)])
+    start_url = TextField(limit=1000, validators=[optional, service_rule(validate_start_url)])   # blank: none
+    relay_state_allow = TextField(limit=20000, strip=False)   # as typed: one entry per line
+    idp_initiated = TextField(limit=10, validators=[one_of(("on", "off"), "IdP-initiated sign-in")])
+    issuer = TextField(limit=2000, validators=[optional, service_rule(validate_issuer)])        # blank: the IdP's
     extra_rows = TextField(limit=20)             # how many blank attribute rows the page showed
     add_row = TextField(limit=20)                # set by the "Add attribute row" button
 
@@ -112,7 +151,39 @@ class SamlForm(AdminForm):
             "signature_algorithm": _SIGALG_BY_URI.get(s.signature_algorithm, s.signature_algorithm),
             "encrypt_assertion": s.encrypt_assertion, "encryption_algorithm": s.encryption_algorithm,
             "signing_key": s.signing_key or "active", "require_signed_requests": s.require_signed_requests,
-            "allow_sha1": s.allow_sha1})
+            "allow_sha1": s.allow_sha1, **cls.connected_data(s)})
+
+    @staticmethod
+    def connected_data(s: AppSettings) -> dict[str, Any]:
+        """The form's values of the NameID-request, launch and issuer settings."""
+        return {"allowed_nameid_formats": [_NAMEID_SHORT.get(f, f) for f in s.allowed_nameid_formats],
+                "start_url": s.start_url or "", "relay_state_allow": "\n".join(s.relay_state_allow),
+                "idp_initiated": "on" if s.idp_initiated else "off", "issuer": s.issuer or ""}
+
+    def relay_state_entries(self) -> list[str]:
+        return list(dict.fromkeys(line.strip() for line in self.relay_state_allow.data.splitlines() if line.strip()))
+
+    def validate_relay_state_allow(self, field: Field) -> None:
+        problems = []
+        for n, line in enumerate(field.data.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                validate_relay_state_entry(line.strip())
+            except ServiceError as exc:
+                problems.append(f"line {n}: {exc}")
+        if problems:
+            raise ValidationError("; ".join(problems[:10]))
+
+    def connected_changes(self) -> dict[str, Any]:
+        """change_settings arguments for the NameID-request, launch and issuer settings (after validate()); a
+        blank start URL or issuer removes it, as `idp apps set --start-url ''` / `--clear-issuer` do."""
+        return {"allowed_nameid_formats": tuple(dict.fromkeys(nameid_format_uri(f)
+                                                              for f in self.allowed_nameid_formats.data)),
+                "start_url": self.start_url.data or CLEAR,
+                "relay_state_allow": tuple(self.relay_state_entries()),
+                "idp_initiated": self.idp_initiated.data == "on",
+                "issuer": self.issuer.data or CLEAR}
 
     def validate_signature_algorithm(self, field: Field) -> None:
         if field.data == "rsa-sha1" and not self.allow_sha1.data and not field.errors:
