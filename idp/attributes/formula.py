@@ -63,6 +63,7 @@ class Formula:
     program: Any = field(repr=False, compare=False)
     # member name -> "variable.member" for the members that may be absent (to name one in FormulaUnavailable)
     fields: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    multi_valued: bool = False     # the checked result type is a list (several AttributeValues; never a NameID)
 
     def evaluate(self, activation: Mapping[str, Any]) -> str | list[str] | None:
         cells = _count_plain(activation, "", 0)
@@ -181,7 +182,8 @@ def compile_formula(source: str, schema: Schema) -> Formula:
     absent = {name: f"{variable}.{name}" for variable, members in schema.formula_variables().items()
               if variable != "user" for name in members}
     absent.update({f.name: f"user.{f.name}" for f in schema.custom})
-    return Formula(source, program, absent)
+    return Formula(source, program, absent, multi_valued=analysis.result is not None
+                   and analysis.result.kind == "list")
 
 
 # ------------------------------------------------------------------------------------------------ activation

@@ -158,6 +158,9 @@ def compile_release(*, attributes: Mapping[str, str], attribute_formats: Mapping
         if nameid.field is not None and (f := schema.field(nameid.field)) is not None and f.type == FieldType.LIST:
             raise ReleaseConfigError(f"NameID value: {nameid.field} holds several values; a NameID has one",
                                      field="nameid_value")
+        if nameid.formula is not None and nameid.formula.multi_valued:
+            raise ReleaseConfigError("NameID value: the formula gives a list; a NameID has one value",
+                                     field="nameid_value")
     return CompiledRelease(tuple(rules), nameid, on_missing == "deny")
 
 

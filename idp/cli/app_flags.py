@@ -64,15 +64,110 @@ def policy_changes(current: AppSettings, *, permitted: str | None = None, allow_
     return changes
 
 
+def split_attribute(item: str, option: str = "--attribute") -> tuple[str, str]:
+    """NAME=SOURCE, SOURCE being field:F, formula:EXPR or a bare field name. A formula may hold "=" (==), so the
+    split is at the first "=field:" / "=formula:"; otherwise at the last "=" (a name may itself hold "=")."""
+    for marker in ("=formula:", "=field:"):
+        at = item.find(marker)
+        if at > 0:
+            return item[:at], item[at + 1:]
+    name, sep, source = item.rpartition("=")
+    if not sep or not name or not source:
+        raise ServiceError(f"{option} expects NAME=field:FIELD or NAME=formula:EXPR, got {item[:200]!r}",
+                           field="attributes")
+    return name, source
+
+
 def parse_attribute_option(values: list[str]) -> dict[str, str]:
-    """--attribute NAME=FIELD (repeated) as an attribute map; the name may itself hold "=" (the last one splits)."""
+    """--attribute NAME=SOURCE (repeated) as an attribute map, in the order given."""
+    return dict(split_attribute(item) for item in values)
+
+
+def _pairs(values: Iterable[str], option: str, field: str) -> dict[str, str]:
+    """NAME=VALUE options (the last "=" splits: attribute names may hold "="); an empty VALUE removes NAME."""
     out: dict[str, str] = {}
     for item in values:
-        name, sep, field_name = item.rpartition("=")
+        name, sep, value = item.rpartition("=")
         if not sep or not name:
-            raise ServiceError(f"--attribute expects NAME=FIELD, got {item!r}", field="attributes")
-        out[name] = field_name
+            raise ServiceError(f"{option} expects NAME=VALUE, got {item[:200]!r}", field=field)
+        out[name] = value
     return out
+
+
+_RELEASE_FLAGS = ("add_attributes", "remove_attributes", "attribute_formats", "friendly_names", "on_missing",
+                  "nameid_value", "clear_nameid_value")
+
+
+def release_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The attribute release options of `idp apps set` (besides --attribute / --clear-attributes), collected
+    into one `release_flags` dict."""
+    options = [
+        click.option("--add-attribute", "add_attributes", multiple=True,
+                     help="NAME=field:FIELD or NAME=formula:EXPR added to (or replaced in) the map; repeat."),
+        click.option("--remove-attribute", "remove_attributes", multiple=True, help="Stop releasing NAME; repeat."),
+        click.option("--attribute-format", "attribute_formats", multiple=True,
+                     help="NAME=uri|basic|unspecified: the attribute's NameFormat; NAME= back to the default; repeat."),
+        click.option("--friendly-name", "friendly_names", multiple=True,
+                     help="NAME=F: the attribute's FriendlyName; NAME= removes it; repeat."),
+        click.option("--on-missing", type=click.Choice(["omit", "deny"]),
+                     help="A source without a value for the user: leave the attribute out (omit), or refuse the "
+                          "sign-in with reason attribute_unavailable (deny)."),
+        click.option("--nameid-value", help="field:FIELD or formula:EXPR: the NameID value (e.g. a Federation ID) "
+                                            "of every format but transient."),
+        click.option("--clear-nameid-value", is_flag=True, help="Back to --nameid-field / pairwise IDs."),
+    ]
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        kwargs["release_flags"] = {name: kwargs.pop(name) for name in _RELEASE_FLAGS}
+        return command(*args, **kwargs)
+
+    for option in reversed(options):
+        run = option(run)
+    return run
+
+
+def release_changes(current: AppSettings, attributes: Iterable[str], clear_attributes: bool,
+                    flags: dict[str, Any]) -> dict[str, Any]:
+    """change_settings values for the attribute map, formats, friendly names, on-missing and NameID value.
+    Formats and friendly names are merged into the app's (after the map changes), an empty value removing one."""
+    attributes = list(attributes)
+    if flags["nameid_value"] is not None and flags["clear_nameid_value"]:
+        raise ServiceError("give --nameid-value or --clear-nameid-value, not both", field="nameid_value")
+    changes: dict[str, Any] = {"on_missing": flags["on_missing"]}
+    if flags["clear_nameid_value"]:
+        changes["nameid_value"] = CLEAR
+    elif flags["nameid_value"] is not None:
+        if not flags["nameid_value"].strip():
+            raise ServiceError("--nameid-value expects field:FIELD or formula:EXPR (--clear-nameid-value removes it)",
+                               field="nameid_value")
+        changes["nameid_value"] = flags["nameid_value"]
+    edits = attributes or clear_attributes or flags["add_attributes"] or flags["remove_attributes"]
+    mapping = parse_attribute_option(attributes) if attributes else ({} if clear_attributes
+                                                                      else dict(current.attributes))
+    for item in flags["add_attributes"]:
+        name, source = split_attribute(item, "--add-attribute")
+        mapping.pop(name, None)
+        mapping[name] = source
+    for name in flags["remove_attributes"]:
+        if name not in mapping:
+            raise ServiceError(f"--remove-attribute: the app does not release {name[:200]!r}", field="attributes")
+        del mapping[name]
+    if edits:
+        changes["attributes"] = mapping
+    released = mapping if edits else current.attributes
+    for key, option in (("attribute_formats", "--attribute-format"), ("friendly_names", "--friendly-name")):
+        given = _pairs(flags[key], option, key)
+        if not given:
+            continue
+        merged = {n: v for n, v in getattr(current, key).items() if n in released}
+        for name, value in given.items():
+            if value:
+                merged[name] = value
+            else:
+                merged.pop(name, None)
+        changes[key] = merged
+    return changes
 
 
 # ---------------------------------------------------------------- OIDC client options of `idp apps set`

@@ -12,11 +12,15 @@ import click
 
 from idp.certs.keystore import KeyStoreError
 from idp.config import PROJECT_ROOT
+from idp.flows.preview import preview
 from idp.policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
 from idp.saml.constants import NameIdFormat, values
+from idp.saml.sp_metadata import SpMetadata
 from idp.services import ServiceError
 from idp.services import apps as apps_svc
+from idp.services import users as users_svc
 from idp.services.apps.oidc_settings import settings_of
+from idp.services.apps.release_view import explain_release
 from idp.services.fetch import fetch_metadata
 
 from . import app_flags
@@ -144,6 +148,9 @@ def _app_dict(app: Any) -> dict[str, Any]:
             "idp_metadata_url": settings().url(f"/saml/metadata/{app.slug}"),
         })
     d["settings"] = cfg.to_dict()
+    lines, notes = explain_release(cfg, SpMetadata.from_dict(app.sp) if app.has_saml else None)
+    d["release"] = {"attributes": [line.to_dict() for line in lines], "not_released": notes,
+                    "on_missing": cfg.on_missing, "nameid_value": cfg.nameid_value}
     if app.oidc is not None:
         d["oidc"] = {**settings_of(app.oidc).summary(),
                      "secrets": [{"created_at": s["created_at"].isoformat(),
@@ -191,6 +198,14 @@ def apps_show(slug: str, fmt: str) -> None:
         elif key == "settings":
             for k, v in value.items():
                 click.echo(f"{k}: {v}")
+        elif key == "release":
+            click.echo("released attributes:" if value["attributes"] else "released attributes: none")
+            for line in value["attributes"]:
+                friendly = f" FriendlyName={line['friendly_name']}" if line["friendly_name"] else ""
+                click.echo(f"  - {line['name']} <- {line['source']} [{line['name_format'].rsplit(':', 1)[-1]}"
+                           f"{friendly}] {line['why']}")
+            for note in value["not_released"]:
+                click.echo(f"  ! {note}")
         elif key == "oidc":
             click.echo("oidc:")
             for k, v in value.items():
@@ -231,7 +246,9 @@ def apps_remove(slug: str) -> None:
                                "entityID of /saml/metadata/SLUG): an absolute http(s) URL or urn:, at most 1024 "
                                "characters.")
 @click.option("--clear-issuer", is_flag=True, help="The app sees the IdP's own entity ID again.")
-@click.option("--attribute", "attributes", multiple=True, help="NAME=FIELD; repeat. Replaces the attribute map.")
+@click.option("--attribute", "attributes", multiple=True,
+              help="NAME=field:FIELD or NAME=formula:EXPR (a bare FIELD works too); repeat. Replaces the attribute "
+                   "map.")
 @click.option("--clear-attributes", is_flag=True)
 @click.option("--sign", type=click.Choice(apps_svc.SIGN_MODES))
 @click.option("--enabled/--disabled", default=None)
@@ -260,9 +277,11 @@ def apps_remove(slug: str) -> None:
 @click.option("--metadata", "source", help="SAML metadata (file or http(s) URL): gives an OIDC-only app its SAML "
                                           "settings, or replaces a SAML app's metadata (same entityID).")
 @click.option("--entity-id", help="With --metadata: pick one SP from an aggregate.")
+@app_flags.release_options
 @app_flags.oidc_options
 @unit_of_work
 def apps_set(source: str | None, entity_id: str | None, oidc: bool, public: bool, oidc_flags: dict[str, Any],
+             release_flags: dict[str, Any],
              slug: str, nameid_format: str | None, nameid_field: str | None,
              allowed_nameid_formats: tuple[str, ...], clear_allowed_nameid_formats: bool, start_url: str | None,
              relay_state_allow: tuple[str, ...], clear_relay_state_allow: bool, idp_initiated: str | None,
@@ -293,9 +312,8 @@ def apps_set(source: str | None, entity_id: str | None, oidc: bool, public: bool
         remove_deny_groups=remove_deny_groups, assign_users=assign_users, unassign_users=unassign_users,
         ip_policy=ip_policy, ip_ranges=ip_ranges, clear_ip_ranges=clear_ip_ranges, require_mfa=require_mfa,
         mfa_action=mfa_action, session_timeout=session_timeout, require_phishing_resistant=require_phishing_resistant)
-    attr_map = app_flags.parse_attribute_option(list(attributes)) if attributes else None
-    if clear_attributes and attr_map is None:
-        attr_map = {}
+    release = app_flags.release_changes(apps_svc.AppSettings.from_dict(app.settings), attributes, clear_attributes,
+                                        release_flags)
     if nameid_field is None and nameid_format == "email":
         nameid_field = "email"
     allowed_formats = tuple(dict.fromkeys(apps_svc.nameid_format_uri(f) for f in allowed_nameid_formats)) \
@@ -307,7 +325,7 @@ def apps_set(source: str | None, entity_id: str | None, oidc: bool, public: bool
                              if relay_state_allow or clear_relay_state_allow else None,
                              idp_initiated=None if idp_initiated is None else idp_initiated == "on",
                              issuer=apps_svc.CLEAR if clear_issuer else issuer,
-                             attributes=attr_map, sign=sign, require_signed_requests=require_signed_requests,
+                             **release, sign=sign, require_signed_requests=require_signed_requests,
                              allow_sha1=allow_sha1, **policy,
                              **apps_svc.signing_changes(published_kids=_published_kids(signing_key),
                                                         signing_key=signing_key,
@@ -362,3 +380,50 @@ def _published_kids(requested: str | None) -> list[str] | None:
         return [k.kid for k in keystore().current().published]
     except KeyStoreError as exc:
         raise ServiceError(f"cannot check the key: {exc}") from None
+
+
+@apps_group.command("preview")
+@click.argument("slug")
+@click.option("--user", "username", required=True, help="The user whose sign-in to preview.")
+@click.option("--format", "fmt", type=click.Choice(["text", "xml", "json"]), default="text",
+              help="text: a summary; xml: the assertion as it would be signed; json: everything.")
+@unit_of_work
+def apps_preview(slug: str, username: str, fmt: str) -> None:
+    """What SLUG would receive about a user (attributes, NameID, assertion XML, OIDC claims): nothing is issued,
+    no event is written."""
+    app = apps_svc.get_app(slug)
+    config = apps_svc.app_config_by_id(app.id)
+    user = users_svc.find_user(username)
+    if config is None or user is None:
+        fail(f"no user {username!r}" if user is None else f"no app {slug!r}")
+    result = preview(config, user, settings())
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    elif fmt == "xml":
+        if result.denied:
+            fail(f"{result.reason}: {result.denied}")
+        if result.assertion_xml is None:
+            fail(f"app {slug} has no SAML settings: use --format json for its OpenID Connect claims")
+        click.echo(result.assertion_xml)
+    else:
+        _echo_preview(result)
+    if result.denied:
+        sys.exit(1)
+
+
+def _echo_preview(result: Any) -> None:
+    click.echo(f"preview of {result.app} for {result.username} (assuming {'; '.join(result.assumptions)})")
+    if result.denied:
+        click.echo(f"DENIED ({result.reason}): {result.denied}")
+        return
+    if result.nameid is not None:
+        click.echo(f"NameID: {result.nameid} [{result.nameid_format}]")
+    click.echo("attributes:" if result.attributes else "attributes: none")
+    for a in result.attributes:
+        friendly = f" FriendlyName={a.friendly_name}" if a.friendly_name else ""
+        click.echo(f"  {a.name} = {' | '.join(a.values)}   ({a.source}; {a.name_format.rsplit(':', 1)[-1]}{friendly})")
+    for name, why in result.omitted:
+        click.echo(f"  (left out) {name}: {why}")
+    if result.claims is not None:
+        click.echo("OpenID Connect claims:")
+        click.echo(json.dumps(result.claims, indent=2))

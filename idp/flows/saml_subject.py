@@ -57,6 +57,12 @@ def name_id_for(app: AppConfig, user: User | UserView, requested_format: str | N
     return fmt, value
 
 
+def stored_persistent_id(user_id: int, entity_id: str) -> str | None:
+    """The user's pairwise ID at `entity_id` if one was issued (persistent_id creates it)."""
+    return db.session.scalar(select(PersistentId.value).where(PersistentId.user_id == user_id,
+                                                             PersistentId.app_entity_id == entity_id))
+
+
 def persistent_id(user: User | UserView, entity_id: str) -> str:
     """Pairwise, opaque, stable: stored on first use so it survives restarts and secret changes."""
     row = db.session.scalar(select(PersistentId).where(PersistentId.user_id == user.id,

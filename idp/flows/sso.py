@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from ..auth.sessions import SessionView
@@ -45,7 +45,6 @@ from ..saml.bindings import BindingError, DecodedMessage, check_relay_state
 from ..saml.constants import (
     AC_PASSWORD_PROTECTED,
     BINDING_POST,
-    NAMEID_PERSISTENT,
     STATUS_NO_AUTHN_CONTEXT,
     STATUS_NO_PASSIVE,
     STATUS_REQUESTER,
@@ -54,10 +53,11 @@ from ..saml.constants import (
 )
 from ..saml.encryption import EncryptionError
 from ..saml.requests import AuthnRequest, RequestParseError, parse_authn_request, peek_issuer
-from ..saml.responses import AssertionSpec, build_error_response, build_response
+from ..saml.responses import build_error_response, build_response
 from ..saml.sp_metadata import Endpoint
 from ..services.apps import AppConfig, app_config_by_entity_id, saml_app_config_by_id, saml_app_config_by_slug
 from . import pending as pending_store
+from .assertion import assertion_spec
 from .authorize import (
     Allowed,
     AuthzRequest,
@@ -70,7 +70,7 @@ from .authorize import (
 )
 from .inbound import InboundMessage, InboundRules, check_inbound
 from .outcomes import Denied, Issued, NeedsLogin, NeedsReauthentication, NeedsSecondFactor
-from .release import release_for, saml_attributes, subject_of
+from .release import release_for, subject_of
 from .saml_keys import encryptor_for, signing_for
 from .saml_subject import name_id_for, session_index_for
 
@@ -333,19 +333,9 @@ def _issue(pending: PendingSso, app: AppConfig, session: SessionView, decision: 
     except SamlFlowError as exc:
         raise _fail(exc, ctx, _reply_to(app, pending)) from None
     session_index = session_index_for(session, app, name_id, fmt)
-    session_end = session.created_at + timedelta(seconds=settings.session_lifetime_s)
-    if app.settings.session_timeout:
-        session_end = min(session_end, session.authn_at + timedelta(minutes=app.settings.session_timeout))
-    spec = AssertionSpec(
-        issuer=app.idp_entity_id(settings.entity_id), audience=app.saml.entity_id, destination=pending.acs_url,
-        in_response_to=pending.request_id, name_id=name_id, name_id_format=fmt,
-        session_index=session_index, authn_instant=session.authn_at, authn_context=authn_context,
-        now=now, lifetime=timedelta(seconds=settings.assertion_lifetime_s),
-        clock_skew=timedelta(seconds=settings.clock_skew_s),
-        session_not_on_or_after=session_end,
-        attributes=saml_attributes(released),
-        sp_name_qualifier=app.saml.entity_id if fmt == NAMEID_PERSISTENT else None,
-    )
+    spec = assertion_spec(app, session, released, name_id=name_id, name_id_format=fmt, session_index=session_index,
+                          destination=pending.acs_url, in_response_to=pending.request_id,
+                          authn_context=authn_context, settings=settings, now=now)
     try:
         xml = build_response(spec, signing_for(app, keys), encryptor_for(app))
     except SamlFlowError as exc:

@@ -94,6 +94,8 @@ def _setup(app: Flask, *, backchannel: str | None = None, token_auth: str = "cli
             scopes=("openid", "profile", "email", "offline_access"), backchannel_logout_uri=backchannel,
             **({} if public else {"token_endpoint_auth_method": token_auth})))
         assert row.oidc is not None
+        # a formula claim (issue 15): the RPs read it from the ID token and UserInfo like any other claim
+        apps_svc.change_settings(row, attributes={"employee_id": 'formula:"E-" + user.username.upper()'})
         cid = row.oidc.client_id
         db.session.commit()
         db.session.remove()
@@ -126,13 +128,13 @@ def test_code_flow_pkce_userinfo_refresh_with_independent_rps(live_oidc: tuple[F
     claims = result.claims
     assert claims is not None and claims["iss"] == base and claims["aud"] in (cid, [cid])
     assert claims["nonce"] and claims["auth_time"] <= claims["iat"] and "sid" in claims
-    assert claims["email"] == "alice@example.com"
+    assert claims["email"] == "alice@example.com" and claims["employee_id"] == "E-ALICE"
     jwks = requests.get(base + "/oauth2/jwks", timeout=5).json()
     header, at = jwt_check.verify(result.tokens["access_token"], jwks)
     assert header["typ"] == "at+jwt" and at["client_id"] == cid and at["sub"] == claims["sub"]
 
     info = rp.userinfo()
-    assert info["sub"] == claims["sub"] and info["email"] == "alice@example.com"
+    assert info["sub"] == claims["sub"] and info["email"] == "alice@example.com" and info["employee_id"] == "E-ALICE"
     assert info.get("given_name") == "Alice"
 
     # refresh rotation: a new refresh token each time; the new access token works at userinfo
