@@ -35,6 +35,8 @@ _NOT_MAPPABLE = ID_TOKEN_RESERVED | {"client_id", "scope", "email_verified", "up
 def _value(raw: object, multi: bool) -> Any:
     if raw is None or raw == "":
         return None
+    if isinstance(raw, bool):          # an admin-defined bool field: a JSON boolean, not "True"
+        return [raw] if multi else raw
     if isinstance(raw, list | tuple | set | frozenset):
         values = [str(v) for v in raw if v not in (None, "")]
         if multi:

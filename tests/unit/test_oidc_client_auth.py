@@ -88,6 +88,15 @@ def test_empty_values_are_left_out() -> None:
     assert "family_name" not in out and "groups" not in out
 
 
+def test_custom_and_formula_sources_become_claims() -> None:
+    """Issue 15: admin-defined fields keep their JSON type (a bool is true, not "True"); a formula source is read
+    from the value flows.release.claim_fields put under its stored text."""
+    fields = {**FIELDS, "contractor": True, "formula:user.email.upper()": "ALICE@EXAMPLE.COM"}
+    mapping = {"contractor": "contractor", "shout": "formula:user.email.upper()", "missing": "formula:x"}
+    out = render_claims(fields, mapping, ("openid", "profile"))
+    assert out["contractor"] is True and out["shout"] == "ALICE@EXAMPLE.COM" and "missing" not in out
+
+
 def test_the_prepared_subject_lookup_reads_the_same_key() -> None:
     from idp.flows.oidc_subject import PUBLIC_SUBJECT_KEY as FLOW_KEY
     from idp.services.oauth_lookups import PUBLIC_SUBJECT_KEY
