@@ -49,6 +49,8 @@ def emit(node: Node, analysis: Analysis) -> str:
         if node.target is None:
             return f"{node.name}({args})"
         target = emit(node.target, analysis)
+        if node.name == "matches":   # RE2 through cel_functions (cached, charged), not the interpreter's engine
+            return f"_matches({target}, {args})"
         if id(node) in analysis.macros:
             nodes, refs = analysis.macros[id(node)]
             accumulates = 1 if node.name in {"map", "filter"} else 0

@@ -152,6 +152,16 @@ def bind(budget: Budget) -> dict[str, Callable[..., Any]]:
         pieces.append(s[last:])
         return out("".join(pieces))
 
+    def matches(s: Any, pattern: Any) -> bool:
+        # CEL's matches(): true when the pattern matches anywhere in the string (RE2 search)
+        s, pattern = string(s, "matches()"), string(pattern, "matches()")
+        budget.charge(CALL_COST + len(s))
+        try:
+            regex = compile_regex(pattern)
+        except re2.error:
+            raise budget.fail("matches(): invalid pattern") from None
+        return regex.search(s) is not None
+
     def date(ts: Any) -> str:
         if not isinstance(ts, datetime):
             raise budget.fail("date() needs a timestamp")
@@ -178,4 +188,5 @@ def bind(budget: Budget) -> dict[str, Callable[..., Any]]:
         raise budget.fail("+ needs two strings or two lists")
 
     return {"lower": lower, "upper": upper, "trim": trim, "split": split, "join": join, "substring": substring,
-            "replace": replace, "regexReplace": regex_replace, "date": date, "_items": items, "_concat": concat}
+            "replace": replace, "regexReplace": regex_replace, "date": date, "_items": items, "_concat": concat,
+            "_matches": matches}

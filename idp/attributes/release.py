@@ -17,8 +17,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..text import is_clean_text
 from .dictionary import NAME_FORMATS
-from .formula import Formula, FormulaError, FormulaUnavailable, activation_value, compile_formula, user_activation
+from .formula import (
+    Evaluation,
+    Formula,
+    FormulaError,
+    FormulaUnavailable,
+    activation_value,
+    compile_formula,
+    user_activation,
+)
 from .schema import APP_MEMBERS, SESSION_MEMBERS, FieldType, Schema
 
 FORMULA_PREFIX = "formula:"
@@ -120,7 +129,7 @@ def name_format_of(name: str, formats: Mapping[str, str]) -> str:
 
 
 def validate_attribute_name(name: str) -> None:
-    if not name or len(name) > 1024 or name != name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if not name or len(name) > 1024 or name != name.strip() or not is_clean_text(name):
         raise ReleaseConfigError(f"attribute name {name[:100]!r} is not valid (1-1024 characters, no control "
                                  "characters or surrounding spaces)")
 
@@ -144,7 +153,7 @@ def compile_release(*, attributes: Mapping[str, str], attribute_formats: Mapping
         if name not in attributes:
             raise ReleaseConfigError(f"friendly name for {name[:100]!r}, which the app does not release",
                                      field="friendly_names")
-        if not friendly or len(friendly) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in friendly):
+        if not friendly or len(friendly) > 256 or not is_clean_text(friendly):
             raise ReleaseConfigError(f"friendly name of {name[:100]!r} must be 1-256 characters",
                                      field="friendly_names")
     rules = []
@@ -222,9 +231,9 @@ def values_of(raw: object) -> tuple[str, ...]:
         return ("true" if raw else "false",)
     if isinstance(raw, list | tuple | set | frozenset):
         out = tuple(str(v) for v in raw if v not in (None, ""))
-        return out[:MAX_VALUES]
+        return tuple(v for v in out if is_clean_text(v))[:MAX_VALUES]
     text = str(raw)
-    return (text,) if text else ()
+    return (text,) if text and is_clean_text(text) else ()   # XML could not carry it: no value
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,10 +258,10 @@ def _evaluate(source: Source, subject: Subject, schema: Schema, cache: dict[str,
         assert source.field is not None
         values = values_of(subject.source_value(source.field))
         return values, "" if values else f"{source.field} has no value for this user"
-    if "activation" not in cache:
-        cache["activation"] = subject.activation(schema)
+    if "evaluation" not in cache:   # the user's data converted once, one work budget for the sign-in
+        cache["evaluation"] = Evaluation(subject.activation(schema))
     try:
-        values = values_of(source.formula.evaluate(cache["activation"]))
+        values = values_of(source.formula.evaluate(cache["evaluation"]))
     except FormulaUnavailable as exc:
         return (), f"formula failed: {exc}"
     return values, "" if values else "the formula gave no value"

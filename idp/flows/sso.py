@@ -342,6 +342,9 @@ def _issue(pending: PendingSso, app: AppConfig, session: SessionView, decision: 
         raise _fail(exc, ctx) from None
     except EncryptionError as exc:
         raise _fail(AppMisconfigured(f"assertion encryption failed: {exc}"), ctx) from None
+    except ValueError as exc:   # text XML cannot carry (refused where it enters; this is the last guard)
+        raise _fail(AppMisconfigured(f"the response could not be built: {str(exc)[:200]}",
+                                     reason=Reason.INTERNAL_ERROR), ctx) from None
     ctx.response_id, ctx.assertion_id = spec.response_id, spec.assertion_id
     ctx.detail["authn_context"] = authn_context
     ctx.detail["nameid_format"] = fmt

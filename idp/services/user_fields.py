@@ -22,6 +22,7 @@ from .. import audit
 from ..attributes.schema import CUSTOM_FIELD_TYPES, FIELD_NAME, RESERVED_NAMES, FieldType
 from ..extensions import db
 from ..models import ConnectedApp, User, UserField, UserFieldUnique
+from ..text import is_clean_text
 from . import ServiceError
 from .accounts import FormErrors
 from .field_schema import invalidate_schema
@@ -55,7 +56,8 @@ def list_fields() -> list[UserField]:
 
 
 def _has_control(text: str) -> bool:
-    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+    """Control characters, or anything else XML cannot carry (idp.text): such a value could not be released."""
+    return not is_clean_text(text)
 
 
 def add_field(name: str, type: str, unique: bool = False, label: str = "") -> UserField:  # noqa: A002

@@ -283,3 +283,25 @@ def test_oidc_deny_on_missing_refuses_at_authorization(app, client, alice):
     db.session.commit()
     params = at_rp(oidc_sign_in(browser, authorize_url(cid)))
     assert params.get("code"), params
+
+
+# ---------------------------------------------------------------- text XML cannot carry never reaches a response
+
+@pytest.mark.parametrize("value", ["bad\uffff", "x\x85y", "tab\there", '["\\ud800"]'])
+def test_values_xml_cannot_carry_are_refused_where_they_enter(alice, value):
+    fields_svc.add_field("tags", "list")
+    fields_svc.add_field("nick", "string")
+    db.session.commit()
+    with pytest.raises(Exception) as info:
+        fields_svc.set_user_fields(alice, {"tags" if value.startswith("[") else "nick": value})
+    assert type(info.value).__name__ in ("ServiceError", "FormErrors")   # a refusal naming the field
+
+
+def test_a_formula_giving_text_xml_cannot_carry_has_no_value(app, make_sp, browser, alice):
+    sp = make_sp("pysaml2")
+    assert cli(app, "apps", "set", sp.slug, "--attribute", 'odd=formula:"a\\uffff"',
+               "--attribute", "mail=field:email").exit_code == 0
+    res = sign_in(sp, browser)
+    assert "odd" not in res.attributes and res.attributes["mail"] == ["alice@example.com"]
+    r = cli(app, "apps", "set", sp.slug, "--add-attribute", "bad\u0085name=field:email")
+    assert r.exit_code != 0 and "not valid" in r.output

@@ -170,3 +170,32 @@ def test_activation_with_python_objects_is_refused() -> None:
     act = activation(10)
     act["user"]["email"] = Sneaky()
     assert outcome("user.username", act) == "unavailable"
+
+
+def test_matches_with_a_costly_pattern_inside_a_macro_is_bounded() -> None:
+    """The interpreter's own matches() recompiled its pattern at every call, uncharged (a formula like this one ran
+    for seconds while holding the GIL): matches() now runs on RE2, compiled once and charged to the budget."""
+    items = ",".join(str(i) for i in range(400))
+    source = f'[{items}].exists(a, "a".matches(r"[\\w\\d\\s]{{200}}") && false)'
+    assert len(source) <= 2000
+    started = time.perf_counter()
+    assert outcome(source) in ("value", "unavailable")
+    assert time.perf_counter() - started < EVALUATE_SECONDS
+
+
+def test_one_budget_for_all_formulas_of_a_sign_in() -> None:
+    """An app with many formulas cannot multiply the work: the formulas of one Evaluation share its budget."""
+    from idp.attributes.formula import Evaluation
+
+    heavy = compile_formula('string(user.groups.filter(g, g.startsWith("group-number-1")).size())', SCHEMA)
+    evaluation = Evaluation(activation(groups=1200))
+    outcomes = []
+    started = time.perf_counter()
+    for _ in range(100):
+        try:
+            heavy.evaluate(evaluation)
+            outcomes.append("value")
+        except FormulaUnavailable:
+            outcomes.append("unavailable")
+    assert "value" in outcomes and outcomes[-1] == "unavailable"
+    assert time.perf_counter() - started < EVALUATE_SECONDS
