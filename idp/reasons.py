@@ -35,6 +35,8 @@ class Reason(StrEnum):
     # an attribute (or the NameID) the app releases has no value for this user, or its formula failed, and the
     # app says --on-missing deny (Salesforce's NoCustomAttrValue)
     ATTRIBUTE_UNAVAILABLE = "attribute_unavailable"
+    # an app's stored release no longer compiles (a field it reads was removed elsewhere): an error, not a denial
+    RELEASE_MISCONFIGURED = "release_misconfigured"
     NO_ENCRYPTION_CERT = "no_encryption_cert"
     # policy
     USER_NOT_PERMITTED = "user_not_permitted"

@@ -44,7 +44,7 @@ import cel
 from . import cel_functions
 from .cel_check import check
 from .cel_emit import emit
-from .cel_parse import parse
+from .cel_parse import Ident, Index, Literal, Node, Select, children, parse
 from .formula_errors import FormulaError, FormulaUnavailable
 from .schema import FieldType, Schema
 
@@ -80,7 +80,15 @@ class Formula:
     program: Any = field(repr=False, compare=False)
     # member name -> "variable.member" for the members that may be absent (to name one in FormulaUnavailable)
     fields: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
-    multi_valued: bool = False     # the checked result type is a list (several AttributeValues; never a NameID)
+    # the checked result type: string, list, bool, int, timestamp or null (a list: several AttributeValues, never
+    # a NameID; OIDC renders bool and int as JSON booleans and numbers)
+    result_kind: str = "string"
+    # the `user` members the formula reads (for "is this field in use?"; a computed key reads every member)
+    reads: frozenset[str] = frozenset()
+
+    @property
+    def multi_valued(self) -> bool:
+        return self.result_kind == "list"
 
     def evaluate(self, activation: Mapping[str, Any] | Evaluation) -> str | list[str] | None:
         """The formula's value for one activation; pass an Evaluation to share one conversion of the user's data
@@ -174,6 +182,23 @@ def _validate_regex(function: str, pattern: str) -> str:
     return cel_functions.regex_problem(pattern)
 
 
+def user_members_read(tree: Node, schema: Schema) -> frozenset[str]:
+    """The `user` fields a checked formula reads: user.f, user["f"]; any other index into `user` reads them all."""
+    found: set[str] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Select) and isinstance(node.operand, Ident) and node.operand.name == "user":
+            found.add(node.field)
+        elif isinstance(node, Index) and isinstance(node.operand, Ident) and node.operand.name == "user":
+            if isinstance(node.index, Literal) and node.index.kind == "string":
+                found.add(str(node.index.value))
+            else:
+                found.update(f.name for f in schema.user_fields)
+        stack.extend(children(node))
+    return frozenset(found)
+
+
 def compile_formula(source: str, schema: Schema) -> Formula:
     if not source.strip():
         raise FormulaError("the formula is empty")
@@ -195,8 +220,9 @@ def compile_formula(source: str, schema: Schema) -> Formula:
     absent = {name: f"{variable}.{name}" for variable, members in schema.formula_variables().items()
               if variable != "user" for name in members}
     absent.update({f.name: f"user.{f.name}" for f in schema.custom})
-    return Formula(source, program, absent, multi_valued=analysis.result is not None
-                   and analysis.result.kind == "list")
+    result = analysis.result
+    return Formula(source, program, absent, result_kind=result.kind if result is not None else "string",
+                   reads=user_members_read(tree, schema))
 
 
 # ------------------------------------------------------------------------------------------------ activation

@@ -167,6 +167,11 @@ def compile_release(*, attributes: Mapping[str, str], attribute_formats: Mapping
         if nameid.field is not None and (f := schema.field(nameid.field)) is not None and f.type == FieldType.LIST:
             raise ReleaseConfigError(f"NameID value: {nameid.field} holds several values; a NameID has one",
                                      field="nameid_value")
+        f = schema.field(nameid.field) if nameid.field is not None else None
+        if f is not None and not f.builtin and not f.unique:
+            raise ReleaseConfigError(f"NameID value: {f.name} is not a unique field, so two users could become one "
+                                     "account at the SP; use a unique field (idp fields add NAME --unique)",
+                                     field="nameid_value")
         if nameid.formula is not None and nameid.formula.multi_valued:
             raise ReleaseConfigError("NameID value: the formula gives a list; a NameID has one value",
                                      field="nameid_value")

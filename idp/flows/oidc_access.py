@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -139,8 +139,11 @@ def userinfo(token: str | None, ctx: TokenContext) -> dict[str, Any]:
     if active.user is None or Scope.OPENID not in active.scopes:
         _refusal(ctx.client, "userinfo", active, "the access token lacks the openid scope")
         raise InsufficientScope("the access token lacks the openid scope")
-    claims = render_claims(claim_fields(active.app, subject_of(active.app, active.user)),
-                           active.app.settings.attributes, active.scopes)
+    # the sign-in the token stands for (its amr and auth_time claims), so session formulas see what the ID token's did
+    auth_time = active.claims.get("auth_time")
+    subject = subject_of(active.app, active.user, amr=tuple(active.claims.get("amr") or ()),
+                         auth_time=datetime.fromtimestamp(auth_time, UTC) if isinstance(auth_time, int) else None)
+    claims = render_claims(claim_fields(active.app, subject), active.app.settings.attributes, active.scopes)
     return {"sub": active.claims["sub"], **claims}
 
 

@@ -51,6 +51,7 @@ from ..oidc.errors import (
     InvalidRequest,
     LoginRequired,
     OAuthError,
+    ServerError,
     TemporarilyUnavailable,
 )
 from ..oidc.jose import TokenInvalid, verify_jwt
@@ -330,8 +331,10 @@ def proceed(pending: PendingAuthorization, token: str | None, session: SessionVi
         check_release(app, subject_of(app, user, amr=session.amr, auth_time=session.authn_at,
                                       mfa=session.mfa_at is not None))
     except SamlFlowError as exc:  # attribute_unavailable (on-missing deny) or a release that no longer compiles
-        return refuse(AccessDenied("the user's account lacks information this application needs",
-                                   reason=exc.reason))
+        if exc.reason == Reason.ATTRIBUTE_UNAVAILABLE:
+            return refuse(AccessDenied("the user's account lacks information this application needs",
+                                       reason=exc.reason))
+        return refuse(ServerError("this application is not set up correctly", reason=exc.reason))
     if app.settings.policy.permitted == PermittedUsers.ALL:
         consent = USER_CONSENT
         if not consented and consent_needed(req.scopes, live_scopes(app.id, user.id, consent=USER_CONSENT),

@@ -28,6 +28,9 @@ from ..services.users import user_fields
 
 def subject_of(app: AppConfig, user: User | UserView, *, amr: tuple[str, ...] = (), auth_time: datetime | None = None,
                mfa: bool = False) -> Subject:
+    # `session.mfa` as the SAML flow sees it (a second factor in this session) whatever the caller knows: the
+    # amr values say it too, so a token endpoint that only has the grant's amr gives formulas the same answer
+    mfa = mfa or "mfa" in amr
     return Subject(fields=user_fields(user), amr=tuple(amr), auth_time=auth_time, mfa=mfa, app_slug=app.slug,
                    app_name=app.name, entity_id=app.entity_id or "")
 
@@ -39,7 +42,7 @@ def compiled_release(app: AppConfig, schema: Schema | None = None) -> tuple[Comp
         return compiled_for(schema, app.settings), schema
     except ReleaseConfigError as exc:
         raise AppMisconfigured(f"the app's attribute release no longer compiles: {exc}",
-                               reason=Reason.ATTRIBUTE_UNAVAILABLE, saml_status=STATUS_RESPONDER) from None
+                               reason=Reason.RELEASE_MISCONFIGURED, saml_status=STATUS_RESPONDER) from None
 
 
 def release_for(app: AppConfig, subject: Subject, *, with_nameid: bool = True) -> Release:
@@ -71,10 +74,27 @@ def claim_fields(app: AppConfig, subject: Subject) -> dict[str, object]:
     if not formula_names:
         return fields
     lenient = CompiledRelease(compiled.rules, None, deny_on_missing=False)
-    by_name = {r.name: r.source.text for r in compiled.rules}
+    by_name = {r.name: r.source for r in compiled.rules}
     for attr in release(lenient, subject, schema, only=formula_names, with_nameid=False).attributes:
-        fields[by_name[attr.name]] = list(attr.values) if len(attr.values) > 1 else attr.values[0]
+        source = by_name[attr.name]
+        assert source.formula is not None
+        fields[source.text] = _claim_value(source.formula.result_kind, attr.values)
     return fields
+
+
+def _claim_value(kind: str, values: tuple[str, ...]) -> object:
+    """A formula's values as the JSON value its checked type says: a list stays a list (one item too), a bool a
+    boolean, an int a number (as an admin-defined field of those types is released)."""
+    if kind == "list":
+        return list(values)
+    if kind == "bool":
+        return values[0] == "true"
+    if kind == "int":
+        try:
+            return int(values[0])
+        except ValueError:
+            return values[0]
+    return values[0]
 
 
 def check_release(app: AppConfig, subject: Subject) -> None:

@@ -27,6 +27,7 @@ DEFAULT_SOURCES: dict[str, str] = {
     "groups": "groups",
 }
 MULTI_VALUED = frozenset({"groups"})
+MAX_VALUES = 256
 _CLAIM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 # never released from a mapping: the token's own claims, and what the IdP asserts itself
 _NOT_MAPPABLE = ID_TOKEN_RESERVED | {"client_id", "scope", "email_verified", "updated_at", "typ"}
@@ -38,10 +39,12 @@ def _value(raw: object, multi: bool) -> Any:
     if isinstance(raw, bool):          # an admin-defined bool field: a JSON boolean, not "True"
         return [raw] if multi else raw
     if isinstance(raw, list | tuple | set | frozenset):
-        values = [str(v) for v in raw if v not in (None, "")]
-        if multi:
-            return (sorted(values) if isinstance(raw, set | frozenset) else values) or None
-        return values[0] if len(values) == 1 else (values or None)
+        # a list-valued source (groups, a list field, a list formula) is a JSON array, one item or many, as SAML
+        # releases several AttributeValues; at most MAX_VALUES items, like the SAML release
+        values = [v if isinstance(v, bool) else str(v) for v in raw if v not in (None, "")][:MAX_VALUES]
+        return (sorted(values) if isinstance(raw, set | frozenset) else values) or None
+    if isinstance(raw, int):
+        return [raw] if multi else raw
     return [str(raw)] if multi else str(raw)
 
 

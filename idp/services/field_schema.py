@@ -24,11 +24,13 @@ _cached: tuple[float, Schema] | None = None
 _CHANGED = "idp.fields.changed"
 
 
-def current_schema() -> Schema:
+def current_schema(*, fresh: bool = False) -> Schema:
+    """The schema; `fresh` reads the rows now (what a save validates against: a field another process removed
+    a moment ago must not pass a check made on the cached schema)."""
     global _cached
     now = time.monotonic()
     cached = _cached
-    if cached is not None and now - cached[0] < SCHEMA_TTL_S:
+    if not fresh and cached is not None and now - cached[0] < SCHEMA_TTL_S:
         return cached[1]
     rows = db.session.execute(select(UserField.name, UserField.type, UserField.label, UserField.unique)
                               .order_by(UserField.name)).all()

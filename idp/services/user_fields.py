@@ -19,13 +19,15 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit
+from ..attributes.formula import FormulaError, compile_formula
+from ..attributes.release import parse_source
 from ..attributes.schema import CUSTOM_FIELD_TYPES, FIELD_NAME, RESERVED_NAMES, FieldType
 from ..extensions import db
 from ..models import ConnectedApp, User, UserField, UserFieldUnique
 from ..text import is_clean_text
 from . import ServiceError
 from .accounts import FormErrors
-from .field_schema import invalidate_schema
+from .field_schema import current_schema, invalidate_schema
 
 MAX_STRING = 1024          # characters of a string value or of one list item
 MAX_LIST_ITEMS = 256
@@ -91,16 +93,18 @@ def add_field(name: str, type: str, unique: bool = False, label: str = "") -> Us
 
 
 def _mentions(source: str, name: str) -> bool:
-    """A "field:" source naming the field, or a formula reading user.NAME (or user["NAME"]) as a whole word."""
-    source = source.strip()
-    if source == name or source == f"field:{name}":
-        return True
-    if source.startswith("formula:"):
-        expr = source[len("formula:"):]
+    """A "field:" source naming the field, or a formula that reads user.NAME in any spelling (user["NAME"], escapes,
+    raw or triple-quoted strings, comments): the formula engine's parse says which members it reads. A formula
+    that no longer compiles (it names a field removed since) is searched for user.NAME / user["NAME"] instead."""
+    kind, value = parse_source(source)
+    if kind == "field":
+        return value == name
+    try:
+        return name in compile_formula(value, current_schema(fresh=True)).reads
+    except FormulaError:
         word = re.escape(name)
-        return bool(re.search(rf"\buser\s*\.\s*{word}\b", expr)
-                    or re.search(rf"\buser\s*\[\s*(['\"]){word}\1\s*\]", expr))
-    return False
+        return bool(re.search(rf"\buser\s*\.\s*{word}\b", value)
+                    or re.search(rf"\buser\s*\[\s*(['\"]){word}\1\s*\]", value))
 
 
 def apps_using_field(name: str) -> list[tuple[str, str]]:
@@ -138,7 +142,8 @@ def remove_field(name: str) -> int:
         raise ServiceError(f"user field {row.name!r} is used by app{'s' if len(apps) > 1 else ''} {listed}; "
                            "change those apps first", field="name")
     holders = 0
-    for user_id, values in db.session.execute(select(User.id, User.custom_fields)).all():
+    # each user's row locked while its values are rewritten (a concurrent set_user_fields is not overwritten)
+    for user_id, values in db.session.execute(select(User.id, User.custom_fields).with_for_update()).all():
         if isinstance(values, dict) and row.name in values:
             rest = {k: v for k, v in values.items() if k != row.name}
             db.session.execute(update(User).where(User.id == user_id).values(custom_fields=rest))
@@ -266,7 +271,13 @@ def set_user_fields(user: User, values: Mapping[str, RawValue]) -> dict[str, tup
     """
     if not values:
         return {}
-    fields = {f.name: f for f in db.session.scalars(select(UserField).where(UserField.name.in_(list(values))))}
+    if user.id is not None:
+        # PostgreSQL: lock the user's row and re-read its values (a concurrent change of another field is not
+        # lost), and hold the fields' definitions for share (a concurrent remove_field waits, or we see it gone)
+        db.session.flush()
+        db.session.refresh(user, attribute_names=["custom_fields"], with_for_update=True)
+    fields = {f.name: f for f in db.session.scalars(select(UserField).where(UserField.name.in_(list(values)))
+                                                    .with_for_update(read=True))}
     current = dict(user.custom_fields or {})
     errors: dict[str, str] = {}
     changed: dict[str, tuple[Any, Any]] = {}

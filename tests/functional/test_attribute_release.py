@@ -305,3 +305,37 @@ def test_a_formula_giving_text_xml_cannot_carry_has_no_value(app, make_sp, brows
     assert "odd" not in res.attributes and res.attributes["mail"] == ["alice@example.com"]
     r = cli(app, "apps", "set", sp.slug, "--add-attribute", "bad\u0085name=field:email")
     assert r.exit_code != 0 and "not valid" in r.output
+
+
+@pytest.mark.parametrize("spelling", ['user["d\\x65partment"]', 'user[r"department"]', "user['''department''']",
+                                      "user.//comment\ndepartment"])
+def test_a_field_a_formula_reads_in_any_spelling_cannot_be_removed(app, make_sp, spelling):
+    fields_svc.add_field("department", "string")
+    db.session.commit()
+    sp = make_sp("pysaml2")
+    assert cli(app, "apps", "set", sp.slug, "--add-attribute", f"dept=formula:{spelling}").exit_code == 0
+    r = cli(app, "fields", "remove", "department")
+    assert r.exit_code != 0 and sp.slug in r.output
+    assert fields_svc.find_field("department") is not None
+
+
+@pytest.mark.parametrize("mfa", [False, True])
+def test_oidc_claims_keep_the_formula_types_and_session_values(app, client, alice, mfa):
+    """ID token and UserInfo give what SAML gives: a one-item list stays a list, a bool and an int keep their JSON
+    types, and session.mfa / session.amr are the sign-in's (the token endpoint and UserInfo read them from the
+    code and the access token, not from a live session)."""
+    from ..oidc_token_kit import exchange, seed_code
+    from ..oidc_token_kit import make_client as make_token_client
+
+    row, cid, secret = make_token_client("typed")
+    apps_svc.change_settings(row, attributes={
+        "teams": 'formula:user.groups.filter(g, g.startsWith("eng"))', "strong": "formula:session.mfa",
+        "n": "formula:size(user.groups)", "method": 'formula:session.amr.join(" ")'})
+    code, _ = seed_code(row, alice, scopes=("openid", "profile"), mfa=mfa)
+    body = exchange(client, code, cid, secret).get_json()
+    claims = json.loads(base64.urlsafe_b64decode(body["id_token"].split(".")[1] + "==="))
+    assert claims["teams"] == ["engineering"] and claims["strong"] is mfa and claims["n"] == 1
+    assert claims["method"] == ("pwd otp mfa" if mfa else "pwd")
+    info = client.get("/oauth2/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"}).get_json()
+    assert (info["teams"], info["strong"], info["n"], info["method"]) == (
+        ["engineering"], mfa, 1, claims["method"])

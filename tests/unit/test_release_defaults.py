@@ -148,3 +148,26 @@ def test_release_values_omitted_and_denied() -> None:
     with pytest.raises(Exception) as info:
         release(denying, subject, WITH_EMPLOYEE)
     assert type(info.value).__name__ == "AttributeUnavailable" and info.value.name == "dept"  # type: ignore[attr-defined]
+
+
+def test_hostile_requested_attributes_never_store_a_release_that_cannot_compile() -> None:
+    """121 RequestedAttributes claiming FriendlyName mail, names with newlines or over 1024 characters, a 10 KB
+    FriendlyName: the defaults keep what a release may hold and skip the rest."""
+    requested = tuple(RequestedAttribute(f"urn:example:{i}", None, "mail", False) for i in range(121)) + (
+        RequestedAttribute("bad\nname", None, "mail", False), RequestedAttribute("x" * 2000, None, "mail", False))
+    meta = replace(sp("gitlab-omniauth-saml-ruby-saml.xml"), requested_attributes=requested)
+    attributes, formats, friendly = default_release(meta)
+    assert len(attributes) == 100 and "bad\nname" not in attributes and "x" * 2000 not in attributes
+    compile_release(attributes=attributes, attribute_formats=formats, friendly_names=friendly, on_missing="omit",
+                    nameid_value=None, schema=Schema())
+    long_friendly = (RequestedAttribute("mail", None, "m" * 10_000, False),)
+    _, _, friendly = default_release(replace(meta, requested_attributes=long_friendly))
+    assert friendly == {}
+
+
+def test_nameid_value_needs_a_unique_admin_defined_field() -> None:
+    schema = Schema(custom=(FieldDef("department", FieldType.STRING), FieldDef("fid", FieldType.STRING, unique=True)))
+    with pytest.raises(ReleaseConfigError, match="not a unique field"):
+        _compile(nameid_value="field:department", schema=schema)
+    assert _compile(nameid_value="field:fid", schema=schema).nameid is not None
+    assert _compile(nameid_value="field:email", schema=schema).nameid is not None   # built-in, as --nameid-field

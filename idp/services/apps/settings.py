@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ...attributes.dictionary import BASIC_PROFILE, NAME_FORMATS, field_for
+from ...attributes.release import MAX_ATTRIBUTES, ReleaseConfigError, validate_attribute_name
 from ...attributes.schema import Schema
 from ...policy.model import AppPolicy, IpPolicy, MfaAction, PermittedUsers
 from ...saml.constants import (
@@ -20,6 +21,7 @@ from ...saml.constants import (
     values,
 )
 from ...saml.sp_metadata import SpMetadata
+from ...text import is_clean_text
 from .oidc_settings import OidcSettings
 
 USER_FIELDS = ("username", "email", "first_name", "last_name", "groups", "id", "display_name")
@@ -233,12 +235,18 @@ def default_release(sp: SpMetadata, schema: Schema | None = None) -> tuple[dict[
         return attributes, formats, friendly
     short_formats = {uri: short for short, uri in NAME_FORMATS.items()}
     for ra in sp.requested_attributes:
+        if len(attributes) >= MAX_ATTRIBUTES:
+            break
         guess = field_for(ra.name, ra.friendly_name)
         if guess is None or schema.field(guess) is None or ra.name in attributes:
+            continue
+        try:
+            validate_attribute_name(ra.name)   # hostile metadata must not store a release that cannot compile
+        except ReleaseConfigError:
             continue
         attributes[ra.name] = guess
         if ra.name_format in short_formats:
             formats[ra.name] = short_formats[ra.name_format]
-        if ra.friendly_name:
-            friendly[ra.name] = ra.friendly_name[:256]
+        if ra.friendly_name and len(ra.friendly_name) <= 256 and is_clean_text(ra.friendly_name):
+            friendly[ra.name] = ra.friendly_name
     return attributes, formats, friendly

@@ -124,7 +124,7 @@ def validate_release_settings(s: AppSettings, schema: Schema | None = None) -> N
     try:
         compile_release(attributes=s.attributes, attribute_formats=s.attribute_formats,
                         friendly_names=s.friendly_names, on_missing=s.on_missing, nameid_value=s.nameid_value,
-                        schema=schema or current_schema())
+                        schema=schema or current_schema(fresh=True))
     except ReleaseConfigError as exc:
         raise ServiceError(str(exc), field=exc.field) from None
 
