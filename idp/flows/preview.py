@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..attributes.release import ReleasedAttribute
 from ..auth import amr as amr_values
 from ..auth.sessions import SessionView, UserView
 from ..config import Settings
@@ -36,15 +37,6 @@ ASSUMPTIONS = ("a password sign-in now (amr pwd, no second factor)",
 
 
 @dataclass(frozen=True, slots=True)
-class PreviewAttribute:
-    name: str
-    name_format: str
-    friendly_name: str | None
-    values: tuple[str, ...]
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
 class Preview:
     app: str
     username: str
@@ -52,7 +44,7 @@ class Preview:
     reason: str | None = None              # its reason code
     nameid_format: str | None = None
     nameid: str | None = None
-    attributes: tuple[PreviewAttribute, ...] = ()
+    attributes: tuple[ReleasedAttribute, ...] = ()
     omitted: tuple[tuple[str, str], ...] = ()
     assertion_xml: str | None = None       # the Assertion as it would be signed (before the Signature goes in)
     claims: dict[str, Any] | None = None   # OIDC: the user claims of the client's scopes, with sub
@@ -92,8 +84,7 @@ def _preview(app: AppConfig, user: UserView, session: SessionView, subject: Any,
         released = release_for(app, subject, with_nameid=app.has_saml)
     except SamlFlowError as exc:
         return Preview(app=app.slug, username=user.username, denied=exc.message, reason=str(exc.reason))
-    attributes = tuple(PreviewAttribute(a.name, a.name_format, a.friendly_name, a.values, a.source)
-                       for a in released.attributes)
+    attributes = released.attributes
     fmt = name_id = xml = None
     if app.has_saml:
         stored = stored_persistent_id(user.id, app.saml.entity_id)
