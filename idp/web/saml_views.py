@@ -281,6 +281,10 @@ _USER_MESSAGES: dict[Reason, tuple[str, str]] = {
                                                  "Contact your administrator."),
     Reason.NO_ENCRYPTION_CERT: ("Sign-in failed", "This application is not set up correctly. "
                                                   "Contact your administrator."),
+    Reason.ATTRIBUTE_UNAVAILABLE: ("Sign-in failed", "Your account lacks information this application needs. "
+                                                     "Contact your administrator."),
+    Reason.RELEASE_MISCONFIGURED: ("Sign-in failed", "This application is not set up correctly. "
+                                                     "Contact your administrator."),
     Reason.SESSION_EXPIRED: ("Sign-in failed", "Your session has expired. Sign in again."),
     Reason.UNKNOWN_SESSION: ("Sign-out", "There was no session to end."),
 }
