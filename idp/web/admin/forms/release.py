@@ -182,7 +182,8 @@ def source_groups(schema: Schema) -> list[tuple[str, list[tuple[str, str]]]]:
 
     def option(f: Any) -> tuple[str, str]:
         kind = {FieldType.LIST: "list", FieldType.BOOL: "yes/no", FieldType.DATE: "date"}.get(f.type)
-        extra = ", ".join(x for x in (f.label if f.label and f.label != f.name else "", kind or "") if x)
+        label = f.label if f.label and f.label.casefold() != f.name.replace("_", " ").casefold() else ""
+        extra = ", ".join(x for x in (label, kind or "") if x)
         return f.name, f"{f.name} ({extra})" if extra else f.name
 
     builtin = [option(f) for f in schema.user_fields if f.name not in custom]
