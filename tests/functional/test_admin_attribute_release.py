@@ -77,7 +77,7 @@ def department(app: Any, alice: Any) -> None:
 
 
 def test_formula_custom_field_format_friendly_name_on_missing_and_nameid_value_saved(
-        client: FlaskClient, admin: str, nc: ConnectedApp, department: None) -> None:
+        client: FlaskClient, admin: str, nc: ConnectedApp, department: None) -> None:  # noqa: F811
     resp = post_saml(client, admin, attr_name=["mail", "dept", "roles", ""],
                      attr_field=["email", "department", "formula", ""],
                      attr_formula=["", "", AWS_ROLES, ""], attr_format=["uri", "", "basic", ""],
@@ -96,7 +96,7 @@ def test_formula_custom_field_format_friendly_name_on_missing_and_nameid_value_s
 
     # the page shows it all back: the editor, and what is released and why
     body = text(client.get("/admin/apps/nextcloud"))
-    assert f'id="attr_formula-2" rows="2" spellcheck="false" class="mono"' in body
+    assert 'id="attr_formula-2" rows="2" spellcheck="false" class="mono"' in body
     assert f">{escape(AWS_ROLES)}</textarea>" in body
     dept_select = re.search(r'<select name="attr_field" id="attr_field-1".*?</select>', body, re.S).group(0)  # type: ignore[union-attr]
     assert '<optgroup label="Custom fields">' in dept_select
@@ -135,7 +135,7 @@ def test_formula_custom_field_format_friendly_name_on_missing_and_nameid_value_s
     assert settings_of("nextcloud").nameid_value is None
 
 
-def test_a_blank_source_with_a_formula_is_a_formula(client: FlaskClient, admin: str, nc: ConnectedApp) -> None:
+def test_a_blank_source_with_a_formula_is_a_formula(client: FlaskClient, admin: str, nc: ConnectedApp) -> None:  # noqa: F811
     resp = post_saml(client, admin, attr_name=["mail", "upn"], attr_field=["email", ""],
                      attr_formula=["", 'user.username + "@corp.example"'])
     assert resp.status_code == 303
@@ -143,7 +143,7 @@ def test_a_blank_source_with_a_formula_is_a_formula(client: FlaskClient, admin: 
 
 
 def test_an_older_form_without_the_new_columns_keeps_formats_friendly_names_and_the_rest(
-        client: FlaskClient, admin: str, nc: ConnectedApp) -> None:
+        client: FlaskClient, admin: str, nc: ConnectedApp) -> None:  # noqa: F811
     assert post_saml(client, admin, attr_name=["mail", "uid"], attr_field=["email", "username"],
                      attr_format=["uri", "basic"], attr_friendly=["mail", "uid"], on_missing="deny",
                      nameid_value="field", nameid_value_field="username").status_code == 303
@@ -161,7 +161,7 @@ def test_an_older_form_without_the_new_columns_keeps_formats_friendly_names_and_
     ('user.email\n  + 1', "line 2, column"),
 ])
 def test_a_formula_error_is_shown_next_to_its_row_with_the_position_and_nothing_is_stored(
-        client: FlaskClient, admin: str, nc: ConnectedApp, formula: str, row_message: str) -> None:
+        client: FlaskClient, admin: str, nc: ConnectedApp, formula: str, row_message: str) -> None:  # noqa: F811
     before, audits = snapshot(), audit_count()
     resp = post_saml(client, admin, attr_name=["mail", "bad", ""], attr_field=["email", "formula", ""],
                      attr_formula=["", formula, ""], attr_format=["", "uri", ""], attr_friendly=["", "Bad", ""])
@@ -185,7 +185,7 @@ def test_a_formula_error_is_shown_next_to_its_row_with_the_position_and_nothing_
     ({"attr_name": ["mail", "mail"]}, "listed twice"),
     ({"attr_name": ["mail", ""], "attr_friendly": ["", "Orphan"]}, "no attribute name"),
 ])
-def test_row_refusals_store_nothing(client: FlaskClient, admin: str, nc: ConnectedApp, over: dict[str, Any],
+def test_row_refusals_store_nothing(client: FlaskClient, admin: str, nc: ConnectedApp, over: dict[str, Any],  # noqa: F811
                                     message: str) -> None:
     before, audits = snapshot(), audit_count()
     data = {"attr_name": ["mail", "second"], "attr_field": ["email", "username"], **over}
@@ -206,7 +206,7 @@ def test_row_refusals_store_nothing(client: FlaskClient, admin: str, nc: Connect
     ({"nameid_value": "subject"}, "choose one of"),
     ({"on_missing": "shrug"}, "must be one of omit, deny"),
 ])
-def test_nameid_value_and_on_missing_refusals_store_nothing(client: FlaskClient, admin: str, nc: ConnectedApp,
+def test_nameid_value_and_on_missing_refusals_store_nothing(client: FlaskClient, admin: str, nc: ConnectedApp,  # noqa: F811
                                                             over: dict[str, Any], message: str) -> None:
     before, audits = snapshot(), audit_count()
     resp = post_saml(client, admin, **over)
@@ -216,7 +216,7 @@ def test_nameid_value_and_on_missing_refusals_store_nothing(client: FlaskClient,
     assert snapshot() == before and audit_count() == audits
 
 
-def test_add_row_keeps_formula_rows_and_saves_nothing(client: FlaskClient, admin: str, nc: ConnectedApp) -> None:
+def test_add_row_keeps_formula_rows_and_saves_nothing(client: FlaskClient, admin: str, nc: ConnectedApp) -> None:  # noqa: F811
     before = snapshot()
     resp = post_saml(client, admin, add_row="1", extra_rows="1", attr_name=["mail", "x"],
                      attr_field=["email", "formula"], attr_formula=["", "user.email.upper()"])
@@ -228,7 +228,7 @@ def test_add_row_keeps_formula_rows_and_saves_nothing(client: FlaskClient, admin
 # ---------------------------------------------------------------- an app without SAML settings
 
 
-def test_oidc_only_app_edits_its_attributes_on_their_own_form(client: FlaskClient, admin: str, app: Any,
+def test_oidc_only_app_edits_its_attributes_on_their_own_form(client: FlaskClient, admin: str, app: Any,  # noqa: F811
                                                               department: None) -> None:
     make_client("ledger")
     body = text(client.get("/admin/apps/ledger"))
@@ -268,7 +268,7 @@ def released_rows(body: str) -> dict[str, list[str]]:
 
 
 def test_explanation_for_an_app_registered_from_metadata_with_requested_attributes(
-        client: FlaskClient, admin: str) -> None:
+        client: FlaskClient, admin: str) -> None:  # noqa: F811
     apps_svc.register_app(SANS.read_bytes(), slug="sans")
     db.session.commit()
     body = text(client.get("/admin/apps/sans"))
@@ -290,7 +290,7 @@ def test_explanation_for_an_app_registered_from_metadata_with_requested_attribut
     assert "eduPersonPrincipalName is requested in the metadata but not released" in notes
 
 
-def test_explanation_for_the_basic_profile(client: FlaskClient, admin: str) -> None:
+def test_explanation_for_the_basic_profile(client: FlaskClient, admin: str) -> None:  # noqa: F811
     apps_svc.register_app(NO_KEYS.read_bytes(), slug="onelogin")
     db.session.commit()
     body = text(client.get("/admin/apps/onelogin"))
@@ -305,7 +305,7 @@ def test_explanation_for_the_basic_profile(client: FlaskClient, admin: str) -> N
 # ---------------------------------------------------------------- preview
 
 
-def test_preview_shows_values_sources_xml_and_writes_nothing(client: FlaskClient, admin: str, nc: ConnectedApp,
+def test_preview_shows_values_sources_xml_and_writes_nothing(client: FlaskClient, admin: str, nc: ConnectedApp,  # noqa: F811
                                                              department: None) -> None:
     resp = post_saml(client, admin, attr_name=["mail", "dept", "roles", "html"],
                      attr_field=["email", "department", "formula", "formula"],
@@ -334,7 +334,7 @@ def test_preview_shows_values_sources_xml_and_writes_nothing(client: FlaskClient
     assert snapshot() == before and audit_count() == audits and event_count() == events
 
 
-def test_preview_lists_what_is_left_out_and_a_refusal(client: FlaskClient, admin: str, nc: ConnectedApp,
+def test_preview_lists_what_is_left_out_and_a_refusal(client: FlaskClient, admin: str, nc: ConnectedApp,  # noqa: F811
                                                        bob: Any, department: None) -> None:
     assert post_saml(client, admin, attr_name=["mail", "dept"], attr_field=["email", "department"]).status_code == 303
     body = text(client.get("/admin/apps/nextcloud/preview?user=bob"))
@@ -350,7 +350,7 @@ def test_preview_lists_what_is_left_out_and_a_refusal(client: FlaskClient, admin
     assert 'id="preview-xml"' not in body and event_count() == events
 
 
-def test_preview_of_an_oidc_app_shows_the_claims(client: FlaskClient, admin: str, department: None) -> None:
+def test_preview_of_an_oidc_app_shows_the_claims(client: FlaskClient, admin: str, department: None) -> None:  # noqa: F811
     make_client("ledger", policy={"attributes": {"department": "department"}})
     resp = client.get("/admin/apps/ledger/preview?user=alice")
     assert resp.status_code == 200
@@ -360,7 +360,7 @@ def test_preview_of_an_oidc_app_shows_the_claims(client: FlaskClient, admin: str
     assert "sub" in claims and 'id="preview-xml"' not in body
 
 
-def test_preview_of_an_unknown_or_missing_user(client: FlaskClient, admin: str, nc: ConnectedApp) -> None:
+def test_preview_of_an_unknown_or_missing_user(client: FlaskClient, admin: str, nc: ConnectedApp) -> None:  # noqa: F811
     events = event_count()
     resp = client.get("/admin/apps/nextcloud/preview?user=%3Cmallory%3E")
     assert resp.status_code == 404
