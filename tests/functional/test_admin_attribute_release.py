@@ -135,6 +135,16 @@ def test_formula_custom_field_format_friendly_name_on_missing_and_nameid_value_s
     assert settings_of("nextcloud").nameid_value is None
 
 
+def test_formulas_typed_in_a_browser_are_stored_with_plain_line_breaks(client: FlaskClient, admin: str,  # noqa: F811
+                                                                      nc: ConnectedApp) -> None:  # noqa: F811
+    resp = post_saml(client, admin, attr_name=["mail", "roles"], attr_field=["email", "formula"],
+                     attr_formula=["", AWS_ROLES.replace("\n", "\r\n")], nameid_value="formula",
+                     nameid_value_formula="user.email\r\n  .lower()")
+    assert resp.status_code == 303
+    s = settings_of("nextcloud")
+    assert s.attributes["roles"] == "formula:" + AWS_ROLES and s.nameid_value == "formula:user.email\n  .lower()"
+
+
 def test_a_blank_source_with_a_formula_is_a_formula(client: FlaskClient, admin: str, nc: ConnectedApp) -> None:  # noqa: F811
     resp = post_saml(client, admin, attr_name=["mail", "upn"], attr_field=["email", ""],
                      attr_formula=["", 'user.username + "@corp.example"'])

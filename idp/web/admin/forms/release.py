@@ -60,7 +60,12 @@ def _column(formdata: Any, key: str, limit: int, *, strip: bool = True) -> list[
     """The values of one column of the rows; None when the post has no such column."""
     if key not in formdata:
         return None
-    return [(v.strip() if strip else v)[:limit] for v in formdata.getlist(key)]
+    return [(v.strip() if strip else _lines(v))[:limit] for v in formdata.getlist(key)]
+
+
+def _lines(text: str) -> str:
+    """A textarea's text with the line breaks a browser posts (CRLF) as the CLI writes them (LF)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 class AttributeRowsField(Field):
@@ -279,7 +284,7 @@ class SamlReleaseForm(ReleaseForm):
         if self.nameid_value.data == "field":
             return "field:" + self.nameid_value_field.data
         if self.nameid_value.data == FORMULA:
-            return FORMULA_PREFIX + self.nameid_value_formula.data
+            return FORMULA_PREFIX + _lines(self.nameid_value_formula.data)
         return None
 
     def release_changes(self) -> dict[str, Any]:
