@@ -194,6 +194,8 @@ def test_a_formula_error_is_shown_next_to_its_row_with_the_position_and_nothing_
     ({"attr_field": ["email", "username"], "attr_format": ["", "xml"]}, "NameFormat must be one of"),
     ({"attr_name": ["mail", "mail"]}, "listed twice"),
     ({"attr_name": ["mail", ""], "attr_friendly": ["", "Orphan"]}, "no attribute name"),
+    ({"attr_name": ["mail", "n" * 1050]}, "is not valid (1-1024 characters"),   # refused, never cut to fit
+    ({"attr_friendly": ["", "f" * 257]}, "must be 1-256 characters"),
 ])
 def test_row_refusals_store_nothing(client: FlaskClient, admin: str, nc: ConnectedApp, over: dict[str, Any],  # noqa: F811
                                     message: str) -> None:
@@ -223,6 +225,16 @@ def test_nameid_value_and_on_missing_refusals_store_nothing(client: FlaskClient,
     assert resp.status_code == 422
     field = "on_missing" if "on_missing" in over else "nameid_value"
     assert message in html.unescape(field_error(resp, field))
+    assert snapshot() == before and audit_count() == audits
+
+
+def test_incomplete_rows_are_shown_back_and_nothing_is_stored(client: FlaskClient, admin: str,  # noqa: F811
+                                                               nc: ConnectedApp) -> None:  # noqa: F811
+    before, audits = snapshot(), audit_count()
+    resp = post_saml(client, admin, attr_name=["mail", "uid"], attr_field=["email"], attr_formula=[""],
+                     attr_format=["", ""], attr_friendly=["", "uid"])
+    assert resp.status_code == 422 and "incomplete" in field_error(resp, "attributes")
+    assert 'id="attr_name-1" value="uid"' in text(resp) and 'id="attr_friendly-1" value="uid"' in text(resp)
     assert snapshot() == before and audit_count() == audits
 
 

@@ -88,7 +88,7 @@ class AttributeRowsField(Field):
         if formdata is None:
             self.data = [] if data is unset_value else list(data)
             return
-        names = [n.strip()[:1024] for n in formdata.getlist("attr_name")]
+        names = [n.strip()[:1100] for n in formdata.getlist("attr_name")]   # over 1024: refused, not cut
         count = len(names)
         sources = [s.strip()[:64] for s in formdata.getlist("attr_field")]
         formulas = _column(formdata, "attr_formula", MAX_FORMULA, strip=False)
@@ -97,15 +97,17 @@ class AttributeRowsField(Field):
         removed = set(formdata.getlist("attr_remove"))
         columns = [sources] + [c for c in (formulas, formats, friendly) if c is not None]
         if any(len(c) != count for c in columns) or count > MAX_ROWS:
+            # shown back as far as it came (padded), never saved: validation stops at this error
             self.process_errors.append("the attribute rows are incomplete; reload the page and try again")
-            self.data = []
-            return
         self.formats_posted, self.friendly_posted = formats is not None, friendly is not None
+
+        def cell(column: list[str] | None, i: int) -> str | None:
+            return None if column is None else column[i] if i < len(column) else ""
+
         rows = []
-        for i, name in enumerate(names):
-            row = AttributeRow(name, sources[i], (formulas[i] if formulas is not None else "").strip(),
-                               formats[i] if formats is not None else None,
-                               friendly[i] if friendly is not None else None)
+        for i, name in enumerate(names[:MAX_ROWS]):
+            row = AttributeRow(name, cell(sources, i) or "", (cell(formulas, i) or "").strip(), cell(formats, i),
+                               cell(friendly, i))
             if str(i) in removed or not (row.name or row.source or row.formula or row.name_format
                                          or row.friendly_name):
                 continue
