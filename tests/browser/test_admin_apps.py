@@ -83,14 +83,14 @@ def test_upload_edit_policy_refresh_and_delete(live_idp: Any, page: Any) -> None
     page.click("#add-attr-row")
     assert page.locator("#saml-notice").is_visible()
     rows = page.locator("#saml-form tr.attr-row.new input[name=attr_name]")
-    rows.first.fill("urn:oid:0.9.2342.19200300.100.1.3")
+    rows.first.fill("urn:oid:1.2.840.113549.1.9.1")
     page.locator("#saml-form tr.attr-row.new select[name=attr_field]").first.select_option("email")
     page.select_option("#nameid_format", "email")
     page.select_option("#nameid_field", "email")
     page.click("#save-saml")
     assert "SAML settings saved" in page.locator(".flash").inner_text()
     settings = _apps(live_idp)["nextcloud"]["settings"]
-    assert settings["attributes"]["urn:oid:0.9.2342.19200300.100.1.3"] == "email"
+    assert settings["attributes"]["urn:oid:1.2.840.113549.1.9.1"] == "email"
     assert settings["nameid_format"] == "email"
 
     # the list shows the policy

@@ -95,11 +95,15 @@ def nc(app: Flask, alice: Any) -> ConnectedApp:
 
 
 def saml_form(**over: Any) -> dict[str, Any]:
+    """The SAML settings form as the page posts it; the attribute columns not given are blank for every row
+    (pass None to leave a column out, as an older form did)."""
     data: dict[str, Any] = {"name": "Nextcloud", "nameid_format": "email", "nameid_field": "email", "sign": "both",
                             "signature_algorithm": "rsa-sha256", "encryption_algorithm": "aes256-gcm",
                             "signing_key": "active", "attr_name": ["mail", ""], "attr_field": ["email", ""],
-                            "idp_initiated": "on"}
+                            "idp_initiated": "on", "on_missing": "omit", "nameid_value": "default"}
     data.update(over)
+    for column in ("attr_formula", "attr_format", "attr_friendly"):
+        data.setdefault(column, [""] * len(data.get("attr_name") or []))
     return {k: v for k, v in data.items() if v is not None}
 
 
@@ -116,14 +120,17 @@ ROUTES = [("GET", "/admin/apps"), ("GET", "/admin/apps/new"), ("POST", "/admin/a
           ("POST", "/admin/apps/nextcloud/policy"), ("POST", "/admin/apps/nextcloud/status"),
           ("GET", "/admin/apps/nextcloud/refresh"), ("POST", "/admin/apps/nextcloud/refresh"),
           ("POST", "/admin/apps/nextcloud/refresh/apply"), ("GET", "/admin/apps/nextcloud/delete"),
-          ("POST", "/admin/apps/nextcloud/delete")]
+          ("POST", "/admin/apps/nextcloud/delete"), ("GET", "/admin/apps/nextcloud/preview?user=alice"),
+          ("POST", "/admin/apps/nextcloud/attributes")]
 POST_BODIES = {"/admin/apps/new": {"metadata_xml": NO_KEYS.read_text()},
                "/admin/apps/nextcloud/saml": saml_form(name="Changed"),
                "/admin/apps/nextcloud/policy": policy_form(),
                "/admin/apps/nextcloud/status": {"enabled": "0"},
                "/admin/apps/nextcloud/refresh": {"metadata_xml": NEXTCLOUD.read_text().replace("/acs", "/acs2")},
                "/admin/apps/nextcloud/refresh/apply": {"token": "x"},
-               "/admin/apps/nextcloud/delete": {}}
+               "/admin/apps/nextcloud/delete": {},
+               "/admin/apps/nextcloud/attributes": {"attr_name": ["x"], "attr_field": ["email"], "attr_formula": [""],
+                                                    "attr_format": [""], "attr_friendly": [""], "on_missing": "deny"}}
 
 
 # ---------------------------------------------------------------- guards

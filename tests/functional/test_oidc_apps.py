@@ -415,10 +415,11 @@ def test_console_app_page_shows_oidc_settings(client: FlaskClient, admin: str) -
     assert 'id="saml-settings"' not in body and 'id="sp-facts"' not in body and 'id="idp-values"' not in body
     assert 'id="no-saml"' in body and 'id="add-saml-link"' in body
     assert 'id="policy-form"' in body     # the access policy applies to OIDC apps too
-    # the OIDC settings are edited on the page (tests/functional/test_oidc_console.py); nothing edits SAML settings
+    # the OIDC settings are edited on the page (tests/functional/test_oidc_console.py), and its attributes (its
+    # claims) on their own form (tests/functional/test_admin_attribute_release.py); nothing edits SAML settings
     actions = set(re.findall(r'<form method="post" action="([^"]+)"', body))
     assert actions - {"/logout/saml"} == {"/admin/apps/crm/status", "/admin/apps/crm/policy#access-policy",
-                                          "/admin/apps/crm/oidc"}
+                                          "/admin/apps/crm/oidc", "/admin/apps/crm/attributes#attribute-release"}
     # SAML settings cannot be posted to an app without SAML
     resp = client.post("/admin/apps/crm/saml", data={"csrf_token": admin, "name": "x", "nameid_format": "email",
                                                      "nameid_field": "email", "sign": "both",

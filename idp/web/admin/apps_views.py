@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -15,10 +16,12 @@ from flask_login import current_user
 from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
+from idp.attributes.dictionary import NAME_FORMATS
 from idp.certs.keystore import KeyStoreError, LoadedKey
 from idp.certs.x509 import cert_info
 from idp.extensions import db
 from idp.flows import pending
+from idp.flows.preview import preview
 from idp.models import ConnectedApp, SsoEvent
 from idp.policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
 from idp.reasons import Outcome
@@ -28,15 +31,16 @@ from idp.saml.sp_metadata_builder import ACS_BINDINGS, build_sp_metadata_xml
 from idp.services import ServiceError, accounts
 from idp.services import apps as apps_svc
 from idp.services import fetch as fetch_svc
+from idp.services import users as users_svc
 from idp.services.app_diff import DiffItem, metadata_diff
 from idp.services.apps import (
-    ATTRIBUTE_SOURCES,
     ENCRYPTION_ALGORITHMS,
     NAMEID_FIELDS,
     SIGN_MODES,
     SIGNATURE_ALGORITHM_NAMES,
 )
 from idp.services.apps.oidc_settings import settings_of
+from idp.services.apps.release_view import explain_release
 from idp.services.apps.validation import OWN_ENTITY_ID_MESSAGE
 from idp.web.admin import bp
 from idp.web.admin.apps_display import fmt_dt, nameid_short, policy_summary, short_binding
@@ -50,6 +54,7 @@ from idp.web.admin.forms.apps import (
     RefreshForm,
 )
 from idp.web.admin.forms.base import ConfirmForm, refuse
+from idp.web.admin.forms.release import ReleaseForm
 from idp.web.context import keystore, settings
 from idp.web.responses import error_page
 
@@ -58,6 +63,9 @@ _NO_SP = SpMetadata(entity_id="", acs=(), slo=(), signing_certs=(), encryption_c
                     authn_requests_signed=False, want_assertions_signed=False, requested_attributes=(),
                     encryption_methods=(), valid_until=None, display_name=None)
 PICK_KIND = "admin_new_pick"
+_NAME_FORMAT_NAMES = {uri: short for short, uri in NAME_FORMATS.items()}
+# the attribute editor shows the service's refusals of formats and friendly names next to its table
+RELEASE_FIELDS: dict[str, str | None] = {"attribute_formats": "attributes", "friendly_names": "attributes"}
 REFRESH_KIND = "admin_refresh"
 
 
@@ -266,7 +274,7 @@ def _oidc_view(app: ConnectedApp) -> dict[str, Any] | None:
 
 def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: PolicyForm | None = None,
                    status: int = 200, notice: str | None = None, oidc_form: Any = None,
-                   add_oidc_form: Any = None) -> tuple[str, int]:
+                   add_oidc_form: Any = None, release: ReleaseForm | None = None) -> tuple[str, int]:
     from idp.web.admin.oidc_views import detail_context  # the OIDC sections (forms, usage) live there
     from idp.web.admin.usage_views import usage_context  # the Usage section (sign-ins from the event log)
 
@@ -276,10 +284,12 @@ def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: P
     signing_key = next((k for k in keys if k.kid == current.signing_key), None) if current.signing_key else \
         next((k for k in keys if k.state == "active"), None)
     last = _last_sso_by_slug(app.slug).get(app.slug)
+    released, not_released = explain_release(current, sp)
     return _render(
         "admin/app_detail.html", status, app=app, sp=sp, current=current, oidc=_oidc_view(app),
-        protocols=_protocols(app),
-        saml=saml or SamlForm.from_app(app), policy=policy or PolicyForm.from_app(app),
+        protocols=_protocols(app), released=released, not_released=not_released, name_formats=_NAME_FORMAT_NAMES,
+        saml=saml or SamlForm.from_app(app) if sp else None, policy=policy or PolicyForm.from_app(app),
+        release=release or ReleaseForm.from_app(app) if sp is None else None,
         signing_certs=[cert_info(c) for c in sp.signing_certs] if sp else [],
         encryption_certs=[cert_info(c) for c in sp.encryption_certs] if sp else [],
         keys=keys, key_error=key_error, signing_key=signing_key, groups=accounts.group_names(), last_sso=last,
@@ -287,7 +297,7 @@ def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: P
         events_url=url_for("admin.events", app=app.slug) if "admin.events" in current_app.view_functions else None,
         choices={"nameid_formats": tuple(NAMEID_FORMATS), "nameid_fields": NAMEID_FIELDS, "sign": SIGN_MODES,
                  "sigalgs": tuple(SIGNATURE_ALGORITHM_NAMES), "encalgs": ENCRYPTION_ALGORITHMS,
-                 "user_fields": ATTRIBUTE_SOURCES, "permitted": PERMITTED_MODES, "ip_modes": IP_MODES,
+                 "permitted": PERMITTED_MODES, "ip_modes": IP_MODES,
                  "mfa_actions": MFA_ACTIONS},
         idp_entity_id=settings().entity_id, app_metadata_url=settings().url(f"/saml/metadata/{app.slug}"),
         notice=notice, now=datetime.now(UTC), **detail_context(app, oidc_form, add_oidc_form),
@@ -324,14 +334,60 @@ def app_saml(slug: str) -> tuple[str, int] | Response:
             encryption_algorithm=form.encryption_algorithm.data)
         apps_svc.change_settings(
             app, name=form.name.data, nameid_format=form.nameid_format.data, nameid_field=form.nameid_field.data,
-            attributes=dict(form.attributes.data), sign=form.sign.data,
-            require_signed_requests=form.require_signed_requests.data, allow_sha1=form.allow_sha1.data, **signing,
-            **form.connected_changes())
+            sign=form.sign.data, require_signed_requests=form.require_signed_requests.data,
+            allow_sha1=form.allow_sha1.data, **signing, **form.release_changes(), **form.connected_changes())
     except ServiceError as exc:
-        refuse(form, exc)
+        refuse(form, exc, RELEASE_FIELDS)
         return _render_detail(_app_or_404(slug), saml=form, status=422)
     flash("SAML settings saved.", "success")
     return redirect(url_for("admin.app_detail", slug=app.slug, _anchor="saml-settings"), 303)
+
+
+@bp.post("/apps/<slug>/attributes")
+def app_attributes(slug: str) -> tuple[str, int] | Response:
+    """Attributes (OIDC claims) of an app without SAML settings: the editor of the SAML settings form on its own
+    (a SAML app edits them there), saved with change_settings as `idp apps set --attribute ...`."""
+    app = _app_or_404(slug)
+    if app.has_saml:
+        return error_page(409, "Edit them with the SAML settings", "This app has SAML settings: its attributes are "
+                                                                   "edited in the “SAML settings” form.")
+    form = ReleaseForm()
+    if form.add_row.data:
+        form.add_blank_row()
+        return _render_detail(app, release=form, notice="Row added. Nothing is saved until you press "
+                                                        "“Save attributes”.")
+    if not form.validate():
+        return _render_detail(app, release=form, status=422)
+    try:
+        apps_svc.change_settings(app, **form.release_changes())
+    except ServiceError as exc:
+        refuse(form, exc, RELEASE_FIELDS)
+        return _render_detail(_app_or_404(slug), release=form, status=422)
+    flash("Attributes saved.", "success")
+    return redirect(url_for("admin.app_detail", slug=app.slug, _anchor="attribute-release"), 303)
+
+
+@bp.get("/apps/<slug>/preview")
+def app_preview(slug: str) -> tuple[str, int]:
+    """What the app would receive about a user (flows.preview, as `idp apps preview`): the NameID, attributes with
+    their sources and what is left out, the assertion as it would be signed, the OIDC claims. Nothing is issued,
+    no event written, nothing stored (a pairwise ID it would create is rolled back)."""
+    app = _app_or_404(slug)
+    username = (request.args.get("user") or "").strip()[:150]
+
+    def page(status: int = 200, **ctx: Any) -> tuple[str, int]:
+        return _render("admin/app_preview.html", status, app=app, username=username,
+                       name_formats=_NAME_FORMAT_NAMES, **ctx)
+
+    if not username:
+        return page(400, error="Enter the username of the user whose sign-in to preview.")
+    user = users_svc.find_user(username)
+    config = apps_svc.app_config_by_id(app.id)
+    if user is None or config is None:
+        return page(404, error=f"No user {username!r}: check the username (it is the user's sign-in name).")
+    result = preview(config, user, settings())
+    claims = None if result.claims is None else json.dumps(result.claims, indent=2, ensure_ascii=False)
+    return page(result=result, claims=claims)
 
 
 @bp.post("/apps/<slug>/policy")

@@ -8,15 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 from wtforms import Field
-from wtforms.utils import unset_value
-from wtforms.validators import StopValidation, ValidationError
+from wtforms.validators import ValidationError
 
 from idp.models import ConnectedApp
 from idp.policy.model import IP_MODES, MFA_ACTIONS, PERMITTED_MODES
 from idp.saml.constants import NAMEID_FORMATS
 from idp.services import ServiceError
 from idp.services.apps import (
-    ATTRIBUTE_SOURCES,
     CLEAR,
     ENCRYPTION_ALGORITHMS,
     NAMEID_FIELDS,
@@ -41,8 +39,8 @@ from idp.web.admin.forms.base import (
     required,
     service_rule,
 )
+from idp.web.admin.forms.release import SamlReleaseForm
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SIGALG_BY_URI = {uri: name for name, uri in SIGNATURE_ALGORITHM_NAMES.items()}
 _NAMEID_SHORT = {uri: str(short) for short, uri in NAMEID_FORMATS.items()}
 
@@ -65,55 +63,13 @@ def _each(rule: Callable[[str], object]) -> Validator:
 # ---------------------------------------------------------------- SAML settings
 
 
-class AttributeRowsField(Field):
-    """The attribute table, posted as parallel attr_name / attr_field lists with the row numbers ticked in
-    attr_remove: (attribute name, user field) rows, empty and removed rows left out."""
-
-    def process(self, formdata: Any, data: Any = unset_value, extra_filters: Any = None) -> None:
-        self.process_errors = []
-        self.raw_data: list[str] = []
-        if formdata is None:
-            self.data = [] if data is unset_value else list(data)
-            return
-        names = [n.strip() for n in formdata.getlist("attr_name")]
-        fields = [f.strip() for f in formdata.getlist("attr_field")]
-        removed = set(formdata.getlist("attr_remove"))
-        if len(names) != len(fields) or len(names) > 200:
-            self.process_errors.append("the attribute rows are incomplete; reload the page and try again")
-        self.data = [(name[:1024], field_name[:40])
-                     for i, (name, field_name) in enumerate(zip(names, fields, strict=False))
-                     if str(i) not in removed and (name or field_name)]
-
-    def pre_validate(self, form: Any) -> None:
-        if self.process_errors:
-            raise StopValidation()   # already in errors: nothing more to say about rows that did not arrive whole
-
-    def post_validate(self, form: Any, validation_stopped: bool) -> None:
-        if validation_stopped:
-            return
-        seen: set[str] = set()
-        problems = []
-        for name, field_name in self.data:
-            if not name:
-                problems.append(f"a row maps {field_name!r} but has no attribute name")
-            elif _CONTROL.search(name):
-                problems.append(f"attribute name {name!r} contains control characters")
-            elif name in seen:
-                problems.append(f"attribute {name!r} is listed twice")
-            elif field_name not in ATTRIBUTE_SOURCES:
-                problems.append(f"attribute {name!r}: choose a user field ({', '.join(ATTRIBUTE_SOURCES)})")
-            seen.add(name)
-        if problems:
-            raise ValidationError("; ".join(problems))
-
-
-class SamlForm(AdminForm):
-    """SAML settings of one app; every value is posted each time (the same change as `idp apps set`)."""
+class SamlForm(SamlReleaseForm):
+    """SAML settings of one app; every value is posted each time (the same change as `idp apps set`), the
+    attribute editor and NameID value included (forms.release)."""
 
     name = TextField(limit=300, validators=[required("the name is required"), service_rule(validate_name)])
     nameid_format = TextField(limit=40, validators=[one_of(tuple(NAMEID_FORMATS), "NameID format")])
     nameid_field = TextField(limit=40, validators=[one_of(NAMEID_FIELDS, "NameID field")])
-    attributes = AttributeRowsField()
     sign = TextField(limit=40, validators=[one_of(SIGN_MODES, "what to sign")])
     signature_algorithm = TextField(limit=200, validators=[one_of(tuple(SIGNATURE_ALGORITHM_NAMES),
                                                                   "signature algorithm")])
@@ -129,10 +85,6 @@ class SamlForm(AdminForm):
     relay_state_allow = TextField(limit=20000, strip=False)   # as typed: one entry per line
     idp_initiated = TextField(limit=10, validators=[one_of(("on", "off"), "IdP-initiated sign-in")])
     issuer = TextField(limit=2000, validators=[optional, service_rule(validate_issuer)])        # blank: the IdP's
-    extra_rows = TextField(limit=20)             # how many blank attribute rows the page showed
-    add_row = TextField(limit=20)                # set by the "Add attribute row" button
-
-    blank_rows = 1                               # blank attribute rows to show
 
     def __init__(self, *args: Any, current_pin: str | None = None, published_kids: list[str] | None = None,
                  **kwargs: Any) -> None:
@@ -147,7 +99,7 @@ class SamlForm(AdminForm):
         s = AppSettings.from_dict(app.settings)
         return cls(formdata=None, data={
             "name": app.name, "nameid_format": s.nameid_format, "nameid_field": s.nameid_field,
-            "attributes": list(s.attributes.items()), "sign": s.sign,
+            **cls.release_data(s), "sign": s.sign,
             "signature_algorithm": _SIGALG_BY_URI.get(s.signature_algorithm, s.signature_algorithm),
             "encrypt_assertion": s.encrypt_assertion, "encryption_algorithm": s.encryption_algorithm,
             "signing_key": s.signing_key or "active", "require_signed_requests": s.require_signed_requests,
@@ -193,11 +145,6 @@ class SamlForm(AdminForm):
         if field.data not in ("active", self.current_pin or "active") and self.published_kids is not None \
                 and field.data not in self.published_kids:
             raise ValidationError(f"no published signing key {field.data!r}")
-
-    def add_blank_row(self) -> None:
-        """One more blank attribute row than the page showed (at most 21)."""
-        shown = self.extra_rows.data or "1"
-        self.blank_rows = min(int(shown) if shown.isascii() and shown.isdigit() and len(shown) <= 3 else 1, 20) + 1
 
     def signing_key_change(self) -> str | None:
         """None when the pin stays as it is (so a no-longer-published pin does not block other edits)."""
