@@ -66,7 +66,8 @@ def row_error(resp: Any, row: int) -> str:
 def department(app: Any, alice: Any) -> None:
     """A custom field `department` (alice: Research) and alice in two AWS groups."""
     fields_svc.add_field("department", "string", label="Department")
-    fields_svc.set_user_fields(alice, {"department": "Research"})
+    fields_svc.add_field("federation_id", "string", unique=True, label="Federation ID")
+    fields_svc.set_user_fields(alice, {"department": "Research", "federation_id": "A-1"})
     for group in ("aws-admin", "aws-dev"):
         users_svc.add_group(group)
     users_svc.set_user(alice, add_groups=["aws-admin", "aws-dev"])
@@ -120,15 +121,22 @@ def test_formula_custom_field_format_friendly_name_on_missing_and_nameid_value_s
                       nameid_value="formula", nameid_value_formula="user.email.lower()")
     assert again.status_code == 303 and audit_count() == audits
 
-    # a field NameID value, then back to the default; a row removed takes its format and friendly name along
+    # a field NameID value (a non-unique field is refused: two users would share one SP account), then back to
+    # the default; a row removed takes its format and friendly name along
+    refused = post_saml(client, admin, attr_name=["mail", "dept", "roles"],
+                        attr_field=["email", "department", "formula"], attr_formula=["", "", AWS_ROLES],
+                        attr_format=["uri", "", "basic"],
+                        attr_friendly=["mail", "Department", ""], nameid_value="field",
+                        nameid_value_field="department")
+    assert refused.status_code == 422 and "not a unique field" in text(refused)
     resp = post_saml(client, admin, attr_name=["mail", "dept", "roles"], attr_field=["email", "department", "formula"],
                      attr_formula=["", "", AWS_ROLES], attr_format=["uri", "", "basic"],
                      attr_friendly=["mail", "Department", ""], attr_remove=["0"], nameid_value="field",
-                     nameid_value_field="department")
+                     nameid_value_field="federation_id")
     assert resp.status_code == 303
     s = settings_of("nextcloud")
     assert list(s.attributes) == ["dept", "roles"] and s.attribute_formats == {"roles": "basic"}
-    assert s.friendly_names == {"dept": "Department"} and s.nameid_value == "field:department"
+    assert s.friendly_names == {"dept": "Department"} and s.nameid_value == "field:federation_id"
     assert s.on_missing == "omit"
     assert 'id="nameid_value-field" value="field" checked' in text(client.get("/admin/apps/nextcloud"))
     assert post_saml(client, admin, nameid_value="default").status_code == 303
