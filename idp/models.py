@@ -84,6 +84,11 @@ class User(db.Model):  # type: ignore[name-defined]
     # values of the admin-defined fields (UserField), {name: value}: str, list[str], bool or "YYYY-MM-DD"; set
     # only through services.user_fields (which validates types and claims unique values in UserFieldUnique)
     custom_fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    # SCIM (issue 16): the provisioning client's id for the user, and what meta.lastModified / the ETag say; every
+    # change through services bumps `version` (services.users.touch)
+    external_id: Mapped[str | None] = mapped_column(String(255), nullable=True, unique=True, index=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     groups: Mapped[list[Group]] = relationship(secondary=user_groups, back_populates="members", lazy="selectin")
     __table_args__ = (UniqueConstraint("webauthn_user_id", name="uq_users_webauthn_user_id"),)
 
@@ -151,6 +156,9 @@ class Group(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(150), unique=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    external_id: Mapped[str | None] = mapped_column(String(255), nullable=True, unique=True, index=True)  # SCIM
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     members: Mapped[list[User]] = relationship(secondary=user_groups, back_populates="groups")
 
 
@@ -429,3 +437,80 @@ class AdminAudit(db.Model):  # type: ignore[name-defined]
     target: Mapped[str] = mapped_column(String(300), index=True)
     before: Mapped[Any] = mapped_column(JSON, nullable=True)
     after: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class ApiToken(db.Model):  # type: ignore[name-defined]
+    """A bearer token an admin issued to an API or SCIM client (`idp tokens api create`): only its SHA-256 is
+    stored; the secret is shown once. Scopes as in services.api_tokens.SCOPES."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)       # hex SHA-256 of the secret
+    prefix: Mapped[str] = mapped_column(String(16))                       # the secret's first characters (lists)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class OutboxJob(db.Model):  # type: ignore[name-defined]
+    """A change to deliver (provisioning, webhooks), written in the same transaction as its cause and run by
+    `idp worker` (services.outbox): pending → running → done, or back to pending with a backoff, or dead after
+    the last attempt. Jobs of one `key` run in order, one at a time."""
+
+    __tablename__ = "outbox_jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(10), default="pending")      # pending | running | done | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    run_after: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table_args__ = (
+        Index("ix_outbox_jobs_state_run_after", "state", "run_after"),
+        Index("ix_outbox_jobs_key_id", "key", "id"),
+    )
+
+
+class AppProvisioning(db.Model):  # type: ignore[name-defined]
+    """Outbound SCIM provisioning of a connected app: where, how to authenticate (the secret sealed by
+    auth.datakeys), which operations, and the attribute mapping (SCIM path -> source, as AppSettings.attributes)."""
+
+    __tablename__ = "app_provisioning"
+    app_id: Mapped[int] = mapped_column(ForeignKey("connected_apps.id", ondelete="CASCADE"), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    base_url: Mapped[str] = mapped_column(String(2048))
+    auth_kind: Mapped[str] = mapped_column(String(20), default="bearer")   # bearer | client_credentials
+    secret_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)  # bearer token or client secret
+    token_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    client_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    operations: Mapped[list[str]] = mapped_column(JSON, default=list)      # create update deactivate delete groups
+    mapping: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    deprovision: Mapped[str] = mapped_column(String(10), default="deactivate")   # deactivate | delete
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ProvisionedAccount(db.Model):  # type: ignore[name-defined]
+    """A user's account at an app the IdP provisions into: the remote id and what was last pushed."""
+
+    __tablename__ = "provisioned_accounts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("connected_apps.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    remote_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    state: Mapped[str] = mapped_column(String(12), default="pending")   # pending | active | inactive | deleted
+    last_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)   # of the last representation pushed
+    last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("app_id", "user_id", name="uq_provisioned_accounts_app_user"),
+                      Index("ix_provisioned_accounts_app_remote", "app_id", "remote_id"))
