@@ -19,6 +19,7 @@ from .extensions import db
 from .models import AdminAudit, utcnow
 
 DEFAULT_ACTOR = "system"
+API_ACTOR_PREFIX = "api:"   # changes made through the REST API or SCIM: "api:" + the token's name
 _actor: ContextVar[str] = ContextVar("idp_audit_actor", default=DEFAULT_ACTOR)
 
 SECRET_KEYS = frozenset({"password", "password_hash", "totp_secret", "secret", "key_pem"})
@@ -31,6 +32,11 @@ def acting_as(actor: str) -> Iterator[None]:
         yield
     finally:
         _actor.reset(token)
+
+
+def api_actor(token_name: str) -> str:
+    """The actor of changes made with an API token (REST API, SCIM): "api:NAME"."""
+    return (API_ACTOR_PREFIX + token_name)[:200]
 
 
 def set_actor(actor: str) -> None:

@@ -1,4 +1,5 @@
-"""`idp tokens`: list and revoke users' OIDC/OAuth grants and their refresh tokens.
+"""`idp tokens`: list and revoke users' OIDC/OAuth grants and their refresh tokens; `idp tokens api`: the bearer
+tokens of REST API and SCIM clients.
 
 One row is one live grant: a user's authorization of an app, with its refresh-token families (offline or bound to
 an IdP session). `--id` is that grant's id (the first column of `idp tokens list`); revoking a grant revokes all its
@@ -11,8 +12,8 @@ import json
 
 import click
 
+from idp.services import api_tokens, oauth_usage
 from idp.services import apps as apps_svc
-from idp.services import oauth_usage
 from idp.services import users as users_svc
 from idp.services.oauth_usage import GrantRow
 
@@ -77,3 +78,61 @@ def tokens_revoke(app: str | None, user: str | None, grant_id: int | None) -> No
                    f"{r.refresh_tokens} refresh token(s)")
     if not done:
         click.echo("nothing to revoke: no live grants")
+
+
+# ---------------------------------------------------------------- API tokens (REST API and SCIM clients)
+
+@tokens_group.group("api", help="Bearer tokens for the admin REST API (/api/v1) and SCIM (/scim/v2) clients.")
+def api_tokens_group() -> None:
+    pass
+
+
+@api_tokens_group.command("create")
+@click.argument("name")
+@click.option("--scope", "scopes", multiple=True, required=True, metavar="SCOPE",
+              help="A scope the token holds; repeat, or separate with commas. One of: "
+                   + ", ".join(api_tokens.SCOPES) + ".")
+@click.option("--expires", "expires_days", type=int, metavar="DAYS",
+              help=f"Days until the token stops working (1-{api_tokens.MAX_DAYS}); default: until revoked.")
+@unit_of_work
+def api_token_create(name: str, scopes: tuple[str, ...], expires_days: int | None) -> None:
+    """Issue a token NAME: its secret is printed once (only its SHA-256 is stored); changes made with it are
+    audited as api:NAME."""
+    wanted = [s.strip() for value in scopes for s in value.split(",") if s.strip()]
+    row, secret = api_tokens.create_token(name, wanted, expires_days=expires_days)
+    click.echo(secret)
+    until = f"until {row.expires_at.strftime('%Y-%m-%d %H:%M')} UTC" if row.expires_at else "until revoked"
+    click.echo(f"API token {row.name} created (scopes: {' '.join(row.scopes)}; valid {until}). The secret above is "
+               "shown only now and stored hashed: hand it to the client now.", err=True)
+
+
+@api_tokens_group.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@unit_of_work
+def api_token_list(fmt: str) -> None:
+    """Every API token: name, prefix, scopes, status, created, expires, last use (time and address), revoked."""
+    rows = [api_tokens.token_dict(r) for r in api_tokens.list_tokens()]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no API tokens (create one with `idp tokens api create NAME --scope SCOPE`)")
+        return
+    click.echo("NAME\tPREFIX\tSCOPES\tSTATUS\tCREATED\tEXPIRES\tLAST USED\tREVOKED")
+    for r in rows:
+        last = f"{_iso(r['last_used_at'])} from {r['last_used_ip'] or '-'}" if r["last_used_at"] else "never"
+        click.echo(f"{r['name']}\t{r['prefix']}…\t{' '.join(r['scopes'])}\t{r['status']}\t{_iso(r['created_at'])}\t"
+                   f"{_iso(r['expires_at']) if r['expires_at'] else 'never'}\t{last}\t{_iso(r['revoked_at'])}")
+
+
+def _iso(text: str | None) -> str:
+    return text[:16].replace("T", " ") if text else "-"
+
+
+@api_tokens_group.command("revoke")
+@click.argument("name")
+@unit_of_work
+def api_token_revoke(name: str) -> None:
+    """Revoke a token: every request with it is refused from now on (401)."""
+    api_tokens.revoke_token(name)
+    click.echo(f"API token {name} revoked")
