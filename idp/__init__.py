@@ -77,6 +77,12 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     register_admin_views()
     for bp in (auth_bp, mfa_bp, passkeys_bp, home_bp, saml_bp, slo_bp, admin_bp, account_bp, ops_bp):
         app.register_blueprint(bp)
+    # the admin REST API (/api/v1): bearer tokens only, so no CSRF token (no cookie authenticates it)
+    from .web.api import bp as api_bp
+    from .web.api import register_views as register_api_views
+    register_api_views()
+    csrf.exempt(api_bp)
+    app.register_blueprint(api_bp)
     if settings.oidc_enabled:
         # OpenID Connect / OAuth 2.0: documents, authorization (+ consent), token endpoints, logout
         from .web.oidc_authorize_views import bp as oidc_authz_bp
@@ -160,7 +166,15 @@ def _sqlite_pragmas() -> None:
 
 
 def _register_http_errors(app: Flask) -> None:
-    from .web.responses import error_page, plain_error_page, unavailable_page
+    from .web.api.problems import problem_response
+    from .web.responses import error_page as page
+    from .web.responses import plain_error_page, unavailable_page
+
+    def error_page(status: int, title: str, detail: str) -> Response:
+        """The HTML error page, or a problem document for the REST API (its clients read JSON)."""
+        if request.path.startswith("/api/"):
+            return problem_response(status, title, detail)
+        return page(status, title, detail)
 
     def csrf_error(exc: CSRFError) -> Response:
         return error_page(400, "Form expired", "The form was stale or forged. Go back, reload and try again.")
@@ -186,6 +200,8 @@ def _register_http_errors(app: Flask) -> None:
             db.session.rollback()
         except Exception:  # noqa: BLE001, S110 - the database may be the thing that failed
             pass
+        if request.path.startswith("/api/"):
+            return problem_response(500, "Internal error", "Something went wrong on our side; nothing was changed.")
         return plain_error_page(500, "Internal error",
                                 "Something went wrong on our side. Nothing was sent to the app.")
 

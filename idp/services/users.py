@@ -177,3 +177,22 @@ def user_fields(user: User | UserView) -> dict[str, object]:
         "first_name": user.first_name, "last_name": user.last_name,
         "groups": list(user.group_names), "display_name": display,
     }
+
+
+def delete_user(user: User) -> None:
+    """Delete a user and everything that hangs on them (sessions, factors, grants and tokens, field values go by
+    the foreign keys). Refused for the last enabled admin. Lifecycle USER_DELETED is told before the row goes."""
+    from .accounts import _lock_enabled_admins, enabled_admin_count
+    from .lifecycle import USER_DELETED, emit
+
+    if user.is_admin and not user.disabled:
+        _lock_enabled_admins()
+        if enabled_admin_count() <= 1:
+            raise ServiceError(f"{user.username} is the last enabled admin; make another user an admin first",
+                               field="username")
+    emit(USER_DELETED, user_id=user.id, username=user.username, external_id=user.external_id)
+    audit.record("user.remove", "user", user.username,
+                 before={"email": user.email, "groups": user.group_names, "admin": user.is_admin,
+                         "disabled": user.disabled})
+    db.session.delete(user)
+    db.session.flush()
