@@ -74,6 +74,7 @@ class Reason(StrEnum):
     UNSUPPORTED_RESPONSE_TYPE = "unsupported_response_type"
     INVALID_SCOPE = "invalid_scope"
     INVALID_TOKEN = "invalid_token"  # noqa: S105 - a reason code
+    INSUFFICIENT_SCOPE = "insufficient_scope"    # an API / SCIM token without the operation's scope (403)
     REDIRECT_URI_MISMATCH = "redirect_uri_mismatch"
     LOGIN_REQUIRED = "login_required"
     CONSENT_REQUIRED = "consent_required"
@@ -104,7 +105,7 @@ DENIAL_REASONS = frozenset({
     Reason.ENROLMENT_REFUSED, Reason.ENROLMENT_LINK_INVALID, Reason.STEP_UP_REQUIRED,
     Reason.INVALID_CLIENT, Reason.INVALID_GRANT, Reason.UNAUTHORIZED_CLIENT, Reason.LOGIN_REQUIRED,
     Reason.CONSENT_REQUIRED, Reason.INTERACTION_REQUIRED, Reason.CONSENT_DENIED, Reason.CODE_REUSED,
-    Reason.REFRESH_TOKEN_REUSED, Reason.INVALID_TOKEN,
+    Reason.REFRESH_TOKEN_REUSED, Reason.INVALID_TOKEN, Reason.INSUFFICIENT_SCOPE,
 })
 SUCCESS_REASONS = frozenset({Reason.OK, Reason.LOGOUT, Reason.MFA_ENROLLED, Reason.MFA_RESET, Reason.MFA_REMOVED,
                              Reason.MFA_UNSUSPENDED, Reason.RECOVERY_CODE_USED, Reason.CONSENT_GIVEN,

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp.extensions import db
-from idp.models import AdminAudit, IdpSession, User, utcnow
+from idp.models import AdminAudit, IdpSession, SsoEvent, User, utcnow
 from idp.services import api_tokens
 from idp.web.api import SCOPE_OF
 
@@ -127,6 +127,11 @@ def test_each_operation_needs_its_scope(app: Flask, client: FlaskClient, world: 
     assert 'error="insufficient_scope"' in resp.headers["WWW-Authenticate"]
     assert f'scope="{needed}"' in resp.headers["WWW-Authenticate"]
     assert db.session.query(AdminAudit).count() == before
+    # each refusal is an event with its reason (no token, a wrong one: invalid_token; no scope: insufficient_scope)
+    refused = db.session.query(SsoEvent).filter(SsoEvent.event_type == "api").order_by(SsoEvent.id).all()
+    assert [(e.reason, e.outcome) for e in refused[-3:]] == [("invalid_token", "denied"), ("invalid_token", "denied"),
+                                                             ("insufficient_scope", "denied")]
+    assert refused[-1].detail["scope"] == needed and "idp_" not in str(refused[-1].detail)
     # the scope alone is enough (activating or retiring with no key staged is refused by the key store: 409)
     resp = call(client, method, path, token(needed, name="only"), body)
     assert resp.status_code in ((200, 201, 204, 409) if "/keys/" in path else (200, 201, 204)), \

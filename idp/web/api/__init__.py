@@ -19,7 +19,10 @@ from spectree import SpecTree
 from werkzeug.exceptions import HTTPException
 
 from idp import audit
+from idp.errors import EventContext
+from idp.events import record_event
 from idp.extensions import db
+from idp.reasons import Reason
 from idp.services import ServiceError, api_tokens
 from idp.services.accounts import FormErrors
 from idp.services.api_tokens import ApiAuthError, ApiPrincipal
@@ -104,6 +107,7 @@ def authenticate() -> Response | None:
         found = api_tokens.authenticate(request.headers.get("Authorization"), current_client().ip, scope)
     except ApiAuthError as exc:
         db.session.rollback()
+        _record_refusal(exc, endpoint, scope)
         resp = problem_response(exc.status, "Unauthorized" if exc.status == 401 else "Forbidden", exc.description,
                                 type_=exc.error or "unauthorized")
         resp.headers["WWW-Authenticate"] = exc.www_authenticate
@@ -118,6 +122,17 @@ def authenticate() -> Response | None:
         if request.get_json(silent=True) is None:
             return problem_response(400, "Malformed JSON", "The body is not valid JSON.", field="body")
     return None
+
+
+def _record_refusal(exc: ApiAuthError, endpoint: str, scope: str) -> None:
+    """An API request refused for its credentials is an event (event type "api"; reason invalid_token or
+    insufficient_scope), committed on its own: the request did nothing else."""
+    client = current_client()
+    ctx = EventContext(event_type="api", detail={"endpoint": endpoint, "method": request.method, "scope": scope,
+                                                 "why": exc.description})
+    record_event(ctx, Reason.INSUFFICIENT_SCOPE if exc.status == 403 else Reason.INVALID_TOKEN,
+                 client_ip=client.ip, user_agent=client.user_agent)
+    uow.commit()
 
 
 @bp.errorhandler(ApiProblem)
