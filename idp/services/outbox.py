@@ -131,8 +131,7 @@ def claim(worker_id: str, lease: timedelta, *, now: datetime | None = None) -> O
 
 def finish(job: OutboxJob, *, now: datetime | None = None) -> None:
     job.state, job.finished_at = "done", now or utcnow()
-    job.locked_by = job.locked_until = None
-    job.last_error = None
+    job.locked_by = job.locked_until = None   # last_error stays: why an earlier attempt failed
 
 
 def fail(job: OutboxJob, error: str, policy: RetryPolicy, *, permanent: bool = False,
