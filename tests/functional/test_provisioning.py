@@ -5,6 +5,7 @@ delivered, import with a conflict, dry runs that write nothing, and the settings
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from idp.services import users as users_svc
 
 from ..conftest import make_settings
 from ..scim_peer import ScimPeer
+from ..webclient import enrol_totp, login_admin
 
 TOKEN = "peer-token-1"
 
@@ -183,6 +185,32 @@ def test_a_dead_job_is_listed_and_retried_from_the_console(app: Flask, peer: Sci
     assert conflict.detail["will_retry"] is False
     r = cli(app, "outbox", "list", "--state", "dead", "--format", "json")
     assert [d["id"] for d in json.loads(r.output)] == [job.id]
+
+    # the console lists it; an admin retries it there (audited with the admin as actor)
+    pw = app.extensions["idp.passwords"]
+    root = users_svc.add_user("root", email="root@example.com", password_hash=pw.hash("root password 1"),
+                              is_admin=True)
+    enrol_totp(root)
+    db.session.commit()
+    login_admin(client, "root", "root password 1")
+    page = client.get("/admin/outbox").get_data(as_text=True)
+    assert f'data-job="{job.id}"' in page and "externalId" in page and 'id="outbox-count-dead">1<' in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)   # type: ignore[union-attr]
+    assert client.post(f"/admin/outbox/{job.id}/retry", data={}).status_code == 400   # no CSRF token
+    resp = client.post(f"/admin/outbox/{job.id}/retry", data={"csrf_token": token})
+    assert resp.status_code == 303
+    retried = db.session.get(OutboxJob, job.id, populate_existing=True)
+    assert retried is not None and retried.state == "pending" and retried.attempts == 0
+    row = db.session.scalar(select(AdminAudit).where(AdminAudit.action == "outbox.retry"))
+    assert row is not None and row.actor == "web:root"
+    assert 'id="outbox-empty"' in client.get("/admin/outbox").get_data(as_text=True)
+    again = client.post(f"/admin/outbox/{job.id}/retry", data={"csrf_token": token}, follow_redirects=True)
+    assert "not dead" in again.get_data(as_text=True)
+
+    # the app page: settings without the secret, the provisioning log
+    detail = client.get("/admin/apps/crm").get_data(as_text=True)
+    assert 'id="provisioning-log"' in detail and "remote_conflict" in detail and TOKEN not in detail
+    assert peer.url in detail and 'id="provisioning-status"' in detail
 
 
 def test_import_reports_matches_and_conflicts_and_dry_run_writes_nothing(app: Flask, peer: ScimPeer,

@@ -88,6 +88,7 @@ NAV = (
     ("admin.certs", "Certificates", "certs"),
     ("admin.org", "Org settings", "org"),
     ("admin.audit", "Audit trail", "audit"),
+    ("admin.outbox_page", "Jobs", "outbox"),
 )
 
 
