@@ -48,11 +48,12 @@ $(NODE_STAMP): $(NODE_RP)/package-lock.json | $(APT_STAMP)
 
 install: $(STAMP) ## Create .venv and install the IdP with its test tools
 
-run: $(STAMP) ## Install, create the SQLite DB, dev keys and first admin, sync metadata/, then serve on IDP_BASE_URL
+run: $(STAMP) ## Install, create the SQLite DB, dev keys and first admin, sync metadata/, then serve on IDP_BASE_URL with one outbox worker beside it
 	$(BIN)/idp db init
 	$(BIN)/idp certs generate --if-empty
 	-$(BIN)/idp apps sync metadata
-	$(BIN)/idp serve
+	@# one background worker (provisioning jobs) for as long as the server runs; stopped with it
+	$(BIN)/idp worker & worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; $(BIN)/idp serve
 
 serve: $(STAMP) ## Production server only (gunicorn; workers = cores), no set-up steps
 	$(BIN)/idp serve

@@ -106,6 +106,20 @@ class Settings:
     # the internal network). Off: the SSRF guard of services.fetch refuses them, as for metadata URLs.
     oidc_backchannel_allow_private: bool = False
     oidc_backchannel_timeout_s: float = 3.0   # per RP; a logout never waits longer on one RP
+    # the outbox worker (`idp worker`, services.outbox): attempts before a job is dead, the backoff after a failure
+    # (base x 2^(attempt-1), capped, with jitter), the lease a claimed job holds (a worker killed mid-job: the job
+    # is claimable again when it ends), how long finished jobs are kept
+    worker_max_attempts: int = 8
+    worker_backoff_s: int = 10
+    worker_backoff_max_s: int = 3600
+    worker_lease_s: int = 300
+    worker_poll_s: float = 2.0
+    outbox_keep_days: int = 7
+    # outbound provisioning (services.provisioning): IDP_PROVISIONING_ALLOW_PRIVATE lets the SCIM base URL and
+    # token URL be private / loopback addresses (an app on the internal network); off, the SSRF guard refuses them
+    provisioning_allow_private: bool = False
+    provisioning_timeout_s: int = 10
+    provisioning_reconcile_minutes: int = 60
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -185,6 +199,14 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         data_key=env.get("IDP_DATA_KEY") or None,
         oidc_enabled=env_bool(env, "IDP_OIDC_ENABLED", True),
         oidc_backchannel_allow_private=env_bool(env, "IDP_OIDC_BACKCHANNEL_ALLOW_PRIVATE", False),
+        worker_max_attempts=_int(env, "IDP_WORKER_MAX_ATTEMPTS", 8, 1),
+        worker_backoff_s=_int(env, "IDP_WORKER_BACKOFF", 10, 0),
+        worker_backoff_max_s=_int(env, "IDP_WORKER_BACKOFF_MAX", 3600, 0),
+        worker_lease_s=_int(env, "IDP_WORKER_LEASE", 300, 5),
+        outbox_keep_days=_int(env, "IDP_OUTBOX_KEEP_DAYS", 7, 0),
+        provisioning_allow_private=env_bool(env, "IDP_PROVISIONING_ALLOW_PRIVATE", False),
+        provisioning_timeout_s=_int(env, "IDP_PROVISIONING_TIMEOUT", 10, 1),
+        provisioning_reconcile_minutes=_int(env, "IDP_PROVISIONING_RECONCILE_MINUTES", 60, 1),
         passkey_rp_name=(env.get("IDP_PASSKEY_RP_NAME") or "Identity Provider").strip()[:64] or "Identity Provider",
     )
     _check_data_key(values["data_key"])

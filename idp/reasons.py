@@ -87,6 +87,12 @@ class Reason(StrEnum):
     # logout
     UNKNOWN_SESSION = "unknown_session"
     BACKCHANNEL_LOGOUT_FAILED = "backchannel_logout_failed"  # an RP's back-channel logout POST failed (error)
+    # outbound provisioning (event_type "provision", protocol "scim"): detail says the operation, the remote's
+    # HTTP status and error
+    PROVISIONED = "provisioned"                  # created, updated or linked (import) at the app
+    DEPROVISIONED = "deprovisioned"              # deactivated or deleted at the app
+    PROVISIONING_FAILED = "provisioning_failed"  # an attempt failed (retried, or the job is dead)
+    REMOTE_CONFLICT = "remote_conflict"          # the app holds an account that matches but is not this user's
     # infrastructure
     SIGNING_KEY_UNAVAILABLE = "signing_key_unavailable"
     SERVICE_UNAVAILABLE = "service_unavailable"
@@ -109,7 +115,7 @@ DENIAL_REASONS = frozenset({
 })
 SUCCESS_REASONS = frozenset({Reason.OK, Reason.LOGOUT, Reason.MFA_ENROLLED, Reason.MFA_RESET, Reason.MFA_REMOVED,
                              Reason.MFA_UNSUSPENDED, Reason.RECOVERY_CODE_USED, Reason.CONSENT_GIVEN,
-                             Reason.TOKEN_REVOKED})
+                             Reason.TOKEN_REVOKED, Reason.PROVISIONED, Reason.DEPROVISIONED})
 
 
 def outcome_for(reason: Reason) -> Outcome:

@@ -28,15 +28,18 @@ def _parse_since(value: str | None) -> datetime | None:
 @click.option("--user", "username")
 @click.option("--outcome", type=click.Choice(values(Outcome)))
 @click.option("--reason")
-@click.option("--protocol", type=click.Choice(["saml", "oidc"]), help="Only SAML or only OIDC/OAuth events.")
+@click.option("--protocol", type=click.Choice(["saml", "oidc", "scim"]),
+              help="Only SAML, OIDC/OAuth or SCIM (outbound provisioning) events.")
+@click.option("--type", "event_type", help="Only events of this type (sso, signin, logout, admin, account, "
+                                           "provision, ...).")
 @click.option("--since")
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 @unit_of_work
 def events_cmd(app_slug: str | None, username: str | None, outcome: str | None, reason: str | None,
-               protocol: str | None, since: str | None, limit: int, fmt: str) -> None:
+               protocol: str | None, event_type: str | None, since: str | None, limit: int, fmt: str) -> None:
     f = EventFilter(app_slug=app_slug, username=username, outcome=outcome, reason=reason, protocol=protocol,
-                    since=_parse_since(since))
+                    event_type=event_type, since=_parse_since(since))
     rows = query_events(f, limit=limit)
     if fmt == "json":
         click.echo(to_json(rows))

@@ -174,3 +174,10 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("mfa", check_mfa),
     ("authn_context", check_authn_context),
 )
+
+
+def check_membership(ctx: AccessContext) -> Decision | None:
+    """Who may use the app at all, whatever the address, session or factors: an active user the app's permitted
+    users admit (everyone, or assigned / in an allowed group, never in a denied group). Outbound provisioning
+    keeps exactly these users' accounts at the app; None when permitted, else the denial."""
+    return check_user_active(ctx) or check_permitted_users(ctx)

@@ -13,7 +13,17 @@ from ..extensions import db
 from ..models import Group, IdpSession, Passkey, User, user_groups, utcnow
 from . import ServiceError
 from .oauth_tokens import revoke_refresh_tokens
-from .users import GROUP_RE, USERNAME_RE, add_group, add_user, find_user, valid_email, valid_name, validate_password
+from .users import (
+    GROUP_RE,
+    USERNAME_RE,
+    add_group,
+    add_user,
+    emit_user_change,
+    find_user,
+    valid_email,
+    valid_name,
+    validate_password,
+)
 
 
 class FormErrors(ServiceError):
@@ -305,6 +315,7 @@ def _record_changes(user: User, before: dict[str, object]) -> None:
     if changed:
         audit.record("user.update", "user", user.username, before={k: before[k] for k in changed},
                      after={k: after[k] for k in changed})
+        emit_user_change(user, disabled_now=after["disabled"] is True and before["disabled"] is False)
 
 
 # ---------------------------------------------------------------- groups
@@ -333,6 +344,7 @@ def add_member(group: Group, username: str) -> User:
         raise FormErrors({"username": f"{user.username} is already a member."})
     user.groups.append(group)
     audit.record("group.add_member", "group", group.name, after={"user": user.username})
+    emit_user_change(user)
     return user
 
 
@@ -342,6 +354,7 @@ def remove_member(group: Group, username: str) -> User:
         raise ServiceError(f"{username!r} is not a member of {group.name}", field="username")
     user.groups.remove(group)
     audit.record("group.remove_member", "group", group.name, before={"user": user.username})
+    emit_user_change(user)
     return user
 
 

@@ -14,6 +14,7 @@ import socket
 import ssl
 import threading
 import time
+from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from . import ServiceError
@@ -191,6 +192,47 @@ def post_form(url: str, fields: dict[str, str], *, allow_private: bool = False, 
         resp = conn.getresponse()
         resp.read(MAX_ANSWER_BYTES)
         return int(resp.status)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        if time.monotonic() >= deadline:
+            raise ServiceError(f"the {what} did not answer within {timeout:g} s", field="url") from None
+        raise ServiceError(f"could not reach the {what}: {exc.__class__.__name__}", field="url") from None
+    finally:
+        watchdog.cancel()
+        if resp is not None:
+            resp.close()
+        conn.close()
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    status: int
+    content_type: str
+    body: bytes
+
+
+def http_request(method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
+                 allow_private: bool = False, timeout: float = 10.0, max_bytes: int = MAX_BYTES,
+                 what: str = "SCIM service", switch: str = "IDP_PROVISIONING_ALLOW_PRIVATE") -> HttpAnswer:
+    """One HTTP exchange with a remote API (outbound SCIM provisioning): the same SSRF guard as fetch_metadata
+    (vetted, pinned address; private and loopback targets only when `allow_private`), no redirect followed (a
+    redirect answer is returned as it is), `timeout` bounds the whole exchange, at most `max_bytes` of the
+    answer. Refusals and network failures are ServiceErrors whose message names neither headers nor body (the
+    caller's credentials stay out of events and logs)."""
+    deadline = time.monotonic() + timeout
+    conn, path, remaining = _pinned_connection(url, allow_private, deadline, 0.2, f"the {what} URL", what, switch)
+    resp: http.client.HTTPResponse | None = None
+    watchdog = threading.Timer(remaining, _shutdown, args=(conn,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        conn.request(method, path, body=body, headers={"User-Agent": "idp-provisioning/1", **(headers or {})})
+        resp = conn.getresponse()
+        data = resp.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise ServiceError(f"the {what} answered more than {max_bytes} bytes", field="url")
+        return HttpAnswer(int(resp.status), resp.getheader("Content-Type") or "", data)
+    except ServiceError:
+        raise
     except (OSError, http.client.HTTPException, ValueError) as exc:
         if time.monotonic() >= deadline:
             raise ServiceError(f"the {what} did not answer within {timeout:g} s", field="url") from None

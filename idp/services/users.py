@@ -14,7 +14,7 @@ from ..models import Group, User
 
 if TYPE_CHECKING:
     from ..auth.sessions import UserView
-from . import ServiceError
+from . import ServiceError, lifecycle
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
 EMAIL_RE = re.compile(r"^[^@\s<>\"']+@[^@\s<>\"']+\.[^@\s<>\"']+$")
@@ -100,6 +100,7 @@ def remove_group(name: str) -> list[str]:
                            "remove it there first")
     members = sorted(u.username for u in group.members)
     audit.record("group.remove", "group", group.name, before={"members": members})
+    lifecycle.emit(lifecycle.GROUP_CHANGED, group_id=group.id)   # before the row goes: listeners read its members
     db.session.delete(group)
     return members
 
@@ -138,6 +139,7 @@ def add_user(username: str, *, email: str, password_hash: str | None, first_name
         db.session.flush()
     except IntegrityError:  # created at the same time elsewhere; the caller's unit of work rolls back
         raise ServiceError(f"user {username!r} already exists", field="username") from None
+    lifecycle.emit(lifecycle.USER_CHANGED, user_id=user.id)
     return user
 
 
@@ -163,7 +165,14 @@ def set_user(user: User, *, add_groups: list[str] | None = None, remove_groups: 
     if changed:
         audit.record("user.update", "user", user.username, before={k: before.get(k) for k in changed},
                      after=changed)
+        emit_user_change(user, disabled_now=changed.get("disabled") is True)
     return user
+
+
+def emit_user_change(user: User, *, disabled_now: bool = False) -> None:
+    """Tell the lifecycle listeners (outbound provisioning) in this unit of work: deactivated, or changed."""
+    db.session.flush()
+    lifecycle.emit(lifecycle.USER_DEACTIVATED if disabled_now else lifecycle.USER_CHANGED, user_id=user.id)
 
 
 def user_fields(user: User | UserView) -> dict[str, object]:

@@ -8,7 +8,7 @@ import pytest
 
 from idp.policy import checks
 from idp.policy.engine import evaluate
-from idp.policy.model import AccessContext, AppPolicy, Effect
+from idp.policy.model import AccessContext, AppPolicy, Effect, IpPolicy, PermittedUsers
 from idp.reasons import Reason
 from idp.saml.constants import AC_PASSWORD_PROTECTED, AC_REFEDS_MFA
 
@@ -151,3 +151,21 @@ def test_parse_cidr(value, ok):
     else:
         with pytest.raises(ValueError):
             checks.parse_cidr(value)
+
+
+@pytest.mark.parametrize(("policy", "user", "expected"), [
+    (AppPolicy(), {}, None),
+    (AppPolicy(), {"user_disabled": True}, Reason.USER_DISABLED),
+    (AppPolicy(permitted=PermittedUsers.ADMIN_APPROVED), {}, Reason.USER_NOT_PERMITTED),
+    (AppPolicy(permitted=PermittedUsers.ADMIN_APPROVED, allow_groups=frozenset({"eng"})),
+     {"user_groups": frozenset({"eng"})}, None),
+    (AppPolicy(permitted=PermittedUsers.ADMIN_APPROVED, assigned_users=frozenset({"alice"})), {}, None),
+    (AppPolicy(deny_groups=frozenset({"contractors"})), {"user_groups": frozenset({"contractors"})},
+     Reason.USER_NOT_PERMITTED),
+    # membership ignores the address, the session and the factors: provisioning has none of them
+    (AppPolicy(ip_policy=IpPolicy.ENFORCE, ip_ranges=("10.0.0.0/8",), require_mfa=True), {"client_ip": None}, None),
+])
+def test_check_membership_is_who_may_use_the_app_at_all(policy: AppPolicy, user: dict[str, object],
+                                                        expected: Reason | None) -> None:
+    decision = checks.check_membership(ctx(policy=policy, **user))
+    assert (decision.reason if decision else None) == expected

@@ -18,7 +18,7 @@ from ...extensions import component, db
 from ...models import ConnectedApp
 from ...saml.constants import SignMode
 from ...saml.sp_metadata import SpMetadata
-from .. import ServiceError
+from .. import ServiceError, lifecycle
 from ..field_schema import current_schema
 from .cache import invalidate_cache
 from .settings import CLEAR, AppSettings, default_settings
@@ -193,6 +193,10 @@ def pinned_keys() -> dict[str, list[str]]:
     return out
 
 
+# the settings that decide who may use an app (policy.checks.check_membership)
+ACCESS_KEYS = frozenset({"permitted", "allow_groups", "deny_groups", "assigned_users"})
+
+
 def change_settings(app: ConnectedApp, *, enabled: bool | None = None, name: str | None = None,
                     **changes: Any) -> AppSettings:
     """Validate and apply setting changes; nothing is written if any value is invalid.
@@ -239,4 +243,6 @@ def change_settings(app: ConnectedApp, *, enabled: bool | None = None, name: str
                      after={k: after[k] for k in diff_keys})
     app.version += 1
     invalidate_cache()
+    if any(k in ACCESS_KEYS for k in diff_keys):   # who may use the app changed: provisioning reconciles it
+        lifecycle.emit(lifecycle.APP_ACCESS_CHANGED, app_id=app.id)
     return new

@@ -89,6 +89,7 @@ NAV = (
     ("admin.org", "Org settings", "org"),
     ("admin.audit", "Audit trail", "audit"),
     ("admin.api_tokens", "API tokens", "api_tokens"),
+    ("admin.outbox_page", "Jobs", "outbox"),
 )
 
 

@@ -14,7 +14,7 @@ from idp.reasons import Outcome, Reason
 from idp.web.admin.forms.base import AdminForm, TextField
 
 FILTER_FIELDS = ("app", "user", "outcome", "reason", "protocol", "since", "until")
-PROTOCOLS = ("saml", "oidc")
+PROTOCOLS = ("saml", "oidc", "scim")
 OUTCOMES = tuple(o.value for o in Outcome)
 REASONS = tuple(sorted(r.value for r in Reason))
 

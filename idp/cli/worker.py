@@ -1,0 +1,184 @@
+"""`idp worker` (runs the outbox's jobs) and `idp outbox` (list them, retry dead ones).
+
+The worker is the outermost layer of its jobs, so it owns their transactions: the claim commits on its own, the
+handler and the job's `done` commit together, and a failure is counted in a fresh transaction after the
+handler's work was rolled back. SIGTERM / SIGINT stop it after the job in hand.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import timedelta
+from types import FrameType
+
+import click
+from flask.cli import with_appcontext
+
+from idp import audit
+from idp.extensions import db
+from idp.models import OutboxJob
+from idp.services import outbox
+
+from ._common import fail, settings, unit_of_work
+
+log = logging.getLogger("idp.worker")
+PERIODIC_EVERY_S = 60.0
+
+
+class Worker:
+    """One worker process: claims due jobs one at a time until stopped (or, `once`, until none is due)."""
+
+    def __init__(self, worker_id: str) -> None:
+        s = settings()
+        self.worker_id = worker_id
+        self.policy = outbox.RetryPolicy(max_attempts=s.worker_max_attempts, backoff_s=s.worker_backoff_s,
+                                         backoff_max_s=s.worker_backoff_max_s)
+        self.lease = timedelta(seconds=s.worker_lease_s)
+        self.poll_s = s.worker_poll_s
+        self.keep = timedelta(days=s.outbox_keep_days)
+        self.stop = threading.Event()
+        self.ran = 0
+
+    def housekeeping(self) -> None:
+        """Expired leases back to pending, periodic jobs scheduled, old done jobs pruned: each committed alone."""
+        steps = [lambda: outbox.expire_leases(self.policy), *outbox.PERIODIC, lambda: outbox.prune(self.keep)]
+        for step in steps:
+            try:
+                with audit.acting_as("worker"):
+                    step()
+                db.session.commit()
+            except Exception as exc:
+                db.session.rollback()
+                log.error("worker housekeeping failed: %s: %s", exc.__class__.__name__, exc)
+
+    def run_one(self) -> bool:
+        """Claim and run one due job; False when none is due."""
+        job = outbox.claim(self.worker_id, self.lease)
+        db.session.commit()
+        if job is None:
+            return False
+        job_id, kind, payload = job.id, job.kind, dict(job.payload or {})
+        # the session keeps objects after a commit (expire_on_commit=False, right for a short request): a job
+        # must read what is committed now, not what an earlier job of this long-lived worker loaded
+        db.session.expire_all()
+        fn = outbox.HANDLERS.get(kind)
+        try:
+            if fn is None:
+                raise outbox.PermanentFailure(f"no handler for jobs of kind {kind!r}")
+            with audit.acting_as("worker"):
+                fn(payload)
+            current = db.session.get(OutboxJob, job_id)
+            if current is not None and current.state == "running" and current.locked_by == self.worker_id:
+                outbox.finish(current)
+            else:   # the lease ended meanwhile and another worker took the job: its outcome stands
+                log.warning("job %s finished after its lease ended; left as %s", job_id,
+                            current.state if current else "deleted")
+            db.session.commit()
+        except Exception as exc:
+            db.session.rollback()
+            error = str(exc) or exc.__class__.__name__
+            self._count_failure(job_id, kind, payload, error, isinstance(exc, outbox.PermanentFailure))
+        self.ran += 1
+        return True
+
+    def _count_failure(self, job_id: int, kind: str, payload: dict[str, object], error: str, permanent: bool) -> None:
+        try:
+            current = db.session.get(OutboxJob, job_id, populate_existing=True)
+            if current is None:
+                return
+            dead = outbox.fail(current, error, self.policy, permanent=permanent)
+            log.warning("job %s (%s) failed, attempt %s%s: %s", job_id, kind, current.attempts,
+                        " - dead" if dead else "", error)
+            hook = outbox.FAILURE_HOOKS.get(kind)
+            if hook is not None:
+                with audit.acting_as("worker"):
+                    hook(payload, error, dead)
+            db.session.commit()
+        except Exception as exc:
+            db.session.rollback()
+            log.error("could not record the failure of job %s: %s: %s", job_id, exc.__class__.__name__, exc)
+
+    def run(self, *, once: bool) -> None:
+        last_housekeeping = -PERIODIC_EVERY_S
+        while not self.stop.is_set():
+            if time.monotonic() - last_housekeeping >= PERIODIC_EVERY_S:
+                self.housekeeping()
+                last_housekeeping = time.monotonic()
+            try:
+                ran = self.run_one()
+            except Exception as exc:   # the database is unreachable: wait, then try again
+                db.session.rollback()
+                log.error("worker could not claim a job: %s: %s", exc.__class__.__name__, exc)
+                if once:
+                    raise
+                ran = False
+            if not ran:
+                if once:
+                    return
+                self.stop.wait(self.poll_s)
+
+
+@click.command("worker", help="Run the outbox's jobs (provisioning): claim due jobs, run them, retry failures "
+                              "with backoff; SIGTERM or Ctrl-C stop it after the job in hand.")
+@click.option("--once", is_flag=True, help="Run the jobs due now, then exit.")
+@click.option("--id", "worker_id", help="This worker's name in locked_by (default host:pid).")
+@with_appcontext
+def worker_cmd(once: bool, worker_id: str | None) -> None:
+    worker = Worker(worker_id or f"{socket.gethostname()}:{os.getpid()}")
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("worker %s stopping (signal %s)", worker.worker_id, signum)
+        worker.stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+    if not once:
+        click.echo(f"worker {worker.worker_id} started", err=True)
+    worker.run(once=once)
+    if once:
+        click.echo(f"ran {worker.ran} job(s)")
+
+
+@click.group("outbox", help="The outbox of background jobs: list them, retry dead ones.")
+def outbox_group() -> None:
+    pass
+
+
+@outbox_group.command("list")
+@click.option("--state", type=click.Choice(outbox.STATES))
+@click.option("--kind")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@unit_of_work
+def outbox_list(state: str | None, kind: str | None, limit: int, fmt: str) -> None:
+    jobs = outbox.list_jobs(state=state, kind=kind, limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps([outbox.job_dict(j) for j in jobs], indent=2))
+        return
+    click.echo(f"{'ID':>7} {'STATE':<8} {'KIND':<20} {'KEY':<28} {'TRIES':>5} {'RUN AFTER':<20} LAST ERROR")
+    for j in jobs:
+        click.echo(f"{j.id:>7} {j.state:<8} {j.kind[:20]:<20} {j.key[:28]:<28} {j.attempts:>5} "
+                   f"{j.run_after.strftime('%Y-%m-%d %H:%M:%SZ'):<20} {(j.last_error or '')[:60]}")
+
+
+@outbox_group.command("retry")
+@click.argument("job_id", required=False, type=int)
+@click.option("--all-dead", is_flag=True, help="Retry every dead job.")
+@unit_of_work
+def outbox_retry(job_id: int | None, all_dead: bool) -> None:
+    if (job_id is None) == (not all_dead):
+        fail("give a job ID or --all-dead (not both)")
+    if all_dead:
+        ids = outbox.retry_all_dead()
+        click.echo(f"{len(ids)} dead job(s) pending again")
+    else:
+        assert job_id is not None
+        outbox.retry(job_id)
+        click.echo(f"job {job_id} pending again")
