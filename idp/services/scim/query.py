@@ -77,10 +77,19 @@ def _time(column: Any, op: CompareOperator, value: Any) -> ColumnElement[bool]:
             Op.lt: column < moment, Op.le: column <= moment}[op]
 
 
-def _id(column: Any, op: CompareOperator, value: Any) -> ColumnElement[bool]:
+def _row_id(value: Any, prefix: str) -> int | None:
+    """The row id in a SCIM id ("u12-<stamp>" → 12 for users, "g3-<stamp>" → 3 for groups: storage.user_id and
+    group_id; the stamp is checked when the row is read, a filter matches on the number)."""
+    if not isinstance(value, str) or value[:1] != prefix:
+        return None
+    number = value[1:].partition("-")[0]
+    return int(number) if number.isascii() and number.isdigit() and len(number) < 12 else None
+
+
+def _id(column: Any, op: CompareOperator, value: Any, prefix: str) -> ColumnElement[bool]:
     if op not in (Op.eq, Op.ne):
         raise InvalidFilterException(detail="id is compared with eq or ne only")
-    ident = int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else None
+    ident = _row_id(value, prefix)
     if op == Op.eq:
         return false() if ident is None else column == ident
     return true() if ident is None else column != ident
@@ -107,7 +116,7 @@ _USER_LAST_MODIFIED = func.coalesce(User.updated_at, User.created_at)
 _GROUP_LAST_MODIFIED = func.coalesce(Group.updated_at, Group.created_at)
 
 _USER_ATTRS: dict[str, tuple[Compare, ColumnElement[bool]]] = {
-    "id": (lambda op, v: _id(User.id, op, v), true()),
+    "id": (lambda op, v: _id(User.id, op, v, "u"), true()),
     "username": (lambda op, v: _string(User.username, op, v), true()),
     "externalid": (lambda op, v: _string(User.external_id, op, v, case_exact=True), User.external_id.is_not(None)),
     "emails": (lambda op, v: _string(User.email, op, v), User.email != ""),
@@ -123,14 +132,14 @@ _USER_ATTRS: dict[str, tuple[Compare, ColumnElement[bool]]] = {
 def _member(op: CompareOperator, value: Any) -> ColumnElement[bool]:
     if op != Op.eq:
         raise InvalidFilterException(detail="members are compared with eq only")
-    ident = int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else None
+    ident = _row_id(value, "u")
     if ident is None:
         return false()
     return exists().where(user_groups.c.group_id == Group.id, user_groups.c.user_id == ident)
 
 
 _GROUP_ATTRS: dict[str, tuple[Compare, ColumnElement[bool]]] = {
-    "id": (lambda op, v: _id(Group.id, op, v), true()),
+    "id": (lambda op, v: _id(Group.id, op, v, "g"), true()),
     "displayname": (lambda op, v: _string(Group.name, op, v), true()),
     "externalid": (lambda op, v: _string(Group.external_id, op, v, case_exact=True), Group.external_id.is_not(None)),
     "members": (_member, exists().where(user_groups.c.group_id == Group.id)),

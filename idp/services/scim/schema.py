@@ -3,7 +3,7 @@
 Only attributes the IdP keeps are published (a client reading the schema sees exactly what round-trips):
 User: userName, name.givenName/familyName, displayName (read-only: "given family", or the userName), active,
 emails (value, type, primary), password (write-only), groups (read-only), externalId. Group: displayName,
-members (value, $ref, display read-only), externalId. Two extensions, built from the admin-defined user fields:
+members (value, $ref), externalId. Two extensions, built from the admin-defined user fields:
 the enterprise extension (employeeNumber, department, costCenter, manager.value, each only when a custom field
 of the matching name exists) and `urn:ietf:params:scim:schemas:extension:idp:2.0:User` with every other custom
 field (string → string, list → multi-valued string, bool → boolean, date → string "YYYY-MM-DD").
@@ -67,7 +67,8 @@ _USER_KEEP: dict[str, tuple[str, ...] | None] = {
     "password": None, "emails": ("value", "type", "primary"), "groups": ("value", "$ref", "display"),
 }
 _USER_READ_ONLY = {"displayName"}
-_GROUP_KEEP: dict[str, tuple[str, ...] | None] = {"displayName": None, "members": ("value", "$ref", "display")}
+# members carry no `display`: a client reading back what it wrote gets exactly that (the username is one GET away)
+_GROUP_KEEP: dict[str, tuple[str, ...] | None] = {"displayName": None, "members": ("value", "$ref")}
 
 
 def _subset(schema: Schema, keep: dict[str, tuple[str, ...] | None], read_only: set[str] | None = None,
@@ -94,6 +95,17 @@ def _subset(schema: Schema, keep: dict[str, tuple[str, ...] | None], read_only: 
 def _user_schema() -> Schema:
     schema = _subset(User.to_schema(), _USER_KEEP, _USER_READ_ONLY, "User Account")
     for attr in schema.attributes or []:
+        if attr.name == "emails":   # every user of the IdP has an address (its primary value)
+            attr.required = Required.true
+            for sub in attr.sub_attributes or []:
+                if sub.name == "value":
+                    sub.required = Required.true
+            attr.description = "Email addresses; the primary one (or the first) is the user's address in the IdP."
+        if attr.name == "active":
+            # an account is always enabled or disabled: it cannot be "removed" (a request that leaves it out of
+            # a POST or PUT means active, see web.scim.default_active)
+            attr.required = Required.true
+            attr.description = "false: the account is disabled (its sessions end, its OIDC grants are revoked)."
         if attr.name == "userName":
             attr.description = ("Unique identifier for the User (case-insensitive): letters, digits and . _ @ + -, "
                                 "at most 150 characters.")
@@ -105,8 +117,6 @@ def _group_schema() -> Schema:
     for attr in schema.attributes or []:
         if attr.name == "members":
             for sub in attr.sub_attributes or []:
-                if sub.name == "display":
-                    sub.mutability = Mutability.read_only
                 if sub.name == "$ref":
                     sub.reference_types = ["User"]      # no nested groups
             attr.description = "The users in the group (groups do not nest)."

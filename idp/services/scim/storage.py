@@ -5,6 +5,7 @@ actor, version bumps and lifecycle events), so a SCIM change is the same change 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from scim2_models import (
@@ -40,8 +41,42 @@ def etag(version: int | None) -> str:
     return f'W/"{version or 1}"'
 
 
-def _row_id(resource_id: str) -> int | None:
-    return int(resource_id) if resource_id.isascii() and resource_id.isdigit() and len(resource_id) < 12 else None
+def _stamp(created_at: datetime) -> str:
+    """The creation instant in base 36 (microseconds): part of the SCIM id, so an id is never reassigned even
+    where the database reuses a deleted row's number (SQLite reuses the highest one)."""
+    micros = int(created_at.timestamp() * 1_000_000)
+    digits = ""
+    while True:
+        micros, rest = divmod(micros, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rest] + digits
+        if not micros:
+            return digits
+
+
+def user_id(user: User) -> str:
+    """The SCIM id of a user, "u<row id>-<creation stamp>" (unique across users and groups, RFC 7643 §3.1)."""
+    return f"u{user.id}-{_stamp(user.created_at)}"
+
+
+def group_id(group: Group) -> str:
+    return f"g{group.id}-{_stamp(group.created_at)}"
+
+
+def parse_id(resource_id: str, prefix: str) -> tuple[int, str] | None:
+    """(row id, stamp) of a SCIM id of the kind `prefix` ("u" or "g"), or None."""
+    number, _, stamp = resource_id[1:].partition("-") if resource_id[:1] == prefix else ("", "", "")
+    if not (number.isascii() and number.isdigit() and len(number) < 12 and stamp.isascii() and stamp.isalnum()):
+        return None
+    return int(number), stamp
+
+
+def _find(model: Any, resource_id: str, prefix: str, *, lock: bool = False) -> Any:
+    parsed = parse_id(resource_id, prefix)
+    if parsed is None:
+        return None
+    query = select(model).where(model.id == parsed[0])
+    row = db.session.scalar(query.with_for_update() if lock else query)
+    return row if row is not None and _stamp(row.created_at) == parsed[1] else None
 
 
 def _refusal(exc: ServiceError) -> SCIMException:
@@ -83,24 +118,20 @@ class SqlStorage(ScimStorage):
     # ------------------------------------------------------------ reading
 
     def _user_row(self, resource_id: str, *, lock: bool = False) -> User:
-        row_id = _row_id(resource_id)
-        query = select(User).where(User.id == row_id)
-        user = db.session.scalar(query.with_for_update() if lock else query) if row_id is not None else None
+        user: User | None = _find(User, resource_id, "u", lock=lock)
         if user is None:
             raise NotFoundException(detail=f"no user {resource_id}")
         return user
 
     def _group_row(self, resource_id: str, *, lock: bool = False) -> Group:
-        row_id = _row_id(resource_id)
-        query = select(Group).where(Group.id == row_id)
-        group = db.session.scalar(query.with_for_update() if lock else query) if row_id is not None else None
+        group: Group | None = _find(Group, resource_id, "g", lock=lock)
         if group is None:
             raise NotFoundException(detail=f"no group {resource_id}")
         return group
 
     def user_resource(self, user: User) -> Resource[Any]:
         data: dict[str, Any] = {
-            "schemas": [USER_URN], "id": str(user.id), "userName": user.username,
+            "schemas": [USER_URN], "id": user_id(user), "userName": user.username,
             "displayName": f"{user.first_name} {user.last_name}".strip() or user.username,
             "active": not user.disabled,
             "meta": {"resourceType": "User", "created": user.created_at,
@@ -115,7 +146,7 @@ class SqlStorage(ScimStorage):
         if emails:
             data["emails"] = emails
         if user.groups:
-            data["groups"] = [{"value": str(g.id), "$ref": f"Groups/{g.id}", "display": g.name}
+            data["groups"] = [{"value": group_id(g), "$ref": f"Groups/{group_id(g)}", "display": g.name}
                               for g in sorted(user.groups, key=lambda g: g.id)]
         values = user.custom_fields or {}
         enterprise: dict[str, Any] = {}
@@ -133,7 +164,7 @@ class SqlStorage(ScimStorage):
 
     def group_resource(self, group: Group) -> Resource[Any]:
         data: dict[str, Any] = {
-            "schemas": [GROUP_URN], "id": str(group.id), "displayName": group.name,
+            "schemas": [GROUP_URN], "id": group_id(group), "displayName": group.name,
             "meta": {"resourceType": "Group", "created": group.created_at,
                      "lastModified": group.updated_at or group.created_at, "version": etag(group.version)},
         }
@@ -141,7 +172,7 @@ class SqlStorage(ScimStorage):
             data["externalId"] = group.external_id
         members = sorted(group.members, key=lambda u: u.id)
         if members:
-            data["members"] = [{"value": str(u.id), "$ref": f"Users/{u.id}", "display": u.username}
+            data["members"] = [{"value": user_id(u), "$ref": f"Users/{user_id(u)}"}
                                for u in members]
         return self.schemas.group_model.model_validate(data)
 
@@ -153,35 +184,54 @@ class SqlStorage(ScimStorage):
 
     def search(self, resource_types: list[ResourceType], search_request: SearchRequest[Any], *,
                position: Any = None) -> SearchPage:
-        if len(resource_types) != 1:
-            raise InvalidFilterException(detail="search one resource type at a time (/Users or /Groups)")
-        is_group = resource_types[0].name == "Group"
+        """Filter, sort and page in SQL. At the root (several types) the users come first, then the groups, and
+        an attribute one type does not have matches none of its resources (RFC 7644 §3.4.2.1)."""
+        root = len(resource_types) > 1
+        queries = []
+        for resource_type in resource_types:
+            is_group = resource_type.name == "Group"
+            try:
+                queries.append((is_group, self._query(is_group, search_request)))
+            except InvalidFilterException:
+                if not root:
+                    raise
+        start = search_request.start_index_0 or 0
+        left = search_request.count
+        total = 0
+        found: list[Resource[Any]] = []
+        for is_group, (query, count_query) in queries:
+            matched = db.session.scalar(count_query) or 0
+            total += matched
+            if left is not None and left <= 0 or start >= matched:
+                start = max(0, start - matched)
+                continue
+            page = query.offset(start)
+            if left is not None:
+                page = page.limit(left)
+            rows = list(db.session.scalars(page))
+            build = self.group_resource if is_group else self.user_resource
+            found.extend(build(r) for r in rows)
+            start = 0
+            if left is not None:
+                left -= len(rows)
+        return SearchPage(total, found)
+
+    @staticmethod
+    def _query(is_group: bool, search_request: SearchRequest[Any]) -> tuple[Any, Any]:
         model: Any = Group if is_group else User
-        condition = None
+        query = select(model)
+        count_query = select(func.count()).select_from(model)
         if search_request.filter is not None:
             node = search_request.filter.ast
             condition = group_condition(node) if is_group else user_condition(node)
-        query = select(model)
-        count_query = select(func.count()).select_from(model)
-        if condition is not None:
             query, count_query = query.where(condition), count_query.where(condition)
-        total = db.session.scalar(count_query) or 0
         column = sort_column(str(search_request.sort_by) if search_request.sort_by else None, group=is_group)
         descending = search_request.sort_order == SearchRequest.SortOrder.descending
         if column is not None:
             query = query.order_by(column.desc() if descending else column.asc(), model.id)
         else:
             query = query.order_by(model.id)
-        start = search_request.start_index_0 or 0
-        count = search_request.count
-        if count == 0:
-            return SearchPage(total, [])
-        query = query.offset(start)
-        if count is not None:
-            query = query.limit(count)
-        rows = list(db.session.scalars(query))
-        build = self.group_resource if is_group else self.user_resource
-        return SearchPage(total, [build(r) for r in rows])
+        return query, count_query
 
     # ------------------------------------------------------------ writing
 
@@ -289,8 +339,7 @@ class SqlStorage(ScimStorage):
         members: list[User] = []
         for member in getattr(resource, "members", None) or []:
             value = str(member.value or "")
-            row_id = _row_id(value)
-            user = db.session.get(User, row_id) if row_id is not None else None
+            user = _find(User, value, "u")
             if user is None:
                 raise InvalidValueException(detail=f"members: no user {value!r} (groups do not nest)")
             if user not in members:

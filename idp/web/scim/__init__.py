@@ -61,6 +61,21 @@ def _read_body() -> bytes:
     return body
 
 
+def default_active(method: str, path: str, body: bytes) -> bytes:
+    """A POST or PUT of a user that leaves out `active` means an active account (the schema marks it required,
+    since an account is always one or the other, but RFC 7643 lets clients omit it)."""
+    if method not in ("POST", "PUT") or not path.lower().strip("/").startswith("users"):
+        return body
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body   # the library answers invalidSyntax
+    if not isinstance(payload, dict) or any(k.lower() == "active" for k in payload):
+        return body
+    payload["active"] = True
+    return json.dumps(payload).encode()
+
+
 def _to_flask(response: ScimResponse, url: str) -> Response:
     body = "" if response.body is None else json.dumps(response.body)
     headers: dict[str, Any] = dict(response.headers)
@@ -79,7 +94,7 @@ def scim(path: str) -> Response:
     client = current_client()
     principal = None
     try:
-        scim_request.body = _read_body()
+        scim_request.body = default_active(request.method, path, _read_body())
         with schemas.provider:
             operation = service.match(scim_request).operation
         if operation is not Operation.service_provider_config:
