@@ -485,3 +485,31 @@ def test_the_last_enabled_admin_is_not_deactivated(scim: Scim) -> None:
     assert resp.status_code == 409
     db.session.expire_all()
     assert db.session.get(User, admin.id).disabled is False  # type: ignore[union-attr]
+
+
+def test_the_last_enabled_admin_is_not_deleted(scim: Scim) -> None:
+    users_svc.add_user("root", email="root@example.com", password_hash=None, is_admin=True)
+    org.set_scim_delete("delete")
+    db.session.commit()
+    uid = _filter(scim, "Users", 'userName eq "root"').get_json()["Resources"][0]["id"]
+    resp = scim.delete(f"/Users/{uid}")
+    assert resp.status_code == 409 and "last enabled admin" in resp.get_json()["detail"]
+    assert users_svc.find_user("root") is not None
+
+
+def test_active_defaults_to_true_and_search_with_a_body(scim: Scim) -> None:
+    resp = scim.post("/Users", {"schemas": [USER_URN], "userName": "quiet", "emails": [{"value": "q@example.com"}]})
+    assert resp.status_code == 201 and resp.get_json()["active"] is True
+    scim.post("/Groups", {"schemas": [GROUP_URN], "displayName": "quiet-group"})
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": 'userName sw "qu"',
+            "attributes": ["userName"]}
+    found = scim.post("/Users/.search", body)
+    assert found.status_code == 200, found.get_data(as_text=True)
+    assert [r["userName"] for r in found.get_json()["Resources"]] == ["quiet"]
+    assert "emails" not in found.get_json()["Resources"][0]
+    everything = scim.post("/.search", {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]})
+    assert everything.get_json()["totalResults"] == 2
+    # at the root an attribute one type lacks matches none of its resources
+    by_name = scim.post("/.search", {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                                     "filter": 'displayName eq "quiet-group"'})
+    assert [r["displayName"] for r in by_name.get_json()["Resources"]] == ["quiet-group"]
