@@ -32,18 +32,18 @@ bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
 csrf.exempt(bp)   # bearer tokens, no browser session
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-_services: dict[int, ScimService] = {}
+_services: dict[int, tuple[ScimSchemas, ScimService]] = {}   # id(schemas) -> the schemas (kept alive) and service
 log = logging.getLogger("idp.scim")
 
 
 def _service(schemas: ScimSchemas) -> ScimService:
-    key = id(schemas.provider)
-    found = _services.get(key)
-    if found is None:
+    """The scim2-server service of one field schema's provider (built again only when the user fields change)."""
+    found = _services.get(id(schemas))
+    if found is None or found[0] is not schemas:
         if len(_services) > 16:
             _services.clear()
-        found = _services[key] = ScimService(schemas.provider)
-    return found
+        found = _services[id(schemas)] = (schemas, ScimService(schemas.provider))
+    return found[1]
 
 
 def _read_body() -> bytes:
