@@ -73,11 +73,12 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     from .web.passkey_views import bp as passkeys_bp
     from .web.saml_views import bp as saml_bp
     from .web.saml_views import handle_flow_error
+    from .web.scim import bp as scim_bp
     from .web.slo_views import bp as slo_bp
 
     login_manager.user_loader(load_principal)
     register_admin_views()
-    for bp in (auth_bp, mfa_bp, passkeys_bp, home_bp, saml_bp, slo_bp, admin_bp, account_bp, ops_bp):
+    for bp in (auth_bp, mfa_bp, passkeys_bp, home_bp, saml_bp, slo_bp, admin_bp, account_bp, ops_bp, scim_bp):
         app.register_blueprint(bp)
     # the admin REST API (/api/v1): bearer tokens only, so no CSRF token (no cookie authenticates it)
     from .web.api import bp as api_bp

@@ -89,6 +89,10 @@ class User(db.Model):  # type: ignore[name-defined]
     external_id: Mapped[str | None] = mapped_column(String(255), nullable=True, unique=True, index=True)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # the SCIM `emails` list as a provisioning client last wrote it ([{value, type, primary}]); `email` stays the
+    # address every other part of the IdP uses (its primary value). Read through services.scim_users, which
+    # ignores it once `email` was changed elsewhere (then emails is [{value: email, primary: true}])
+    scim_emails: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     groups: Mapped[list[Group]] = relationship(secondary=user_groups, back_populates="members", lazy="selectin")
     __table_args__ = (UniqueConstraint("webauthn_user_id", name="uq_users_webauthn_user_id"),)
 

@@ -25,14 +25,19 @@ def org_group() -> None:
 @click.option("--admin-ip-range", "admin_ip_ranges", multiple=True, metavar="CIDR",
               help="Allow the admin console only from these IPv4/IPv6 ranges (repeat the option; replaces the list).")
 @click.option("--clear-admin-ip-ranges", is_flag=True, help="Allow the admin console from any address.")
+@click.option("--scim-delete", "scim_delete", type=click.Choice(org.SCIM_DELETE_MODES),
+              help="What a SCIM DELETE of a user does: deactivate (default; the account stays, disabled) or delete.")
 @unit_of_work
 def org_set(mfa_enrolment: str | None, enrolment_help: str | None, admin_ip_ranges: tuple[str, ...],
-            clear_admin_ip_ranges: bool) -> None:
+            clear_admin_ip_ranges: bool, scim_delete: str | None) -> None:
     if admin_ip_ranges and clear_admin_ip_ranges:
         fail("--admin-ip-range and --clear-admin-ip-ranges exclude each other")
-    if mfa_enrolment is None and enrolment_help is None and not admin_ip_ranges and not clear_admin_ip_ranges:
-        fail("nothing to change: give --mfa-enrolment, --enrolment-help, --admin-ip-range CIDR (repeatable) or "
-             "--clear-admin-ip-ranges")
+    if (mfa_enrolment is None and enrolment_help is None and not admin_ip_ranges and not clear_admin_ip_ranges
+            and scim_delete is None):
+        fail("nothing to change: give --mfa-enrolment, --enrolment-help, --admin-ip-range CIDR (repeatable), "
+             "--clear-admin-ip-ranges or --scim-delete")
+    if scim_delete is not None:
+        click.echo(f"scim delete: {org.set_scim_delete(scim_delete)}")
     if mfa_enrolment is not None:
         click.echo(f"mfa enrolment: {org.set_mfa_enrolment(mfa_enrolment)}")
     if enrolment_help is not None:

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from .. import audit
 from ..auth import amr, enrolment_links, passkeys, recovery_codes, totp, totp_guard
 from ..auth.passwords import Passwords
 from ..extensions import db
-from ..models import Group, IdpSession, Passkey, User, user_groups, utcnow
+from ..models import Group, IdpSession, Passkey, User, user_groups
 from . import ServiceError
-from .oauth_tokens import revoke_refresh_tokens
-from .users import (
-    GROUP_RE,
-    USERNAME_RE,
-    add_group,
-    add_user,
-    emit_user_change,
-    find_user,
-    valid_email,
-    valid_name,
-    validate_password,
-)
+from . import users as users_svc
+from .users import GROUP_RE, USERNAME_RE, add_group, add_user, find_user, valid_email, valid_name, validate_password
 
 
 class FormErrors(ServiceError):
@@ -91,23 +81,13 @@ def create_user(username: str, data: UserInput, password: str, password_confirm:
         raise FormErrors({"username": str(exc)}) from None
 
 
-def _lock_enabled_admins() -> None:
-    """Lock the rows of enabled admins (PostgreSQL) so two admins demoting each other cannot both win."""
-    list(db.session.scalars(select(User.id).where(User.is_admin.is_(True), User.disabled.is_(False))
-                            .with_for_update()))
-
-
-def enabled_admin_count() -> int:
-    return db.session.scalar(select(func.count(User.id)).where(User.is_admin.is_(True),
-                                                              User.disabled.is_(False))) or 0
+_lock_enabled_admins = users_svc.lock_enabled_admins
+enabled_admin_count = users_svc.enabled_admin_count
+end_sessions = users_svc.end_sessions
 
 
 def _refuse_if_no_admin_left(user: User) -> None:
-    """Called after the change is flushed, inside the same transaction."""
-    db.session.flush()
-    if enabled_admin_count() == 0:
-        # the caller's unit of work rolls the flushed change back when it sees the refusal
-        raise ServiceError(f"{user.username} is the last enabled admin; make another user an admin first")
+    users_svc.refuse_if_no_admin_left(user)
 
 
 def update_user(user: User, data: UserInput) -> User:
@@ -131,25 +111,25 @@ def update_user(user: User, data: UserInput) -> User:
             _refuse_if_no_admin_left(user)
         except ServiceError as exc:
             raise FormErrors({"is_admin": str(exc)}) from None
-    _record_changes(user, before)
+    old_groups = set(before["groups"])  # type: ignore[call-overload]
+    for group in user.groups:
+        if group.name not in old_groups:
+            users_svc.touch_group(group)
+    for name in old_groups - {g.name for g in user.groups}:
+        gone = users_svc.find_group(name)
+        if gone is not None:
+            users_svc.touch_group(gone)
+    if _record_changes(user, before):
+        users_svc.touch(user)
     return user
 
 
 def set_disabled(user: User, disabled: bool) -> User:
-    """Disable (every live session ends with it: sessions of disabled users do not load; every refresh token
-    of the user, offline ones included, is revoked) or enable."""
+    """Disable or enable, through users.set_disabled (the one path: sessions end, OIDC grants and every refresh
+    token are revoked, lifecycle events), audited as a user.update of the flag."""
     before = _snapshot(user)
-    if before["disabled"] == disabled:
-        return user
-    if disabled and user.is_admin:
-        _lock_enabled_admins()
-    user.disabled = disabled
-    if disabled and user.is_admin:
-        _refuse_if_no_admin_left(user)
-    if disabled:
-        end_sessions(user)
-        revoke_refresh_tokens(reason="user_disabled", user_id=user.id)
-    _record_changes(user, before)
+    if users_svc.set_disabled(user, disabled):
+        _record_changes(user, before)
     return user
 
 
@@ -181,23 +161,6 @@ def _store_password(user: User, password_hash: str, action: str, keep_session: s
     user.password_hash = password_hash
     ended = end_sessions(user, except_id=keep_session)
     audit.record(action, "user", user.username, after={"password_changed": True, "sessions_ended": ended})
-
-
-def end_sessions(user: User, *, except_id: str | None = None) -> int:
-    """End every live IdP session of `user` (but `except_id`); returns how many ended.
-
-    The OAuth refresh tokens bound to those sessions (issued without offline_access) end with them, as at
-    logout; offline ones outlive the session (OIDC Core 11) and are revoked per grant, app or user instead."""
-    live = select(IdpSession.id).where(IdpSession.user_id == user.id, IdpSession.ended_at.is_(None))
-    if except_id:
-        live = live.where(IdpSession.id != except_id)
-    ids = list(db.session.scalars(live))
-    if not ids:
-        return 0
-    result = db.session.execute(update(IdpSession).where(IdpSession.id.in_(ids)).values(ended_at=utcnow()))
-    for session_id in ids:
-        revoke_refresh_tokens(reason="session_ended", session_id=session_id, keep_offline=True)
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def end_sessions_for_factor_change(user: User, *, keep_session: str | None = None) -> int:
@@ -309,13 +272,13 @@ def _snapshot(user: User) -> dict[str, object]:
             "groups": user.group_names, "admin": user.is_admin, "disabled": user.disabled}
 
 
-def _record_changes(user: User, before: dict[str, object]) -> None:
+def _record_changes(user: User, before: dict[str, object]) -> bool:
     after = _snapshot(user)
     changed = [k for k in after if after[k] != before[k]]
     if changed:
         audit.record("user.update", "user", user.username, before={k: before[k] for k in changed},
                      after={k: after[k] for k in changed})
-        emit_user_change(user, disabled_now=after["disabled"] is True and before["disabled"] is False)
+    return bool(changed)
 
 
 # ---------------------------------------------------------------- groups
@@ -344,7 +307,8 @@ def add_member(group: Group, username: str) -> User:
         raise FormErrors({"username": f"{user.username} is already a member."})
     user.groups.append(group)
     audit.record("group.add_member", "group", group.name, after={"user": user.username})
-    emit_user_change(user)
+    users_svc.touch_group(group)
+    users_svc.touch(user)
     return user
 
 
@@ -354,7 +318,8 @@ def remove_member(group: Group, username: str) -> User:
         raise ServiceError(f"{username!r} is not a member of {group.name}", field="username")
     user.groups.remove(group)
     audit.record("group.remove_member", "group", group.name, before={"user": user.username})
-    emit_user_change(user)
+    users_svc.touch_group(group)
+    users_svc.touch(user)
     return user
 
 

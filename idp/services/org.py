@@ -18,6 +18,8 @@ MFA_SELF_ENROLL = "mfa_self_enroll"
 ADMIN_RANGES = "admin_ip_ranges"
 MFA_ENROLMENT = "mfa_enrolment"
 MFA_ENROLMENT_HELP = "mfa_enrolment_help"
+SCIM_DELETE = "scim_delete"
+SCIM_DELETE_MODES = ("deactivate", "delete")   # what a SCIM DELETE of a user does; deactivate is the default
 
 # Who may enrol a FIRST second factor without an admin-issued enrolment link (a link is always accepted):
 TRUSTED_RANGES_MODE = "trusted-ranges"   # only from the org's trusted IP ranges (the default)
@@ -209,8 +211,26 @@ def set_mfa_enrolment_help(text: str) -> str:
     return value
 
 
+# ---------------------------------------------------------------- SCIM
+
+def scim_delete() -> str:
+    """What a SCIM DELETE of a user does: `deactivate` (the default: the account stays, disabled, with its audit
+    trail; the client still finds it, active=false) or `delete` (the row goes)."""
+    stored = _get(SCIM_DELETE, SCIM_DELETE_MODES[0])
+    return stored if stored in SCIM_DELETE_MODES else SCIM_DELETE_MODES[0]
+
+
+def set_scim_delete(value: str) -> str:
+    mode = value.strip().lower()
+    if mode not in SCIM_DELETE_MODES:
+        raise ServiceError(f"scim delete must be one of {', '.join(SCIM_DELETE_MODES)}", field="scim_delete")
+    if _for_change(SCIM_DELETE, SCIM_DELETE_MODES[0]) != mode:
+        _set(SCIM_DELETE, mode)
+    return mode
+
+
 def all_settings() -> dict[str, object]:
     """Every org setting with its effective value (for `idp org show` and the console)."""
     return {TRUSTED_RANGES: list(trusted_ranges()), MFA_SELF_ENROLL: mfa_self_enroll(),
             MFA_ENROLMENT: mfa_enrolment(), MFA_ENROLMENT_HELP: mfa_enrolment_help(),
-            ADMIN_RANGES: list(admin_ip_ranges())}
+            ADMIN_RANGES: list(admin_ip_ranges()), SCIM_DELETE: scim_delete()}

@@ -28,7 +28,7 @@ from ..text import is_clean_text
 from . import ServiceError
 from .accounts import FormErrors
 from .field_schema import current_schema, invalidate_schema
-from .users import emit_user_change
+from .users import touch
 
 MAX_STRING = 1024          # characters of a string value or of one list item
 MAX_LIST_ITEMS = 256
@@ -317,7 +317,7 @@ def set_user_fields(user: User, values: Mapping[str, RawValue]) -> dict[str, tup
     user.custom_fields = current  # a new dict: the JSON column is marked changed
     audit.record("user.fields", "user", user.username, before={n: old for n, (old, _new) in changed.items()},
                  after={n: new for n, (_old, new) in changed.items()})
-    emit_user_change(user)
+    touch(user)
     return changed
 
 

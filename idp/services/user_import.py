@@ -23,7 +23,7 @@ from ..models import Group, User, UserField
 from . import ServiceError
 from .accounts import FormErrors
 from .user_fields import format_value, list_fields, set_user_fields
-from .users import USERNAME_RE, add_user, emit_user_change, find_user, valid_email, valid_name
+from .users import USERNAME_RE, add_user, find_user, touch, valid_email, valid_name
 
 MAX_BYTES = 5 * 1024 * 1024   # a file of 10,000 users with a dozen fields is well under 5 MB
 MAX_LINES = 10_000            # data lines (the header not counted): one transaction stays short
@@ -241,7 +241,7 @@ def _apply(cells: dict[str, str], fields: dict[str, Any]) -> tuple[User, str, li
         audit.record("user.update", "user", user.username, before=before, after=after)
     changed = set_user_fields(user, custom)
     if after and not changed:   # set_user_fields tells the lifecycle listeners itself when it changed something
-        emit_user_change(user)
+        touch(user)
     changes = list(after) + list(changed)
     return user, (UPDATED if changes else UNCHANGED), changes
 

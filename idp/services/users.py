@@ -5,16 +5,20 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from .. import audit
 from ..extensions import db
-from ..models import Group, User
+from ..models import Group, IdpSession, OidcGrant, User, utcnow
+from . import lifecycle
+from .oauth_tokens import revoke_grant, revoke_refresh_tokens
 
 if TYPE_CHECKING:
     from ..auth.sessions import UserView
-from . import ServiceError, lifecycle
+from . import ServiceError
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
 EMAIL_RE = re.compile(r"^[^@\s<>\"']+@[^@\s<>\"']+\.[^@\s<>\"']+$")
@@ -38,6 +42,145 @@ def validate_password(password: str) -> None:
         raise ServiceError(f"password must be at least {MIN_PASSWORD_LENGTH} characters", field="password")
     if len(password) > 1024:
         raise ServiceError("password is too long", field="password")
+
+
+# ---------------------------------------------------------------- versions and lifecycle events
+
+_TOUCHED = "idp.users.touched"   # session.info: {("user"|"group", id): events emitted} of this unit of work
+
+
+def _touched(kind: str, row_id: int) -> set[str] | None:
+    """The events already emitted for the row in this unit of work, or None when it was not touched yet."""
+    return db.session.info.setdefault(_TOUCHED, {}).get((kind, row_id))
+
+
+def touch(user: User, event: str = lifecycle.USER_CHANGED) -> None:
+    """Record that `user` changed: `version` (the SCIM ETag) and `updated_at` (meta.lastModified) move once per
+    unit of work, and the lifecycle `event` is emitted once per unit of work (what listeners enqueue commits
+    with the change). Call after the change, from every service that changes a user."""
+    if user.id is None:
+        db.session.flush()
+    seen = db.session.info.setdefault(_TOUCHED, {})
+    events = seen.get(("user", user.id))
+    if events is None:
+        user.version = (user.version or 1) + 1
+        user.updated_at = utcnow()
+        events = seen[("user", user.id)] = set()
+    if event not in events:
+        events.add(event)
+        lifecycle.emit(event, user_id=user.id)
+
+
+def touch_group(group: Group) -> None:
+    """As `touch`, for a group (its name or members changed): version, updated_at, GROUP_CHANGED."""
+    if group.id is None:
+        db.session.flush()
+    seen = db.session.info.setdefault(_TOUCHED, {})
+    if ("group", group.id) not in seen:
+        group.version = (group.version or 1) + 1
+        group.updated_at = utcnow()
+        seen[("group", group.id)] = {lifecycle.GROUP_CHANGED}
+        lifecycle.emit(lifecycle.GROUP_CHANGED, group_id=group.id)
+
+
+def _forget_touched(session: Session, *_args: object) -> None:
+    session.info.pop(_TOUCHED, None)
+
+
+sa_event.listen(Session, "after_commit", _forget_touched)
+sa_event.listen(Session, "after_soft_rollback", _forget_touched)
+
+
+# ---------------------------------------------------------------- disabling and deleting
+
+def end_sessions(user: User, *, except_id: str | None = None) -> int:
+    """End every live IdP session of `user` (but `except_id`); returns how many ended.
+
+    The OAuth refresh tokens bound to those sessions (issued without offline_access) end with them, as at
+    logout; offline ones outlive the session (OIDC Core 11) and are revoked per grant, app or user instead."""
+    live = select(IdpSession.id).where(IdpSession.user_id == user.id, IdpSession.ended_at.is_(None))
+    if except_id:
+        live = live.where(IdpSession.id != except_id)
+    ids = list(db.session.scalars(live))
+    if not ids:
+        return 0
+    result = db.session.execute(update(IdpSession).where(IdpSession.id.in_(ids)).values(ended_at=utcnow()))
+    for session_id in ids:
+        revoke_refresh_tokens(reason="session_ended", session_id=session_id, keep_offline=True)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def end_access(user: User, *, reason: str) -> dict[str, int]:
+    """Everything a deactivated (or deleted) user still holds ends now: every IdP session, every OIDC grant
+    (its access tokens turn inactive at userinfo and introspection) and every refresh token, offline ones
+    included. Returns the counts (for the audit row)."""
+    sessions = end_sessions(user)
+    grants = 0
+    for grant_id in list(db.session.scalars(select(OidcGrant.id).where(OidcGrant.user_id == user.id,
+                                                                       OidcGrant.revoked_at.is_(None)))):
+        grants += int(revoke_grant(grant_id, reason=reason))
+    tokens = revoke_refresh_tokens(reason=reason, user_id=user.id)
+    return {"sessions_ended": sessions, "grants_revoked": grants, "refresh_tokens_revoked": tokens}
+
+
+def lock_enabled_admins() -> None:
+    """Lock the rows of enabled admins (PostgreSQL) so two admins demoting each other cannot both win."""
+    list(db.session.scalars(select(User.id).where(User.is_admin.is_(True), User.disabled.is_(False))
+                            .with_for_update()))
+
+
+def enabled_admin_count() -> int:
+    return db.session.scalar(select(func.count(User.id)).where(User.is_admin.is_(True),
+                                                              User.disabled.is_(False))) or 0
+
+
+def refuse_if_no_admin_left(user: User) -> None:
+    """Called after the change is flushed, inside the same transaction."""
+    db.session.flush()
+    if enabled_admin_count() == 0:
+        # the caller's unit of work rolls the flushed change back when it sees the refusal
+        raise ServiceError(f"{user.username} is the last enabled admin; make another user an admin first",
+                           field="disabled")
+
+
+def set_disabled(user: User, disabled: bool) -> bool:
+    """THE way a user is disabled or enabled (console, CLI, SCIM `active`): disabling refuses the last enabled
+    admin, ends the user's sessions and revokes their OIDC grants and refresh tokens (end_access), and emits
+    USER_DEACTIVATED; enabling emits USER_CHANGED. Returns whether anything changed; the caller audits the flag
+    (this audits what ended)."""
+    if bool(user.disabled) == disabled:
+        return False
+    if disabled and user.is_admin:
+        lock_enabled_admins()
+    user.disabled = disabled
+    if disabled and user.is_admin:
+        refuse_if_no_admin_left(user)
+    if disabled:
+        ended = end_access(user, reason="user_disabled")
+        audit.record("user.deactivate", "user", user.username, after=ended)
+        touch(user, lifecycle.USER_DEACTIVATED)
+    else:
+        touch(user)
+    return True
+
+
+def delete_user(user: User) -> None:
+    """Delete a user and everything hanging off it (sessions, grants, tokens, factors: by the foreign keys).
+    Refused for the last enabled admin. Emits USER_DELETED before the row goes."""
+    if user.is_admin and not user.disabled:
+        lock_enabled_admins()
+        if enabled_admin_count() <= 1:
+            raise ServiceError(f"{user.username} is the last enabled admin; make another user an admin first",
+                               field="username")
+    ended = end_access(user, reason="user_deleted")
+    audit.record("user.delete", "user", user.username,
+                 before={"email": user.email, "external_id": user.external_id, "groups": user.group_names,
+                         "admin": user.is_admin, "disabled": user.disabled, **ended})
+    for group in list(user.groups):
+        touch_group(group)
+    lifecycle.emit(lifecycle.USER_DELETED, user_id=user.id, username=user.username, external_id=user.external_id)
+    db.session.delete(user)
+    db.session.flush()
 
 
 def get_user(username: str) -> User:
@@ -100,7 +243,8 @@ def remove_group(name: str) -> list[str]:
                            "remove it there first")
     members = sorted(u.username for u in group.members)
     audit.record("group.remove", "group", group.name, before={"members": members})
-    lifecycle.emit(lifecycle.GROUP_CHANGED, group_id=group.id)   # before the row goes: listeners read its members
+    for member in list(group.members):
+        touch(member)   # their groups changed
     db.session.delete(group)
     return members
 
@@ -114,6 +258,7 @@ def add_group(name: str) -> Group:
     group = Group(name=name)
     db.session.add(group)
     audit.record("group.add", "group", name)
+    touch_group(group)
     return group
 
 
@@ -139,7 +284,9 @@ def add_user(username: str, *, email: str, password_hash: str | None, first_name
         db.session.flush()
     except IntegrityError:  # created at the same time elsewhere; the caller's unit of work rolls back
         raise ServiceError(f"user {username!r} already exists", field="username") from None
-    lifecycle.emit(lifecycle.USER_CHANGED, user_id=user.id)
+    touch(user)
+    for g in group_rows:
+        touch_group(g)
     return user
 
 
@@ -151,11 +298,13 @@ def set_user(user: User, *, add_groups: list[str] | None = None, remove_groups: 
     for g in to_add:
         if g not in user.groups:
             user.groups.append(g)
+            touch_group(g)
     for g in to_remove:
         if g in user.groups:
             user.groups.remove(g)
+            touch_group(g)
     if disabled is not None:
-        user.disabled = disabled
+        set_disabled(user, disabled)
     if password_hash is not None:
         user.password_hash = password_hash
     after = {"groups": user.group_names, "disabled": user.disabled}
@@ -165,14 +314,9 @@ def set_user(user: User, *, add_groups: list[str] | None = None, remove_groups: 
     if changed:
         audit.record("user.update", "user", user.username, before={k: before.get(k) for k in changed},
                      after=changed)
-        emit_user_change(user, disabled_now=changed.get("disabled") is True)
+        if set(changed) - {"disabled"}:   # set_disabled told the listeners about the flag
+            touch(user)
     return user
-
-
-def emit_user_change(user: User, *, disabled_now: bool = False) -> None:
-    """Tell the lifecycle listeners (outbound provisioning) in this unit of work: deactivated, or changed."""
-    db.session.flush()
-    lifecycle.emit(lifecycle.USER_DEACTIVATED if disabled_now else lifecycle.USER_CHANGED, user_id=user.id)
 
 
 def user_fields(user: User | UserView) -> dict[str, object]:
@@ -188,20 +332,95 @@ def user_fields(user: User | UserView) -> dict[str, object]:
     }
 
 
-def delete_user(user: User) -> None:
-    """Delete a user and everything that hangs on them (sessions, factors, grants and tokens, field values go by
-    the foreign keys). Refused for the last enabled admin. Lifecycle USER_DELETED is told before the row goes."""
-    from .accounts import _lock_enabled_admins, enabled_admin_count
-    from .lifecycle import USER_DELETED, emit
+# ---------------------------------------------------------------- provisioning identity (SCIM)
 
-    if user.is_admin and not user.disabled:
-        _lock_enabled_admins()
-        if enabled_admin_count() <= 1:
-            raise ServiceError(f"{user.username} is the last enabled admin; make another user an admin first",
-                               field="username")
-    emit(USER_DELETED, user_id=user.id, username=user.username, external_id=user.external_id)
-    audit.record("user.remove", "user", user.username,
-                 before={"email": user.email, "groups": user.group_names, "admin": user.is_admin,
-                         "disabled": user.disabled})
-    db.session.delete(user)
-    db.session.flush()
+def set_identity(user: User, *, username: str | None = None, external_id: str | None | object = ...,
+                 scim_emails: list[dict[str, object]] | None | object = ...) -> None:
+    """Change what a provisioning client identifies the user by: the username (a rename), the externalId
+    (unique) and the SCIM emails list. Only the keyword arguments given change; audited as `user.identity`."""
+    before: dict[str, object] = {}
+    after: dict[str, object] = {}
+    if username is not None and username != user.username:
+        if not USERNAME_RE.fullmatch(username):
+            raise ServiceError(f"username {username!r} is not valid (letters, digits, . _ @ + -)", field="username")
+        if db.session.scalar(select(User.id).where(func.lower(User.username) == username.lower(),
+                                                   User.id != user.id)) is not None:
+            raise ServiceError(f"user {username!r} already exists", field="username")
+        before["username"], after["username"] = user.username, username
+        user.username = username
+    if external_id is not ...:
+        value = external_id if isinstance(external_id, str) and external_id else None
+        if value is not None and (len(value) > 255 or not all(ord(c) >= 32 for c in value)):
+            raise ServiceError("externalId must be at most 255 characters, without control characters",
+                               field="external_id")
+        if value != user.external_id:
+            if value is not None and db.session.scalar(select(User.id).where(User.external_id == value,
+                                                                             User.id != user.id)) is not None:
+                raise ServiceError(f"externalId {value!r} belongs to another user", field="external_id")
+            before["external_id"], after["external_id"] = user.external_id, value
+            user.external_id = value
+    if scim_emails is not ... and scim_emails != user.scim_emails:
+        user.scim_emails = scim_emails if isinstance(scim_emails, list) else None
+        after["emails"] = user.scim_emails
+    if after:
+        audit.record("user.identity", "user", user.username, before=before or None, after=after)
+        try:
+            db.session.flush()
+        except IntegrityError:   # a concurrent writer took the name or externalId; the unit of work rolls back
+            raise ServiceError("username or externalId already taken", field="username") from None
+        touch(user)
+
+
+def set_group_identity(group: Group, *, name: str | None = None, external_id: str | None | object = ...) -> None:
+    """Rename a group (refused while an app's access policy names it: the policy would silently change) and
+    set its externalId. Audited as `group.update`."""
+    before: dict[str, object] = {}
+    after: dict[str, object] = {}
+    if name is not None and name.strip() != group.name:
+        name = name.strip()
+        if not GROUP_RE.fullmatch(name):
+            raise ServiceError(f"group name {name!r} is not valid", field="name")
+        if db.session.scalar(select(Group.id).where(Group.name == name, Group.id != group.id)) is not None:
+            raise ServiceError(f"group {name!r} already exists", field="name")
+        used = apps_using_group(group.name)
+        if used:
+            where = ", ".join(f"{slug} ({how})" for slug, how in used)
+            raise ServiceError(f"group {group.name!r} is named in the access policy of {where}; "
+                               "it cannot be renamed", field="name")
+        before["name"], after["name"] = group.name, name
+        group.name = name
+    if external_id is not ...:
+        value = external_id if isinstance(external_id, str) and external_id else None
+        if value is not None and (len(value) > 255 or not all(ord(c) >= 32 for c in value)):
+            raise ServiceError("externalId must be at most 255 characters, without control characters",
+                               field="external_id")
+        if value != group.external_id:
+            if value is not None and db.session.scalar(select(Group.id).where(Group.external_id == value,
+                                                                              Group.id != group.id)) is not None:
+                raise ServiceError(f"externalId {value!r} belongs to another group", field="external_id")
+            before["external_id"], after["external_id"] = group.external_id, value
+            group.external_id = value
+    if after:
+        audit.record("group.update", "group", group.name, before=before, after=after)
+        for member in list(group.members):
+            touch(member)   # their `groups` show the name
+        touch_group(group)
+
+
+def set_members(group: Group, members: list[User]) -> tuple[list[str], list[str]]:
+    """Make `members` the group's members; returns (added, removed) usernames, each audited."""
+    wanted = {u.id: u for u in members}
+    current = {u.id: u for u in group.members}
+    added = [wanted[i] for i in wanted if i not in current]
+    removed = [current[i] for i in current if i not in wanted]
+    for user in added:
+        user.groups.append(group)
+        audit.record("group.add_member", "group", group.name, after={"user": user.username})
+        touch(user)
+    for user in removed:
+        user.groups.remove(group)
+        audit.record("group.remove_member", "group", group.name, before={"user": user.username})
+        touch(user)
+    if added or removed:
+        touch_group(group)
+    return [u.username for u in added], [u.username for u in removed]

@@ -590,7 +590,8 @@ def test_audit_trail_records_cli_changes(app):
     import json
     rows = json.loads(r.output)
     actions = [row["action"] for row in rows]
-    assert actions[:4] == ["org.setting", "user.update", "user.add", "group.add"]
+    # disabling also records what ended with the account (sessions, grants, tokens: user.deactivate)
+    assert actions[:5] == ["org.setting", "user.update", "user.deactivate", "user.add", "group.add"]
     assert all(row["actor"] == "cli:tester" for row in rows[:4])
     update = rows[1]
     assert update["before"] == {"disabled": False} and update["after"] == {"disabled": True}
