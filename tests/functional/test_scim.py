@@ -59,6 +59,12 @@ def test_tokens_are_checked(client: FlaskClient) -> None:
     no_scope = make_token("reader", scopes=("users:read",))
     resp = client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {no_scope}"})
     assert resp.status_code == 403
+    # every refusal is an event (type scim) with its reason; never the token
+    from idp.models import SsoEvent
+    refused = db.session.scalars(select(SsoEvent).where(SsoEvent.event_type == "scim").order_by(SsoEvent.id)).all()
+    assert [e.reason for e in refused] == ["invalid_token"] * 4 + ["insufficient_scope"]
+    assert all(e.protocol == "scim" and e.outcome == "denied" for e in refused)
+    assert not any(str(secret) in str(e.detail) for e in refused for secret in [*cases.values(), no_scope] if secret)
     resp = client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {good}"})
     assert resp.status_code == 200 and resp.get_json()["totalResults"] == 0
     from idp.models import ApiToken

@@ -1,43 +1,39 @@
-"""Who is calling /scim/v2: a bearer token an admin issued with the scope `scim`.
-
-A stand-in until the shared API-token service lands (services.api_tokens.authenticate): ONE function,
-`authenticate`, with the same shape, so the swap is a one-line change."""
+"""Who is calling /scim/v2: a bearer token an admin issued with the scope `scim` (`idp tokens api create NAME
+--scope scim`), checked by the shared API-token service. A refusal is an event (type "scim", reason invalid_token
+or insufficient_scope; the detail names the scope, never the token), committed on its own: the request did
+nothing else yet."""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-
+from flask import request
 from scim2_models import ForbiddenException, UnauthorizedException
-from sqlalchemy import select
 
-from ...extensions import db
-from ...models import ApiToken, utcnow
+from ...errors import EventContext
+from ...events import record_event
+from ...reasons import Reason
+from ...services import api_tokens
+from ...services.api_tokens import ApiAuthError, ApiPrincipal
+from .. import uow
+from ..context import current_client
 
 SCIM_SCOPE = "scim"
-
-
-@dataclass(frozen=True, slots=True)
-class ApiPrincipal:
-    name: str
-    scopes: tuple[str, ...]
-    actor: str          # what the audit trail names: "api:<token name>"
+__all__ = ["SCIM_SCOPE", "ApiPrincipal", "authenticate"]
 
 
 def authenticate(authorization_header: str | None, ip: str | None, required_scope: str) -> ApiPrincipal:
-    """The principal of a live token (known hash, not revoked, not expired) that has `required_scope`; its
-    last use is recorded. UnauthorizedException (401) for a missing or unknown token, ForbiddenException (403)
-    for one without the scope. The secret is never logged nor stored."""
-    scheme, _, secret = (authorization_header or "").partition(" ")
-    secret = secret.strip()
-    if scheme.lower() != "bearer" or not secret or len(secret) > 512:
-        raise UnauthorizedException(detail="a bearer token is required")
-    digest = hashlib.sha256(secret.encode()).hexdigest()
-    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
-    now = utcnow()
-    if token is None or token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
-        raise UnauthorizedException(detail="the token is unknown, revoked or expired")
-    if required_scope not in (token.scopes or []):
-        raise ForbiddenException(detail=f"the token lacks the scope {required_scope!r}")
-    token.last_used_at, token.last_used_ip = now, ip
-    return ApiPrincipal(name=token.name, scopes=tuple(token.scopes or ()), actor=f"api:{token.name}")
+    """The principal of a live token with `required_scope` (its last use recorded at most once a minute);
+    UnauthorizedException (401) for a missing, unknown, revoked or expired token, ForbiddenException (403) for one
+    without the scope."""
+    try:
+        return api_tokens.authenticate(authorization_header, ip, required_scope)
+    except ApiAuthError as exc:
+        client = current_client()
+        ctx = EventContext(event_type="scim", protocol="scim",
+                           detail={"method": request.method, "path": request.path[:200], "scope": required_scope,
+                                   "why": exc.description})
+        record_event(ctx, Reason.INSUFFICIENT_SCOPE if exc.status == 403 else Reason.INVALID_TOKEN,
+                     client_ip=client.ip, user_agent=client.user_agent)
+        uow.commit()
+        if exc.status == 403:
+            raise ForbiddenException(detail=exc.description) from None
+        raise UnauthorizedException(detail=exc.description) from None
