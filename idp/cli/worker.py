@@ -16,19 +16,52 @@ import threading
 import time
 from datetime import timedelta
 from types import FrameType
+from typing import Any
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
+from sqlalchemy import update
 
 from idp import audit
 from idp.extensions import db
-from idp.models import OutboxJob
+from idp.models import OutboxJob, utcnow
 from idp.services import outbox
 
 from ._common import fail, settings, unit_of_work
 
 log = logging.getLogger("idp.worker")
 PERIODIC_EVERY_S = 60.0
+
+
+class Heartbeat:
+    """While a job runs, extend its lease every third of it (its own connection and transaction), so a long job
+    (a reconciliation paging a large remote directory) is not taken for a dead worker's and run twice. It only
+    extends a lease this worker still holds."""
+
+    def __init__(self, app: Any, job_id: int, worker_id: str, lease: timedelta) -> None:
+        self.app, self.job_id, self.worker_id, self.lease = app, job_id, worker_id, lease
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=5)
+
+    def _run(self) -> None:
+        every = max(1.0, self.lease.total_seconds() / 3)
+        while not self.done.wait(every):
+            try:
+                with self.app.app_context(), db.engine.begin() as conn:
+                    conn.execute(update(OutboxJob).where(OutboxJob.id == self.job_id, OutboxJob.state == "running",
+                                                         OutboxJob.locked_by == self.worker_id)
+                                 .values(locked_until=utcnow() + self.lease))
+            except Exception as exc:   # noqa: BLE001 - a missed beat only shortens the lease
+                log.warning("could not extend the lease of job %s: %s: %s", self.job_id,
+                            exc.__class__.__name__, exc)
 
 
 class Worker:
@@ -68,29 +101,42 @@ class Worker:
         # must read what is committed now, not what an earlier job of this long-lived worker loaded
         db.session.expire_all()
         fn = outbox.HANDLERS.get(kind)
+        beat = Heartbeat(current_app._get_current_object(), job_id, self.worker_id, self.lease)  # type: ignore[attr-defined]
+        beat.start()
         try:
             if fn is None:
                 raise outbox.PermanentFailure(f"no handler for jobs of kind {kind!r}")
             with audit.acting_as("worker"):
                 fn(payload)
-            current = db.session.get(OutboxJob, job_id)
-            if current is not None and current.state == "running" and current.locked_by == self.worker_id:
+            beat.stop()
+            current = self._held(job_id)
+            if current is not None:
                 outbox.finish(current)
-            else:   # the lease ended meanwhile and another worker took the job: its outcome stands
-                log.warning("job %s finished after its lease ended; left as %s", job_id,
-                            current.state if current else "deleted")
-            db.session.commit()
+                db.session.commit()
+            else:   # the lease was lost and another worker has the job: its outcome stands, ours is dropped
+                db.session.rollback()
+                log.warning("job %s finished after its lease was lost; its writes are dropped", job_id)
         except Exception as exc:
+            beat.stop()
             db.session.rollback()
             error = str(exc) or exc.__class__.__name__
             self._count_failure(job_id, kind, payload, error, isinstance(exc, outbox.PermanentFailure))
         self.ran += 1
         return True
 
+    def _held(self, job_id: int) -> OutboxJob | None:
+        """The job, row-locked, if this worker still holds it (running, its lease): the fence before recording
+        an outcome, so a worker whose lease ended never overwrites what the job's new holder decides."""
+        current = db.session.get(OutboxJob, job_id, with_for_update=True, populate_existing=True)
+        if current is None or current.state != "running" or current.locked_by != self.worker_id:
+            return None
+        return current
+
     def _count_failure(self, job_id: int, kind: str, payload: dict[str, object], error: str, permanent: bool) -> None:
         try:
-            current = db.session.get(OutboxJob, job_id, populate_existing=True)
-            if current is None:
+            current = self._held(job_id)
+            if current is None:   # lost the lease meanwhile: the job's new holder decides its outcome
+                db.session.rollback()
                 return
             dead = outbox.fail(current, error, self.policy, permanent=permanent)
             log.warning("job %s (%s) failed, attempt %s%s: %s", job_id, kind, current.attempts,

@@ -140,7 +140,7 @@ def reset_password(user: User, password: str, password_confirm: str, hasher: Pas
     _check_password(password, password_confirm, errors)
     if errors:
         raise FormErrors(errors)
-    _store_password(user, hasher.hash(password), "user.password_reset", keep_session)
+    store_password(user, hasher.hash(password), "user.password_reset", keep_session)
 
 
 def change_own_password(user: User, current: str, new: str, confirm: str, hasher: Passwords,
@@ -154,11 +154,13 @@ def change_own_password(user: User, current: str, new: str, confirm: str, hasher
         errors["new_password"] = "Choose a different password from the current one."  # noqa: S105 - a message
     if errors:
         raise FormErrors(errors)
-    _store_password(user, hasher.hash(new), "user.password_change", keep_session)
+    store_password(user, hasher.hash(new), "user.password_change", keep_session)
 
 
-def _store_password(user: User, password_hash: str, action: str, keep_session: str | None) -> None:
+def store_password(user: User, password_hash: str, action: str, keep_session: str | None) -> None:
+    """A new password hash: every session of the user ends (but `keep_session`), audited as `action`."""
     user.password_hash = password_hash
+    users_svc.touch(user)   # the SCIM version moves (the resource changed, though its password is never read)
     ended = end_sessions(user, except_id=keep_session)
     audit.record(action, "user", user.username, after={"password_changed": True, "sessions_ended": ended})
 

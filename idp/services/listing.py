@@ -52,7 +52,7 @@ def audit_page(*, before: str | None = None, target: str | None = None,
     """Audit rows newest first (by id) before the position `before`; the next position, or None on the last."""
     q = select(AdminAudit).order_by(AdminAudit.id.desc())
     if before is not None:
-        if not before.isdigit() or len(before) > 18:
+        if not (before.isascii() and before.isdigit()) or len(before) > 18:
             raise ServiceError("the page position is not valid", field="cursor")
         q = q.where(AdminAudit.id < int(before))
     if target:

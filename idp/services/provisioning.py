@@ -821,7 +821,9 @@ def _user_touched(user_id: int, **_: Any) -> None:
         app = app_config_by_id(app_id)
         if app is None:
             continue
-        if app_id in has_account or is_permitted(app, user):
+        # a disabled user too: the event is told once per unit of work, and the same unit of work may enable the
+        # user after this (the job reads the committed state and decides)
+        if app_id in has_account or user.disabled or is_permitted(app, user):
             outbox.enqueue_once(KIND_USER, _user_key(app_id, user_id), {"app_id": app_id, "user_id": user_id})
 
 

@@ -226,6 +226,15 @@ def apps_using_group(name: str) -> list[tuple[str, str]]:
     return found
 
 
+def apps_assigning_user(username: str) -> list[str]:
+    """The slugs of the apps whose access policy assigns the user by name (assigned_users)."""
+    from ..models import ConnectedApp
+
+    return [slug for slug, app_settings in db.session.execute(select(ConnectedApp.slug, ConnectedApp.settings)
+                                                              .order_by(ConnectedApp.slug))
+            if username in ((app_settings or {}).get("assigned_users") or ())]
+
+
 def remove_group(name: str) -> list[str]:
     """Delete a group (its memberships go with it); returns the former members' usernames.
 
@@ -346,6 +355,10 @@ def set_identity(user: User, *, username: str | None = None, external_id: str | 
         if db.session.scalar(select(User.id).where(func.lower(User.username) == username.lower(),
                                                    User.id != user.id)) is not None:
             raise ServiceError(f"user {username!r} already exists", field="username")
+        assigned = apps_assigning_user(user.username)
+        if assigned:   # the policy names users: a rename would hand the assignment to whoever takes the old name
+            raise ServiceError(f"user {user.username!r} is assigned by name in the access policy of "
+                               f"{', '.join(assigned)}; unassign them there before renaming", field="username")
         before["username"], after["username"] = user.username, username
         user.username = username
     if external_id is not ...:

@@ -22,6 +22,7 @@ from idp.services import user_fields as fields_svc
 from idp.services import users as users_svc
 from idp.services.oidc_consent import record_grant
 
+from ..conftest import SP_METADATA_DIR
 from ..scim_kit import ENTERPRISE_URN, GROUP_URN, IDP_URN, USER_URN, Scim, make_token
 
 
@@ -483,24 +484,41 @@ def test_every_disable_path_ends_access(app: Flask, path: str) -> None:
     _assert_access_ended(user.id, session.id, grant.id)
 
 
-def test_the_last_enabled_admin_is_not_deactivated(scim: Scim) -> None:
-    admin = users_svc.add_user("root", email="root@example.com", password_hash=None, is_admin=True)
-    db.session.commit()
-    uid = _filter(scim, "Users", 'userName eq "root"').get_json()["Resources"][0]["id"]
-    resp = scim.patch(f"/Users/{uid}", {"op": "replace", "path": "active", "value": False})
-    assert resp.status_code == 409
-    db.session.expire_all()
-    assert db.session.get(User, admin.id).disabled is False  # type: ignore[union-attr]
-
-
-def test_the_last_enabled_admin_is_not_deleted(scim: Scim) -> None:
-    users_svc.add_user("root", email="root@example.com", password_hash=None, is_admin=True)
+@pytest.mark.parametrize("admins", [1, 2])
+def test_administrators_are_not_managed_over_scim(scim: Scim, admins: int) -> None:
+    """A provisioning token must not take over, disable or delete an admin (any admin, not only the last one):
+    the password, the name, the emails, the state and DELETE are refused with 403; reading is allowed."""
+    rows = [users_svc.add_user(f"root{i}", email=f"root{i}@example.com", password_hash=None, is_admin=True)
+            for i in range(admins)]
     org.set_scim_delete("delete")
     db.session.commit()
-    uid = _filter(scim, "Users", 'userName eq "root"').get_json()["Resources"][0]["id"]
-    resp = scim.delete(f"/Users/{uid}")
-    assert resp.status_code == 409 and "last enabled admin" in resp.get_json()["detail"]
-    assert users_svc.find_user("root") is not None
+    before = {u.id: (u.username, u.email, u.password_hash, u.disabled, u.version) for u in rows}
+    uid = _filter(scim, "Users", 'userName eq "root0"').get_json()["Resources"][0]["id"]
+    for op in ({"op": "replace", "path": "active", "value": False},
+               {"op": "replace", "path": "password", "value": "a new long password"},
+               {"op": "replace", "path": "userName", "value": "mallory"},
+               {"op": "replace", "path": "emails", "value": [{"value": "m@evil.example", "primary": True}]}):
+        resp = scim.patch(f"/Users/{uid}", op)
+        assert resp.status_code == 403 and "administrator" in resp.get_json()["detail"], op
+    assert scim.delete(f"/Users/{uid}").status_code == 403
+    assert scim.get(f"/Users/{uid}").status_code == 200
+    db.session.expire_all()
+    assert {u.id: (u.username, u.email, u.password_hash, u.disabled, u.version)
+            for u in (db.session.get(User, r.id) for r in rows) if u is not None} == before
+
+
+def test_a_rename_is_refused_while_a_policy_assigns_the_user_by_name(scim: Scim) -> None:
+    """Otherwise a rename hands the assignment to whoever takes the old name next (mallory renamed to alice)."""
+    users_svc.add_user("alice", email="alice@example.com", password_hash=None)
+    db.session.commit()
+    apps_svc.change_settings(apps_svc.register_app((SP_METADATA_DIR / "nextcloud-user-saml-signed-sha256.xml")
+                                                   .read_bytes(), slug="nc"), permitted="admin-approved",
+                             assigned_users=("alice",))
+    db.session.commit()
+    uid = _filter(scim, "Users", 'userName eq "alice"').get_json()["Resources"][0]["id"]
+    resp = scim.patch(f"/Users/{uid}", {"op": "replace", "path": "userName", "value": "alice.old"})
+    assert resp.status_code == 409 and "access policy" in resp.get_json()["detail"]
+    assert users_svc.find_user("alice") is not None
 
 
 def test_active_defaults_to_true_and_search_with_a_body(scim: Scim) -> None:
@@ -519,3 +537,27 @@ def test_active_defaults_to_true_and_search_with_a_body(scim: Scim) -> None:
     by_name = scim.post("/.search", {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
                                      "filter": 'displayName eq "quiet-group"'})
     assert [r["displayName"] for r in by_name.get_json()["Resources"]] == ["quiet-group"]
+
+
+def test_a_password_set_over_scim_ends_the_users_sessions(scim: Scim) -> None:
+    user = users_svc.add_user("dana", email="dana@example.com", password_hash=None)
+    db.session.commit()
+    start_session(user, "127.0.0.1")
+    db.session.commit()
+    uid = _filter(scim, "Users", 'userName eq "dana"').get_json()["Resources"][0]["id"]
+    resp = scim.patch(f"/Users/{uid}", {"op": "replace", "path": "password", "value": "a brand new passphrase"})
+    assert resp.status_code in (200, 204), resp.get_data(as_text=True)
+    db.session.expire_all()
+    live = db.session.scalars(select(IdpSession).where(IdpSession.user_id == user.id,
+                                                       IdpSession.ended_at.is_(None))).all()
+    assert live == []
+
+
+@pytest.mark.parametrize("expression", [
+    'meta.lastModified gt "0001-01-01T00:00:00+05:00"',
+    'meta.lastModified lt "9999-12-31T23:59:59-05:00"',
+    " or ".join(f'userName eq "u{i}"' for i in range(101)),
+])
+def test_filters_out_of_range_are_invalid_filters_not_500s(scim: Scim, expression: str) -> None:
+    resp = _filter(scim, "Users", expression)
+    assert resp.status_code == 400 and resp.get_json()["scimType"] == "invalidFilter", resp.get_data(as_text=True)

@@ -66,7 +66,11 @@ def _parse_time(value: Any) -> datetime:
             raise InvalidFilterException(detail=f"{value!r} is not a dateTime") from None
     else:
         raise InvalidFilterException(detail=f"{value!r} is not a dateTime")
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)   # 0001-01-01T00:00+05:00 is before the first representable UTC instant
+    except OverflowError:
+        raise InvalidFilterException(detail=f"{value!r} is out of the dateTime range") from None
 
 
 def _time(column: Any, op: CompareOperator, value: Any) -> ColumnElement[bool]:
@@ -183,12 +187,29 @@ class _Translator:
         return _name(path)
 
 
+MAX_FILTER_TERMS = 100   # comparisons in one filter (a longer one would pass SQLite's expression-depth limit)
+
+
+def _terms(node: Any) -> int:
+    if isinstance(node, LogicalExpr):
+        return sum(_terms(t) for t in node.terms)
+    if isinstance(node, Not):
+        return _terms(node.expr)
+    return 1
+
+
+def _checked(node: FilterNode) -> FilterNode:
+    if _terms(node) > MAX_FILTER_TERMS:
+        raise InvalidFilterException(detail=f"a filter may hold at most {MAX_FILTER_TERMS} comparisons")
+    return node
+
+
 def user_condition(node: FilterNode) -> ColumnElement[bool]:
-    return _Translator(_USER_ATTRS).visit(node)
+    return _Translator(_USER_ATTRS).visit(_checked(node))
 
 
 def group_condition(node: FilterNode) -> ColumnElement[bool]:
-    return _Translator(_GROUP_ATTRS).visit(node)
+    return _Translator(_GROUP_ATTRS).visit(_checked(node))
 
 
 _USER_SORT: dict[str, Any] = {

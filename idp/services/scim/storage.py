@@ -10,6 +10,7 @@ from typing import Any
 
 from scim2_models import (
     ConflictException,
+    ForbiddenException,
     InvalidFilterException,
     InvalidValueException,
     NotFoundException,
@@ -29,7 +30,7 @@ from ...extensions import db
 from ...models import Group, User
 from .. import ServiceError, org
 from .. import users as users_svc
-from ..accounts import FormErrors, UserInput, update_user
+from ..accounts import FormErrors, UserInput, store_password, update_user
 from ..user_fields import set_user_fields
 from .query import group_condition, sort_column, user_condition
 from .schema import ENTERPRISE_URN, GROUP_URN, IDP_URN, USER_URN, ScimSchemas
@@ -106,6 +107,14 @@ def _main_email(emails: list[dict[str, Any]]) -> str | None:
     if not emails:
         return None
     return str(next((e for e in emails if e.get("primary")), emails[0]).get("value") or "") or None
+
+
+def _refuse_admin(user: User) -> None:
+    """Administrators are not managed over SCIM: a provisioning token (an HR feed) must not be able to take over,
+    disable or delete an admin account (its password, name, emails, state). Reading them is allowed."""
+    if user.is_admin:
+        raise ForbiddenException(detail=f"{user.username} is an administrator: administrators are managed in the "
+                                        "console or the CLI, not over SCIM")
 
 
 class SqlStorage(ScimStorage):
@@ -251,6 +260,8 @@ class SqlStorage(ScimStorage):
         row: Any = (self._group_row if is_group else self._user_row)(str(resource.id), lock=True)
         if expected_version is not None and expected_version != etag(row.version):
             raise PreconditionFailedException(detail="the resource changed meanwhile")
+        if not is_group:
+            _refuse_admin(row)
         try:
             if is_group:
                 return self.group_resource(self._write_group(row, resource))
@@ -265,6 +276,8 @@ class SqlStorage(ScimStorage):
         row: Any = (self._group_row if is_group else self._user_row)(resource_id, lock=True)
         if expected_version is not None and expected_version != etag(row.version):
             raise PreconditionFailedException(detail="the resource changed meanwhile")
+        if not is_group:
+            _refuse_admin(row)
         try:
             if is_group:
                 users_svc.remove_group(row.name)
@@ -307,8 +320,8 @@ class SqlStorage(ScimStorage):
                                         groups=tuple(user.group_names), is_admin=user.is_admin))
         users_svc.set_identity(user, username=username, external_id=getattr(resource, "external_id", None),
                                scim_emails=emails)
-        if password is not None:
-            users_svc.set_user(user, password_hash=self.hasher(str(password)))
+        if password is not None:   # as an admin's reset: the user's sessions end (a compromise is contained)
+            store_password(user, self.hasher(str(password)), "user.password_reset", None)
         users_svc.set_disabled(user, active is False)
         set_user_fields(user, self._field_values(resource))
         db.session.flush()

@@ -10,6 +10,7 @@ not mounted (they load Swagger UI from a CDN, which the CSP forbids): docs.py re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -93,11 +94,18 @@ def principal() -> ApiPrincipal:
     return found
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 @bp.before_request
 def authenticate() -> Response | None:
     """Every operation but the document and its reference page: a bearer token with the operation's scope (never a
     session cookie); the token's name becomes the audit actor. A body must be JSON."""
     endpoint = request.endpoint or ""
+    for name, value in [("path", request.path), *request.args.items(multi=True)]:
+        if _CONTROL.search(name) or _CONTROL.search(value):   # never handed to a database lookup (PostgreSQL
+            return problem_response(400, "Invalid input", "Control characters are not allowed here.",  # refuses NUL)
+                                    field=name if name == "path" else name[:100])
     if endpoint in PUBLIC_ENDPOINTS:
         return None
     scope = SCOPE_OF.get(endpoint)
