@@ -39,6 +39,8 @@ SCOPES: dict[str, str] = {
     "apps:write": "register, change and delete connected apps",
     "users:read": "read users",
     "users:write": "create, change, disable and delete users (user fields included)",
+    "admins:write": "with users:write: make users administrators, and change, disable, delete or reset the "
+                    "password of administrators",
     "groups:read": "read groups and their members",
     "groups:write": "create and delete groups, add and remove members",
     "fields:read": "read the user field definitions",

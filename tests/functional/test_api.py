@@ -388,3 +388,23 @@ def test_events_use_the_console_filters_and_pages(app: Flask, client: FlaskClien
 def test_odd_parameters_are_problems_not_500s(client: FlaskClient, admin_token: str, path: str) -> None:
     resp = call(client, "GET", path, admin_token)
     assert resp.status_code == 400 and resp.mimetype == PROBLEM, resp.get_data(as_text=True)
+
+
+def test_administrators_need_admins_write(app: Flask, client: FlaskClient) -> None:
+    """users:write (an HR feed) cannot create an admin or change, disable, delete or reset an admin; with
+    admins:write it can."""
+    hr = token("users:read", "users:write", name="hr")
+    boss = token("users:read", "users:write", "admins:write", name="boss")
+    resp = call(client, "POST", "/api/v1/users", hr, {"username": "eve", "email": "eve@example.com", "admin": True})
+    problem(resp, 403, "admin")
+    assert call(client, "POST", "/api/v1/users", boss,
+                {"username": "root2", "email": "root2@example.com", "admin": True}).status_code == 201
+    for method, path, body in [("PATCH", "/api/v1/users/root2", {"email": "evil@example.com"}),
+                               ("PATCH", "/api/v1/users/root2", {"password": "a takeover passphrase"}),
+                               ("POST", "/api/v1/users/root2/disable", None),
+                               ("DELETE", "/api/v1/users/root2", None)]:
+        problem(call(client, method, path, hr, body), 403, "admin")
+    assert call(client, "PATCH", "/api/v1/users/root2", boss, {"first_name": "Root"}).status_code == 200
+    db.session.expire_all()
+    root = db.session.scalar(select(User).where(User.username == "root2"))
+    assert root is not None and root.email == "root2@example.com" and not root.disabled and root.is_admin

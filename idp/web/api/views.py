@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from flask import g
 from werkzeug.datastructures import MultiDict
 
 from idp.certs.keystore import KeyStoreError
@@ -284,6 +285,19 @@ def get_user(username: str) -> UserOut:
     return user_out(_user(username))
 
 
+ADMINS_SCOPE = "admins:write"
+
+
+def _guard_admin(target: Any = None, *, makes_admin: bool = False) -> None:
+    """Administrators are changed only by a token that also holds admins:write: an HR feed's users:write token
+    must not be able to create an admin or take one over (its password, email, status)."""
+    if not (makes_admin or (target is not None and target.is_admin)):
+        return
+    if ADMINS_SCOPE not in g.api_principal.scopes:
+        raise ApiProblem(403, "Forbidden", "changing administrators needs a token with the scope admins:write",
+                         field="admin")
+
+
 def _password_hash(password: str | None) -> str | None:
     if password is None:
         return None
@@ -295,6 +309,7 @@ def _password_hash(password: str | None) -> str | None:
        resp=responses("HTTP_201", UserOut))
 def create_user(json: UserCreate) -> Any:
     """Create a user (as `idp users add`), with user field values."""
+    _guard_admin(makes_admin=bool(json.admin))
     user = users_svc.add_user(json.username, email=json.email, password_hash=_password_hash(json.password),
                               first_name=json.first_name, last_name=json.last_name,
                               groups=list(dict.fromkeys(json.groups)), is_admin=json.admin)
@@ -307,6 +322,7 @@ def create_user(json: UserCreate) -> Any:
 def patch_user(username: str, json: UserPatch) -> UserOut:
     """Change a user: profile, groups, admin flag, status, password, user fields (all or nothing)."""
     user = _user(username)
+    _guard_admin(user, makes_admin=json.admin is True)
     given = json.model_fields_set
     for name in ("email", "first_name", "last_name", "groups", "admin", "disabled"):
         if name in given and getattr(json, name) is None:
@@ -334,6 +350,7 @@ def patch_user(username: str, json: UserPatch) -> UserOut:
 def disable_user(username: str) -> UserOut:
     """Disable a user: their sessions end and their refresh tokens are revoked."""
     user = _user(username)
+    _guard_admin(user)
     accounts.set_disabled(user, True)
     return user_out(user)
 
@@ -343,6 +360,7 @@ def disable_user(username: str) -> UserOut:
 def enable_user(username: str) -> UserOut:
     """Enable a disabled user."""
     user = _user(username)
+    _guard_admin(user)
     accounts.set_disabled(user, False)
     return user_out(user)
 
@@ -350,7 +368,9 @@ def enable_user(username: str) -> UserOut:
 @route("/users/<username>", methods=["DELETE"], scope="users:write", tag="users", resp=responses("HTTP_204"))
 def delete_user(username: str) -> Any:
     """Delete a user (refused for the last enabled admin)."""
-    users_svc.delete_user(_user(username))
+    user = _user(username)
+    _guard_admin(user)
+    users_svc.delete_user(user)
     return NO_CONTENT
 
 
