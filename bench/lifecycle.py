@@ -26,6 +26,7 @@ import os
 import secrets
 import shutil
 import statistics
+import tempfile
 import subprocess  # noqa: S404 - the private PostgreSQL cluster (tests/services.sh)
 import sys
 import time
@@ -320,8 +321,8 @@ class Postgres:
     tests/services.sh (and dropped by it afterwards). `database(name)` creates a fresh database and returns its URL;
     `close()` drops those databases and stops what was started."""
 
-    def __init__(self, root: Path) -> None:
-        self.dir = root / "pg-services"
+    def __init__(self) -> None:
+        self.dir: Path | None = None
         self.started = False
         self.url = ""
         self.source = ""
@@ -352,7 +353,8 @@ class Postgres:
         if os.geteuid() != 0 and not shutil.which("sudo"):
             raise NotAvailable("not available: starting a private PostgreSQL needs root or sudo (or set "
                                "IDP_BENCH_PG_URL)")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # a folder of its own that the postgres user can reach (the bench's temporary folder is private)
+        self.dir = Path(tempfile.mkdtemp(prefix="idp-bench-services."))
         self.started = True
         r = subprocess.run(["bash", str(script), "start-postgres", str(self.dir)],  # noqa: S603, S607
                            capture_output=True, text=True, timeout=180, check=False)
@@ -360,7 +362,8 @@ class Postgres:
                     if line.startswith("export IDP_TEST_DATABASE_URL=")), "")
         if r.returncode != 0 or not url:
             self.close()
-            raise NotAvailable(f"not available: a private PostgreSQL did not start: {r.stderr.strip()[-300:]}")
+            why = (r.stderr.strip().splitlines() or ["(no message)"])[-1][:300]
+            raise NotAvailable(f"not available: a private PostgreSQL did not start: {why}")
         self.url, self.source = url, "private cluster on loopback (tests/services.sh start-postgres)"
 
     def database(self, name: str) -> str:
@@ -383,7 +386,8 @@ class Postgres:
             except Exception as exc:  # noqa: BLE001 - reported; a private cluster goes away below anyway
                 print(f"    could not drop the bench databases {self.created}: {exc}", flush=True)
             self.created = []
-        if self.started:
+        if self.started and self.dir is not None:
             subprocess.run(["bash", str(REPO / "tests" / "services.sh"), "stop", str(self.dir)],  # noqa: S603, S607
                            capture_output=True, text=True, timeout=120, check=False)
+            shutil.rmtree(self.dir, ignore_errors=True)
             self.started = False

@@ -458,7 +458,7 @@ def lifecycle_section(b: Bench, ws: Any, root: Path, *, skip_pg: bool) -> None:
             b.errors["postgresql"] = "not available: skipped (--skip-pg)"
             return
         b.step("lifecycle (PostgreSQL): the same two figures on fresh databases")
-        pg = Postgres(root)
+        pg = Postgres()
         try:
             t = time.perf_counter()
             pg.start()
