@@ -26,9 +26,9 @@ import os
 import secrets
 import shutil
 import statistics
-import tempfile
 import subprocess  # noqa: S404 - the private PostgreSQL cluster (tests/services.sh)
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ from .timing import Run, cpu_seconds
 REPO = Path(__file__).resolve().parent.parent
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
 SCIM_JSON = "application/scim+json"
-TOKEN_NAME = "bench-scim"
+TOKEN_NAME = "bench-scim"  # noqa: S105 - the API token's name, not its secret
 APP_SLUG = "bench-crm"
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
