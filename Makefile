@@ -88,7 +88,7 @@ lint: $(STAMP) ## ruff (with bandit rules), mypy (strict on the protocol cores) 
 fuzz: $(STAMP) ## Long fuzz run of the request, binding and metadata parsers (hypothesis; FUZZ_EXAMPLES=)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q tests/fuzz -p no:randomly
 
-bench: $(APT_STAMP) ## Performance benchmark (~4 min on 2 cores): table, bench/results.json, bench/profile_sso.txt
+bench: $(APT_STAMP) ## Performance benchmark (~5 min on 2 cores): table, bench/results.json, bench/profile_sso.txt
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 bench-quick: $(APT_STAMP) ## Benchmark smoke run (~1 min): bench/results-quick.json

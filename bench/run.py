@@ -1,6 +1,6 @@
 """`make bench`: every performance figure of the IdP in one run on one machine, as a table and bench/results.json.
 
-Usage: .venv/bin/python -m bench.run [--quick] [--out PATH] [--skip-http] [--keep] [--strict]
+Usage: .venv/bin/python -m bench.run [--quick] [--out PATH] [--skip-http] [--skip-pg] [--keep] [--strict]
 
 Login throughput (password_login_flow_per_s, passkey_login_flow_per_s) is a whole sign-in through the WSGI app:
 /login for a password, /passkeys/login/options + /passkeys/login for a passkey (ES256, bench/authenticator.py);
@@ -11,6 +11,9 @@ three groups, one connected app releasing six attributes) and never touches inst
 Single-process figures are per CPU-second of this process (plus its xmlsec1 children for pysaml2),
 median of 3 runs of 3 s after a warm-up: the machine may be shared, and CPU time is what is stable.
 The HTTP figures are wall clock against `idp serve` (gunicorn, workers = cores) on a loopback port.
+The lifecycle figures (bench/lifecycle.py): SCIM user creates through the WSGI app per CPU-second, and outbox
+deliveries by the worker into scim2-server on loopback per wall-second, on SQLite and (when a PostgreSQL can be
+started, or IDP_BENCH_PG_URL names one) on PostgreSQL; "not available" for the _pg rows otherwise.
 """
 
 from __future__ import annotations
@@ -56,12 +59,17 @@ class Plan:
     events: tuple[int, int]
     profile_round_trips: int
     query_repeat: int
+    lifecycle_seconds: float
+    lifecycle_runs: int
+    max_deliveries: int
 
 
 FULL = Plan(seconds=3.0, runs=3, http_warmup_s=2.0, http_seconds=10.0, http_clients=8, apps=(1, 100, 10_000),
-            events=(1_000, 1_000_000), profile_round_trips=300, query_repeat=9)
+            events=(1_000, 1_000_000), profile_round_trips=300, query_repeat=9, lifecycle_seconds=2.0,
+            lifecycle_runs=2, max_deliveries=300)
 QUICK = Plan(seconds=1.0, runs=1, http_warmup_s=1.0, http_seconds=3.0, http_clients=8, apps=(1, 100, 1_000),
-             events=(1_000, 10_000), profile_round_trips=100, query_repeat=5)
+             events=(1_000, 10_000), profile_round_trips=100, query_repeat=5, lifecycle_seconds=1.0,
+             lifecycle_runs=1, max_deliveries=60)
 
 # key -> (unit, target text, check); None: reported, no target
 TARGETS: dict[str, tuple[str, str | None, Callable[[float], bool] | None]] = {
@@ -95,6 +103,10 @@ TARGETS: dict[str, tuple[str, str | None, Callable[[float], bool] | None]] = {
     "events_page_ms": ("ms", "< 200", lambda v: v < 200),
     "events_filter_ms": ("ms", "< 200", lambda v: v < 200),
     "events_insert_1m_s": ("s", "< 60", lambda v: v < 60),
+    "scim_user_create_per_s": ("/CPU-s", None, None),
+    "outbox_delivery_per_s": ("/wall-s", None, None),
+    "scim_user_create_pg_per_s": ("/CPU-s", None, None),
+    "outbox_delivery_pg_per_s": ("/wall-s", None, None),
 }
 
 
@@ -363,6 +375,8 @@ def run(args: argparse.Namespace) -> int:
             plan_text = f" plan {r['plan']}" if "plan" in r else f" count {r['count']:,}"
             print(f"    {label:<13} {r['median_ms']:7.2f} ms (first {r['first_ms']} ms){plan_text}", flush=True)
         b.details["target_app"] = TARGET_SLUG
+
+        lifecycle_section(b, ws, root, skip_pg=args.skip_pg)
     finally:
         if args.keep:
             print(f"kept the bench instance in {root}")
@@ -384,6 +398,84 @@ def run(args: argparse.Namespace) -> int:
     return 1 if args.strict and (failed or real_errors) else 0
 
 
+def lifecycle_section(b: Bench, ws: Any, root: Path, *, skip_pg: bool) -> None:
+    """Issue 16: inbound SCIM user creates (per CPU-second) and outbound deliveries by the worker into scim2-server
+    (per wall-second), on SQLite copies of the bench DB, then on fresh PostgreSQL databases when there is one."""
+    from .fixtures import clone_instance
+    from .lifecycle import (
+        DeliveryBench,
+        NotAvailable,
+        Postgres,
+        ScimCreateBench,
+        ScimPeer,
+        lifecycle_env,
+        measure_deliveries,
+    )
+    from .timing import measure
+
+    plan = b.plan
+    peer: ScimPeer | None = None
+
+    def figures(backend: str, scim_env: dict[str, str], prov_env: dict[str, str], fresh: bool, suffix: str) -> None:
+        def scim() -> None:
+            sb = ScimCreateBench(scim_env, backend, fresh=fresh)
+            try:
+                b.details[f"scim_user_create{suffix}_sample"] = sb.check_sample()
+                m = measure(f"SCIM POST /scim/v2/Users ({backend})", sb.create, seconds=plan.lifecycle_seconds,
+                            runs=plan.lifecycle_runs, warmup_ops=20)
+            finally:
+                sb.close()
+            b.put(f"scim_user_create{suffix}_per_s", m.per_cpu_s)
+            b.details[f"scim_user_create{suffix}"] = {
+                **m.to_dict(), "request": "POST /scim/v2/Users (userName, externalId, name, emails, active), bearer "
+                                          "token of scope scim; writes the user, an audit row, a version"}
+
+        def deliveries() -> None:
+            assert peer is not None
+            db_ = DeliveryBench(prov_env, backend, peer, fresh=fresh)
+            try:
+                d = measure_deliveries(db_, seconds=plan.lifecycle_seconds, runs=plan.lifecycle_runs,
+                                       max_jobs=plan.max_deliveries)
+            finally:
+                db_.close()
+            b.put(f"outbox_delivery{suffix}_per_s", d["per_wall_s"])
+            b.details[f"outbox_delivery{suffix}"] = d
+
+        b.optional(f"scim_user_create{suffix}", scim)
+        b.optional(f"outbox_delivery{suffix}", deliveries)
+
+    b.step(f"lifecycle (SQLite): SCIM user creates | outbox deliveries into scim2-server, "
+           f"{plan.lifecycle_runs} x {plan.lifecycle_seconds:.0f}s each")
+    try:
+        peer = ScimPeer(root / "scim2-server.log").start()
+    except Exception as exc:  # noqa: BLE001 - the delivery figures fail, the SCIM ones still run
+        b.errors["scim_peer"] = f"{type(exc).__name__}: {exc}"
+        print(f"    !! scim2-server: {exc}", flush=True)
+    try:
+        figures("sqlite", lifecycle_env(ws, clone_instance(ws, "scim").database_url),
+                lifecycle_env(ws, clone_instance(ws, "outbox").database_url), False, "")
+        if skip_pg:
+            b.errors["postgresql"] = "not available: skipped (--skip-pg)"
+            return
+        b.step("lifecycle (PostgreSQL): the same two figures on fresh databases")
+        pg = Postgres()
+        try:
+            t = time.perf_counter()
+            pg.start()
+            b.details["postgresql"] = {"server": pg.source, "start_s": round(time.perf_counter() - t, 1)}
+            print(f"    {pg.source}, ready in {b.details['postgresql']['start_s']}s", flush=True)
+            figures("postgresql", lifecycle_env(ws, pg.database("scim")), lifecycle_env(ws, pg.database("outbox")),
+                    True, "_pg")
+        except NotAvailable as exc:
+            b.errors["postgresql"] = str(exc)
+            print(f"    PostgreSQL {exc}", flush=True)
+        finally:
+            pg.close()
+    finally:
+        if peer is not None:
+            peer.stop()
+
+
 def _target_doc(results: dict[str, float]) -> dict[str, dict[str, Any]]:
     doc = {}
     for key, (unit, text, check) in TARGETS.items():
@@ -395,7 +487,8 @@ def _target_doc(results: dict[str, float]) -> dict[str, dict[str, Any]]:
 
 
 # rows whose absence is a property of the build, not a failure: key -> the errors entry that says why
-OPTIONAL_ROWS = {"passkey_login_flow_per_s": "passkey_login"}
+OPTIONAL_ROWS = {"passkey_login_flow_per_s": "passkey_login", "scim_user_create_pg_per_s": "postgresql",
+                 "outbox_delivery_pg_per_s": "postgresql"}
 
 
 def _table(results: dict[str, float], errors: dict[str, str], quick: bool) -> str:
@@ -419,6 +512,8 @@ def _table(results: dict[str, float], errors: dict[str, str], quick: bool) -> st
                                enumerate(zip(r, widths, strict=True))).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    lines.append("(outbox_delivery_*: provisioning deliveries per wall-second, each two HTTP round trips to "
+                 "scim2-server on loopback; the _pg CPU-s figure leaves out the PostgreSQL server's CPU)")
     if quick:
         lines.append("(quick mode: shorter runs, 1,000 apps and 10,000 events stand in for 10,000 and 1,000,000)")
     for label, err in errors.items():
@@ -451,7 +546,7 @@ def _meta(args: argparse.Namespace, plan: Plan, cores: int, started: datetime, l
           duration: float) -> dict[str, Any]:
     versions: dict[str, str | None] = {}
     for dist in ("flask", "werkzeug", "sqlalchemy", "lxml", "xmlsec", "cryptography", "argon2-cffi", "pysaml2",
-                 "gunicorn"):
+                 "gunicorn", "psycopg", "scim2-server"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -480,7 +575,11 @@ def _meta(args: argparse.Namespace, plan: Plan, cores: int, started: datetime, l
                    "apps_counts": list(plan.apps), "event_counts": list(plan.events),
                    "http_clients": plan.http_clients, "http_window_s": plan.http_seconds,
                    "sso_request": "HTTP-Redirect AuthnRequest signed rsa-sha256, RelayState, existing session",
-                   "response": "Response and Assertion signed (rsa-sha256, exc-c14n), 6 attributes, groups x3"},
+                   "response": "Response and Assertion signed (rsa-sha256, exc-c14n), 6 attributes, groups x3",
+                   "lifecycle": {"seconds_per_run": plan.lifecycle_seconds, "runs": plan.lifecycle_runs,
+                                 "max_deliveries_per_run": plan.max_deliveries,
+                                 "scim_user_create": "per CPU-second of this process (not the database server's)",
+                                 "outbox_delivery": "per wall-second: worker loop into scim2-server on loopback"}},
         "versions": versions,
         "git": _git(),
     }
@@ -491,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke mode: 1 s runs, 1k apps, 10k events (~1 min)")
     parser.add_argument("--out", help="JSON output (default bench/results.json, or bench/results-quick.json)")
     parser.add_argument("--skip-http", action="store_true", help="skip the gunicorn run")
+    parser.add_argument("--skip-pg", action="store_true", help="skip the PostgreSQL lifecycle figures")
     parser.add_argument("--keep", action="store_true", help="keep the temporary instance (DB, keys, server log)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed or a step failed")
     args = parser.parse_args(argv)

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Private PostgreSQL cluster and Redis on loopback for the tests (Debian; as root or with sudo, as make test does).
 #   tests/services.sh start DIR   -> prints IDP_TEST_DATABASE_URL / IDP_TEST_REDIS_URL / IDP_TEST_PG_CLUSTER exports
+#   tests/services.sh start-postgres DIR -> the same for PostgreSQL alone (no Redis; `make bench` uses it)
 #   tests/services.sh stop  DIR   -> stops what `start DIR` started, and nothing else
 # Every run asks the OS for free ports and creates a cluster under a new name with a new password, so two runs side
 # by side never meet, and the machine's own PostgreSQL and Redis are never touched. `start` records what it created
 # in DIR/services.env as it goes; `stop` reads that record and drops only that cluster and stops only that Redis.
 set -euo pipefail
-cmd=${1:?start|stop}; dir=$(readlink -f "${2:?DIR}")
+cmd=${1:?start|start-postgres|stop}; dir=$(readlink -f "${2:?DIR}")
 state=$dir/services.env
 # pg_createcluster and psql read these; this script always says explicitly which cluster and port it means.
 unset PGCLUSTER PGPORT PGHOST PGDATABASE PGUSER PGPASSWORD
@@ -78,12 +79,12 @@ start_redis() {
 }
 
 case $cmd in
-start)
+start|start-postgres)
   missing=""
   if ! command -v pg_createcluster >/dev/null || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
     missing="postgresql"
   fi
-  command -v redis-server >/dev/null || missing="$missing redis-server"
+  if [ "$cmd" = start ]; then command -v redis-server >/dev/null || missing="$missing redis-server"; fi
   if [ -n "$missing" ]; then
     echo "installing Debian packages: $missing" >&2
     $SUDO apt-get update -qq >&2
@@ -94,7 +95,7 @@ start)
   mkdir -p "$dir/pg" "$dir/redis"; chmod o+x "$dir"; $SUDO chown postgres:postgres "$dir/pg"
   : >"$state"
   start_postgres "$ver"
-  start_redis
+  if [ "$cmd" = start ]; then start_redis; fi
   ;;
 stop)
   [ -f "$state" ] || { echo "nothing recorded in $state: nothing to stop" >&2; exit 0; }
@@ -121,6 +122,6 @@ stop)
   rmdir "$dir" 2>/dev/null || true
   ;;
 *)
-  echo "usage: $0 start|stop DIR" >&2; exit 2
+  echo "usage: $0 start|start-postgres|stop DIR" >&2; exit 2
   ;;
 esac
