@@ -121,11 +121,18 @@ def validate_mapping(mapping: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _private_allowed() -> bool:
+    return bool(component("idp.settings").provisioning_allow_private)
+
+
 def _validate_url(url: str, what: str) -> str:
     url = url.strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ServiceError(f"{what} must be an absolute http:// or https:// URL", field="url")
+    if parts.scheme == "http" and not _private_allowed():
+        raise ServiceError(f"{what} must be https:// (the bearer token or client secret would travel in clear); "
+                           "http:// only with IDP_PROVISIONING_ALLOW_PRIVATE for a local test peer", field="url")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ServiceError(f"{what} must not contain credentials, a query or a fragment", field="url")
     if len(url) > 2048:
@@ -547,7 +554,10 @@ def _deprovision(app: AppConfig, cfg: AppProvisioning, remote: Remote, username:
 
 
 def _sync_handler(payload: dict[str, Any]) -> None:
-    sync_user(int(payload["app_id"]), int(payload["user_id"]))
+    # no write reaches the database before the remote calls are done: on SQLite a flush would take the
+    # database's write lock for the length of the HTTP round trips and block the web server's writers
+    with db.session.no_autoflush:
+        sync_user(int(payload["app_id"]), int(payload["user_id"]))
 
 
 def _record_failure(payload: dict[str, Any], error: str, dead: bool) -> None:
