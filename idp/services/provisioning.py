@@ -173,15 +173,21 @@ def configure(app: ConnectedApp, *, scim_url: str | None = None, token: str | No
         cfg.auth_kind, cfg.client_id, cfg.token_url = "bearer", None, None
         cfg.secret_sealed = data_keys().seal(_validate_secret(token, "bearer token"), SECRET_PURPOSE)
     elif client_id is not None or token_url is not None or client_secret is not None:
-        if client_id is None or client_secret is None or (token_url is None and cfg.token_url is None):
+        # already on client credentials: the client id or token URL may change without giving the secret again
+        keep = cfg.auth_kind == "client_credentials" and cfg.secret_sealed is not None and cfg.client_id is not None
+        if (client_id is None and not keep) or (client_secret is None and not keep) \
+                or (token_url is None and cfg.token_url is None):
             raise ServiceError("client credentials need --client-id, --token-url and the secret (--secret-stdin)",
                                field="secret")
-        client_id = client_id.strip()
-        if not client_id or len(client_id) > 255 or not client_id.isprintable():
-            raise ServiceError("the client id is empty or not valid", field="client_id")
-        cfg.auth_kind, cfg.client_id = "client_credentials", client_id
+        if client_id is not None:
+            client_id = client_id.strip()
+            if not client_id or len(client_id) > 255 or not client_id.isprintable():
+                raise ServiceError("the client id is empty or not valid", field="client_id")
+            cfg.client_id = client_id
+        cfg.auth_kind = "client_credentials"
         cfg.token_url = _validate_url(token_url, "the token URL") if token_url is not None else cfg.token_url
-        cfg.secret_sealed = data_keys().seal(_validate_secret(client_secret, "client secret"), SECRET_PURPOSE)
+        if client_secret is not None:
+            cfg.secret_sealed = data_keys().seal(_validate_secret(client_secret, "client secret"), SECRET_PURPOSE)
     if cfg.secret_sealed is None:
         raise ServiceError("give a credential: --token-stdin, or --client-id, --token-url and --secret-stdin",
                            field="secret")
@@ -222,6 +228,23 @@ def configure(app: ConnectedApp, *, scim_url: str | None = None, token: str | No
     if cfg.enabled:
         schedule_reconcile(app.id)
     return cfg
+
+
+def check_mapping_entry(path: str, source: str) -> None:
+    """One mapping entry checked on its own (the console shows the error next to its row)."""
+    from ..attributes.release import stored_source
+
+    parse_path(path)
+    _compiled({path: stored_source(source)}, fresh=True)
+
+
+def reconcile_now(app: ConnectedApp) -> list[PlanItem]:
+    """An admin's "reconcile now": plan, enqueue the changes, audit (RemoteError / RemoteRefused when the app
+    cannot be listed: nothing is written)."""
+    plan = reconcile_plan(app.id)
+    apply_plan(app.id, plan)
+    audit.record("app.provisioning_reconcile", "app", app.slug, after={"changes": len(plan)})
+    return plan
 
 
 def show_config(cfg: AppProvisioning) -> dict[str, Any]:
