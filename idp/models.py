@@ -518,3 +518,16 @@ class ProvisionedAccount(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     __table_args__ = (UniqueConstraint("app_id", "user_id", name="uq_provisioned_accounts_app_user"),
                       Index("ix_provisioned_accounts_app_remote", "app_id", "remote_id"))
+
+
+class ProvisionedGroup(db.Model):  # type: ignore[name-defined]
+    """An IdP group pushed to an app as a SCIM Group: the remote id and what was last pushed (name, members)."""
+
+    __tablename__ = "provisioned_groups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("connected_apps.id", ondelete="CASCADE"))
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), index=True)
+    remote_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    last_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table_args__ = (UniqueConstraint("app_id", "group_id", name="uq_provisioned_groups_app_group"),)

@@ -86,3 +86,21 @@ class ScimPeer:
     def delete_user(self, remote_id: str) -> None:
         r = requests.delete(f"{self.url}/Users/{remote_id}", headers=self._headers(), timeout=5)
         assert r.status_code == 204, r.text
+
+    def groups(self) -> list[dict[str, Any]]:
+        r = self._get("/Groups?startIndex=1&count=1000")
+        r.raise_for_status()
+        return list(r.json().get("Resources") or [])
+
+    def group(self, display_name: str) -> dict[str, Any] | None:
+        found = [g for g in self.groups() if g.get("displayName") == display_name]
+        assert len(found) <= 1
+        return found[0] if found else None
+
+    def delete_group(self, remote_id: str) -> None:
+        r = requests.delete(f"{self.url}/Groups/{remote_id}", headers=self._headers(), timeout=5)
+        assert r.status_code == 204, r.text
+
+    def requests_to(self, endpoint: str) -> list[str]:
+        """The access-log lines of requests the server got for `endpoint` (e.g. "/Groups")."""
+        return [line for line in self.log.read_text(errors="replace").splitlines() if f" {endpoint}" in line]

@@ -139,10 +139,12 @@ def _reconcile(app_id: int, dry_run: bool, fmt: str) -> None:
         fail(f"could not compare with the app: {exc}")
     if fmt == "json":
         click.echo(json.dumps({"dry_run": dry_run, "changes": [
+            {"group": i.username, "action": i.action, "why": i.why} if i.group_id is not None else
             {"username": i.username, "action": i.action, "why": i.why} for i in plan]}, indent=2))
     else:
         for item in plan:
-            click.echo(f"{item.action:<10} {item.username}: {item.why}")
+            subject = f"group {item.username}" if item.group_id is not None else item.username
+            click.echo(f"{item.action:<10} {subject}: {item.why}")
         click.echo(f"{len(plan)} change(s)" + (" - dry run, nothing written" if dry_run else " enqueued"))
     if not dry_run:
         prov.apply_plan(app_id, plan)

@@ -14,6 +14,7 @@ USER_CHANGED = "user.changed"          # user_id: created, updated, groups or fi
 USER_DEACTIVATED = "user.deactivated"  # user_id: disabled (SCIM active=false, console, CLI)
 USER_DELETED = "user.deleted"          # user_id, username, external_id: before the row goes
 GROUP_CHANGED = "group.changed"        # group_id: members or name changed
+GROUP_DELETED = "group.deleted"        # group_id, name, external_id: before the row goes
 APP_ACCESS_CHANGED = "app.access_changed"   # app_id: the app's policy (who may use it) changed
 
 

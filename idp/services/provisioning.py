@@ -37,9 +37,9 @@ from ..auth.datakeys import DataKeyError, DataKeys
 from ..errors import EventContext
 from ..events import record_event
 from ..extensions import component, db
-from ..models import AppProvisioning, ConnectedApp, Group, OutboxJob, ProvisionedAccount, User, utcnow
+from ..models import AppProvisioning, ConnectedApp, Group, OutboxJob, ProvisionedAccount, ProvisionedGroup, User, utcnow
 from ..policy.checks import check_membership
-from ..policy.model import AccessContext
+from ..policy.model import AccessContext, PermittedUsers
 from ..reasons import Reason
 from . import ServiceError, lifecycle, outbox
 from .apps import AppConfig, app_config_by_id
@@ -61,11 +61,16 @@ DEFAULT_MAPPING: dict[str, str] = {
     "externalId": "id",
 }
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SCIM_JSON = "application/scim+json"
 KIND_USER = "provision.user"
 KIND_REMOVE = "provision.remove"
 KIND_RECONCILE = "provision.reconcile"
+KIND_GROUP = "provision.group"
+KIND_GROUP_REMOVE = "provision.group_remove"
+# a group job that finds a member whose account is still being created runs again this much later
+GROUP_RETRY = timedelta(seconds=30)
 MAX_REMOTE_USERS = 100_000
 PAGE = 100
 # attr, attr.sub, or attr[type eq "work"].sub (RFC 7644 3.10 paths with the one value filter mappings need)
@@ -175,15 +180,21 @@ def configure(app: ConnectedApp, *, scim_url: str | None = None, token: str | No
         cfg.auth_kind, cfg.client_id, cfg.token_url = "bearer", None, None
         cfg.secret_sealed = data_keys().seal(_validate_secret(token, "bearer token"), SECRET_PURPOSE)
     elif client_id is not None or token_url is not None or client_secret is not None:
-        if client_id is None or client_secret is None or (token_url is None and cfg.token_url is None):
+        # already on client credentials: the client id or token URL may change without giving the secret again
+        keep = cfg.auth_kind == "client_credentials" and cfg.secret_sealed is not None and cfg.client_id is not None
+        if (client_id is None and not keep) or (client_secret is None and not keep) \
+                or (token_url is None and cfg.token_url is None):
             raise ServiceError("client credentials need --client-id, --token-url and the secret (--secret-stdin)",
                                field="secret")
-        client_id = client_id.strip()
-        if not client_id or len(client_id) > 255 or not client_id.isprintable():
-            raise ServiceError("the client id is empty or not valid", field="client_id")
-        cfg.auth_kind, cfg.client_id = "client_credentials", client_id
+        if client_id is not None:
+            client_id = client_id.strip()
+            if not client_id or len(client_id) > 255 or not client_id.isprintable():
+                raise ServiceError("the client id is empty or not valid", field="client_id")
+            cfg.client_id = client_id
+        cfg.auth_kind = "client_credentials"
         cfg.token_url = _validate_url(token_url, "the token URL") if token_url is not None else cfg.token_url
-        cfg.secret_sealed = data_keys().seal(_validate_secret(client_secret, "client secret"), SECRET_PURPOSE)
+        if client_secret is not None:
+            cfg.secret_sealed = data_keys().seal(_validate_secret(client_secret, "client secret"), SECRET_PURPOSE)
     if cfg.secret_sealed is None:
         raise ServiceError("give a credential: --token-stdin, or --client-id, --token-url and --secret-stdin",
                            field="secret")
@@ -224,6 +235,23 @@ def configure(app: ConnectedApp, *, scim_url: str | None = None, token: str | No
     if cfg.enabled:
         schedule_reconcile(app.id)
     return cfg
+
+
+def check_mapping_entry(path: str, source: str) -> None:
+    """One mapping entry checked on its own (the console shows the error next to its row)."""
+    from ..attributes.release import stored_source
+
+    parse_path(path)
+    _compiled({path: stored_source(source)}, fresh=True)
+
+
+def reconcile_now(app: ConnectedApp) -> list[PlanItem]:
+    """An admin's "reconcile now": plan, enqueue the changes, audit (RemoteError / RemoteRefused when the app
+    cannot be listed: nothing is written)."""
+    plan = reconcile_plan(app.id)
+    apply_plan(app.id, plan)
+    audit.record("app.provisioning_reconcile", "app", app.slug, after={"changes": len(plan)})
+    return plan
 
 
 def show_config(cfg: AppProvisioning) -> dict[str, Any]:
@@ -395,13 +423,25 @@ class Remote:
         found = [r for r in (doc or {}).get("Resources") or [] if isinstance(r, dict)]
         return found[0] if found else None
 
+    def find_group(self, display_name: str) -> dict[str, Any] | None:
+        flt = f"displayName eq {json.dumps(display_name)}"
+        _, doc = self.call("group search", "GET", f"/Groups?{urlencode({'filter': flt})}", ok=(200,))
+        found = [r for r in (doc or {}).get("Resources") or [] if isinstance(r, dict)]
+        return found[0] if found else None
+
     def users(self) -> Iterator[dict[str, Any]]:
         """Every remote user, page by page (RFC 7644 3.4.2.4)."""
+        return self.resources("Users")
+
+    def groups(self) -> Iterator[dict[str, Any]]:
+        return self.resources("Groups")
+
+    def resources(self, endpoint: str) -> Iterator[dict[str, Any]]:
         start, seen = 1, 0
         while seen < MAX_REMOTE_USERS:
-            status, doc = self.call("list", "GET", f"/Users?startIndex={start}&count={PAGE}", ok=(200,))
+            status, doc = self.call("list", "GET", f"/{endpoint}?startIndex={start}&count={PAGE}", ok=(200,))
             if status == 404:
-                raise RemoteRefused("list", "the SCIM base URL has no /Users endpoint (HTTP 404)", 404)
+                raise RemoteRefused("list", f"the SCIM base URL has no /{endpoint} endpoint (HTTP 404)", 404)
             page = [r for r in (doc or {}).get("Resources") or [] if isinstance(r, dict)]
             yield from page
             seen += len(page)
@@ -457,15 +497,31 @@ def sync_user(app_id: int, user_id: int) -> SyncResult:
                                                                  ProvisionedAccount.user_id == user_id)
                                 .with_for_update())
     remote = Remote(cfg)
+    before = _member_at(account)
     try:
         if user is not None and is_permitted(app, user):
-            return _push(app, cfg, remote, user, account)
-        if user is not None and account is not None:
-            return _deprovision(app, cfg, remote, user.username, account)
-        return SyncResult("none")
+            result = _push(app, cfg, remote, user, account)
+        elif user is not None and account is not None:
+            result = _deprovision(app, cfg, remote, user.username, account)
+        else:
+            return SyncResult("none")
     except (RemoteError, RemoteRefused) as exc:
         _LAST_FAILURE[(app_id, user_id)] = (exc.operation, exc.status, exc.reason)
         raise
+    if user is not None and "groups" in (cfg.operations or []):
+        after = _member_at(db.session.scalar(select(ProvisionedAccount).where(
+            ProvisionedAccount.app_id == app_id, ProvisionedAccount.user_id == user_id)))
+        if after != before:   # created, linked, reactivated, deactivated or deleted: its groups' members change
+            for group in user.groups:
+                enqueue_group(app_id, group.id)
+    return result
+
+
+def _member_at(account: ProvisionedAccount | None) -> str | None:
+    """The remote id under which the account belongs in the app's groups (active accounts only)."""
+    if account is None or account.state != "active":
+        return None
+    return account.remote_id
 
 
 def _push(app: AppConfig, cfg: AppProvisioning, remote: Remote, user: User,
@@ -591,6 +647,186 @@ def _remove_handler(payload: dict[str, Any]) -> None:
 outbox.handler(KIND_REMOVE, on_failure=_record_failure)(_remove_handler)
 
 
+# ------------------------------------------------------------------ groups at one app
+
+def _group_key(app_id: int, group_id: int) -> str:
+    return f"prov:{app_id}:group:{group_id}"
+
+
+def enqueue_group(app_id: int, group_id: int, *, delay: timedelta | None = None) -> None:
+    """One pending job per group and app; without a delay, a pending one waiting to retry is made due now (a
+    member's account was just created: no need to wait for the retry)."""
+    key = _group_key(app_id, group_id)
+    if outbox.enqueue_once(KIND_GROUP, key, {"app_id": app_id, "group_id": group_id}, delay=delay) is None \
+            and delay is None:
+        now = utcnow()
+        for job in db.session.scalars(select(OutboxJob).where(OutboxJob.kind == KIND_GROUP, OutboxJob.key == key,
+                                                              OutboxJob.state == "pending",
+                                                              OutboxJob.run_after > now)):
+            job.run_after = now
+
+
+def group_based(app: AppConfig) -> bool:
+    """The app's policy admits by group: admin-approved with at least one allowed group."""
+    policy = app.settings.policy
+    return policy.permitted == PermittedUsers.ADMIN_APPROVED and bool(policy.allow_groups)
+
+
+def _active_member_ids(app_id: int, group: Group) -> list[str]:
+    """The remote ids of the group's members that hold an active account at the app, sorted."""
+    ids = {m.id for m in group.members}
+    if not ids:
+        return []
+    return sorted({rid for rid in db.session.scalars(select(ProvisionedAccount.remote_id).where(
+        ProvisionedAccount.app_id == app_id, ProvisionedAccount.user_id.in_(ids),
+        ProvisionedAccount.state == "active", ProvisionedAccount.remote_id.is_not(None))) if rid})
+
+
+def relevant_groups(app: AppConfig) -> list[Group]:
+    """The IdP groups that matter to the app, pushed as SCIM Groups when the app's provisioning has "groups":
+    the groups the access policy allows when it admits by group (pushed even while empty), otherwise every group
+    with at least one member holding an active account at the app."""
+    if group_based(app):
+        names = sorted(app.settings.policy.allow_groups)
+        return list(db.session.scalars(select(Group).where(Group.name.in_(names)).order_by(Group.id)))
+    return list(db.session.scalars(
+        select(Group).where(Group.members.any(User.id.in_(
+            select(ProvisionedAccount.user_id).where(ProvisionedAccount.app_id == app.id,
+                                                     ProvisionedAccount.state == "active",
+                                                     ProvisionedAccount.remote_id.is_not(None)))))
+        .order_by(Group.id)))
+
+
+def _is_relevant(app: AppConfig, group: Group, member_ids: list[str]) -> bool:
+    return group.name in app.settings.policy.allow_groups if group_based(app) else bool(member_ids)
+
+
+def group_representation(group: Group, member_ids: list[str]) -> dict[str, Any]:
+    return {"schemas": [GROUP_SCHEMA], "displayName": group.name, "externalId": str(group.id),
+            "members": [{"value": rid} for rid in member_ids]}
+
+
+def _members_waiting(app: AppConfig, group: Group) -> bool:
+    """Does a permitted member still wait for the job that creates (or reactivates) their account?"""
+    keys = [_user_key(app.id, m.id) for m in group.members if is_permitted(app, m)]
+    if not keys:
+        return False
+    return db.session.scalar(select(OutboxJob.id).where(OutboxJob.kind == KIND_USER, OutboxJob.key.in_(keys),
+                                                        OutboxJob.state.in_(outbox.UNFINISHED)).limit(1)) is not None
+
+
+def sync_group(app_id: int, group_id: int) -> SyncResult:
+    """Bring the app's SCIM Group for the IdP group to what it should be now: created (displayName = the group's
+    name, externalId = its id) with the remote ids of the members holding an active account at the app,
+    replaced (PUT) when that changed, deleted when the group no longer matters to the app. A member whose
+    account is still being created is added by a later run of this job."""
+    cfg, app = get_config(app_id), app_config_by_id(app_id)
+    if cfg is None or app is None or not cfg.enabled or "groups" not in (cfg.operations or []):
+        return SyncResult("skipped")
+    group = db.session.get(Group, group_id)
+    if group is None:
+        return SyncResult("none")   # deleted: its row went with it, a provision.group_remove job does the rest
+    row = db.session.scalar(select(ProvisionedGroup).where(ProvisionedGroup.app_id == app_id,
+                                                           ProvisionedGroup.group_id == group_id).with_for_update())
+    remote = Remote(cfg)
+    member_ids = _active_member_ids(app_id, group)
+    try:
+        if not _is_relevant(app, group, member_ids):
+            if row is None:
+                return SyncResult("none")
+            result = _delete_group(app, remote, group.name, row)
+        else:
+            result = _push_group(app, remote, group, member_ids, row)
+    except (RemoteError, RemoteRefused) as exc:
+        _LAST_FAILURE[(app_id, f"group:{group_id}")] = (exc.operation, exc.status, exc.reason)
+        raise
+    if _members_waiting(app, group):
+        enqueue_group(app_id, group_id, delay=GROUP_RETRY)
+    return result
+
+
+def _push_group(app: AppConfig, remote: Remote, group: Group, member_ids: list[str],
+                row: ProvisionedGroup | None) -> SyncResult:
+    resource = group_representation(group, member_ids)
+    digest = resource_hash(resource)
+    if row is not None and row.remote_id and row.last_hash == digest:
+        return SyncResult("unchanged", row.remote_id)
+    if row is None:
+        row = ProvisionedGroup(app_id=app.id, group_id=group.id)
+        db.session.add(row)
+    operation, status = "group_update", None
+    if row.remote_id:
+        status, _ = remote.call("group_update", "PUT", f"/Groups/{quote(row.remote_id, safe='')}", resource)
+        if status == 404:   # deleted at the app meanwhile: create it again
+            row.remote_id = None
+    if not row.remote_id:
+        existing = remote.find_group(group.name)
+        if existing is not None:   # a redelivered create, or a group the app already had under this name
+            remote_id = str(existing.get("id") or "")
+            theirs = existing.get("externalId")
+            if not remote_id or (theirs and str(theirs) != str(group.id)):
+                raise RemoteRefused("group_link", f"the app's group {remote_id or '?'} named {group.name!r} has "
+                                    f"externalId {theirs!r}, not this group's", reason=Reason.REMOTE_CONFLICT)
+            status, _ = remote.call("group_link", "PUT", f"/Groups/{quote(remote_id, safe='')}", resource)
+            if status == 404:
+                raise RemoteError("group_link", "the group found by displayName vanished", 404)
+            operation, row.remote_id = "group_link", remote_id
+        else:
+            status, doc = remote.call("group_create", "POST", "/Groups", resource, ok=(201, 200))
+            remote_id = str((doc or {}).get("id") or "")
+            if status == 404 or not remote_id:
+                raise RemoteRefused("group_create", f"the app answered HTTP {status} without an id", status)
+            operation, row.remote_id = "group_create", remote_id
+    row.last_hash, row.last_synced_at = digest, utcnow()
+    record_provision_event(app.slug, None, Reason.PROVISIONED, operation, remote_status=status,
+                           extra={"group": group.name, "remote_id": row.remote_id, "members": len(member_ids)})
+    return SyncResult(operation, row.remote_id)
+
+
+def _delete_group(app: AppConfig, remote: Remote, name: str, row: ProvisionedGroup) -> SyncResult:
+    status = None
+    if row.remote_id:
+        status, _ = remote.call("group_delete", "DELETE", f"/Groups/{quote(row.remote_id, safe='')}")
+    if row.id is not None:   # a removal job's row is transient (the stored one went with the group)
+        db.session.delete(row)
+    record_provision_event(app.slug, None, Reason.DEPROVISIONED, "group_delete", remote_status=status,
+                           extra={"group": name, **({"already_gone": True} if status == 404 else {})})
+    return SyncResult("group_delete")
+
+
+def _group_handler(payload: dict[str, Any]) -> None:
+    sync_group(int(payload["app_id"]), int(payload["group_id"]))
+
+
+def _group_remove_handler(payload: dict[str, Any]) -> None:
+    """A deleted group's SCIM Group (the row is gone, so the payload carries the remote id)."""
+    app_id = int(payload["app_id"])
+    cfg, app = get_config(app_id), app_config_by_id(app_id)
+    if cfg is None or app is None or not cfg.enabled or "groups" not in (cfg.operations or []):
+        return
+    row = ProvisionedGroup(app_id=app_id, group_id=int(payload["group_id"]), remote_id=str(payload["remote_id"]))
+    try:
+        _delete_group(app, Remote(cfg), str(payload["name"]), row)
+    except (RemoteError, RemoteRefused) as exc:
+        _LAST_FAILURE[(app_id, f"group:{payload['group_id']}")] = (exc.operation, exc.status, exc.reason)
+        raise
+
+
+def _record_group_failure(payload: dict[str, Any], error: str, dead: bool) -> None:
+    app_id = int(payload.get("app_id") or 0)
+    key = f"group:{payload.get('group_id')}"
+    operation, status, reason = _LAST_FAILURE.pop((app_id, key), ("group_sync", None, Reason.PROVISIONING_FAILED))
+    app = db.session.get(ConnectedApp, app_id)
+    group = db.session.get(Group, int(payload.get("group_id") or 0))
+    name = group.name if group is not None else payload.get("name")
+    record_provision_event(app.slug if app else str(app_id), None, reason, operation, remote_status=status,
+                           error=error[:500], extra={"group": name, "will_retry": not dead})
+
+
+outbox.handler(KIND_GROUP, on_failure=_record_group_failure)(_group_handler)
+outbox.handler(KIND_GROUP_REMOVE, on_failure=_record_group_failure)(_group_remove_handler)
+
+
 # ------------------------------------------------------------------ reconciliation
 
 @dataclass(frozen=True, slots=True)
@@ -599,6 +835,7 @@ class PlanItem:
     user_id: int
     action: str             # create | update | deactivate | delete
     why: str
+    group_id: int | None = None   # a SCIM Group (username is then the group's name, user_id 0)
 
 
 def _local_users() -> Iterator[User]:
@@ -648,12 +885,52 @@ def reconcile_plan(app_id: int) -> list[PlanItem]:
             mode = cfg.deprovision if cfg.deprovision in ops else None
             if mode is not None:
                 plan.append(PlanItem(user.username, user.id, mode, "no longer permitted"))
+    if "groups" in ops:
+        plan.extend(_group_plan(app, cfg))
+    return plan
+
+
+def _group_plan(app: AppConfig, cfg: AppProvisioning) -> list[PlanItem]:
+    """The SCIM Groups reconciliation would push or delete: each relevant group compared with its row and with
+    the app's group (gone, renamed, members differing), the rows of groups no longer relevant."""
+    remote = {str(r.get("id")): r for r in Remote(cfg).groups() if r.get("id")}
+    rows = {r.group_id: r for r in db.session.scalars(select(ProvisionedGroup)
+                                                      .where(ProvisionedGroup.app_id == app.id))}
+    plan: list[PlanItem] = []
+    for group in relevant_groups(app):
+        row = rows.pop(group.id, None)
+        theirs = remote.get(row.remote_id) if row is not None and row.remote_id else None
+        if row is None or not row.remote_id:
+            plan.append(PlanItem(group.name, 0, "create", "relevant, no group at the app", group.id))
+            continue
+        if theirs is None:
+            plan.append(PlanItem(group.name, 0, "create", "the group is gone at the app", group.id))
+            continue
+        member_ids = _active_member_ids(app.id, group)
+        have = sorted(str(m.get("value")) for m in theirs.get("members") or [] if isinstance(m, dict))
+        if theirs.get("displayName") != group.name or have != member_ids:
+            plan.append(PlanItem(group.name, 0, "update", "the app's group differs (drift)", group.id))
+        elif row.last_hash != resource_hash(group_representation(group, member_ids)):
+            plan.append(PlanItem(group.name, 0, "update", "changed since the last push", group.id))
+    for row in rows.values():
+        gone = db.session.get(Group, row.group_id)
+        if gone is not None and row.remote_id:
+            plan.append(PlanItem(gone.name, 0, "delete", "no longer relevant to the app", gone.id))
     return plan
 
 
 def apply_plan(app_id: int, plan: list[PlanItem]) -> int:
     """Enqueue the sync jobs the plan calls for (drifted accounts pushed again whatever their hash)."""
     for item in plan:
+        if item.group_id is not None:
+            row = db.session.scalar(select(ProvisionedGroup).where(ProvisionedGroup.app_id == app_id,
+                                                                   ProvisionedGroup.group_id == item.group_id))
+            if row is not None:
+                row.last_hash = None
+                if item.why == "the group is gone at the app":
+                    row.remote_id = None
+            enqueue_group(app_id, item.group_id)
+            continue
         account = db.session.scalar(select(ProvisionedAccount).where(ProvisionedAccount.app_id == app_id,
                                                                      ProvisionedAccount.user_id == item.user_id))
         if account is not None:
@@ -837,15 +1114,39 @@ def _user_touched(user_id: int, **_: Any) -> None:
             outbox.enqueue_once(KIND_USER, _user_key(app_id, user_id), {"app_id": app_id, "user_id": user_id})
 
 
+def _group_apps() -> list[int]:
+    """The enabled apps that push groups."""
+    return [cfg.app_id for cfg in db.session.scalars(select(AppProvisioning).where(AppProvisioning.enabled.is_(True)))
+            if "groups" in (cfg.operations or [])]
+
+
 def _group_touched(group_id: int, **_: Any) -> None:
     if not _enabled_apps():
         return
     group = db.session.get(Group, group_id)
     for member in list(group.members) if group is not None else []:
         _user_touched(member.id)
+    for app_id in _group_apps():   # the job decides whether the group matters to the app
+        enqueue_group(app_id, group_id)
+
+
+def _group_deleted(group_id: int, name: str, **_: Any) -> None:
+    app_ids = _group_apps()
+    if not app_ids:
+        return
+    for row in db.session.scalars(select(ProvisionedGroup).where(ProvisionedGroup.group_id == group_id,
+                                                                 ProvisionedGroup.app_id.in_(app_ids),
+                                                                 ProvisionedGroup.remote_id.is_not(None))):
+        outbox.enqueue(KIND_GROUP_REMOVE, _group_key(row.app_id, group_id),
+                       {"app_id": row.app_id, "group_id": group_id, "name": name, "remote_id": row.remote_id})
 
 
 def _user_deleted(user_id: int, username: str, **_: Any) -> None:
+    group_apps = _group_apps()
+    user = db.session.get(User, user_id)
+    for group in list(user.groups) if user is not None and group_apps else []:
+        for app_id in group_apps:   # the user leaves the app's groups
+            enqueue_group(app_id, group.id)
     for account in db.session.scalars(select(ProvisionedAccount).where(ProvisionedAccount.user_id == user_id,
                                                                        ProvisionedAccount.remote_id.is_not(None))):
         outbox.enqueue(KIND_REMOVE, _user_key(account.app_id, user_id),
@@ -862,4 +1163,5 @@ lifecycle.listen(lifecycle.USER_CHANGED, _user_touched)
 lifecycle.listen(lifecycle.USER_DEACTIVATED, _user_touched)
 lifecycle.listen(lifecycle.USER_DELETED, _user_deleted)
 lifecycle.listen(lifecycle.GROUP_CHANGED, _group_touched)
+lifecycle.listen(lifecycle.GROUP_DELETED, _group_deleted)
 lifecycle.listen(lifecycle.APP_ACCESS_CHANGED, _app_access_changed)

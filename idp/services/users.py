@@ -254,6 +254,7 @@ def remove_group(name: str) -> list[str]:
     audit.record("group.remove", "group", group.name, before={"members": members})
     for member in list(group.members):
         touch(member)   # their groups changed
+    lifecycle.emit(lifecycle.GROUP_DELETED, group_id=group.id, name=group.name, external_id=group.external_id)
     db.session.delete(group)
     return members
 

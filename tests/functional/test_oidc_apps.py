@@ -419,7 +419,8 @@ def test_console_app_page_shows_oidc_settings(client: FlaskClient, admin: str) -
     # claims) on their own form (tests/functional/test_admin_attribute_release.py); nothing edits SAML settings
     actions = set(re.findall(r'<form method="post" action="([^"]+)"', body))
     assert actions - {"/logout/saml"} == {"/admin/apps/crm/status", "/admin/apps/crm/policy#access-policy",
-                                          "/admin/apps/crm/oidc", "/admin/apps/crm/attributes#attribute-release"}
+                                          "/admin/apps/crm/oidc", "/admin/apps/crm/attributes#attribute-release",
+                                          "/admin/apps/crm/provisioning#provisioning"}
     # SAML settings cannot be posted to an app without SAML
     resp = client.post("/admin/apps/crm/saml", data={"csrf_token": admin, "name": "x", "nameid_format": "email",
                                                      "nameid_field": "email", "sign": "both",

@@ -274,9 +274,10 @@ def _oidc_view(app: ConnectedApp) -> dict[str, Any] | None:
 
 def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: PolicyForm | None = None,
                    status: int = 200, notice: str | None = None, oidc_form: Any = None,
-                   add_oidc_form: Any = None, release: ReleaseForm | None = None) -> tuple[str, int]:
+                   add_oidc_form: Any = None, release: ReleaseForm | None = None,
+                   provisioning_form: Any = None, provisioning_plan: Any = None) -> tuple[str, int]:
     from idp.web.admin.oidc_views import detail_context  # the OIDC sections (forms, usage) live there
-    from idp.web.admin.outbox_views import provisioning_context  # the Provisioning section
+    from idp.web.admin.provisioning_views import provisioning_context  # the Provisioning section
     from idp.web.admin.usage_views import usage_context  # the Usage section (sign-ins from the event log)
 
     sp = SpMetadata.from_dict(app.sp) if app.has_saml and app.sp is not None else None
@@ -302,7 +303,7 @@ def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: P
                  "mfa_actions": MFA_ACTIONS},
         idp_entity_id=settings().entity_id, app_metadata_url=settings().url(f"/saml/metadata/{app.slug}"),
         notice=notice, now=datetime.now(UTC), **detail_context(app, oidc_form, add_oidc_form),
-        **usage_context(app), **provisioning_context(app),
+        **usage_context(app), **provisioning_context(app, provisioning_form, provisioning_plan),
     )
 
 

@@ -1,29 +1,12 @@
-"""Admin console: the outbox's dead jobs (retry one or all) and the app page's provisioning section."""
+"""Admin console: the outbox's dead jobs (retry one or all)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from flask import flash, redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
-from idp.events import EventFilter, query_events
-from idp.models import ConnectedApp
 from idp.services import ServiceError, outbox
-from idp.services import provisioning as prov
 from idp.web.admin import bp
-
-PROVISIONING_LOG = 20
-
-
-def provisioning_context(app: ConnectedApp) -> dict[str, Any]:
-    """What the app page's Provisioning section shows: the settings (never the secret), the accounts by state,
-    the latest provisioning events of the app."""
-    cfg = prov.get_config(app.id)
-    return {"provisioning": prov.show_config(cfg) if cfg is not None else None,
-            "provisioning_accounts": prov.account_counts(app.id) if cfg is not None else {},
-            "provisioning_log": query_events(EventFilter(app_slug=app.slug, event_type="provision"),
-                                             limit=PROVISIONING_LOG)}
 
 
 @bp.get("/outbox")
