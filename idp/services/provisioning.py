@@ -509,6 +509,7 @@ def sync_user(app_id: int, user_id: int) -> SyncResult:
         _LAST_FAILURE[(app_id, user_id)] = (exc.operation, exc.status, exc.reason)
         raise
     if user is not None and "groups" in (cfg.operations or []):
+        db.session.flush()   # the remote calls are done: the account row may be written now
         after = _member_at(db.session.scalar(select(ProvisionedAccount).where(
             ProvisionedAccount.app_id == app_id, ProvisionedAccount.user_id == user_id)))
         if after != before:   # created, linked, reactivated, deactivated or deleted: its groups' members change
