@@ -549,23 +549,32 @@ def _push(app: AppConfig, cfg: AppProvisioning, remote: Remote, user: User,
         if not user_name:
             raise RemoteRefused("create", "userName has no value for this user (check the mapping)")
         existing = remote.find_by_username(user_name)
+        found = None
         if existing is not None:
-            remote_id = str(existing.get("id") or "")
-            _check_linkable(app, user, resource, existing, remote_id)
-            status, _ = remote.call("link", "PUT", f"/Users/{quote(remote_id, safe='')}", resource)
-            if status == 404:
-                raise RemoteError("link", "the account found by userName vanished", 404)
-            operation, account.remote_id = "link", remote_id
-        else:
-            status, doc = remote.call("create", "POST", "/Users", resource, ok=(201, 200))
-            remote_id = str((doc or {}).get("id") or "")
-            if status == 404 or not remote_id:
-                raise RemoteRefused("create", f"the app answered HTTP {status} without an id", status)
-            operation, account.remote_id = "create", remote_id
+            found = str(existing.get("id") or "")
+            _check_linkable(app, user, resource, existing, found)
+        operation, status, account.remote_id = _link_or_create(remote, "", "Users", resource, found,
+                                                               "the account found by userName")
     account.state, account.last_hash, account.last_synced_at = "active", digest, utcnow()
     record_provision_event(app.slug, user.username, Reason.PROVISIONED, operation, remote_status=status,
                            extra={"remote_id": account.remote_id})
     return SyncResult(operation, account.remote_id)
+
+
+def _link_or_create(remote: Remote, prefix: str, collection: str, resource: dict[str, Any], found: str | None,
+                    what: str) -> tuple[str, Any, str]:
+    """(operation, HTTP status, remote id): PUT the resource over the one the app already has (`found`, a
+    redelivered create or an account made at the app), else POST a new one."""
+    if found is not None:
+        status, _ = remote.call(prefix + "link", "PUT", f"/{collection}/{quote(found, safe='')}", resource)
+        if status == 404:
+            raise RemoteError(prefix + "link", f"{what} vanished", 404)
+        return prefix + "link", status, found
+    status, doc = remote.call(prefix + "create", "POST", f"/{collection}", resource, ok=(201, 200))
+    remote_id = str((doc or {}).get("id") or "")
+    if status == 404 or not remote_id:
+        raise RemoteRefused(prefix + "create", f"the app answered HTTP {status} without an id", status)
+    return prefix + "create", status, remote_id
 
 
 def _check_linkable(app: AppConfig, user: User, resource: dict[str, Any], existing: dict[str, Any],
@@ -762,22 +771,15 @@ def _push_group(app: AppConfig, remote: Remote, group: Group, member_ids: list[s
             row.remote_id = None
     if not row.remote_id:
         existing = remote.find_group(group.name)
+        found = None
         if existing is not None:   # a redelivered create, or a group the app already had under this name
-            remote_id = str(existing.get("id") or "")
+            found = str(existing.get("id") or "")
             theirs = existing.get("externalId")
-            if not remote_id or (theirs and str(theirs) != str(group.id)):
-                raise RemoteRefused("group_link", f"the app's group {remote_id or '?'} named {group.name!r} has "
+            if not found or (theirs and str(theirs) != str(group.id)):
+                raise RemoteRefused("group_link", f"the app's group {found or '?'} named {group.name!r} has "
                                     f"externalId {theirs!r}, not this group's", reason=Reason.REMOTE_CONFLICT)
-            status, _ = remote.call("group_link", "PUT", f"/Groups/{quote(remote_id, safe='')}", resource)
-            if status == 404:
-                raise RemoteError("group_link", "the group found by displayName vanished", 404)
-            operation, row.remote_id = "group_link", remote_id
-        else:
-            status, doc = remote.call("group_create", "POST", "/Groups", resource, ok=(201, 200))
-            remote_id = str((doc or {}).get("id") or "")
-            if status == 404 or not remote_id:
-                raise RemoteRefused("group_create", f"the app answered HTTP {status} without an id", status)
-            operation, row.remote_id = "group_create", remote_id
+        operation, status, row.remote_id = _link_or_create(remote, "group_", "Groups", resource, found,
+                                                           "the group found by displayName")
     row.last_hash, row.last_synced_at = digest, utcnow()
     record_provision_event(app.slug, None, Reason.PROVISIONED, operation, remote_status=status,
                            extra={"group": group.name, "remote_id": row.remote_id, "members": len(member_ids)})
