@@ -646,6 +646,11 @@ def _remove_handler(payload: dict[str, Any]) -> None:
     cfg, app = get_config(app_id), app_config_by_id(app_id)
     if cfg is None or app is None or not cfg.enabled:
         return
+    relinked = db.session.scalar(select(ProvisionedAccount.id).where(
+        ProvisionedAccount.app_id == app_id, ProvisionedAccount.remote_id == remote_id,
+        ProvisionedAccount.state == "active"))
+    if relinked is not None:   # a stale removal (retried long after): the account belongs to a user again
+        return
     account = ProvisionedAccount(app_id=app_id, user_id=0, remote_id=remote_id, state="active")
     try:
         _deprovision(app, cfg, Remote(cfg), username, account)

@@ -281,8 +281,10 @@ def add_user(username: str, *, email: str, password_hash: str | None, first_name
     for field, value in (("first_name", first_name), ("last_name", last_name)):
         if not valid_name(value):
             raise ServiceError(f"{field.replace('_', ' ')} is not valid", field=field)
-    if find_user(username) is not None:
-        raise ServiceError(f"user {username!r} already exists", field="username")
+    clash = db.session.scalar(select(User.username).where(func.lower(User.username) == username.lower()))
+    if clash is not None:   # unique ignoring case on every path (SCIM, the API, the console, the CLI, imports)
+        also = f" (as {clash!r}: usernames are unique ignoring case)" if clash != username else ""
+        raise ServiceError(f"user {username!r} already exists{also}", field="username")
     group_rows = [get_group(g) for g in (groups or [])]
     user = User(username=username, email=email, first_name=first_name, last_name=last_name,
                 password_hash=password_hash, is_admin=is_admin, groups=group_rows)

@@ -336,3 +336,29 @@ def test_events_cli_filters_provisioning(app: Flask, peer: ScimPeer, crm: Any) -
     rows = json.loads(r.output)
     assert [(e["username"], e["reason"], e["detail"]["operation"]) for e in rows] == [("alice", "provisioned",
                                                                                       "create")]
+
+
+def test_a_stale_removal_never_deactivates_an_account_linked_again(app: Flask, peer: ScimPeer, crm: Any) -> None:
+    """A dead removal job of a deleted user, retried after the app's account was linked to a user again, is
+    dropped: it must not deactivate the account its new holder uses."""
+    from idp.services import outbox
+    from idp.services.provisioning import KIND_REMOVE
+
+    alice = add_user("alice", ["engineering"])
+    run_worker()
+    remote_id = account(crm.id, "alice").remote_id   # type: ignore[union-attr]
+    outbox.enqueue(KIND_REMOVE, f"prov:{crm.id}:user:{alice.id}",
+                   {"app_id": crm.id, "username": "alice-old", "remote_id": remote_id})
+    db.session.commit()
+    run_worker()
+    assert peer.user("alice")["active"] is True   # type: ignore[index]
+    assert account(crm.id, "alice").state == "active"   # type: ignore[union-attr]
+
+
+def test_usernames_are_unique_ignoring_case_on_every_path(app: Flask) -> None:
+    add_user("carol")
+    with pytest.raises(Exception) as info:
+        users_svc.add_user("Carol", email="c2@example.com", password_hash=None)
+    assert "unique ignoring case" in str(info.value)
+    r = cli(app, "users", "add", "CAROL", "--email", "c3@example.com")
+    assert r.exit_code != 0 and "already exists" in r.output
