@@ -365,16 +365,7 @@ def set_identity(user: User, *, username: str | None = None, external_id: str | 
         before["username"], after["username"] = user.username, username
         user.username = username
     if external_id is not ...:
-        value = external_id if isinstance(external_id, str) and external_id else None
-        if value is not None and (len(value) > 255 or not all(ord(c) >= 32 for c in value)):
-            raise ServiceError("externalId must be at most 255 characters, without control characters",
-                               field="external_id")
-        if value != user.external_id:
-            if value is not None and db.session.scalar(select(User.id).where(User.external_id == value,
-                                                                             User.id != user.id)) is not None:
-                raise ServiceError(f"externalId {value!r} belongs to another user", field="external_id")
-            before["external_id"], after["external_id"] = user.external_id, value
-            user.external_id = value
+        _set_external_id(user, User, external_id, "user", before, after)
     if scim_emails is not ... and scim_emails != user.scim_emails:
         user.scim_emails = scim_emails if isinstance(scim_emails, list) else None
         after["emails"] = user.scim_emails
@@ -385,6 +376,23 @@ def set_identity(user: User, *, username: str | None = None, external_id: str | 
         except IntegrityError:   # a concurrent writer took the name or externalId; the unit of work rolls back
             raise ServiceError("username or externalId already taken", field="username") from None
         touch(user)
+
+
+def _set_external_id(row: User | Group, model: type[User] | type[Group], external_id: object, what: str,
+                     before: dict[str, object], after: dict[str, object]) -> None:
+    """Set a user's or group's externalId (empty: none): at most 255 characters without control characters,
+    unique per resource type; the change goes into `before` / `after` for the caller's audit row."""
+    value = external_id if isinstance(external_id, str) and external_id else None
+    if value is not None and (len(value) > 255 or not all(ord(c) >= 32 for c in value)):
+        raise ServiceError("externalId must be at most 255 characters, without control characters",
+                           field="external_id")
+    if value == row.external_id:
+        return
+    if value is not None and db.session.scalar(select(model.id).where(model.external_id == value,
+                                                                      model.id != row.id)) is not None:
+        raise ServiceError(f"externalId {value!r} belongs to another {what}", field="external_id")
+    before["external_id"], after["external_id"] = row.external_id, value
+    row.external_id = value
 
 
 def set_group_identity(group: Group, *, name: str | None = None, external_id: str | None | object = ...) -> None:
@@ -406,16 +414,7 @@ def set_group_identity(group: Group, *, name: str | None = None, external_id: st
         before["name"], after["name"] = group.name, name
         group.name = name
     if external_id is not ...:
-        value = external_id if isinstance(external_id, str) and external_id else None
-        if value is not None and (len(value) > 255 or not all(ord(c) >= 32 for c in value)):
-            raise ServiceError("externalId must be at most 255 characters, without control characters",
-                               field="external_id")
-        if value != group.external_id:
-            if value is not None and db.session.scalar(select(Group.id).where(Group.external_id == value,
-                                                                              Group.id != group.id)) is not None:
-                raise ServiceError(f"externalId {value!r} belongs to another group", field="external_id")
-            before["external_id"], after["external_id"] = group.external_id, value
-            group.external_id = value
+        _set_external_id(group, Group, external_id, "group", before, after)
     if after:
         audit.record("group.update", "group", group.name, before=before, after=after)
         for member in list(group.members):
