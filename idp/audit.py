@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from .extensions import db
 from .models import AdminAudit, utcnow
+from .notifications import bus, catalog
 
 DEFAULT_ACTOR = "system"
 API_ACTOR_PREFIX = "api:"   # changes made through the REST API or SCIM: "api:" + the token's name
@@ -64,10 +65,26 @@ def _clean(value: Any) -> Any:
 def record(action: str, target_type: str, target: str, *, before: Any = None, after: Any = None,
            session: Session | None = None) -> None:
     """Add an audit row to the current transaction (the caller's commit writes it with the change)."""
-    (session or db.session).add(AdminAudit(
+    row = AdminAudit(
         at=utcnow(), actor=current_actor(), action=action[:60], target_type=target_type[:40],
         target=str(target)[:300], before=_json_safe(_clean(before)), after=_json_safe(_clean(after)),
-    ))
+    )
+    own = session or db.session
+    own.add(row)
+    notice_type = catalog.for_audit(row.action)
+    if notice_type is not None:
+        app_slug = row.target if row.target_type == "app" else None
+        bus.publish(notice_type, app_slug, lambda: _notice(notice_type, row), own)
+
+
+def _notice(notice_type: str, row: AdminAudit) -> bus.Notice:
+    """An audited change as a notice: the audit row's fields (secrets already redacted); the id of the row is
+    not known before the flush, so data carries none."""
+    return bus.Notice(type=notice_type, time=row.at, subject=row.target, app_slug=row.target if
+                      row.target_type == "app" else None, outcome="success", reason=None, source="audit",
+                      data={"at": row.at.isoformat().replace("+00:00", "Z"), "actor": row.actor,
+                            "action": row.action, "target_type": row.target_type, "target": row.target,
+                            "before": row.before, "after": row.after})
 
 
 def _json_safe(value: Any) -> Any:

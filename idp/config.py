@@ -120,6 +120,29 @@ class Settings:
     provisioning_allow_private: bool = False
     provisioning_timeout_s: int = 10
     provisioning_reconcile_minutes: int = 60
+    # webhooks (services.webhooks): IDP_WEBHOOK_ALLOW_PRIVATE lets endpoints be private / loopback addresses (off:
+    # the SSRF guard of services.fetch refuses them); the time one delivery may take; an endpoint is disabled when
+    # it has failed IDP_WEBHOOK_DISABLE_FAILURES attempts in a row over at least IDP_WEBHOOK_DISABLE_HOURS
+    webhook_allow_private: bool = False
+    webhook_timeout_s: float = 10.0
+    webhook_disable_failures: int = 20
+    webhook_disable_hours: float = 24.0
+    # email (services.mailer): IDP_SMTP_URL smtp://[user:password@]host[:port] (STARTTLS when offered, required
+    # with ?starttls=require), smtps:// (TLS from the start); IDP_SMTP_FROM the From address. The org settings
+    # (`idp org set --smtp-url --from`) override them. Unset: no email is sent (the notices are still events).
+    smtp_url: str | None = None
+    smtp_from: str | None = None
+    smtp_timeout_s: float = 10.0
+    # SIEM (idp.siem): IDP_SYSLOG_URL udp://host:514, tcp://host:601 or tls://host:6514 streams every event (and
+    # audit row) as RFC 5424 syslog with the JSON-lines fields; unset, only the JSON lines on the log
+    syslog_url: str | None = None
+    # retention (services.retention, run by the worker): events older than IDP_EVENT_RETENTION_DAYS are purged;
+    # audit rows older than IDP_AUDIT_RETENTION_DAYS (0: kept for ever)
+    event_retention_days: int = 400
+    audit_retention_days: int = 0
+    # events written by unauthenticated requests (an unknown SP, a malformed request...), per client IP: at most
+    # IDP_ANON_EVENTS_PER_MINUTE are stored, the rest only counted (idp_events_dropped_total)
+    anon_events_per_minute: int = 120
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -207,6 +230,17 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         provisioning_allow_private=env_bool(env, "IDP_PROVISIONING_ALLOW_PRIVATE", False),
         provisioning_timeout_s=_int(env, "IDP_PROVISIONING_TIMEOUT", 10, 1),
         provisioning_reconcile_minutes=_int(env, "IDP_PROVISIONING_RECONCILE_MINUTES", 60, 1),
+        webhook_allow_private=env_bool(env, "IDP_WEBHOOK_ALLOW_PRIVATE", False),
+        webhook_timeout_s=float(_int(env, "IDP_WEBHOOK_TIMEOUT", 10, 1)),
+        webhook_disable_failures=_int(env, "IDP_WEBHOOK_DISABLE_FAILURES", 20, 1),
+        webhook_disable_hours=float(_int(env, "IDP_WEBHOOK_DISABLE_HOURS", 24, 0)),
+        smtp_url=(env.get("IDP_SMTP_URL") or "").strip() or None,
+        smtp_from=(env.get("IDP_SMTP_FROM") or "").strip() or None,
+        smtp_timeout_s=float(_int(env, "IDP_SMTP_TIMEOUT", 10, 1)),
+        syslog_url=(env.get("IDP_SYSLOG_URL") or "").strip() or None,
+        event_retention_days=_int(env, "IDP_EVENT_RETENTION_DAYS", 400, 1),
+        audit_retention_days=_int(env, "IDP_AUDIT_RETENTION_DAYS", 0, 0),
+        anon_events_per_minute=_int(env, "IDP_ANON_EVENTS_PER_MINUTE", 120, 1),
         passkey_rp_name=(env.get("IDP_PASSKEY_RP_NAME") or "Identity Provider").strip()[:64] or "Identity Provider",
     )
     _check_data_key(values["data_key"])

@@ -19,6 +19,7 @@ from . import metrics
 from .errors import EventContext
 from .extensions import db
 from .models import SsoEvent, utcnow
+from .notifications import bus, catalog
 from .prepared import Prepared
 from .reasons import Outcome, Reason, outcome_for
 
@@ -89,7 +90,16 @@ def record_event(ctx: EventContext, reason: Reason, *, client_ip: str | None, us
     event = RecordedEvent(id=event_id, **values)
     check = (ctx.detail.get("policy") or {}).get("check")
     db.session.info.setdefault(_UNANNOUNCED, []).append((event, check))
+    notice_type = catalog.for_event(event.event_type, event.reason, event.outcome)
+    if notice_type is not None:
+        bus.publish(notice_type, event.app_slug, lambda: _notice(notice_type, event), db.session)
     return event
+
+
+def _notice(notice_type: str, event: RecordedEvent) -> bus.Notice:
+    return bus.Notice(type=notice_type, time=event.at, subject=event.username or event.app_slug,
+                      app_slug=event.app_slug, outcome=event.outcome, reason=event.reason,
+                      data=event_dict(event), source="event")
 
 
 _UNANNOUNCED = "idp.events.unannounced"

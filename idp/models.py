@@ -531,3 +531,74 @@ class ProvisionedGroup(db.Model):  # type: ignore[name-defined]
     last_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     __table_args__ = (UniqueConstraint("app_id", "group_id", name="uq_provisioned_groups_app_group"),)
+
+
+class WebhookEndpoint(db.Model):  # type: ignore[name-defined]
+    """An HTTPS endpoint subscribed to notification types (notifications.catalog), org-wide or for one app, with
+    optional outcome / reason filters. Its signing secret is sealed by auth.datakeys (HMAC needs the secret
+    itself, so it cannot be hashed). Disabled automatically after repeated delivery failure (services.webhooks)."""
+
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    event_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    app_id: Mapped[int | None] = mapped_column(ForeignKey("connected_apps.id", ondelete="CASCADE"), nullable=True,
+                                               index=True)
+    outcomes: Mapped[list[str]] = mapped_column(JSON, default=list)     # empty: every outcome
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)      # empty: every reason
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failure_streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # failed attempts in a row
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="system")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class WebhookDelivery(db.Model):  # type: ignore[name-defined]
+    """One delivery attempt of one notice to one endpoint: the endpoint's delivery log (status code, error,
+    duration). Written for every attempt, successful or not."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    notice_id: Mapped[str] = mapped_column(String(64))
+    notice_type: Mapped[str] = mapped_column(String(40))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    __table_args__ = (Index("ix_webhook_deliveries_endpoint_at", "endpoint_id", "at"),
+                      Index("ix_webhook_deliveries_at", "at"))
+
+
+class KnownDevice(db.Model):  # type: ignore[name-defined]
+    """An (IP address, user agent) pair a user signed in from: a sign-in from a pair not seen before for that
+    user is a "new device" (an email tells them). The fingerprint is a SHA-256 of the pair."""
+
+    __tablename__ = "known_devices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    client_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("user_id", "fingerprint", name="uq_known_devices_user_fingerprint"),
+                      Index("ix_known_devices_last_seen", "last_seen"))
+
+
+class SentNotice(db.Model):  # type: ignore[name-defined]
+    """A once-only notice already sent (e.g. "key K expires within 14 days"): its key, so the periodic check
+    that finds the same condition every minute sends it once."""
+
+    __tablename__ = "sent_notices"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
