@@ -270,7 +270,8 @@ def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def render(key_days: list[tuple[str, str, int]]) -> str:
+def render(keys: list[tuple[str, str, int, float]]) -> str:
+    """The exposition; `keys`: (kid, state, days left, not-after as Unix time) of every published key."""
     totals = collect()
     lines = ["# HELP idp_sso_attempts_total SSO attempts and logouts by app, outcome and reason (all workers).",
              "# TYPE idp_sso_attempts_total counter"]
@@ -295,8 +296,15 @@ def render(key_days: list[tuple[str, str, int]]) -> str:
             series.setdefault(labels, 0)
         for labels, n in sorted(series.items()):
             lines.append(f"{name}{{{labels}}} {n}" if labels else f"{name} {n}")
-    lines += ["# HELP idp_signing_key_days_to_expiry Days until each published signing certificate expires.",
+    lines += ["# HELP idp_signing_key_days_to_expiry Days until each published signing certificate expires "
+              "(next, active, retiring).",
               "# TYPE idp_signing_key_days_to_expiry gauge"]
-    for kid, state, days in key_days:
+    for kid, state, days, _ in keys:
         lines.append(f'idp_signing_key_days_to_expiry{{kid="{_esc(kid)}",state="{_esc(state)}"}} {days}')
+    lines += ["# HELP idp_signing_key_expiry_timestamp_seconds When each published signing certificate expires "
+              "(Unix time; alert on it minus time()).",
+              "# TYPE idp_signing_key_expiry_timestamp_seconds gauge"]
+    for kid, state, _, not_after in keys:
+        lines.append(f'idp_signing_key_expiry_timestamp_seconds{{kid="{_esc(kid)}",state="{_esc(state)}"}} '
+                     f"{int(not_after)}")
     return "\n".join(lines) + "\n"
