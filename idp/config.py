@@ -46,6 +46,18 @@ _ENV_TRUE = frozenset({"1", "true", "yes", "on"})
 _ENV_FALSE = frozenset({"0", "false", "no", "off"})
 
 
+def _syslog_url(env: Mapping[str, str]) -> str | None:
+    """IDP_SYSLOG_URL, checked here so that a typo stops the start instead of silently streaming nothing."""
+    url = (env.get("IDP_SYSLOG_URL") or "").strip() or None
+    if url is not None:
+        from .siem import SyslogConfigError, parse_url
+        try:
+            parse_url(url)
+        except SyslogConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    return url
+
+
 def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     """A boolean setting: 1/true/yes/on or 0/false/no/off, any case; unset or empty is the default.
 
@@ -136,6 +148,8 @@ class Settings:
     # SIEM (idp.siem): IDP_SYSLOG_URL udp://host:514, tcp://host:601 or tls://host:6514 streams every event (and
     # audit row) as RFC 5424 syslog with the JSON-lines fields; unset, only the JSON lines on the log
     syslog_url: str | None = None
+    # TLS: the collector's certificate is verified against the system CAs, or only this PEM bundle when set
+    syslog_ca_file: Path | None = None
     # retention (services.retention, run by the worker): events older than IDP_EVENT_RETENTION_DAYS are purged;
     # audit rows older than IDP_AUDIT_RETENTION_DAYS (0: kept for ever)
     event_retention_days: int = 400
@@ -237,7 +251,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         smtp_url=(env.get("IDP_SMTP_URL") or "").strip() or None,
         smtp_from=(env.get("IDP_SMTP_FROM") or "").strip() or None,
         smtp_timeout_s=float(_int(env, "IDP_SMTP_TIMEOUT", 10, 1)),
-        syslog_url=(env.get("IDP_SYSLOG_URL") or "").strip() or None,
+        syslog_url=_syslog_url(env),
+        syslog_ca_file=Path(env["IDP_SYSLOG_CA_FILE"]).resolve() if env.get("IDP_SYSLOG_CA_FILE") else None,
         event_retention_days=_int(env, "IDP_EVENT_RETENTION_DAYS", 400, 1),
         audit_retention_days=_int(env, "IDP_AUDIT_RETENTION_DAYS", 0, 0),
         anon_events_per_minute=_int(env, "IDP_ANON_EVENTS_PER_MINUTE", 120, 1),

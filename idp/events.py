@@ -15,7 +15,7 @@ from sqlalchemy import Select, insert, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
-from . import csvsafe, metrics
+from . import csvsafe, metrics, siem
 from .clientnet import client_net
 from .errors import EventContext
 from .extensions import component, component_or_new, db
@@ -157,16 +157,23 @@ _UNANNOUNCED = "idp.events.unannounced"
 
 
 def _announce(session: Session) -> None:
-    """After a commit: count the events it made durable and write their SIEM log lines."""
+    """After a commit: count the events it made durable, write their SIEM log lines and stream them to syslog."""
     recorded = session.info.pop(_UNANNOUNCED, None)
     if not recorded:
         return
+    logging_on = log.isEnabledFor(logging.INFO)
+    syslog = siem.sender()
     for event, check in recorded:
         metrics.count_event(event.event_type, event.app_slug, event.outcome, event.reason)
+        if not (logging_on or syslog):
+            continue
         # One JSON line per event for shipping to a SIEM (no secrets: the event holds none).
-        if log.isEnabledFor(logging.INFO):
-            log.info("%s", json.dumps({"log": "sso_event", **event_dict(event, with_detail=False), "check": check},
-                                      default=str, sort_keys=True))
+        fields = event_dict(event, with_detail=False)
+        line = json.dumps({"log": "sso_event", **fields, "check": check}, default=str, sort_keys=True)
+        if logging_on:
+            log.info("%s", line)
+        if syslog is not None:
+            syslog.send(siem.event_message(fields, line))
 
 
 def _forget(session: Session, *_: Any) -> None:
