@@ -154,6 +154,12 @@ class Settings:
     # audit rows older than IDP_AUDIT_RETENTION_DAYS (0: kept for ever)
     event_retention_days: int = 400
     audit_retention_days: int = 0
+    # the rest of retention: webhook delivery log rows and known devices (unseen) older than these many days;
+    # rows per batch (one short transaction each); how often the worker starts a purge
+    webhook_delivery_retention_days: int = 30
+    known_device_retention_days: int = 400
+    retention_batch: int = 5000
+    retention_every_minutes: int = 60
     # events written by unauthenticated requests (an unknown SP, a malformed request...), per client IP: at most
     # IDP_ANON_EVENTS_PER_MINUTE are stored, the rest only counted (idp_events_dropped_total)
     anon_events_per_minute: int = 120
@@ -255,6 +261,10 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         syslog_ca_file=Path(env["IDP_SYSLOG_CA_FILE"]).resolve() if env.get("IDP_SYSLOG_CA_FILE") else None,
         event_retention_days=_int(env, "IDP_EVENT_RETENTION_DAYS", 400, 1),
         audit_retention_days=_int(env, "IDP_AUDIT_RETENTION_DAYS", 0, 0),
+        webhook_delivery_retention_days=_int(env, "IDP_WEBHOOK_DELIVERY_RETENTION_DAYS", 30, 1),
+        known_device_retention_days=_int(env, "IDP_KNOWN_DEVICE_RETENTION_DAYS", 400, 1),
+        retention_batch=_int(env, "IDP_RETENTION_BATCH", 5000, 100),
+        retention_every_minutes=_int(env, "IDP_RETENTION_EVERY_MINUTES", 60, 1),
         anon_events_per_minute=_int(env, "IDP_ANON_EVENTS_PER_MINUTE", 120, 1),
         passkey_rp_name=(env.get("IDP_PASSKEY_RP_NAME") or "Identity Provider").strip()[:64] or "Identity Provider",
     )
