@@ -168,6 +168,10 @@ def _sqlite_pragmas() -> None:
     _sqlite_pragmas.done = True  # type: ignore[attr-defined]
 
 
+# the endpoints that receive SAML protocol messages: a body refused for its size there is a refused message
+SAML_MESSAGE_PATHS = frozenset({"/saml/sso", "/saml/slo"})
+
+
 def _register_http_errors(app: Flask) -> None:
     from .web.api.problems import problem_response
     from .web.responses import error_page as page
@@ -183,6 +187,15 @@ def _register_http_errors(app: Flask) -> None:
         return error_page(400, "Form expired", "The form was stale or forged. Go back, reload and try again.")
 
     def too_large(exc: Exception) -> Response:
+        if request.path in SAML_MESSAGE_PATHS:   # a refused SAML message is an event like any other
+            from .errors import EventContext, MalformedRequest
+            from .web.saml_views import render_denied
+            limit = app.config["MAX_CONTENT_LENGTH"]
+            err = MalformedRequest(f"the request body is larger than IDP_MAX_REQUEST_BYTES ({limit} bytes)",
+                                   http_status=413)
+            err.context = EventContext(event_type="logout" if request.path == "/saml/slo" else "sso",
+                                       binding="post")
+            return render_denied(err)
         return error_page(413, "Request too large", "The request body is larger than this server accepts.")
 
     def not_found(exc: Exception) -> Response:
