@@ -89,7 +89,9 @@ def complete_login(user: User, previous: IdpSession | None, *, mfa: bool,
     `amr`: the RFC 8176 methods proved in this sign-in (idp.auth.amr); None: the password, plus a TOTP
     code when `mfa`. `step_up`: the signed-in session `previous` proved a second factor (its authentication
     instant is kept: auth.sessions.start_session)."""
-    idp_session = start_session(user, current_client().ip, replaces=previous, mfa=mfa, amr=amr, step_up=step_up)
+    client = current_client()
+    idp_session = start_session(user, client.ip, replaces=previous, mfa=mfa, amr=amr, step_up=step_up,
+                                user_agent=client.user_agent)
     logout_user()
     session.clear()
     login_user(Principal.of(idp_session))
