@@ -60,6 +60,7 @@ def record_signin_device(user_id: int, client_ip: str | None, user_agent: str | 
     result = db.session.execute(
         insert.values(user_id=user_id, fingerprint=fp, client_ip=(client_ip or None) and client_ip[:64],
                       user_agent=(user_agent or "")[:UA_MAX] or None, first_seen=now, last_seen=now)
-        .on_conflict_do_nothing())
-    inserted = bool(getattr(result, "rowcount", 0))
+        .on_conflict_do_nothing().returning(KnownDevice.id))
+    # RETURNING rather than rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT DO NOTHING
+    inserted = result.first() is not None
     return DeviceSeen(new=inserted, first=row is None, at=now)

@@ -131,12 +131,15 @@ def _first_within(session: bus.AnySession, key: str, window: timedelta) -> bool:
     now = utcnow()
     dialect = session.get_bind().dialect.name
     insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(SentNotice)
-    inserted = session.execute(insert.values(key=key, sent_at=now).on_conflict_do_nothing())
-    if getattr(inserted, "rowcount", 0):
+    # RETURNING rather than rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT DO NOTHING
+    inserted = session.execute(insert.values(key=key, sent_at=now).on_conflict_do_nothing()
+                               .returning(SentNotice.key)).first()
+    if inserted is not None:
         return True
     renewed = session.execute(update(SentNotice).where(SentNotice.key == key, SentNotice.sent_at <= now - window)
-                              .values(sent_at=now).execution_options(synchronize_session=False))
-    return bool(getattr(renewed, "rowcount", 0))
+                              .values(sent_at=now).returning(SentNotice.key)
+                              .execution_options(synchronize_session=False)).first()
+    return renewed is not None
 
 
 def _iso(notice: bus.Notice) -> str:

@@ -383,3 +383,82 @@ def test_the_audit_of_admin_emails(app: Flask) -> None:
     ok(app, "org", "set", "--clear-admin-emails")
     assert mailer.admin_emails_setting() == []
     assert cli(app, "org", "set", "--admin-email", "a@example.org", "--clear-admin-emails").exit_code == 1
+
+
+# ---------------------------------------------------------------- the console's email section
+
+@pytest.fixture
+def admin_client(app: Flask) -> FlaskClient:
+    from ..webclient import enrol_totp, login_admin
+    from .test_admin_console import ADMIN_PASSWORD
+    pw = app.extensions["idp.passwords"]
+    root = users_svc.add_user("root", email="root@example.com", password_hash=pw.hash(ADMIN_PASSWORD), is_admin=True)
+    enrol_totp(root)
+    c = app.test_client()
+    login_admin(c, "root", ADMIN_PASSWORD)
+    return c
+
+
+PAGE = "/admin/notifications/email"
+
+
+def test_console_email_settings_keep_the_password_write_only(app: Flask, admin_client: FlaskClient,
+                                                             sink: SmtpSink) -> None:
+    body = admin_client.get(PAGE).get_data(as_text=True)
+    assert 'id="email-state" class="badge bad">off' in body
+    assert 'href="/admin/notifications/email"' in admin_client.get("/admin/org").get_data(as_text=True)
+    resp = post(admin_client, PAGE, {"smtp_url": "ftp://mail.example.org", "smtp_password": "",
+                                     "smtp_from": FROM}, PAGE)
+    assert resp.status_code == 422 and 'id="smtp_url-error"' in resp.get_data(as_text=True)
+    assert mailer.current_config() is None   # nothing stored
+    resp = post(admin_client, PAGE, {"smtp_url": sink.url(userinfo="mailer"), "smtp_password": SMTP_PASSWORD,
+                                     "smtp_from": FROM}, PAGE)
+    assert resp.status_code == 303
+    assert mailer.stored_smtp_url() == sink.url(userinfo="mailer:s3cret%20smtp%20pass")
+    body = admin_client.get(PAGE).get_data(as_text=True)
+    assert f'value="smtp://mailer:***@127.0.0.1:{sink.port}"' in body and "s3cret" not in body
+    assert 'id="email-state" class="badge ok">on' in body
+    # the form sent back as shown (password field empty, URL masked) keeps the stored password
+    resp = post(admin_client, PAGE, {"smtp_url": f"smtp://mailer:***@127.0.0.1:{sink.port}", "smtp_password": "",
+                                     "smtp_from": "Other <other@example.org>"}, PAGE)
+    assert resp.status_code == 303
+    assert mailer.stored_smtp_url() == sink.url(userinfo="mailer:s3cret%20smtp%20pass")
+    assert mailer.current_config().from_addr == "Other <other@example.org>"  # type: ignore[union-attr]
+    trail = json.dumps([(a.before, a.after) for a in db.session.query(AdminAudit)])
+    assert "s3cret" not in trail and "web:root" in {a.actor for a in db.session.query(AdminAudit)}
+    resp = post(admin_client, PAGE + "/clear", {}, PAGE)
+    assert resp.status_code == 303 and mailer.current_config() is None
+
+
+def test_console_test_button_and_admin_recipients(app: Flask, admin_client: FlaskClient, sink: SmtpSink) -> None:
+    configure(sink.url())
+    resp = post(admin_client, PAGE + "/test", {"to": "ops@example.org"}, PAGE)
+    assert resp.status_code == 303
+    [got] = sink.received
+    assert got.rcpt_tos == ["ops@example.org"] and got.message["Subject"] == "Test email from the identity provider"
+    sink.stop()
+    resp = post(admin_client, PAGE + "/test", {"to": "ops@example.org"}, PAGE)
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and 'id="to-error"' in body and "connection refused" in body
+    assert 'id="admin-recipients">root@example.com<' in admin_client.get(PAGE).get_data(as_text=True)
+    resp = post(admin_client, PAGE + "/admins", {"admin_emails": "ops@example.org\nsec@example.org"}, PAGE)
+    assert resp.status_code == 303 and mailer.admin_emails_setting() == ["ops@example.org", "sec@example.org"]
+    resp = post(admin_client, PAGE + "/admins", {"admin_emails": "ops@example.org\nnope"}, PAGE)
+    assert resp.status_code == 422 and 'id="admin_emails-error"' in resp.get_data(as_text=True)
+    assert mailer.admin_emails_setting() == ["ops@example.org", "sec@example.org"]
+
+
+def test_console_emails_an_enrolment_link(app: Flask, admin_client: FlaskClient, sink: SmtpSink,
+                                          alice: User) -> None:
+    page = "/admin/users/alice"
+    resp = post(admin_client, page + "/enrolment-link", {"valid_hours": "12", "email": "1"}, page)
+    assert resp.status_code == 409 and "email is not configured" in resp.get_data(as_text=True)
+    assert db.session.query(EnrolmentLink).count() == 0
+    configure(sink.url())
+    assert 'id="enrolment-link-email"' in admin_client.get(page).get_data(as_text=True)
+    resp = post(admin_client, page + "/enrolment-link", {"valid_hours": "12", "email": "1"}, page)
+    assert resp.status_code == 303
+    assert "being emailed to alice@example.com" in admin_client.get(page).get_data(as_text=True)
+    run_worker()
+    [got] = sink.received
+    assert "/mfa/enroll/link/" in got.part("plain") and "for 12 hours" in got.part("plain")
