@@ -62,6 +62,14 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
+                          mail_options: list[str]) -> str:
+        if self.sink.login is not None and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
                           rcpt_options: list[str]) -> str:
         if address in self.sink.refuse:
@@ -94,9 +102,11 @@ class SmtpSink:
     """`start()` serves on 127.0.0.1:`port` until `stop()`; start again on the same port after a stop."""
 
     def __init__(self, *, tls: TlsFiles | None = None, login: tuple[str, str] | None = None,
-                 require_starttls: bool = False, port: int | None = None) -> None:
+                 require_starttls: bool = False, implicit_tls: bool = False, port: int | None = None) -> None:
+        """`tls`: STARTTLS with this certificate, or (`implicit_tls`) TLS from the first byte (smtps)."""
         self.port = port or free_port()
         self.tls, self.login, self.require_starttls = tls, login, require_starttls
+        self.implicit_tls = implicit_tls
         self.received: list[Received] = []
         self.refuse: set[str] = set()
         self.auth_attempts: list[str] = []
@@ -118,9 +128,15 @@ class SmtpSink:
             import ssl
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(str(self.tls.cert), str(self.tls.key))
-            kwargs.update(tls_context=context, require_starttls=self.require_starttls)
+            if self.implicit_tls:
+                kwargs.update(ssl_context=context)
+            else:
+                kwargs.update(tls_context=context, require_starttls=self.require_starttls)
         if self.login is not None:
-            kwargs.update(authenticator=self._authenticate, auth_required=True, auth_require_tls=True)
+            # aiosmtpd's TLS checks know STARTTLS only: on an smtps connection (TLS from the start) AUTH is offered
+            # without them, and a client that does not log in is refused at MAIL FROM by `_Handler`
+            kwargs.update(authenticator=self._authenticate, auth_required=not self.implicit_tls,
+                          auth_require_tls=not self.implicit_tls)
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **kwargs)
         self.controller.start()
         return self

@@ -462,3 +462,28 @@ def test_console_emails_an_enrolment_link(app: Flask, admin_client: FlaskClient,
     run_worker()
     [got] = sink.received
     assert "/mfa/enroll/link/" in got.part("plain") and "for 12 hours" in got.part("plain")
+
+
+def test_a_worker_process_sends_over_smtps_with_auth(app: Flask, settings: Settings, tls_files: TlsFiles,
+                                                     alice: User, tmp_path: Path) -> None:
+    """`idp worker` as its own process (the data key read from the instance folder opens the sealed link) sends
+    through smtps:// (TLS from the first byte) with SMTP AUTH."""
+    import subprocess
+
+    from .test_worker_kill import BIN, worker_env
+    server = SmtpSink(tls=tls_files, implicit_tls=True, login=("mailer", SMTP_PASSWORD)).start()
+    try:
+        configure(server.url(scheme="smtps", userinfo="mailer:s3cret%20smtp%20pass"))
+        ok(app, "users", "enrolment-link", "alice", "--email")
+        env = {**worker_env(settings), "IDP_SMTP_CA_FILE": str(tls_files.cert)}
+        done = subprocess.run([str(BIN / "idp"), "worker", "--once", "--id", "mailer-1"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "s3cret" not in done.stdout + done.stderr
+        [got] = server.received
+        assert got.authenticated and got.rcpt_tos == ["alice@example.com"]
+        assert "/mfa/enroll/link/" in got.part("plain")
+        [job] = email_jobs()
+        assert job.state == "done" and job.attempts == 0
+    finally:
+        server.stop()
