@@ -2,10 +2,10 @@
 a pair not seen before for that user can be told to them (a `signin.new_device` notice; services.notify_email
 emails it).
 
-On the sign-in path: one indexed lookup (the user's row for this pair, else any row of the user) and one write
-(last_seen of a known pair, or an INSERT ... ON CONFLICT DO NOTHING of a new one, so two parallel sign-ins from
-one new device never fail and only one of them counts it as new). A user's very first device is recorded
-without a notice (there is nothing to compare it with).
+On the sign-in path: one indexed lookup (this pair's row, and whether the user has any) and at most one write
+(last_seen of a known pair, at most every few minutes, or an INSERT ... ON CONFLICT DO NOTHING of a new one, so two
+parallel sign-ins from one new device never fail and only one of them counts it as new). A user's very first
+device is recorded without a notice (there is nothing to compare it with).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -45,15 +45,17 @@ def record_signin_device(user_id: int, client_ip: str | None, user_agent: str | 
     """Remember that `user_id` signed in from this (IP, user agent); whether it is a new device for them."""
     now = utcnow()
     fp = fingerprint(client_ip, user_agent)
-    # this pair's row first, else any row of the user (which says "not their first device")
-    row = db.session.execute(
-        select(KnownDevice.id, KnownDevice.fingerprint, KnownDevice.last_seen)
-        .where(KnownDevice.user_id == user_id)
-        .order_by(case((KnownDevice.fingerprint == fp, 0), else_=1)).limit(1)).first()
-    if row is not None and row.fingerprint == fp:
-        if row.last_seen is None or now - row.last_seen >= TOUCH_AFTER:
-            db.session.execute(update(KnownDevice).where(KnownDevice.id == row.id).values(last_seen=now)
-                               .execution_options(synchronize_session=False))
+    # one statement, two probes of the (user_id, fingerprint) unique index: this pair's last_seen, and whether
+    # the user has any device at all
+    seen = (select(KnownDevice.last_seen).where(KnownDevice.user_id == user_id, KnownDevice.fingerprint == fp)
+            .scalar_subquery())
+    row = db.session.execute(select(seen.label("seen"), exists().where(KnownDevice.user_id == user_id)
+                                    .label("known"))).one()
+    if row.seen is not None:
+        if now - row.seen >= TOUCH_AFTER:
+            db.session.execute(update(KnownDevice)
+                               .where(KnownDevice.user_id == user_id, KnownDevice.fingerprint == fp)
+                               .values(last_seen=now).execution_options(synchronize_session=False))
         return DeviceSeen(new=False, first=False, at=now)
     dialect = db.session.get_bind().dialect.name
     insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(KnownDevice)
@@ -63,4 +65,4 @@ def record_signin_device(user_id: int, client_ip: str | None, user_agent: str | 
         .on_conflict_do_nothing().returning(KnownDevice.id))
     # RETURNING rather than rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT DO NOTHING
     inserted = result.first() is not None
-    return DeviceSeen(new=inserted, first=row is None, at=now)
+    return DeviceSeen(new=inserted, first=not row.known, at=now)

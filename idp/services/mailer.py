@@ -28,7 +28,7 @@ from email_validator import EmailNotValidError, validate_email
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
 
-from ..auth.datakeys import DataKeys
+from ..auth.datakeys import DataKeyError, DataKeys
 from ..extensions import component, db
 from ..models import User
 from . import ServiceError, org
@@ -269,7 +269,7 @@ def settings_view() -> dict[str, object]:
     config = None
     try:
         config = current_config()
-    except ServiceError:
+    except (ServiceError, DataKeyError):   # a stored URL that no longer parses or opens: shown as off
         pass
     return {"smtp_url": config.masked_url if config else None,
             "smtp_source": config.source if config else None,
