@@ -133,6 +133,9 @@ class Settings:
     smtp_url: str | None = None
     smtp_from: str | None = None
     smtp_timeout_s: float = 10.0
+    # IDP_SMTP_CA_FILE: PEM file of the CA(s) that sign the SMTP server's certificate (a private CA); unset, the
+    # system's trust store. The server's name is always checked.
+    smtp_ca_file: str | None = None
     # SIEM (idp.siem): IDP_SYSLOG_URL udp://host:514, tcp://host:601 or tls://host:6514 streams every event (and
     # audit row) as RFC 5424 syslog with the JSON-lines fields; unset, only the JSON lines on the log
     syslog_url: str | None = None
@@ -237,6 +240,7 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         smtp_url=(env.get("IDP_SMTP_URL") or "").strip() or None,
         smtp_from=(env.get("IDP_SMTP_FROM") or "").strip() or None,
         smtp_timeout_s=float(_int(env, "IDP_SMTP_TIMEOUT", 10, 1)),
+        smtp_ca_file=(env.get("IDP_SMTP_CA_FILE") or "").strip() or None,
         syslog_url=(env.get("IDP_SYSLOG_URL") or "").strip() or None,
         event_retention_days=_int(env, "IDP_EVENT_RETENTION_DAYS", 400, 1),
         audit_retention_days=_int(env, "IDP_AUDIT_RETENTION_DAYS", 0, 0),

@@ -22,6 +22,7 @@ from .db import db_group
 from .events import events_cmd
 from .fields import fields_group
 from .groups import groups_group
+from .notify import notify_group
 from .org import org_group
 from .provisioning import provisioning_cmd
 from .serve import serve_cmd
@@ -35,7 +36,8 @@ apps_group.add_command(provisioning_cmd)   # `idp apps provisioning SLUG`
 
 def register_cli(app: Flask) -> None:
     for cmd in (db_group, users_group, groups_group, apps_group, events_cmd, certs_group, org_group,
-                access_group, audit_cmd, serve_cmd, tokens_group, fields_group, worker_cmd, outbox_group):
+                access_group, audit_cmd, serve_cmd, tokens_group, fields_group, worker_cmd, outbox_group,
+                notify_group):
         app.cli.add_command(cmd)
 
 

@@ -213,13 +213,21 @@ def users_mfa_enroll(username: str) -> None:
                                              "working.")
 @click.argument("username")
 @click.option("--valid-hours", type=click.IntRange(1, 720), default=72, show_default=True)
+@click.option("--email", "email", is_flag=True,
+              help="Email the link to the user's address (through the outbox) instead of printing it.")
 @unit_of_work
-def users_enrolment_link(username: str, valid_hours: int) -> None:
+def users_enrolment_link(username: str, valid_hours: int, email: bool) -> None:
     from idp.auth.enrolment_links import PATH
-    from idp.services import accounts
+    from idp.services import accounts, notify_email
 
     from ._common import settings
-    token = accounts.issue_enrolment_link(users_svc.get_user(username), valid_hours)
+    user = users_svc.get_user(username)
+    token = accounts.issue_enrolment_link(user, valid_hours)
+    if email:
+        address = notify_email.send_enrolment_link(user, settings().url(PATH + token), valid_hours)
+        click.echo(f"enrolment link for {username} emailed to {address} (valid for {valid_hours} hours, once; "
+                   "the worker sends it)")
+        return
     click.echo(settings().url(PATH + token))
     click.echo(f"(valid for {valid_hours} hours, once; shown only now: send it to {username} through a channel "
                "you trust)", err=True)

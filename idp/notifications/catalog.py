@@ -17,6 +17,7 @@ TYPES: Mapping[str, str] = {
     "logout": "a single logout (SAML or OIDC), whatever its outcome",
     "signin.success": "a user signed in to the IdP (password, passkey, second factor)",
     "signin.failed": "a sign-in to the IdP failed (bad credentials, throttled, factor refused)",
+    "signin.new_device": "a user signed in to the IdP from an IP address and user agent not seen for them before",
     "mfa.enrolled": "a user added a second factor or a passkey",
     "mfa.removed": "a factor or passkey was removed, or every factor reset",
     "account.event": "another account security event (recovery code used, enrolment refused, step-up asked)",

@@ -15,7 +15,7 @@ from idp.extensions import db
 from idp.flows.enrolment import record_factor_removed, record_reset, record_unsuspended
 from idp.flows.session_end import end_remotely
 from idp.models import Group, IdpSession, User, UserField
-from idp.services import ServiceError, accounts, user_sessions
+from idp.services import ServiceError, accounts, notify_email, user_sessions
 from idp.services import users as users_svc
 from idp.services.users import find_user
 from idp.web.admin import bp, page_number
@@ -203,6 +203,11 @@ def user_enrolment_link(username: str) -> Response:
         return _edit_page(user, 422, link_form=form)
     try:
         token = accounts.issue_enrolment_link(user, hours)
+        if form.email.data:
+            address = notify_email.send_enrolment_link(user, settings().url(PATH + token), hours)
+            flash(f"An enrolment link for {username} (valid for {hours} hours, once) is being emailed to "
+                  f"{address}.", "success")
+            return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
     except ServiceError as exc:
         if exc.field == "valid_hours":
             refuse(form, exc)
