@@ -35,9 +35,7 @@ log = logging.getLogger("idp.mail")
 KIND_SEND = "email.send"
 PAYLOAD_PURPOSE = "outbox.email"
 USER_TYPES = {"mfa.enrolled": "mfa_enrolled", "password.changed": "password_changed",
-              "signin.new_device": "new_device",
-              # `idp users set --password-stdin` is audited as user.update (after: password_changed)
-              "user.updated": "password_changed"}
+              "signin.new_device": "new_device"}
 ADMIN_TYPES = {"key.expiring": "key_expiring", "provisioning.failed": "provisioning_failed",
                "webhook.disabled": "webhook_disabled"}
 TEMPLATES: dict[str, str] = {   # template -> subject (a Jinja expression over the message's context)
@@ -88,10 +86,6 @@ def _deliver_to_user(notice: bus.Notice, session: bus.AnySession) -> None:
     elif notice.type == "password.changed":
         # user.password_change: the user changed it; user.password_reset: an admin, the API or SCIM set it
         context.update(reset=data.get("action") == "user.password_reset")
-    elif notice.type == "user.updated":
-        if not (data.get("action") == "user.update" and (data.get("after") or {}).get("password_changed")):
-            return
-        context.update(reset=True)
     elif notice.type == "signin.new_device":
         context.update(client_ip=data.get("client_ip"), user_agent=data.get("user_agent"))
     user = session.scalar(select(User).where(User.username == notice.subject)) if notice.subject else None
