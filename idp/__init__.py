@@ -60,8 +60,9 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     login_manager.login_view = "auth.login"
     login_manager.session_protection = None  # the server-side session record is the protection
 
-    # outbound provisioning registers its outbox handlers and lifecycle listeners on import (services.lifecycle)
-    from .services import provisioning  # noqa: F401
+    # outbound provisioning registers its outbox handlers and lifecycle listeners on import (services.lifecycle);
+    # webhooks their bus subscriber and outbox handler (services.webhooks)
+    from .services import provisioning, webhooks  # noqa: F401
     from .web.account import bp as account_bp
     from .web.admin import bp as admin_bp
     from .web.admin import register_views as register_admin_views
