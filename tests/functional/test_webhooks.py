@@ -421,3 +421,16 @@ def test_jobs_of_a_removed_endpoint_finish_without_sending(app: Flask, receiver:
     assert cli(app, "webhooks", "remove", str(ep)).exit_code == 0
     run_worker()
     assert receiver.received == [] and [j.state for j in jobs()] == ["done"]
+
+
+def test_a_notice_from_an_audit_row_in_its_own_session_is_delivered(app: Flask, receiver: Receiver) -> None:
+    """Key operations write their audit row in a session of their own (the key files changed already): the
+    delivery job is written in that session, with the row."""
+    add(app, receiver, "--event", "key.rotated")
+    r = cli(app, "certs", "rotate")
+    assert r.exit_code == 0, r.output
+    assert len(jobs("pending")) == 1
+    run_worker()
+    [event] = receiver.events()
+    assert event["type"] == "key.rotated" and event["data"]["action"] == "certs.rotate"
+    assert receiver.received[0].verified

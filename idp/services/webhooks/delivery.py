@@ -20,12 +20,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 
 from ... import audit
 from ...extensions import component, db
 from ...models import OutboxJob, WebhookDelivery, WebhookEndpoint, utcnow
 from ...notifications import bus, catalog
+from ...prepared import Prepared
 from .. import ServiceError, outbox
 from ..fetch import http_request
 from .endpoints import SWITCH, get_endpoint, routes, routes_changed, secrets_of
@@ -76,6 +77,9 @@ def job_key(endpoint_id: int, notice: bus.Notice) -> str:
 
 # ------------------------------------------------------------------ the bus subscriber
 
+_INSERT_JOB = Prepared(insert(OutboxJob), column_keys=("kind", "key", "payload", "state", "attempts", "run_after",
+                                                       "created_at"))
+
 class WebhookSubscriber:
     """Asked about every event and audited change: a lookup in the cached subscriptions (no query, except one
     reload every few seconds); enqueues one job per endpoint whose filters accept the notice."""
@@ -89,16 +93,22 @@ class WebhookSubscriber:
         source = _settings().base_url
         skip = notice.data.get("endpoint_id") if notice.type == "webhook.disabled" else None
         event: dict[str, Any] | None = None
+        rows = []
         for route in routes().current().get(notice.type, ()):
             if not route.matches(notice.type, notice.app_slug) or not route.accepts(notice.outcome, notice.reason):
                 continue
             if route.endpoint_id == skip:   # the endpoint just disabled is not told about itself
                 continue
             event = event or build_event(notice, source)
-            key = job_key(route.endpoint_id, notice)[:outbox.MAX_KEY]
-            session.add(OutboxJob(kind=KIND, key=key, payload={"endpoint_id": route.endpoint_id,
-                                                                      "event": event},
-                                         state="pending", attempts=0, run_after=utcnow(), created_at=utcnow()))
+            now = utcnow()
+            rows.append({"kind": KIND, "key": job_key(route.endpoint_id, notice)[:outbox.MAX_KEY],
+                         "payload": {"endpoint_id": route.endpoint_id, "event": event}, "state": "pending",
+                         "attempts": 0, "run_after": now, "created_at": now})
+        if session is db.session:   # sign-in's path: a prepared INSERT (an ORM insert costs ~4x the row)
+            for row in rows:
+                _INSERT_JOB.run(row)
+        elif rows:
+            session.execute(insert(OutboxJob), rows)
 
 
 SUBSCRIBER = WebhookSubscriber()
