@@ -190,6 +190,7 @@ _FAILED: dict[tuple[int, str], tuple[int, Attempt]] = {}
 
 
 def _deliver_job(payload: dict[str, Any]) -> None:
+    _FAILED.clear()   # an earlier job's entry whose hook never ran (its lease was lost meanwhile)
     endpoint_id, event = int(payload["endpoint_id"]), dict(payload["event"])
     ep = db.session.get(WebhookEndpoint, endpoint_id)
     if ep is None:
@@ -214,7 +215,8 @@ def _on_failure(payload: dict[str, Any], error: str, dead: bool) -> None:
     """In the failure's own transaction: the attempt's log row, the failure streak, disabling."""
     endpoint_id, event = int(payload["endpoint_id"]), dict(payload["event"])
     attempt_no, result = _FAILED.pop((endpoint_id, str(event.get("id"))), (0, None))
-    ep = db.session.get(WebhookEndpoint, endpoint_id)
+    # row-locked: workers failing deliveries to one endpoint at once count every failure in its streak
+    ep = db.session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
     if ep is None:
         return
     attempt_no = attempt_no or _attempt_no(endpoint_id, str(event.get("id")))
