@@ -61,8 +61,9 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     login_manager.session_protection = None  # the server-side session record is the protection
 
     # outbound provisioning registers its outbox handlers and lifecycle listeners on import (services.lifecycle);
-    # email notifications (notify_email) its bus subscriber "email" and the outbox kind email.send
-    from .services import notify_email, provisioning  # noqa: F401
+    # email notifications (notify_email) and webhooks (services.webhooks) register their bus subscribers and
+    # outbox handlers
+    from .services import notify_email, provisioning, webhooks  # noqa: F401
     from .web.account import bp as account_bp
     from .web.admin import bp as admin_bp
     from .web.admin import register_views as register_admin_views

@@ -28,6 +28,7 @@ from .provisioning import provisioning_cmd
 from .serve import serve_cmd
 from .tokens import tokens_group
 from .users import users_group
+from .webhooks import webhooks_group
 from .worker import outbox_group, worker_cmd
 
 apps_group.add_command(usage_cmd)   # `idp apps usage` (its own module: read-only reports)
@@ -37,7 +38,7 @@ apps_group.add_command(provisioning_cmd)   # `idp apps provisioning SLUG`
 def register_cli(app: Flask) -> None:
     for cmd in (db_group, users_group, groups_group, apps_group, events_cmd, certs_group, org_group,
                 access_group, audit_cmd, serve_cmd, tokens_group, fields_group, worker_cmd, outbox_group,
-                notify_group):
+                notify_group, webhooks_group):
         app.cli.add_command(cmd)
 
 

@@ -40,7 +40,10 @@ TYPES: Mapping[str, str] = {
     "admin.denied": "an admin console request was refused (not an admin, no second factor, IP)",
     "admin.changed": "another admin change: org settings, fields, API tokens, webhooks",
     "webhook.disabled": "a webhook endpoint was disabled after repeated delivery failures",
+    "webhook.test": "a test delivery asked for by an admin (`idp webhooks test`, the console's Test button)",
 }
+# sent only by the test button, to the endpoint tested: not a type endpoints subscribe to
+TEST_TYPE = "webhook.test"
 
 _ACCOUNT_TYPES = {"mfa_enrolled": "mfa.enrolled", "mfa_reset": "mfa.removed", "mfa_removed": "mfa.removed"}
 _PROVISION_TYPES = {"provisioned": "provisioning.success", "deprovisioned": "provisioning.success",
