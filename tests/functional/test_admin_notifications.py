@@ -39,7 +39,10 @@ def receiver() -> Iterator[Receiver]:
 def test_add_test_disable_enable_and_remove(client: FlaskClient, admin: User, receiver: Receiver) -> None:  # noqa: F811
     login(client, "admin", ADMIN_PASSWORD)
     assert ">Notifications</a>" in client.get("/admin/users").get_data(as_text=True)
-    assert 'id="webhooks-empty"' in client.get(PAGE).get_data(as_text=True)
+    page = client.get(PAGE).get_data(as_text=True)
+    assert 'id="webhooks-empty"' in page
+    # the email channel: linked from the same page, saying it is not set up yet
+    assert 'id="email-settings-link"' in page and "not set up" in page
     resp = post(client, "/admin/notifications/webhooks/new",
                 {"url": receiver.url, "events": ["sso.success", "user.created"], "outcomes": ["success"],
                  "reasons": "", "description": "SIEM"}, PAGE)

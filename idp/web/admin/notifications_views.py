@@ -9,7 +9,7 @@ from idp.extensions import db
 from idp.models import WebhookEndpoint
 from idp.notifications import catalog
 from idp.reasons import Outcome
-from idp.services import ServiceError
+from idp.services import ServiceError, mailer
 from idp.services import apps as apps_svc
 from idp.services import webhooks as wh
 from idp.web.admin import bp
@@ -30,7 +30,8 @@ def _page(status: int = 200, form: NewWebhookForm | None = None,
     resp = Response(render_template(
         "admin/notifications.html", section="notifications", endpoints=endpoints, types=_types(),
         apps=[a.slug for a in apps_svc.list_apps()], outcomes=[o.value for o in Outcome],
-        form=form or NewWebhookForm(formdata=None), created=created), status=status)
+        form=form or NewWebhookForm(formdata=None), created=created, email_configured=mailer.is_configured()),
+        status=status)
     if created is not None:
         resp.headers["Cache-Control"] = "no-store"   # the page holds a secret
     return resp
