@@ -14,6 +14,8 @@ The HTTP figures are wall clock against `idp serve` (gunicorn, workers = cores) 
 The lifecycle figures (bench/lifecycle.py): SCIM user creates through the WSGI app per CPU-second, and outbox
 deliveries by the worker into scim2-server on loopback per wall-second, on SQLite and (when a PostgreSQL can be
 started, or IDP_BENCH_PG_URL names one) on PostgreSQL; "not available" for the _pg rows otherwise.
+The webhook figures (bench/webhooks.py): signed webhook deliveries by the worker to a receiver on loopback per
+wall-second, and the SSO round trip with one org-wide sso.success subscription against none (a ratio).
 The retention figures (bench/retention.py): `idp events purge` of 1,000,000 old events on a copy of the SQLite DB,
 wall seconds, and in-process SSO round trips per wall-second (and p95) beside it and alone.
 """
@@ -110,6 +112,9 @@ TARGETS: dict[str, tuple[str, str | None, Callable[[float], bool] | None]] = {
     "outbox_delivery_per_s": ("/wall-s", None, None),
     "scim_user_create_pg_per_s": ("/CPU-s", None, None),
     "outbox_delivery_pg_per_s": ("/wall-s", None, None),
+    "webhook_delivery_per_s": ("/wall-s", None, None),
+    "sso_webhook_per_s": ("/CPU-s", None, None),
+    "sso_webhook_ratio": ("x", None, None),
     "retention_purge_1m_s": ("s", None, None),
     "sso_during_purge_per_s": ("/wall-s", None, None),
     "sso_during_purge_p95_ms": ("ms", None, None),
@@ -385,6 +390,10 @@ def run(args: argparse.Namespace) -> int:
         b.details["target_app"] = TARGET_SLUG
 
         lifecycle_section(b, ws, root, skip_pg=args.skip_pg)
+
+        from .webhooks import webhook_section
+        webhook_section(b, ws, root)
+
         retention_section(b, ws)
     finally:
         if args.keep:
@@ -548,6 +557,8 @@ def _table(results: dict[str, float], errors: dict[str, str], quick: bool) -> st
                  "included; sso_*_purge: in-process SSO round trips per wall-second beside it and alone)")
     lines.append("(outbox_delivery_*: provisioning deliveries per wall-second, each two HTTP round trips to "
                  "scim2-server on loopback; the _pg CPU-s figure leaves out the PostgreSQL server's CPU)")
+    lines.append("(webhook_delivery_per_s: signed POSTs by the worker to a receiver on loopback per wall-second; "
+                 "sso_webhook_ratio: SSO per CPU-s with one org-wide sso.success endpoint / without)")
     if quick:
         lines.append("(quick mode: shorter runs, 1,000 apps and 10,000 events stand in for 10,000 and 1,000,000)")
     for label, err in errors.items():

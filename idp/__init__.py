@@ -60,8 +60,11 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     login_manager.login_view = "auth.login"
     login_manager.session_protection = None  # the server-side session record is the protection
 
-    # outbound provisioning registers its outbox handlers and lifecycle listeners on import (services.lifecycle)
-    from .services import provisioning  # noqa: F401
+    # outbound provisioning registers its outbox handlers and lifecycle listeners on import (services.lifecycle);
+    # email notifications (notify_email) and webhooks (services.webhooks) register their bus subscribers and
+    # outbox handlers; the key expiry check and retention (services.key_expiry, services.retention) their worker
+    # steps
+    from .services import key_expiry, notify_email, provisioning, retention, webhooks  # noqa: F401
     from .web.account import bp as account_bp
     from .web.admin import bp as admin_bp
     from .web.admin import register_views as register_admin_views
@@ -168,6 +171,10 @@ def _sqlite_pragmas() -> None:
     _sqlite_pragmas.done = True  # type: ignore[attr-defined]
 
 
+# the endpoints that receive SAML protocol messages: a body refused for its size there is a refused message
+SAML_MESSAGE_PATHS = frozenset({"/saml/sso", "/saml/slo"})
+
+
 def _register_http_errors(app: Flask) -> None:
     from .web.api.problems import problem_response
     from .web.responses import error_page as page
@@ -183,6 +190,15 @@ def _register_http_errors(app: Flask) -> None:
         return error_page(400, "Form expired", "The form was stale or forged. Go back, reload and try again.")
 
     def too_large(exc: Exception) -> Response:
+        if request.path in SAML_MESSAGE_PATHS:   # a refused SAML message is an event like any other
+            from .errors import EventContext, MalformedRequest
+            from .web.saml_views import render_denied
+            limit = app.config["MAX_CONTENT_LENGTH"]
+            err = MalformedRequest(f"the request body is larger than IDP_MAX_REQUEST_BYTES ({limit} bytes)",
+                                   http_status=413)
+            err.context = EventContext(event_type="logout" if request.path == "/saml/slo" else "sso",
+                                       binding="post")
+            return render_denied(err)
         return error_page(413, "Request too large", "The request body is larger than this server accepts.")
 
     def not_found(exc: Exception) -> Response:

@@ -145,6 +145,9 @@ class Settings:
     smtp_url: str | None = None
     smtp_from: str | None = None
     smtp_timeout_s: float = 10.0
+    # IDP_SMTP_CA_FILE: PEM file of the CA(s) that sign the SMTP server's certificate (a private CA); unset, the
+    # system's trust store. The server's name is always checked.
+    smtp_ca_file: str | None = None
     # SIEM (idp.siem): IDP_SYSLOG_URL udp://host:514, tcp://host:601 or tls://host:6514 streams every event (and
     # audit row) as RFC 5424 syslog with the JSON-lines fields; unset, only the JSON lines on the log
     syslog_url: str | None = None
@@ -154,9 +157,8 @@ class Settings:
     # audit rows older than IDP_AUDIT_RETENTION_DAYS (0: kept for ever)
     event_retention_days: int = 400
     audit_retention_days: int = 0
-    # the rest of retention: webhook delivery log rows and known devices (unseen) older than these many days;
-    # rows per batch (one short transaction each); how often the worker starts a purge
-    webhook_delivery_retention_days: int = 30
+    # the rest of retention: known devices unseen for these many days; rows per batch (one short transaction
+    # each); how often the worker looks for something to purge
     known_device_retention_days: int = 400
     retention_batch: int = 5000
     retention_every_minutes: int = 60
@@ -257,11 +259,11 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         smtp_url=(env.get("IDP_SMTP_URL") or "").strip() or None,
         smtp_from=(env.get("IDP_SMTP_FROM") or "").strip() or None,
         smtp_timeout_s=float(_int(env, "IDP_SMTP_TIMEOUT", 10, 1)),
+        smtp_ca_file=(env.get("IDP_SMTP_CA_FILE") or "").strip() or None,
         syslog_url=_syslog_url(env),
         syslog_ca_file=Path(env["IDP_SYSLOG_CA_FILE"]).resolve() if env.get("IDP_SYSLOG_CA_FILE") else None,
         event_retention_days=_int(env, "IDP_EVENT_RETENTION_DAYS", 400, 1),
         audit_retention_days=_int(env, "IDP_AUDIT_RETENTION_DAYS", 0, 0),
-        webhook_delivery_retention_days=_int(env, "IDP_WEBHOOK_DELIVERY_RETENTION_DAYS", 30, 1),
         known_device_retention_days=_int(env, "IDP_KNOWN_DEVICE_RETENTION_DAYS", 400, 1),
         retention_batch=_int(env, "IDP_RETENTION_BATCH", 5000, 100),
         retention_every_minutes=_int(env, "IDP_RETENTION_EVERY_MINUTES", 60, 1),

@@ -61,6 +61,16 @@ class MalformedRequest(SamlFlowError):
     reason = Reason.MALFORMED_REQUEST
 
 
+class UnknownSession(SamlFlowError):
+    reason = Reason.UNKNOWN_SESSION
+
+
+class LogoutNotBound(SamlFlowError):
+    """A LogoutResponse for a logout chain, from a browser other than the one the chain runs in."""
+
+    reason = Reason.LOGOUT_NOT_BOUND
+
+
 class UnknownSp(SamlFlowError):
     reason = Reason.UNKNOWN_SP
     http_status = 403

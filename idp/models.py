@@ -315,6 +315,7 @@ class IdpSession(db.Model):  # type: ignore[name-defined]
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     client_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(512), nullable=True)   # at sign-in (session lists)
     user: Mapped[User] = relationship(lazy="joined")
 
 

@@ -86,6 +86,10 @@ class Reason(StrEnum):
     TOKEN_REVOKED = "token_revoked"  # noqa: S105 - a token, grant or family revoked (by the RP, user or admin)
     # logout
     UNKNOWN_SESSION = "unknown_session"
+    # a LogoutResponse for a logout chain sent by a browser other than the one the chain runs in (no chain cookie):
+    # refused, the chain does not advance (another SP in the chain saw the token in RelayState)
+    LOGOUT_NOT_BOUND = "logout_not_bound"
+    LOGOUT_FAILED = "logout_failed"          # an app answered the IdP's LogoutRequest with a non-success status
     BACKCHANNEL_LOGOUT_FAILED = "backchannel_logout_failed"  # an RP's back-channel logout POST failed (error)
     # outbound provisioning (event_type "provision", protocol "scim"): detail says the operation, the remote's
     # HTTP status and error
@@ -111,7 +115,7 @@ DENIAL_REASONS = frozenset({
     Reason.ENROLMENT_REFUSED, Reason.ENROLMENT_LINK_INVALID, Reason.STEP_UP_REQUIRED,
     Reason.INVALID_CLIENT, Reason.INVALID_GRANT, Reason.UNAUTHORIZED_CLIENT, Reason.LOGIN_REQUIRED,
     Reason.CONSENT_REQUIRED, Reason.INTERACTION_REQUIRED, Reason.CONSENT_DENIED, Reason.CODE_REUSED,
-    Reason.REFRESH_TOKEN_REUSED, Reason.INVALID_TOKEN, Reason.INSUFFICIENT_SCOPE,
+    Reason.REFRESH_TOKEN_REUSED, Reason.INVALID_TOKEN, Reason.INSUFFICIENT_SCOPE, Reason.LOGOUT_NOT_BOUND,
 })
 SUCCESS_REASONS = frozenset({Reason.OK, Reason.LOGOUT, Reason.MFA_ENROLLED, Reason.MFA_RESET, Reason.MFA_REMOVED,
                              Reason.MFA_UNSUSPENDED, Reason.RECOVERY_CODE_USED, Reason.CONSENT_GIVEN,

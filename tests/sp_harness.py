@@ -481,6 +481,7 @@ class TestSP(ABC):
         self.idp_metadata_xml = idp_metadata_xml
         self.idp = parse_idp_metadata(idp_metadata_xml)
         self.last_logout_request_id: str | None = None  # set by process_logout_request
+        self.last_logout_sub_status: str | None = None  # the second-level status of the last LogoutResponse
         self._setup()
 
     def __repr__(self) -> str:
@@ -900,7 +901,7 @@ class Pysaml2SP(TestSP):
         if not resp:
             raise SPValidationError("pysaml2 did not accept the LogoutResponse")
         self._check_logout_message(root, "LogoutResponse", request_id)
-        top, _, _ = _status(root)
+        top, self.last_logout_sub_status, _ = _status(root)
         if top is None:
             raise SPValidationError("LogoutResponse without StatusCode")
         return top
@@ -1295,6 +1296,7 @@ class OneLoginSP(TestSP):
         status = lr.get_status()
         if status is None:
             raise SPValidationError("LogoutResponse without StatusCode")
+        _, self.last_logout_sub_status, _ = _status(root)
         return status
 
     def process_logout_request(

@@ -124,7 +124,8 @@ def session_amr(*, mfa: bool, amr: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def start_session(user: User, client_ip: str | None, *, replaces: IdpSession | None = None,
-                  mfa: bool = False, amr: Sequence[str] | None = None, step_up: bool = False) -> IdpSession:
+                  mfa: bool = False, amr: Sequence[str] | None = None, step_up: bool = False,
+                  user_agent: str | None = None) -> IdpSession:
     """A fresh session id at every login (defeats session fixation).
 
     When the same user re-authenticates (ForceAuthn, prompt=login, max_age, step-up), the apps they are signed
@@ -146,7 +147,7 @@ def start_session(user: User, client_ip: str | None, *, replaces: IdpSession | N
     authn_at = replaces.authn_at if step_up and replaces is not None else now
     s = IdpSession(id=secrets.token_urlsafe(32), user_id=user.id, created_at=now, authn_at=authn_at,
                    mfa_at=now if amr_values.is_multi_factor(values) else None, amr=amr_values.to_column(values),
-                   last_seen=now, client_ip=client_ip)
+                   last_seen=now, client_ip=client_ip, user_agent=(user_agent or "")[:512] or None)
     db.session.add(s)
     db.session.flush()
     if replaces is not None and replaces.ended_at is None:

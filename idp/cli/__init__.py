@@ -22,11 +22,13 @@ from .db import db_group
 from .events import events_cmd
 from .fields import fields_group
 from .groups import groups_group
+from .notify import notify_group
 from .org import org_group
 from .provisioning import provisioning_cmd
 from .serve import serve_cmd
 from .tokens import tokens_group
 from .users import users_group
+from .webhooks import webhooks_group
 from .worker import outbox_group, worker_cmd
 
 apps_group.add_command(usage_cmd)   # `idp apps usage` (its own module: read-only reports)
@@ -35,7 +37,8 @@ apps_group.add_command(provisioning_cmd)   # `idp apps provisioning SLUG`
 
 def register_cli(app: Flask) -> None:
     for cmd in (db_group, users_group, groups_group, apps_group, events_cmd, certs_group, org_group,
-                access_group, audit_cmd, serve_cmd, tokens_group, fields_group, worker_cmd, outbox_group):
+                access_group, audit_cmd, serve_cmd, tokens_group, fields_group, worker_cmd, outbox_group,
+                notify_group, webhooks_group):
         app.cli.add_command(cmd)
 
 

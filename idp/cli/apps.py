@@ -96,9 +96,9 @@ def apps_add(source: str | None, name: str | None, slug: str | None, entity_id: 
 
 
 def _warn_stale(app: Any) -> None:
-    """Accepted metadata whose validUntil is past: a warning on standard error (the command still succeeds)."""
-    warning = apps_svc.stale_metadata_warning(app.sp)
-    if warning:
+    """Accepted metadata an admin should look at (validUntil past, plain-http endpoints): warnings on standard
+    error (the command still succeeds)."""
+    for warning in apps_svc.metadata_warnings(app.sp):
         click.echo(f"Warning: app {app.slug}: {warning}", err=True)
 
 
@@ -146,6 +146,7 @@ def _app_dict(app: Any) -> dict[str, Any]:
             # the IdP entity ID this app sees (its per-app issuer, else the IdP's) and its own IdP metadata
             "idp_entity_id": cfg.issuer or settings().entity_id,
             "idp_metadata_url": settings().url(f"/saml/metadata/{app.slug}"),
+            "warnings": apps_svc.metadata_warnings(sp),
         })
     d["settings"] = cfg.to_dict()
     lines, notes = explain_release(cfg, SpMetadata.from_dict(app.sp) if app.has_saml else None)
@@ -195,6 +196,9 @@ def apps_show(slug: str, fmt: str) -> None:
                 click.echo(f"  - {ep['binding'].rsplit(':', 1)[-1]} {ep['location']}"
                            + (f" index={ep['index']}" if ep.get("index") is not None else "")
                            + (" default" if ep.get("is_default") else ""))
+        elif key == "warnings":
+            for warning in value:
+                click.echo(f"Warning: {warning}")
         elif key == "settings":
             for k, v in value.items():
                 click.echo(f"{k}: {v}")

@@ -67,8 +67,9 @@ def _list_events(app_slug: str | None, username: str | None, outcome: str | None
 
 
 @events_cmd.command("purge", help="Delete what the retention settings say is old (events, audit rows if "
-                                  "IDP_AUDIT_RETENTION_DAYS is set, ended throttles, expired state, old webhook "
-                                  "deliveries and unseen devices) in batches, each committed alone; print counts.")
+                                  "IDP_AUDIT_RETENTION_DAYS is set, ended throttles, expired state, dead "
+                                  "sessions, old enrolment links, unseen devices) in batches, each committed "
+                                  "alone; print counts.")
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 @with_appcontext
 def events_purge(dry_run: bool) -> None:

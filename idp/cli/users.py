@@ -213,13 +213,21 @@ def users_mfa_enroll(username: str) -> None:
                                              "working.")
 @click.argument("username")
 @click.option("--valid-hours", type=click.IntRange(1, 720), default=72, show_default=True)
+@click.option("--email", "email", is_flag=True,
+              help="Email the link to the user's address (through the outbox) instead of printing it.")
 @unit_of_work
-def users_enrolment_link(username: str, valid_hours: int) -> None:
+def users_enrolment_link(username: str, valid_hours: int, email: bool) -> None:
     from idp.auth.enrolment_links import PATH
-    from idp.services import accounts
+    from idp.services import accounts, notify_email
 
     from ._common import settings
-    token = accounts.issue_enrolment_link(users_svc.get_user(username), valid_hours)
+    user = users_svc.get_user(username)
+    token = accounts.issue_enrolment_link(user, valid_hours)
+    if email:
+        address = notify_email.send_enrolment_link(user, settings().url(PATH + token), valid_hours)
+        click.echo(f"enrolment link for {username} emailed to {address} (valid for {valid_hours} hours, once; "
+                   "the worker sends it)")
+        return
     click.echo(settings().url(PATH + token))
     click.echo(f"(valid for {valid_hours} hours, once; shown only now: send it to {username} through a channel "
                "you trust)", err=True)
@@ -241,6 +249,49 @@ def users_factors(username: str, fmt: str) -> None:
         d = f.to_dict()
         click.echo(f"{f.kind:<16} {f.name:<28} created {d['created_at'] or '-':<22} "
                    f"last used {d['last_used_at'] or '-':<22} {f.detail}".rstrip())
+
+
+@users_group.command("sessions", help="A user's live IdP sessions: handle, device, address, when, apps signed into.")
+@click.argument("username")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@unit_of_work
+def users_sessions(username: str, fmt: str) -> None:
+    from idp.services import user_sessions
+    found = user_sessions.live_sessions(users_svc.get_user(username))
+    if fmt == "json":
+        click.echo(json.dumps([s.to_dict() for s in found], indent=2))
+        return
+    if not found:
+        click.echo(f"{username} has no live session")
+    for s in found:
+        d = s.to_dict()
+        click.echo(f"{s.handle}  {s.device:<22} {s.client_ip or '-':<16} since {d['created_at']}  "
+                   f"last {d['last_seen']}  {', '.join(s.apps) or '-'}")
+
+
+@users_group.command("end-sessions", help="End a user's IdP sessions (all, or one named by --session): OIDC apps "
+                                           "get back-channel logout; SAML apps keep their own session.")
+@click.argument("username")
+@click.option("--session", "handle", help="The handle `idp users sessions` shows (default: every session).")
+@unit_of_work
+def users_end_sessions(username: str, handle: str | None) -> None:
+    from idp import audit
+    from idp.certs.keystore import KeyStoreError
+    from idp.flows.authorize import Client
+    from idp.flows.session_end import end_remotely
+    from idp.services import user_sessions
+
+    from ._common import keystore, settings
+    user = users_svc.get_user(username)
+    targets = [user_sessions.find_live_session(user, handle)] if handle else user_sessions.all_live_sessions(user)
+    try:
+        keys = keystore().current()
+    except KeyStoreError as exc:
+        fail(f"the signing keys are unavailable ({exc}): OIDC apps could not be told; nothing was ended")
+    ended = end_remotely(targets, settings(), keys, Client(ip=None, user_agent="idp cli"), initiated_by="admin")
+    audit.record("user.sessions_end", "user", user.username,
+                 after={"sessions": [user_sessions.handle_of(t.id) for t in targets], "ended": ended})
+    click.echo(f"{ended} session(s) of {username} ended")
 
 
 @users_group.command("mfa-reset", help="Remove a user's second factors (TOTP, passkeys) and recovery codes and end "

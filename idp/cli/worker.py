@@ -26,7 +26,7 @@ from sqlalchemy import update
 from idp import audit
 from idp.extensions import db
 from idp.models import OutboxJob, utcnow
-from idp.services import key_expiry, outbox, retention  # noqa: F401 - their periodic steps register on import
+from idp.services import outbox
 
 from ._common import fail, settings, unit_of_work
 

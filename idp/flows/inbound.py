@@ -23,15 +23,16 @@ from ..services.apps import AppConfig
 
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
-    """The parsed fields of a request that the checks read (an AuthnRequest or a LogoutRequest)."""
+    """The parsed fields of a message that the checks read (an AuthnRequest, a LogoutRequest or Response)."""
 
-    kind: str                          # AuthnRequest | LogoutRequest (for messages)
+    kind: str                          # AuthnRequest | LogoutRequest | LogoutResponse (for messages)
     id: str
     issuer: str
     destination: str | None
     issue_instant: datetime
     not_on_or_after: datetime | None
     root: Any                          # the parsed element (enveloped signature)
+    param: str = "SAMLRequest"         # the binding's parameter (the Redirect signature covers its name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ def check_inbound(msg: DecodedMessage, raw_query: bytes | None, req: InboundMess
     if signed and (rules.signature_required or rules.verify_when_present):
         try:
             detail["signature_algorithm"] = verify_message(
-                msg.binding, raw_query, req.root, "SAMLRequest", app.saml.signing_certs,
+                msg.binding, raw_query, req.root, req.param, app.saml.signing_certs,
                 allowed_algorithms(app.settings.allow_sha1))
         except SignatureError as exc:
             raise BadSignature(f"the {req.kind} signature was rejected: {exc}") from None

@@ -13,9 +13,12 @@ from ..auth import recovery_codes, totp, totp_guard
 from ..auth.passwords import Passwords
 from ..errors import EventContext
 from ..events import record_event
+from ..extensions import db
 from ..models import User
+from ..notifications import bus
 from ..reasons import Reason
 from ..services.apps import AppConfig, app_config_by_id
+from ..services.known_devices import record_signin_device
 from ..services.users import find_user
 from ..throttle import (
     LOGIN_ACCOUNT_IP_RULE,
@@ -264,3 +267,21 @@ def check_recovery_code(user: User, code: str, token: str | None, client: Client
     ctx.detail.update(remaining=left, totp_unsuspended=unsuspended)
     record_event(ctx, Reason.RECOVERY_CODE_USED, client_ip=client.ip, user_agent=client.user_agent)
     return RecoveryCodeAccepted(left, unsuspended)
+
+
+NEW_DEVICE = "signin.new_device"
+
+
+def note_signin_device(user: User, client: Client) -> bool:
+    """A successful sign-in to the IdP: remember its (IP, user agent) for the user and, when the pair is new
+    and not the user's first, publish a `signin.new_device` notice (emailed to the user by services.notify_email).
+    Returns whether the notice was published."""
+    seen = record_signin_device(user.id, client.ip, client.user_agent)
+    if not seen.notify:
+        return False
+    data = {"username": user.username, "client_ip": client.ip, "user_agent": client.user_agent,
+            "at": seen.at.isoformat().replace("+00:00", "Z")}
+    bus.publish(NEW_DEVICE, None, lambda: bus.Notice(type=NEW_DEVICE, time=seen.at, subject=user.username,
+                                                     app_slug=None, outcome="success", reason="new_device",
+                                                     data=data, source="system"), db.session)
+    return True

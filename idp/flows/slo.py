@@ -4,10 +4,19 @@ A LogoutRequest must be signed with a certificate from the app's metadata and mu
 (NameID, SessionIndex) this IdP issued to that app; only then is that IdP session ended. The
 other apps of the session are then sent signed LogoutRequests one after another through the
 browser, and finally the initiating app gets a signed LogoutResponse.
+
+The chain is bound to the browser that runs it: its token travels in RelayState, which every SP of the chain
+sees, so a LogoutResponse advances it only when it comes with the chain's browser cookie (`BROWSER_COOKIE`,
+a random value kept in the chain's state). An answer is trusted only when it is signed by the app the request
+went to, answers that request (InResponseTo) and carries a Success status; any other answer from the bound
+browser still moves the chain on (the user wants out of every app) but counts that app as failed, and the
+initiator's final LogoutResponse then says PartialLogout. Each app's outcome is an event of its own.
 """
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,8 +28,10 @@ from idp.certs.keystore import KeySet
 from idp.config import Settings
 from idp.errors import (
     EventContext,
+    LogoutNotBound,
     MalformedRequest,
     SamlFlowError,
+    UnknownSession,
     UnknownSp,
 )
 from idp.events import record_event
@@ -33,9 +44,17 @@ from idp.flows.saml_keys import signing_for
 from idp.models import IdpSession, SessionParticipant, utcnow
 from idp.reasons import Reason
 from idp.saml.bindings import DecodedMessage, encode_post, encode_redirect_url
-from idp.saml.constants import BINDING_POST, BINDING_REDIRECT, STATUS_SUCCESS, BindingName, InitiatedBy
+from idp.saml.constants import (
+    BINDING_POST,
+    BINDING_REDIRECT,
+    STATUS_PARTIAL_LOGOUT,
+    STATUS_SUCCESS,
+    BindingName,
+    InitiatedBy,
+)
 from idp.saml.requests import (
     LogoutRequest,
+    LogoutResponse,
     RequestParseError,
     parse_logout_request,
     parse_logout_response,
@@ -55,6 +74,12 @@ class Outgoing:
     field: str | None = None
     value: str | None = None
     relay_state: str | None = None
+    # a chain just started: the value of BROWSER_COOKIE the web layer sets, binding the chain to this browser
+    bind_browser: str | None = None
+
+
+# the cookie that binds a logout chain to the browser running it (path /saml/slo; see the module doc)
+BROWSER_COOKIE = "idp_slo"
 
 
 def _slo_endpoint(app: AppConfig, prefer: str | None = None) -> Endpoint | None:
@@ -119,9 +144,17 @@ def start_logout_chain(session: IdpSession, origin: dict[str, Any] | None, setti
     ctx.detail["propagate_to"] = [q["app_id"] for q in queue]
     record_event(ctx, Reason.LOGOUT, client_ip=client.ip, user_agent=client.user_agent)
     end_oidc_sessions(session, parts, settings, keys, client)
-    state = {"kind": "logout", "origin": origin, "queue": queue, "statuses": {}}
+    return _begin({"kind": "logout", "origin": origin, "queue": queue, "statuses": {}, "username": ctx.username},
+                  settings, keys)
+
+
+def _begin(state: dict[str, Any], settings: Settings, keys: KeySet) -> Outgoing:
+    nonce = secrets.token_urlsafe(24)
+    state["browser"] = nonce
     token = pending_store.put(state)
-    return next_step(token, settings, keys)
+    out = next_step(token, settings, keys)
+    return Outgoing(binding=out.binding, url=out.url, field=out.field, value=out.value,
+                    relay_state=out.relay_state, bind_browser=nonce)
 
 
 def answer_unknown_session(origin: dict[str, Any], settings: Settings, keys: KeySet, ctx: EventContext,
@@ -129,8 +162,7 @@ def answer_unknown_session(origin: dict[str, Any], settings: Settings, keys: Key
     """A valid LogoutRequest naming no live session: nothing to end, an event, and a success answer to the SP."""
     ctx.detail["message"] = "no live session matches the NameID and SessionIndex; nothing was ended"
     record_event(ctx, Reason.UNKNOWN_SESSION, client_ip=client.ip, user_agent=client.user_agent)
-    token = pending_store.put({"kind": "logout", "origin": origin, "queue": [], "statuses": {}})
-    return next_step(token, settings, keys)
+    return _begin({"kind": "logout", "origin": origin, "queue": [], "statuses": {}}, settings, keys)
 
 
 def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
@@ -142,15 +174,17 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
         item = state["queue"].pop(0)
         app = saml_app_config_by_id(item["app_id"])
         ep = _slo_endpoint(app, BINDING_REDIRECT) if app else None
-        if app is None or ep is None:
+        if app is None or ep is None:   # removed meanwhile, or no front-channel SLO endpoint: not logged out
+            state["statuses"][str(item["app_id"])] = "not_contacted"
             continue
-        pending_store.replace(token, state)
         signing = signing_for(app, keys)
         redirect = ep.binding == BINDING_REDIRECT  # Redirect: the query is signed, not the XML
-        _, xml = build_logout_request(issuer=app.idp_entity_id(settings.entity_id), destination=ep.location,
+        request_id, xml = build_logout_request(issuer=app.idp_entity_id(settings.entity_id), destination=ep.location,
                                       name_id=item["name_id"],
                                       name_id_format=item["name_id_format"], session_index=item["session_index"],
                                       now=now, lifetime=timedelta(minutes=5), signing=None if redirect else signing)
+        state["current"] = {"app_id": app.id, "request_id": request_id}
+        pending_store.replace(token, state)
         if redirect:
             url = encode_redirect_url(ep.location, "SAMLRequest", xml, token, signing.key, signing.algorithm)
             return Outgoing(binding=BindingName.REDIRECT, url=url)
@@ -169,9 +203,11 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
     dest = ep.response_location or ep.location
     signing = signing_for(app, keys)
     redirect = ep.binding == BINDING_REDIRECT
+    partial = any(v != "success" for v in state["statuses"].values())
     _, xml = build_logout_response(issuer=app.idp_entity_id(settings.entity_id), destination=dest,
-                                   in_response_to=origin["request_id"],
-                                   status=STATUS_SUCCESS, now=now, signing=None if redirect else signing)
+                                   in_response_to=origin["request_id"], status=STATUS_SUCCESS,
+                                   sub_status=STATUS_PARTIAL_LOGOUT if partial else None,
+                                   now=now, signing=None if redirect else signing)
     if redirect:
         url = encode_redirect_url(dest, "SAMLResponse", xml, origin.get("relay_state"), signing.key,
                                   signing.algorithm)
@@ -180,18 +216,78 @@ def next_step(token: str, settings: Settings, keys: KeySet) -> Outgoing:
                     relay_state=origin.get("relay_state"))
 
 
-def receive_logout_response(msg: DecodedMessage, raw_query: bytes | None, settings: Settings) -> str | None:
-    """An app answered our LogoutRequest; returns the chain token to continue with (None: unknown)."""
-    try:
-        parse_logout_response(msg.xml, settings.max_inflated_bytes)
-    except RequestParseError:
-        return None
+def receive_logout_response(msg: DecodedMessage, raw_query: bytes | None, browser: str | None, settings: Settings,
+                            client: Client, now: datetime | None = None) -> str:
+    """An app answered our LogoutRequest: returns the chain token to continue with.
+
+    Refused (a SamlFlowError, the chain unchanged) when the token names no chain in progress or `browser` (the
+    chain cookie the request came with) is not the chain's. From the chain's browser, the answer is then checked
+    against the request it answers; whatever the check finds, the app's outcome is recorded (an event, and its
+    status in the chain: only a verified Success counts as logged out) and the chain goes on."""
+    now = now or utcnow()
+    ctx = EventContext(event_type="logout", initiated_by=InitiatedBy.IDP, binding=msg.binding,
+                       detail={"propagated": True})
     token = msg.relay_state
-    if pending_store.get(token, "logout", consume=False) is None:
-        return None
-    # The answer's status or signature changes nothing: the IdP session is already ended and the
-    # chain goes on either way, so it is not verified (a failing check would only cost CPU).
+    state = pending_store.get(token, "logout", consume=False)
+    if state is not None:
+        ctx.username = state.get("username")
+    err: SamlFlowError | None = None
+    expected = str((state or {}).get("browser") or "")
+    if state is None or token is None:
+        err = UnknownSession("this LogoutResponse belongs to no logout in progress (finished or expired)")
+    elif not browser or not expected or not hmac.compare_digest(browser.encode(), expected.encode()):
+        err = LogoutNotBound("a LogoutResponse for a logout running in another browser was refused")
+    elif state.get("current") is None:   # no request outstanding (a second answer to the same step)
+        err = MalformedRequest("no LogoutRequest of this logout is waiting for an answer")
+    if err is not None:
+        err.context = ctx
+        raise err
+    assert state is not None and token is not None
+    current = state.pop("current")
+    app = saml_app_config_by_id(current["app_id"])
+    ok = False
+    try:
+        if app is None:
+            raise UnknownSp("the app this LogoutRequest went to was removed meanwhile")
+        ctx.app_slug, ctx.sp_entity_id, ctx.request_id = app.slug, app.entity_id, current["request_id"]
+        resp = _verified_answer(msg, raw_query, app, current["request_id"], settings, now, ctx)
+        if resp.status != STATUS_SUCCESS:
+            ctx.detail["status"] = resp.status[:200]
+            raise SamlFlowError(f"the app answered the LogoutRequest with {resp.status[:200]}",
+                                reason=Reason.LOGOUT_FAILED)
+        ok = True
+        record_event(ctx, Reason.LOGOUT, client_ip=client.ip, user_agent=client.user_agent)
+    except SamlFlowError as exc:
+        ctx.detail["message"] = exc.message[:500]
+        record_event(ctx, exc.reason, client_ip=client.ip, user_agent=client.user_agent)
+    state["statuses"][str(current["app_id"])] = "success" if ok else "failed"
+    pending_store.replace(token, state)
     return token
+
+
+def _verified_answer(msg: DecodedMessage, raw_query: bytes | None, app: AppConfig, request_id: str,
+                     settings: Settings, now: datetime, ctx: EventContext) -> LogoutResponse:
+    """The LogoutResponse, once it is shown to be `app`'s answer to `request_id`: the Issuer is the app, it is
+    signed with a certificate of the app's metadata (saml-profiles-2.0-os 4.4.4.2: signed or otherwise
+    authenticated; the front channel authenticates nothing), InResponseTo names the request, Destination and
+    IssueInstant pass the inbound checks, and its ID was not seen before."""
+    try:
+        resp = parse_logout_response(msg.xml, settings.max_inflated_bytes)
+    except RequestParseError as exc:
+        raise MalformedRequest(f"the LogoutResponse is malformed: {exc}") from None
+    ctx.detail["response_id"] = resp.id[:100]
+    if resp.issuer != app.entity_id:
+        raise MalformedRequest(f"the LogoutResponse was issued by {resp.issuer[:200]!r}, not by the app the "
+                               f"LogoutRequest went to")
+    if resp.in_response_to != request_id:
+        raise MalformedRequest("the LogoutResponse does not answer the LogoutRequest this IdP sent (InResponseTo)")
+    rules = InboundRules(endpoint_url=settings.url("/saml/slo"), signature_required=True,
+                         verify_when_present=True, destination_required=False)
+    inbound = InboundMessage(kind="LogoutResponse", id=resp.id, issuer=resp.issuer, destination=resp.destination,
+                             issue_instant=resp.issue_instant, not_on_or_after=None, root=resp.root,
+                             param="SAMLResponse")
+    ctx.detail.update(check_inbound(msg, raw_query, inbound, app, rules, settings, now))
+    return resp
 
 
 def origin_for(app: AppConfig, req: LogoutRequest, msg: DecodedMessage) -> dict[str, Any]:

@@ -17,6 +17,7 @@ TYPES: Mapping[str, str] = {
     "logout": "a single logout (SAML or OIDC), whatever its outcome",
     "signin.success": "a user signed in to the IdP (password, passkey, second factor)",
     "signin.failed": "a sign-in to the IdP failed (bad credentials, throttled, factor refused)",
+    "signin.new_device": "a user signed in to the IdP from an IP address and user agent not seen for them before",
     "mfa.enrolled": "a user added a second factor or a passkey",
     "mfa.removed": "a factor or passkey was removed, or every factor reset",
     "account.event": "another account security event (recovery code used, enrolment refused, step-up asked)",
@@ -39,7 +40,10 @@ TYPES: Mapping[str, str] = {
     "admin.denied": "an admin console request was refused (not an admin, no second factor, IP)",
     "admin.changed": "another admin change: org settings, fields, API tokens, webhooks",
     "webhook.disabled": "a webhook endpoint was disabled after repeated delivery failures",
+    "webhook.test": "a test delivery asked for by an admin (`idp webhooks test`, the console's Test button)",
 }
+# sent only by the test button, to the endpoint tested: not a type endpoints subscribe to
+TEST_TYPE = "webhook.test"
 
 _ACCOUNT_TYPES = {"mfa_enrolled": "mfa.enrolled", "mfa_reset": "mfa.removed", "mfa_removed": "mfa.removed"}
 _PROVISION_TYPES = {"provisioned": "provisioning.success", "deprovisioned": "provisioning.success",

@@ -56,15 +56,30 @@ def _for_change(key: str, default: Any) -> Any:
     return default if row is None else row.value
 
 
-def _set(key: str, value: Any) -> None:
+def _set(key: str, value: Any, *, shown: Callable[[Any], Any] | None = None) -> None:
+    """Store `value` under `key`, audited; `shown` turns a stored value into what the audit row may hold (a
+    sealed secret becomes its masked form)."""
     row = db.session.get(OrgSetting, key)
-    audit.record("org.setting", "org", key, before=None if row is None else row.value, after=value)
+    show = shown or (lambda v: v)
+    audit.record("org.setting", "org", key, before=None if row is None else show(row.value), after=show(value))
     if row is None:
         db.session.add(OrgSetting(key=key, value=value))
     else:
         row.value = value
     db.session.flush()
     _cache.clear()  # the read cache is per process and lives 1 s: re-read after the caller's commit
+
+
+def _clear(key: str, *, shown: Callable[[Any], Any] | None = None) -> bool:
+    """Remove the setting stored under `key` (the default applies again), audited; False when none was stored."""
+    row = db.session.get(OrgSetting, key, with_for_update=True)
+    if row is None:
+        return False
+    audit.record("org.setting", "org", key, before=(shown or (lambda v: v))(row.value), after=None)
+    db.session.delete(row)
+    db.session.flush()
+    _cache.clear()
+    return True
 
 
 def trusted_ranges() -> tuple[str, ...]:

@@ -3,15 +3,16 @@
 Each batch is one SELECT of at most IDP_RETENTION_BATCH primary keys and one DELETE of those keys, in a
 transaction of its own (the caller commits between batches): a purge of millions of rows never holds a lock for
 long, so sign-ins keep going while it runs. The worker runs it as a chain of outbox jobs (one batch per job,
-scheduled every IDP_RETENTION_EVERY_MINUTES); `idp events purge` runs it by hand. A purge that deleted something
+started every IDP_RETENTION_EVERY_MINUTES when there is something to delete); `idp events purge` runs it by
+hand. A purge that deleted something
 is audited once (`retention.purge`, with the counts per kind).
 
 What is purged (RULES): events older than IDP_EVENT_RETENTION_DAYS; audit rows older than
 IDP_AUDIT_RETENTION_DAYS (0: kept); throttle counters whose window and lock-out ended; expired parked requests and
 replay-cache rows (the database state backend also purges them as it writes; this covers quiet times); IdP
-sessions ended or expired for a day, with their participants; enrolment links used or expired for a week; webhook
-delivery log rows older than IDP_WEBHOOK_DELIVERY_RETENTION_DAYS; known devices unseen for
-IDP_KNOWN_DEVICE_RETENTION_DAYS. OIDC grants and refresh tokens are not purged here: a rotated refresh token's
+sessions ended or expired for a day, with their participants; enrolment links used or expired for a week; known
+devices unseen for IDP_KNOWN_DEVICE_RETENTION_DAYS. (The webhook delivery log has its own periodic prune in
+services.webhooks.) OIDC grants and refresh tokens are not purged here: a rotated refresh token's
 row is what detects its reuse (and revokes the family), so they need a family-aware rule of their own.
 """
 
@@ -26,7 +27,7 @@ from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select
 
 from .. import audit
 from ..config import Settings
-from ..extensions import component, db
+from ..extensions import component, component_or_new, db
 from ..models import (
     AdminAudit,
     EnrolmentLink,
@@ -38,7 +39,6 @@ from ..models import (
     SessionParticipant,
     SsoEvent,
     ThrottleCounter,
-    WebhookDelivery,
     utcnow,
 )
 from . import outbox
@@ -80,8 +80,6 @@ RULES: tuple[Rule, ...] = (
          children=((SessionParticipant, "session_id"),)),
     Rule("enrolment_links", EnrolmentLink, lambda s, now: or_(
         EnrolmentLink.used_at < now - LINK_GRACE, EnrolmentLink.expires_at < now - LINK_GRACE)),
-    Rule("webhook_deliveries", WebhookDelivery,
-         lambda s, now: WebhookDelivery.at < now - timedelta(days=s.webhook_delivery_retention_days)),
     Rule("known_devices", KnownDevice,
          lambda s, now: KnownDevice.last_seen < now - timedelta(days=s.known_device_retention_days)),
 )
@@ -143,20 +141,24 @@ def record_purge(counts: dict[str, int], actor_note: str) -> None:
 # ---------------------------------------------------------------- the worker: a chain of one-batch jobs
 
 def _purge_job(payload: dict[str, Any]) -> None:
-    """One batch of one rule; then the next job of the chain (the same rule while batches come back full,
-    else the next rule), or, after the last rule, the audit row. `now` is fixed for the whole chain."""
+    """Rules from payload["rule"] on, with `now` fixed for the whole chain: rules with nothing to delete are passed
+    over in this job; the first batch that deletes something ends it, and the next job of the chain (the same rule
+    after a full batch, else the next one) is enqueued, so a job deletes at most one batch. After the last rule,
+    the audit row."""
     now = datetime.fromisoformat(payload["now"])
     counts: dict[str, int] = dict(payload.get("counts") or {})
-    index = int(payload.get("rule", 0))
-    if index >= len(RULES):
-        record_purge(counts, "worker")
-        return
-    rule = RULES[index]
     batch = _settings().retention_batch
-    n = purge_batch(rule.name, now=now, batch=batch)
-    counts[rule.name] = counts.get(rule.name, 0) + n
-    nxt = index if n >= batch else index + 1
-    outbox.enqueue(KIND, JOB_KEY, {"now": payload["now"], "rule": nxt, "counts": counts})
+    index = int(payload.get("rule", 0))
+    while index < len(RULES):
+        rule = RULES[index]
+        n = purge_batch(rule.name, now=now, batch=batch)
+        if n:
+            counts[rule.name] = counts.get(rule.name, 0) + n
+            outbox.enqueue(KIND, JOB_KEY, {"now": payload["now"], "rule": index if n >= batch else index + 1,
+                                           "counts": counts})
+            return
+        index += 1
+    record_purge(counts, "worker")
 
 
 outbox.handler(KIND)(_purge_job)
@@ -167,15 +169,30 @@ def start_purge(now: datetime | None = None) -> None:
     outbox.enqueue(KIND, JOB_KEY, {"now": (now or utcnow()).isoformat(), "rule": 0, "counts": {}})
 
 
+def anything_to_purge(now: datetime | None = None) -> bool:
+    """Whether some rule has a row to delete (one indexed lookup per rule)."""
+    s, now = _settings(), now or utcnow()
+    for rule in RULES:
+        cond = rule.condition(s, now)
+        if cond is not None and db.session.scalar(select(rule.key).where(cond).limit(1)) is not None:
+            return True
+    return False
+
+
+class _LastCheck:
+    at: datetime | None = None
+
+
 @outbox.periodic
 def schedule_purge() -> None:
-    """The worker's step (about once a minute): a purge chain every IDP_RETENTION_EVERY_MINUTES, never two
-    at once."""
-    jobs = select(OutboxJob.id).where(OutboxJob.key == JOB_KEY, OutboxJob.kind == KIND)
-    if db.session.scalar(jobs.where(OutboxJob.state.in_(outbox.UNFINISHED)).limit(1)) is not None:
-        return
-    last = db.session.scalar(select(func.max(OutboxJob.created_at)).where(OutboxJob.key == JOB_KEY,
-                                                                          OutboxJob.kind == KIND))
+    """The worker's step (about once a minute): every IDP_RETENTION_EVERY_MINUTES (first when the worker
+    starts), when no purge is unfinished and some rule has rows to delete, the first job of a purge chain."""
+    last = component_or_new("idp.retention.last_check", _LastCheck)
     now = utcnow()
-    if last is None or last <= now - timedelta(minutes=_settings().retention_every_minutes):
+    if last.at is not None and now - last.at < timedelta(minutes=_settings().retention_every_minutes):
+        return
+    last.at = now
+    unfinished = select(OutboxJob.id).where(OutboxJob.key == JOB_KEY, OutboxJob.kind == KIND,
+                                            OutboxJob.state.in_(outbox.UNFINISHED))
+    if db.session.scalar(unfinished.limit(1)) is None and anything_to_purge(now):
         start_purge(now)

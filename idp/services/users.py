@@ -321,13 +321,13 @@ def set_user(user: User, *, add_groups: list[str] | None = None, remove_groups: 
         user.password_hash = password_hash
     after = {"groups": user.group_names, "disabled": user.disabled}
     changed = {k: after[k] for k in after if before[k] != after[k]}
-    if password_hash is not None:
-        changed["password_changed"] = True
     if changed:
         audit.record("user.update", "user", user.username, before={k: before.get(k) for k in changed},
                      after=changed)
-        if set(changed) - {"disabled"}:   # set_disabled told the listeners about the flag
-            touch(user)
+    if password_hash is not None:   # its own action, as every other password set (a password.changed notice)
+        audit.record("user.password_reset", "user", user.username, after={"password_changed": True})
+    if set(changed) - {"disabled"} or password_hash is not None:   # set_disabled told the listeners about the flag
+        touch(user)
     return user
 
 

@@ -8,6 +8,7 @@ from flask_login import current_user, login_required
 
 from .. import audit
 from ..auth import amr, passkeys, recovery_codes, totp, totp_guard
+from ..certs.keystore import KeyStoreError
 from ..flows.enrolment import (
     EnrolmentAllowed,
     first_factor_gate,
@@ -16,7 +17,8 @@ from ..flows.enrolment import (
     record_recovery_code_used,
     record_reset,
 )
-from ..services import ServiceError, accounts, oauth_usage
+from ..flows.session_end import end_remotely
+from ..services import ServiceError, accounts, oauth_usage, user_sessions
 from ..services.admin_queries import recent_security_events
 from ..throttle import (
     LOGIN_ACCOUNT_IP_RULE,
@@ -27,7 +29,7 @@ from ..throttle import (
     retry_after,
     totp_code_key,
 )
-from .context import current_client, passwords, recent_second_factor, record_step_up_refusal, settings
+from .context import current_client, keystore, passwords, recent_second_factor, record_step_up_refusal, settings
 from .login_views import complete_login
 
 bp = Blueprint("account", __name__)
@@ -57,7 +59,10 @@ def _page(status: int = 200, **kw: object) -> Response:
                                     password_step_up=user.mfa_enrolled and not session_mfa,
                                     step_up_minutes=settings().step_up_max_age_s // 60,
                                     events=recent_security_events(user.username),
-                                    authorized=oauth_usage.list_grants(user_id=user.id), **defaults), status=status)
+                                    authorized=oauth_usage.list_grants(user_id=user.id),
+                                    sessions=user_sessions.live_sessions(user),
+                                    this_session=user_sessions.handle_of(current_user.session.id), **defaults),
+                    status=status)
 
 
 @bp.get("/account")
@@ -159,3 +164,25 @@ def revoke_app(grant_id: int) -> Response:
     oauth_usage.revoke_grants([row], by="user", client_ip=client.ip, user_agent=client.user_agent)
     flash(f"“{row.app_name}” no longer has access to your account.", "success")
     return redirect(url_for("account.index", _anchor="authorized-apps"), code=303)  # type: ignore[return-value]
+
+
+@bp.post("/account/sessions/<handle>/end")
+@login_required
+def end_session(handle: str) -> Response:
+    """Sign out one of the user's other sessions (another browser or device); CSRF-checked. This browser's own
+    session goes through /logout (the front-channel chain tells its apps)."""
+    user = current_user.user
+    if handle == user_sessions.handle_of(current_user.session.id):
+        return redirect(url_for("slo.idp_logout"), code=307)  # type: ignore[return-value]
+    try:
+        target = user_sessions.find_live_session(user, handle)
+        keys = keystore().current()
+    except ServiceError:
+        flash("That session has already ended.", "error")
+        return redirect(url_for("account.index", _anchor="sessions"), code=303)  # type: ignore[return-value]
+    except KeyStoreError:
+        flash("Signing out other devices is unavailable right now; try again in a minute.", "error")
+        return redirect(url_for("account.index", _anchor="sessions"), code=303)  # type: ignore[return-value]
+    end_remotely([target], settings(), keys, current_client(), initiated_by="user")
+    flash("That device was signed out.", "success")
+    return redirect(url_for("account.index", _anchor="sessions"), code=303)  # type: ignore[return-value]

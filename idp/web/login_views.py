@@ -10,7 +10,7 @@ from flask_login import current_user, login_user, logout_user
 
 from idp.auth.amr import PASSWORD_ONLY
 from idp.auth.sessions import load_session, start_session
-from idp.flows.signin import BadCredentials, Throttled, check_password
+from idp.flows.signin import BadCredentials, Throttled, check_password, note_signin_device
 from idp.models import IdpSession, User, utcnow
 from idp.web.context import current_client, passwords, settings
 from idp.web.params import flag
@@ -89,7 +89,11 @@ def complete_login(user: User, previous: IdpSession | None, *, mfa: bool,
     `amr`: the RFC 8176 methods proved in this sign-in (idp.auth.amr); None: the password, plus a TOTP
     code when `mfa`. `step_up`: the signed-in session `previous` proved a second factor (its authentication
     instant is kept: auth.sessions.start_session)."""
-    idp_session = start_session(user, current_client().ip, replaces=previous, mfa=mfa, amr=amr, step_up=step_up)
+    client = current_client()
+    idp_session = start_session(user, client.ip, replaces=previous, mfa=mfa, amr=amr, step_up=step_up,
+                                user_agent=client.user_agent)
+    if not step_up:   # a sign-in (a step-up adds a factor to a session already signed in from this device)
+        note_signin_device(user, client)
     logout_user()
     session.clear()
     login_user(Principal.of(idp_session))

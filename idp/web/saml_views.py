@@ -287,6 +287,8 @@ _USER_MESSAGES: dict[Reason, tuple[str, str]] = {
                                                      "Contact your administrator."),
     Reason.SESSION_EXPIRED: ("Sign-in failed", "Your session has expired. Sign in again."),
     Reason.UNKNOWN_SESSION: ("Sign-out", "There was no session to end."),
+    Reason.LOGOUT_NOT_BOUND: ("Sign-out failed", "This sign-out step belongs to a sign-out started in another "
+                                                 "browser, so it was not continued here."),
 }
 _GENERIC = ("Sign-in failed", "The request could not be completed. Contact your administrator with the event id.")
 _DENIED = ("Access denied", "You are not allowed to sign in to this application. Contact your administrator.")

@@ -9,6 +9,7 @@ from ..certs.keystore import KeySet, KeyStoreError
 from ..errors import EventContext, MalformedRequest, ServiceUnavailable
 from ..extensions import csrf
 from ..flows.slo import (
+    BROWSER_COOKIE,
     Outgoing,
     answer_unknown_session,
     next_step,
@@ -40,7 +41,18 @@ def _go(out: Outgoing) -> Response:
     else:
         resp = Response(render_template("logged_out.html"))
     resp.headers["Cache-Control"] = "no-cache, no-store"
+    if out.bind_browser:
+        _bind_browser(resp, out.bind_browser)  # type: ignore[arg-type]
     return resp  # type: ignore[return-value]
+
+
+def _bind_browser(resp: Response, value: str) -> None:
+    """The logout chain's cookie (flows.slo): sent back only to /saml/slo. Over HTTPS it is SameSite=None, so an
+    SP's auto-posted LogoutResponse (a cross-site POST) carries it; over plain HTTP (development) browsers refuse
+    SameSite=None without Secure, so it is Lax and POST-binding answers then end the chain early."""
+    https = settings().is_https
+    resp.set_cookie(BROWSER_COOKIE, value, max_age=30 * 60, path="/saml/slo", secure=https, httponly=True,
+                    samesite="None" if https else "Lax")
 
 
 def _forget_browser_session() -> None:
@@ -68,9 +80,7 @@ def slo() -> Response:
         raise err from None
     raw_query = request.query_string if request.method == "GET" else None
     if param == "SAMLResponse":
-        token = receive_logout_response(msg, raw_query, s)
-        if token is None:
-            return _go(Outgoing(binding="page", url=""))
+        token = receive_logout_response(msg, raw_query, request.cookies.get(BROWSER_COOKIE), s, current_client())
         return _go(next_step(token, s, _keys()))
     client = current_client()
     app, req, idp_session = receive_logout_request(msg, raw_query, s, client)

@@ -193,7 +193,8 @@ def test_self_enrolment_shows_codes_once_and_the_account_lists_the_event(browser
 def test_org_set_and_show(app: Flask) -> None:
     shown = json.loads(ok(app, "org", "show", "--format", "json").stdout)
     assert shown == {"trusted_ip_ranges": [], "mfa_self_enroll": True, "mfa_enrolment": "trusted-ranges",
-                     "mfa_enrolment_help": "", "admin_ip_ranges": [], "scim_delete": "deactivate"}
+                     "mfa_enrolment_help": "", "admin_ip_ranges": [], "scim_delete": "deactivate",
+                     "smtp_url": None, "smtp_source": None, "smtp_from": None, "admin_emails": []}
     assert ok(app, "org", "set", "--mfa-enrolment", "grace-days:14").stdout == "mfa enrolment: grace-days:14\n"
     ok(app, "org", "set", "--enrolment-help", "Call the IT desk, extension 4711.")
     table = ok(app, "org", "show").stdout

@@ -120,9 +120,9 @@ def test_cli_add_warns_about_expired_metadata(app: Flask) -> None:
     assert r.stdout.strip() == "old"
     assert "Warning: app old:" in r.stderr and "validUntil (2015-01-17 11:39 UTC) is in the past" in r.stderr
     assert fresh("old").entity_id == EXPIRED_ENTITY
-    # current metadata: no warning
+    # current metadata: no validUntil warning (its plain-http endpoints are warned about: see below)
     r = cli(app, "apps", "add", "--metadata", str(NO_KEYS), "--slug", "current")
-    assert r.exit_code == 0 and "Warning" not in r.stderr, r.output
+    assert r.exit_code == 0 and "in the past" not in r.stderr, r.output
 
 
 def test_cli_set_metadata_warns_about_expired_metadata(app: Flask, tmp_path: Path) -> None:
@@ -143,7 +143,8 @@ def test_sync_warns_about_expired_metadata(app: Flask, tmp_path: Path) -> None:
     shutil.copy(NO_KEYS, folder / "stuff.xml")
     r = cli(app, "apps", "sync", str(folder))
     assert r.exit_code == 0, r.output
-    assert "Warning: old.xml:" in r.stderr and "in the past" in r.stderr and "stuff" not in r.stderr
+    assert "Warning: old.xml:" in r.stderr and "in the past" in r.stderr
+    assert "Warning: stuff.xml:" in r.stderr and "in the past" not in r.stderr.split("Warning: stuff.xml:", 1)[1]
     assert r.stdout.splitlines()[-1] == "2 added, 0 updated, 0 unchanged, 0 refused"
 
 
@@ -171,3 +172,31 @@ def test_console_flashes_expired_metadata_on_add_and_refresh(client: FlaskClient
     resp = client.post("/admin/apps/old/refresh/apply", data={"csrf_token": admin, "token": token})
     page = text(client.get(resp.headers["Location"]))
     assert "Metadata updated." in page and 'class="flash warning"' not in page
+
+
+# ---------------------------------------------------------------- plain-http endpoints: accepted, with a warning
+
+PLAIN = "http://stuff.com/endpoints/endpoints/acs.php"
+
+
+def test_plain_http_endpoints_are_accepted_with_a_warning(app: Flask, client: FlaskClient, admin: str,  # noqa: F811
+                                                          tmp_path: Path) -> None:
+    r = cli(app, "apps", "add", "--metadata", str(NO_KEYS), "--slug", "stuff")
+    assert r.exit_code == 0 and r.stdout.strip() == "stuff"
+    assert f"Warning: app stuff: the AssertionConsumerService {PLAIN} is plain http://" in r.stderr
+    assert "SingleLogoutService http://stuff.com/endpoints/endpoints/sls.php is plain http://" in r.stderr
+    shown = cli(app, "apps", "show", "stuff")
+    assert f"Warning: the AssertionConsumerService {PLAIN} is plain http://" in shown.stdout
+    import json
+    warnings = json.loads(cli(app, "apps", "show", "stuff", "--format", "json").stdout)["warnings"]
+    assert len(warnings) == 2 and all("unencrypted" in w for w in warnings)
+    page = text(client.get("/admin/apps/stuff"))
+    assert 'id="metadata-warnings"' in page and PLAIN in page
+    # loopback http (a developer's SP) and https: no warning
+    local = tmp_path / "local.xml"
+    local.write_text(NO_KEYS.read_text().replace("http://stuff.com/endpoints/endpoints/", "http://127.0.0.1:8080/")
+                     .replace(NO_KEYS_ENTITY, "https://local.example.com/sp"))
+    r = cli(app, "apps", "add", "--metadata", str(local), "--slug", "local")
+    assert r.exit_code == 0 and "Warning" not in r.stderr, r.stderr
+    assert json.loads(cli(app, "apps", "show", "local", "--format", "json").stdout)["warnings"] == []
+    assert 'id="metadata-warnings"' not in text(client.get("/admin/apps/local"))

@@ -66,8 +66,12 @@ def test_sp_initiated_logout_propagates_to_other_apps(make_sp, browser, alice, k
         status = sp1.process_logout_response("post", saml_response_b64=where.fields["SAMLResponse"],
                                              request_id=logout.request_id)
     assert status == "urn:oasis:names:tc:SAML:2.0:status:Success"
-    ev = events(event_type="logout")[-1]
-    assert (ev.outcome, ev.reason, ev.username, ev.app_slug) == ("success", "logout", "alice", sp1.slug)
+    initiator, propagated = sorted(events(event_type="logout"), key=lambda e: bool((e.detail or {}).get("propagated")))
+    assert (initiator.outcome, initiator.reason, initiator.username, initiator.app_slug) == (
+        "success", "logout", "alice", sp1.slug)
+    # sp2's answer is an event of its own (flows.slo: each app's logout outcome)
+    assert (propagated.outcome, propagated.reason, propagated.username, propagated.app_slug) == (
+        "success", "logout", "alice", sp2.slug)
     # the browser has to sign in again
     resp = browser.send(sp1.authn_request("redirect"))
     assert saml_form(resp) is None and 'name="password"' in resp.get_data(as_text=True)
@@ -132,10 +136,11 @@ def test_replayed_logout_request(make_sp, browser, alice):
     assert last_event().reason == "replayed_request"
 
 
-def test_logout_response_with_unknown_relay_state_is_harmless(browser):
+def test_logout_response_with_unknown_relay_state_is_refused_with_an_event(browser):
     q = redirect_query(b"<x/>", param="SAMLResponse")
     resp = browser.get("/saml/slo?" + q)
-    assert resp.status_code == 200
+    assert resp.status_code == 400 and "There was no session to end." in resp.get_data(as_text=True)
+    assert last_event().reason == "unknown_session"
 
 
 def test_slo_without_message(browser):

@@ -24,7 +24,7 @@ from idp import create_app
 from idp.auth import recovery_codes, totp
 from idp.auth.totp import matching_step
 from idp.extensions import db
-from idp.models import AdminAudit, ConnectedApp, Group, IdpSession, OrgSetting, Passkey, User
+from idp.models import AdminAudit, ConnectedApp, Group, IdpSession, OrgSetting, Passkey, User, WebhookEndpoint
 from idp.services import users as users_svc
 
 from ..conftest import IsolatedClient, make_settings, reset_backends
@@ -82,7 +82,7 @@ def test_login_csrf(app, client, alice):  # type: ignore[no-untyped-def]
 
 
 SAMPLE_ARGS = {"slug": "wiki", "username": "bob", "name": "engineering", "step": "rotate", "passkey_id": "1",
-               "grant_id": "1", "job_id": "1"}
+               "grant_id": "1", "job_id": "1", "endpoint_id": "1"}
 
 
 def _form_bag() -> dict[str, str]:
@@ -117,6 +117,7 @@ def snapshot(app: Flask) -> dict[str, Any]:
         "audit": db.session.query(AdminAudit).count(),
         "sessions": sorted((s.id, s.ended_at is None) for s in db.session.query(IdpSession)),
         "passkeys": sorted((p.id, p.user_id, p.name) for p in db.session.query(Passkey)),
+        "webhooks": sorted((w.id, w.url, w.enabled, w.event_types) for w in db.session.query(WebhookEndpoint)),
         "keystore": (app.extensions["idp.settings"].cert_dir / "keystore.json").read_text(),
     }
 
@@ -124,6 +125,8 @@ def snapshot(app: Flask) -> dict[str, Any]:
 def test_admin_post_routes_need_a_token_and_an_admin(app, client, alice, bob, admin):  # type: ignore[no-untyped-def]
     register_sp("https://wiki.example.com", slug="wiki")
     db.session.add(Passkey(id=1, user_id=bob.id, credential_id=b"bob-key", public_key=b"-", name="bob's key"))
+    db.session.add(WebhookEndpoint(id=1, url="https://hooks.example.com/idp", secret_sealed="-",
+                                   event_types=["sso.success"]))
     rules = admin_post_rules(app)
     assert any(path == "/admin/apps/new" for _, path in rules), rules  # the console is there to be tested
     admin_browser = client

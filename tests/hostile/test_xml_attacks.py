@@ -17,8 +17,8 @@ from urllib.parse import quote_plus
 
 import pytest
 
+from ..functional.conftest import last_event
 from .saml_tools import (
-    assert_no_assertion,
     assert_refused,
     authn_request,
     b64,
@@ -180,7 +180,7 @@ def test_xinclude_and_stylesheets_are_never_fetched(client, setup, fifos, conn_p
 
 
 def test_hostile_xml_as_logout_response_is_harmless(client, setup, fifos, conn_probe):  # type: ignore[no-untyped-def]
-    """A LogoutResponse the IdP cannot read ends the chain on the signed-out page; nothing else happens."""
+    """A hostile LogoutResponse outside a logout chain is refused (400, an event); nothing else happens."""
     sp, session = setup
     base = (f'<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
             f'xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_r1" Version="2.0" '
@@ -193,7 +193,7 @@ def test_hostile_xml_as_logout_response_is_harmless(client, setup, fifos, conn_p
                 fifo = fifos()
                 xml = ALL_PAYLOADS[name](Ctx(base, sp.entity_id, str(fifo.path), conn_probe.url))
                 resp = deliver(client, binding, "slo", xml, param="SAMLResponse")
-                assert resp.status_code == 200 and 'id="signed-out"' in resp.get_data(as_text=True)
+                assert resp.status_code == 400 and last_event().reason == "unknown_session"
                 assert live_sessions() == 1
                 assert not conn_probe.connected(0.02)
                 assert not fifo.opened()
@@ -258,11 +258,12 @@ def test_broken_post_encoding(client, alice, endpoint):  # type: ignore[no-untyp
 @pytest.mark.parametrize("endpoint", ["sso", "slo"])
 def test_oversized_body_is_413(client, alice, endpoint):  # type: ignore[no-untyped-def]
     resp = client.post(ENDPOINTS[endpoint], data={"SAMLRequest": "A" * 300_000, "RelayState": "x"})
-    assert resp.status_code == 413
-    assert_no_assertion(resp)
+    # a refused SAML message is an event whatever refused it, the body-size cap included
+    ev = assert_refused(resp, 413, "malformed_request", event_type=event_type(endpoint))
+    assert "IDP_MAX_REQUEST_BYTES" in ev.detail["message"]
     resp = client.post(ENDPOINTS[endpoint], data=b"SAMLRequest=" + b"A" * 1_000_000,
                        content_type="application/x-www-form-urlencoded")
-    assert resp.status_code == 413
+    assert_refused(resp, 413, "malformed_request", event_type=event_type(endpoint))
 
 
 def test_deflate_bomb_is_refused_quickly(client, alice):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from ...extensions import db
 from ...models import ConnectedApp
 from .. import ServiceError
 from .registry import register_app, update_metadata
-from .validation import stale_metadata_warning, validate_slug
+from .validation import metadata_warnings, validate_slug
 
 
 @dataclass
@@ -35,18 +35,17 @@ def sync_folder(folder: Path) -> SyncReport:
             if existing is None:
                 added = register_app(xml, slug=slug, source="sync", source_ref=str(path))
                 report.added.append(slug)
-                warning = stale_metadata_warning(added.sp)
+                warnings = metadata_warnings(added.sp)
             elif existing.source != "sync":
                 raise ServiceError(f"slug {slug!r} belongs to an app that was not created by sync; left alone",
                                    field="slug")
             elif update_metadata(existing, xml, source_ref=str(path)):
                 report.updated.append(slug)
-                warning = stale_metadata_warning(existing.sp)
+                warnings = metadata_warnings(existing.sp)
             else:
                 report.unchanged.append(slug)
-                warning = None
-            if warning:
-                report.warnings.append((path.name, warning))
+                warnings = []
+            report.warnings.extend((path.name, warning) for warning in warnings)
         except (ServiceError, OSError) as exc:
             # refused before anything of this file was written (the services validate first); a race
             # lost at the database fails the whole sync in the command's unit of work instead

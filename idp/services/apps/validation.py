@@ -5,6 +5,7 @@ Every refusal is a ServiceError naming the input it is about (`field`), so the c
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -182,6 +183,44 @@ def stale_metadata_warning(sp: SpMetadata | dict[str, Any] | None, now: datetime
         return None
     return (f"the SP's metadata expired: its validUntil ({valid_until.strftime('%Y-%m-%d %H:%M UTC')}) is in the "
             "past; it was accepted, but ask the SP for fresh metadata")
+
+
+def plain_http_endpoint_warnings(sp: SpMetadata | dict[str, Any] | None) -> list[str]:
+    """A warning per ACS or SLO endpoint at a plain http:// URL on a host other than loopback: accepted (test and
+    internal SPs use them), but assertions and logout messages would cross the network unencrypted."""
+    if sp is None:
+        return []
+    data = sp if isinstance(sp, dict) else sp.to_dict()
+    warnings = []
+    for kind, label in (("acs", "AssertionConsumerService"), ("slo", "SingleLogoutService")):
+        seen: set[str] = set()
+        for ep in data.get(kind) or []:
+            for url in (ep.get("location"), ep.get("response_location")):
+                if not url or url in seen or not _plain_http_off_loopback(url):
+                    continue
+                seen.add(url)
+                warnings.append(f"the {label} {url[:200]} is plain http://: assertions and logout messages to it "
+                                "travel unencrypted; ask the SP for an https:// endpoint")
+    return warnings
+
+
+def _plain_http_off_loopback(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def metadata_warnings(sp: SpMetadata | dict[str, Any] | None, now: datetime | None = None) -> list[str]:
+    """Everything about accepted SP metadata an admin should look at: expired validUntil, plain-http endpoints."""
+    stale = stale_metadata_warning(sp, now)
+    return ([stale] if stale else []) + plain_http_endpoint_warnings(sp)
 
 
 def signing_changes(*, signing_key: str | None = None, signature_algorithm: str | None = None,

@@ -91,6 +91,7 @@ NAV = (
     ("admin.audit", "Audit trail", "audit"),
     ("admin.api_tokens", "API tokens", "api_tokens"),
     ("admin.outbox_page", "Jobs", "outbox"),
+    ("admin.notifications", "Notifications", "notifications"),
 )
 
 

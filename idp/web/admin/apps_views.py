@@ -232,9 +232,9 @@ def _register(form: NewAppForm | PickAppForm, xml: bytes, source: str, ref: str 
 
 
 def _flash_stale(app: ConnectedApp) -> None:
-    """Accepted metadata whose validUntil is past: said once more as the page opens (the page shows a badge)."""
-    warning = apps_svc.stale_metadata_warning(app.sp)
-    if warning:
+    """Accepted metadata an admin should look at (validUntil past, plain-http endpoints): said once more as the
+    page opens (the page lists them too)."""
+    for warning in apps_svc.metadata_warnings(app.sp):
         flash(f"Warning: {warning[0].upper()}{warning[1:]}.", "warning")
 
 
@@ -289,6 +289,7 @@ def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: P
     released, not_released = explain_release(current, sp)
     return _render(
         "admin/app_detail.html", status, app=app, sp=sp, current=current, oidc=_oidc_view(app),
+        metadata_warnings=apps_svc.metadata_warnings(app.sp) if sp else [],
         protocols=_protocols(app), released=released, not_released=not_released, name_formats=_NAME_FORMAT_NAMES,
         saml=saml or SamlForm.from_app(app) if sp else None, policy=policy or PolicyForm.from_app(app),
         release=release or ReleaseForm.from_app(app) if sp is None else None,

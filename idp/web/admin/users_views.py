@@ -6,13 +6,16 @@ from __future__ import annotations
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from idp import audit
 from idp.auth import passkeys, totp, totp_guard
 from idp.auth.enrolment_links import MAX_VALID_HOURS, PATH
 from idp.auth.factors import list_factors
+from idp.certs.keystore import KeyStoreError
 from idp.extensions import db
 from idp.flows.enrolment import record_factor_removed, record_reset, record_unsuspended
-from idp.models import Group, User, UserField
-from idp.services import ServiceError, accounts
+from idp.flows.session_end import end_remotely
+from idp.models import Group, IdpSession, User, UserField
+from idp.services import ServiceError, accounts, notify_email, user_sessions
 from idp.services import users as users_svc
 from idp.services.users import find_user
 from idp.web.admin import bp, page_number
@@ -26,7 +29,7 @@ from idp.web.admin.forms.users import (
     UserForm,
     UserStatusForm,
 )
-from idp.web.context import current_client, passwords, settings
+from idp.web.context import current_client, keystore, passwords, settings
 
 USERS_PER_PAGE = 50
 
@@ -87,7 +90,8 @@ def _edit_page(user: User, status: int = 200, *, form: UserForm | None = None,
                  is_self=user.id == current_user.user.id,
                  form=form or UserForm.from_user(user), pw_form=pw_form or PasswordForm(formdata=None),
                  link_form=link_form or EnrolmentLinkForm(formdata=None), max_link_hours=MAX_VALID_HOURS,
-                 custom_fields=_field_inputs(user, field_values), field_errors=field_errors or {})
+                 custom_fields=_field_inputs(user, field_values), field_errors=field_errors or {},
+                 sessions=user_sessions.live_sessions(user))
 
 
 def _field_inputs(user: User, posted: dict[str, str] | None) -> list[tuple[UserField, str]]:
@@ -199,6 +203,11 @@ def user_enrolment_link(username: str) -> Response:
         return _edit_page(user, 422, link_form=form)
     try:
         token = accounts.issue_enrolment_link(user, hours)
+        if form.email.data:
+            address = notify_email.send_enrolment_link(user, settings().url(PATH + token), hours)
+            flash(f"An enrolment link for {username} (valid for {hours} hours, once) is being emailed to "
+                  f"{address}.", "success")
+            return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
     except ServiceError as exc:
         if exc.field == "valid_hours":
             refuse(form, exc)
@@ -219,6 +228,42 @@ def user_mfa_unsuspend(username: str) -> Response:
         record_unsuspended(user, current_client(), "admin")
         flash(f"The authenticator of {username} works again.", "success")
     return redirect(url_for("admin.user_edit", username=username), code=303)  # type: ignore[return-value]
+
+
+@bp.post("/users/<username>/sessions/<handle>/end")
+def user_session_end(username: str, handle: str) -> Response:
+    """End one of the user's sessions (audited; a `logout` event with initiated_by admin)."""
+    user = _user_or_404(username)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        target = user_sessions.find_live_session(user, handle)
+    except ServiceError:
+        flash("That session has already ended.", "error")
+        return redirect(url_for("admin.user_edit", username=username, _anchor="sessions"), code=303)  # type: ignore[return-value]
+    return _end_sessions(user, [target])
+
+
+@bp.post("/users/<username>/sessions/end-all")
+def user_sessions_end_all(username: str) -> Response:
+    """End every session of the user (audited; one `logout` event per session)."""
+    user = _user_or_404(username)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    return _end_sessions(user, user_sessions.all_live_sessions(user))
+
+
+def _end_sessions(user: User, targets: list[IdpSession]) -> Response:
+    try:
+        keys = keystore().current()
+    except KeyStoreError:
+        flash("Ending sessions is unavailable while the signing key is: try again in a minute.", "error")
+        return redirect(url_for("admin.user_edit", username=user.username, _anchor="sessions"), code=303)  # type: ignore[return-value]
+    handles = [user_sessions.handle_of(t.id) for t in targets]
+    ended = end_remotely(targets, settings(), keys, current_client(), initiated_by="admin")
+    audit.record("user.sessions_end", "user", user.username, after={"sessions": handles, "ended": ended})
+    flash(f"{ended} session(s) of {user.username} ended.", "success")
+    return redirect(url_for("admin.user_edit", username=user.username, _anchor="sessions"), code=303)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- groups

@@ -26,3 +26,5 @@ from idp.web.admin import usage_views  # noqa: F401,E402,I001
 from idp.web.admin import api_tokens_views  # noqa: F401,E402,I001
 from idp.web.admin import outbox_views  # noqa: F401,E402,I001
 from idp.web.admin import provisioning_views  # noqa: F401,E402,I001
+from idp.web.admin import email_views  # noqa: F401,E402,I001
+from idp.web.admin import notifications_views  # noqa: F401,E402,I001

@@ -56,6 +56,7 @@ class EnrolmentLinkForm(AdminForm):
     """How long a new enrolment link stays valid (hours, 1 to MAX_VALID_HOURS; the service checks the range)."""
 
     valid_hours = TextField(limit=10, default=str(DEFAULT_VALID_HOURS))
+    email = FlagField()   # email the link to the user (through the outbox) instead of showing it
 
     def hours(self) -> int | None:
         """The number of hours, or None (and an error next to the field) when it is not a whole number."""
