@@ -17,6 +17,7 @@ there. A pysaml2 SP that receives signed SOAP messages therefore registers the p
 from __future__ import annotations
 
 import copy
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -37,6 +38,11 @@ SOAP_FAULT = (b'<?xml version="1.0"?><SOAP-ENV:Envelope xmlns:SOAP-ENV="http://s
               b"<SOAP-ENV:Body><SOAP-ENV:Fault><faultcode>SOAP-ENV:Server</faultcode>"
               b"<faultstring>session store unavailable</faultstring></SOAP-ENV:Fault></SOAP-ENV:Body>"
               b"</SOAP-ENV:Envelope>")
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass   # a refused TLS handshake (no client certificate) is what some tests want
 
 
 @contextmanager
@@ -62,6 +68,7 @@ class Received:
     request_id: str | None = None
     verified: bool = False            # pysaml2 accepted the LogoutRequest (signature checked against the IdP)
     error: str | None = None
+    client_cert_subject: str | None = None   # over https: the certificate the IdP presented (mutual TLS)
     arrived: float = field(default_factory=time.monotonic)
     answered: float | None = None     # when the answer was sent
 
@@ -70,16 +77,20 @@ class SoapLogoutSP(Pysaml2SP):
     """A pysaml2 SP whose SingleLogoutService includes a SOAP endpoint served on loopback."""
 
     def __init__(self, workdir: Path, idp_metadata_xml: str, *, keypair: KeyPair | None = None,
-                 front_channel: bool = True, mode: str = "ok", delay: float = 0.0, **kw: Any) -> None:
+                 front_channel: bool = True, mode: str = "ok", delay: float = 0.0,
+                 tls: ssl.SSLContext | None = None, **kw: Any) -> None:
         self.mode, self.delay, self.front_channel = mode, delay, front_channel
         self.received: list[Received] = []
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
+        if tls is not None:   # https; the handshake runs in the handler's thread
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True, do_handshake_on_connect=False)
         port = self.server.server_address[1]
-        self.soap_url = f"http://127.0.0.1:{port}/saml/soap"
+        scheme = "https" if tls is not None else "http"
+        self.soap_url = f"{scheme}://127.0.0.1:{port}/saml/soap"
         self.extra_slo_endpoints = [(self.soap_url, BINDING_SOAP)]
-        super().__init__(workdir, idp_metadata_xml, base_url=f"http://127.0.0.1:{port}", keypair=keypair, **kw)
+        super().__init__(workdir, idp_metadata_xml, base_url=f"{scheme}://127.0.0.1:{port}", keypair=keypair, **kw)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -159,6 +170,9 @@ class SoapLogoutSP(Pysaml2SP):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status, data, rec = sp.answer(body, {k.lower(): v for k, v in self.headers.items()})
+                if isinstance(self.connection, ssl.SSLSocket):
+                    peer = self.connection.getpeercert() or {}
+                    rec.client_cert_subject = ",".join(f"{k}={v}" for rdn in peer.get("subject", ()) for k, v in rdn)
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "text/xml; charset=utf-8")

@@ -6,11 +6,18 @@ failure event of its own while the IdP session still ends."""
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -28,9 +35,14 @@ SOAP_ACTION = "http://www.oasis-open.org/committees/security"
 
 @pytest.fixture
 def settings(tmp_path: Path, key_template: Path, request: pytest.FixtureRequest) -> Settings:
-    # the test SPs listen on loopback: allowed here, except where a test asks for the default (param False)
-    return make_settings(tmp_path, key_template, saml_backchannel_allow_private=getattr(request, "param", True),
-                         saml_backchannel_timeout_s=1.0)
+    # the test SPs listen on loopback: allowed here, except where a test asks for the default; a test may
+    # override other settings through its param
+    overrides = {"saml_backchannel_allow_private": True, "saml_backchannel_timeout_s": 1.0,
+                 **getattr(request, "param", {})}
+    if overrides.get("saml_backchannel_client_cert") == "from-pki":
+        pki = request.getfixturevalue("pki")
+        overrides.update(saml_backchannel_client_cert=pki["client_cert"], saml_backchannel_client_key=pki["client_key"])
+    return make_settings(tmp_path, key_template, **overrides)
 
 
 @pytest.fixture
@@ -108,7 +120,7 @@ def test_a_failed_answer_is_a_failure_event_and_the_session_still_ends(app: Flas
     assert session_ev.detail["saml_apps_notified"] == {sp.slug: reason}
 
 
-@pytest.mark.parametrize("settings", [False], indirect=True)
+@pytest.mark.parametrize("settings", [{"saml_backchannel_allow_private": False}], indirect=True)
 def test_a_private_address_is_refused_without_the_setting(app: Flask, soap_sp, browser, alice):  # type: ignore[no-untyped-def]
     sp = soap_sp("ok")
     sign_in(browser, sp)
@@ -169,3 +181,86 @@ def test_front_channel_chain_is_partial_when_the_soap_only_app_fails(soap_sp, ma
                                                request_id=logout.request_id)
     assert (status, initiator.last_logout_sub_status) == (SUCCESS, PARTIAL)
     assert [e.reason for e in soap_events()] == ["backchannel_logout_failed"]
+
+
+# ---------------------------------------------------------------- https: TLS authenticates the SP, mutual TLS
+
+def _cert(subject: str, key: Any, issuer: tuple[str, Any] | None, *, ca: bool = False, ip: str | None = None,
+          client: bool = False) -> Any:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    issuer_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer[0])]) if issuer else name
+    now = datetime.datetime.now(datetime.UTC)
+    b = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_name).public_key(key.public_key())
+         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+         .not_valid_after(now + datetime.timedelta(days=30))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if ca:
+        b = b.add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                          content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                          key_agreement=False, encipher_only=False, decipher_only=False),
+                            critical=True)
+    if ip:
+        b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+        b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    if client:
+        b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    return b.sign(issuer[1] if issuer else key, hashes.SHA256())
+
+
+def _write(path: Path, *items: Any) -> str:
+    pem = b""
+    for item in items:
+        if isinstance(item, x509.Certificate):
+            pem += item.public_bytes(serialization.Encoding.PEM)
+        else:
+            pem += item.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+    path.write_bytes(pem)
+    path.chmod(0o600)
+    return str(path)
+
+
+@pytest.fixture
+def pki(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A private CA the IdP trusts (SSL_CERT_FILE: OpenSSL's default verify paths read it), a server certificate for
+    127.0.0.1 and a client certificate for the IdP, all signed by it."""
+    keys = {n: rsa.generate_private_key(public_exponent=65537, key_size=2048) for n in ("ca", "server", "client")}
+    ca = _cert("Test CA", keys["ca"], None, ca=True)
+    server = _cert("127.0.0.1", keys["server"], ("Test CA", keys["ca"]), ip="127.0.0.1")
+    client = _cert("idp-backchannel", keys["client"], ("Test CA", keys["ca"]), client=True)
+    d = tmp_path / "pki"
+    d.mkdir()
+    paths = {"ca": _write(d / "ca.pem", ca), "server": _write(d / "server.pem", server, keys["server"]),
+             "client_cert": _write(d / "client.pem", client), "client_key": _write(d / "client.key", keys["client"])}
+    monkeypatch.setenv("SSL_CERT_FILE", paths["ca"])
+    return paths
+
+
+def _server_tls(pki: dict[str, str]) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki["server"])
+    ctx.load_verify_locations(pki["ca"])
+    ctx.verify_mode = ssl.CERT_REQUIRED          # the SP insists on the IdP's client certificate
+    return ctx
+
+
+@pytest.mark.parametrize("settings", [{"saml_backchannel_client_cert": "from-pki"}], indirect=True)
+def test_https_unsigned_answer_is_authenticated_by_tls_with_a_client_certificate(app: Flask, soap_sp, browser,  # type: ignore[no-untyped-def]
+                                                                                   alice, pki):
+    sp = soap_sp("unsigned", tls=_server_tls(pki))
+    sign_in(browser, sp)
+    end_sessions(app)
+    [got] = sp.received
+    assert got.verified and got.client_cert_subject == "commonName=idp-backchannel"
+    [ev] = soap_events()
+    assert (ev.reason, ev.outcome, ev.detail["authenticated_by"]) == ("logout", "success", "tls")
+
+
+def test_https_without_the_client_certificate_the_sp_refuses_the_connection(app: Flask, soap_sp, browser, alice,  # type: ignore[no-untyped-def]
+                                                                           pki):
+    sp = soap_sp("ok", tls=_server_tls(pki))
+    sign_in(browser, sp)
+    end_sessions(app)
+    assert live_sessions() == 0 and [r for r in sp.received if r.verified] == []
+    [ev] = soap_events()
+    assert (ev.reason, ev.outcome) == ("backchannel_logout_failed", "error")
