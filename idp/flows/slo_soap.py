@@ -152,7 +152,7 @@ def _exchange(target: SoapTarget, settings: Settings) -> SoapOutcome:
             max_bytes=MAX_ANSWER_BYTES, what="SOAP logout endpoint", switch="IDP_SAML_BACKCHANNEL_ALLOW_PRIVATE",
             client_cert=client_cert, user_agent="idp-saml-backchannel/1")
     except ServiceError as exc:
-        failure = "timeout" if time.monotonic() - started >= timeout else "unreachable"
+        failure = "timeout" if time.monotonic() - started >= timeout else "not_delivered"
         raise _Refused(Reason.BACKCHANNEL_LOGOUT_FAILED, str(exc), failure=failure) from None
     detail: dict[str, Any] = {"http_status": answer.status}
     try:
