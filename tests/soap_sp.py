@@ -4,7 +4,8 @@
 with `create_logout_response(..., bindings=[BINDING_SOAP], sign=True)` wrapped by `apply_binding(BINDING_SOAP)`.
 
 `mode` scripts the answer: ok | unsigned | wrong_irt (a signed answer to another request) | fault (a SOAP fault,
-HTTP 500) | error (HTTP 500, no SOAP) | sleep (answers after `delay` seconds) | failure (a signed Responder status).
+HTTP 500) | error (HTTP 500, no SOAP) | sleep (answers after `delay` seconds) | failure (a signed Responder status)
+| resign (the answer signed by `resign`, e.g. with a key that is not in the SP's metadata).
 The SP's metadata lists the SOAP SingleLogoutService; with front_channel=False it lists only that one.
 
 pysaml2's SOAP unwrapping (saml2.soap.parse_soap_enveloped_saml_thingy) re-serialises the Body's message with the
@@ -20,7 +21,7 @@ import copy
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,8 +79,10 @@ class SoapLogoutSP(Pysaml2SP):
 
     def __init__(self, workdir: Path, idp_metadata_xml: str, *, keypair: KeyPair | None = None,
                  front_channel: bool = True, mode: str = "ok", delay: float = 0.0,
-                 tls: ssl.SSLContext | None = None, **kw: Any) -> None:
+                 tls: ssl.SSLContext | None = None, resign: Callable[[bytes], bytes] | None = None,
+                 **kw: Any) -> None:
         self.mode, self.delay, self.front_channel = mode, delay, front_channel
+        self.resign = resign   # mode "resign": the answer is built unsigned, then signed by this (a foreign key)
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self.server = _QuietServer(("127.0.0.1", 0), self._handler())
@@ -148,9 +151,12 @@ class SoapLogoutSP(Pysaml2SP):
         status = STATUS_RESPONDER if self.mode == "failure" else "urn:oasis:names:tc:SAML:2.0:status:Success"
         resp = self.client.create_logout_response(msg, bindings=[BINDING_SOAP],
                                                   status=Status(status_code=StatusCode(value=status)),
-                                                  sign=self.mode != "unsigned", sign_alg=self.sig_alg,
-                                                  digest_alg=self.digest_alg)
-        info = self.client.apply_binding(BINDING_SOAP, str(resp), "", response=True)
+                                                  sign=self.mode not in ("unsigned", "resign"),
+                                                  sign_alg=self.sig_alg, digest_alg=self.digest_alg)
+        xml = str(resp)
+        if self.mode == "resign" and self.resign is not None:
+            xml = self.resign(xml.encode()).decode()
+        info = self.client.apply_binding(BINDING_SOAP, xml, "", response=True)
         data = info["data"]
         return 200, data.encode() if isinstance(data, str) else data, rec
 

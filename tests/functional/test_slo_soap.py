@@ -24,6 +24,7 @@ from flask.testing import FlaskClient
 from idp.config import Settings
 
 from ..conftest import make_settings
+from ..hostile.saml_tools import signed
 from ..soap_sp import SoapLogoutSP, soap_prefixes
 from .conftest import events
 from .test_slo import deliver, live_sessions, sign_in
@@ -118,6 +119,16 @@ def test_a_failed_answer_is_a_failure_event_and_the_session_still_ends(app: Flas
         assert ev.detail["failure"] == "timeout"
     session_ev = [e for e in events(event_type="logout") if e.binding is None][-1]
     assert session_ev.detail["saml_apps_notified"] == {sp.slug: reason}
+
+
+def test_an_answer_signed_with_a_key_outside_the_apps_metadata_is_refused(app: Flask, soap_sp, browser, alice,  # type: ignore[no-untyped-def]
+                                                                         sp_keys):
+    sp = soap_sp("resign", resign=lambda xml: signed(xml, sp_keys["other"]))
+    sign_in(browser, sp)
+    end_sessions(app)
+    [ev] = soap_events()
+    assert (ev.reason, ev.outcome) == ("bad_signature", "error")
+    assert "does not verify with the app's certificates" in ev.detail["error_description"]
 
 
 @pytest.mark.parametrize("settings", [{"saml_backchannel_allow_private": False}], indirect=True)
