@@ -13,11 +13,14 @@ present is always verified), or, unsigned, it came over https from the endpoint 
 TLS (system CAs, the host name checked, the vetted address pinned, no redirect followed) authenticated the
 responder (saml-profiles-2.0-os §4.4.4.2 "signed or otherwise authenticated"; saml-bindings-2.0-os §3.2.2.2).
 An unsigned answer over plain http authenticates nothing and is refused. A SOAP fault, a non-200 answer, a
-timeout or a refused address is a failure. Nothing stops the logout: every app's outcome is an event.
+timeout or a refused address is a failure. Nothing stops the logout: every app's outcome is an event. Destination
+is not checked and no replay cache is consulted: the SOAP binding needs no Destination, and the answer comes back
+on the IdP's own connection, bound to a fresh request by InResponseTo.
 
 Database reads happen before the exchange (the caller's thread), the exchanges run in parallel in a small
 thread pool (no database session there, each bounded by IDP_SAML_BACKCHANNEL_TIMEOUT), and the events are
-written after, in the caller's unit of work.
+written after, in the caller's unit of work (which therefore stays open, with the ended session's row written,
+for at most about one timeout).
 """
 
 from __future__ import annotations
