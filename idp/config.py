@@ -118,6 +118,14 @@ class Settings:
     # the internal network). Off: the SSRF guard of services.fetch refuses them, as for metadata URLs.
     oidc_backchannel_allow_private: bool = False
     oidc_backchannel_timeout_s: float = 3.0   # per RP; a logout never waits longer on one RP
+    # SAML SOAP back-channel logout (flows.slo_soap): IDP_SAML_BACKCHANNEL_ALLOW_PRIVATE lets the LogoutRequest POSTs
+    # reach private / loopback SOAP endpoints (off: the SSRF guard refuses them); IDP_SAML_BACKCHANNEL_TIMEOUT bounds
+    # one app's exchange (seconds; the apps of a session are asked in parallel); IDP_SAML_BACKCHANNEL_CLIENT_CERT /
+    # _KEY: a PEM certificate and key the IdP presents to https endpoints asking for one (mutual TLS)
+    saml_backchannel_allow_private: bool = False
+    saml_backchannel_timeout_s: float = 3.0
+    saml_backchannel_client_cert: str | None = None
+    saml_backchannel_client_key: str | None = None
     # the outbox worker (`idp worker`, services.outbox): attempts before a job is dead, the backoff after a failure
     # (base x 2^(attempt-1), capped, with jitter), the lease a claimed job holds (a worker killed mid-job: the job
     # is claimable again when it ends), how long finished jobs are kept
@@ -244,6 +252,10 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         data_key=env.get("IDP_DATA_KEY") or None,
         oidc_enabled=env_bool(env, "IDP_OIDC_ENABLED", True),
         oidc_backchannel_allow_private=env_bool(env, "IDP_OIDC_BACKCHANNEL_ALLOW_PRIVATE", False),
+        saml_backchannel_allow_private=env_bool(env, "IDP_SAML_BACKCHANNEL_ALLOW_PRIVATE", False),
+        saml_backchannel_timeout_s=float(_int(env, "IDP_SAML_BACKCHANNEL_TIMEOUT", 3, 1)),
+        saml_backchannel_client_cert=(env.get("IDP_SAML_BACKCHANNEL_CLIENT_CERT") or "").strip() or None,
+        saml_backchannel_client_key=(env.get("IDP_SAML_BACKCHANNEL_CLIENT_KEY") or "").strip() or None,
         worker_max_attempts=_int(env, "IDP_WORKER_MAX_ATTEMPTS", 8, 1),
         worker_backoff_s=_int(env, "IDP_WORKER_BACKOFF", 10, 0),
         worker_backoff_max_s=_int(env, "IDP_WORKER_BACKOFF_MAX", 3600, 0),
@@ -271,6 +283,9 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         passkey_rp_name=(env.get("IDP_PASSKEY_RP_NAME") or "Identity Provider").strip()[:64] or "Identity Provider",
     )
     _check_data_key(values["data_key"])
+    if bool(values["saml_backchannel_client_cert"]) != bool(values["saml_backchannel_client_key"]):
+        raise ConfigError("IDP_SAML_BACKCHANNEL_CLIENT_CERT and IDP_SAML_BACKCHANNEL_CLIENT_KEY are set together "
+                          "(a PEM certificate and its private key), or neither")
     values.update(overrides)
     if not values["secret_key"]:
         values["secret_key"] = _secret_key(env, Path(str(values["instance_dir"])))

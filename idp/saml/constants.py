@@ -45,6 +45,9 @@ class BindingName(StrEnum):
 
 BINDING_REDIRECT = Binding.REDIRECT
 BINDING_POST = Binding.POST
+# saml-bindings-2.0-os §3.2: the SOAP binding, used only outbound (back-channel logout to an SP's SOAP
+# SingleLogoutService); not a member of Binding, which lists the bindings the IdP's own endpoints accept
+BINDING_SOAP = "urn:oasis:names:tc:SAML:2.0:bindings:SOAP"
 # saml-bindings-2.0-os §3.4.4.1: the only SAMLEncoding this IdP reads (also the default when absent)
 URL_ENCODING_DEFLATE = "urn:oasis:names:tc:SAML:2.0:bindings:URL-Encoding:DEFLATE"
 
