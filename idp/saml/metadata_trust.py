@@ -139,11 +139,11 @@ def verify_metadata_signature(xml: bytes, anchor_pem: str) -> str:
         key, _ = verification_key(anchor_pem.strip() + "\n")
     except (ValueError, xmlsec.Error):
         raise TrustError("signature_invalid", "the app's trust anchor cannot be used") from None
-    if root_id:
-        xmlsec.tree.add_ids(root, ["ID"])
     ctx = xmlsec.SignatureContext()
     ctx.key = key   # the anchor's key only: any KeyInfo in the document is never used
     try:
+        if uri != "":   # "#ID": xmlsec resolves it through the ID attributes (checked unique above)
+            xmlsec.tree.add_ids(root, ["ID"])
         ctx.verify(sig)
     except xmlsec.Error:
         raise TrustError("signature_invalid", "the metadata's signature does not verify with the app's trust "
