@@ -453,3 +453,31 @@ def test_sso_round_trip_after_refresh_changed_the_acs(app: Flask, server: Metada
     assert form is not None and form.action == sp.acs_url
     result = sp.process_response(form.saml_response, req.request_id)
     assert result.name_id == "alice"
+
+
+# ---------------------------------------------------------------- admins are told of a refused refresh
+
+
+def test_refused_refresh_is_emailed_to_admins_once_per_error(app: Flask, tmp_path: Path,
+                                                              server: MetadataServer) -> None:
+    from idp.services import mailer
+
+    from ..smtp_sink import SmtpSink
+    from .test_email import run_worker
+
+    sink = SmtpSink().start()
+    try:
+        mailer.set_smtp(sink.url(), "idp@example.org")
+        db.session.commit()
+        ok(app, "org", "set", "--admin-email", "ops@example.org")
+        register(app, tmp_path, plain(sp_doc()))
+        ok(app, "apps", "set", "sp", "--metadata-url", server.url("/gone.xml"))
+        assert cli(app, "apps", "refresh", "sp").exit_code == 1
+        assert cli(app, "apps", "refresh", "sp").exit_code == 1     # the same error: no second email
+        run_worker()
+        assert [(r.rcpt_tos[0], r.message["Subject"]) for r in sink.received] == \
+            [("ops@example.org", "Metadata refresh of sp refused")]
+        body = sink.received[0].part("plain")
+        assert "HTTP 404" in body and "fetch_failed" in body and server.url("/gone.xml") in body
+    finally:
+        sink.stop()
