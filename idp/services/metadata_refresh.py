@@ -245,7 +245,9 @@ def refresh(app: ConnectedApp, *, approve: bool = False, now: datetime | None = 
     """Fetch the app's metadata now and apply, hold or refuse it (see the module docstring). `approve` (an admin
     said yes: `idp apps refresh SLUG --yes`) applies a change, or a held one, whatever the mode."""
     now = now or utcnow()
-    src = source_of(app)
+    # the row locked (PostgreSQL) and read afresh: a worker's job, a cron `--due` run and an admin's "Refresh
+    # now" for one app are serialised, each deciding on what the one before it wrote
+    src = db.session.get(MetadataSource, app.id, with_for_update=True, populate_existing=True)
     if src is None or not (src.url or src.mdq_base):
         raise ServiceError(f"app {app.slug} has no metadata URL or MDQ service (idp apps set {app.slug} "
                            "--metadata-url URL)", field="metadata_url")
@@ -323,11 +325,12 @@ def _apply_held(app: ConnectedApp, src: MetadataSource, now: datetime) -> Refres
         raise ServiceError(f"app {app.slug} has no held metadata change", field="held")
     xml = src.held_xml.encode("utf-8")
     try:   # checked again: validUntil may have passed since it was held, the anchor may have changed
-        verify_document(src, app, xml, now)
+        new_sp = verify_document(src, app, xml, now)
     except (TrustError, ServiceError) as exc:
         src.held_xml = src.held_diff = src.held_reason = src.held_at = None
         return _refused(app, src, getattr(exc, "code", "metadata_invalid"), f"the held document: {exc}", now)
-    diff = list(src.held_diff or [])
+    # against what the app has now (its metadata may have been replaced by hand since the change was held)
+    diff = _diff_dicts(SpMetadata.from_dict(app.sp or {}), new_sp)
     return _apply(app, src, xml, diff, now, request_url_of(src, app) or "")
 
 
