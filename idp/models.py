@@ -220,6 +220,7 @@ class MetadataSource(db.Model):  # type: ignore[name-defined]
     held_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
     held_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     rejected_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fetched_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the document ETag stands for
 
 
 class OidcClient(db.Model):  # type: ignore[name-defined]

@@ -218,6 +218,8 @@ def apps_show(slug: str, fmt: str) -> None:
             click.echo("metadata refresh:")
             for k, v in value.items():
                 if k == "held_diff":
+                    if v:
+                        click.echo("  held change:")
                     for item in v:
                         click.echo(f"    {item['label']}: " + ", ".join(
                             [f"-{x}" for x in item.get("removed") or []] + [f"+{x}" for x in item.get("added") or []]

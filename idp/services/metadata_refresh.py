@@ -255,17 +255,26 @@ def refresh(app: ConnectedApp, *, approve: bool = False, now: datetime | None = 
     s = _settings()
     from .fetch import fetch_metadata_conditional
 
+    # the validators stand for the last document fetched: when neither the app's metadata (replaced by hand
+    # since?) nor a held change is that document, a 304 would hide a difference, so the fetch is unconditional
+    current = _sha256(app.metadata_xml or "")
+    conditional = src.fetched_sha256 is not None and src.fetched_sha256 in (
+        current, _sha256(src.held_xml) if src.held_xml else None)
     try:
         answer = fetch_metadata_conditional(
-            url, etag=src.etag, last_modified=src.last_modified, allow_private=s.metadata_fetch_allow_private,
-            timeout=s.metadata_fetch_timeout_s, accept=MDQ_ACCEPT if src.mdq_base else
-            "application/samlmetadata+xml, application/xml, text/xml")
+            url, etag=src.etag if conditional else None, last_modified=src.last_modified if conditional else None,
+            allow_private=s.metadata_fetch_allow_private, timeout=s.metadata_fetch_timeout_s,
+            accept=MDQ_ACCEPT if src.mdq_base else "application/samlmetadata+xml, application/xml, text/xml")
     except ServiceError as exc:
         return _refused(app, src, "fetch_failed", str(exc), now)
     src.last_fetched_at = now
     if answer.not_modified:
         if approve and src.held_xml:
             return _apply_held(app, src, now)
+        if src.held_xml:   # the source still serves the held change: it keeps waiting for an admin
+            _ok(src, "held", now, None)
+            return RefreshResult("held", f"not modified (HTTP 304); the held change still waits for approval: "
+                                         f"{src.held_reason}", reason="held", diff=list(src.held_diff or []))
         return _unchanged(src, "not modified (HTTP 304)", now, None if not app.metadata_xml else
                           app.metadata_xml.encode("utf-8"))
     xml = answer.body or b""
@@ -275,8 +284,8 @@ def refresh(app: ConnectedApp, *, approve: bool = False, now: datetime | None = 
         return _refused(app, src, exc.code, str(exc), now)
     except ServiceError as exc:
         return _refused(app, src, "metadata_invalid", str(exc), now)
-    src.etag, src.last_modified = answer.etag, answer.last_modified
     text = xml.decode("utf-8", errors="replace")
+    src.etag, src.last_modified, src.fetched_sha256 = answer.etag, answer.last_modified, _sha256(text)
     if text == app.metadata_xml:
         src.held_xml = src.held_diff = src.held_reason = src.held_at = None
         return _unchanged(src, "the document is unchanged", now, xml)

@@ -191,6 +191,15 @@ def test_auto_refresh_applies_audits_the_diff_and_uses_etags(app: Flask, tmp_pat
     due = datetime.fromisoformat(info["next_due"].replace("Z", "+00:00"))
     assert timedelta(hours=5) < due - datetime.now(UTC) <= timedelta(hours=6)
 
+    # metadata replaced by hand: the validators no longer stand for what the app has, so the next fetch is
+    # unconditional and the URL's document comes back
+    (tmp_path / "hand.xml").write_bytes(first)
+    ok(app, "apps", "set", "sp", "--metadata", str(tmp_path / "hand.xml"))
+    assert acs_of("sp") == ["https://sp.example.org/acs"]
+    assert "applied" in ok(app, "apps", "refresh", "sp").stdout
+    assert "If-None-Match" not in server.requests[-1][1]
+    assert acs_of("sp") == ["https://sp.example.org/acs", "https://sp.example.org/acs2"]
+
 
 def test_cache_duration_and_valid_until_shorten_the_interval(app: Flask, tmp_path: Path,
                                                              server: MetadataServer) -> None:
@@ -222,8 +231,10 @@ def test_approve_mode_holds_and_yes_applies(app: Flask, tmp_path: Path, server: 
     assert info["held"] is True and info["last_outcome"] == "held"
     assert info["held_diff"][0]["added"] == ["HTTP-POST https://sp.example.org/new index=1"]
     assert len(audits("app.metadata_held")) == 1
-    ok(app, "apps", "refresh", "sp")          # the same change again: still held, not audited twice
+    out = ok(app, "apps", "refresh", "sp").stdout   # 304: the held change still waits, not audited twice
+    assert "held: not modified (HTTP 304); the held change still waits" in out
     assert len(audits("app.metadata_held")) == 1
+    assert "held change:" in ok(app, "apps", "show", "sp").stdout
     out = ok(app, "apps", "refresh", "sp", "--yes").stdout   # 304 from the server: the held document is applied
     assert "applied" in out
     assert acs_of("sp") == ["https://sp.example.org/acs", "https://sp.example.org/new"]

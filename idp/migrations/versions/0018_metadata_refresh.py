@@ -36,6 +36,7 @@ def upgrade():
         sa.Column("held_reason", sa.String(length=300), nullable=True),
         sa.Column("held_at", UTCDateTime(timezone=True), nullable=True),
         sa.Column("rejected_sha256", sa.String(length=64), nullable=True),
+        sa.Column("fetched_sha256", sa.String(length=64), nullable=True),
     )
     op.create_index("ix_app_metadata_sources_next_due_at", "app_metadata_sources", ["next_due_at"])
 
