@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from idp.extensions import db
 from idp.services import ServiceError
 from idp.services import apps as apps_svc
 from idp.services import metadata_refresh as refresh_svc
@@ -119,7 +120,11 @@ def apps_refresh(slug: str | None, yes: bool, due: bool) -> None:
         refused = 0
         apps = refresh_svc.due_apps()
         for app in apps:
-            result = refresh_svc.refresh(app)
+            try:
+                with db.session.begin_nested():   # one app's unexpected refusal leaves the others' outcomes
+                    result = refresh_svc.refresh(app)
+            except ServiceError as exc:
+                result = refresh_svc.RefreshResult("refused", str(exc), reason="error")
             refused += result.outcome == "refused"
             echo_result(app.slug, result)
         click.echo(f"{len(apps)} app(s) refreshed, {refused} refused")

@@ -48,6 +48,8 @@ class MetadataServer:
 
     def __init__(self) -> None:
         self.docs: dict[str, bytes] = {}
+        self.etags: dict[str, str] = {}          # path -> ETag sent instead of the document's hash
+        self.always_304: set[str] = set()        # paths that answer 304 whatever was asked
         self.requests: list[tuple[str, dict[str, str]]] = []
         outer = self
 
@@ -60,8 +62,8 @@ class MetadataServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
-                if self.headers.get("If-None-Match") == etag:
+                etag = outer.etags.get(self.path) or '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+                if self.headers.get("If-None-Match") == etag or self.path in outer.always_304:
                     self.send_response(304)
                     self.send_header("ETag", etag)
                     self.end_headers()
@@ -391,6 +393,21 @@ def test_fetch_failure_is_refused_and_retried_later(app: Flask, tmp_path: Path, 
     due = datetime.fromisoformat(info["next_due"].replace("Z", "+00:00"))
     assert due - datetime.now(UTC) <= timedelta(minutes=5)
     assert audits("app.metadata_refresh_failed")[-1].after["reason"] == "fetch_failed"
+
+
+def test_hostile_validators(app: Flask, tmp_path: Path, server: MetadataServer) -> None:
+    register(app, tmp_path, plain(sp_doc()))
+    # an ETag too long to echo is not stored, so it is never sent back
+    server.docs["/md.xml"] = plain(sp_doc("https://sp.example.org/acs", "https://sp.example.org/b"))
+    server.etags["/md.xml"] = '"' + "x" * 600 + '"'
+    ok(app, "apps", "set", "sp", "--metadata-url", server.url("/md.xml"))
+    assert "applied" in ok(app, "apps", "refresh", "sp").stdout
+    ok(app, "apps", "refresh", "sp")
+    assert "If-None-Match" not in server.requests[-1][1]
+    # a 304 to a request that sent no validator is an error, not "unchanged"
+    server.always_304.add("/md.xml")
+    result = cli(app, "apps", "refresh", "sp")
+    assert result.exit_code == 1 and "HTTP 304" in result.stdout
 
 
 # ---------------------------------------------------------------- MDQ
