@@ -46,6 +46,7 @@ MIN_INTERVAL_S = 5 * 60             # never fetch an app's metadata more often (
 MAX_INTERVAL_CEILING_S = 30 * 86400
 VALID_UNTIL_FACTOR = 0.75           # refresh when three quarters of the time to validUntil has passed
 JOB_KIND = "metadata.refresh"
+_SETTING_KEYS = ("url", "mdq", "refresh", "trust_anchor_sha256", "max_interval")   # what app.metadata_source audits
 MDQ_ACCEPT = "application/samlmetadata+xml"
 
 
@@ -140,7 +141,7 @@ def configure(app: ConnectedApp, *, url: str | None | object = None, mdq: str | 
     if url is not None or mdq is not None or trust_anchor_pem is not None:
         src.etag = src.last_modified = None
     src.next_due_at = utcnow() if src.refresh_mode != "off" and (src.url or src.mdq_base) else None
-    after = describe(src)
+    after = {k: v for k, v in describe(src).items() if k in _SETTING_KEYS}
     changed = {k: after[k] for k in after if before is None or before.get(k) != after[k]}
     if changed:
         audit.record("app.metadata_source", "app", app.slug,

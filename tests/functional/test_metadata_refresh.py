@@ -509,3 +509,20 @@ def test_refused_refresh_is_emailed_to_admins_once_per_error(app: Flask, tmp_pat
         assert "HTTP 404" in body and "fetch_failed" in body and server.url("/gone.xml") in body
     finally:
         sink.stop()
+
+
+def test_source_changes_are_audited(app: Flask, tmp_path: Path, sp_keys: Any) -> None:
+    register(app, tmp_path, plain(sp_doc()))
+    ok(app, "apps", "set", "sp", "--metadata-url", "https://md.example.org/sp.xml")
+    ok(app, "apps", "set", "sp", "--refresh", "approve", "--trust-anchor", anchor_file(tmp_path, sp_keys["other"]))
+    ok(app, "apps", "set", "sp", "--no-trust-anchor", "--refresh", "off")
+    rows = audits("app.metadata_source")
+    assert rows[0].before is None and rows[0].after["url"] == "https://md.example.org/sp.xml"
+    assert rows[1].before == {"refresh": "auto", "trust_anchor_sha256": None}
+    assert rows[1].after["refresh"] == "approve" and rows[1].after["trust_anchor_sha256"]
+    assert rows[2].after == {"refresh": "off", "trust_anchor_sha256": None}
+    assert show(app, "sp")["metadata_refresh"]["next_due"] is None      # off: not scheduled
+    result = cli(app, "apps", "set", "sp", "--metadata-url", "https://a.example.org/x", "--mdq", "https://b.example.org")
+    assert result.exit_code == 1 and "not both" in result.stderr
+    result = cli(app, "apps", "refresh", "sp", "--due")
+    assert result.exit_code != 0 and "not both" in result.stderr
