@@ -63,8 +63,16 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     # outbound provisioning registers its outbox handlers and lifecycle listeners on import (services.lifecycle);
     # email notifications (notify_email) and webhooks (services.webhooks) register their bus subscribers and
     # outbox handlers; the key expiry check and retention (services.key_expiry, services.retention) their worker
-    # steps; metadata_refresh its refresh job and the worker's schedule step
-    from .services import key_expiry, metadata_refresh, notify_email, provisioning, retention, webhooks  # noqa: F401
+    # steps; metadata_refresh and feeds their refresh / sync jobs and the worker's schedule steps
+    from .services import (  # noqa: F401
+        feeds,
+        key_expiry,
+        metadata_refresh,
+        notify_email,
+        provisioning,
+        retention,
+        webhooks,
+    )
     from .web.account import bp as account_bp
     from .web.admin import bp as admin_bp
     from .web.admin import register_views as register_admin_views

@@ -108,6 +108,9 @@ class Settings:
     # the furthest a trust-anchored document's validUntil may lie ahead (Shibboleth's RequiredValidUntil)
     metadata_refresh_max_interval_s: int = 24 * 3600
     metadata_max_validity_days: int = 30
+    # federation feeds (services.feeds): the largest aggregate accepted (its verification holds the whole tree)
+    feed_max_bytes: int = 128 * 1024 * 1024
+    feed_fetch_timeout_s: int = 120
     argon2_time_cost: int = DEFAULT_ARGON2[0]
     argon2_memory_kib: int = DEFAULT_ARGON2[1]
     argon2_parallelism: int = DEFAULT_ARGON2[2]
@@ -252,6 +255,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         metadata_fetch_allow_private=env_bool(env, "IDP_METADATA_FETCH_ALLOW_PRIVATE", False),
         metadata_refresh_max_interval_s=_int(env, "IDP_METADATA_REFRESH_MAX_INTERVAL", 24 * 3600, 300),
         metadata_max_validity_days=_int(env, "IDP_METADATA_MAX_VALIDITY_DAYS", 30, 1),
+        feed_max_bytes=_int(env, "IDP_FEED_MAX_BYTES", 128 * 1024 * 1024, 1024),
+        feed_fetch_timeout_s=_int(env, "IDP_FEED_FETCH_TIMEOUT", 120, 1),
         argon2_time_cost=_int(env, "IDP_ARGON2_TIME_COST", DEFAULT_ARGON2[0], 1),
         argon2_memory_kib=_int(env, "IDP_ARGON2_MEMORY_KIB", DEFAULT_ARGON2[1], 8),
         argon2_parallelism=_int(env, "IDP_ARGON2_PARALLELISM", DEFAULT_ARGON2[2], 1),

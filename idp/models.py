@@ -223,6 +223,47 @@ class MetadataSource(db.Model):  # type: ignore[name-defined]
     fetched_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the document ETag stands for
 
 
+class Feed(db.Model):  # type: ignore[name-defined]
+    """A federation feed (services.feeds): a signed SAML metadata aggregate whose selected SPs become connected apps
+    and are kept in step with it; the schedule, the conditional-GET validators and the last sync's outcome."""
+
+    __tablename__ = "feeds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    trust_anchor_pem: Mapped[str] = mapped_column(Text)
+    # [{"attribute": NAME, "value": VALUE}, ...]: an entity matches when it carries any of them
+    selection: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    entities: Mapped[list[Any]] = mapped_column(JSON, default=list)     # entityIDs picked by name
+    max_interval_s: Mapped[int] = mapped_column(Integer)
+    etag: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    last_modified: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    fetched_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    last_outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)   # synced | unchanged | refused
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FeedMember(db.Model):  # type: ignore[name-defined]
+    """An entity of a feed that became a connected app: the entity's document hash (a re-sync skips entities
+    whose bytes did not change), whether the feed disabled it, and a held change."""
+
+    __tablename__ = "feed_members"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"), index=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("connected_apps.id", ondelete="CASCADE"), unique=True)
+    entity_id: Mapped[str] = mapped_column(String(1024))
+    entity_sha256: Mapped[str] = mapped_column(String(64))
+    disabled_by_feed: Mapped[bool] = mapped_column(Boolean, default=False)
+    held_xml: Mapped[str | None] = mapped_column(Text, nullable=True)
+    held_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    held_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
 class OidcClient(db.Model):  # type: ignore[name-defined]
     """The OpenID Connect / OAuth 2.0 client settings of a connected app (at most one per app)."""
 

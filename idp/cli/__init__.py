@@ -20,6 +20,7 @@ from .audit import audit_cmd
 from .certs import certs_group
 from .db import db_group
 from .events import events_cmd
+from .feeds import feeds_group
 from .fields import fields_group
 from .groups import groups_group
 from .notify import notify_group
@@ -38,7 +39,7 @@ apps_group.add_command(provisioning_cmd)   # `idp apps provisioning SLUG`
 def register_cli(app: Flask) -> None:
     for cmd in (db_group, users_group, groups_group, apps_group, events_cmd, certs_group, org_group,
                 access_group, audit_cmd, serve_cmd, tokens_group, fields_group, worker_cmd, outbox_group,
-                notify_group, webhooks_group):
+                notify_group, webhooks_group, feeds_group):
         app.cli.add_command(cmd)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import xmlsec
 from cryptography import x509
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .constants import NS_DS, NS_MD, TRANSFORM_ENVELOPED, TRANSFORM_EXC_C14N, DigestAlgorithm, SignatureAlgorithm
 from .signing import verification_key
-from .sp_metadata import MetadataError, safe_parse_xml
+from .sp_metadata import MAX_METADATA_BYTES, MetadataError, safe_parse_xml
 from .xstypes import XsValueError, parse_xs_datetime
 
 # SHA-256 or stronger only (no SHA-1, whatever an app's allow_sha1 says: that is about its protocol messages)
@@ -73,14 +74,33 @@ def load_trust_anchor(pem: str) -> x509.Certificate:
     return cert
 
 
-def verify_metadata_signature(xml: bytes, anchor_pem: str) -> str:
+def verify_metadata_signature(xml: bytes, anchor_pem: str, *, max_bytes: int = MAX_METADATA_BYTES) -> str:
     """Verify the enveloped signature over the root of `xml` with the anchor's key; return the algorithm used.
     TrustError (code signature_*) on anything else. The document is parsed with the same hardened parser that
     then reads it (safe_parse_xml), so the element verified is the element used."""
+    return verify_root_signature(_parse(xml, max_bytes), anchor_pem)
+
+
+def verify_aggregate(xml: bytes, anchor_pem: str, *, max_bytes: int) -> RootTimes:
+    """A federation feed's document: the root's signature verified with the anchor (as verify_metadata_signature)
+    and the root's validUntil / cacheDuration, from one parse of at most `max_bytes`; the tree is freed when this
+    returns, so the caller then reads the same bytes entity by entity (iterparse) without holding it."""
+    root = _parse(xml, max_bytes)
+    if root.tag != f"{{{NS_MD}}}EntitiesDescriptor":
+        raise TrustError("metadata_invalid", "a feed's document must be an EntitiesDescriptor aggregate")
+    verify_root_signature(root, anchor_pem)
+    return _root_times(root)
+
+
+def _parse(xml: bytes, max_bytes: int) -> Any:
     try:
-        root = safe_parse_xml(xml)
+        return safe_parse_xml(xml, max_bytes=max_bytes)
     except MetadataError as exc:
         raise TrustError("metadata_invalid", str(exc)) from None
+
+
+def verify_root_signature(root: Any, anchor_pem: str) -> str:
+    """verify_metadata_signature on an already parsed root element."""
     if root.tag not in _ROOTS:
         raise TrustError("metadata_invalid", "the document's root is not an EntityDescriptor or "
                                              "EntitiesDescriptor")
@@ -153,7 +173,10 @@ def verify_metadata_signature(xml: bytes, anchor_pem: str) -> str:
 
 def root_times(xml: bytes) -> RootTimes:
     """validUntil and cacheDuration of the root element (MetadataError when unreadable)."""
-    root = safe_parse_xml(xml)
+    return _root_times(safe_parse_xml(xml))
+
+
+def _root_times(root: Any) -> RootTimes:
     valid_until = None
     raw = root.get("validUntil")
     if raw is not None:
@@ -199,4 +222,5 @@ def parse_xs_duration(text: str) -> timedelta | None:
 
 
 __all__ = ["METADATA_SIGNATURE_ALGORITHMS", "RootTimes", "TrustError", "check_valid_until", "load_trust_anchor",
-           "parse_xs_duration", "root_times", "verify_metadata_signature"]
+           "parse_xs_duration", "root_times", "verify_aggregate", "verify_metadata_signature",
+           "verify_root_signature"]
