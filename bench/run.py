@@ -18,6 +18,8 @@ The webhook figures (bench/webhooks.py): signed webhook deliveries by the worker
 wall-second, and the SSO round trip with one org-wide sso.success subscription against none (a ratio).
 The retention figures (bench/retention.py): `idp events purge` of 1,000,000 old events on a copy of the SQLite DB,
 wall seconds, and in-process SSO round trips per wall-second (and p95) beside it and alone.
+The feed figures (bench/feeds.py): a generated signed 10,000-entity aggregate on loopback, verified and synced
+into a copy of the SQLite DB (seconds, and peak RSS of each step's own child process).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Plan:
     lifecycle_runs: int
     max_deliveries: int
     purge_rows: int = 1_000_000
+    feed_entities: int = 10_000
 
 
 FULL = Plan(seconds=3.0, runs=3, http_warmup_s=2.0, http_seconds=10.0, http_clients=8, apps=(1, 100, 10_000),
@@ -74,7 +77,7 @@ FULL = Plan(seconds=3.0, runs=3, http_warmup_s=2.0, http_seconds=10.0, http_clie
             lifecycle_runs=2, max_deliveries=300)
 QUICK = Plan(seconds=1.0, runs=1, http_warmup_s=1.0, http_seconds=3.0, http_clients=8, apps=(1, 100, 1_000),
              events=(1_000, 10_000), profile_round_trips=100, query_repeat=5, lifecycle_seconds=1.0,
-             lifecycle_runs=1, max_deliveries=60, purge_rows=100_000)
+             lifecycle_runs=1, max_deliveries=60, purge_rows=100_000, feed_entities=2_000)
 
 # key -> (unit, target text, check); None: reported, no target
 TARGETS: dict[str, tuple[str, str | None, Callable[[float], bool] | None]] = {
@@ -120,6 +123,12 @@ TARGETS: dict[str, tuple[str, str | None, Callable[[float], bool] | None]] = {
     "sso_during_purge_p95_ms": ("ms", None, None),
     "sso_no_purge_per_s": ("/wall-s", None, None),
     "sso_no_purge_p95_ms": ("ms", None, None),
+    "feed_verify_10k_s": ("s", None, None),
+    "feed_verify_peak_mb": ("MB", None, None),
+    "feed_sync_10k_s": ("s", "< 60", lambda v: v < 60),
+    "feed_sync_peak_mb": ("MB", "< 1024", lambda v: v < 1024),
+    "feed_resync_10k_s": ("s", "< 30", lambda v: v < 30),
+    "feed_resync_304_s": ("s", None, None),
 }
 
 
@@ -395,6 +404,8 @@ def run(args: argparse.Namespace) -> int:
         webhook_section(b, ws, root)
 
         retention_section(b, ws)
+
+        feeds_section(b, ws)
     finally:
         if args.keep:
             print(f"kept the bench instance in {root}")
@@ -437,6 +448,30 @@ def retention_section(b: Bench, ws: Any) -> None:
               f"p95 {r['alone']['p95_ms']:.1f} ms", flush=True)
 
     b.optional("retention", purge)
+
+
+def feeds_section(b: Bench, ws: Any) -> None:
+    """Issue 18: a signed 10,000-entity federation feed (2,000 in quick mode, times scaled to 10,000): verify,
+    first sync, forced re-sync of the same document, 304 re-sync; peak RSS of each child process
+    (bench/feeds.py)."""
+    from .feeds import measure_feeds, summary
+
+    n = b.plan.feed_entities
+    b.step(f"feeds: a signed {n:,}-entity aggregate: verify | first sync | re-sync unchanged | re-sync 304")
+
+    def feeds() -> None:
+        r = measure_feeds(ws, n)
+        scale = 10_000 / n
+        b.put("feed_verify_10k_s", r["verify"]["s"] * scale, 2)
+        b.put("feed_verify_peak_mb", r["verify"]["peak_mb"], 0)
+        b.put("feed_sync_10k_s", r["first_sync"]["s"] * scale, 2)
+        b.put("feed_sync_peak_mb", r["first_sync"]["peak_mb"], 0)
+        b.put("feed_resync_10k_s", r["forced_resync"]["s"] * scale, 2)
+        b.put("feed_resync_304_s", r["conditional_resync"]["s"], 3)
+        b.details["feeds"] = r
+        print(f"    {summary(r)}", flush=True)
+
+    b.optional("feeds", feeds)
 
 
 def lifecycle_section(b: Bench, ws: Any, root: Path, *, skip_pg: bool) -> None:
@@ -557,10 +592,14 @@ def _table(results: dict[str, float], errors: dict[str, str], quick: bool) -> st
                  "included; sso_*_purge: in-process SSO round trips per wall-second beside it and alone)")
     lines.append("(outbox_delivery_*: provisioning deliveries per wall-second, each two HTTP round trips to "
                  "scim2-server on loopback; the _pg CPU-s figure leaves out the PostgreSQL server's CPU)")
+    lines.append("(feed_*: a generated signed aggregate synced into a copy of the bench DB, each step a child process;"
+                 " *_peak_mb: its peak RSS (VmHWM), the app itself included; feed_resync_10k_s: the same document "
+                 "again, forced: fetched, verified, every entity compared; feed_resync_304_s: the scheduled re-sync)")
     lines.append("(webhook_delivery_per_s: signed POSTs by the worker to a receiver on loopback per wall-second; "
                  "sso_webhook_ratio: SSO per CPU-s with one org-wide sso.success endpoint / without)")
     if quick:
-        lines.append("(quick mode: shorter runs, 1,000 apps and 10,000 events stand in for 10,000 and 1,000,000)")
+        lines.append("(quick mode: shorter runs, 1,000 apps and 10,000 events stand in for 10,000 and 1,000,000; a "
+                     "2,000-entity feed for 10,000, its times scaled, its memory as measured)")
     for label, err in errors.items():
         lines.append(f"{label}: {err}")
     return "\n".join(lines)

@@ -39,12 +39,11 @@ from ..saml.constants import NS_MD, NS_SAML, NS_SAMLP
 from ..saml.metadata_trust import TrustError, check_valid_until, load_trust_anchor, verify_aggregate
 from ..saml.sp_metadata import MetadataError, SpMetadata
 from . import ServiceError, outbox
-from .apps import parse_app_metadata, update_metadata
 from .apps.cache import invalidate_cache
 from .apps.oidc_settings import format_duration
-from .apps.registry import slugify
+from .apps.registry import idp_entity_id, metadata_summary, slugify
 from .apps.settings import default_settings
-from .apps.validation import RESERVED_SLUGS, validate_slug
+from .apps.validation import RESERVED_SLUGS, parse_metadata_or_refuse, validate_slug
 from .field_schema import current_schema
 from .metadata_refresh import MIN_INTERVAL_S, VALID_UNTIL_FACTOR, dangerous_change, validate_url
 
@@ -261,6 +260,7 @@ class _Sync:
                                    FeedMember.disabled_by_feed, FeedMember.held_sha256)
                             .where(FeedMember.feed_id == feed.id))}
         self.slugs: set[str] | None = None
+        self.idp_ids: set[str] | None = None
         self.seen: set[str] = set()
         self.diff: dict[str, list[str]] = {}
         self.counts = {"entities": 0, "sps": 0, "selected": 0, "added": 0, "updated": 0, "unchanged": 0,
@@ -336,10 +336,19 @@ class _Sync:
         self._flush()
 
     def parse(self, e: FeedEntity) -> SpMetadata | None:
+        """parse_app_metadata, with the IdP's own entity IDs (its own and every per-app issuer) read once per
+        sync instead of once per entity."""
+        if self.idp_ids is None:
+            self.idp_ids = {idp_entity_id()} | {
+                str(s["issuer"]) for s in db.session.scalars(select(ConnectedApp.settings))
+                if isinstance(s, dict) and s.get("issuer")}
         try:
-            sp = parse_app_metadata(e.xml, e.entity_id)
+            sp = parse_metadata_or_refuse(e.xml, e.entity_id)
         except (ServiceError, MetadataError) as exc:
             self.error("invalid", e.entity_id, str(exc))
+            return None
+        if sp.entity_id in self.idp_ids:
+            self.error("invalid", e.entity_id, "this is an entity ID of this IdP (its own or an app's issuer)")
             return None
         if sp.valid_until is not None and sp.valid_until <= self.now:
             self.error("invalid", e.entity_id, f"its validUntil ({sp.valid_until:%Y-%m-%d %H:%M} UTC) has passed")
@@ -405,7 +414,14 @@ class _Sync:
         self.note("updated", e.entity_id)
         if self.dry_run:
             return
-        update_metadata(app, e.xml, source_ref=f"feed:{self.name}")
+        # as apps.update_metadata, with the document parsed once (above)
+        text = e.xml.decode("utf-8", errors="replace")
+        if text != app.metadata_xml:
+            before = metadata_summary(app.sp)
+            app.metadata_xml, app.sp = text, new_sp.to_dict()
+            audit.record("app.metadata", "app", app.slug, before=before, after=metadata_summary(app.sp))
+            app.source_ref = f"feed:{self.name}"
+            app.version += 1
         row.entity_sha256, row.held_xml, row.held_reason, row.held_sha256 = sha, None, None, None
 
     def disable_missing(self) -> None:

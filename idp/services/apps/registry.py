@@ -112,10 +112,10 @@ def update_metadata(app: ConnectedApp, xml: bytes, *, source_ref: str | None = N
     text = xml.decode("utf-8", errors="replace")
     if text == app.metadata_xml:
         return False
-    before = _metadata_summary(app.sp)
+    before = metadata_summary(app.sp)
     app.metadata_xml = text
     app.sp = sp.to_dict()
-    audit.record("app.metadata", "app", app.slug, before=before, after=_metadata_summary(app.sp))
+    audit.record("app.metadata", "app", app.slug, before=before, after=metadata_summary(app.sp))
     if source_ref:
         app.source_ref = source_ref
     app.version += 1
@@ -144,7 +144,7 @@ def _add_saml(app: ConnectedApp, xml: bytes, *, source_ref: str | None, entity_i
     app.metadata_xml = xml.decode("utf-8", errors="replace")
     app.sp = sp.to_dict()
     audit.record("app.metadata", "app", app.slug, before=None,
-                 after={"entity_id": sp.entity_id, **_metadata_summary(app.sp)})
+                 after={"entity_id": sp.entity_id, **metadata_summary(app.sp)})
     if source_ref:
         app.source_ref = source_ref
     app.version += 1
@@ -167,7 +167,7 @@ def list_apps() -> list[ConnectedApp]:
     return list(db.session.scalars(select(ConnectedApp).order_by(ConnectedApp.slug)))
 
 
-def _metadata_summary(sp: dict[str, Any] | None) -> dict[str, Any]:
+def metadata_summary(sp: dict[str, Any] | None) -> dict[str, Any]:
     if sp is None:
         return {}
     return {"acs": [a["location"] for a in sp.get("acs", [])], "slo": [e["location"] for e in sp.get("slo", [])],
