@@ -26,6 +26,7 @@ from ..conftest import make_settings
 from ..sp_harness import KeyPair
 from ..webclient import saml_form
 from .conftest import PASSWORD
+from .test_admin_apps import admin, root  # noqa: F401 - fixtures
 from .test_metadata_refresh import MetadataServer, anchor_file, audits, cli, ok
 
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"
@@ -73,13 +74,13 @@ def entity(entity_id: str, *, categories: tuple[str, ...] = (), acs: str | None 
 
 def aggregate(entities: list[str], kp: KeyPair | None, *, valid_days: int = 7) -> bytes:
     until = (datetime.now(UTC) + timedelta(days=valid_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    root = etree.fromstring(f'<md:EntitiesDescriptor xmlns:md="{MD}" xmlns:ds="{DS}" ID="_feed" '
+    doc = etree.fromstring(f'<md:EntitiesDescriptor xmlns:md="{MD}" xmlns:ds="{DS}" ID="_feed" '
                             f'validUntil="{until}" Name="urn:example:federation">{"".join(entities)}'
                             "</md:EntitiesDescriptor>")
     if kp is not None:
         key = serialization.load_pem_private_key(kp.key_pem.encode(), None)
-        sign_element(root, key, SignatureAlgorithm.RSA_SHA256, kp.cert_b64)  # type: ignore[arg-type]
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+        sign_element(doc, key, SignatureAlgorithm.RSA_SHA256, kp.cert_b64)  # type: ignore[arg-type]
+    return etree.tostring(doc, xml_declaration=True, encoding="UTF-8")
 
 
 def base_entities() -> list[str]:
@@ -272,3 +273,30 @@ def test_sso_round_trip_with_an_sp_registered_through_the_feed(app: Flask, serve
     form = saml_form(browser.sso(req, "alice", PASSWORD))
     assert form is not None and form.action == sp.acs_url
     assert sp.process_response(form.saml_response, req.request_id).name_id == "alice"
+
+
+def test_console_lists_feeds_syncs_now_and_marks_feed_apps(app: Flask, client: Any, admin: str,  # noqa: F811
+                                                           tmp_path: Path, server: MetadataServer,
+                                                           sp_keys: Any) -> None:
+    kp = sp_keys["other"]
+    empty = client.get("/admin/apps/feeds").get_data(as_text=True)
+    assert 'id="feeds-empty"' in empty
+    server.docs["/feed.xml"] = aggregate(base_entities(), kp)
+    add_rs_feed(app, tmp_path, server, kp, "--no-sync")
+    page = client.get("/admin/apps/feeds").get_data(as_text=True)
+    assert server.url("/feed.xml") in page and "never synced" in page and RS in page
+    feed = db.session.query(Feed).one()
+    from idp.certs.x509 import cert_info
+    assert cert_info(kp.cert_pem).fingerprint in page
+    assert client.post(f"/admin/apps/feeds/{feed.id}/sync", data={}).status_code == 400     # no CSRF token
+    resp = client.post(f"/admin/apps/feeds/{feed.id}/sync", data={"csrf_token": admin})
+    assert resp.status_code == 303
+    page = client.get("/admin/apps/feeds").get_data(as_text=True)
+    assert "2 added" in page and 'class="badge ok">synced' in page
+    assert len(apps()) == 2
+    listing = client.get("/admin/apps").get_data(as_text=True)
+    assert listing.count('class="badge info from-feed"') == 2 and "feed:fed" in listing and 'id="feeds-link"' in listing
+    server.docs["/feed.xml"] = aggregate(base_entities(), None)          # unsigned now: refused, shown
+    client.post(f"/admin/apps/feeds/{feed.id}/sync", data={"csrf_token": admin})
+    page = client.get("/admin/apps/feeds").get_data(as_text=True)
+    assert "not signed" in page and 'class="badge bad">refused' in page

@@ -29,3 +29,4 @@ from idp.web.admin import provisioning_views  # noqa: F401,E402,I001
 from idp.web.admin import email_views  # noqa: F401,E402,I001
 from idp.web.admin import notifications_views  # noqa: F401,E402,I001
 from idp.web.admin import metadata_refresh_views  # noqa: F401,E402,I001
+from idp.web.admin import feeds_views  # noqa: F401,E402,I001
