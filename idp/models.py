@@ -250,7 +250,8 @@ class Feed(db.Model):  # type: ignore[name-defined]
 
 class FeedMember(db.Model):  # type: ignore[name-defined]
     """An entity of a feed that became a connected app: the entity's document hash (a re-sync skips entities
-    whose bytes did not change), whether the feed disabled it, and a held change."""
+    whose bytes did not change), whether it left the feed and whether the feed disabled its app (an app an admin
+    had disabled is not enabled again when it returns), and a held change."""
 
     __tablename__ = "feed_members"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -258,7 +259,8 @@ class FeedMember(db.Model):  # type: ignore[name-defined]
     app_id: Mapped[int] = mapped_column(ForeignKey("connected_apps.id", ondelete="CASCADE"), unique=True)
     entity_id: Mapped[str] = mapped_column(String(1024))
     entity_sha256: Mapped[str] = mapped_column(String(64))
-    disabled_by_feed: Mapped[bool] = mapped_column(Boolean, default=False)
+    absent: Mapped[bool] = mapped_column(Boolean, default=False)             # gone from the feed / its selection
+    disabled_by_feed: Mapped[bool] = mapped_column(Boolean, default=False)   # the feed switched the app off
     held_xml: Mapped[str | None] = mapped_column(Text, nullable=True)
     held_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
     held_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)

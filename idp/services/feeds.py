@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from .. import audit
 from ..certs.x509 import cert_info
@@ -223,17 +224,14 @@ def iter_entities(data: bytes) -> Iterator[FeedEntity]:
     del context
 
 
-def selected(selection: list[dict[str, str]], entities: set[str], entity: FeedEntity) -> bool:
-    """An SP is selected when its entityID is named, or it carries one of the selection's entity attributes;
-    a feed with neither selects every SP."""
+def selected(wanted: set[tuple[str, str]], entities: set[str], entity: FeedEntity) -> bool:
+    """An SP is selected when its entityID is named, or it carries one of the wanted entity attributes (Name,
+    value); a feed with neither selects every SP."""
     if not entity.is_sp:
         return False
-    if not selection and not entities:
+    if not wanted and not entities:
         return True
-    if entity.entity_id in entities:
-        return True
-    wanted = {(s["attribute"], s["value"]) for s in selection}
-    return any(a in wanted for a in entity.attributes)
+    return entity.entity_id in entities or any(a in wanted for a in entity.attributes)
 
 
 # ------------------------------------------------------------------ sync
@@ -243,6 +241,7 @@ class _Member:
     id: int
     app_id: int
     sha: str
+    absent: bool
     disabled_by_feed: bool
     held_sha: str | None
 
@@ -253,18 +252,18 @@ class _Sync:
         self.feed_id, self.name, self.url = feed.id, feed.name, feed.url
         self.selection, self.entities = list(feed.selection or []), list(feed.entities or [])
         self.dry_run, self.approve, self.commit, self.now = dry_run, approve, commit, now
-        self.members = {row.entity_id: _Member(row.id, row.app_id, row.entity_sha256, row.disabled_by_feed,
-                                               row.held_sha256)
+        self.members = {row.entity_id: _Member(row.id, row.app_id, row.entity_sha256, row.absent,
+                                               row.disabled_by_feed, row.held_sha256)
                         for row in db.session.execute(
                             select(FeedMember.id, FeedMember.app_id, FeedMember.entity_id, FeedMember.entity_sha256,
-                                   FeedMember.disabled_by_feed, FeedMember.held_sha256)
+                                   FeedMember.absent, FeedMember.disabled_by_feed, FeedMember.held_sha256)
                             .where(FeedMember.feed_id == feed.id))}
         self.slugs: set[str] | None = None
         self.idp_ids: set[str] | None = None
         self.seen: set[str] = set()
         self.diff: dict[str, list[str]] = {}
         self.counts = {"entities": 0, "sps": 0, "selected": 0, "added": 0, "updated": 0, "unchanged": 0,
-                       "disabled": 0, "enabled": 0, "held": 0, "conflicts": 0, "invalid": 0}
+                       "disabled": 0, "enabled": 0, "returned": 0, "held": 0, "conflicts": 0, "invalid": 0}
         self.errors: list[str] = []
 
     def note(self, category: str, entity_id: str) -> None:
@@ -281,11 +280,12 @@ class _Sync:
     def run(self, data: bytes) -> None:
         batch: list[FeedEntity] = []
         named = set(self.entities)
+        wanted = {(str(x["attribute"]), str(x["value"])) for x in self.selection}
         for entity in iter_entities(data):
             self.counts["entities"] += 1
             if entity.is_sp:
                 self.counts["sps"] += 1
-            if not selected(self.selection, named, entity):
+            if not selected(wanted, named, entity):
                 continue
             if entity.entity_id in self.seen or not entity.entity_id:
                 self.error("invalid", entity.entity_id, "the entityID is empty or appears twice in the feed")
@@ -303,7 +303,11 @@ class _Sync:
     def _flush(self) -> None:
         if self.dry_run:
             return
-        db.session.flush()
+        try:
+            db.session.flush()
+        except IntegrityError:   # another sync of this feed (or an admin) registered the same entity meanwhile
+            raise ServiceError(f"feed {self.name}: an app was registered by another sync at the same time; sync "
+                               "again", field="feed") from None
         if self.commit is not None:
             self.commit()
 
@@ -332,7 +336,8 @@ class _Sync:
                 db.session.flush()   # the apps' ids
                 for e, app in created:
                     db.session.add(FeedMember(feed_id=self.feed_id, app_id=app.id, entity_id=e.entity_id,
-                                              entity_sha256=_sha256(e.xml), disabled_by_feed=False))
+                                              entity_sha256=_sha256(e.xml), absent=False,
+                                              disabled_by_feed=False))
         self._flush()
 
     def parse(self, e: FeedEntity) -> SpMetadata | None:
@@ -389,12 +394,16 @@ class _Sync:
         if app is None or row is None:
             return
         sha = _sha256(e.xml)
-        if m.disabled_by_feed:   # back in the feed (or selected again): the feed re-enables what it disabled
-            self.note("enabled", e.entity_id)
+        if m.absent:   # back in the feed (or selected again): the feed re-enables what it disabled, only that
+            self.note("enabled" if m.disabled_by_feed else "returned", e.entity_id)
             if not self.dry_run:
-                app.enabled, row.disabled_by_feed = True, False
-                app.version += 1
-                audit.record("app.feed_enabled", "app", app.slug, after={"feed": self.name, "enabled": True})
+                row.absent = False
+                if m.disabled_by_feed:
+                    row.disabled_by_feed = False
+                    if not app.enabled:
+                        app.enabled = True
+                        app.version += 1
+                    audit.record("app.feed_enabled", "app", app.slug, after={"feed": self.name, "enabled": True})
         if sha == m.sha and m.held_sha is None:
             self.counts["unchanged"] += 1
             return
@@ -425,7 +434,7 @@ class _Sync:
         row.entity_sha256, row.held_xml, row.held_reason, row.held_sha256 = sha, None, None, None
 
     def disable_missing(self) -> None:
-        gone = [(eid, m) for eid, m in self.members.items() if eid not in self.seen and not m.disabled_by_feed]
+        gone = [(eid, m) for eid, m in self.members.items() if eid not in self.seen and not m.absent]
         for start in range(0, len(gone), BATCH):
             part = gone[start:start + BATCH]
             apps = {a.id: a for a in db.session.scalars(
@@ -437,10 +446,10 @@ class _Sync:
                 app, row = apps.get(m.app_id), rows.get(m.id)
                 if self.dry_run or app is None or row is None:
                     continue
-                row.disabled_by_feed = True
+                row.absent = True
                 row.held_xml = row.held_reason = row.held_sha256 = None
-                if app.enabled:
-                    app.enabled = False
+                if app.enabled:   # (an app an admin disabled stays theirs to enable)
+                    app.enabled, row.disabled_by_feed = False, True
                     app.version += 1
                 audit.record("app.feed_disabled", "app", app.slug,
                              after={"feed": self.name, "enabled": False,
@@ -495,10 +504,12 @@ def sync(feed: Feed, *, dry_run: bool = False, approve: bool = False, force: boo
         return _refused(db.session.get(Feed, feed_id) or feed, "metadata_invalid", f"unreadable: {exc}", now, dry_run)
     del data
     feed = db.session.get(Feed, feed_id) or feed   # (expired by the batches' commits)
-    changed: dict[str, list[str]] = {k: job.diff[k] for k in ("added", "updated", "held", "disabled", "enabled")
+    changed: dict[str, list[str]] = {k: job.diff[k] for k in ("added", "updated", "held", "disabled",
+                                                                          "enabled", "returned")
                                      if k in job.diff}
     summary = ", ".join(f"{job.counts[k]} {k}" for k in ("added", "updated", "unchanged", "held", "disabled",
-                                                           "enabled", "conflicts", "invalid") if job.counts[k])
+                                                           "enabled", "returned", "conflicts", "invalid")
+                        if job.counts[k])
     result = SyncResult("synced", f"{job.counts['selected']} of {job.counts['sps']} SPs selected"
                         + (f": {summary}" if summary else ""), counts=dict(job.counts), diff=changed,
                         errors=job.errors)

@@ -141,6 +141,17 @@ def test_select_by_entity_attribute_then_304_then_removed_entity_disabled(app: F
     assert "1 enabled" in ok(app, "feeds", "sync", "fed").stdout
     assert apps()["https://rs2.example.edu/sp"].enabled
 
+    # an app an admin disabled is not enabled by the feed when its entity leaves and comes back
+    ok(app, "apps", "set", "rs2-example-edu-sp", "--disabled")
+    ents = base_entities()
+    del ents[1]
+    server.docs["/feed.xml"] = aggregate(ents, kp)
+    assert "1 disabled" in ok(app, "feeds", "sync", "fed").stdout
+    server.docs["/feed.xml"] = aggregate(base_entities(), kp)
+    assert "1 returned" in ok(app, "feeds", "sync", "fed").stdout
+    assert not apps()["https://rs2.example.edu/sp"].enabled
+    assert "0 added" not in ok(app, "feeds", "sync", "fed", "--force").stdout
+
     listing = ok(app, "feeds", "list").stdout
     assert "fed" in listing and f"{CATEGORY}={RS}" in listing and "apps: 3" in listing
 

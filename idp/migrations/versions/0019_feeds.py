@@ -45,6 +45,7 @@ def upgrade():
                   unique=True),
         sa.Column("entity_id", sa.String(length=1024), nullable=False),
         sa.Column("entity_sha256", sa.String(length=64), nullable=False),
+        sa.Column("absent", sa.Boolean(), nullable=False),
         sa.Column("disabled_by_feed", sa.Boolean(), nullable=False),
         sa.Column("held_xml", sa.Text(), nullable=True),
         sa.Column("held_reason", sa.String(length=300), nullable=True),
