@@ -97,6 +97,9 @@ def configure(app: ConnectedApp, *, url: str | None | object = None, mdq: str | 
                            field="metadata_url")
     if url is not None and mdq is not None and url is not CLEAR and mdq is not CLEAR:
         raise ServiceError("give a metadata URL or an MDQ service, not both", field="metadata_url")
+    if app.source == "feed" and ((url is not None and url is not CLEAR) or (mdq is not None and mdq is not CLEAR)):
+        raise ServiceError(f"app {app.slug} follows a federation feed ({app.source_ref}): its metadata comes from "
+                           "the feed (idp feeds remove keeps its apps as manual apps)", field="metadata_url")
     src = source_of(app)
     created = src is None
     if src is None:

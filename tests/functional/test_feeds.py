@@ -152,6 +152,9 @@ def test_select_by_entity_attribute_then_304_then_removed_entity_disabled(app: F
     assert not apps()["https://rs2.example.edu/sp"].enabled
     assert "0 added" not in ok(app, "feeds", "sync", "fed", "--force").stdout
 
+    r = cli(app, "apps", "set", "rs1-example-edu-sp", "--metadata-url", "https://elsewhere.example.org/md.xml")
+    assert r.exit_code == 1 and "follows a federation feed (feed:fed)" in r.output
+
     listing = ok(app, "feeds", "list").stdout
     assert "fed" in listing and f"{CATEGORY}={RS}" in listing and "apps: 3" in listing
 
