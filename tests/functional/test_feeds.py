@@ -83,6 +83,15 @@ def aggregate(entities: list[str], kp: KeyPair | None, *, valid_days: int = 7) -
     return etree.tostring(doc, xml_declaration=True, encoding="UTF-8")
 
 
+def wrapped(signed_doc: bytes) -> bytes:
+    """Signature wrapping: the signed aggregate nested, untouched, in an unsigned one that adds an entity."""
+    inner = re.sub(rb"<\?xml[^>]*\?>", b"", signed_doc)
+    evil = entity("https://evil.example.net/sp").replace("<md:EntityDescriptor ",
+                                                         f'<md:EntityDescriptor xmlns:md="{MD}" ')
+    return (f'<md:EntitiesDescriptor xmlns:md="{MD}" validUntil="2099-01-01T00:00:00Z">'.encode() + inner
+            + evil.encode() + b"</md:EntitiesDescriptor>")
+
+
 def base_entities() -> list[str]:
     return [entity("https://rs1.example.edu/sp", categories=(RS,)),
             entity("https://rs2.example.edu/sp", categories=(RS, COCO)),
@@ -170,15 +179,16 @@ def test_tampered_unsigned_or_foreign_aggregate_is_refused_and_nothing_changes(
     tampered = good.replace(b"https://rs1.example.edu/sp/acs", b"https://evil.example.net/acs")
     for doc, words in ((tampered, "does not verify"), (aggregate(base_entities(), None), "not signed"),
                        (aggregate(base_entities(), sp_keys["sp1"]), "does not verify"),
-                       (aggregate(base_entities(), kp, valid_days=400), "days ahead")):
+                       (aggregate(base_entities(), kp, valid_days=400), "days ahead"),
+                       (wrapped(good), "not signed")):
         server.docs["/feed.xml"] = doc
         result = cli(app, "feeds", "sync", "fed", "--force")
         assert result.exit_code == 1 and "refused" in result.output and words in result.output, result.output
         assert {e: (a.enabled, a.version) for e, a in apps().items()} == before
     feed = db.session.query(Feed).one()
-    assert feed.last_outcome == "refused" and "days ahead" in (feed.last_error or "")
+    assert feed.last_outcome == "refused" and "not signed" in (feed.last_error or "")
     assert [a.after["reason"] for a in audits("feed.sync_failed")] == \
-        ["signature_invalid", "signature_missing", "signature_invalid", "valid_until_too_far"]
+        ["signature_invalid", "signature_missing", "signature_invalid", "valid_until_too_far", "signature_missing"]
 
 
 def test_dry_run_writes_nothing_and_conflicts_are_left_alone(app: Flask, tmp_path: Path, server: MetadataServer,
