@@ -136,6 +136,8 @@ def _app_dict(app: Any) -> dict[str, Any]:
     cfg = apps_svc.AppSettings.from_dict(app.settings)
     d: dict[str, Any] = {"slug": app.slug, "name": app.name, "enabled": app.enabled, "source": app.source,
                          "protocols": (["saml"] if app.has_saml else []) + (["oidc"] if app.has_oidc else [])}
+    if app.source == "feed":   # the federation feed it follows (idp feeds list)
+        d["feed"] = (app.source_ref or "").removeprefix("feed:")
     if app.has_saml:
         sp = app.sp
         d.update({

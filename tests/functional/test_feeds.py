@@ -121,6 +121,7 @@ def test_select_by_entity_attribute_then_304_then_removed_entity_disabled(app: F
     assert set(got) == {"https://rs1.example.edu/sp", "https://rs2.example.edu/sp", "https://plain.example.com/sp"}
     rs1 = got["https://rs1.example.edu/sp"]
     assert rs1.source == "feed" and rs1.slug == "rs1-example-edu-sp" and rs1.enabled
+    assert "feed: fed" in ok(app, "apps", "show", "rs1-example-edu-sp").stdout
     assert audits("feed.sync")[-1].after["counts"]["added"] == 3
     assert len(audits("app.add")) == 3
 
