@@ -45,6 +45,12 @@ class BindingName(StrEnum):
 
 BINDING_REDIRECT = Binding.REDIRECT
 BINDING_POST = Binding.POST
+# Not members of Binding (whose members are the SSO/SLO browser bindings the IdP metadata lists for each service):
+# responses by artifact (saml-bindings-2.0-os §3.6) and the SOAP binding artifacts are resolved over (§3.2).
+BINDING_ARTIFACT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Artifact"
+BINDING_SOAP = "urn:oasis:names:tc:SAML:2.0:bindings:SOAP"
+# the bindings an AssertionConsumerService may use for this IdP's responses
+RESPONSE_BINDINGS = (Binding.POST, BINDING_ARTIFACT)
 # saml-bindings-2.0-os §3.4.4.1: the only SAMLEncoding this IdP reads (also the default when absent)
 URL_ENCODING_DEFLATE = "urn:oasis:names:tc:SAML:2.0:bindings:URL-Encoding:DEFLATE"
 

@@ -83,6 +83,12 @@ class DbState:
         db.session.flush()
         return token
 
+    def put_at(self, token: str, data: dict[str, Any], ttl_s: int) -> None:
+        self._maybe_purge()
+        now = utcnow()
+        db.session.add(PendingRequest(id=token, data=data, created_at=now, expires_at=now + timedelta(seconds=ttl_s)))
+        db.session.flush()
+
     def get(self, token: str, kind: str, *, consume: bool) -> dict[str, Any] | None:
         if "\x00" in token:        # never issued (token_urlsafe); PostgreSQL would refuse it as a parameter
             return None
