@@ -101,13 +101,13 @@ def unwrap_soap(body: bytes, max_bytes: int) -> bytes:
     children = [el for el in bodies[0] if isinstance(el.tag, str)]
     if len(children) != 1:
         raise SoapError("the SOAP Body must hold exactly one SAML message")
-    return etree.tostring(children[0], encoding="utf-8")
+    return bytes(etree.tostring(children[0], encoding="utf-8"))
 
 
 def wrap_soap(message: etree._Element) -> bytes:
     envelope = etree.Element(SOAP_ENV + "Envelope", nsmap={"SOAP-ENV": NS_SOAP_ENV})
     etree.SubElement(envelope, SOAP_ENV + "Body").append(message)
-    return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+    return bytes(etree.tostring(envelope, xml_declaration=True, encoding="utf-8"))
 
 
 def soap_fault(message: str) -> bytes:
@@ -116,7 +116,7 @@ def soap_fault(message: str) -> bytes:
     fault = etree.SubElement(etree.SubElement(envelope, SOAP_ENV + "Body"), SOAP_ENV + "Fault")
     etree.SubElement(fault, "faultcode").text = "SOAP-ENV:Client"
     etree.SubElement(fault, "faultstring").text = message
-    return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+    return bytes(etree.tostring(envelope, xml_declaration=True, encoding="utf-8"))
 
 
 # ---------------------------------------------------------------- ArtifactResolve / ArtifactResponse (core §3.5)
