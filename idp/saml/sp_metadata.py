@@ -395,7 +395,7 @@ def _build(entity: _Entity) -> SpMetadata:
         found = _show_list(dict.fromkeys(e.binding for e in acs)) if acs else "none"
         raise MetadataError(
             f"The SP {_show(entity_id)} has no usable HTTP-POST AssertionConsumerService (bindings found: {found}); "
-            "this IdP sends responses with the HTTP-POST binding only."
+            "this IdP needs one (it answers at HTTP-Artifact ACSs too, where a request asks for them)."
         )
     seen_indexes: set[int] = set()
     for endpoint in acs:
