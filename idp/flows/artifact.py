@@ -85,11 +85,11 @@ class SoapAnswer:
 
 
 class _Refused(Exception):
-    """An ArtifactResolve refused after it was understood; `status` says what the ArtifactResponse carries."""
+    """An authenticated ArtifactResolve for an artifact it may not have: answered Success with no message."""
 
-    def __init__(self, reason: Reason, message: str, *, denied: bool) -> None:
+    def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
-        self.reason, self.message, self.denied = reason, message, denied
+        self.reason, self.message = reason, message
 
 
 def resolve_artifact(body: bytes, settings: Settings, keys: Callable[[], KeySet], client: Client,
@@ -98,6 +98,11 @@ def resolve_artifact(body: bytes, settings: Settings, keys: Callable[[], KeySet]
     now = now or utcnow()
     ctx = EventContext(event_type="artifact", binding="soap", protocol="saml")
     app: AppConfig | None = None
+    try:
+        keyset = keys()   # before anything is consumed: no key, no answer, the artifact stays
+    except SamlFlowError as exc:
+        _record(ctx, exc, client)
+        return SoapAnswer(soap_fault("the identity provider cannot sign its answer now", server=True), 500)
     try:
         xml = unwrap_soap(body, settings.max_request_bytes)
         req = parse_artifact_resolve(xml, settings.max_request_bytes)
@@ -108,16 +113,23 @@ def resolve_artifact(body: bytes, settings: Settings, keys: Callable[[], KeySet]
     ctx.sp_entity_id, ctx.request_id = req.issuer, req.id
     try:
         app = _authenticate(req, xml, ctx, settings, now)
-        message = _take(req.artifact, app, ctx, settings, now)
     except SamlFlowError as exc:     # not authenticated: the requester learns nothing about artifacts
         _record(ctx, exc, client)
-        return SoapAnswer(_answer(app, req.id, None, settings, keys, denied=True))
+        return SoapAnswer(_answer(_default_signing(keyset), settings.entity_id, req.id, None, denied=True))
+    issuer = app.idp_entity_id(settings.entity_id)
+    try:
+        signing = _app_signing(app, keyset)
+    except SamlFlowError as exc:     # the app is pinned to a key that is gone: refuse, consume nothing
+        _record(ctx, exc, client)
+        return SoapAnswer(soap_fault("the identity provider cannot sign its answer now", server=True), 500)
+    try:
+        message = _take(req.artifact, app, ctx, settings, now)
     except _Refused as exc:
         ctx.detail["message"] = exc.message
         record_event(ctx, exc.reason, client_ip=client.ip, user_agent=client.user_agent)
-        return SoapAnswer(_answer(app, req.id, None, settings, keys, denied=exc.denied))
+        return SoapAnswer(_answer(signing, issuer, req.id, None, denied=False))
     record_event(ctx, Reason.OK, client_ip=client.ip, user_agent=client.user_agent)
-    return SoapAnswer(_answer(app, req.id, message, settings, keys, denied=False))
+    return SoapAnswer(_answer(signing, issuer, req.id, message, denied=False))
 
 
 def _peek(body: bytes, settings: Settings) -> str | None:
@@ -154,50 +166,47 @@ def _take(value: str, app: AppConfig, ctx: EventContext, settings: Settings, now
     try:
         art = parse_artifact(value)
     except ArtifactError as exc:
-        raise _Refused(Reason.UNKNOWN_ARTIFACT, str(exc), denied=False) from None
+        raise _Refused(Reason.UNKNOWN_ARTIFACT, str(exc)) from None
     ctx.detail["artifact_handle"] = art.handle_hex[:8]   # a prefix: enough to correlate, useless to resolve
     if art.source_id != source_id(app.idp_entity_id(settings.entity_id)):
-        raise _Refused(Reason.UNKNOWN_ARTIFACT, "the artifact's SourceID is not this IdP's (for this app)",
-                       denied=False)
+        raise _Refused(Reason.UNKNOWN_ARTIFACT, "the artifact's SourceID is not this IdP's (for this app)")
     token = _token(art.handle_hex)
     store = shared()
     data = store.get(token, KIND, consume=False)
     if data is None:
         if store.was_remembered(f"{_RESOLVED_PREFIX}\n{art.handle_hex}"):
-            raise _Refused(Reason.ARTIFACT_REPLAYED, "the artifact was already resolved", denied=False)
-        raise _Refused(Reason.UNKNOWN_ARTIFACT, "no such artifact (never issued, or long expired)", denied=False)
+            raise _Refused(Reason.ARTIFACT_REPLAYED, "the artifact was already resolved")
+        raise _Refused(Reason.UNKNOWN_ARTIFACT, "no such artifact (never issued, or long expired)")
     if data.get("app_id") != app.id:
         # not consumed: the app it was issued to can still resolve it
-        raise _Refused(Reason.ARTIFACT_WRONG_APP, "the artifact was issued to another app", denied=False)
+        raise _Refused(Reason.ARTIFACT_WRONG_APP, "the artifact was issued to another app")
     ctx.response_id = data.get("response_id")
     if datetime.fromisoformat(data["expires_at"]) <= now:
         store.get(token, KIND, consume=True)
-        raise _Refused(Reason.ARTIFACT_EXPIRED, f"the artifact expired after {settings.artifact_ttl_s}s",
-                       denied=False)
+        raise _Refused(Reason.ARTIFACT_EXPIRED, f"the artifact expired after {settings.artifact_ttl_s}s")
     taken = store.get(token, KIND, consume=True)
     store.remember_once(f"{_RESOLVED_PREFIX}\n{art.handle_hex}", 2 * (settings.artifact_ttl_s + EXPIRED_GRACE_S))
     if taken is None:   # another resolve consumed it in between
-        raise _Refused(Reason.ARTIFACT_REPLAYED, "the artifact was already resolved", denied=False)
+        raise _Refused(Reason.ARTIFACT_REPLAYED, "the artifact was already resolved")
     return base64.b64decode(taken["message"])
 
 
-def _answer(app: AppConfig | None, in_response_to: str, message: bytes | None, settings: Settings,
-            keys: Callable[[], KeySet], *, denied: bool) -> bytes:
-    """The signed ArtifactResponse in its SOAP envelope (signed with the app's key and algorithm when known)."""
-    keyset = keys()
-    if app is not None:
-        try:
-            key = signing_key_for(app, keyset)
-            algorithm = algorithm_for(app, key)
-        except SamlFlowError:
-            key, algorithm = keyset.active, ""
-        issuer = app.idp_entity_id(settings.entity_id)
-    else:
-        key, algorithm, issuer = keyset.active, "", settings.entity_id
-    if not algorithm:
-        algorithm = (SignatureAlgorithm.ECDSA_SHA256 if key.key_type == KeyFamily.EC
-                     else SignatureAlgorithm.RSA_SHA256)
-    signing = SigningChoice(key=key.private_key, algorithm=algorithm, cert_b64=key.cert_b64)
+def _default_signing(keyset: KeySet) -> SigningChoice:
+    key = keyset.active
+    algorithm = SignatureAlgorithm.ECDSA_SHA256 if key.key_type == KeyFamily.EC else SignatureAlgorithm.RSA_SHA256
+    return SigningChoice(key=key.private_key, algorithm=algorithm, cert_b64=key.cert_b64)
+
+
+def _app_signing(app: AppConfig, keyset: KeySet) -> SigningChoice:
+    """The app's key (its pin, or the active key) and algorithm, whatever it signs in SSO Responses: the
+    ArtifactResponse is always signed."""
+    key = signing_key_for(app, keyset)
+    return SigningChoice(key=key.private_key, algorithm=algorithm_for(app, key), cert_b64=key.cert_b64)
+
+
+def _answer(signing: SigningChoice, issuer: str, in_response_to: str, message: bytes | None, *,
+            denied: bool) -> bytes:
+    """The signed ArtifactResponse in its SOAP envelope."""
     return build_artifact_response(
         issuer=issuer, in_response_to=in_response_to,
         status=STATUS_REQUESTER if denied else STATUS_SUCCESS,

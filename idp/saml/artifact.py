@@ -110,11 +110,12 @@ def wrap_soap(message: etree._Element) -> bytes:
     return bytes(etree.tostring(envelope, xml_declaration=True, encoding="utf-8"))
 
 
-def soap_fault(message: str) -> bytes:
-    """A SOAP 1.1 Client fault: only for what is not a SAML request at all (bindings §3.2.3.1)."""
+def soap_fault(message: str, *, server: bool = False) -> bytes:
+    """A SOAP 1.1 fault (Client, or Server for the IdP's own trouble): only for what is not a SAML request at all,
+    or cannot be answered with one (bindings §3.2.3.1)."""
     envelope = etree.Element(SOAP_ENV + "Envelope", nsmap={"SOAP-ENV": NS_SOAP_ENV})
     fault = etree.SubElement(etree.SubElement(envelope, SOAP_ENV + "Body"), SOAP_ENV + "Fault")
-    etree.SubElement(fault, "faultcode").text = "SOAP-ENV:Client"
+    etree.SubElement(fault, "faultcode").text = "SOAP-ENV:Server" if server else "SOAP-ENV:Client"
     etree.SubElement(fault, "faultstring").text = message
     return bytes(etree.tostring(envelope, xml_declaration=True, encoding="utf-8"))
 

@@ -280,3 +280,21 @@ def test_corpus_metadata_with_an_artifact_acs(app, name, index, binding):
            f'ProtocolBinding="{BINDING_ARTIFACT}"><saml:Issuer>{row.entity_id}</saml:Issuer>'
            f'</samlp:AuthnRequest>').encode()
     assert resolve_acs(config, parse_authn_request(xml, 65536)).binding == BINDING_ARTIFACT
+
+
+# ---------------------------------------------------------------- per-app issuer
+
+def test_per_app_issuer_artifact(app, make_sp, browser, client, alice, tmp_path):
+    from ..sp_harness import Pysaml2SP
+    issuer = "https://idp.example.com/tenants/acme"
+    registered = artifact_sp(make_sp)
+    result = app.test_cli_runner().invoke(args=["apps", "set", registered.slug, "--issuer", issuer])
+    assert result.exit_code == 0, result.output
+    md = client.get(f"/saml/metadata/{registered.slug}").get_data(as_text=True)
+    assert "ArtifactResolutionService" in md
+    sp = Pysaml2SP(tmp_path / "per-app", md, base_url=registered.base_url, keypair=registered.keypair,
+                   artifact_acs=True)
+    req, artifact, _ = sign_in_for_artifact(browser, sp)
+    assert base64.b64decode(artifact)[4:24] == hashlib.sha1(issuer.encode()).digest()  # noqa: S324
+    result = sp.process_response(sp.resolve_artifact(artifact, soap_post(client)), req.request_id)
+    assert (result.name_id, result.issuer) == ("alice", issuer)
