@@ -298,3 +298,56 @@ def test_per_app_issuer_artifact(app, make_sp, browser, client, alice, tmp_path)
     assert base64.b64decode(artifact)[4:24] == hashlib.sha1(issuer.encode()).digest()  # noqa: S324
     result = sp.process_response(sp.resolve_artifact(artifact, soap_post(client)), req.request_id)
     assert (result.name_id, result.issuer) == ("alice", issuer)
+
+
+# ---------------------------------------------------------------- tampering
+
+def _signed_resolve_body(sp: Any, artifact: str, destination: str = "http://localhost/saml/artifact") -> str:
+    from saml2.s_utils import sid
+
+    _mid, req = sp.client.create_artifact_resolve(artifact, destination, sid(), sign=True,
+                                                  sign_alg=sp.sig_alg, digest_alg=sp.digest_alg)
+    data = sp.client.use_soap(req, destination)["data"]
+    return data.decode() if isinstance(data, bytes) else data
+
+
+def _post_raw(client: Any, body: str) -> Any:
+    return client.post("/saml/artifact", data=body.encode(), headers={"Content-Type": "text/xml"})
+
+
+def test_tampered_artifact_in_a_signed_resolve_is_refused(make_sp, browser, client, alice):
+    sp = artifact_sp(make_sp)
+    _req, artifact, _ = sign_in_for_artifact(browser, sp)
+    other_fake = base64.b64encode(base64.b64decode(artifact)[:24] + b"\x02" * 20).decode()
+    body = _signed_resolve_body(sp, other_fake).replace(other_fake, artifact)
+    resp = _post_raw(client, body)
+    assert resp.status_code == 200 and b"RequestDenied" in resp.get_data()
+    assert last_event().reason == "bad_signature"
+
+
+def test_wrong_destination_and_two_messages_are_refused(make_sp, browser, client, alice):
+    sp = artifact_sp(make_sp)
+    _req, artifact, _ = sign_in_for_artifact(browser, sp)
+    resp = _post_raw(client, _signed_resolve_body(sp, artifact, "https://elsewhere.example/ars"))
+    assert b"RequestDenied" in resp.get_data() and b"<samlp:Response" not in resp.get_data()
+    assert last_event().reason == "wrong_destination"
+    # a second message in the Body (a wrapping attempt): not a SAML request this endpoint reads
+    body = _signed_resolve_body(sp, artifact)
+    start = body.index("<", body.index("Body") + 4)
+    end = body.rindex("</", 0, body.rindex("Body"))
+    inner = body[start:end]
+    resp = _post_raw(client, body[:start] + inner + inner + body[end:])
+    assert resp.status_code == 500 and b"Fault" in resp.get_data()
+    assert last_event().reason == "malformed_request"
+    # the artifact itself is untouched by all this
+    assert raw_resolve(client, sp, artifact).find("samlp:Response", NS) is not None
+
+
+def test_replayed_artifact_resolve_message_is_refused(make_sp, browser, client, alice):
+    sp = artifact_sp(make_sp)
+    _req, artifact, _ = sign_in_for_artifact(browser, sp)
+    body = _signed_resolve_body(sp, artifact)
+    assert b"<samlp:Response" in _post_raw(client, body).get_data()
+    again = _post_raw(client, body)
+    assert b"RequestDenied" in again.get_data()
+    assert last_event().reason == "replayed_request"
