@@ -16,6 +16,8 @@ deliveries by the worker into scim2-server on loopback per wall-second, on SQLit
 started, or IDP_BENCH_PG_URL names one) on PostgreSQL; "not available" for the _pg rows otherwise.
 The webhook figures (bench/webhooks.py): signed webhook deliveries by the worker to a receiver on loopback per
 wall-second, and the SSO round trip with one org-wide sso.success subscription against none (a ratio).
+The retention figures (bench/retention.py): `idp events purge` of 1,000,000 old events on a copy of the SQLite DB,
+wall seconds, and in-process SSO round trips per wall-second (and p95) beside it and alone.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Plan:
     lifecycle_seconds: float
     lifecycle_runs: int
     max_deliveries: int
+    purge_rows: int = 1_000_000
 
 
 FULL = Plan(seconds=3.0, runs=3, http_warmup_s=2.0, http_seconds=10.0, http_clients=8, apps=(1, 100, 10_000),
@@ -71,7 +74,7 @@ FULL = Plan(seconds=3.0, runs=3, http_warmup_s=2.0, http_seconds=10.0, http_clie
             lifecycle_runs=2, max_deliveries=300)
 QUICK = Plan(seconds=1.0, runs=1, http_warmup_s=1.0, http_seconds=3.0, http_clients=8, apps=(1, 100, 1_000),
              events=(1_000, 10_000), profile_round_trips=100, query_repeat=5, lifecycle_seconds=1.0,
-             lifecycle_runs=1, max_deliveries=60)
+             lifecycle_runs=1, max_deliveries=60, purge_rows=100_000)
 
 # key -> (unit, target text, check); None: reported, no target
 TARGETS: dict[str, tuple[str, str | None, Callable[[float], bool] | None]] = {
@@ -112,6 +115,11 @@ TARGETS: dict[str, tuple[str, str | None, Callable[[float], bool] | None]] = {
     "webhook_delivery_per_s": ("/wall-s", None, None),
     "sso_webhook_per_s": ("/CPU-s", None, None),
     "sso_webhook_ratio": ("x", None, None),
+    "retention_purge_1m_s": ("s", None, None),
+    "sso_during_purge_per_s": ("/wall-s", None, None),
+    "sso_during_purge_p95_ms": ("ms", None, None),
+    "sso_no_purge_per_s": ("/wall-s", None, None),
+    "sso_no_purge_p95_ms": ("ms", None, None),
 }
 
 
@@ -385,6 +393,8 @@ def run(args: argparse.Namespace) -> int:
 
         from .webhooks import webhook_section
         webhook_section(b, ws, root)
+
+        retention_section(b, ws)
     finally:
         if args.keep:
             print(f"kept the bench instance in {root}")
@@ -404,6 +414,29 @@ def run(args: argparse.Namespace) -> int:
     failed = [k for k, v in _target_doc(b.results).items() if v["pass"] is False]
     real_errors = {k: v for k, v in b.errors.items() if not v.startswith("not available")}
     return 1 if args.strict and (failed or real_errors) else 0
+
+
+def retention_section(b: Bench, ws: Any) -> None:
+    """Issue 17: `idp events purge` of old event rows (1,000,000; 100,000 in quick mode) on a copy of the bench DB,
+    with in-process SSO round trips beside it, and the same loop without it (bench/retention.py)."""
+    from .retention import measure_retention
+
+    rows = b.plan.purge_rows
+    b.step(f"retention: `idp events purge` of {rows:,} old events (SQLite) while SSO round trips run | SSO alone")
+
+    def purge() -> None:
+        r = measure_retention(ws, rows)
+        b.put("retention_purge_1m_s", r["purge_s"] * 1_000_000 / rows, 1)
+        b.put("sso_during_purge_per_s", r["during"]["per_s"])
+        b.put("sso_during_purge_p95_ms", r["during"]["p95_ms"], 2)
+        b.put("sso_no_purge_per_s", r["alone"]["per_s"])
+        b.put("sso_no_purge_p95_ms", r["alone"]["p95_ms"], 2)
+        b.details["retention"] = {k: v for k, v in r.items() if k != "purge_output"}
+        print(f"    {r['deleted']:,} rows in {r['purge_s']:.1f}s ({r['rows_per_s']:,}/s); SSO during "
+              f"{r['during']['per_s']:.0f}/s p95 {r['during']['p95_ms']:.1f} ms, alone {r['alone']['per_s']:.0f}/s "
+              f"p95 {r['alone']['p95_ms']:.1f} ms", flush=True)
+
+    b.optional("retention", purge)
 
 
 def lifecycle_section(b: Bench, ws: Any, root: Path, *, skip_pg: bool) -> None:
@@ -520,6 +553,8 @@ def _table(results: dict[str, float], errors: dict[str, str], quick: bool) -> st
                                enumerate(zip(r, widths, strict=True))).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    lines.append("(retention_purge_1m_s: wall seconds of `idp events purge` per 1,000,000 old events, process start "
+                 "included; sso_*_purge: in-process SSO round trips per wall-second beside it and alone)")
     lines.append("(outbox_delivery_*: provisioning deliveries per wall-second, each two HTTP round trips to "
                  "scim2-server on loopback; the _pg CPU-s figure leaves out the PostgreSQL server's CPU)")
     lines.append("(webhook_delivery_per_s: signed POSTs by the worker to a receiver on loopback per wall-second; "

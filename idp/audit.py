@@ -12,9 +12,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import siem
 from .extensions import db
 from .models import AdminAudit, utcnow
 from .notifications import bus, catalog
@@ -71,6 +73,8 @@ def record(action: str, target_type: str, target: str, *, before: Any = None, af
     )
     own = session or db.session
     own.add(row)
+    if siem.sender() is not None:     # streamed to syslog once committed (its id is known after the flush)
+        own.info.setdefault(_UNSENT, []).append(row)
     notice_type = catalog.for_audit(row.action)
     if notice_type is not None:
         app_slug = row.target if row.target_type == "app" else None
@@ -85,6 +89,41 @@ def _notice(notice_type: str, row: AdminAudit) -> bus.Notice:
                       data={"at": row.at.isoformat().replace("+00:00", "Z"), "actor": row.actor,
                             "action": row.action, "target_type": row.target_type, "target": row.target,
                             "before": row.before, "after": row.after})
+
+
+_UNSENT = "idp.audit.unsent"        # rows added, not yet flushed
+_FLUSHED = "idp.audit.flushed"      # their syslog messages, sent after the commit
+
+
+def _flushed(session: Session, _ctx: Any) -> None:
+    rows = session.info.pop(_UNSENT, None)
+    if not rows:
+        return
+    ready = session.info.setdefault(_FLUSHED, [])
+    for row in rows:
+        fields = {"id": row.id, "at": row.at.isoformat().replace("+00:00", "Z"), "actor": row.actor,
+                  "action": row.action, "target_type": row.target_type, "target": row.target}
+        line = json.dumps({"log": "admin_audit", **fields, "before": row.before, "after": row.after},
+                          default=str, sort_keys=True)
+        ready.append(siem.audit_message(fields, line))
+
+
+def _committed(session: Session) -> None:
+    messages = session.info.pop(_FLUSHED, None)
+    syslog = siem.sender() if messages else None
+    if syslog is not None:
+        for message in messages or ():
+            syslog.send(message)
+
+
+def _rolled_back(session: Session, *_: Any) -> None:
+    session.info.pop(_UNSENT, None)
+    session.info.pop(_FLUSHED, None)
+
+
+sa_event.listen(Session, "after_flush", _flushed)
+sa_event.listen(Session, "after_commit", _committed)
+sa_event.listen(Session, "after_rollback", _rolled_back)
 
 
 def _json_safe(value: Any) -> Any:

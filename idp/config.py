@@ -46,6 +46,18 @@ _ENV_TRUE = frozenset({"1", "true", "yes", "on"})
 _ENV_FALSE = frozenset({"0", "false", "no", "off"})
 
 
+def _syslog_url(env: Mapping[str, str]) -> str | None:
+    """IDP_SYSLOG_URL, checked here so that a typo stops the start instead of silently streaming nothing."""
+    url = (env.get("IDP_SYSLOG_URL") or "").strip() or None
+    if url is not None:
+        from .siem import SyslogConfigError, parse_url
+        try:
+            parse_url(url)
+        except SyslogConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    return url
+
+
 def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     """A boolean setting: 1/true/yes/on or 0/false/no/off, any case; unset or empty is the default.
 
@@ -107,6 +119,14 @@ class Settings:
     # the internal network). Off: the SSRF guard of services.fetch refuses them, as for metadata URLs.
     oidc_backchannel_allow_private: bool = False
     oidc_backchannel_timeout_s: float = 3.0   # per RP; a logout never waits longer on one RP
+    # SAML SOAP back-channel logout (flows.slo_soap): IDP_SAML_BACKCHANNEL_ALLOW_PRIVATE lets the LogoutRequest POSTs
+    # reach private / loopback SOAP endpoints (off: the SSRF guard refuses them); IDP_SAML_BACKCHANNEL_TIMEOUT bounds
+    # one app's exchange (seconds; the apps of a session are asked in parallel); IDP_SAML_BACKCHANNEL_CLIENT_CERT /
+    # _KEY: a PEM certificate and key the IdP presents to https endpoints asking for one (mutual TLS)
+    saml_backchannel_allow_private: bool = False
+    saml_backchannel_timeout_s: float = 3.0
+    saml_backchannel_client_cert: str | None = None
+    saml_backchannel_client_key: str | None = None
     # the outbox worker (`idp worker`, services.outbox): attempts before a job is dead, the backoff after a failure
     # (base x 2^(attempt-1), capped, with jitter), the lease a claimed job holds (a worker killed mid-job: the job
     # is claimable again when it ends), how long finished jobs are kept
@@ -140,10 +160,17 @@ class Settings:
     # SIEM (idp.siem): IDP_SYSLOG_URL udp://host:514, tcp://host:601 or tls://host:6514 streams every event (and
     # audit row) as RFC 5424 syslog with the JSON-lines fields; unset, only the JSON lines on the log
     syslog_url: str | None = None
+    # TLS: the collector's certificate is verified against the system CAs, or only this PEM bundle when set
+    syslog_ca_file: Path | None = None
     # retention (services.retention, run by the worker): events older than IDP_EVENT_RETENTION_DAYS are purged;
     # audit rows older than IDP_AUDIT_RETENTION_DAYS (0: kept for ever)
     event_retention_days: int = 400
     audit_retention_days: int = 0
+    # the rest of retention: known devices unseen for these many days; rows per batch (one short transaction
+    # each); how often the worker looks for something to purge
+    known_device_retention_days: int = 400
+    retention_batch: int = 5000
+    retention_every_minutes: int = 60
     # events written by unauthenticated requests (an unknown SP, a malformed request...), per client IP: at most
     # IDP_ANON_EVENTS_PER_MINUTE are stored, the rest only counted (idp_events_dropped_total)
     anon_events_per_minute: int = 120
@@ -227,6 +254,10 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         data_key=env.get("IDP_DATA_KEY") or None,
         oidc_enabled=env_bool(env, "IDP_OIDC_ENABLED", True),
         oidc_backchannel_allow_private=env_bool(env, "IDP_OIDC_BACKCHANNEL_ALLOW_PRIVATE", False),
+        saml_backchannel_allow_private=env_bool(env, "IDP_SAML_BACKCHANNEL_ALLOW_PRIVATE", False),
+        saml_backchannel_timeout_s=float(_int(env, "IDP_SAML_BACKCHANNEL_TIMEOUT", 3, 1)),
+        saml_backchannel_client_cert=(env.get("IDP_SAML_BACKCHANNEL_CLIENT_CERT") or "").strip() or None,
+        saml_backchannel_client_key=(env.get("IDP_SAML_BACKCHANNEL_CLIENT_KEY") or "").strip() or None,
         worker_max_attempts=_int(env, "IDP_WORKER_MAX_ATTEMPTS", 8, 1),
         worker_backoff_s=_int(env, "IDP_WORKER_BACKOFF", 10, 0),
         worker_backoff_max_s=_int(env, "IDP_WORKER_BACKOFF_MAX", 3600, 0),
@@ -243,13 +274,20 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         smtp_from=(env.get("IDP_SMTP_FROM") or "").strip() or None,
         smtp_timeout_s=float(_int(env, "IDP_SMTP_TIMEOUT", 10, 1)),
         smtp_ca_file=(env.get("IDP_SMTP_CA_FILE") or "").strip() or None,
-        syslog_url=(env.get("IDP_SYSLOG_URL") or "").strip() or None,
+        syslog_url=_syslog_url(env),
+        syslog_ca_file=Path(env["IDP_SYSLOG_CA_FILE"]).resolve() if env.get("IDP_SYSLOG_CA_FILE") else None,
         event_retention_days=_int(env, "IDP_EVENT_RETENTION_DAYS", 400, 1),
         audit_retention_days=_int(env, "IDP_AUDIT_RETENTION_DAYS", 0, 0),
+        known_device_retention_days=_int(env, "IDP_KNOWN_DEVICE_RETENTION_DAYS", 400, 1),
+        retention_batch=_int(env, "IDP_RETENTION_BATCH", 5000, 100),
+        retention_every_minutes=_int(env, "IDP_RETENTION_EVERY_MINUTES", 60, 1),
         anon_events_per_minute=_int(env, "IDP_ANON_EVENTS_PER_MINUTE", 120, 1),
         passkey_rp_name=(env.get("IDP_PASSKEY_RP_NAME") or "Identity Provider").strip()[:64] or "Identity Provider",
     )
     _check_data_key(values["data_key"])
+    if bool(values["saml_backchannel_client_cert"]) != bool(values["saml_backchannel_client_key"]):
+        raise ConfigError("IDP_SAML_BACKCHANNEL_CLIENT_CERT and IDP_SAML_BACKCHANNEL_CLIENT_KEY are set together "
+                          "(a PEM certificate and its private key), or neither")
     values.update(overrides)
     if not values["secret_key"]:
         values["secret_key"] = _secret_key(env, Path(str(values["instance_dir"])))

@@ -27,6 +27,9 @@ class EventContext:
     assertion_id: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     protocol: str | None = None        # saml | oidc (None: SAML for sso / logout events, else protocol-neutral)
+    # whether a signed-in user (or a verified client) is behind the attempt; None: when `username` is set. A failed
+    # sign-in names the account as typed but is not authenticated (False): its events are rate-limited per IP
+    authenticated: bool | None = None
 
 
 class SamlFlowError(Exception):

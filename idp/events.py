@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, insert, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
-from . import metrics
+from . import csvsafe, metrics, siem
+from .clientnet import client_net
 from .errors import EventContext
-from .extensions import db
+from .extensions import component, component_or_new, db
 from .models import SsoEvent, utcnow
 from .notifications import bus, catalog
 from .prepared import Prepared
@@ -59,6 +60,45 @@ class RecordedEvent:
     protocol: str | None = None
 
 
+class AnonEventLimiter:
+    """At most `per_minute` stored events per client address (IPv6: per /64) and fixed one-minute window, for
+    the events of unauthenticated requests. In process memory: each server process (gunicorn worker) allows its
+    own `per_minute`, so a server stores at most workers x per_minute per address and minute. The shared state
+    has no counter primitive, and a database counter would itself be a write per garbage request."""
+
+    MAX_KEYS = 50_000     # addresses tracked at once; past it, windows that ended are forgotten
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._windows: dict[str, tuple[float, int]] = {}    # address -> (window start, events stored in it)
+        self._lock = threading.Lock()
+
+    def allow(self, ip: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        key = client_net(ip)
+        with self._lock:
+            start, n = self._windows.get(key, (now, 0))
+            if now - start >= 60.0:
+                start, n = now, 0
+            if n >= self.per_minute:
+                return False
+            if len(self._windows) >= self.MAX_KEYS and key not in self._windows:
+                self._windows = {k: v for k, v in self._windows.items() if now - v[0] < 60.0}
+                if len(self._windows) >= self.MAX_KEYS:   # a flood of fresh addresses: refuse rather than grow
+                    return False
+            self._windows[key] = (start, n + 1)
+            return True
+
+
+def _limiter() -> AnonEventLimiter:
+    return cast(AnonEventLimiter, component_or_new(
+        "idp.anon_event_limiter", lambda: AnonEventLimiter(component("idp.settings").anon_events_per_minute)))
+
+
+def is_anonymous(ctx: EventContext) -> bool:
+    return not (ctx.authenticated if ctx.authenticated is not None else bool(ctx.username))
+
+
 def record_event(ctx: EventContext, reason: Reason, *, client_ip: str | None, user_agent: str | None,
                  outcome: Outcome | None = None) -> RecordedEvent:
     """Write one event row in the caller's unit of work (the request or CLI command commits it).
@@ -66,14 +106,22 @@ def record_event(ctx: EventContext, reason: Reason, *, client_ip: str | None, us
     A prepared INSERT ... RETURNING id rather than the ORM unit of work: this runs on every SSO and
     the ORM bookkeeping cost more than the insert itself. The metric and the SIEM log line follow
     the commit (an event whose transaction rolls back was never recorded).
+
+    An unsuccessful event of a request nobody authenticated (an unknown SP, a malformed request, a bad token, a
+    failed sign-in) counts against its client address (AnonEventLimiter, IDP_ANON_EVENTS_PER_MINUTE); past the
+    limit it is not stored, only counted (idp_events_dropped_total{reason="rate_limited"}), and the returned
+    event has id 0. Successes and events of signed-in users are always stored.
     """
+    final_outcome = str(outcome or outcome_for(reason))
+    dropped = (client_ip is not None and final_outcome != Outcome.SUCCESS and is_anonymous(ctx)
+               and not _limiter().allow(client_ip))
     values: dict[str, Any] = dict(
         at=utcnow(),
         event_type=ctx.event_type,
         app_slug=ctx.app_slug,
         sp_entity_id=(ctx.sp_entity_id or "")[:1024] or None,
         username=ctx.username,
-        outcome=str(outcome or outcome_for(reason)),
+        outcome=final_outcome,
         reason=str(reason),
         initiated_by=ctx.initiated_by,
         binding=ctx.binding,
@@ -86,6 +134,9 @@ def record_event(ctx: EventContext, reason: Reason, *, client_ip: str | None, us
         # SAML flows predate the column and leave ctx.protocol unset: their sso / logout events are SAML's
         protocol=ctx.protocol or ("saml" if ctx.event_type in ("sso", "logout") else None),
     )
+    if dropped:
+        metrics.count("idp_events_dropped_total", 'reason="rate_limited"')
+        return RecordedEvent(id=0, **values)
     event_id = _INSERT.scalar(values)
     event = RecordedEvent(id=event_id, **values)
     check = (ctx.detail.get("policy") or {}).get("check")
@@ -106,16 +157,23 @@ _UNANNOUNCED = "idp.events.unannounced"
 
 
 def _announce(session: Session) -> None:
-    """After a commit: count the events it made durable and write their SIEM log lines."""
+    """After a commit: count the events it made durable, write their SIEM log lines and stream them to syslog."""
     recorded = session.info.pop(_UNANNOUNCED, None)
     if not recorded:
         return
+    logging_on = log.isEnabledFor(logging.INFO)
+    syslog = siem.sender()
     for event, check in recorded:
         metrics.count_event(event.event_type, event.app_slug, event.outcome, event.reason)
+        if not (logging_on or syslog):
+            continue
         # One JSON line per event for shipping to a SIEM (no secrets: the event holds none).
-        if log.isEnabledFor(logging.INFO):
-            log.info("%s", json.dumps({"log": "sso_event", **event_dict(event, with_detail=False), "check": check},
-                                      default=str, sort_keys=True))
+        fields = event_dict(event, with_detail=False)
+        line = json.dumps({"log": "sso_event", **fields, "check": check}, default=str, sort_keys=True)
+        if logging_on:
+            log.info("%s", line)
+        if syslog is not None:
+            syslog.send(siem.event_message(fields, line))
 
 
 def _forget(session: Session, *_: Any) -> None:
@@ -179,16 +237,5 @@ def to_json(events: Iterable[SsoEvent]) -> str:
 
 
 def to_csv(events: Iterable[SsoEvent], fields: Sequence[str] = EXPORT_FIELDS) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(fields)
-    for e in events:
-        d = event_dict(e, with_detail=False)
-        writer.writerow([_csv_safe(d[f]) for f in fields])
-    return buf.getvalue()
-
-
-def _csv_safe(value: object) -> str:
-    """Neutralise spreadsheet formula injection (=, +, -, @ at the start of a cell)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    """The events as CSV, every cell guarded against formula injection (idp.csvsafe)."""
+    return csvsafe.to_text([fields, *([event_dict(e, with_detail=False)[f] for f in fields] for e in events)])

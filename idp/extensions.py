@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +35,12 @@ def component(name: str) -> Any:
     services ask for what they need through here (or take it as a parameter), never from Flask.
     """
     return current_app.extensions[name]
+
+
+def component_or_new(name: str, make: Callable[[], Any]) -> Any:
+    """component(name), made by `make` on first use in this app (a per-app singleton the app factory need not
+    know about: the anonymous-event limiter, the syslog sender)."""
+    found = current_app.extensions.get(name)
+    if found is None:
+        found = current_app.extensions.setdefault(name, make())
+    return found

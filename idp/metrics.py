@@ -35,6 +35,15 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _latency_buckets = [0] * (len(BUCKETS) + 1)
 _latency_sum = 0.0
 _latency_count = 0
+# other counters: (metric name, label string such as 'reason="rate_limited"' or "") -> count
+_counters: Counter[tuple[str, str]] = Counter()
+COUNTERS = {
+    "idp_events_dropped_total": ("Events not stored (reason=rate_limited: past IDP_ANON_EVENTS_PER_MINUTE for an "
+                                 "unauthenticated client IP).", ('reason="rate_limited"',)),
+    "idp_syslog_dropped_total": ("Events and audit rows not sent to IDP_SYSLOG_URL (queue full or the sender "
+                                 "gave up on them).", ("",)),
+    "idp_syslog_sent_total": ("Events and audit rows sent to IDP_SYSLOG_URL.", ("",)),
+}
 
 FLUSH_EVERY_S = 1.0
 RETIRED = "retired.json"
@@ -51,6 +60,16 @@ def count_event(event_type: str, app: str | None, outcome: str, reason: str) -> 
         _dirty = True
     if _owner != os.getpid():
         _spool()  # first count in this process: its spool file and flusher
+
+
+def count(name: str, labels: str = "", n: int = 1) -> None:
+    """Add to one of COUNTERS (labels as they appear between the braces, e.g. 'reason="rate_limited"')."""
+    global _dirty
+    with _lock:
+        _counters[(name, labels)] += n
+        _dirty = True
+    if _owner != os.getpid():
+        _spool()
 
 
 def observe_latency(seconds: float) -> None:
@@ -74,7 +93,8 @@ def _snapshot() -> dict[str, Any]:
     with _lock:
         _dirty = False
         return {"attempts": [[*key, n] for key, n in sorted(_attempts.items())],
-                "buckets": list(_latency_buckets), "sum": _latency_sum, "count": _latency_count}
+                "buckets": list(_latency_buckets), "sum": _latency_sum, "count": _latency_count,
+                "counters": [[name, labels, n] for (name, labels), n in sorted(_counters.items())]}
 
 
 # ---------------------------------------------------------------- the spool shared by one server's workers
@@ -200,7 +220,10 @@ def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     attempts: Counter[tuple[str, ...]] = Counter()
     buckets = [0] * (len(BUCKETS) + 1)
     total, count = 0.0, 0
+    others: Counter[tuple[str, str]] = Counter()
     for snap in snapshots:
+        for row in snap.get("counters", []):
+            others[(str(row[0]), str(row[1]))] += int(row[2])
         for row in snap.get("attempts", []):
             attempts[tuple(str(x) for x in row[:-1])] += int(row[-1])
         for i, n in enumerate(snap.get("buckets", [])[:len(buckets)]):
@@ -208,7 +231,7 @@ def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
         total += float(snap.get("sum", 0.0))
         count += int(snap.get("count", 0))
     return {"attempts": [[*key, n] for key, n in sorted(attempts.items())], "buckets": buckets, "sum": total,
-            "count": count}
+            "count": count, "counters": [[name, labels, n] for (name, labels), n in sorted(others.items())]}
 
 
 def collect() -> dict[str, Any]:
@@ -247,7 +270,8 @@ def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def render(key_days: list[tuple[str, str, int]]) -> str:
+def render(keys: list[tuple[str, str, int, float]]) -> str:
+    """The exposition; `keys`: (kid, state, days left, not-after as Unix time) of every published key."""
     totals = collect()
     lines = ["# HELP idp_sso_attempts_total SSO attempts and logouts by app, outcome and reason (all workers).",
              "# TYPE idp_sso_attempts_total counter"]
@@ -264,8 +288,23 @@ def render(key_days: list[tuple[str, str, int]]) -> str:
     lines.append(f'idp_sso_duration_seconds_bucket{{le="+Inf"}} {cumulative}')
     lines.append(f"idp_sso_duration_seconds_sum {totals['sum']:.6f}")
     lines.append(f"idp_sso_duration_seconds_count {totals['count']}")
-    lines += ["# HELP idp_signing_key_days_to_expiry Days until each published signing certificate expires.",
+    others = {(str(r[0]), str(r[1])): int(r[2]) for r in totals.get("counters", [])}
+    for name, (help_text, default_labels) in COUNTERS.items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+        series = {labels: n for (metric, labels), n in others.items() if metric == name}
+        for labels in default_labels:
+            series.setdefault(labels, 0)
+        for labels, n in sorted(series.items()):
+            lines.append(f"{name}{{{labels}}} {n}" if labels else f"{name} {n}")
+    lines += ["# HELP idp_signing_key_days_to_expiry Days until each published signing certificate expires "
+              "(next, active, retiring).",
               "# TYPE idp_signing_key_days_to_expiry gauge"]
-    for kid, state, days in key_days:
+    for kid, state, days, _ in keys:
         lines.append(f'idp_signing_key_days_to_expiry{{kid="{_esc(kid)}",state="{_esc(state)}"}} {days}')
+    lines += ["# HELP idp_signing_key_expiry_timestamp_seconds When each published signing certificate expires "
+              "(Unix time; alert on it minus time()).",
+              "# TYPE idp_signing_key_expiry_timestamp_seconds gauge"]
+    for kid, state, _, not_after in keys:
+        lines.append(f'idp_signing_key_expiry_timestamp_seconds{{kid="{_esc(kid)}",state="{_esc(state)}"}} '
+                     f"{int(not_after)}")
     return "\n".join(lines) + "\n"

@@ -40,9 +40,9 @@ other factors, or the user at another address, out with wrong codes:
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import timedelta
 
+from .clientnet import client_net
 from .state import shared
 from .state.base import ThrottleRule
 
@@ -57,21 +57,6 @@ __all__ = ["LOGIN_ACCOUNT_IP_RULE", "LOGIN_ACCOUNT_RULE", "LOGIN_IP_RULE", "MFA_
            "TOTP_MAX_CONSECUTIVE_FAILURES", "ThrottleRule", "client_net", "login_account_ip_key",
            "login_account_key", "login_ip_key", "passkey_ip_key", "passkey_options_key", "passkey_register_key",
            "record_failure", "recovery_code_key", "reset", "retry_after", "totp_code_key"]
-
-
-def client_net(ip: str | None) -> str:
-    """The unit an address is throttled as: an IPv4 address, an IPv6 /64 prefix (IPv4-mapped IPv6 as IPv4)."""
-    if not ip:
-        return "unknown"
-    try:
-        addr = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return ip.strip()[:64] or "unknown"
-    if isinstance(addr, ipaddress.IPv6Address):
-        if addr.ipv4_mapped is not None:
-            return str(addr.ipv4_mapped)
-        return str(ipaddress.IPv6Network((addr, 64), strict=False))
-    return str(addr)
 
 
 # One spelling of each key: every place that checks a password or a code counts against the same one.

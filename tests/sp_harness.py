@@ -690,7 +690,9 @@ class Pysaml2SP(TestSP):
         sp: dict[str, Any] = {
             "endpoints": {
                 "assertion_consumer_service": acs,
-                "single_logout_service": [(self.slo_url, BINDING_REDIRECT), (self.slo_url, BINDING_POST)],
+                # a subclass may add endpoints (tests/soap_sp.py: a SOAP SingleLogoutService)
+                "single_logout_service": [(self.slo_url, BINDING_REDIRECT), (self.slo_url, BINDING_POST),
+                                          *getattr(self, "extra_slo_endpoints", ())],
             },
             "authn_requests_signed": self.sign_requests,
             "logout_requests_signed": True,

@@ -86,6 +86,14 @@ EXPIRY_WARNING_DAYS = 30
 STAGE_WARNING_DAYS = 60
 
 
+def expiry_warning(kid: str, state: str, days_left: int, not_after: str) -> str:
+    """One wording for a published key close to expiry (certs status, the console, the key.expiring notice)."""
+    when = f" ({not_after[:10]})" if not_after else ""
+    if days_left < 0:
+        return f"the {state} certificate of key {kid} has expired{when}"
+    return f"the {state} certificate of key {kid} expires in {days_left} days{when}"
+
+
 class KeyStoreError(RuntimeError):
     """The key store cannot provide a usable signing key; the message tells the operator what to do."""
 
@@ -424,15 +432,20 @@ class KeyStore:
         return rows
 
     def warnings(self, rows: list[KeyStatus] | None = None) -> list[str]:
+        """What an operator must act on: broken keys, not exactly one active key, and every published key (next,
+        active, retiring: any of them may be the one an SP or a pinned app validates with) whose certificate
+        expires within EXPIRY_WARNING_DAYS."""
         rows = self.status() if rows is None else rows
         out = [f"key {r['kid']} ({r['state']}): {r['error']}" for r in rows if r.get("error")]
         active = [r for r in rows if r["state"] == KeyState.ACTIVE]
         if len(active) != 1:
             out.append(f"expected exactly one active key, found {len(active)}")
+        for r in rows:
+            days = r.get("days_left")
+            if r["state"] in PUBLISHED_STATES and days is not None and days < EXPIRY_WARNING_DAYS:
+                out.append(expiry_warning(r["kid"], str(r["state"]), days, r.get("not_after", "")))
         for r in active:
             days = r.get("days_left")
-            if days is not None and days < EXPIRY_WARNING_DAYS:
-                out.append(f"the active certificate expires in {days} days")
             if days is not None and days < STAGE_WARNING_DAYS and not any(x["state"] == KeyState.NEXT for x in rows):
                 out.append(f"no next key is staged and the active certificate expires in {days} days: "
                            "run `make rotate-certs` now and give SPs time to refresh metadata")

@@ -1,13 +1,18 @@
 """End IdP sessions without their browser: the user signing out another device from /account, an admin ending a
 user's sessions from the console or the CLI.
 
-With no browser to carry front-channel messages, the SAML apps of such a session are not told (they keep their
-own session until it expires); the OIDC RPs get their back-channel logout tokens and the session's refresh
-tokens are revoked, as in every logout (flows.oidc_logout). Each ended session is a `logout` event naming who
-ended it (initiated_by user | admin) and the apps left signed in.
+With no browser to carry front-channel messages, the SAML apps of such a session are told over the SOAP back
+channel when their metadata lists a SOAP SingleLogoutService (flows.slo_soap: all apps of all the sessions in
+parallel, each bounded by IDP_SAML_BACKCHANNEL_TIMEOUT, each app's outcome an event of its own); apps with only
+front-channel endpoints are not told (they keep their own session until it expires). The OIDC RPs get their
+back-channel logout tokens and the session's refresh tokens are revoked, as in every logout (flows.oidc_logout).
+Each ended session is a `logout` event naming who ended it (initiated_by user | admin), the apps told over SOAP
+with their outcome (saml_apps_notified: slug -> reason) and the apps left signed in (saml_apps_not_notified).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from idp.auth.sessions import end_session
 from idp.certs.keystore import KeySet
@@ -16,29 +21,48 @@ from idp.errors import EventContext
 from idp.events import record_event
 from idp.flows.authorize import Client
 from idp.flows.oidc_logout import end_oidc_sessions
-from idp.models import IdpSession
+from idp.flows.slo_soap import SoapOutcome, logout_over_soap, record_outcomes, soap_endpoint
+from idp.models import IdpSession, SessionParticipant
 from idp.reasons import Reason
-from idp.services.apps import saml_app_config_by_id
+from idp.services.apps import AppConfig, saml_app_config_by_id
 from idp.services.user_sessions import handle_of
 
 
 def end_remotely(sessions: list[IdpSession], settings: Settings, keys: KeySet, client: Client, *,
                  initiated_by: str) -> int:
     """End each live session of `sessions` (already-ended ones are skipped); returns how many were ended."""
-    ended = 0
+    ended: list[tuple[IdpSession, list[SessionParticipant], list[str]]] = []
+    soap: list[tuple[AppConfig, dict[str, Any]]] = []
+    soap_session: list[int] = []   # index into `ended` of each SOAP exchange
     for s in sessions:
         if s.ended_at is not None:
             continue
         parts = end_session(s)
-        saml_left = []
+        saml_left: list[str] = []
         for p in parts:
-            if p.protocol == "saml":
-                app = saml_app_config_by_id(p.app_id)
-                if app is not None and app.slug not in saml_left:
-                    saml_left.append(app.slug)
-        ctx = EventContext(event_type="logout", initiated_by=initiated_by, username=s.user.username,
-                           detail={"session": handle_of(s.id), "saml_apps_not_notified": saml_left})
+            if p.protocol != "saml":
+                continue
+            app = saml_app_config_by_id(p.app_id)
+            if app is None:
+                continue
+            if soap_endpoint(app) is not None:
+                soap.append((app, {"name_id": p.name_id, "name_id_format": p.name_id_format,
+                                   "session_index": p.session_index}))
+                soap_session.append(len(ended))
+            elif app.slug not in saml_left:
+                saml_left.append(app.slug)
+        ended.append((s, parts, saml_left))
+    outcomes = logout_over_soap(soap, settings, keys)   # in parallel; no events written meanwhile
+    by_session: dict[int, list[SoapOutcome]] = {}
+    for index, outcome in zip(soap_session, outcomes, strict=True):
+        by_session.setdefault(index, []).append(outcome)
+    for index, (s, parts, saml_left) in enumerate(ended):
+        told = by_session.get(index, [])
+        detail: dict[str, Any] = {"session": handle_of(s.id), "saml_apps_not_notified": saml_left}
+        if told:
+            detail["saml_apps_notified"] = {o.app_slug: str(o.reason) for o in told}
+        ctx = EventContext(event_type="logout", initiated_by=initiated_by, username=s.user.username, detail=detail)
         record_event(ctx, Reason.LOGOUT, client_ip=client.ip, user_agent=client.user_agent)
+        record_outcomes(told, s.user.username, client, {"session": handle_of(s.id)})
         end_oidc_sessions(s, parts, settings, keys, client)
-        ended += 1
-    return ended
+    return len(ended)

@@ -83,7 +83,7 @@ USERNAME_MAX = 150        # the event column (and the longest username)
 def signin_event_context(username: str, token: str | None, why: str) -> EventContext:
     """Who tried (the name as typed, known or not) and, when a request is parked, for which app."""
     ctx = EventContext(event_type=SIGNIN_EVENT, username=username.strip()[:USERNAME_MAX] or None,
-                       detail={"message": why})
+                       detail={"message": why}, authenticated=False)
     parked = _parked(token)
     if parked is not None:
         req, app = parked

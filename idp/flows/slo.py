@@ -3,7 +3,8 @@
 A LogoutRequest must be signed with a certificate from the app's metadata and must name a
 (NameID, SessionIndex) this IdP issued to that app; only then is that IdP session ended. The
 other apps of the session are then sent signed LogoutRequests one after another through the
-browser, and finally the initiating app gets a signed LogoutResponse.
+browser, and finally the initiating app gets a signed LogoutResponse. Apps whose metadata lists only a SOAP
+SingleLogoutService (no Redirect or POST one) are logged out over the back channel first (flows.slo_soap).
 
 The chain is bound to the browser that runs it: its token travels in RelayState, which every SP of the chain
 sees, so a LogoutResponse advances it only when it comes with the chain's browser cookie (`BROWSER_COOKIE`,
@@ -41,6 +42,7 @@ from idp.flows.authorize import Client
 from idp.flows.inbound import InboundMessage, InboundRules, check_inbound
 from idp.flows.oidc_logout import end_oidc_sessions
 from idp.flows.saml_keys import signing_for
+from idp.flows.slo_soap import has_front_channel, logout_over_soap, record_outcomes, soap_endpoint
 from idp.models import IdpSession, SessionParticipant, utcnow
 from idp.reasons import Reason
 from idp.saml.bindings import DecodedMessage, encode_post, encode_redirect_url
@@ -135,17 +137,30 @@ def start_logout_chain(session: IdpSession, origin: dict[str, Any] | None, setti
     {"oidc_redirect": url} for an RP-initiated OIDC logout (the browser goes there at the end), or None."""
     parts = end_session(session)
     queue = []
+    soap: list[tuple[AppConfig, dict[str, Any]]] = []
     for p in parts:
         if p.app_id == exclude_app_id or p.protocol != "saml":  # OIDC RPs get the back channel, not SAML
             continue
-        queue.append({"app_id": p.app_id, "name_id": p.name_id, "name_id_format": p.name_id_format,
-                      "session_index": p.session_index})
+        item = {"app_id": p.app_id, "name_id": p.name_id, "name_id_format": p.name_id_format,
+                "session_index": p.session_index}
+        app = saml_app_config_by_id(p.app_id)
+        # an app with a SOAP endpoint and no front-channel one is told over the back channel, before the browser
+        # chain starts; an app with both keeps the front channel (flows.slo_soap, README "Single logout")
+        if app is not None and soap_endpoint(app) is not None and not has_front_channel(app):
+            soap.append((app, item))
+        else:
+            queue.append(item)
     ctx.username = session.user.username
-    ctx.detail["propagate_to"] = [q["app_id"] for q in queue]
+    ctx.detail["propagate_to"] = [q["app_id"] for q in queue] + [app.id for app, _ in soap]
     record_event(ctx, Reason.LOGOUT, client_ip=client.ip, user_agent=client.user_agent)
     end_oidc_sessions(session, parts, settings, keys, client)
-    return _begin({"kind": "logout", "origin": origin, "queue": queue, "statuses": {}, "username": ctx.username},
-                  settings, keys)
+    statuses: dict[str, str] = {}
+    outcomes = logout_over_soap(soap, settings, keys)
+    record_outcomes(outcomes, ctx.username, client)
+    for o in outcomes:
+        statuses[str(o.app_id)] = "success" if o.ok else "failed"
+    return _begin({"kind": "logout", "origin": origin, "queue": queue, "statuses": statuses,
+                   "username": ctx.username}, settings, keys)
 
 
 def _begin(state: dict[str, Any], settings: Settings, keys: KeySet) -> Outgoing:

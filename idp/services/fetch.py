@@ -58,9 +58,23 @@ def _resolve(host: str, port: int, allow_private: bool, what: str = "metadata UR
     return str(addresses[0])
 
 
+def _tls_context(client_cert: tuple[str, str] | None) -> ssl.SSLContext:
+    """The system CAs, the server's name checked; with `client_cert` (certificate PEM path, key PEM path) the
+    IdP presents that certificate when the server asks for one (mutual TLS)."""
+    context = ssl.create_default_context()
+    if client_cert is not None:
+        try:
+            context.load_cert_chain(client_cert[0], client_cert[1])
+        except (OSError, ssl.SSLError) as exc:
+            raise ServiceError(f"the TLS client certificate cannot be loaded: {exc.__class__.__name__}",
+                               field="client_cert") from None
+    return context
+
+
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, host: str, ip: str, port: int, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+    def __init__(self, host: str, ip: str, port: int, timeout: float,
+                 client_cert: tuple[str, str] | None = None) -> None:
+        super().__init__(host, port, timeout=timeout, context=_tls_context(client_cert))
         self._ip = ip
 
     def connect(self) -> None:
@@ -87,7 +101,8 @@ def _shutdown(conn: http.client.HTTPConnection) -> None:
 
 
 def _pinned_connection(url: str, allow_private: bool, deadline: float, min_timeout: float, subject: str,
-                       what: str = "metadata URL", switch: str = "IDP_METADATA_FETCH_ALLOW_PRIVATE"
+                       what: str = "metadata URL", switch: str = "IDP_METADATA_FETCH_ALLOW_PRIVATE",
+                       client_cert: tuple[str, str] | None = None
                        ) -> tuple[http.client.HTTPConnection, str, float]:
     """The SSRF guard in one place: vet `url` (absolute http(s), no credentials, a valid port), resolve it to a
     permitted address and open a connection pinned to that address; (connection, request path, timeout)."""
@@ -102,9 +117,10 @@ def _pinned_connection(url: str, allow_private: bool, deadline: float, min_timeo
         raise ServiceError(f"{subject} has an invalid port", field="url") from None
     ip = _resolve(parts.hostname, port, allow_private, what, switch)
     remaining = max(min_timeout, deadline - time.monotonic())
-    cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return cls(parts.hostname, ip, port, remaining), path, remaining
+    if parts.scheme == "https":
+        return _PinnedHTTPSConnection(parts.hostname, ip, port, remaining, client_cert), path, remaining
+    return _PinnedHTTPConnection(parts.hostname, ip, port, remaining), path, remaining
 
 
 def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10.0,
@@ -212,20 +228,23 @@ class HttpAnswer:
 
 def http_request(method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
                  allow_private: bool = False, timeout: float = 10.0, max_bytes: int = MAX_BYTES,
-                 what: str = "SCIM service", switch: str = "IDP_PROVISIONING_ALLOW_PRIVATE") -> HttpAnswer:
+                 what: str = "SCIM service", switch: str = "IDP_PROVISIONING_ALLOW_PRIVATE",
+                 client_cert: tuple[str, str] | None = None, user_agent: str = "idp-provisioning/1") -> HttpAnswer:
     """One HTTP exchange with a remote API (outbound SCIM provisioning): the same SSRF guard as fetch_metadata
     (vetted, pinned address; private and loopback targets only when `allow_private`), no redirect followed (a
     redirect answer is returned as it is), `timeout` bounds the whole exchange, at most `max_bytes` of the
     answer. Refusals and network failures are ServiceErrors whose message names neither headers nor body (the
-    caller's credentials stay out of events and logs)."""
+    caller's credentials stay out of events and logs). `client_cert` (certificate and key PEM paths): presented
+    to an https server that asks for one (mutual TLS)."""
     deadline = time.monotonic() + timeout
-    conn, path, remaining = _pinned_connection(url, allow_private, deadline, 0.2, f"the {what} URL", what, switch)
+    conn, path, remaining = _pinned_connection(url, allow_private, deadline, 0.2, f"the {what} URL", what, switch,
+                                               client_cert)
     resp: http.client.HTTPResponse | None = None
     watchdog = threading.Timer(remaining, _shutdown, args=(conn,))
     watchdog.daemon = True
     watchdog.start()
     try:
-        conn.request(method, path, body=body, headers={"User-Agent": "idp-provisioning/1", **(headers or {})})
+        conn.request(method, path, body=body, headers={"User-Agent": user_agent, **(headers or {})})
         resp = conn.getresponse()
         data = resp.read(max_bytes + 1)
         if len(data) > max_bytes:

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from .. import audit
+from .. import audit, csvsafe
 from ..extensions import db
 from ..models import Group, User, UserField
 from . import ServiceError
@@ -28,9 +28,6 @@ from .users import USERNAME_RE, add_user, find_user, touch, valid_email, valid_n
 MAX_BYTES = 5 * 1024 * 1024   # a file of 10,000 users with a dozen fields is well under 5 MB
 MAX_LINES = 10_000            # data lines (the header not counted): one transaction stays short
 BUILTIN_COLUMNS = ("username", "email", "first_name", "last_name", "groups")
-# Spreadsheet applications run a cell starting with one of these as a formula: the export puts a ' before it (and
-# before a leading ' itself), the import takes one leading ' away, so an exported file imports back unchanged.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 
 CREATED, UPDATED, UNCHANGED, REFUSED = "created", "updated", "unchanged", "refused"
 
@@ -69,14 +66,6 @@ class ImportReport:
 
 
 # ---------------------------------------------------------------- reading the file
-
-def _unguard(cell: str) -> str:
-    return cell[1:] if cell[:1] == "'" else cell
-
-
-def _guard(cell: str) -> str:
-    return "'" + cell if cell[:1] in _FORMULA_START else cell
-
 
 def read_csv(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """The header and the data rows (with their line numbers) of a CSV file; ServiceError for a file that is too
@@ -139,7 +128,7 @@ def import_users(data: bytes) -> ImportReport:
     seen: dict[str, int] = {}          # username -> line
     line_of_user: dict[int, int] = {}  # user id -> line that created or changed it
     for line, row in rows:
-        cells = {name: _unguard(row[i]).strip() if i < len(row) else "" for i, name in enumerate(header)}
+        cells = {name: csvsafe.restore(row[i]).strip() if i < len(row) else "" for i, name in enumerate(header)}
         username = cells["username"]
         if len(row) > len(header):
             report.lines.append(LineResult(line, username, REFUSED,
@@ -265,10 +254,9 @@ def export_rows() -> tuple[list[str], list[dict[str, Any]]]:
 
 
 def to_csv(columns: list[str], rows: Iterable[dict[str, Any]]) -> str:
+    """The users as CSV, every cell guarded against formula injection (idp.csvsafe: import restores them)."""
     types = {f.name: f.type for f in list_fields()}
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
+    lines: list[list[str]] = [columns]
     for row in rows:
         cells = []
         for col in columns:
@@ -279,9 +267,9 @@ def to_csv(columns: list[str], rows: Iterable[dict[str, Any]]) -> str:
                 text = format_value(types[col], value)
             else:
                 text = "" if value is None else str(value)
-            cells.append(_guard(text))
-        writer.writerow(cells)
-    return buf.getvalue()
+            cells.append(text)
+        lines.append(cells)
+    return csvsafe.to_text(lines, lineterminator="\n")
 
 
 def to_json(rows: list[dict[str, Any]]) -> str:

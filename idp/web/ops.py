@@ -73,7 +73,7 @@ def metrics_endpoint() -> Response:
     if not _metrics_allowed():
         return Response("forbidden\n", status=403, mimetype="text/plain")
     try:
-        keys = [(k.kid, k.state, k.days_left) for k in keystore().current().published]
+        keys = [(k.kid, k.state, k.days_left, k.not_after.timestamp()) for k in keystore().current().published]
     except KeyStoreError:
         keys = []
     try:

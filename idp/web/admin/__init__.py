@@ -13,8 +13,9 @@ from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
 from idp import audit
+from idp.certs.keystore import EXPIRY_WARNING_DAYS, KeyStoreError, expiry_warning
 from idp.flows.admin_gate import ConsoleRefused, NeedsSecondFactor, check_console_access
-from idp.web.context import current_client, settings
+from idp.web.context import current_client, keystore, settings
 from idp.web.responses import error_page
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -100,7 +101,16 @@ def nav_processor() -> dict[str, object]:
         rules = current_app.view_functions
         return [item for item in NAV if item[0] in rules]
 
-    return {"admin_nav": admin_nav}
+    def key_expiry() -> list[str]:
+        """Every published key whose certificate expires within EXPIRY_WARNING_DAYS (a banner on every page)."""
+        try:
+            published = keystore().current().published    # cached until the key files change
+        except KeyStoreError:
+            return []
+        return [expiry_warning(k.kid, k.state, k.days_left, k.not_after.isoformat())
+                for k in published if k.days_left < EXPIRY_WARNING_DAYS]
+
+    return {"admin_nav": admin_nav, "key_expiry": key_expiry}
 
 
 def register_views() -> None:
