@@ -27,14 +27,11 @@ from ..reasons import Reason
 from ..saml.artifact import (
     ArtifactError,
     ArtifactResolve,
-    SoapError,
     build_artifact_response,
     new_artifact,
     parse_artifact,
     parse_artifact_resolve,
-    soap_fault,
     source_id,
-    unwrap_soap,
 )
 from ..saml.bindings import DecodedMessage
 from ..saml.constants import (
@@ -46,6 +43,8 @@ from ..saml.constants import (
 )
 from ..saml.requests import RequestParseError, peek_issuer
 from ..saml.responses import SigningChoice
+from ..saml.soap import SoapError, parse_soap_message
+from ..saml.soap import build_soap_fault as soap_fault
 from ..services.apps import AppConfig, app_config_by_entity_id
 from ..state import shared
 from .authorize import Client
@@ -104,7 +103,7 @@ def resolve_artifact(body: bytes, settings: Settings, keys: Callable[[], KeySet]
         _record(ctx, exc, client)
         return SoapAnswer(soap_fault("the identity provider cannot sign its answer now", server=True), 500)
     try:
-        xml = unwrap_soap(body, settings.max_request_bytes)
+        xml = parse_soap_message(body, settings.max_request_bytes)
         req = parse_artifact_resolve(xml, settings.max_request_bytes)
     except (SoapError, RequestParseError) as exc:
         ctx.sp_entity_id = _peek(body, settings)
@@ -134,7 +133,7 @@ def resolve_artifact(body: bytes, settings: Settings, keys: Callable[[], KeySet]
 
 def _peek(body: bytes, settings: Settings) -> str | None:
     try:
-        return peek_issuer(unwrap_soap(body, settings.max_request_bytes), settings.max_request_bytes)
+        return peek_issuer(parse_soap_message(body, settings.max_request_bytes), settings.max_request_bytes)
     except SoapError:
         return None
 

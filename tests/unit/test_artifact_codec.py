@@ -1,5 +1,5 @@
-"""The type 0x0004 artifact (saml-bindings-2.0-os §3.6.4), the SOAP envelope reader, and the default ACS among
-HTTP-POST and HTTP-Artifact endpoints (saml-metadata-2.0-os §2.2.3)."""
+"""The type 0x0004 artifact (saml-bindings-2.0-os §3.6.4), the SOAP envelope reader on inbound requests, and the
+default ACS among HTTP-POST and HTTP-Artifact endpoints (saml-metadata-2.0-os §2.2.3)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import hashlib
 
 import pytest
 
-from idp.saml.artifact import ArtifactError, SoapError, new_artifact, parse_artifact, source_id, unwrap_soap
+from idp.saml.artifact import ArtifactError, new_artifact, parse_artifact, source_id
+from idp.saml.soap import SoapError, build_soap_fault, parse_soap_message
 from idp.saml.sp_metadata import Endpoint, MetadataError, SpMetadata
 
 POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
@@ -48,13 +49,13 @@ def test_not_an_artifact(value: str) -> None:
 ])
 def test_soap_envelopes_refused(body: bytes) -> None:
     with pytest.raises(SoapError):
-        unwrap_soap(body, 65536)
+        parse_soap_message(body, 65536)
 
 
 def test_soap_body_child_keeps_inherited_namespaces() -> None:
     body = (f'<e:Envelope xmlns:e="{ENV}" xmlns:p="urn:p"><e:Body><p:Msg ID="_1"><p:x/></p:Msg></e:Body>'
             f'</e:Envelope>').encode()
-    out = unwrap_soap(body, 65536)
+    out = parse_soap_message(body, 65536)
     assert out.startswith(b"<p:Msg ") and b'xmlns:p="urn:p"' in out and out.endswith(b"<p:x/></p:Msg>")
 
 
@@ -78,3 +79,8 @@ def test_default_acs(acs: tuple[Endpoint, ...], wanted: str | None, expected: st
 def test_default_acs_of_a_binding_the_sp_lacks() -> None:
     with pytest.raises(MetadataError):
         _md(Endpoint(POST, "p", 0)).default_acs(ARTIFACT)
+
+
+def test_fault_is_an_envelope() -> None:
+    with pytest.raises(SoapError, match="SOAP-ENV:Server"):
+        parse_soap_message(build_soap_fault("busy", server=True), 65536)
