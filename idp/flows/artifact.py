@@ -152,7 +152,7 @@ def _authenticate(req: ArtifactResolve, xml: bytes, ctx: EventContext, settings:
     if not app.enabled:
         raise AppDisabled("this app is disabled")
     rules = InboundRules(endpoint_url=settings.url(ENDPOINT_PATH), signature_required=True,
-                         verify_when_present=True, destination_required=False)
+                         verify_when_present=True, destination_required=False, signed_needs_destination=False)
     inbound = InboundMessage(kind="ArtifactResolve", id=req.id, issuer=req.issuer, destination=req.destination,
                              issue_instant=req.issue_instant, not_on_or_after=None, root=req.root)
     msg = DecodedMessage(xml=xml, relay_state=None, binding=BindingName.POST, signed_query=False)  # enveloped

@@ -351,3 +351,18 @@ def test_replayed_artifact_resolve_message_is_refused(make_sp, browser, client, 
     again = _post_raw(client, body)
     assert b"RequestDenied" in again.get_data()
     assert last_event().reason == "replayed_request"
+
+
+def test_signed_resolve_without_destination_is_accepted(make_sp, browser, client, alice):
+    """SOAP messages need no Destination (saml-bindings §3.2), unlike signed Redirect/POST messages."""
+    from saml2.s_utils import sid
+
+    sp = artifact_sp(make_sp)
+    _req, artifact, _ = sign_in_for_artifact(browser, sp)
+    _mid, req = sp.client.create_artifact_resolve(artifact, None, sid(), sign=True, sign_alg=sp.sig_alg,
+                                                  digest_alg=sp.digest_alg)
+    body = sp.client.use_soap(req, "http://localhost/saml/artifact")["data"]
+    body = body.decode() if isinstance(body, bytes) else body
+    assert "Destination=" not in body
+    assert b"<samlp:Response" in _post_raw(client, body).get_data()
+    assert last_event().reason == "ok"
