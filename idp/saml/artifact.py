@@ -110,4 +110,3 @@ def build_artifact_response(*, issuer: str, in_response_to: str | None, status: 
         resp.append(parse_untrusted_xml(message, max_bytes=len(message)))
     _sign(resp, signing)
     return build_soap_envelope(etree.tostring(resp, encoding="utf-8"))
-

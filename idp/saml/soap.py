@@ -3,8 +3,8 @@
 Outbound: the (already signed) protocol message becomes the only child of soap:Body. Inbound (an SP's answer, or
 an ArtifactResolve sent to this IdP): the envelope is parsed with the hardened parser (xmlsafe: no DTD, bounded size
 and depth); a SOAP fault, a Header that must be understood, or a Body that does not hold exactly one element is
-refused. The SAML message is returned as bytes,
-re-serialised on its own, for the protocol parser and the checks that follow (nothing in it is trusted here).
+refused. The SAML message is returned as bytes, re-serialised on its own, for the protocol parser and the checks
+that follow (nothing in it is trusted here).
 """
 
 from __future__ import annotations
