@@ -54,6 +54,8 @@ def for_event(event_type: str, reason: str, outcome: str) -> str | None:
     """The notification type of an event row (None: not published)."""
     if event_type == "sso":
         return f"sso.{outcome}"
+    if event_type == "artifact":   # a refused artifact resolution is part of a sign-in that failed
+        return None if outcome == "success" else f"sso.{outcome}"
     if event_type == "logout":
         return "logout"
     if event_type == "signin":

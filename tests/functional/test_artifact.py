@@ -366,3 +366,10 @@ def test_signed_resolve_without_destination_is_accepted(make_sp, browser, client
     assert "Destination=" not in body
     assert b"<samlp:Response" in _post_raw(client, body).get_data()
     assert last_event().reason == "ok"
+
+
+def test_refused_resolutions_are_sso_notices() -> None:
+    from idp.notifications import catalog
+    assert catalog.for_event("artifact", "artifact_wrong_app", "denied") == "sso.denied"
+    assert catalog.for_event("artifact", "bad_signature", "error") == "sso.error"
+    assert catalog.for_event("artifact", "ok", "success") is None   # the sign-in's sso.success was published
