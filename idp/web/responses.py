@@ -12,9 +12,12 @@ from ..flows.sso import IssuedResponse
 def post_form(issued: IssuedResponse) -> Response:
     """HTTP-POST binding (saml-bindings §3.5.4): an auto-submitting form, with a button for no-script browsers.
 
-    An artifact (HTTP-Artifact, saml-bindings §3.6.3) goes by redirect instead: SAMLart and RelayState in the
-    ACS URL's query, the Response itself waits at the IdP for the SP to resolve it.
+    An artifact (HTTP-Artifact, saml-bindings §3.6.3) goes by redirect (SAMLart and RelayState in the ACS URL's
+    query), or with IDP_ARTIFACT_DELIVERY=post in the same form as a SAMLart field; the Response itself waits at the
+    IdP for the SP to resolve it.
     """
+    if issued.artifact is not None and current_app.extensions["idp.settings"].artifact_delivery == "post":
+        return post_binding_page(issued.acs_url, "SAMLart", issued.artifact, issued.relay_state)
     if issued.artifact is not None:
         params = [("SAMLart", issued.artifact)]
         if issued.relay_state is not None:

@@ -373,3 +373,24 @@ def test_refused_resolutions_are_sso_notices() -> None:
     assert catalog.for_event("artifact", "artifact_wrong_app", "denied") == "sso.denied"
     assert catalog.for_event("artifact", "bad_signature", "error") == "sso.error"
     assert catalog.for_event("artifact", "ok", "success") is None   # the sign-in's sso.success was published
+
+
+def test_post_delivery_of_the_artifact(app, settings, make_sp, browser, client, alice, monkeypatch):
+    import dataclasses
+    monkeypatch.setitem(app.extensions, "idp.settings", dataclasses.replace(settings, artifact_delivery="post"))
+    sp = artifact_sp(make_sp)
+    req = sp.authn_request("redirect", relay_state="rs-post", protocol_binding=BINDING_ARTIFACT)
+    resp = browser.sso(req, "alice", PASSWORD)
+    assert resp.status_code == 200
+    html = resp.get_data(as_text=True)
+    import re
+    assert f'action="{sp.acs_url}"' in html and 'name="SAMLResponse"' not in html
+    artifact = re.search(r'name="SAMLart" value="([^"]+)"', html).group(1)
+    assert 'name="RelayState" value="rs-post"' in html
+    assert sp.process_response(sp.resolve_artifact(artifact, soap_post(client)), req.request_id).name_id == "alice"
+
+
+def test_artifact_delivery_setting_is_checked() -> None:
+    from idp.config import ConfigError, load_settings
+    with pytest.raises(ConfigError, match="IDP_ARTIFACT_DELIVERY"):
+        load_settings({"IDP_ARTIFACT_DELIVERY": "carrier-pigeon", "IDP_SECRET_KEY": "x"})
