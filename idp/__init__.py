@@ -63,8 +63,8 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     # outbound provisioning registers its outbox handlers and lifecycle listeners on import (services.lifecycle);
     # email notifications (notify_email) and webhooks (services.webhooks) register their bus subscribers and
     # outbox handlers; the key expiry check and retention (services.key_expiry, services.retention) their worker
-    # steps
-    from .services import key_expiry, notify_email, provisioning, retention, webhooks  # noqa: F401
+    # steps; metadata_refresh its refresh job and the worker's schedule step
+    from .services import key_expiry, metadata_refresh, notify_email, provisioning, retention, webhooks  # noqa: F401
     from .web.account import bp as account_bp
     from .web.admin import bp as admin_bp
     from .web.admin import register_views as register_admin_views

@@ -106,6 +106,10 @@ class Settings:
     metadata_valid_days: int = 7
     metadata_fetch_allow_private: bool = False
     metadata_fetch_timeout_s: int = 10
+    # metadata refresh (services.metadata_refresh): the most an app's --max-interval may be (and its default), and
+    # the furthest a trust-anchored document's validUntil may lie ahead (Shibboleth's RequiredValidUntil)
+    metadata_refresh_max_interval_s: int = 24 * 3600
+    metadata_max_validity_days: int = 30
     argon2_time_cost: int = DEFAULT_ARGON2[0]
     argon2_memory_kib: int = DEFAULT_ARGON2[1]
     argon2_parallelism: int = DEFAULT_ARGON2[2]
@@ -250,6 +254,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         metrics_dir=Path(env.get("IDP_METRICS_DIR") or instance_dir / "metrics").resolve(),
         metadata_valid_days=_int(env, "IDP_METADATA_VALID_DAYS", 7, 1),
         metadata_fetch_allow_private=env_bool(env, "IDP_METADATA_FETCH_ALLOW_PRIVATE", False),
+        metadata_refresh_max_interval_s=_int(env, "IDP_METADATA_REFRESH_MAX_INTERVAL", 24 * 3600, 300),
+        metadata_max_validity_days=_int(env, "IDP_METADATA_MAX_VALIDITY_DAYS", 30, 1),
         argon2_time_cost=_int(env, "IDP_ARGON2_TIME_COST", DEFAULT_ARGON2[0], 1),
         argon2_memory_kib=_int(env, "IDP_ARGON2_MEMORY_KIB", DEFAULT_ARGON2[1], 8),
         argon2_parallelism=_int(env, "IDP_ARGON2_PARALLELISM", DEFAULT_ARGON2[2], 1),

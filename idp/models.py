@@ -197,6 +197,32 @@ class ConnectedApp(db.Model):  # type: ignore[name-defined]
         return self.oidc is not None
 
 
+class MetadataSource(db.Model):  # type: ignore[name-defined]
+    """Where a SAML app's metadata is fetched from and how it is refreshed (services.metadata_refresh): a URL or
+    an MDQ service, the refresh mode, the trust anchor, the schedule, the last outcome and a held change."""
+
+    __tablename__ = "app_metadata_sources"
+    app_id: Mapped[int] = mapped_column(ForeignKey("connected_apps.id", ondelete="CASCADE"), primary_key=True)
+    url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    mdq_base: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    refresh_mode: Mapped[str] = mapped_column(String(10), default="auto")      # auto | approve | off
+    trust_anchor_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
+    max_interval_s: Mapped[int] = mapped_column(Integer)
+    etag: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    last_modified: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    last_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    last_outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)  # unchanged|applied|held|refused
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    held_xml: Mapped[str | None] = mapped_column(Text, nullable=True)
+    held_diff: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    held_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    held_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    rejected_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fetched_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the document ETag stands for
+
+
 class OidcClient(db.Model):  # type: ignore[name-defined]
     """The OpenID Connect / OAuth 2.0 client settings of a connected app (at most one per app)."""
 

@@ -18,12 +18,13 @@ from idp.saml.constants import NameIdFormat, values
 from idp.saml.sp_metadata import SpMetadata
 from idp.services import ServiceError
 from idp.services import apps as apps_svc
+from idp.services import metadata_refresh as refresh_svc
 from idp.services import users as users_svc
 from idp.services.apps.oidc_settings import settings_of
 from idp.services.apps.release_view import explain_release
 from idp.services.fetch import fetch_metadata
 
-from . import app_flags
+from . import app_flags, metadata_flags
 from ._common import fail, keystore, settings, unit_of_work
 
 
@@ -148,6 +149,9 @@ def _app_dict(app: Any) -> dict[str, Any]:
             "idp_metadata_url": settings().url(f"/saml/metadata/{app.slug}"),
             "warnings": apps_svc.metadata_warnings(sp),
         })
+        source = refresh_svc.source_of(app)
+        if source is not None:
+            d["metadata_refresh"] = refresh_svc.describe(source)
     d["settings"] = cfg.to_dict()
     lines, notes = explain_release(cfg, SpMetadata.from_dict(app.sp) if app.has_saml else None)
     d["release"] = {"attributes": [line.to_dict() for line in lines], "not_released": notes,
@@ -210,6 +214,19 @@ def apps_show(slug: str, fmt: str) -> None:
                            f"{friendly}] {line['why']}")
             for note in value["not_released"]:
                 click.echo(f"  ! {note}")
+        elif key == "metadata_refresh":
+            click.echo("metadata refresh:")
+            for k, v in value.items():
+                if k == "held_diff":
+                    if v:
+                        click.echo("  held change:")
+                    for item in v:
+                        click.echo(f"    {item['label']}: " + ", ".join(
+                            [f"-{x}" for x in item.get("removed") or []] + [f"+{x}" for x in item.get("added") or []]
+                            + ([f"{item.get('before')} -> {item.get('after')}"] if item.get("before") is not None
+                               or item.get("after") is not None else [])))
+                else:
+                    click.echo(f"  {k}: {v if v is not None else '-'}")
         elif key == "oidc":
             click.echo("oidc:")
             for k, v in value.items():
@@ -283,9 +300,10 @@ def apps_remove(slug: str) -> None:
 @click.option("--entity-id", help="With --metadata: pick one SP from an aggregate.")
 @app_flags.release_options
 @app_flags.oidc_options
+@metadata_flags.refresh_options
 @unit_of_work
 def apps_set(source: str | None, entity_id: str | None, oidc: bool, public: bool, oidc_flags: dict[str, Any],
-             release_flags: dict[str, Any],
+             release_flags: dict[str, Any], refresh_flags: dict[str, Any],
              slug: str, nameid_format: str | None, nameid_field: str | None,
              allowed_nameid_formats: tuple[str, ...], clear_allowed_nameid_formats: bool, start_url: str | None,
              relay_state_allow: tuple[str, ...], clear_relay_state_allow: bool, idp_initiated: str | None,
@@ -309,6 +327,7 @@ def apps_set(source: str | None, entity_id: str | None, oidc: bool, public: bool
         _warn_stale(app)
     elif entity_id is not None:
         fail("--entity-id goes with --metadata")
+    metadata_flags.apply_refresh_flags(app, refresh_flags)
     secret = _set_oidc(app, oidc, public, oidc_flags)
     policy = app_flags.policy_changes(
         apps_svc.AppSettings.from_dict(app.settings), permitted=permitted, allow_groups=allow_groups,
@@ -355,6 +374,9 @@ def _set_oidc(app: Any, oidc: bool, public: bool, flags: dict[str, Any]) -> str 
         return None
     _, secret = apps_svc.change_oidc(app, **changes)
     return secret
+
+
+apps_group.add_command(metadata_flags.apps_refresh)
 
 
 @apps_group.group("secret", help="OIDC client secrets.")

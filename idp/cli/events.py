@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 
 import click
 from flask.cli import with_appcontext
@@ -85,12 +86,15 @@ def events_purge(dry_run: bool) -> None:
         totals: dict[str, int] = {}
         try:
             for name in retention.RULE_NAMES:
-                while True:     # one batch, one commit: no long lock, sign-ins go on meanwhile
+                while True:     # one batch, one commit, then a pause: no long lock, sign-ins go on meanwhile
+                    started = time.monotonic()
                     n = retention.purge_batch(name, now=now)
                     db.session.commit()
                     totals[name] = totals.get(name, 0) + n
                     if n < settings().retention_batch:
                         break
+                    time.sleep(retention.pause_after(timedelta(seconds=time.monotonic() - started))
+                               .total_seconds())
             retention.record_purge(totals, "cli")
             db.session.commit()
         except BaseException:

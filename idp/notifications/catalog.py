@@ -31,6 +31,8 @@ TYPES: Mapping[str, str] = {
     "group.changed": "a group was created, renamed or its members changed",
     "group.deleted": "a group was deleted",
     "app.changed": "a connected app was added, changed or removed (data.action says which)",
+    "metadata.refresh_failed": "an app's metadata refresh was refused (fetch failed, bad or missing signature, "
+                               "validUntil, unusable metadata); the app keeps its current metadata",
     "key.rotated": "the signing keys changed (a next key made, activated or the old key retired)",
     "key.expiring": "a published signing key's certificate expires within 30, 14, 7 or 1 days",
     "provisioning.success": "a user or group was created, updated or deactivated at an app (outbound SCIM)",
@@ -78,6 +80,7 @@ _AUDIT_EXACT = {
     "user.identity": "user.updated", "user.deactivate": "user.deactivated", "user.delete": "user.deleted",
     "user.password_change": "password.changed", "user.password_reset": "password.changed",
     "group.remove": "group.deleted",
+    "app.metadata_refresh_failed": "metadata.refresh_failed",
     "certs.rotate": "key.rotated", "certs.activate": "key.rotated", "certs.retire": "key.rotated",
 }
 # audit actions whose notice is an event's (published from the event row instead) or that say nothing new

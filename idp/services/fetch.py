@@ -123,9 +123,47 @@ def _pinned_connection(url: str, allow_private: bool, deadline: float, min_timeo
     return _PinnedHTTPConnection(parts.hostname, ip, port, remaining), path, remaining
 
 
+@dataclass(frozen=True, slots=True)
+class FetchedMetadata:
+    """The answer to a (conditional) metadata GET: `body` is None when the server said 304 Not Modified."""
+
+    body: bytes | None
+    etag: str | None
+    last_modified: str | None
+    url: str                    # after redirects
+
+    @property
+    def not_modified(self) -> bool:
+        return self.body is None
+
+
 def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10.0,
                    max_bytes: int = MAX_BYTES) -> bytes:
+    answer = fetch_metadata_conditional(url, allow_private=allow_private, timeout=timeout, max_bytes=max_bytes)
+    assert answer.body is not None   # no validator sent: never a 304
+    return answer.body
+
+
+def _header_value(value: str | None, limit: int = 512) -> str | None:
+    """A validator echoed back to the server: printable ASCII only, bounded (a hostile server cannot make us
+    send header injection or unbounded headers)."""
+    if not value or len(value) > limit or not value.isascii() or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return None
+    return value
+
+
+def fetch_metadata_conditional(url: str, *, etag: str | None = None, last_modified: str | None = None,
+                               allow_private: bool = False, timeout: float = 10.0, max_bytes: int = MAX_BYTES,
+                               accept: str = "application/samlmetadata+xml, application/xml, text/xml"
+                               ) -> FetchedMetadata:
+    """GET metadata with If-None-Match / If-Modified-Since (RFC 9110 §13.1) when validators are given; a 304
+    comes back as `body` None. The same SSRF guard, redirect handling and bounds as every fetch here."""
     deadline = time.monotonic() + timeout
+    headers = {"Accept": accept, "User-Agent": "idp-metadata-fetch/1"}
+    if _header_value(etag):
+        headers["If-None-Match"] = str(etag)
+    if _header_value(last_modified):
+        headers["If-Modified-Since"] = str(last_modified)
     for _ in range(MAX_REDIRECTS + 1):
         conn, path, remaining = _pinned_connection(url, allow_private, deadline, 0.5, "metadata URL")
         resp: http.client.HTTPResponse | None = None
@@ -135,8 +173,7 @@ def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10
         watchdog.daemon = True
         watchdog.start()
         try:
-            conn.request("GET", path, headers={"Accept": "application/samlmetadata+xml, application/xml, text/xml",
-                                               "User-Agent": "idp-metadata-fetch/1"})
+            conn.request("GET", path, headers=headers)
             resp = conn.getresponse()
             if resp.status in (301, 302, 303, 307, 308):
                 location = resp.getheader("Location")
@@ -144,6 +181,9 @@ def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10
                     raise ServiceError("metadata URL redirected without a Location", field="url")
                 url = urljoin(url, location)
                 continue
+            if resp.status == 304 and len(headers) > 2:
+                return FetchedMetadata(None, _header_value(resp.getheader("ETag")) or etag,
+                                       _header_value(resp.getheader("Last-Modified")) or last_modified, url)
             if resp.status != 200:
                 raise ServiceError(f"metadata URL answered HTTP {resp.status}", field="url")
             declared = resp.getheader("Content-Length")
@@ -164,7 +204,8 @@ def fetch_metadata(url: str, *, allow_private: bool = False, timeout: float = 10
                 raise ServiceError(f"metadata download took longer than {timeout:.0f} s", field="url")
             if declared and declared.isascii() and declared.isdigit() and total != int(declared):
                 raise ServiceError("metadata download was cut short", field="url")
-            return b"".join(chunks)
+            return FetchedMetadata(b"".join(chunks), _header_value(resp.getheader("ETag")),
+                                   _header_value(resp.getheader("Last-Modified")), url)
         except ServiceError:
             raise
         except (OSError, http.client.HTTPException, ValueError) as exc:

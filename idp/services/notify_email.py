@@ -4,7 +4,8 @@ To the user concerned: a second factor or passkey added (`mfa.enrolled`), their 
 (`password.changed`), a sign-in from a new device (`signin.new_device`), an enrolment link an admin chose to
 email (`send_enrolment_link`). To the admins (services.mailer.admin_recipients): a certificate expiring
 (`key.expiring`), provisioning failures (`provisioning.failed`, at most one email per app per hour), a webhook
-endpoint disabled (`webhook.disabled`).
+endpoint disabled (`webhook.disabled`), an app's metadata refresh refused (`metadata.refresh_failed`, once per
+run of the same error: services.metadata_refresh).
 
 The subscriber only wants those types, and only while SMTP is configured (mailer.is_configured: the environment
 or the org settings' 1-second cache, no query per event). `deliver` writes one outbox job per recipient in the
@@ -37,7 +38,7 @@ PAYLOAD_PURPOSE = "outbox.email"
 USER_TYPES = {"mfa.enrolled": "mfa_enrolled", "password.changed": "password_changed",
               "signin.new_device": "new_device"}
 ADMIN_TYPES = {"key.expiring": "key_expiring", "provisioning.failed": "provisioning_failed",
-               "webhook.disabled": "webhook_disabled"}
+               "webhook.disabled": "webhook_disabled", "metadata.refresh_failed": "metadata_refresh_failed"}
 TEMPLATES: dict[str, str] = {   # template -> subject (a Jinja expression over the message's context)
     "mfa_enrolled": "New second factor on your account: {{ kind_label }}",
     "password_changed": "Your password was changed",
@@ -46,6 +47,7 @@ TEMPLATES: dict[str, str] = {   # template -> subject (a Jinja expression over t
     "key_expiring": "Signing certificate {{ subject or '' }} expires {{ when }}",
     "provisioning_failed": "Provisioning to {{ app_slug }} is failing",
     "webhook_disabled": "Webhook endpoint disabled: {{ url or subject or '' }}",
+    "metadata_refresh_failed": "Metadata refresh of {{ app_slug }} refused",
     "test": "Test email from the identity provider",
 }
 FACTOR_KINDS = {"totp": "authenticator app", "passkey": "passkey"}
@@ -108,6 +110,10 @@ def _deliver_to_admins(notice: bus.Notice, session: bus.AnySession) -> None:
                                "reason": notice.reason, "details": details,
                                "message": (detail or {}).get("message") if isinstance(detail, dict) else None,
                                "url": data.get("url"), "when": _when(data)}
+    if notice.type == "metadata.refresh_failed":   # an audit row: what was refused is in its `after`
+        raw = data.get("after")
+        after: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        context.update(message=after.get("error"), reason=after.get("reason"), url=after.get("url"))
     for address in mailer.admin_recipients(session):
         _enqueue(session, template, address, context, token=f"{notice.id}.{_short(address)}")
 

@@ -4,8 +4,10 @@ Each batch is one SELECT of at most IDP_RETENTION_BATCH primary keys and one DEL
 transaction of its own (the caller commits between batches): a purge of millions of rows never holds a lock for
 long, so sign-ins keep going while it runs. The worker runs it as a chain of outbox jobs (one batch per job,
 started every IDP_RETENTION_EVERY_MINUTES when there is something to delete); `idp events purge` runs it by
-hand. A purge that deleted something
-is audited once (`retention.purge`, with the counts per kind).
+hand. After each batch the purge pauses about as long as the batch took (at least PAUSE_MIN, at most
+PAUSE_MAX): on SQLite a DELETE holds the database's one write lock, and without the pause back-to-back batches
+leave sign-ins only the gaps between them (measured: SSO p95 from 3 ms to ~57 ms during a purge of a million
+events). A purge that deleted something is audited once (`retention.purge`, with the counts per kind).
 
 What is purged (RULES): events older than IDP_EVENT_RETENTION_DAYS; audit rows older than
 IDP_AUDIT_RETENTION_DAYS (0: kept); throttle counters whose window and lock-out ended; expired parked requests and
@@ -18,6 +20,7 @@ row is what detects its reuse (and revokes the family), so they need a family-aw
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,6 +50,9 @@ KIND = "retention.purge"
 JOB_KEY = "retention"
 STATE_GRACE = timedelta(days=1)       # a dead session stays a day (the console's "recent sessions", logout retries)
 LINK_GRACE = timedelta(days=7)        # a used or expired enrolment link stays a week (the admin sees what happened)
+# the pause after a batch (see the module doc): as long as the batch took, within these bounds
+PAUSE_MIN = timedelta(milliseconds=20)
+PAUSE_MAX = timedelta(seconds=1)
 THROTTLE_GRACE = timedelta(hours=1)   # past every rule's window (15 min at most) and longest lock-out (15 min)
 
 Condition = Callable[[Settings, datetime], ColumnElement[bool] | None]
@@ -96,6 +102,11 @@ def _rule(name: str) -> Rule:
         if r.name == name:
             return r
     raise ValueError(f"no retention rule {name!r}")
+
+
+def pause_after(took: timedelta) -> timedelta:
+    """How long to leave the database to others after a batch that took `took`."""
+    return max(PAUSE_MIN, min(PAUSE_MAX, took))
 
 
 def purge_batch(name: str, *, now: datetime | None = None, batch: int | None = None) -> int:
@@ -151,11 +162,14 @@ def _purge_job(payload: dict[str, Any]) -> None:
     index = int(payload.get("rule", 0))
     while index < len(RULES):
         rule = RULES[index]
+        started = time.monotonic()
         n = purge_batch(rule.name, now=now, batch=batch)
         if n:
             counts[rule.name] = counts.get(rule.name, 0) + n
+            took = timedelta(seconds=time.monotonic() - started)
+            # the next batch is a job due after the pause (it commits with this one, so the chain never breaks)
             outbox.enqueue(KIND, JOB_KEY, {"now": payload["now"], "rule": index if n >= batch else index + 1,
-                                           "counts": counts})
+                                           "counts": counts}, delay=pause_after(took))
             return
         index += 1
     record_purge(counts, "worker")

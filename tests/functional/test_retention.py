@@ -6,6 +6,7 @@ without blocking them. The same tests run on PostgreSQL (tests/scaleout/test_ret
 from __future__ import annotations
 
 import subprocess
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from idp.models import (
     User,
     utcnow,
 )
+from idp.services import retention
 from idp.services import users as users_svc
 
 from ..conftest import make_settings
@@ -150,7 +152,11 @@ def test_the_worker_purges_as_a_chain_of_one_batch_jobs(app: Flask) -> None:
     worker.housekeeping()                       # schedules the chain
     worker.housekeeping()                       # ... once: one is unfinished
     assert count(OutboxJob) == 1
-    worker.run(once=True)
+    for _ in range(200):   # each next batch is due after a pause (retention.pause_after): run until none is left
+        worker.run(once=True)
+        if not db.session.scalar(select(func.count()).select_from(OutboxJob).where(OutboxJob.state == "pending")):
+            break
+        time.sleep(0.03)
     assert_only_recent_left()
     (row,) = purge_rows()
     assert row.after == {"deleted": expected} and row.actor == "worker"
@@ -158,8 +164,16 @@ def test_the_worker_purges_as_a_chain_of_one_batch_jobs(app: Flask) -> None:
     assert all(j.state == "done" for j in jobs)
     # one job per batch that deleted something (3 of events, 1 of each other kind), one for the audit row
     assert len(jobs) == OLD_EVENTS // BATCH + 1 + (len(expected) - 1) + 1
+    # every job after the first was due only after a pause (the database left to sign-ins between batches)
+    assert all(j.run_after - j.created_at >= retention.PAUSE_MIN for j in jobs[1:])
     worker.housekeeping()                       # within IDP_RETENTION_EVERY_MINUTES: no new chain
     assert count(OutboxJob) == len(jobs)
+
+
+def test_the_pause_after_a_batch_is_as_long_as_the_batch_within_bounds() -> None:
+    assert retention.pause_after(timedelta(milliseconds=1)) == retention.PAUSE_MIN
+    assert retention.pause_after(timedelta(milliseconds=300)) == timedelta(milliseconds=300)
+    assert retention.pause_after(timedelta(seconds=30)) == retention.PAUSE_MAX
 
 
 def test_the_worker_starts_no_purge_when_nothing_is_old(app: Flask) -> None:

@@ -275,7 +275,9 @@ def _oidc_view(app: ConnectedApp) -> dict[str, Any] | None:
 def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: PolicyForm | None = None,
                    status: int = 200, notice: str | None = None, oidc_form: Any = None,
                    add_oidc_form: Any = None, release: ReleaseForm | None = None,
-                   provisioning_form: Any = None, provisioning_plan: Any = None) -> tuple[str, int]:
+                   provisioning_form: Any = None, provisioning_plan: Any = None,
+                   md_form: Any = None) -> tuple[str, int]:
+    from idp.web.admin.metadata_refresh_views import metadata_source_context  # automatic metadata refresh
     from idp.web.admin.oidc_views import detail_context  # the OIDC sections (forms, usage) live there
     from idp.web.admin.provisioning_views import provisioning_context  # the Provisioning section
     from idp.web.admin.usage_views import usage_context  # the Usage section (sign-ins from the event log)
@@ -305,6 +307,7 @@ def _render_detail(app: ConnectedApp, *, saml: SamlForm | None = None, policy: P
         idp_entity_id=settings().entity_id, app_metadata_url=settings().url(f"/saml/metadata/{app.slug}"),
         notice=notice, now=datetime.now(UTC), **detail_context(app, oidc_form, add_oidc_form),
         **usage_context(app), **provisioning_context(app, provisioning_form, provisioning_plan),
+        **metadata_source_context(app, md_form),
     )
 
 

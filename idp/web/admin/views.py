@@ -28,3 +28,4 @@ from idp.web.admin import outbox_views  # noqa: F401,E402,I001
 from idp.web.admin import provisioning_views  # noqa: F401,E402,I001
 from idp.web.admin import email_views  # noqa: F401,E402,I001
 from idp.web.admin import notifications_views  # noqa: F401,E402,I001
+from idp.web.admin import metadata_refresh_views  # noqa: F401,E402,I001
