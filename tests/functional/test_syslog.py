@@ -7,9 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import os
 import re
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -334,3 +337,27 @@ def test_a_full_queue_drops_and_counts(app: Flask, client: FlaskClient) -> None:
         sender.close(timeout=0.1)
     assert accepted.count(True) <= 6 and sender.dropped == accepted.count(False) >= 24
     assert dropped_metric() - before == sender.dropped
+
+
+@pytest.mark.parametrize("listener", ["tcp"], indirect=True)
+def test_a_cli_command_sends_its_audit_rows_before_it_exits(tmp_path: Path, listener: Listener) -> None:
+    """The sender thread is a daemon: without the exit hook `idp users add` ended before its user.add went out."""
+    idp = Path(sys.executable).parent / "idp"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "LANG": "C.UTF-8",
+           "IDP_INSTANCE_DIR": str(tmp_path / "cli-instance"), "IDP_CERT_DIR": str(tmp_path / "certs"),
+           "IDP_BASE_URL": "https://idp.example.test", "IDP_ARGON2_TIME_COST": "1",
+           "IDP_ARGON2_MEMORY_KIB": "1024", "IDP_ARGON2_PARALLELISM": "1"}
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(idp), *args], env={**env, **extra}, cwd=tmp_path, input="a cli password 1\n",
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        return proc
+
+    run("db", "init")
+    listener.messages.clear()
+    run("users", "add", "carol", "--email", "carol@example.test", "--password-stdin", IDP_SYSLOG_URL=listener.url)
+    # the process has exited: whatever still arrives was written before the exit (the listener may lag a little)
+    audits = [m for m in listener.wait_for(1, timeout=5) if m.msgid == "audit"]
+    assert [(a.sd["idp@32473"]["action"], a.sd["idp@32473"]["target"]) for a in audits] == [("user.add", "carol")]
+    assert "a cli password" not in json.dumps([a.msg for a in audits])
