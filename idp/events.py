@@ -13,9 +13,9 @@ from typing import Any, cast
 
 from sqlalchemy import Select, insert, select
 from sqlalchemy import event as sa_event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
-from . import csvsafe, metrics, siem
+from . import csvsafe, metrics, on_commit, siem
 from .clientnet import client_net
 from .errors import EventContext
 from .extensions import component, component_or_new, db
@@ -140,7 +140,7 @@ def record_event(ctx: EventContext, reason: Reason, *, client_ip: str | None, us
     event_id = _INSERT.scalar(values)
     event = RecordedEvent(id=event_id, **values)
     check = (ctx.detail.get("policy") or {}).get("check")
-    db.session.info.setdefault(_UNANNOUNCED, []).append((event, check))
+    on_commit.hold(db.session, _UNANNOUNCED, (event, check))
     notice_type = catalog.for_event(event.event_type, event.reason, event.outcome)
     if notice_type is not None:
         bus.publish(notice_type, event.app_slug, lambda: _notice(notice_type, event), db.session)
@@ -157,8 +157,11 @@ _UNANNOUNCED = "idp.events.unannounced"
 
 
 def _announce(session: Session) -> None:
-    """After a commit: count the events it made durable, write their SIEM log lines and stream them to syslog."""
-    recorded = session.info.pop(_UNANNOUNCED, None)
+    """After a commit: count the events it made durable, write their SIEM log lines and stream them to syslog
+    (not at a savepoint's release: they are durable once the transaction commits)."""
+    if not on_commit.is_outermost_commit(session):
+        return
+    recorded = [item for _tag, item in on_commit.take(session, _UNANNOUNCED)]
     if not recorded:
         return
     logging_on = log.isEnabledFor(logging.INFO)
@@ -176,12 +179,13 @@ def _announce(session: Session) -> None:
             syslog.send(siem.event_message(fields, line))
 
 
-def _forget(session: Session, *_: Any) -> None:
-    session.info.pop(_UNANNOUNCED, None)
+def _forget(session: Session, previous: SessionTransaction) -> None:
+    """A rollback, of the transaction or of a savepoint: only the events written in what it undid are forgotten."""
+    on_commit.discard(session, _UNANNOUNCED, previous)
 
 
 sa_event.listen(Session, "after_commit", _announce)
-sa_event.listen(Session, "after_rollback", _forget)
+sa_event.listen(Session, "after_soft_rollback", _forget)
 
 
 @dataclass(frozen=True, slots=True)
