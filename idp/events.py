@@ -110,11 +110,12 @@ def record_event(ctx: EventContext, reason: Reason, *, client_ip: str | None, us
     An unsuccessful event of a request nobody authenticated (an unknown SP, a malformed request, a bad token, a
     failed sign-in) counts against its client address (AnonEventLimiter, IDP_ANON_EVENTS_PER_MINUTE); past the
     limit it is not stored, only counted (idp_events_dropped_total{reason="rate_limited"}), and the returned
-    event has id 0. Successes and events of signed-in users are always stored.
+    event has id 0. Successes, events of signed-in users (and of a sign-in whose password was verified) and
+    ctx.always_stored ones (a wrong password for an existing account) are always stored.
     """
     final_outcome = str(outcome or outcome_for(reason))
     dropped = (client_ip is not None and final_outcome != Outcome.SUCCESS and is_anonymous(ctx)
-               and not _limiter().allow(client_ip))
+               and not ctx.always_stored and not _limiter().allow(client_ip))
     values: dict[str, Any] = dict(
         at=utcnow(),
         event_type=ctx.event_type,
