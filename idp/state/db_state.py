@@ -120,9 +120,10 @@ class DbState:
     def record_failure(self, key: str, rule: ThrottleRule) -> int:
         now = utcnow()
         key = key[:200]
+        # RETURNING rather than rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT DO NOTHING
         created = db.session.execute(_insert_ignoring_conflicts(ThrottleCounter).values(
-            key=key, failures=1, window_start=now))
-        if getattr(created, "rowcount", 0):
+            key=key, failures=1, window_start=now).returning(ThrottleCounter.key)).first()
+        if created is not None:
             return rule.lock_for(1)
         # another failure (maybe in another process) created the row first: count on it, locked
         row = db.session.get(ThrottleCounter, key, with_for_update=True, populate_existing=True)
