@@ -97,6 +97,7 @@ class Worker:
         if job is None:
             return False
         job_id, kind, payload = job.id, job.kind, dict(job.payload or {})
+        outbox.set_attempt(job.attempts + 1)   # the handler's and the failure hook's attempt number
         # the session keeps objects after a commit (expire_on_commit=False, right for a short request): a job
         # must read what is committed now, not what an earlier job of this long-lived worker loaded
         db.session.expire_all()

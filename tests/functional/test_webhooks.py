@@ -249,14 +249,62 @@ def test_410_gone_disables_the_endpoint_at_once_and_later_jobs_are_skipped(app: 
         assert not row.enabled and "410" in (row.disabled_reason or "")
         assert len(receiver.received) == 1                  # bob's was not sent
         log = log_of(ep)
-        assert log[0].status_code == 410 and log[1].error == "skipped: the endpoint is disabled"
+        assert log[0].status_code == 410 and (log[1].error or "").startswith("skipped: the endpoint is disabled")
         [notice] = watcher.events()
         assert notice["type"] == "webhook.disabled" and notice["data"]["endpoint_id"] == ep
         assert watcher.received[0].verified
         assert db.session.scalar(select(AdminAudit).where(AdminAudit.action == "webhook.auto_disable")) is not None
-        assert {j.state for j in jobs()} == {"dead", "done"}
+        assert [j.state for j in jobs() if j.payload["endpoint_id"] == ep] == ["dead", "dead"]
     finally:
         watcher.stop()
+
+
+def test_the_backlog_of_a_disabled_endpoint_is_dead_and_sent_after_enabling_with_retry_dead(
+        app: Flask, receiver: Receiver) -> None:
+    """Deliveries queued while an endpoint is disabled are not lost: dead (with a log row saying why), sent
+    once it is enabled with --retry-dead. Failed before the fix: they ended `done`, skipped for good."""
+    ep = add(app, receiver, "--event", "sso.success")
+    sso("alice", "crm")
+    sso("bob", "crm")
+    assert cli(app, "webhooks", "disable", str(ep)).exit_code == 0   # queued first, as an automatic disable
+    run_worker()
+    assert receiver.received == []
+    assert [j.state for j in jobs()] == ["dead", "dead"]
+    assert all("endpoint disabled" in (j.last_error or "") for j in jobs())
+    log = log_of(ep)
+    assert len(log) == 2 and all((d.error or "").startswith("skipped: the endpoint is disabled") for d in log)
+    assert endpoint(ep).failure_streak == 0          # not the endpoint's failure: nothing was sent
+    r = cli(app, "webhooks", "enable", str(ep), "--retry-dead")
+    assert r.exit_code == 0 and "2 dead deliveries pending again" in r.output, r.output
+    run_worker()
+    assert sorted(e["subject"] for e in receiver.events()) == ["alice", "bob"]
+    assert [j.state for j in jobs()] == ["done", "done"]
+    assert [(d.attempt, d.ok) for d in log_of(ep)[2:]] == [(1, True), (1, True)]
+
+
+def test_a_delivery_numbers_its_attempt_from_the_job_without_reading_the_delivery_log(
+        app: Flask, receiver: Receiver) -> None:
+    """The attempt number is the job's (attempts + 1): the worker never counts the endpoint's delivery log
+    (only indexed on endpoint and time, a scan of the whole log per delivery). Failed before the fix."""
+    from sqlalchemy import event as sa_event
+    ep = add(app, receiver, "--event", "sso.success")
+    receiver.respond(500)
+    sso("alice", "crm")
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    sa_event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        run_worker()
+        make_due()
+        run_worker()
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", seen)
+    reads = [st for st in statements if st.lstrip().upper().startswith("SELECT") and "webhook_deliveries" in st]
+    assert reads == []
+    assert [(d.attempt, d.ok) for d in log_of(ep)] == [(1, False), (2, True)]
 
 
 def test_an_endpoint_failing_long_enough_is_disabled_and_admins_are_told(app: Flask, tmp_path: Path,

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, insert, select
 
 from ... import audit
 from ...extensions import component, db
@@ -170,18 +170,19 @@ def _log(endpoint_id: int, event: dict[str, Any], attempt_no: int, result: Attem
     return row
 
 
-def _attempt_no(endpoint_id: int, notice_id: str) -> int:
-    n = db.session.scalar(select(func.count()).select_from(WebhookDelivery).where(
-        WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.notice_id == notice_id))
-    return int(n or 0) + 1
-
-
 class DeliveryFailed(Exception):
     """An attempt failed; retried with the outbox's backoff."""
 
 
 class EndpointGone(outbox.PermanentFailure):
     """The endpoint answered 410 Gone: it is disabled, the job is dead."""
+
+
+class EndpointDisabled(outbox.PermanentFailure):
+    """The endpoint is disabled: the job is dead (not sent), so admins retry the backlog after enabling it."""
+
+
+DISABLED_ERROR = "endpoint disabled"
 
 
 # the failed attempt of the job in hand, for the failure hook (it runs next, in this process, in a new
@@ -196,10 +197,10 @@ def _deliver_job(payload: dict[str, Any]) -> None:
     if ep is None:
         log.info("webhook %s to endpoint %s dropped: the endpoint was removed", event.get("id"), endpoint_id)
         return
-    attempt_no = _attempt_no(endpoint_id, str(event["id"]))
+    attempt_no = outbox.current_attempt()   # the job's own count: no scan of the endpoint's delivery log
     if not ep.enabled:
-        _log(endpoint_id, event, attempt_no, None, error="skipped: the endpoint is disabled")
-        return
+        # dead, not done: after an (automatic) disable the backlog waits for an admin to retry it
+        raise EndpointDisabled(DISABLED_ERROR)
     result = send(ep.url, secrets_of(ep).signing(), event)
     if result.ok:
         _log(endpoint_id, event, attempt_no, result)
@@ -219,7 +220,11 @@ def _on_failure(payload: dict[str, Any], error: str, dead: bool) -> None:
     ep = db.session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
     if ep is None:
         return
-    attempt_no = attempt_no or _attempt_no(endpoint_id, str(event.get("id")))
+    attempt_no = attempt_no or outbox.current_attempt()
+    if result is None and error == DISABLED_ERROR:   # not sent: no failure of the endpoint's to count
+        _log(endpoint_id, event, attempt_no, None,
+             error="skipped: the endpoint is disabled (the job is dead: retry it once the endpoint is enabled)")
+        return
     text = (result.summary() if result else error)
     if dead and not (result and result.status_code == 410):
         text += " (no more retries: dead)"
@@ -263,6 +268,12 @@ def disable_failing(ep: WebhookEndpoint, reason: str) -> None:
 
 
 outbox.handler(KIND, on_failure=_on_failure)(_deliver_job)
+
+
+def retry_dead_deliveries(endpoint_id: int) -> list[int]:
+    """The endpoint's dead delivery jobs pending again (audited, as `idp outbox retry`): after enabling it."""
+    get_endpoint(endpoint_id)
+    return outbox.retry_dead_of(KIND, f"webhook:{endpoint_id}:")
 
 
 # ------------------------------------------------------------------ the test button
