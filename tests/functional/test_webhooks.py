@@ -436,6 +436,15 @@ def test_private_and_loopback_targets_are_refused_without_the_setting(app: Flask
     assert not row.ok and "IDP_WEBHOOK_ALLOW_PRIVATE" in (row.error or "")
 
 
+def test_link_local_targets_are_refused_even_with_the_setting(app: Flask, receiver: Receiver) -> None:
+    """IDP_WEBHOOK_ALLOW_PRIVATE opens private and loopback receivers, never the cloud metadata service."""
+    assert app.extensions["idp.settings"].webhook_allow_private is True
+    for url in ("http://169.254.169.254/latest/meta-data", "https://[fe80::1]/hook"):
+        r = cli(app, "webhooks", "add", url, "--event", "sso.success")
+        assert r.exit_code == 1 and "link-local" in r.output, (url, r.output)
+    assert db.session.scalars(select(WebhookEndpoint)).all() == []
+
+
 def test_test_button_list_deliveries_and_remove(app: Flask, receiver: Receiver, two_apps: None) -> None:
     ep = add(app, receiver, "--event", "sso.success,sso.denied", "--app", "crm", "--outcome", "denied",
              "--description", "crm alerts")
