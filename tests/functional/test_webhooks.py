@@ -445,6 +445,46 @@ def test_link_local_targets_are_refused_even_with_the_setting(app: Flask, receiv
     assert db.session.scalars(select(WebhookEndpoint)).all() == []
 
 
+def test_a_secret_bearing_url_is_masked_outside_its_own_endpoint(app: Flask, receiver: Receiver) -> None:
+    """Slack / Teams style URLs carry their token in the path or query: audit rows (and so syslog and the
+    admin.changed notices other endpoints get) and the webhook.disabled notice (and the admins' email made from
+    it) show scheme://host/… and a fingerprint; `webhooks list` shows the full URL. Failed before the fix."""
+    watcher = Receiver().start()
+    try:
+        add(app, watcher, "--event", "admin.changed,webhook.disabled")
+        base = receiver.url.rsplit("/", 1)[0]
+        url = f"{base}/services/T0ORG/B0HOOK/TOKENpath123?token=TOKENquery456"
+        r = cli(app, "webhooks", "add", url, "--event", "sso.success")
+        assert r.exit_code == 0, r.output
+        receiver.secrets.append(r.stdout.strip().splitlines()[0])
+        ep = int(db.session.scalar(select(func.max(WebhookEndpoint.id))) or 0)
+        receiver.respond(410)   # disabled at once: a webhook.disabled notice with the URL
+        sso("alice", "crm")
+        run_worker()
+        run_worker()
+        assert not endpoint(ep).enabled
+        masked = wh.masked_url(url)
+        assert masked.startswith(f"{base}/…#") and "TOKEN" not in masked
+        types = [e["type"] for e in watcher.unique()]
+        assert "admin.changed" in types and "webhook.disabled" in types
+        disabled = next(e for e in watcher.unique() if e["type"] == "webhook.disabled")
+        assert disabled["data"]["url"] == masked
+        assert "TOKEN" not in json.dumps(watcher.events())
+        audits = db.session.scalars(select(AdminAudit)).all()
+        assert any(a.action == "webhook.add" and (a.after or {}).get("url") == masked for a in audits)
+        assert "TOKEN" not in json.dumps([(a.before, a.after) for a in audits])
+        db.session.commit()
+        assert "TOKEN" not in json.dumps([j.payload for j in db.session.scalars(select(OutboxJob))])
+        # the admin's own views keep the full URL
+        listed = json.loads(cli(app, "webhooks", "list", "--json").output)
+        assert url in [d["url"] for d in listed]
+        assert cli(app, "webhooks", "remove", str(ep)).exit_code == 0
+        removed = db.session.scalar(select(AdminAudit).where(AdminAudit.action == "webhook.remove"))
+        assert removed is not None and removed.before["url"] == masked
+    finally:
+        watcher.stop()
+
+
 def test_test_button_list_deliveries_and_remove(app: Flask, receiver: Receiver, two_apps: None) -> None:
     ep = add(app, receiver, "--event", "sso.success,sso.denied", "--app", "crm", "--outcome", "denied",
              "--description", "crm alerts")

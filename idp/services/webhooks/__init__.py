@@ -17,11 +17,12 @@ from .endpoints import (
     last_deliveries,
     list_deliveries,
     list_endpoints,
+    masked_url,
     remove_endpoint,
     rotate_secret,
     set_enabled,
 )
 
 __all__ = ["KIND", "SUBSCRIBER", "Attempt", "add_endpoint", "build_event", "delivery_dict", "endpoint_dict",
-           "get_endpoint", "last_deliveries", "list_deliveries", "list_endpoints", "remove_endpoint",
+           "get_endpoint", "last_deliveries", "list_deliveries", "list_endpoints", "masked_url", "remove_endpoint",
            "retry_dead_deliveries", "rotate_secret", "send_test", "set_enabled"]

@@ -29,7 +29,7 @@ from ...notifications import bus, catalog
 from ...prepared import Prepared
 from .. import ServiceError, outbox
 from ..fetch import http_request
-from .endpoints import SWITCH, get_endpoint, routes, routes_changed, secrets_of
+from .endpoints import SWITCH, get_endpoint, masked_url, routes, routes_changed, secrets_of
 from .signing import signed_headers
 
 log = logging.getLogger("idp.webhooks")
@@ -260,7 +260,7 @@ def disable_failing(ep: WebhookEndpoint, reason: str) -> None:
     routes_changed()
     bus.publish_notice(bus.Notice(type="webhook.disabled", time=now, subject=f"webhook:{ep.id}", app_slug=None,
                                   outcome="error", reason=None, source="system",
-                                  data={"endpoint_id": ep.id, "url": ep.url, "description": ep.description,
+                                  data={"endpoint_id": ep.id, "url": masked_url(ep.url), "description": ep.description,
                                         "disabled_reason": ep.disabled_reason, "failure_streak": ep.failure_streak,
                                         "failing_since": rfc3339(ep.failing_since) if ep.failing_since else None}),
                        db.session)
