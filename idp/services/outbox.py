@@ -56,6 +56,23 @@ class PermanentFailure(Exception):
     configuration): the job goes to `dead` at once."""
 
 
+class Defer(Exception):  # noqa: N818 - a request to the worker, not an error
+    """Raised by a handler that should not run now but has not failed (its remote is known to be down: a circuit
+    breaker): the job is pending again from `until`, and no attempt is counted against it."""
+
+    def __init__(self, until: datetime, why: str = "") -> None:
+        super().__init__(why or f"deferred until {until.isoformat()}")
+        self.until = until
+
+
+def defer(job: OutboxJob, until: datetime, *, now: datetime | None = None) -> None:
+    """Give a held job back without counting an attempt: pending, due at `until` (at least a second ahead, so a
+    worker running due jobs does not spin on it)."""
+    now = now or utcnow()
+    job.state, job.run_after = "pending", max(until, now + timedelta(seconds=1))
+    job.locked_by = job.locked_until = None
+
+
 # the attempt number (1-based: the job's counted attempts + 1) of the job the worker is running, for its handler
 # and failure hook (a delivery log numbers its rows with it instead of counting earlier rows)
 _ATTEMPT: ContextVar[int] = ContextVar("outbox_attempt", default=1)

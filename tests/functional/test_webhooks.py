@@ -68,9 +68,13 @@ def run_worker() -> int:
 
 
 def make_due() -> None:
+    """Time passes: pending jobs are due, and a failing endpoint's next probe time has come (its delivery log,
+    from which the circuit breaker dates the last attempt, is an hour older)."""
     db.session.commit()
     for job in db.session.scalars(select(OutboxJob).where(OutboxJob.state == "pending")):
         job.run_after = utcnow() - timedelta(seconds=1)
+    for row in db.session.scalars(select(WebhookDelivery)):
+        row.at = row.at - timedelta(hours=1)
     db.session.commit()
 
 
@@ -232,6 +236,7 @@ def test_a_delivery_failing_every_attempt_is_dead(app: Flask, settings: Settings
     # admins retry it as any dead job once the receiver is fixed
     receiver.default = (0.0, 200)
     assert cli(app, "outbox", "retry", str(job.id)).exit_code == 0
+    make_due()   # the endpoint's circuit breaker is open: the retry goes at its next probe time
     run_worker()
     assert log_of(ep)[-1].ok and jobs()[0].state == "done"
 
@@ -295,13 +300,16 @@ def test_a_delivery_numbers_its_attempt_from_the_job_without_reading_the_deliver
     def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
 
-    sa_event.listen(db.engine, "before_cursor_execute", seen)
-    try:
-        run_worker()
-        make_due()
-        run_worker()
-    finally:
-        sa_event.remove(db.engine, "before_cursor_execute", seen)
+    run_and_watch = [run_worker, make_due, run_worker]
+    for step in run_and_watch:
+        if step is make_due:
+            step()
+            continue
+        sa_event.listen(db.engine, "before_cursor_execute", seen)
+        try:
+            step()
+        finally:
+            sa_event.remove(db.engine, "before_cursor_execute", seen)
     reads = [st for st in statements if st.lstrip().upper().startswith("SELECT") and "webhook_deliveries" in st]
     assert reads == []
     assert [(d.attempt, d.ok) for d in log_of(ep)] == [(1, False), (2, True)]
@@ -317,11 +325,11 @@ def test_an_endpoint_failing_long_enough_is_disabled_and_admins_are_told(app: Fl
     watcher = Receiver().start()
     try:
         add(app, watcher, "--event", "webhook.disabled")
-        for n in range(4):          # four failures in a row, but within the first 24 hours: still enabled
-            user_changed(f"user{n}", n)
+        for n in range(4):          # three failures in a row (the fourth delivery waits: circuit breaker), but
+            user_changed(f"user{n}", n)   # within the first 24 hours: still enabled
         run_worker()
         row = endpoint(ep)
-        assert row.enabled and row.failure_streak == 4 and row.failing_since is not None
+        assert row.enabled and row.failure_streak == 3 and row.failing_since is not None
         row.failing_since = utcnow() - timedelta(hours=25)   # failing for more than a day
         db.session.commit()
         make_due()
@@ -342,6 +350,43 @@ def test_an_endpoint_failing_long_enough_is_disabled_and_admins_are_told(app: Fl
         assert receiver.events()[-1]["subject"] == "carol" and log_of(ep)[-1].ok
     finally:
         watcher.stop()
+
+
+def test_a_hanging_endpoint_is_probed_not_retried_per_delivery_and_does_not_starve_other_jobs(
+        app: Flask, receiver: Receiver) -> None:
+    """The circuit breaker: after BREAKER_FAILURES failed attempts in a row, a hanging endpoint's other
+    deliveries are deferred (no POST, no attempt counted) to its next probe time, one probe at a time, so the job
+    queued behind them runs at once. Counts POSTs, not time. Failed before the fix: every queued delivery was
+    POSTed (and waited for) first."""
+    BREAKER = 3   # webhooks.delivery.BREAKER_FAILURES
+    receiver.default = (1.5, 200)   # answers after IDP_WEBHOOK_TIMEOUT (1 s): every attempt times out
+    hanging = add(app, receiver, "--event", "user.updated")
+    other = Receiver().start()
+    try:
+        add(app, other, "--event", "sso.success")
+        for n in range(10):
+            user_changed(f"user{n}", n)
+        sso("alice", "crm")                     # queued behind the ten
+        run_worker()
+        assert len(receiver.received) == BREAKER
+        assert [e["subject"] for e in other.events()] == ["alice"]
+        pending = [j for j in jobs("pending") if j.payload["endpoint_id"] == hanging]
+        assert len(pending) == 10
+        assert sorted(j.attempts for j in pending) == [0] * 7 + [1] * 3   # a deferral is not an attempt
+        assert endpoint(hanging).failure_streak == BREAKER
+        # the probe time comes: one delivery goes through as the probe, the rest wait again
+        make_due()
+        run_worker()
+        assert len(receiver.received) == BREAKER + 1
+        # the endpoint recovers: the probe succeeds, the breaker closes and the backlog is sent at once
+        receiver.default = (0.0, 200)
+        make_due()
+        run_worker()
+        assert endpoint(hanging).failure_streak == 0
+        assert sorted({e["subject"] for e in receiver.unique()}) == sorted(f"user{n}" for n in range(10))
+        assert all(j.state == "done" for j in jobs())
+    finally:
+        other.stop()
 
 
 # ------------------------------------------------------------------ subscriptions and filters

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select, update
 
 from ... import audit
 from ...extensions import component, db
@@ -41,6 +41,12 @@ USER_AGENT = "idp-webhooks/1"
 MAX_ANSWER = 1024 * 1024
 MAX_ERROR = 500
 LOG_KEEP_DAYS = 30
+# the circuit breaker: once an endpoint failed this many attempts in a row, its deliveries are not sent but
+# deferred to its next probe time (BREAKER_BASE_S after its last attempt, doubling with each failed probe, at most
+# BREAKER_MAX_S); one delivery at a time goes through as the probe, and a success closes the breaker
+BREAKER_FAILURES = 3
+BREAKER_BASE_S = 30.0
+BREAKER_MAX_S = 3600.0
 PRUNE_BATCH = 5000
 
 
@@ -201,15 +207,53 @@ def _deliver_job(payload: dict[str, Any]) -> None:
     if not ep.enabled:
         # dead, not done: after an (automatic) disable the backlog waits for an admin to retry it
         raise EndpointDisabled(DISABLED_ERROR)
+    breaker_open = _check_breaker(ep)
     result = send(ep.url, secrets_of(ep).signing(), event)
     if result.ok:
         _log(endpoint_id, event, attempt_no, result)
         ep.failure_streak, ep.failing_since, ep.last_success_at = 0, None, utcnow()
+        if breaker_open:   # the probe went through: the deliveries deferred behind it are due now
+            db.session.execute(update(OutboxJob).where(
+                OutboxJob.kind == KIND, OutboxJob.state == "pending",
+                OutboxJob.key.like(f"webhook:{endpoint_id}:%")).values(run_after=utcnow())
+                .execution_options(synchronize_session=False))
         return
     _FAILED[(endpoint_id, str(event["id"]))] = (attempt_no, result)
     if result.status_code == 410:
         raise EndpointGone("the endpoint answered HTTP 410 Gone: disabled")
     raise DeliveryFailed(result.summary())
+
+
+def next_probe(ep: WebhookEndpoint) -> datetime | None:
+    """When the endpoint's open circuit breaker lets the next delivery through; None while it is closed (fewer
+    than BREAKER_FAILURES failed attempts in a row). The last attempt is the newest row of its delivery log (an
+    index seek on (endpoint_id, at))."""
+    streak = ep.failure_streak or 0
+    if streak < BREAKER_FAILURES or ep.failing_since is None:
+        return None
+    last = db.session.scalar(select(func.max(WebhookDelivery.at)).where(WebhookDelivery.endpoint_id == ep.id))
+    wait = min(BREAKER_MAX_S, BREAKER_BASE_S * 2 ** min(streak - BREAKER_FAILURES, 20))
+    return (last or ep.failing_since) + timedelta(seconds=wait)
+
+
+def _check_breaker(ep: WebhookEndpoint) -> bool:
+    """Raise outbox.Defer while the endpoint's breaker is open and its probe time has not come, or another
+    worker is sending the probe (it holds the endpoint's row lock until its attempt is recorded); True when this
+    delivery is the probe."""
+    probe_at = next_probe(ep)
+    if probe_at is None:
+        return False
+    now = utcnow()
+    if now < probe_at:
+        raise outbox.Defer(probe_at, f"webhook endpoint {ep.id} is failing: deferred to its next probe")
+    # one probe at a time: this transaction holds the endpoint's row until the attempt ends (PostgreSQL; SQLite
+    # serialises writers anyway)
+    held = db.session.scalar(select(WebhookEndpoint.id).where(WebhookEndpoint.id == ep.id)
+                             .with_for_update(skip_locked=True))
+    if held is None:
+        raise outbox.Defer(now + timedelta(seconds=float(_settings().webhook_timeout_s) + 1),
+                           f"webhook endpoint {ep.id} is being probed by another worker")
+    return True
 
 
 def _on_failure(payload: dict[str, Any], error: str, dead: bool) -> None:
