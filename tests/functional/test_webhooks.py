@@ -530,6 +530,107 @@ def test_a_secret_bearing_url_is_masked_outside_its_own_endpoint(app: Flask, rec
         watcher.stop()
 
 
+class _OddServer:
+    """A loopback HTTP server answering every POST with one fixed (status, headers, body)."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self.hits = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.hits += 1
+                try:
+                    self.send_response(status)
+                    for k, v in {**headers, "Content-Length": str(len(body))}.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass   # the IdP stopped reading
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _add_url(app: Flask, url: str) -> int:
+    r = cli(app, "webhooks", "add", url, "--event", "sso.success")
+    assert r.exit_code == 0, r.output
+    return int(db.session.scalar(select(func.max(WebhookEndpoint.id))) or 0)
+
+
+def test_a_redirect_is_not_followed_and_counts_as_a_failure(app: Flask, receiver: Receiver) -> None:
+    """The endpoint answers 302 to another receiver: that receiver is never contacted, the attempt failed."""
+    redirector = _OddServer(302, {"Location": receiver.url}, b"")
+    try:
+        ep = _add_url(app, redirector.url)
+        sso("alice", "crm")
+        run_worker()
+        assert redirector.hits == 1 and receiver.received == []
+        [row] = log_of(ep)
+        assert not row.ok and row.status_code == 302 and "redirects are not followed" in (row.error or "")
+        [job] = jobs()
+        assert job.state == "pending" and job.attempts == 1 and endpoint(ep).failure_streak == 1
+    finally:
+        redirector.stop()
+
+
+def test_an_answer_over_1_mib_is_a_failure(app: Flask) -> None:
+    big = _OddServer(200, {"Content-Type": "text/plain"}, b"x" * (wh.delivery.MAX_ANSWER + 1))
+    try:
+        ep = _add_url(app, big.url)
+        sso("alice", "crm")
+        run_worker()
+        assert big.hits == 1
+        [row] = log_of(ep)
+        assert not row.ok and f"answered more than {wh.delivery.MAX_ANSWER} bytes" in (row.error or "")
+        [job] = jobs()
+        assert job.state == "pending" and job.attempts == 1 and endpoint(ep).failure_streak == 1
+    finally:
+        big.stop()
+
+
+def test_a_host_resolving_to_a_private_address_at_delivery_is_refused(app: Flask, receiver: Receiver,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the endpoint's name resolved to a public address when it was added, and to loopback (the
+    receiver) at delivery: refused at delivery, nothing connects. Only the resolver is replaced."""
+    import socket
+    app.extensions["idp.settings"] = dataclasses.replace(app.extensions["idp.settings"], webhook_allow_private=False)
+    real = socket.getaddrinfo
+    port = int(receiver.url.split(":")[2].split("/")[0])
+    answers = {"now": "93.184.216.34"}   # a public address when added
+    lookups: list[str] = []
+
+    def resolver(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "hooks.rebind.example":
+            lookups.append(answers["now"])
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers["now"], port))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    ep = _add_url(app, f"https://hooks.rebind.example:{port}/hook")
+    answers["now"] = "127.0.0.1"          # the name now points inside
+    sso("alice", "crm")
+    run_worker()
+    assert lookups == ["93.184.216.34", "127.0.0.1"]   # resolved again at delivery
+    assert receiver.received == []
+    [row] = log_of(ep)
+    assert not row.ok and row.status_code is None and "non-public address" in (row.error or "")
+
+
 def test_test_button_list_deliveries_and_remove(app: Flask, receiver: Receiver, two_apps: None) -> None:
     ep = add(app, receiver, "--event", "sso.success,sso.denied", "--app", "crm", "--outcome", "denied",
              "--description", "crm alerts")

@@ -136,8 +136,8 @@ class Attempt:
     def summary(self) -> str:
         if self.ok:
             return f"HTTP {self.status_code}"
-        if self.status_code is not None:
-            return f"the endpoint answered HTTP {self.status_code}"
+        if self.status_code is not None:   # a 3xx says why it is a failure: redirects are not followed
+            return f"the endpoint answered HTTP {self.status_code}" + (f": {self.error}" if self.error else "")
         return self.error or "failed"
 
 
