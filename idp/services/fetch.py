@@ -1,9 +1,9 @@
 """Fetch SP metadata from a URL, and POST a form to an RP (back-channel logout), without becoming an SSRF proxy.
 
 Only http(s); every address the host name resolves to must be public unless private targets
-are allowed by configuration; the connection goes to the vetted address (no second DNS
-lookup to rebind); redirects are followed by hand (at most 3) with the same checks (a POST
-follows none); bounded time and size.
+are allowed by configuration (link-local addresses, where cloud metadata services live, never are); the
+connection goes to the vetted address (no second DNS lookup to rebind); redirects are followed by hand (at
+most 3) with the same checks (a POST follows none); bounded time and size.
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ def _vet_address(ip: str, allow_private: bool, what: str = "metadata URL",
         addr = addr.ipv4_mapped
     if isinstance(addr, ipaddress.IPv6Address) and any(addr in n for n in _IPV6_TUNNELS) and not allow_private:
         raise ServiceError(f"{what} resolves to a non-public address ({addr}: IPv6 embedding IPv4)", field="url")
+    if addr.is_link_local:
+        # 169.254.0.0/16 and fe80::/10: the cloud metadata service (instance credentials) lives there; no
+        # *_ALLOW_PRIVATE switch opens it (an internal receiver has a private or loopback address, not these)
+        raise ServiceError(f"{what} resolves to a non-public address ({addr}: link-local, refused whatever "
+                           f"{switch} says)", field="url")
     if allow_private:
         if addr.is_unspecified or addr.is_multicast:
             raise ServiceError(f"{what} resolves to a forbidden address ({addr})", field="url")

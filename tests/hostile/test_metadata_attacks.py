@@ -313,6 +313,23 @@ def test_with_private_hosts_allowed_the_chain_keeps_its_checks(app, monkeypatch,
     assert registered() == []
 
 
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/md"])
+def test_link_local_is_refused_even_with_private_hosts_allowed(app, monkeypatch, md_server, url):  # type: ignore[no-untyped-def]
+    """Cloud metadata services answer on link-local addresses: no *_ALLOW_PRIVATE switch opens them, for any
+    caller of the guard (metadata fetch directly, and through a redirect; a POST as webhooks, back-channel
+    logout and provisioning send). Failed before the fix: the switch let them through."""
+    base, handler = md_server
+    allow_private(app, monkeypatch)
+    handler.routes["/to-metadata"] = _redirect(url)
+    for attempt in (url, base + "/to-metadata"):
+        with case(attempt):
+            code, out = add(app, attempt)
+            assert code != 0 and "link-local" in out, out
+    with pytest.raises(ServiceError, match="link-local"):
+        fetch_svc.http_request("POST", url, body=b"{}", headers={}, allow_private=True, timeout=2.0)
+    assert registered() == []
+
+
 # ---------------------------------------------------------------- URLs: slow, huge, not XML
 
 
