@@ -14,6 +14,8 @@ import socket
 import ssl
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -49,11 +51,20 @@ def _vet_address(ip: str, allow_private: bool, what: str = "metadata URL",
                            f"set {switch}=true to allow internal hosts", field="url")
 
 
+# getaddrinfo has no timeout of its own: lookups run on these threads and are waited for only until the exchange's
+# deadline (a stuck lookup keeps its thread until the resolver gives up; later ones fail fast meanwhile)
+_RESOLVER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="idp-dns")
+
+
 def _resolve(host: str, port: int, allow_private: bool, what: str = "metadata URL",
-             switch: str = "IDP_METADATA_FETCH_ALLOW_PRIVATE") -> str:
+             switch: str = "IDP_METADATA_FETCH_ALLOW_PRIVATE", timeout: float | None = None) -> str:
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
+        future = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+        infos = future.result(timeout=timeout)
+    except FutureTimeout:
+        raise ServiceError(f"resolving the host {host!r} of the {what} took longer than {timeout:.1f} s",
+                           field="url") from None
+    except (socket.gaierror, UnicodeError):
         raise ServiceError(f"cannot resolve the host {host!r} of the {what}", field="url") from None
     addresses = sorted({info[4][0] for info in infos})
     if not addresses:
@@ -120,7 +131,8 @@ def _pinned_connection(url: str, allow_private: bool, deadline: float, min_timeo
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise ServiceError(f"{subject} has an invalid port", field="url") from None
-    ip = _resolve(parts.hostname, port, allow_private, what, switch)
+    ip = _resolve(parts.hostname, port, allow_private, what, switch,
+                  timeout=max(min_timeout, deadline - time.monotonic()))   # the lookup counts against the deadline
     remaining = max(min_timeout, deadline - time.monotonic())
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if parts.scheme == "https":

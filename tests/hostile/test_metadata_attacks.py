@@ -575,3 +575,23 @@ def test_admin_new_app_form_refuses_the_same_attacks(app, client, admin, fifos, 
                                                          "metadata_url": f"http://127.0.0.1:{conn_probe.port}/"})
     assert resp.status_code in (400, 409, 422) and not conn_probe.connected(0.02)
 
+
+
+def test_a_stuck_name_lookup_counts_against_the_deadline(app, monkeypatch):  # type: ignore[no-untyped-def]
+    """getaddrinfo has no timeout: a resolver that never answers must not hold an outbound exchange (a logout's
+    back channel, a metadata fetch) past its deadline."""
+    released = threading.Event()
+    real_getaddrinfo = socket.getaddrinfo
+
+    def stuck(host: str, *args: Any, **kw: Any) -> Any:
+        if host == "stuck.example":
+            released.wait(10)
+        return real_getaddrinfo(host, *args, **kw)
+
+    monkeypatch.setattr(fetch_svc.socket, "getaddrinfo", stuck)
+    try:
+        with pytest.raises(ServiceError) as exc:
+            fetch_svc.http_request("GET", "https://stuck.example/scim/v2/Users", timeout=0.5)
+        assert "took longer than 0.5 s" in str(exc.value) and "resolving the host 'stuck.example'" in str(exc.value)
+    finally:
+        released.set()
