@@ -61,7 +61,9 @@ serve: $(STAMP) ## Production server only (gunicorn; workers = cores), no set-up
 # The SSO suite that also runs against PostgreSQL + Redis (with the scale-out and migration tests).
 PG_SUITE := tests/scaleout tests/functional/test_sso_roundtrip.py tests/functional/test_sso_errors.py \
 	tests/functional/test_slo.py tests/functional/test_policy_flows.py tests/functional/test_web.py \
-	tests/functional/test_prepared.py tests/functional/test_email.py
+	tests/functional/test_prepared.py tests/functional/test_email.py tests/functional/test_key_expiry.py \
+	tests/hostile/test_lockout_attacks.py tests/functional/test_webhooks.py tests/functional/test_slo_chain.py \
+	tests/functional/test_user_sessions.py
 
 # Branch coverage of idp/ over both runs (the in-process code; CLI and server subprocesses are not traced):
 # the summary is printed, the per-file report is written to test-artifacts/coverage.txt.

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
-from . import siem
+from . import on_commit, siem
 from .extensions import db
 from .models import AdminAudit, utcnow
 from .notifications import bus, catalog
@@ -74,7 +74,7 @@ def record(action: str, target_type: str, target: str, *, before: Any = None, af
     own = session or db.session
     own.add(row)
     if siem.sender() is not None:     # streamed to syslog once committed (its id is known after the flush)
-        own.info.setdefault(_UNSENT, []).append(row)
+        on_commit.hold(own, _UNSENT, row)
     notice_type = catalog.for_audit(row.action)
     if notice_type is not None:
         app_slug = row.target if row.target_type == "app" else None
@@ -96,34 +96,41 @@ _FLUSHED = "idp.audit.flushed"      # their syslog messages, sent after the comm
 
 
 def _flushed(session: Session, _ctx: Any) -> None:
-    rows = session.info.pop(_UNSENT, None)
+    rows = on_commit.take(session, _UNSENT)
     if not rows:
         return
     ready = session.info.setdefault(_FLUSHED, [])
-    for row in rows:
+    for tag, row in rows:       # the message keeps the row's tag: a rolled-back savepoint drops it
+        if row.id is None:      # not in this flush (not expected: the rows are added to the flushing session)
+            session.info.setdefault(_UNSENT, []).append((tag, row))
+            continue
         fields = {"id": row.id, "at": row.at.isoformat().replace("+00:00", "Z"), "actor": row.actor,
                   "action": row.action, "target_type": row.target_type, "target": row.target}
         line = json.dumps({"log": "admin_audit", **fields, "before": row.before, "after": row.after},
                           default=str, sort_keys=True)
-        ready.append(siem.audit_message(fields, line))
+        ready.append((tag, siem.audit_message(fields, line)))
 
 
 def _committed(session: Session) -> None:
-    messages = session.info.pop(_FLUSHED, None)
+    if not on_commit.is_outermost_commit(session):     # a savepoint released: the outer commit sends them
+        return
+    on_commit.take(session, _UNSENT)
+    messages = on_commit.take(session, _FLUSHED)
     syslog = siem.sender() if messages else None
     if syslog is not None:
-        for message in messages or ():
+        for _tag, message in messages:
             syslog.send(message)
 
 
-def _rolled_back(session: Session, *_: Any) -> None:
-    session.info.pop(_UNSENT, None)
-    session.info.pop(_FLUSHED, None)
+def _rolled_back(session: Session, previous: SessionTransaction) -> None:
+    """A rollback, of the transaction or of a savepoint: only the rows written in what it undid are dropped."""
+    on_commit.discard(session, _UNSENT, previous)
+    on_commit.discard(session, _FLUSHED, previous)
 
 
 sa_event.listen(Session, "after_flush", _flushed)
 sa_event.listen(Session, "after_commit", _committed)
-sa_event.listen(Session, "after_rollback", _rolled_back)
+sa_event.listen(Session, "after_soft_rollback", _rolled_back)
 
 
 def _json_safe(value: Any) -> Any:

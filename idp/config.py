@@ -94,6 +94,8 @@ class Settings:
     step_up_max_age_s: int = 15 * 60       # account security changes (password, factors, recovery codes) likewise
     max_request_bytes: int = 256 * 1024    # HTTP body cap (413 above)
     max_inflated_bytes: int = 128 * 1024   # Redirect-binding DEFLATE output cap
+    artifact_ttl_s: int = 60               # HTTP-Artifact: how long an issued artifact can be resolved (once)
+    artifact_delivery: str = "redirect"    # HTTP-Artifact: SAMLart by 302 redirect, or by an auto-submitted POST form
     want_authn_requests_signed: bool = False
     db_pool_size: int = 10
     db_statement_timeout_ms: int = 5000
@@ -239,6 +241,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         admin_password=env.get("IDP_ADMIN_PASSWORD") or None,
         redis_url=env.get("IDP_REDIS_URL") or None,
         request_max_age_s=_int(env, "IDP_REQUEST_MAX_AGE", 300, 1),
+        artifact_ttl_s=_int(env, "IDP_ARTIFACT_TTL", 60, 1),
+        artifact_delivery=(env.get("IDP_ARTIFACT_DELIVERY") or "redirect").strip().lower(),
         session_lifetime_s=_int(env, "IDP_SESSION_LIFETIME", 8 * 3600, 60),
         session_idle_s=_int(env, "IDP_SESSION_IDLE", 2 * 3600, 60),
         admin_mfa_max_age_s=_int(env, "IDP_ADMIN_MFA_MAX_AGE", 2 * 3600, 60),
@@ -294,6 +298,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         passkey_rp_name=(env.get("IDP_PASSKEY_RP_NAME") or "Identity Provider").strip()[:64] or "Identity Provider",
     )
     _check_data_key(values["data_key"])
+    if values["artifact_delivery"] not in ("redirect", "post"):
+        raise ConfigError(f"IDP_ARTIFACT_DELIVERY must be redirect or post, got {values['artifact_delivery']!r}")
     if bool(values["saml_backchannel_client_cert"]) != bool(values["saml_backchannel_client_key"]):
         raise ConfigError("IDP_SAML_BACKCHANNEL_CLIENT_CERT and IDP_SAML_BACKCHANNEL_CLIENT_KEY are set together "
                           "(a PEM certificate and its private key), or neither")

@@ -28,8 +28,12 @@ class EventContext:
     detail: dict[str, Any] = field(default_factory=dict)
     protocol: str | None = None        # saml | oidc (None: SAML for sso / logout events, else protocol-neutral)
     # whether a signed-in user (or a verified client) is behind the attempt; None: when `username` is set. A failed
-    # sign-in names the account as typed but is not authenticated (False): its events are rate-limited per IP
+    # sign-in names the account as typed but is not authenticated (False): its events are rate-limited per IP. Once
+    # the password was verified for a real account (a wrong second factor, a passkey-only app) it is authenticated
     authenticated: bool | None = None
+    # stored past the per-address limit of anonymous events although not authenticated: a wrong password for an
+    # existing account (the sign-in throttle bounds those per address, so they need no share of the junk budget)
+    always_stored: bool = False
 
 
 class SamlFlowError(Exception):

@@ -13,9 +13,9 @@ from typing import Any, cast
 
 from sqlalchemy import Select, insert, select
 from sqlalchemy import event as sa_event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
-from . import csvsafe, metrics, siem
+from . import csvsafe, metrics, on_commit, siem
 from .clientnet import client_net
 from .errors import EventContext
 from .extensions import component, component_or_new, db
@@ -110,11 +110,12 @@ def record_event(ctx: EventContext, reason: Reason, *, client_ip: str | None, us
     An unsuccessful event of a request nobody authenticated (an unknown SP, a malformed request, a bad token, a
     failed sign-in) counts against its client address (AnonEventLimiter, IDP_ANON_EVENTS_PER_MINUTE); past the
     limit it is not stored, only counted (idp_events_dropped_total{reason="rate_limited"}), and the returned
-    event has id 0. Successes and events of signed-in users are always stored.
+    event has id 0. Successes, events of signed-in users (and of a sign-in whose password was verified) and
+    ctx.always_stored ones (a wrong password for an existing account) are always stored.
     """
     final_outcome = str(outcome or outcome_for(reason))
     dropped = (client_ip is not None and final_outcome != Outcome.SUCCESS and is_anonymous(ctx)
-               and not _limiter().allow(client_ip))
+               and not ctx.always_stored and not _limiter().allow(client_ip))
     values: dict[str, Any] = dict(
         at=utcnow(),
         event_type=ctx.event_type,
@@ -140,7 +141,7 @@ def record_event(ctx: EventContext, reason: Reason, *, client_ip: str | None, us
     event_id = _INSERT.scalar(values)
     event = RecordedEvent(id=event_id, **values)
     check = (ctx.detail.get("policy") or {}).get("check")
-    db.session.info.setdefault(_UNANNOUNCED, []).append((event, check))
+    on_commit.hold(db.session, _UNANNOUNCED, (event, check))
     notice_type = catalog.for_event(event.event_type, event.reason, event.outcome)
     if notice_type is not None:
         bus.publish(notice_type, event.app_slug, lambda: _notice(notice_type, event), db.session)
@@ -157,8 +158,11 @@ _UNANNOUNCED = "idp.events.unannounced"
 
 
 def _announce(session: Session) -> None:
-    """After a commit: count the events it made durable, write their SIEM log lines and stream them to syslog."""
-    recorded = session.info.pop(_UNANNOUNCED, None)
+    """After a commit: count the events it made durable, write their SIEM log lines and stream them to syslog
+    (not at a savepoint's release: they are durable once the transaction commits)."""
+    if not on_commit.is_outermost_commit(session):
+        return
+    recorded = [item for _tag, item in on_commit.take(session, _UNANNOUNCED)]
     if not recorded:
         return
     logging_on = log.isEnabledFor(logging.INFO)
@@ -176,12 +180,13 @@ def _announce(session: Session) -> None:
             syslog.send(siem.event_message(fields, line))
 
 
-def _forget(session: Session, *_: Any) -> None:
-    session.info.pop(_UNANNOUNCED, None)
+def _forget(session: Session, previous: SessionTransaction) -> None:
+    """A rollback, of the transaction or of a savepoint: only the events written in what it undid are forgotten."""
+    on_commit.discard(session, _UNANNOUNCED, previous)
 
 
 sa_event.listen(Session, "after_commit", _announce)
-sa_event.listen(Session, "after_rollback", _forget)
+sa_event.listen(Session, "after_soft_rollback", _forget)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,12 @@ class Reason(StrEnum):
     IDP_INITIATED_DISABLED = "idp_initiated_disabled"     # /apps/<slug>/sso for an app with --idp-initiated off
     RELAY_STATE_NOT_ALLOWED = "relay_state_not_allowed"   # an IdP-initiated RelayState outside the app's allow-list
     USER_DISABLED = "user_disabled"
+    # HTTP-Artifact resolution (event_type "artifact"): an authenticated ArtifactResolve for an artifact that was
+    # never issued (or is long gone), has expired, was already resolved, or was issued to another app
+    UNKNOWN_ARTIFACT = "unknown_artifact"
+    ARTIFACT_EXPIRED = "artifact_expired"
+    ARTIFACT_REPLAYED = "artifact_replayed"
+    ARTIFACT_WRONG_APP = "artifact_wrong_app"
     MISSING_ATTRIBUTE = "missing_attribute"
     # an attribute (or the NameID) the app releases has no value for this user, or its formula failed, and the
     # app says --on-missing deny (Salesforce's NoCustomAttrValue)
@@ -116,6 +122,7 @@ DENIAL_REASONS = frozenset({
     Reason.INVALID_CLIENT, Reason.INVALID_GRANT, Reason.UNAUTHORIZED_CLIENT, Reason.LOGIN_REQUIRED,
     Reason.CONSENT_REQUIRED, Reason.INTERACTION_REQUIRED, Reason.CONSENT_DENIED, Reason.CODE_REUSED,
     Reason.REFRESH_TOKEN_REUSED, Reason.INVALID_TOKEN, Reason.INSUFFICIENT_SCOPE, Reason.LOGOUT_NOT_BOUND,
+    Reason.UNKNOWN_ARTIFACT, Reason.ARTIFACT_EXPIRED, Reason.ARTIFACT_REPLAYED, Reason.ARTIFACT_WRONG_APP,
 })
 SUCCESS_REASONS = frozenset({Reason.OK, Reason.LOGOUT, Reason.MFA_ENROLLED, Reason.MFA_RESET, Reason.MFA_REMOVED,
                              Reason.MFA_UNSUSPENDED, Reason.RECOVERY_CODE_USED, Reason.CONSENT_GIVEN,

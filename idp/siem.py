@@ -5,7 +5,9 @@ Sign-in never waits for the collector: `send` puts the message in a bounded in-m
 sender thread connects, writes, and reconnects with exponential backoff when the collector is away. When the
 queue is full (the collector has been away long enough, or cannot keep up) new messages are dropped and counted
 (idp_syslog_dropped_total). What is queued when a process exits, and the message a broken TCP connection was
-writing, may be lost or (after a reconnect) sent twice: the database event log stays the record of truth.
+writing, may be lost or (after a reconnect) sent twice: the database event log stays the record of truth. A process
+that exits normally (a CLI command, a worker told to stop) first gives the thread up to EXIT_FLUSH_S to send what
+is queued (an atexit hook), so a CLI command's audit rows reach the collector when it is there.
 
 A message: `<PRI>1 TIMESTAMP HOSTNAME idp PROCID MSGID [idp@32473 k="v" ...] JSON`, with the facility local0
 and the severity from the outcome (success: informational, denied: warning, error: error; audit rows: notice),
@@ -15,6 +17,7 @@ MSG the JSON line the `idp.events` logger writes (ASCII, so no BOM is needed).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -43,6 +46,7 @@ SD_ID = "idp@32473"                                  # 32473: the enterprise num
 QUEUE_SIZE = 10_000
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
 CONNECT_TIMEOUT_S = 5.0
+EXIT_FLUSH_S = 2.0                                   # at most this long at process exit to send what is queued
 UDP_MAX = 65_000                                     # one datagram; longer messages are cut (RFC 5426 3.2)
 
 
@@ -140,6 +144,7 @@ class SyslogSender:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._exit_hook = False
         self.sent = 0
         self.dropped = 0
 
@@ -166,12 +171,18 @@ class SyslogSender:
             self._pid = pid
             self._thread = threading.Thread(target=self._run, name="idp-syslog", daemon=True)
             self._thread.start()
+            if not self._exit_hook:     # once per sender (a forked child inherits the hook with the flag)
+                self._exit_hook = True
+                atexit.register(self.close, EXIT_FLUSH_S)
 
     def close(self, timeout: float = 2.0) -> None:
-        """Stop the thread after it has sent what is queued (at most `timeout` seconds)."""
+        """Stop the thread after it has sent what is queued, including the message it is writing (at most
+        `timeout` seconds). Also the exit hook: in a process whose thread was never started (or belongs to the
+        parent it was forked from) there is nothing of ours to send."""
+        if self._pid != os.getpid() or self._thread is None:
+            return
         deadline = time.monotonic() + timeout
-        while not self._queue.empty() and time.monotonic() < deadline and self._thread is not None \
-                and self._thread.is_alive():
+        while self._queue.unfinished_tasks and time.monotonic() < deadline and self._thread.is_alive():
             time.sleep(0.01)
         self._stop.set()
         if self._thread is not None:
@@ -218,6 +229,7 @@ class SyslogSender:
                     backoff = BACKOFF_MIN_S
                 sock.sendall(self._frame(pending))
                 pending = None
+                self._queue.task_done()
                 self.sent += 1
                 metrics.count("idp_syslog_sent_total")
             except (OSError, ssl.SSLError) as exc:

@@ -80,6 +80,7 @@ _DIGEST_FOR = {RSA_SHA1: DIGEST_SHA1, RSA_SHA256: DIGEST_SHA256, RSA_SHA384: DIG
 
 BINDING_REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 BINDING_POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+BINDING_ARTIFACT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Artifact"
 _BINDINGS = {"redirect": BINDING_REDIRECT, "post": BINDING_POST}
 
 STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
@@ -392,12 +393,19 @@ def parse_idp_metadata(xml: str | bytes) -> IdPInfo:
 
 
 def _normalise_sp_metadata(
-    xml: str | bytes, *, acs_url: str, slo_url: str, sign_requests: bool, want_assertions_signed: bool
+    xml: str | bytes,
+    *,
+    acs_url: str,
+    slo_url: str,
+    sign_requests: bool,
+    want_assertions_signed: bool,
+    artifact_acs: bool = False,
 ) -> str:
     """Make the libraries' SP metadata say exactly what the harness promises.
 
     One HTTP-POST ACS at acs_url with index 0 (isDefault), SingleLogoutService for Redirect and POST at slo_url,
     AuthnRequestsSigned / WantAssertionsSigned from the flags. KeyDescriptors are left as the library wrote them.
+    With artifact_acs, an HTTP-Artifact ACS at the same URL follows with index 1 (as crewjam/saml publishes).
     """
     root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml, _PARSER)
     sp = root.find("md:SPSSODescriptor", NS)
@@ -434,6 +442,9 @@ def _normalise_sp_metadata(
         f"{_MD}AssertionConsumerService", Binding=BINDING_POST, Location=acs_url, index="0", isDefault="true"
     )
     sp.insert(pos, acs)
+    if artifact_acs:
+        art = etree.Element(f"{_MD}AssertionConsumerService", Binding=BINDING_ARTIFACT, Location=acs_url, index="1")
+        sp.insert(pos + 1, art)
     return etree.tostring(root, encoding="unicode")
 
 
@@ -457,6 +468,7 @@ class TestSP(ABC):
         want_response_signed: bool = True,
         want_assertions_encrypted: bool = False,
         allow_unsolicited: bool = True,
+        artifact_acs: bool = False,
         keypair: KeyPair | None = None,
         sig_alg: str = RSA_SHA256,
     ) -> None:
@@ -471,6 +483,7 @@ class TestSP(ABC):
         self.want_response_signed = want_response_signed
         self.want_assertions_encrypted = want_assertions_encrypted
         self.allow_unsolicited = allow_unsolicited
+        self.artifact_acs = artifact_acs  # metadata lists an HTTP-Artifact ACS at acs_url too (pysaml2 only)
         self.sig_alg = sig_alg
         self.digest_alg = _DIGEST_FOR[sig_alg]
         workdir = Path(workdir)
@@ -671,9 +684,12 @@ class Pysaml2SP(TestSP):
         xmlsec = shutil.which("xmlsec1")
         if xmlsec is None:
             raise RuntimeError("pysaml2 needs the xmlsec1 binary (apt-get install xmlsec1)")
+        acs = [(self.acs_url, BINDING_POST)]
+        if self.artifact_acs:
+            acs.append((self.acs_url, BINDING_ARTIFACT))
         sp: dict[str, Any] = {
             "endpoints": {
-                "assertion_consumer_service": [(self.acs_url, BINDING_POST)],
+                "assertion_consumer_service": acs,
                 # a subclass may add endpoints (tests/soap_sp.py: a SOAP SingleLogoutService)
                 "single_logout_service": [(self.slo_url, BINDING_REDIRECT), (self.slo_url, BINDING_POST),
                                           *getattr(self, "extra_slo_endpoints", ())],
@@ -717,7 +733,57 @@ class Pysaml2SP(TestSP):
             slo_url=self.slo_url,
             sign_requests=self.sign_requests,
             want_assertions_signed=self.want_assertions_signed,
+            artifact_acs=self.artifact_acs,
         )
+
+    # ------------------------------------------------------------------ HTTP-Artifact
+
+    def resolve_artifact(self, artifact: str, post: Callable[[str, str | bytes, dict[str, str]], str],
+                         *, sign: bool = True) -> str:
+        """Resolve a SAMLart the way pysaml2 does (artifact2message), with the SOAP POST done by `post`.
+
+        pysaml2 finds the IdP's ArtifactResolutionService from the artifact's SourceID and EndpointIndex in the
+        IdP metadata, builds the ArtifactResolve (signed with this SP's key) and wraps it in SOAP;
+        `post(url, body, headers)` returns the SOAP answer. The ArtifactResponse must be signed (pysaml2 checks
+        the signature against the IdP metadata) and carry a Response: returned base64-encoded, exactly as it
+        sat inside, for process_response.
+        """
+        from saml2.s_utils import sid
+
+        destination = self.client.artifact2destination(artifact, "idpsso")
+        if not destination:
+            raise SPValidationError("pysaml2 found no ArtifactResolutionService for the artifact's SourceID/index")
+        _mid, req = self.client.create_artifact_resolve(
+            artifact, destination, sid(), sign=sign, sign_alg=self.sig_alg, digest_alg=self.digest_alg
+        )
+        args = self.client.use_soap(req, destination)
+        answer = post(args["url"], args["data"], dict(args["headers"]))
+        root = _xml(answer)
+        art_resp = root.find(".//samlp:ArtifactResponse", NS)
+        if art_resp is None:
+            raise SPValidationError("the SOAP answer holds no ArtifactResponse")
+        if art_resp.find("ds:Signature", NS) is None:
+            raise SPValidationError("the ArtifactResponse is not signed")
+        top, _sub, _msg = _status(art_resp)
+        if top != STATUS_SUCCESS:
+            raise SPValidationError(f"ArtifactResponse status {top}{_status_note(art_resp)}")
+        inner = art_resp.find("samlp:Response", NS)
+        if inner is None:
+            raise SPValidationError("the ArtifactResponse carries no Response")
+        # pysaml2 takes the ArtifactResponse out of the SOAP envelope by re-serialising it with ElementTree, which
+        # renames prefixes to ns0/ns1 unless registered; exclusive c14n is prefix-sensitive, so the signature can
+        # only verify with the prefixes the sender used registered (ECOSYSTEM pitfall 7), for this call only.
+        from xml.etree import ElementTree
+
+        saved = dict(ElementTree._namespace_map)  # type: ignore[attr-defined]
+        for prefix in ("samlp", "saml", "ds"):
+            ElementTree.register_namespace(prefix, NS[prefix])
+        try:
+            _pysaml2_call("ArtifactResponse", self.client.parse_artifact_resolve_response, answer)
+        finally:
+            ElementTree._namespace_map.clear()  # type: ignore[attr-defined]
+            ElementTree._namespace_map.update(saved)  # type: ignore[attr-defined]
+        return base64.b64encode(etree.tostring(inner)).decode("ascii")
 
     # ------------------------------------------------------------------ SSO
 
@@ -733,6 +799,7 @@ class Pysaml2SP(TestSP):
         acs_url: str | None = None,
         acs_index: int | None = None,
         sign: bool | None = None,
+        protocol_binding: str | None = None,
     ) -> OutgoingRequest:
         from saml2.saml import AuthnContextClassRef
         from saml2.samlp import RequestedAuthnContext
@@ -746,9 +813,10 @@ class Pysaml2SP(TestSP):
             kwargs["requested_authn_context"] = RequestedAuthnContext(
                 authn_context_class_ref=[AuthnContextClassRef(text=r) for r in refs], comparison=comparison
             )
-        # binding= is the ProtocolBinding asked for the Response (our ACS is HTTP-POST), not the request binding.
+        # binding= is the ProtocolBinding asked for the Response (HTTP-POST unless protocol_binding says
+        # otherwise), not the request binding.
         req_id, req = self.client.create_authn_request(
-            dest, binding=BINDING_POST, nameid_format=name_id_format, sign=False, **kwargs
+            dest, binding=protocol_binding or BINDING_POST, nameid_format=name_id_format, sign=False, **kwargs
         )
         if force_authn:
             req.force_authn = "true"

@@ -270,7 +270,8 @@ def users_sessions(username: str, fmt: str) -> None:
 
 
 @users_group.command("end-sessions", help="End a user's IdP sessions (all, or one named by --session): OIDC apps "
-                                           "get back-channel logout; SAML apps keep their own session.")
+                                           "and SAML apps with a SOAP logout endpoint are told over the back "
+                                           "channel; other SAML apps keep their own session.")
 @click.argument("username")
 @click.option("--session", "handle", help="The handle `idp users sessions` shows (default: every session).")
 @unit_of_work
@@ -288,9 +289,12 @@ def users_end_sessions(username: str, handle: str | None) -> None:
         keys = keystore().current()
     except KeyStoreError as exc:
         fail(f"the signing keys are unavailable ({exc}): OIDC apps could not be told; nothing was ended")
-    ended = end_remotely(targets, settings(), keys, Client(ip=None, user_agent="idp cli"), initiated_by="admin")
+    live = [t for t in targets if t.ended_at is None]
+    # audited with the sessions' end (committed before the back-channel exchanges, which then take their time)
     audit.record("user.sessions_end", "user", user.username,
-                 after={"sessions": [user_sessions.handle_of(t.id) for t in targets], "ended": ended})
+                 after={"sessions": [user_sessions.handle_of(t.id) for t in live], "ended": len(live)})
+    ended = end_remotely(live, settings(), keys, Client(ip=None, user_agent="idp cli"), initiated_by="admin",
+                         checkpoint=db.session.commit)
     click.echo(f"{ended} session(s) of {username} ended")
 
 

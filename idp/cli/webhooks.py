@@ -128,18 +128,24 @@ def webhooks_remove(endpoint_id: int) -> None:
 
 @webhooks_group.command("enable")
 @click.argument("endpoint_id", type=click.IntRange(1), metavar="ID")
+@click.option("--retry-dead", is_flag=True,
+              help="Also retry the endpoint's dead deliveries (those queued while it was disabled).")
 @unit_of_work
-def webhooks_enable(endpoint_id: int) -> None:
+def webhooks_enable(endpoint_id: int, retry_dead: bool) -> None:
     """Enable endpoint ID again (after it was disabled by hand or for failing); its failure streak restarts."""
     wh.set_enabled(endpoint_id, True)
     click.echo(f"webhook endpoint {endpoint_id} enabled")
+    if retry_dead:
+        ids = wh.retry_dead_deliveries(endpoint_id)
+        click.echo(f"{len(ids)} dead deliver{'y' if len(ids) == 1 else 'ies'} pending again")
 
 
 @webhooks_group.command("disable")
 @click.argument("endpoint_id", type=click.IntRange(1), metavar="ID")
 @unit_of_work
 def webhooks_disable(endpoint_id: int) -> None:
-    """Disable endpoint ID: nothing is sent to it (deliveries already queued are logged as skipped)."""
+    """Disable endpoint ID: nothing is sent to it (deliveries already queued are logged as skipped and go dead:
+    `idp webhooks enable ID --retry-dead` sends them later)."""
     wh.set_enabled(endpoint_id, False)
     click.echo(f"webhook endpoint {endpoint_id} disabled")
 

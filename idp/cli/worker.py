@@ -97,6 +97,7 @@ class Worker:
         if job is None:
             return False
         job_id, kind, payload = job.id, job.kind, dict(job.payload or {})
+        outbox.set_attempt(job.attempts + 1)   # the handler's and the failure hook's attempt number
         # the session keeps objects after a commit (expire_on_commit=False, right for a short request): a job
         # must read what is committed now, not what an earlier job of this long-lived worker loaded
         db.session.expire_all()
@@ -116,6 +117,10 @@ class Worker:
             else:   # the lease was lost and another worker has the job: its outcome stands, ours is dropped
                 db.session.rollback()
                 log.warning("job %s finished after its lease was lost; its writes are dropped", job_id)
+        except outbox.Defer as exc:   # not a failure: pending again later, no attempt counted
+            beat.stop()
+            db.session.rollback()
+            self._defer(job_id, exc)
         except Exception as exc:
             beat.stop()
             db.session.rollback()
@@ -131,6 +136,19 @@ class Worker:
         if current is None or current.state != "running" or current.locked_by != self.worker_id:
             return None
         return current
+
+    def _defer(self, job_id: int, deferral: outbox.Defer) -> None:
+        try:
+            current = self._held(job_id)
+            if current is None:   # lost the lease meanwhile: the job's new holder decides
+                db.session.rollback()
+                return
+            outbox.defer(current, deferral.until)
+            db.session.commit()
+            log.info("job %s deferred: %s", job_id, deferral)
+        except Exception as exc:
+            db.session.rollback()
+            log.error("could not defer job %s: %s: %s", job_id, exc.__class__.__name__, exc)
 
     def _count_failure(self, job_id: int, kind: str, payload: dict[str, object], error: str, permanent: bool) -> None:
         try:

@@ -102,7 +102,8 @@ def first_factor_gate(user: User, client_ip: str | None, link_token: str | None 
 
 def _account_event(user: User, reason: Reason, client: Client, detail: dict[str, Any],
                    token: str | None = None) -> int:
-    ctx = signin_event_context(user.username, token, str(detail.get("message", "")))
+    # the user is signed in or passed the password step: never dropped by the anonymous-event limit
+    ctx = signin_event_context(user.username, token, str(detail.get("message", "")), authenticated=True)
     ctx.event_type = ACCOUNT_EVENT
     ctx.detail = {**ctx.detail, **detail}
     return record_event(ctx, reason, client_ip=client.ip, user_agent=client.user_agent).id
@@ -156,10 +157,12 @@ def check_new_authenticator_code(user: User, code: str, client: Client, token: s
     outcome = confirm_totp_enrolment(user, code, client)
     if isinstance(outcome, Throttled):
         record_signin_failure(Reason.THROTTLED, user.username, token, client, "code of a new authenticator not "
-                              f"checked: too many wrong codes (retry after {outcome.retry_after_s} s)")
+                              f"checked: too many wrong codes (retry after {outcome.retry_after_s} s)",
+                              authenticated=True)
     elif isinstance(outcome, WrongCode):
         return WrongCode(record_signin_failure(Reason.MFA_FAILED, user.username, token, client,
-                                               "wrong code while confirming a new authenticator app"))
+                                               "wrong code while confirming a new authenticator app",
+                                               authenticated=True))
     return outcome
 
 

@@ -41,6 +41,9 @@ class InboundRules:
     signature_required: bool           # refuse unsigned requests
     verify_when_present: bool          # check a signature that is present even when not required
     destination_required: bool         # Destination must be present (always, not only when signed)
+    # a signed message must carry Destination: true of the browser bindings (saml-bindings-2.0-os §3.4.5.2,
+    # §3.5.5.2), not of SOAP, whose messages go straight to the endpoint (§3.2: Destination optional)
+    signed_needs_destination: bool = True
 
 
 def check_inbound(msg: DecodedMessage, raw_query: bytes | None, req: InboundMessage, app: AppConfig,
@@ -63,7 +66,7 @@ def check_inbound(msg: DecodedMessage, raw_query: bytes | None, req: InboundMess
     if req.destination is not None and req.destination != rules.endpoint_url:
         raise WrongDestination(f"Destination {req.destination[:200]!r} is not this IdP's endpoint "
                                f"{rules.endpoint_url}")
-    if req.destination is None and (verified or rules.destination_required):
+    if req.destination is None and ((verified and rules.signed_needs_destination) or rules.destination_required):
         # saml-bindings-2.0-os §3.4.5.2 / §3.5.5.2: a signed request MUST carry Destination
         raise WrongDestination(f"a signed {req.kind} must carry this IdP's endpoint as Destination")
     window = timedelta(seconds=settings.request_max_age_s)

@@ -56,21 +56,44 @@ def end_oidc_sessions(session: IdpSession, parts: list[SessionParticipant], sett
     every OIDC RP of the session that registered a back-channel logout URI.
 
     A failed delivery is an event (reason backchannel_logout_failed), never an exception: the logout goes on.
-    The POSTs run one after another, each bounded by IDP_OIDC_BACKCHANNEL_TIMEOUT (seconds).
+    The POSTs run one after another, each bounded by IDP_OIDC_BACKCHANNEL_TIMEOUT (seconds). Callers that must
+    not hold a database transaction open across the network use the three steps apart: revoke_and_collect,
+    then (after their commit) deliver_backchannel, then record_deliveries.
     """
-    now = now or utcnow()
+    targets = revoke_and_collect(session, parts)
+    out = deliver_backchannel(targets, settings, keys, now)
+    record_deliveries(out, session.user.username, client)
+    return out
+
+
+BackchannelTarget = tuple[AppConfig, SessionParticipant]
+
+
+def revoke_and_collect(session: IdpSession, parts: list[SessionParticipant]) -> list[BackchannelTarget]:
+    """The database part before the back channel: the session's refresh tokens revoked, and the OIDC RPs to tell
+    (those that registered a back-channel logout URI)."""
     revoke_refresh_tokens(reason=LOGOUT_REVOKE_REASON, session_id=session.id, keep_offline=True)
-    out = []
+    targets = []
     for p in parts:
         if p.protocol != OIDC:
             continue
         app = app_config_by_id(p.app_id)
         if app is None or app.oidc is None or not app.oidc.backchannel_logout_uri:
             continue
-        delivery = _deliver(app, p, settings, keys, now)
-        _record_delivery(delivery, session, client)
-        out.append(delivery)
-    return out
+        targets.append((app, p))
+    return targets
+
+
+def deliver_backchannel(targets: list[BackchannelTarget], settings: Settings, keys: KeySet,
+                        now: datetime | None = None) -> list[Delivery]:
+    """The network part: one logout token POSTed to each RP (no database access)."""
+    now = now or utcnow()
+    return [_deliver(app, p, settings, keys, now) for app, p in targets]
+
+
+def record_deliveries(deliveries: list[Delivery], username: str, client: Client) -> None:
+    for d in deliveries:
+        _record_delivery(d, username, client)
 
 
 def _deliver(app: AppConfig, p: SessionParticipant, settings: Settings, keys: KeySet, now: datetime) -> Delivery:
@@ -94,7 +117,7 @@ def _deliver(app: AppConfig, p: SessionParticipant, settings: Settings, keys: Ke
     return Delivery(app.slug, client_id, False, status=status, error=f"the RP answered HTTP {status}", jti=jti)
 
 
-def _record_delivery(d: Delivery, session: IdpSession, client: Client) -> None:
+def _record_delivery(d: Delivery, username: str, client: Client) -> None:
     detail: dict[str, Any] = {"client_id": d.client_id, "backchannel": "delivered" if d.delivered else "failed",
                               "logout_token_jti": d.jti}
     if d.status is not None:
@@ -102,7 +125,7 @@ def _record_delivery(d: Delivery, session: IdpSession, client: Client) -> None:
     if d.error:
         detail["error_description"] = d.error
     ctx = EventContext(event_type="logout", app_slug=d.app_slug, sp_entity_id=d.client_id,
-                       username=session.user.username, initiated_by="idp", binding="back-channel", protocol=OIDC,
+                       username=username, initiated_by="idp", binding="back-channel", protocol=OIDC,
                        detail=detail)
     record_event(ctx, Reason.LOGOUT if d.delivered else Reason.BACKCHANNEL_LOGOUT_FAILED, client_ip=client.ip,
                  user_agent=client.user_agent)

@@ -196,7 +196,7 @@ def begin_sign_in(user: User | None, client: Client, parked_token: str | None = 
     if wait:
         event_id = record_signin_failure(Reason.THROTTLED, user.username if user else "", parked_token, client,
                                          f"passkey options refused: too many requests from this address "
-                                         f"(retry after {wait} s)")
+                                         f"(retry after {wait} s)", authenticated=user is not None)
         return PasskeyRefused(f"Too many requests. Wait {wait} seconds, then try again.", 429, event_id,
                               retry_after_s=wait)
     record_failure(options_key, PASSKEY_OPTIONS_RULE)
@@ -221,7 +221,8 @@ def finish_sign_in(token: str | None, credential: dict[str, Any] | str | None, *
     wait = retry_after(key)
     if wait:
         event_id = record_signin_failure(Reason.THROTTLED, user.username if user else "", parked_token, client,
-                                         f"passkey not checked: too many failures (retry after {wait} s)")
+                                         f"passkey not checked: too many failures (retry after {wait} s)",
+                                         authenticated=user is not None)
         return PasskeyRefused(f"Too many failed attempts. Wait {wait} seconds, then try again.", 429, event_id,
                               retry_after_s=wait)
     try:
@@ -231,7 +232,8 @@ def finish_sign_in(token: str | None, credential: dict[str, Any] | str | None, *
         owner = user.username if user is not None else (_owner_name(exc.passkey) or "")
         reason = Reason.PASSKEY_CLONED if exc.code == "counter" else Reason.PASSKEY_FAILED
         why = f"{'second factor' if user is not None else 'passwordless'} passkey refused ({exc.code}): {exc.detail}"
-        event_id = record_signin_failure(reason, owner, parked_token, client, why)
+        # a second factor (user: password verified) is authenticated; a passwordless try is not
+        event_id = record_signin_failure(reason, owner, parked_token, client, why, authenticated=user is not None)
         return PasskeyRefused(exc.message, _STATUS.get(exc.code, 400), event_id)
     owner_user = user if user is not None else row_user(row)
     if owner_user is None or owner_user.disabled:

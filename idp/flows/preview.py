@@ -92,7 +92,7 @@ def _preview(app: AppConfig, user: UserView, session: SessionView, subject: Any,
         if fmt == NAMEID_PERSISTENT and released.nameid_value is None and stored is None:
             name_id = NEW_PAIRWISE_ID     # made (and kept) only by a real first sign-in
         spec = assertion_spec(app, session, released, name_id=name_id, name_id_format=fmt,
-                              session_index=PREVIEW_SESSION_INDEX, destination=app.saml.default_post_acs().location,
+                              session_index=PREVIEW_SESSION_INDEX, destination=app.saml.default_acs().location,
                               in_response_to=None, authn_context=AC_PASSWORD_PROTECTED, settings=settings, now=now)
         xml = "".join(assertion_parts(spec))
     claims = None

@@ -65,12 +65,14 @@ def passkey_required_for(token: str | None) -> bool:
 def record_passkey_required(token: str | None, user: User, client: Client, why: str) -> int:
     """A `phishing_resistant_required` event: the app accepts only a passkey, and the user has none (or offered
     a code instead); returns the event id."""
-    return record_signin_failure(Reason.PHISHING_RESISTANT_REQUIRED, user.username, token, client, why)
+    return record_signin_failure(Reason.PHISHING_RESISTANT_REQUIRED, user.username, token, client, why,
+                                 authenticated=True)
 
 
 def record_second_factor_failure(token: str | None, user: User, client: Client, why: str) -> int | None:
-    """An `mfa_failed` event (with the parked request's app, if any); returns the event id."""
-    return record_signin_failure(Reason.MFA_FAILED, user.username, token, client, why)
+    """An `mfa_failed` event (with the parked request's app, if any); returns the event id. The password was
+    verified: the event is authenticated (never dropped by the anonymous-event limit)."""
+    return record_signin_failure(Reason.MFA_FAILED, user.username, token, client, why, authenticated=True)
 
 
 # ------------------------------------------------------------------ failed sign-ins in the event log
@@ -80,10 +82,11 @@ ACCOUNT_EVENT = "account"  # event_type of the security events a user sees on /a
 USERNAME_MAX = 150        # the event column (and the longest username)
 
 
-def signin_event_context(username: str, token: str | None, why: str) -> EventContext:
-    """Who tried (the name as typed, known or not) and, when a request is parked, for which app."""
+def signin_event_context(username: str, token: str | None, why: str, *, authenticated: bool = False) -> EventContext:
+    """Who tried (the name as typed, known or not) and, when a request is parked, for which app. `authenticated`:
+    the password was verified for this (real) account, so the event is never dropped by the anonymous limit."""
     ctx = EventContext(event_type=SIGNIN_EVENT, username=username.strip()[:USERNAME_MAX] or None,
-                       detail={"message": why}, authenticated=False)
+                       detail={"message": why}, authenticated=authenticated)
     parked = _parked(token)
     if parked is not None:
         req, app = parked
@@ -92,13 +95,15 @@ def signin_event_context(username: str, token: str | None, why: str) -> EventCon
     return ctx
 
 
-def record_signin_failure(reason: Reason, username: str, token: str | None, client: Client, why: str) -> int:
+def record_signin_failure(reason: Reason, username: str, token: str | None, client: Client, why: str, *,
+                          authenticated: bool = False, always_stored: bool = False) -> int:
     """One `signin` event per failed step, with the client's IP and user agent; returns the event id.
 
     Never the password or the code: only the name as typed, so "who is guessing alice's password"
     is one filter. The same row is written for known and unknown names (the page does not differ
     either)."""
-    ctx = signin_event_context(username, token, why)
+    ctx = signin_event_context(username, token, why, authenticated=authenticated)
+    ctx.always_stored = always_stored
     return record_event(ctx, reason, client_ip=client.ip, user_agent=client.user_agent).id
 
 
@@ -107,8 +112,11 @@ def record_password_failure(outcome: Throttled | BadCredentials, username: str, 
     if isinstance(outcome, Throttled):
         return record_signin_failure(Reason.THROTTLED, username, token, client,
                                      f"password not checked: too many failures (retry after {outcome.retry_after_s} s)")
+    # a wrong password naming an existing account is evidence of guessing: stored whatever the junk from the same
+    # address used up (the throttle bounds these per address); unknown names and throttled tries share the budget
     return record_signin_failure(Reason.BAD_CREDENTIALS, username, token, client,
-                                 "wrong username or password, or the account is disabled")
+                                 "wrong username or password, or the account is disabled",
+                                 always_stored=outcome.account_exists)
 
 
 # ------------------------------------------------------------------ password step
@@ -123,7 +131,10 @@ class Throttled:
 
 @dataclass(frozen=True, slots=True)
 class BadCredentials:
-    pass
+    """Wrong password, unknown or disabled account (one answer for all). `account_exists` is for the event log
+    only (never shown)."""
+
+    account_exists: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +175,7 @@ def verify_password_step(username: str, password: str, token: str | None, client
         record_failure(pair_key, LOGIN_ACCOUNT_IP_RULE)
         record_failure(ip_key, LOGIN_IP_RULE)
         record_failure(account_key, LOGIN_ACCOUNT_RULE)
-        return BadCredentials()
+        return BadCredentials(account_exists=user is not None)
     reset(pair_key)  # the account-wide counter is left to expire: a success must not reopen it for a guesser
     if user.password_hash and passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash(password)
@@ -197,7 +208,7 @@ def check_totp_code(user: User, code: str, token: str | None, client: Client) ->
     outcome = verify_totp_step(user, code, token, client)
     if isinstance(outcome, Throttled):
         record_signin_failure(Reason.THROTTLED, user.username, token, client, "second factor not checked: too many "
-                              f"wrong codes (retry after {outcome.retry_after_s} s)")
+                              f"wrong codes (retry after {outcome.retry_after_s} s)", authenticated=True)
     return outcome
 
 
@@ -254,7 +265,7 @@ def check_recovery_code(user: User, code: str, token: str | None, client: Client
     wait = retry_after(key)
     if wait:
         record_signin_failure(Reason.THROTTLED, user.username, token, client, "recovery code not checked: too many "
-                              f"wrong codes (retry after {wait} s)")
+                              f"wrong codes (retry after {wait} s)", authenticated=True)
         return Throttled(wait)
     if not recovery_codes.consume(user, code):
         record_failure(key, MFA_RULE)
@@ -262,7 +273,7 @@ def check_recovery_code(user: User, code: str, token: str | None, client: Client
     reset(key)
     unsuspended = totp_guard.unsuspend(user)
     left = recovery_codes.remaining(user)
-    ctx = signin_event_context(user.username, token, f"recovery code used, {left} left")
+    ctx = signin_event_context(user.username, token, f"recovery code used, {left} left", authenticated=True)
     ctx.event_type = ACCOUNT_EVENT
     ctx.detail.update(remaining=left, totp_unsuspended=unsuspended)
     record_event(ctx, Reason.RECOVERY_CODE_USED, client_ip=client.ip, user_agent=client.user_agent)

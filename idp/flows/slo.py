@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,7 +41,7 @@ from idp.extensions import db
 from idp.flows import pending as pending_store
 from idp.flows.authorize import Client
 from idp.flows.inbound import InboundMessage, InboundRules, check_inbound
-from idp.flows.oidc_logout import end_oidc_sessions
+from idp.flows.oidc_logout import deliver_backchannel, record_deliveries, revoke_and_collect
 from idp.flows.saml_keys import signing_for
 from idp.flows.slo_soap import has_front_channel, logout_over_soap, record_outcomes, soap_endpoint
 from idp.models import IdpSession, SessionParticipant, utcnow
@@ -129,12 +130,22 @@ def receive_logout_request(msg: DecodedMessage, raw_query: bytes | None, setting
     return app, req, session
 
 
+Checkpoint = Callable[[], None]
+
+
 def start_logout_chain(session: IdpSession, origin: dict[str, Any] | None, settings: Settings, keys: KeySet,
-                       ctx: EventContext, client: Client, exclude_app_id: int | None = None) -> Outgoing:
-    """End the session, record the event, tell the OIDC RPs (back channel), then walk the other apps' SLO endpoints.
+                       ctx: EventContext, client: Client, exclude_app_id: int | None = None, *,
+                       front_channel: bool = True, checkpoint: Checkpoint | None = None) -> Outgoing:
+    """End the session, record the event, tell the back-channel apps (OIDC RPs, SAML apps with only a SOAP
+    endpoint), then walk the other apps' SLO endpoints through the browser.
 
     `origin`: the SAML SP whose LogoutRequest started this (it gets the LogoutResponse at the end), or
-    {"oidc_redirect": url} for an RP-initiated OIDC logout (the browser goes there at the end), or None."""
+    {"oidc_redirect": url} for an RP-initiated OIDC logout (the browser goes there at the end), or None.
+    `front_channel` False: the browser running this is not the session's own (flows run it only when it is), so
+    no front-channel LogoutRequest (with another app's NameID and SessionIndex) is shown to it: those apps count
+    as not contacted and the initiator's answer says PartialLogout.
+    `checkpoint`: the caller's commit, called once the session is ended and before any network exchange, so no
+    database transaction (on SQLite: the one write lock) is held while remote apps answer (or time out)."""
     parts = end_session(session)
     queue = []
     soap: list[tuple[AppConfig, dict[str, Any]]] = []
@@ -152,13 +163,26 @@ def start_logout_chain(session: IdpSession, origin: dict[str, Any] | None, setti
             queue.append(item)
     ctx.username = session.user.username
     ctx.detail["propagate_to"] = [q["app_id"] for q in queue] + [app.id for app, _ in soap]
+    if not front_channel:
+        ctx.detail["front_channel"] = "skipped: the request did not come from the session's browser"
     record_event(ctx, Reason.LOGOUT, client_ip=client.ip, user_agent=client.user_agent)
-    end_oidc_sessions(session, parts, settings, keys, client)
-    statuses: dict[str, str] = {}
+    oidc_targets = revoke_and_collect(session, parts)
+    if checkpoint is not None:
+        checkpoint()
+    deliveries = deliver_backchannel(oidc_targets, settings, keys)   # network only: no database access
     outcomes = logout_over_soap(soap, settings, keys)
+    record_deliveries(deliveries, ctx.username, client)
     record_outcomes(outcomes, ctx.username, client)
+    statuses: dict[str, str] = {}
     for o in outcomes:
         statuses[str(o.app_id)] = "success" if o.ok else "failed"
+    for (app, _), d in zip(oidc_targets, deliveries, strict=True):
+        if not d.delivered:   # an RP that was not told is not logged out either
+            statuses[f"oidc:{app.id}"] = "failed"
+    if not front_channel:
+        for item in queue:
+            statuses[str(item["app_id"])] = "not_contacted"
+        queue = []
     return _begin({"kind": "logout", "origin": origin, "queue": queue, "statuses": statuses,
                    "username": ctx.username}, settings, keys)
 

@@ -44,7 +44,9 @@ from ..reasons import Reason
 from ..saml.bindings import BindingError, DecodedMessage, check_relay_state
 from ..saml.constants import (
     AC_PASSWORD_PROTECTED,
+    BINDING_ARTIFACT,
     BINDING_POST,
+    RESPONSE_BINDINGS,
     STATUS_NO_AUTHN_CONTEXT,
     STATUS_NO_PASSIVE,
     STATUS_REQUESTER,
@@ -54,9 +56,10 @@ from ..saml.constants import (
 from ..saml.encryption import EncryptionError
 from ..saml.requests import AuthnRequest, RequestParseError, parse_authn_request, peek_issuer
 from ..saml.responses import build_error_response, build_response
-from ..saml.sp_metadata import Endpoint
+from ..saml.sp_metadata import Endpoint, MetadataError
 from ..services.apps import AppConfig, app_config_by_entity_id, saml_app_config_by_id, saml_app_config_by_slug
 from . import pending as pending_store
+from .artifact import issue_artifact
 from .assertion import assertion_spec
 from .authorize import (
     Allowed,
@@ -86,6 +89,7 @@ class PendingSso:
     relay_state: str | None
     received_at: datetime
     request: dict[str, Any] | None = None   # AuthnRequest.to_dict() for SP-initiated
+    acs_binding: str = BINDING_POST         # the chosen ACS's binding: HTTP-POST or HTTP-Artifact
 
     @property
     def request_id(self) -> str | None:
@@ -112,13 +116,15 @@ class PendingSso:
     def to_dict(self) -> dict[str, Any]:
         return {"app_id": self.app_id, "initiated_by": self.initiated_by, "binding": self.binding,
                 "acs_url": self.acs_url, "relay_state": self.relay_state,
-                "received_at": self.received_at.isoformat(), "request": self.request}
+                "received_at": self.received_at.isoformat(), "request": self.request,
+                "acs_binding": self.acs_binding}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PendingSso:
         return cls(app_id=int(d["app_id"]), initiated_by=d["initiated_by"], binding=d.get("binding"),
                    acs_url=d["acs_url"], relay_state=d.get("relay_state"),
-                   received_at=datetime.fromisoformat(d["received_at"]), request=d.get("request"))
+                   received_at=datetime.fromisoformat(d["received_at"]), request=d.get("request"),
+                   acs_binding=d.get("acs_binding") or BINDING_POST)
 
     def event_context(self, app: AppConfig | None) -> EventContext:
         return EventContext(app_slug=app.slug if app else None, sp_entity_id=app.entity_id if app else None,
@@ -127,46 +133,58 @@ class PendingSso:
 
 @dataclass(frozen=True, slots=True)
 class IssuedResponse:
-    """What the browser must POST to the SP's ACS."""
+    """What the browser takes to the SP's ACS: the Response to POST, or (HTTP-Artifact) the artifact standing for
+    it (saml-bindings-2.0-os §3.6.3), then saml_response is empty."""
 
     acs_url: str
     saml_response: str                # base64
     relay_state: str | None
     response_id: str
+    artifact: str | None = None       # SAMLart when the ACS uses HTTP-Artifact
 
 
 # ---------------------------------------------------------------- receiving requests
 
-def _fail(exc: SamlFlowError, ctx: EventContext, reply_to: tuple[AppConfig, str, str | None, str | None] | None = None
-          ) -> SamlFlowError:
+def _fail(exc: SamlFlowError, ctx: EventContext,
+          reply_to: tuple[AppConfig, str, str | None, str | None, str] | None = None) -> SamlFlowError:
     exc.context = ctx
     exc.reply_to = reply_to
     return exc
 
 
-def resolve_acs(app: AppConfig, req: AuthnRequest) -> str:
-    """The ACS URL to answer at: exact match against the app's registered HTTP-POST ACS (saml-core §3.4.1)."""
-    if req.protocol_binding is not None and req.protocol_binding != BINDING_POST:
-        raise UnsupportedBinding(f"ProtocolBinding {req.protocol_binding[:100]} is not supported; use HTTP-POST")
+def resolve_acs(app: AppConfig, req: AuthnRequest) -> Endpoint:
+    """The ACS to answer at (saml-core §3.4.1, saml-profiles §4.1.4.1): the registered ACS the request names by
+    URL (exact match, with its ProtocolBinding when given) or by index, else the metadata's default ACS (of the
+    requested ProtocolBinding when given). HTTP-POST and HTTP-Artifact ACSs can be answered at."""
+    wanted = req.protocol_binding
+    if wanted is not None and wanted not in RESPONSE_BINDINGS:
+        raise UnsupportedBinding(f"ProtocolBinding {wanted[:100]} is not supported; use HTTP-POST or HTTP-Artifact")
     if req.acs_url is not None:
-        for ep in app.saml.acs:
-            if ep.location == req.acs_url:
-                if ep.binding != BINDING_POST:
-                    continue
-                return ep.location
+        same_url = [ep for ep in app.saml.acs if ep.location == req.acs_url]
+        usable = [ep for ep in same_url if ep.binding in RESPONSE_BINDINGS and wanted in (None, ep.binding)]
+        if usable:   # no ProtocolBinding and both bindings at one URL: HTTP-POST first
+            return min(usable, key=lambda ep: ep.binding != BINDING_POST)
+        if same_url and wanted is not None:
+            raise UnsupportedBinding(f"the ACS {req.acs_url[:200]!r} is not registered with ProtocolBinding "
+                                     f"{wanted[:100]}")
         raise AcsNotRegistered(f"AssertionConsumerServiceURL {req.acs_url[:200]!r} is not registered for this app")
     if req.acs_index is not None:
         match: Endpoint | None = next((ep for ep in app.saml.acs if ep.index == req.acs_index), None)
         if match is None:
             raise AcsNotRegistered(f"AssertionConsumerServiceIndex {req.acs_index} is not registered for this app")
-        if match.binding != BINDING_POST:
-            raise UnsupportedBinding(f"the ACS at index {req.acs_index} does not use HTTP-POST")
-        return match.location
-    return app.saml.default_post_acs().location
+        if match.binding not in RESPONSE_BINDINGS or wanted not in (None, match.binding):
+            raise UnsupportedBinding(f"the ACS at index {req.acs_index} does not use HTTP-POST or HTTP-Artifact"
+                                     if wanted is None else
+                                     f"the ACS at index {req.acs_index} does not use ProtocolBinding {wanted[:100]}")
+        return match
+    try:
+        return app.saml.default_acs(wanted)
+    except MetadataError:
+        raise UnsupportedBinding(f"this app has no ACS with ProtocolBinding {str(wanted)[:100]}") from None
 
 
-def _reply_to(app: AppConfig, pending: PendingSso) -> tuple[AppConfig, str, str | None, str | None]:
-    return (app, pending.acs_url, pending.request_id, pending.relay_state)
+def _reply_to(app: AppConfig, pending: PendingSso) -> tuple[AppConfig, str, str | None, str | None, str]:
+    return (app, pending.acs_url, pending.request_id, pending.relay_state, pending.acs_binding)
 
 
 def receive_authn_request(msg: DecodedMessage, raw_query: bytes | None, settings: Settings,
@@ -192,14 +210,15 @@ def receive_authn_request(msg: DecodedMessage, raw_query: bytes | None, settings
                          verify_when_present=bool(app.saml.signing_certs), destination_required=False)
     inbound = InboundMessage(kind="AuthnRequest", id=req.id, issuer=req.issuer, destination=req.destination,
                              issue_instant=req.issue_instant, not_on_or_after=None, root=req.root)
-    acs: list[str] = []
+    acs: list[Endpoint] = []
     try:
         ctx.detail.update(check_inbound(msg, raw_query, inbound, app, rules, settings, now,
                                         before_replay=lambda: acs.append(resolve_acs(app, req))))
     except SamlFlowError as exc:
         return Denied(_fail(exc, ctx))
-    return app, PendingSso(app_id=app.id, initiated_by=InitiatedBy.SP, binding=msg.binding, acs_url=acs[0],
-                           relay_state=msg.relay_state, received_at=now, request=req.to_dict())
+    return app, PendingSso(app_id=app.id, initiated_by=InitiatedBy.SP, binding=msg.binding, acs_url=acs[0].location,
+                           relay_state=msg.relay_state, received_at=now, request=req.to_dict(),
+                           acs_binding=acs[0].binding)
 
 
 def start_idp_initiated(slug: str, relay_state: str | None,
@@ -226,9 +245,10 @@ def start_idp_initiated(slug: str, relay_state: str | None,
         ctx.detail["relay_state"] = relay_state   # at most 80 bytes, no markup (check_relay_state)
         return Denied(_fail(RelayStateNotAllowed("RelayState is not in this app's allow-list or under its start "
                                                  "URL"), ctx))
+    acs = app.saml.default_acs()
     return app, PendingSso(app_id=app.id, initiated_by=InitiatedBy.IDP, binding=None,
-                           acs_url=app.saml.default_post_acs().location, relay_state=relay_state,
-                           received_at=now or utcnow())
+                           acs_url=acs.location, relay_state=relay_state,
+                           received_at=now or utcnow(), acs_binding=acs.binding)
 
 
 # ---------------------------------------------------------------- parking requests across the login detour
@@ -350,6 +370,12 @@ def _issue(pending: PendingSso, app: AppConfig, session: SessionView, decision: 
     ctx.detail["nameid_format"] = fmt
     # The event row and the participant row are committed together by the caller's unit of work,
     # before the response leaves.
+    if pending.acs_binding == BINDING_ARTIFACT:
+        ctx.detail["response_binding"] = "artifact"
+        artifact = issue_artifact(app, xml, spec.response_id, settings, now)
+        record_event(ctx, Reason.OK, client_ip=client.ip, user_agent=client.user_agent)
+        return IssuedResponse(acs_url=pending.acs_url, saml_response="", relay_state=pending.relay_state,
+                              response_id=spec.response_id, artifact=artifact)
     record_event(ctx, Reason.OK, client_ip=client.ip, user_agent=client.user_agent)
     return IssuedResponse(acs_url=pending.acs_url, saml_response=base64.b64encode(xml).decode("ascii"),
                           relay_state=pending.relay_state, response_id=spec.response_id)
@@ -359,7 +385,7 @@ def error_response(exc: SamlFlowError, settings: Settings, keys: KeySet | None) 
     """A signed SAML error Response for the SP, when the failure happened after a registered ACS was known."""
     if exc.reply_to is None or exc.saml_status is None:
         return None
-    app, acs_url, in_response_to, relay_state = exc.reply_to
+    app, acs_url, in_response_to, relay_state, acs_binding = exc.reply_to
     try:
         signing = signing_for(app, keys) if keys is not None else None  # an error Response is always signed
     except SamlFlowError:
@@ -370,5 +396,10 @@ def error_response(exc: SamlFlowError, settings: Settings, keys: KeySet | None) 
                                     now=utcnow(), signing=signing)
     if exc.context is not None:
         exc.context.response_id = rid
+    if acs_binding == BINDING_ARTIFACT:   # the error Response travels as the ACS expects it: by artifact
+        if exc.context is not None:
+            exc.context.detail["response_binding"] = "artifact"
+        return IssuedResponse(acs_url=acs_url, saml_response="", relay_state=relay_state, response_id=rid,
+                              artifact=issue_artifact(app, xml, rid, settings))
     return IssuedResponse(acs_url=acs_url, saml_response=base64.b64encode(xml).decode("ascii"),
                           relay_state=relay_state, response_id=rid)

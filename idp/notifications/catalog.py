@@ -25,7 +25,8 @@ TYPES: Mapping[str, str] = {
     "token.event": "another OAuth token endpoint outcome (refused grant, reused code or refresh token)",
     "user.created": "a user was created (console, CLI, import, REST API or SCIM)",
     "user.updated": "a user's profile, fields or identity changed",
-    "user.deactivated": "a user was deactivated or re-activated (data.after says which)",
+    "user.deactivated": "a user was deactivated: sessions ended, grants and tokens revoked (data.after counts them)",
+    "user.reactivated": "a deactivated user was enabled again",
     "user.deleted": "a user was deleted",
     "password.changed": "a user's password was changed by the user or reset by an admin",
     "group.changed": "a group was created, renamed or its members changed",
@@ -56,6 +57,8 @@ def for_event(event_type: str, reason: str, outcome: str) -> str | None:
     """The notification type of an event row (None: not published)."""
     if event_type == "sso":
         return f"sso.{outcome}"
+    if event_type == "artifact":   # a refused artifact resolution is part of a sign-in that failed
+        return None if outcome == "success" else f"sso.{outcome}"
     if event_type == "logout":
         return "logout"
     if event_type == "signin":
@@ -75,7 +78,8 @@ def for_event(event_type: str, reason: str, outcome: str) -> str | None:
 
 _AUDIT_EXACT = {
     "user.add": "user.created", "user.update": "user.updated", "user.fields": "user.updated",
-    "user.identity": "user.updated", "user.deactivate": "user.deactivated", "user.delete": "user.deleted",
+    "user.identity": "user.updated", "user.deactivate": "user.deactivated", "user.reactivate": "user.reactivated",
+    "user.delete": "user.deleted",
     "user.password_change": "password.changed", "user.password_reset": "password.changed",
     "group.remove": "group.deleted",
     "app.metadata_refresh_failed": "metadata.refresh_failed",

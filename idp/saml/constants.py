@@ -45,9 +45,14 @@ class BindingName(StrEnum):
 
 BINDING_REDIRECT = Binding.REDIRECT
 BINDING_POST = Binding.POST
-# saml-bindings-2.0-os §3.2: the SOAP binding, used only outbound (back-channel logout to an SP's SOAP
-# SingleLogoutService); not a member of Binding, which lists the bindings the IdP's own endpoints accept
+# saml-bindings-2.0-os §3.2: the SOAP binding: back-channel logout to an SP's SOAP SingleLogoutService (outbound),
+# and this IdP's ArtifactResolutionService (inbound). Not a member of Binding, which lists the bindings the IdP's
+# SSO and SLO endpoints accept.
 BINDING_SOAP = "urn:oasis:names:tc:SAML:2.0:bindings:SOAP"
+# saml-bindings-2.0-os §3.6: responses by artifact (not a member of Binding either)
+BINDING_ARTIFACT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Artifact"
+# the bindings an AssertionConsumerService may use for this IdP's responses
+RESPONSE_BINDINGS = (Binding.POST, BINDING_ARTIFACT)
 # saml-bindings-2.0-os §3.4.4.1: the only SAMLEncoding this IdP reads (also the default when absent)
 URL_ENCODING_DEFLATE = "urn:oasis:names:tc:SAML:2.0:bindings:URL-Encoding:DEFLATE"
 

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 
 from lxml import etree
 
-from .constants import NAMEID_FORMATS, NS_DS, NS_MD, NS_SAMLP, XML_LANG, Binding, KeyUse
+from .artifact import ENDPOINT_INDEX as ARTIFACT_ENDPOINT_INDEX
+from .constants import BINDING_SOAP, NAMEID_FORMATS, NS_DS, NS_MD, NS_SAMLP, XML_LANG, Binding, KeyUse
 from .responses import instant, new_id
 
 MD = f"{{{NS_MD}}}"
@@ -26,6 +27,7 @@ class IdpMetadataSpec:
     valid_for: timedelta = timedelta(days=7)
     cache_duration: str = "PT1H"
     organization: str | None = None
+    artifact_url: str | None = None        # ArtifactResolutionService (SOAP), index 0
 
 
 def build_idp_metadata(spec: IdpMetadataSpec) -> etree._Element:
@@ -42,6 +44,9 @@ def build_idp_metadata(spec: IdpMetadataSpec) -> etree._Element:
         x509 = etree.SubElement(etree.SubElement(etree.SubElement(kd, DS + "KeyInfo"), DS + "X509Data"),
                                 DS + "X509Certificate")
         x509.text = b64
+    if spec.artifact_url:   # schema order: after KeyDescriptor, before SingleLogoutService
+        etree.SubElement(idp, MD + "ArtifactResolutionService", Binding=BINDING_SOAP, Location=spec.artifact_url,
+                         index=str(ARTIFACT_ENDPOINT_INDEX), isDefault="true")
     for binding in Binding:
         etree.SubElement(idp, MD + "SingleLogoutService", Binding=binding, Location=spec.slo_url)
     for fmt in NAMEID_FORMATS.values():

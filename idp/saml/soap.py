@@ -1,9 +1,10 @@
 """SAML SOAP binding codec (saml-bindings-2.0-os §3.2): a SAML message in a SOAP 1.1 envelope, and back.
 
-Outbound: the (already signed) protocol message becomes the only child of soap:Body. Inbound: the answer is
-parsed with the hardened parser (xmlsafe: no DTD, bounded size and depth); a SOAP fault, a Header that must be
-understood, or a Body that does not hold exactly one element is refused. The SAML message is returned as bytes,
-re-serialised on its own, for the protocol parser and the checks that follow (nothing in it is trusted here).
+Outbound: the (already signed) protocol message becomes the only child of soap:Body. Inbound (an SP's answer, or
+an ArtifactResolve sent to this IdP): the envelope is parsed with the hardened parser (xmlsafe: no DTD, bounded size
+and depth); a SOAP fault, a Header that must be understood, or a Body that does not hold exactly one element is
+refused. The SAML message is returned as bytes, re-serialised on its own, for the protocol parser and the checks
+that follow (nothing in it is trusted here).
 """
 
 from __future__ import annotations
@@ -63,3 +64,13 @@ def parse_soap_message(data: bytes, max_bytes: int) -> bytes:
     if len(content) != 1:
         raise SoapError("the SOAP Body must carry exactly one SAML message")
     return bytes(etree.tostring(content[0], encoding="utf-8"))
+
+
+def build_soap_fault(message: str, *, server: bool = False) -> bytes:
+    """A SOAP 1.1 fault answering a request (Client: not a SAML request at all; Server: the responder cannot answer
+    now). saml-bindings-2.0-os §3.2.3.1: SAML processing errors are SAML answers, never SOAP faults."""
+    envelope = etree.Element(f"{_ENV}Envelope", nsmap={"SOAP-ENV": NS_SOAP11})
+    fault = etree.SubElement(etree.SubElement(envelope, f"{_ENV}Body"), f"{_ENV}Fault")
+    etree.SubElement(fault, "faultcode").text = "SOAP-ENV:Server" if server else "SOAP-ENV:Client"
+    etree.SubElement(fault, "faultstring").text = message
+    return bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))

@@ -16,7 +16,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 
-from .constants import BINDING_POST, NS_DS, NS_MD, NS_SAMLP, XML_LANG, KeyUse
+from .constants import BINDING_POST, NS_DS, NS_MD, NS_SAMLP, RESPONSE_BINDINGS, XML_LANG, KeyUse
 from .xmlsafe import UnsafeXmlError, parse_untrusted_xml
 from .xstypes import XsValueError, parse_xs_boolean, parse_xs_datetime
 
@@ -145,13 +145,20 @@ class SpMetadata:
         post = self.post_acs()
         if not post:
             raise MetadataError(f"SP {self.entity_id!r} has no usable HTTP-POST AssertionConsumerService.")
-        for endpoint in post:
-            if endpoint.is_default is True:
-                return endpoint
-        for endpoint in post:
-            if endpoint.is_default is None:
-                return endpoint
-        return min(post, key=lambda e: MAX_ENDPOINT_INDEX + 1 if e.index is None else e.index)
+        return _default_of(post)
+
+    def response_acs(self, binding: str | None = None) -> tuple[Endpoint, ...]:
+        """The AssertionConsumerServices this IdP can answer at (HTTP-POST, HTTP-Artifact), or those of one binding."""
+        return tuple(e for e in self.acs if e.binding in RESPONSE_BINDINGS and binding in (None, e.binding))
+
+    def default_acs(self, binding: str | None = None) -> Endpoint:
+        """The default AssertionConsumerService among those this IdP can answer at (HTTP-POST or HTTP-Artifact),
+        or among those of one binding; the same §2.2.3 rule as default_post_acs."""
+        usable = self.response_acs(binding)
+        if not usable:
+            raise MetadataError(f"SP {self.entity_id!r} has no usable AssertionConsumerService"
+                                + (f" for {binding}." if binding else "."))
+        return _default_of(usable)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (lists, str, bool, None; valid_until as ISO 8601)."""
@@ -188,6 +195,16 @@ class SpMetadata:
             valid_until=None if valid_until is None else _as_utc(datetime.fromisoformat(valid_until)),
             display_name=d["display_name"],
         )
+
+
+def _default_of(endpoints: tuple[Endpoint, ...]) -> Endpoint:
+    for endpoint in endpoints:
+        if endpoint.is_default is True:
+            return endpoint
+    for endpoint in endpoints:
+        if endpoint.is_default is None:
+            return endpoint
+    return min(endpoints, key=lambda e: MAX_ENDPOINT_INDEX + 1 if e.index is None else e.index)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -378,7 +395,7 @@ def _build(entity: _Entity) -> SpMetadata:
         found = _show_list(dict.fromkeys(e.binding for e in acs)) if acs else "none"
         raise MetadataError(
             f"The SP {_show(entity_id)} has no usable HTTP-POST AssertionConsumerService (bindings found: {found}); "
-            "this IdP sends responses with the HTTP-POST binding only."
+            "this IdP needs one (it answers at HTTP-Artifact ACSs too, where a request asks for them)."
         )
     seen_indexes: set[int] = set()
     for endpoint in acs:

@@ -126,10 +126,8 @@ def update_user(user: User, data: UserInput) -> User:
 
 def set_disabled(user: User, disabled: bool) -> User:
     """Disable or enable, through users.set_disabled (the one path: sessions end, OIDC grants and every refresh
-    token are revoked, lifecycle events), audited as a user.update of the flag."""
-    before = _snapshot(user)
-    if users_svc.set_disabled(user, disabled):
-        _record_changes(user, before)
+    token are revoked, lifecycle events; audited there as user.deactivate / user.reactivate)."""
+    users_svc.set_disabled(user, disabled)
     return user
 
 

@@ -1,9 +1,9 @@
 """Fetch SP metadata from a URL, and POST a form to an RP (back-channel logout), without becoming an SSRF proxy.
 
 Only http(s); every address the host name resolves to must be public unless private targets
-are allowed by configuration; the connection goes to the vetted address (no second DNS
-lookup to rebind); redirects are followed by hand (at most 3) with the same checks (a POST
-follows none); bounded time and size.
+are allowed by configuration (link-local addresses, where cloud metadata services live, never are); the
+connection goes to the vetted address (no second DNS lookup to rebind); redirects are followed by hand (at
+most 3) with the same checks (a POST follows none); bounded time and size.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import socket
 import ssl
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -35,6 +37,11 @@ def _vet_address(ip: str, allow_private: bool, what: str = "metadata URL",
         addr = addr.ipv4_mapped
     if isinstance(addr, ipaddress.IPv6Address) and any(addr in n for n in _IPV6_TUNNELS) and not allow_private:
         raise ServiceError(f"{what} resolves to a non-public address ({addr}: IPv6 embedding IPv4)", field="url")
+    if addr.is_link_local:
+        # 169.254.0.0/16 and fe80::/10: the cloud metadata service (instance credentials) lives there; no
+        # *_ALLOW_PRIVATE switch opens it (an internal receiver has a private or loopback address, not these)
+        raise ServiceError(f"{what} resolves to a non-public address ({addr}: link-local, refused whatever "
+                           f"{switch} says)", field="url")
     if allow_private:
         if addr.is_unspecified or addr.is_multicast:
             raise ServiceError(f"{what} resolves to a forbidden address ({addr})", field="url")
@@ -44,11 +51,20 @@ def _vet_address(ip: str, allow_private: bool, what: str = "metadata URL",
                            f"set {switch}=true to allow internal hosts", field="url")
 
 
+# getaddrinfo has no timeout of its own: lookups run on these threads and are waited for only until the exchange's
+# deadline (a stuck lookup keeps its thread until the resolver gives up; later ones fail fast meanwhile)
+_RESOLVER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="idp-dns")
+
+
 def _resolve(host: str, port: int, allow_private: bool, what: str = "metadata URL",
-             switch: str = "IDP_METADATA_FETCH_ALLOW_PRIVATE") -> str:
+             switch: str = "IDP_METADATA_FETCH_ALLOW_PRIVATE", timeout: float | None = None) -> str:
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
+        future = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+        infos = future.result(timeout=timeout)
+    except FutureTimeout:
+        raise ServiceError(f"resolving the host {host!r} of the {what} took longer than {timeout:.1f} s",
+                           field="url") from None
+    except (socket.gaierror, UnicodeError):
         raise ServiceError(f"cannot resolve the host {host!r} of the {what}", field="url") from None
     addresses = sorted({info[4][0] for info in infos})
     if not addresses:
@@ -115,7 +131,8 @@ def _pinned_connection(url: str, allow_private: bool, deadline: float, min_timeo
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise ServiceError(f"{subject} has an invalid port", field="url") from None
-    ip = _resolve(parts.hostname, port, allow_private, what, switch)
+    ip = _resolve(parts.hostname, port, allow_private, what, switch,
+                  timeout=max(min_timeout, deadline - time.monotonic()))   # the lookup counts against the deadline
     remaining = max(min_timeout, deadline - time.monotonic())
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if parts.scheme == "https":

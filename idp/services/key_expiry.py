@@ -26,8 +26,8 @@ def _mark_sent(key: str) -> bool:
     """Record `key` in sent_notices; False when it was there already (sent before, maybe by another worker)."""
     dialect = db.session.get_bind().dialect.name
     stmt = (pg_insert(SentNotice) if dialect == "postgresql" else sqlite_insert(SentNotice)).on_conflict_do_nothing()
-    result = db.session.execute(stmt.values(key=key, sent_at=utcnow()))
-    return bool(getattr(result, "rowcount", 0))
+    # RETURNING rather than rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT DO NOTHING
+    return db.session.execute(stmt.values(key=key, sent_at=utcnow()).returning(SentNotice.key)).first() is not None
 
 
 def _iso(k: LoadedKey) -> str:

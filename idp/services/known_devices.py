@@ -1,6 +1,6 @@
-"""Known devices: the (IP address, user agent) pairs each user signed in to the IdP from, so that a sign-in from
-a pair not seen before for that user can be told to them (a `signin.new_device` notice; services.notify_email
-emails it).
+"""Known devices: the (network, user agent) pairs (the network: an IPv4 address or an IPv6 /64) each user signed
+in to the IdP from, so that a sign-in from a pair not seen before for that user can be told to them (a
+`signin.new_device` notice; services.notify_email emails it).
 
 On the sign-in path: one indexed lookup (this pair's row, and whether the user has any) and at most one write
 (last_seen of a known pair, at most every few minutes, or an INSERT ... ON CONFLICT DO NOTHING of a new one, so two
@@ -18,6 +18,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ..clientnet import client_net
 from ..extensions import db
 from ..models import KnownDevice, utcnow
 
@@ -27,7 +28,10 @@ TOUCH_AFTER = timedelta(minutes=5)
 
 
 def fingerprint(client_ip: str | None, user_agent: str | None) -> str:
-    return hashlib.sha256(f"{client_ip or ''}\n{(user_agent or '')[:UA_MAX]}".encode()).hexdigest()
+    """The device: the client's network (an IPv4 address, an IPv6 /64: privacy addresses rotate within it) and
+    the user agent. The full address is still stored and shown in the notice."""
+    net = client_net(client_ip) if client_ip else ""
+    return hashlib.sha256(f"{net}\n{(user_agent or '')[:UA_MAX]}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

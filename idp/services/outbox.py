@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,6 +54,37 @@ UNFINISHED = ("pending", "running")
 class PermanentFailure(Exception):
     """Raised by a handler for a failure that retrying cannot fix (a 400 from the remote, a refused
     configuration): the job goes to `dead` at once."""
+
+
+class Defer(Exception):  # noqa: N818 - a request to the worker, not an error
+    """Raised by a handler that should not run now but has not failed (its remote is known to be down: a circuit
+    breaker): the job is pending again from `until`, and no attempt is counted against it."""
+
+    def __init__(self, until: datetime, why: str = "") -> None:
+        super().__init__(why or f"deferred until {until.isoformat()}")
+        self.until = until
+
+
+def defer(job: OutboxJob, until: datetime, *, now: datetime | None = None) -> None:
+    """Give a held job back without counting an attempt: pending, due at `until` (at least a second ahead, so a
+    worker running due jobs does not spin on it)."""
+    now = now or utcnow()
+    job.state, job.run_after = "pending", max(until, now + timedelta(seconds=1))
+    job.locked_by = job.locked_until = None
+
+
+# the attempt number (1-based: the job's counted attempts + 1) of the job the worker is running, for its handler
+# and failure hook (a delivery log numbers its rows with it instead of counting earlier rows)
+_ATTEMPT: ContextVar[int] = ContextVar("outbox_attempt", default=1)
+
+
+def current_attempt() -> int:
+    """The attempt number of the job in hand (1 for its first run, 0 counted attempts)."""
+    return _ATTEMPT.get()
+
+
+def set_attempt(number: int) -> None:
+    _ATTEMPT.set(max(1, number))
 
 
 def handler(kind: str, *, on_failure: FailureHook | None = None) -> Callable[[Handler], Handler]:
@@ -220,6 +252,17 @@ def retry(job_id: int) -> OutboxJob:
 def retry_all_dead() -> list[int]:
     jobs = list(db.session.scalars(select(OutboxJob).where(OutboxJob.state == "dead").order_by(OutboxJob.id)
                                    .with_for_update()))
+    for job in jobs:
+        _revive(job)
+    return [j.id for j in jobs]
+
+
+def retry_dead_of(kind: str, key_prefix: str) -> list[int]:
+    """Retry the dead jobs of `kind` whose key starts with `key_prefix` (e.g. one webhook endpoint's)."""
+    like = key_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    jobs = list(db.session.scalars(select(OutboxJob).where(OutboxJob.state == "dead", OutboxJob.kind == kind,
+                                                           OutboxJob.key.like(like, escape="\\"))
+                                   .order_by(OutboxJob.id).with_for_update()))
     for job in jobs:
         _revive(job)
     return [j.id for j in jobs]

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
-from ..extensions import db
-from ..models import ConnectedApp, IdpSession, SessionParticipant, User
+from ..extensions import component, db
+from ..models import ConnectedApp, IdpSession, SessionParticipant, User, utcnow
 from . import ServiceError
 
 HANDLE_LEN = 16
@@ -46,11 +47,18 @@ class SessionInfo:
                 "device": self.device, "amr": self.amr, "apps": list(self.apps)}
 
 
+def _live(user: User) -> Any:
+    """The user's sessions that still sign them in: not ended, within IDP_SESSION_LIFETIME of their start and
+    IDP_SESSION_IDLE of their last use (auth.sessions.session_is_live, as a WHERE clause)."""
+    s, now = component("idp.settings"), utcnow()
+    return select(IdpSession).where(IdpSession.user_id == user.id, IdpSession.ended_at.is_(None),
+                                    IdpSession.created_at > now - timedelta(seconds=s.session_lifetime_s),
+                                    IdpSession.last_seen > now - timedelta(seconds=s.session_idle_s))
+
+
 def live_sessions(user: User) -> list[SessionInfo]:
-    """The user's sessions not ended, most recently used first."""
-    rows = list(db.session.scalars(select(IdpSession).where(IdpSession.user_id == user.id,
-                                                            IdpSession.ended_at.is_(None))
-                                   .order_by(IdpSession.last_seen.desc())))
+    """The user's live sessions, most recently used first."""
+    rows = list(db.session.scalars(_live(user).order_by(IdpSession.last_seen.desc())))
     apps: dict[str, list[str]] = {}
     if rows:
         for sid, name in db.session.execute(
@@ -70,16 +78,14 @@ def find_live_session(user: User, handle: str) -> IdpSession:
     """The user's live session with this handle (ServiceError when none: ended, another user's, made up)."""
     handle = (handle or "").strip().lower()
     if _HANDLE.fullmatch(handle):
-        for s in db.session.scalars(select(IdpSession).where(IdpSession.user_id == user.id,
-                                                             IdpSession.ended_at.is_(None))):
+        for s in db.session.scalars(_live(user)):
             if handle_of(s.id) == handle:
                 return s
     raise ServiceError(f"{user.username} has no live session {handle[:20]!r}", field="session")
 
 
 def all_live_sessions(user: User) -> list[IdpSession]:
-    return list(db.session.scalars(select(IdpSession).where(IdpSession.user_id == user.id,
-                                                            IdpSession.ended_at.is_(None))))
+    return list(db.session.scalars(_live(user)))
 
 
 _BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"),

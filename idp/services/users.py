@@ -146,8 +146,9 @@ def refuse_if_no_admin_left(user: User) -> None:
 def set_disabled(user: User, disabled: bool) -> bool:
     """THE way a user is disabled or enabled (console, CLI, SCIM `active`): disabling refuses the last enabled
     admin, ends the user's sessions and revokes their OIDC grants and refresh tokens (end_access), and emits
-    USER_DEACTIVATED; enabling emits USER_CHANGED. Returns whether anything changed; the caller audits the flag
-    (this audits what ended)."""
+    USER_DEACTIVATED; enabling emits USER_CHANGED. Audits the flag itself: `user.deactivate` (with what ended) or
+    `user.reactivate` (the notices user.deactivated / user.reactivated), so callers do not audit it again as a
+    user.update. Returns whether anything changed."""
     if bool(user.disabled) == disabled:
         return False
     if disabled and user.is_admin:
@@ -157,9 +158,12 @@ def set_disabled(user: User, disabled: bool) -> bool:
         refuse_if_no_admin_left(user)
     if disabled:
         ended = end_access(user, reason="user_disabled")
-        audit.record("user.deactivate", "user", user.username, after=ended)
+        audit.record("user.deactivate", "user", user.username, before={"disabled": False},
+                     after={"disabled": True, **ended})
         touch(user, lifecycle.USER_DEACTIVATED)
     else:
+        audit.record("user.reactivate", "user", user.username, before={"disabled": True},
+                     after={"disabled": False})
         touch(user)
     return True
 
@@ -321,9 +325,10 @@ def set_user(user: User, *, add_groups: list[str] | None = None, remove_groups: 
         user.password_hash = password_hash
     after = {"groups": user.group_names, "disabled": user.disabled}
     changed = {k: after[k] for k in after if before[k] != after[k]}
-    if changed:
-        audit.record("user.update", "user", user.username, before={k: before.get(k) for k in changed},
-                     after=changed)
+    updated = {k: v for k, v in changed.items() if k != "disabled"}   # set_disabled audited the flag
+    if updated:
+        audit.record("user.update", "user", user.username, before={k: before.get(k) for k in updated},
+                     after=updated)
     if password_hash is not None:   # its own action, as every other password set (a password.changed notice)
         audit.record("user.password_reset", "user", user.username, after={"password_changed": True})
     if set(changed) - {"disabled"} or password_hash is not None:   # set_disabled told the listeners about the flag

@@ -34,6 +34,9 @@ class SharedState(Protocol):
     def put(self, data: dict[str, Any], ttl_s: int) -> str:
         """Store data under a new unguessable token."""
 
+    def put_at(self, token: str, data: dict[str, Any], ttl_s: int) -> None:
+        """Store data under a token the caller drew (an artifact's random MessageHandle)."""
+
     def get(self, token: str, kind: str, *, consume: bool) -> dict[str, Any] | None:
         """The data of `token` if its kind matches and it has not expired (deleted when consumed)."""
 

@@ -83,6 +83,12 @@ class DbState:
         db.session.flush()
         return token
 
+    def put_at(self, token: str, data: dict[str, Any], ttl_s: int) -> None:
+        self._maybe_purge()
+        now = utcnow()
+        db.session.add(PendingRequest(id=token, data=data, created_at=now, expires_at=now + timedelta(seconds=ttl_s)))
+        db.session.flush()
+
     def get(self, token: str, kind: str, *, consume: bool) -> dict[str, Any] | None:
         if "\x00" in token:        # never issued (token_urlsafe); PostgreSQL would refuse it as a parameter
             return None
@@ -114,9 +120,10 @@ class DbState:
     def record_failure(self, key: str, rule: ThrottleRule) -> int:
         now = utcnow()
         key = key[:200]
+        # RETURNING rather than rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT DO NOTHING
         created = db.session.execute(_insert_ignoring_conflicts(ThrottleCounter).values(
-            key=key, failures=1, window_start=now))
-        if getattr(created, "rowcount", 0):
+            key=key, failures=1, window_start=now).returning(ThrottleCounter.key)).first()
+        if created is not None:
             return rule.lock_for(1)
         # another failure (maybe in another process) created the row first: count on it, locked
         row = db.session.get(ThrottleCounter, key, with_for_update=True, populate_existing=True)

@@ -59,6 +59,9 @@ class RedisState:
         self.client.set(f"{_PREFIX}pending:{token}", json.dumps(data), ex=max(1, ttl_s))
         return token
 
+    def put_at(self, token: str, data: dict[str, Any], ttl_s: int) -> None:
+        self.client.set(f"{_PREFIX}pending:{token}", json.dumps(data), ex=max(1, ttl_s))
+
     def get(self, token: str, kind: str, *, consume: bool) -> dict[str, Any] | None:
         key = f"{_PREFIX}pending:{token}"
         raw = self.client.getdel(key) if consume else self.client.get(key)

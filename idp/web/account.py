@@ -31,6 +31,7 @@ from ..throttle import (
 )
 from .context import current_client, keystore, passwords, recent_second_factor, record_step_up_refusal, settings
 from .login_views import complete_login
+from .uow import commit
 
 bp = Blueprint("account", __name__)
 
@@ -183,6 +184,6 @@ def end_session(handle: str) -> Response:
     except KeyStoreError:
         flash("Signing out other devices is unavailable right now; try again in a minute.", "error")
         return redirect(url_for("account.index", _anchor="sessions"), code=303)  # type: ignore[return-value]
-    end_remotely([target], settings(), keys, current_client(), initiated_by="user")
+    end_remotely([target], settings(), keys, current_client(), initiated_by="user", checkpoint=commit)
     flash("That device was signed out.", "success")
     return redirect(url_for("account.index", _anchor="sessions"), code=303)  # type: ignore[return-value]

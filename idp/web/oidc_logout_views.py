@@ -32,6 +32,7 @@ from ..services.apps import app_config_by_id
 from .context import current_client, keystore, settings
 from .responses import error_page
 from .slo_views import _forget_browser_session, _go
+from .uow import commit
 
 bp = Blueprint("oidc_logout", __name__)
 
@@ -116,4 +117,4 @@ def _end(decision: RpLogout) -> Response:
     idp_session = current_user.session
     _forget_browser_session()
     return _go(start_logout_chain(idp_session, decision.origin(), settings(), keys, logout_context(decision),
-                                  current_client()))
+                                  current_client(), checkpoint=commit))

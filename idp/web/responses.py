@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from flask import Response, current_app, make_response, render_template, request
 
 from ..flows.sso import IssuedResponse
 
 
 def post_form(issued: IssuedResponse) -> Response:
-    """HTTP-POST binding (saml-bindings §3.5.4): an auto-submitting form, with a button for no-script browsers."""
+    """HTTP-POST binding (saml-bindings §3.5.4): an auto-submitting form, with a button for no-script browsers.
+
+    An artifact (HTTP-Artifact, saml-bindings §3.6.3) goes by redirect (SAMLart and RelayState in the ACS URL's
+    query), or with IDP_ARTIFACT_DELIVERY=post in the same form as a SAMLart field; the Response itself waits at the
+    IdP for the SP to resolve it.
+    """
+    if issued.artifact is not None and current_app.extensions["idp.settings"].artifact_delivery == "post":
+        return post_binding_page(issued.acs_url, "SAMLart", issued.artifact, issued.relay_state)
+    if issued.artifact is not None:
+        params = [("SAMLart", issued.artifact)]
+        if issued.relay_state is not None:
+            params.append(("RelayState", issued.relay_state))
+        sep = "&" if "?" in issued.acs_url else "?"
+        resp = Response(status=302)
+        resp.headers["Location"] = f"{issued.acs_url}{sep}{urlencode(params)}"
+        resp.headers["Cache-Control"] = "no-cache, no-store"
+        resp.headers["Pragma"] = "no-cache"
+        return resp
     return post_binding_page(issued.acs_url, "SAMLResponse", issued.saml_response, issued.relay_state)
 
 

@@ -15,6 +15,8 @@ from ..certs.keystore import KeyFamily, KeySet, KeyStoreError
 from ..errors import EventContext, MalformedRequest, SamlFlowError, ServiceUnavailable
 from ..events import record_event
 from ..extensions import csrf
+from ..flows.artifact import ENDPOINT_PATH as ARTIFACT_PATH
+from ..flows.artifact import resolve_artifact
 from ..flows.outcomes import Denied, Issued, NeedsReauthentication, NeedsSecondFactor
 from ..flows.saml_keys import signing_key_for
 from ..flows.sso import (
@@ -92,6 +94,7 @@ def _metadata(slug: str | None) -> Response:
         entity_id = app.idp_entity_id(s.entity_id)
     spec = IdpMetadataSpec(
         entity_id=entity_id, sso_url=s.url("/saml/sso"), slo_url=s.url("/saml/slo"),
+        artifact_url=s.url(ARTIFACT_PATH),
         signing_certs_b64=[k.cert_b64 for k in published],
         want_authn_requests_signed=s.want_authn_requests_signed, now=datetime.now(UTC),
         valid_for=timedelta(days=s.metadata_valid_days),
@@ -192,6 +195,19 @@ def sso() -> Response:
         commit()
         return redirect(url_for("saml.resume", token=token), code=303)  # type: ignore[return-value]
     return _proceed(pending)
+
+
+@bp.post(ARTIFACT_PATH)
+@csrf.exempt
+def artifact_resolution() -> Response:
+    """ArtifactResolutionService (SOAP binding, saml-bindings §3.2, §3.6.5): a signed ArtifactResolve in, the
+    ArtifactResponse (with the Response, once) out."""
+    answer = resolve_artifact(request.get_data(cache=False), settings(), _keys, current_client())
+    commit()   # the event, the consumed artifact and the replay-cache row together
+    resp = Response(answer.body, status=answer.status, mimetype="text/xml")
+    resp.headers["Cache-Control"] = "no-cache, no-store"
+    resp.headers["Pragma"] = "no-cache"
+    return resp
 
 
 @bp.get("/saml/continue/<token>")

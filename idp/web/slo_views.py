@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, redirect, render_template, request, session
+from flask import Blueprint, Response, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user, logout_user
 
 from ..certs.keystore import KeySet, KeyStoreError
-from ..errors import EventContext, MalformedRequest, ServiceUnavailable
-from ..extensions import csrf
+from ..errors import EventContext, MalformedRequest, ServiceUnavailable, UnknownSession
+from ..extensions import csrf, db
+from ..flows import pending as pending_store
 from ..flows.slo import (
     BROWSER_COOKIE,
     Outgoing,
@@ -18,10 +19,12 @@ from ..flows.slo import (
     receive_logout_response,
     start_logout_chain,
 )
+from ..models import IdpSession
 from ..saml.bindings import BindingError, DecodedMessage, decode_post, decode_redirect
 from ..saml.constants import BindingName
 from .context import current_client, keystore, settings
 from .responses import post_binding_page
+from .uow import commit
 
 bp = Blueprint("slo", __name__)
 
@@ -85,14 +88,65 @@ def slo() -> Response:
     client = current_client()
     app, req, idp_session = receive_logout_request(msg, raw_query, s, client)
     keys = _keys()
-    ctx = EventContext(event_type="logout", app_slug=app.slug, sp_entity_id=app.entity_id, initiated_by="sp",
-                       binding=msg.binding, request_id=req.id)
     origin = origin_for(app, req, msg)
-    if current_user.is_authenticated and idp_session is not None and current_user.session.id == idp_session.id:
-        _forget_browser_session()
     if idp_session is None:
-        return _go(answer_unknown_session(origin, s, keys, ctx, client))
-    return _go(start_logout_chain(idp_session, origin, s, keys, ctx, client, exclude_app_id=app.id))
+        return _go(answer_unknown_session(origin, s, keys, _request_context(app.slug, app.entity_id, msg.binding,
+                                                                            req.id), client))
+    if not _is_session_browser(idp_session.id) and request.method == "POST" and not _has_session_cookie():
+        # a cross-site POST carries no SameSite=Lax cookie: the browser may well be the session's; one same-origin
+        # auto-submitted form brings the cookie along (flows.slo: the chain runs only in the session's browser)
+        token = pending_store.park(BOUNCE_KIND, {"session_id": idp_session.id, "origin": origin,
+                                                 "app": [app.slug, app.entity_id], "binding": str(msg.binding),
+                                                 "request_id": req.id, "exclude": app.id})
+        return post_binding_page(url_for("slo.slo_resume"), "resume", token, None)
+    return _run_chain(idp_session, origin, _request_context(app.slug, app.entity_id, msg.binding, req.id), keys,
+                      exclude_app_id=app.id)
+
+
+BOUNCE_KIND = "slo_bounce"
+
+
+@bp.post("/saml/slo/resume")
+@csrf.exempt   # the form is the IdP's own auto-submitted page; the one-time token is what it proves
+def slo_resume() -> Response:
+    """The same-origin second leg of a POST-binding LogoutRequest (see slo): now with the browser's cookies."""
+    parked = pending_store.get(request.form.get("resume"), BOUNCE_KIND, consume=True)
+    if parked is None:
+        err = UnknownSession("this sign-out step expired or was already used")
+        err.context = EventContext(event_type="logout", binding=BindingName.POST)
+        raise err
+    idp_session = db.session.get(IdpSession, parked["session_id"])
+    slug, entity_id = parked["app"]
+    ctx = _request_context(slug, entity_id, parked["binding"], parked["request_id"])
+    keys = _keys()
+    if idp_session is None or idp_session.ended_at is not None:   # ended meanwhile: answer as for no session
+        return _go(answer_unknown_session(parked["origin"], settings(), keys, ctx, current_client()))
+    return _run_chain(idp_session, parked["origin"], ctx, keys, exclude_app_id=parked["exclude"])
+
+
+def _request_context(slug: str, entity_id: str | None, binding: str, request_id: str) -> EventContext:
+    return EventContext(event_type="logout", app_slug=slug, sp_entity_id=entity_id, initiated_by="sp",
+                        binding=binding, request_id=request_id)
+
+
+def _is_session_browser(session_id: str) -> bool:
+    return bool(current_user.is_authenticated and current_user.session.id == session_id)
+
+
+def _has_session_cookie() -> bool:
+    return current_app.config.get("SESSION_COOKIE_NAME", "session") in request.cookies
+
+
+def _run_chain(idp_session: IdpSession, origin: dict[str, object], ctx: EventContext, keys: KeySet, *,
+               exclude_app_id: int) -> Response:
+    """End the session the (verified) LogoutRequest names. Only in that session's own browser does the front-channel
+    chain run (another app's LogoutRequest, with its NameID and SessionIndex, goes only to the user's browser);
+    from any other client the session ends with the back channel alone and the answer says PartialLogout."""
+    own = _is_session_browser(idp_session.id)
+    if own:
+        _forget_browser_session()
+    return _go(start_logout_chain(idp_session, origin, settings(), keys, ctx, current_client(),
+                                  exclude_app_id=exclude_app_id, front_channel=own, checkpoint=commit))
 
 
 # Sec-Fetch-Site values that show the request did not come from another site's page: the IdP's own
@@ -122,4 +176,4 @@ def idp_logout() -> Response:
     client = current_client()
     ctx = EventContext(event_type="logout", initiated_by="idp")
     _forget_browser_session()
-    return _go(start_logout_chain(idp_session, None, settings(), _keys(), ctx, client))
+    return _go(start_logout_chain(idp_session, None, settings(), _keys(), ctx, client, checkpoint=commit))

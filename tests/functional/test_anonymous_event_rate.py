@@ -14,11 +14,12 @@ from sqlalchemy import func, select
 
 from idp.config import Settings
 from idp.extensions import db
-from idp.models import SsoEvent
+from idp.models import SsoEvent, User
 
 from ..conftest import make_settings
 from ..webclient import Browser
 from .conftest import PASSWORD
+from .test_policy_flows import code_for, enrol, set_policy, submit_code
 
 LIMIT = 10
 GARBAGE = "/saml/sso?SAMLRequest=not-a-saml-request"
@@ -65,11 +66,39 @@ def test_anonymous_client_cannot_write_unbounded_rows(app: Flask, client: FlaskC
 
 
 def test_throttled_password_guesses_are_limited_too(app: Flask, alice: object) -> None:
-    """A failed sign-in names an account but is not authenticated: the guesser's rows are limited as well."""
+    """A failed sign-in is not authenticated: the guesser's throttled tries and unknown names are limited; its
+    wrong passwords for an existing account are all kept (the throttle itself bounds those)."""
     guesser = Browser(from_ip(app, "203.0.113.9"))
     for _ in range(3 * LIMIT):
         guesser.login(guesser.get("/login"), "alice", "wrong guess")
-    assert count(client_ip="203.0.113.9") == LIMIT
+    for i in range(3 * LIMIT):
+        guesser.login(guesser.get("/login"), f"nobody{i}", "wrong guess")
+    checked = count(client_ip="203.0.113.9", reason="bad_credentials", username="alice")
+    assert 1 <= checked < LIMIT          # the address was locked out after a few
+    assert count(client_ip="203.0.113.9") == LIMIT + checked
+
+
+def test_junk_cannot_hide_sign_in_evidence(app: Flask, make_sp, alice: User) -> None:  # type: ignore[no-untyped-def]
+    """The anonymous budget used up with garbage: a wrong password for an existing account, and a wrong second
+    factor after the right password (authenticated by then), are still stored; an unknown name is not."""
+    t = enrol(alice)
+    ip = "203.0.113.10"
+    attacker = Browser(from_ip(app, ip))
+    for _ in range(2 * LIMIT):
+        attacker.get(GARBAGE)
+    assert count(client_ip=ip) == LIMIT
+    attacker.login(attacker.get("/login"), "nobody", "wrong guess")
+    assert count(client_ip=ip, reason="bad_credentials") == 0          # junk: within the used-up budget
+    attacker.login(attacker.get("/login"), "alice", "wrong guess")
+    assert count(client_ip=ip, reason="bad_credentials", username="alice") == 1
+    sp = make_sp("onelogin")
+    set_policy(sp, require_mfa=True)
+    resp = attacker.sso(sp.authn_request("redirect"), "alice", PASSWORD)     # the right password, then a code
+    assert 'name="code"' in resp.get_data(as_text=True)
+    good = {code_for(t, d) for d in (-1, 0, 1)}
+    resp = submit_code(attacker, resp, next(c for c in ("000000", "111111", "222222") if c not in good))
+    assert resp.status_code == 401
+    assert count(client_ip=ip, reason="mfa_failed", username="alice") == 1
 
 
 def test_signed_in_users_and_successes_are_never_dropped(app: Flask, make_sp, browser, alice) -> None:  # type: ignore[no-untyped-def]

@@ -590,11 +590,12 @@ def test_audit_trail_records_cli_changes(app):
     import json
     rows = json.loads(r.output)
     actions = [row["action"] for row in rows]
-    # disabling also records what ended with the account (sessions, grants, tokens: user.deactivate)
-    assert actions[:5] == ["org.setting", "user.update", "user.deactivate", "user.add", "group.add"]
+    # disabling is one user.deactivate row: the flag and what ended with the account (sessions, grants, tokens)
+    assert actions[:4] == ["org.setting", "user.deactivate", "user.add", "group.add"]
     assert all(row["actor"] == "cli:tester" for row in rows[:4])
-    update = rows[1]
-    assert update["before"] == {"disabled": False} and update["after"] == {"disabled": True}
+    deactivate = rows[1]
+    assert deactivate["before"] == {"disabled": False} and deactivate["after"]["disabled"] is True
+    assert "sessions_ended" in deactivate["after"]
     assert "password" not in json.dumps(rows[2]).lower() or "[redacted]" in json.dumps(rows[2])
     r = runner.invoke(args=["audit", "--target", "dora"])
     assert "user.add" in r.output and "org.setting" not in r.output

@@ -169,6 +169,26 @@ def test_a_sign_in_from_a_new_device_is_emailed_but_not_the_first_nor_a_known_on
     assert len(email_jobs()) == 1   # known now
 
 
+def test_a_rotating_ipv6_privacy_address_is_the_same_device(app: Flask, sink: SmtpSink, alice: User) -> None:
+    """An IPv6 client's device is its /64 and user agent: a new privacy address in the same /64 is not a new
+    device; another /64 is (the email shows the full address). Failed before the fix (an email per address)."""
+    configure(sink.url())
+
+    def sign_in(ip: str) -> None:
+        c = app.test_client()
+        c.environ_base.update(HTTP_USER_AGENT="Firefox/140 on a laptop", REMOTE_ADDR=ip)
+        login(c, "alice", PASSWORD)
+
+    sign_in("2001:db8:1:2:a1b2:c3d4:e5f6:1111")
+    sign_in("2001:db8:1:2:9999:8888:7777:2222")      # the next day's privacy address, same network
+    assert db.session.query(KnownDevice).count() == 1 and email_jobs() == []
+    sign_in("2001:db8:7:7::42")                      # another network
+    assert db.session.query(KnownDevice).count() == 2 and len(email_jobs()) == 1
+    run_worker()
+    [got] = sink.received
+    assert got.message["Subject"] == "New sign-in to your account from 2001:db8:7:7::42"
+
+
 def test_new_devices_are_remembered_even_without_smtp(app: Flask, alice: User) -> None:
     for ua in ("UA one", "UA two"):
         c = app.test_client()

@@ -90,3 +90,26 @@ def test_system_notice_must_be_catalogued(app: Flask, recorder: Recorder) -> Non
     with pytest.raises(ValueError):
         bus.publish_notice(bus.Notice(type="no.such", time=utcnow(), subject=None, app_slug=None, outcome=None,
                                       reason=None, data={}), db.session)
+
+
+@pytest.mark.parametrize("path", ["cli", "console"])
+def test_deactivation_and_reactivation_are_one_notice_each(app: Flask, recorder: Recorder, path: str) -> None:
+    """A pure disable is user.deactivated only (no user.updated besides), enabling again is user.reactivated
+    (before the fix: user.deactivated + user.updated, then user.updated only), by the CLI's set_user and by the
+    console / REST API's accounts.set_disabled alike."""
+    from idp.services import accounts
+    recorder.types |= {"user.deactivated", "user.reactivated", "user.updated"}
+    with audit.acting_as("admin1"):
+        user = users_svc.add_user("bob", email="bob@example.com", password_hash=None)
+        del recorder.got[:]
+        for disabled in (True, False):
+            if path == "cli":
+                users_svc.set_user(user, disabled=disabled)
+            else:
+                accounts.set_disabled(user, disabled)
+    notices = [n for n, _ in recorder.got]
+    assert [n.type for n in notices] == ["user.deactivated", "user.reactivated"]
+    assert notices[0].data["after"]["disabled"] is True and "sessions_ended" in notices[0].data["after"]
+    assert notices[1].data["before"] == {"disabled": True} and notices[1].data["after"] == {"disabled": False}
+    assert all(n.subject == "bob" for n in notices)
+    assert catalog.is_known("user.reactivated") and "re-activated" not in catalog.TYPES["user.deactivated"]

@@ -7,9 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import os
 import re
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -334,3 +337,82 @@ def test_a_full_queue_drops_and_counts(app: Flask, client: FlaskClient) -> None:
         sender.close(timeout=0.1)
     assert accepted.count(True) <= 6 and sender.dropped == accepted.count(False) >= 24
     assert dropped_metric() - before == sender.dropped
+
+
+@pytest.mark.parametrize("listener", ["tcp"], indirect=True)
+def test_a_cli_command_sends_its_audit_rows_before_it_exits(tmp_path: Path, listener: Listener) -> None:
+    """The sender thread is a daemon: without the exit hook `idp users add` ended before its user.add went out."""
+    idp = Path(sys.executable).parent / "idp"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "LANG": "C.UTF-8",
+           "IDP_INSTANCE_DIR": str(tmp_path / "cli-instance"), "IDP_CERT_DIR": str(tmp_path / "certs"),
+           "IDP_BASE_URL": "https://idp.example.test", "IDP_ARGON2_TIME_COST": "1",
+           "IDP_ARGON2_MEMORY_KIB": "1024", "IDP_ARGON2_PARALLELISM": "1"}
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(idp), *args], env={**env, **extra}, cwd=tmp_path, input="a cli password 1\n",
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        return proc
+
+    run("db", "init")
+    listener.messages.clear()
+    run("users", "add", "carol", "--email", "carol@example.test", "--password-stdin", IDP_SYSLOG_URL=listener.url)
+    # the process has exited: whatever still arrives was written before the exit (the listener may lag a little)
+    audits = [m for m in listener.wait_for(1, timeout=5) if m.msgid == "audit"]
+    assert [(a.sd["idp@32473"]["action"], a.sd["idp@32473"]["target"]) for a in audits] == [("user.add", "carol")]
+    assert "a cli password" not in json.dumps([a.msg for a in audits])
+
+
+def test_a_rolled_back_savepoint_drops_only_its_own_messages(app: Flask, listener: Listener) -> None:
+    """SQLAlchemy fires after_rollback / after_commit for savepoints too: a savepoint rolled back must not take the
+    messages of the rows that are then committed, and a released savepoint's rows wait for the real commit."""
+    from idp import audit
+    from idp.errors import EventContext
+    from idp.events import record_event
+    from idp.reasons import Reason
+
+    def event(slug: str) -> None:
+        record_event(EventContext(event_type="sso", app_slug=slug), Reason.MALFORMED_REQUEST, client_ip=None,
+                     user_agent=None)
+
+    def marker(name: str) -> list[Syslog]:
+        """Commit one more audit row and wait for it: one sender thread in order, so all before it are in."""
+        audit.record("app.add", "app", name)
+        db.session.commit()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            got = listener.wait_for(1)
+            if any(m.sd["idp@32473"].get("target") == name for m in got):
+                return got
+            time.sleep(0.05)
+        raise AssertionError(f"{name} never arrived")
+
+    with audit.acting_as("tester"):
+        marker("start")
+        listener.messages.clear()
+        audit.record("app.add", "app", "kept-outer")
+        event("kept-outer")
+        db.session.flush()
+        savepoint = db.session.begin_nested()
+        audit.record("app.add", "app", "undone")
+        event("undone")
+        db.session.flush()
+        savepoint.rollback()
+        with db.session.begin_nested():           # released: kept for the commit
+            audit.record("app.add", "app", "kept-released")
+            event("kept-released")
+        db.session.commit()
+        committed = marker("end-1")
+        listener.messages.clear()
+
+        with db.session.begin_nested():           # released, but the transaction then rolls back
+            audit.record("app.add", "app", "released-then-rolled-back")
+            event("released-then-rolled-back")
+        db.session.rollback()
+        after_rollback = marker("end-2")
+
+    audits = [m.sd["idp@32473"]["target"] for m in committed if m.msgid == "audit"]
+    events = [m.sd["idp@32473"]["app_slug"] for m in committed if m.msgid == "sso"]
+    assert sorted(audits) == ["end-1", "kept-outer", "kept-released"]
+    assert sorted(events) == ["kept-outer", "kept-released"]
+    assert [m.sd["idp@32473"].get("target") for m in after_rollback] == ["end-2"]

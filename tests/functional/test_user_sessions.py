@@ -109,3 +109,18 @@ def test_cli_lists_and_ends_sessions(app: Flask, alice: Any) -> None:
     r = runner.invoke(args=["users", "end-sessions", "alice"])
     assert r.exit_code == 0 and live() == []
     assert "alice has no live session" in runner.invoke(args=["users", "sessions", "alice"]).output
+
+
+def test_sessions_past_their_idle_time_are_not_listed(app: Flask, alice: Any) -> None:
+    from datetime import timedelta
+
+    from idp.models import utcnow
+    device(app, FIREFOX, "198.51.100.7")
+    device(app, CHROME_WIN, "203.0.113.9")
+    stale = next(s for s in live() if s.user_agent == CHROME_WIN)
+    stale.last_seen = utcnow() - timedelta(seconds=app.extensions["idp.settings"].session_idle_s + 60)
+    db.session.commit()
+    runner = app.test_cli_runner()
+    listed = json.loads(runner.invoke(args=["users", "sessions", "alice", "--format", "json"]).output)
+    assert [s["device"] for s in listed] == ["Firefox on Linux"]   # the idle one no longer signs anyone in
+    assert "1 session(s) of alice ended" in runner.invoke(args=["users", "end-sessions", "alice"]).output

@@ -68,9 +68,13 @@ def run_worker() -> int:
 
 
 def make_due() -> None:
+    """Time passes: pending jobs are due, and a failing endpoint's next probe time has come (its delivery log,
+    from which the circuit breaker dates the last attempt, is an hour older)."""
     db.session.commit()
     for job in db.session.scalars(select(OutboxJob).where(OutboxJob.state == "pending")):
         job.run_after = utcnow() - timedelta(seconds=1)
+    for row in db.session.scalars(select(WebhookDelivery)):
+        row.at = row.at - timedelta(hours=1)
     db.session.commit()
 
 
@@ -232,6 +236,7 @@ def test_a_delivery_failing_every_attempt_is_dead(app: Flask, settings: Settings
     # admins retry it as any dead job once the receiver is fixed
     receiver.default = (0.0, 200)
     assert cli(app, "outbox", "retry", str(job.id)).exit_code == 0
+    make_due()   # the endpoint's circuit breaker is open: the retry goes at its next probe time
     run_worker()
     assert log_of(ep)[-1].ok and jobs()[0].state == "done"
 
@@ -249,14 +254,65 @@ def test_410_gone_disables_the_endpoint_at_once_and_later_jobs_are_skipped(app: 
         assert not row.enabled and "410" in (row.disabled_reason or "")
         assert len(receiver.received) == 1                  # bob's was not sent
         log = log_of(ep)
-        assert log[0].status_code == 410 and log[1].error == "skipped: the endpoint is disabled"
+        assert log[0].status_code == 410 and (log[1].error or "").startswith("skipped: the endpoint is disabled")
         [notice] = watcher.events()
         assert notice["type"] == "webhook.disabled" and notice["data"]["endpoint_id"] == ep
         assert watcher.received[0].verified
         assert db.session.scalar(select(AdminAudit).where(AdminAudit.action == "webhook.auto_disable")) is not None
-        assert {j.state for j in jobs()} == {"dead", "done"}
+        assert [j.state for j in jobs() if j.payload["endpoint_id"] == ep] == ["dead", "dead"]
     finally:
         watcher.stop()
+
+
+def test_the_backlog_of_a_disabled_endpoint_is_dead_and_sent_after_enabling_with_retry_dead(
+        app: Flask, receiver: Receiver) -> None:
+    """Deliveries queued while an endpoint is disabled are not lost: dead (with a log row saying why), sent
+    once it is enabled with --retry-dead. Failed before the fix: they ended `done`, skipped for good."""
+    ep = add(app, receiver, "--event", "sso.success")
+    sso("alice", "crm")
+    sso("bob", "crm")
+    assert cli(app, "webhooks", "disable", str(ep)).exit_code == 0   # queued first, as an automatic disable
+    run_worker()
+    assert receiver.received == []
+    assert [j.state for j in jobs()] == ["dead", "dead"]
+    assert all("endpoint disabled" in (j.last_error or "") for j in jobs())
+    log = log_of(ep)
+    assert len(log) == 2 and all((d.error or "").startswith("skipped: the endpoint is disabled") for d in log)
+    assert endpoint(ep).failure_streak == 0          # not the endpoint's failure: nothing was sent
+    r = cli(app, "webhooks", "enable", str(ep), "--retry-dead")
+    assert r.exit_code == 0 and "2 dead deliveries pending again" in r.output, r.output
+    run_worker()
+    assert sorted(e["subject"] for e in receiver.events()) == ["alice", "bob"]
+    assert [j.state for j in jobs()] == ["done", "done"]
+    assert [(d.attempt, d.ok) for d in log_of(ep)[2:]] == [(1, True), (1, True)]
+
+
+def test_a_delivery_numbers_its_attempt_from_the_job_without_reading_the_delivery_log(
+        app: Flask, receiver: Receiver) -> None:
+    """The attempt number is the job's (attempts + 1): the worker never counts the endpoint's delivery log
+    (only indexed on endpoint and time, a scan of the whole log per delivery). Failed before the fix."""
+    from sqlalchemy import event as sa_event
+    ep = add(app, receiver, "--event", "sso.success")
+    receiver.respond(500)
+    sso("alice", "crm")
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    run_and_watch = [run_worker, make_due, run_worker]
+    for step in run_and_watch:
+        if step is make_due:
+            step()
+            continue
+        sa_event.listen(db.engine, "before_cursor_execute", seen)
+        try:
+            step()
+        finally:
+            sa_event.remove(db.engine, "before_cursor_execute", seen)
+    reads = [st for st in statements if st.lstrip().upper().startswith("SELECT") and "webhook_deliveries" in st]
+    assert reads == []
+    assert [(d.attempt, d.ok) for d in log_of(ep)] == [(1, False), (2, True)]
 
 
 def test_an_endpoint_failing_long_enough_is_disabled_and_admins_are_told(app: Flask, tmp_path: Path,
@@ -269,11 +325,11 @@ def test_an_endpoint_failing_long_enough_is_disabled_and_admins_are_told(app: Fl
     watcher = Receiver().start()
     try:
         add(app, watcher, "--event", "webhook.disabled")
-        for n in range(4):          # four failures in a row, but within the first 24 hours: still enabled
-            user_changed(f"user{n}", n)
+        for n in range(4):          # three failures in a row (the fourth delivery waits: circuit breaker), but
+            user_changed(f"user{n}", n)   # within the first 24 hours: still enabled
         run_worker()
         row = endpoint(ep)
-        assert row.enabled and row.failure_streak == 4 and row.failing_since is not None
+        assert row.enabled and row.failure_streak == 3 and row.failing_since is not None
         row.failing_since = utcnow() - timedelta(hours=25)   # failing for more than a day
         db.session.commit()
         make_due()
@@ -294,6 +350,43 @@ def test_an_endpoint_failing_long_enough_is_disabled_and_admins_are_told(app: Fl
         assert receiver.events()[-1]["subject"] == "carol" and log_of(ep)[-1].ok
     finally:
         watcher.stop()
+
+
+def test_a_hanging_endpoint_is_probed_not_retried_per_delivery_and_does_not_starve_other_jobs(
+        app: Flask, receiver: Receiver) -> None:
+    """The circuit breaker: after BREAKER_FAILURES failed attempts in a row, a hanging endpoint's other
+    deliveries are deferred (no POST, no attempt counted) to its next probe time, one probe at a time, so the job
+    queued behind them runs at once. Counts POSTs, not time. Failed before the fix: every queued delivery was
+    POSTed (and waited for) first."""
+    BREAKER = 3   # webhooks.delivery.BREAKER_FAILURES
+    receiver.default = (1.5, 200)   # answers after IDP_WEBHOOK_TIMEOUT (1 s): every attempt times out
+    hanging = add(app, receiver, "--event", "user.updated")
+    other = Receiver().start()
+    try:
+        add(app, other, "--event", "sso.success")
+        for n in range(10):
+            user_changed(f"user{n}", n)
+        sso("alice", "crm")                     # queued behind the ten
+        run_worker()
+        assert len(receiver.received) == BREAKER
+        assert [e["subject"] for e in other.events()] == ["alice"]
+        pending = [j for j in jobs("pending") if j.payload["endpoint_id"] == hanging]
+        assert len(pending) == 10
+        assert sorted(j.attempts for j in pending) == [0] * 7 + [1] * 3   # a deferral is not an attempt
+        assert endpoint(hanging).failure_streak == BREAKER
+        # the probe time comes: one delivery goes through as the probe, the rest wait again
+        make_due()
+        run_worker()
+        assert len(receiver.received) == BREAKER + 1
+        # the endpoint recovers: the probe succeeds, the breaker closes and the backlog is sent at once
+        receiver.default = (0.0, 200)
+        make_due()
+        run_worker()
+        assert endpoint(hanging).failure_streak == 0
+        assert sorted({e["subject"] for e in receiver.unique()}) == sorted(f"user{n}" for n in range(10))
+        assert all(j.state == "done" for j in jobs())
+    finally:
+        other.stop()
 
 
 # ------------------------------------------------------------------ subscriptions and filters
@@ -386,6 +479,156 @@ def test_private_and_loopback_targets_are_refused_without_the_setting(app: Flask
     assert receiver.received == []
     [row] = log_of(ep)
     assert not row.ok and "IDP_WEBHOOK_ALLOW_PRIVATE" in (row.error or "")
+
+
+def test_link_local_targets_are_refused_even_with_the_setting(app: Flask, receiver: Receiver) -> None:
+    """IDP_WEBHOOK_ALLOW_PRIVATE opens private and loopback receivers, never the cloud metadata service."""
+    assert app.extensions["idp.settings"].webhook_allow_private is True
+    for url in ("http://169.254.169.254/latest/meta-data", "https://[fe80::1]/hook"):
+        r = cli(app, "webhooks", "add", url, "--event", "sso.success")
+        assert r.exit_code == 1 and "link-local" in r.output, (url, r.output)
+    assert db.session.scalars(select(WebhookEndpoint)).all() == []
+
+
+def test_a_secret_bearing_url_is_masked_outside_its_own_endpoint(app: Flask, receiver: Receiver) -> None:
+    """Slack / Teams style URLs carry their token in the path or query: audit rows (and so syslog and the
+    admin.changed notices other endpoints get) and the webhook.disabled notice (and the admins' email made from
+    it) show scheme://host/… and a fingerprint; `webhooks list` shows the full URL. Failed before the fix."""
+    watcher = Receiver().start()
+    try:
+        add(app, watcher, "--event", "admin.changed,webhook.disabled")
+        base = receiver.url.rsplit("/", 1)[0]
+        url = f"{base}/services/T0ORG/B0HOOK/TOKENpath123?token=TOKENquery456"
+        r = cli(app, "webhooks", "add", url, "--event", "sso.success")
+        assert r.exit_code == 0, r.output
+        receiver.secrets.append(r.stdout.strip().splitlines()[0])
+        ep = int(db.session.scalar(select(func.max(WebhookEndpoint.id))) or 0)
+        receiver.respond(410)   # disabled at once: a webhook.disabled notice with the URL
+        sso("alice", "crm")
+        run_worker()
+        run_worker()
+        assert not endpoint(ep).enabled
+        masked = wh.masked_url(url)
+        assert masked.startswith(f"{base}/…#") and "TOKEN" not in masked
+        types = [e["type"] for e in watcher.unique()]
+        assert "admin.changed" in types and "webhook.disabled" in types
+        disabled = next(e for e in watcher.unique() if e["type"] == "webhook.disabled")
+        assert disabled["data"]["url"] == masked
+        assert "TOKEN" not in json.dumps(watcher.events())
+        audits = db.session.scalars(select(AdminAudit)).all()
+        assert any(a.action == "webhook.add" and (a.after or {}).get("url") == masked for a in audits)
+        assert "TOKEN" not in json.dumps([(a.before, a.after) for a in audits])
+        db.session.commit()
+        assert "TOKEN" not in json.dumps([j.payload for j in db.session.scalars(select(OutboxJob))])
+        # the admin's own views keep the full URL
+        listed = json.loads(cli(app, "webhooks", "list", "--json").output)
+        assert url in [d["url"] for d in listed]
+        assert cli(app, "webhooks", "remove", str(ep)).exit_code == 0
+        removed = db.session.scalar(select(AdminAudit).where(AdminAudit.action == "webhook.remove"))
+        assert removed is not None and removed.before["url"] == masked
+    finally:
+        watcher.stop()
+
+
+class _OddServer:
+    """A loopback HTTP server answering every POST with one fixed (status, headers, body)."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self.hits = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.hits += 1
+                try:
+                    self.send_response(status)
+                    for k, v in {**headers, "Content-Length": str(len(body))}.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass   # the IdP stopped reading
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _add_url(app: Flask, url: str) -> int:
+    r = cli(app, "webhooks", "add", url, "--event", "sso.success")
+    assert r.exit_code == 0, r.output
+    return int(db.session.scalar(select(func.max(WebhookEndpoint.id))) or 0)
+
+
+def test_a_redirect_is_not_followed_and_counts_as_a_failure(app: Flask, receiver: Receiver) -> None:
+    """The endpoint answers 302 to another receiver: that receiver is never contacted, the attempt failed."""
+    redirector = _OddServer(302, {"Location": receiver.url}, b"")
+    try:
+        ep = _add_url(app, redirector.url)
+        sso("alice", "crm")
+        run_worker()
+        assert redirector.hits == 1 and receiver.received == []
+        [row] = log_of(ep)
+        assert not row.ok and row.status_code == 302 and "redirects are not followed" in (row.error or "")
+        [job] = jobs()
+        assert job.state == "pending" and job.attempts == 1 and endpoint(ep).failure_streak == 1
+    finally:
+        redirector.stop()
+
+
+def test_an_answer_over_1_mib_is_a_failure(app: Flask) -> None:
+    big = _OddServer(200, {"Content-Type": "text/plain"}, b"x" * (wh.delivery.MAX_ANSWER + 1))
+    try:
+        ep = _add_url(app, big.url)
+        sso("alice", "crm")
+        run_worker()
+        assert big.hits == 1
+        [row] = log_of(ep)
+        assert not row.ok and f"answered more than {wh.delivery.MAX_ANSWER} bytes" in (row.error or "")
+        [job] = jobs()
+        assert job.state == "pending" and job.attempts == 1 and endpoint(ep).failure_streak == 1
+    finally:
+        big.stop()
+
+
+def test_a_host_resolving_to_a_private_address_at_delivery_is_refused(app: Flask, receiver: Receiver,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the endpoint's name resolved to a public address when it was added, and to loopback (the
+    receiver) at delivery: refused at delivery, nothing connects. Only the resolver is replaced."""
+    import socket
+    app.extensions["idp.settings"] = dataclasses.replace(app.extensions["idp.settings"], webhook_allow_private=False)
+    real = socket.getaddrinfo
+    port = int(receiver.url.split(":")[2].split("/")[0])
+    answers = {"now": "93.184.216.34"}   # a public address when added
+    lookups: list[str] = []
+
+    def resolver(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "hooks.rebind.example":
+            lookups.append(answers["now"])
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers["now"], port))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    ep = _add_url(app, f"https://hooks.rebind.example:{port}/hook")
+    answers["now"] = "127.0.0.1"          # the name now points inside
+    sso("alice", "crm")
+    run_worker()
+    assert lookups == ["93.184.216.34", "127.0.0.1"]   # resolved again at delivery
+    assert receiver.received == []
+    [row] = log_of(ep)
+    assert not row.ok and row.status_code is None and "non-public address" in (row.error or "")
 
 
 def test_test_button_list_deliveries_and_remove(app: Flask, receiver: Receiver, two_apps: None) -> None:

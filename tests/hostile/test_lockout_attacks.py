@@ -140,9 +140,15 @@ def test_distributed_guessing_only_slows_the_account(backend, app, alice):  # ty
 # ---------------------------------------------------------------- (b) the attacker's own address is locked
 
 @pytest.fixture
-def db_state(app: Flask) -> None:
-    if app.extensions["idp.state"].name != "database":
-        pytest.skip("time travel needs the database state backend")
+def db_state(app: Flask) -> Iterator[None]:
+    """Time travel needs the database state backend: swapped in when the run uses Redis (the PostgreSQL run)."""
+    saved = app.extensions["idp.state"]
+    if saved.name != "database":
+        app.extensions["idp.state"] = DbState()
+    try:
+        yield
+    finally:
+        app.extensions["idp.state"] = saved
 
 
 def _expire_locks() -> None:

@@ -313,6 +313,23 @@ def test_with_private_hosts_allowed_the_chain_keeps_its_checks(app, monkeypatch,
     assert registered() == []
 
 
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/md"])
+def test_link_local_is_refused_even_with_private_hosts_allowed(app, monkeypatch, md_server, url):  # type: ignore[no-untyped-def]
+    """Cloud metadata services answer on link-local addresses: no *_ALLOW_PRIVATE switch opens them, for any
+    caller of the guard (metadata fetch directly, and through a redirect; a POST as webhooks, back-channel
+    logout and provisioning send). Failed before the fix: the switch let them through."""
+    base, handler = md_server
+    allow_private(app, monkeypatch)
+    handler.routes["/to-metadata"] = _redirect(url)
+    for attempt in (url, base + "/to-metadata"):
+        with case(attempt):
+            code, out = add(app, attempt)
+            assert code != 0 and "link-local" in out, out
+    with pytest.raises(ServiceError, match="link-local"):
+        fetch_svc.http_request("POST", url, body=b"{}", headers={}, allow_private=True, timeout=2.0)
+    assert registered() == []
+
+
 # ---------------------------------------------------------------- URLs: slow, huge, not XML
 
 
@@ -558,3 +575,23 @@ def test_admin_new_app_form_refuses_the_same_attacks(app, client, admin, fifos, 
                                                          "metadata_url": f"http://127.0.0.1:{conn_probe.port}/"})
     assert resp.status_code in (400, 409, 422) and not conn_probe.connected(0.02)
 
+
+
+def test_a_stuck_name_lookup_counts_against_the_deadline(app, monkeypatch):  # type: ignore[no-untyped-def]
+    """getaddrinfo has no timeout: a resolver that never answers must not hold an outbound exchange (a logout's
+    back channel, a metadata fetch) past its deadline."""
+    released = threading.Event()
+    real_getaddrinfo = socket.getaddrinfo
+
+    def stuck(host: str, *args: Any, **kw: Any) -> Any:
+        if host == "stuck.example":
+            released.wait(10)
+        return real_getaddrinfo(host, *args, **kw)
+
+    monkeypatch.setattr(fetch_svc.socket, "getaddrinfo", stuck)
+    try:
+        with pytest.raises(ServiceError) as exc:
+            fetch_svc.http_request("GET", "https://stuck.example/scim/v2/Users", timeout=0.5)
+        assert "took longer than 0.5 s" in str(exc.value) and "resolving the host 'stuck.example'" in str(exc.value)
+    finally:
+        released.set()

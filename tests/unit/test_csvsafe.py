@@ -44,3 +44,19 @@ def test_every_cell_is_quoted() -> None:
     text = to_text([["id", "name"], [1, "=x"], [2, None]])
     assert text == '"id","name"\r\n"1","\'=x"\r\n"2",""\r\n'
     assert list(csv.reader(io.StringIO(text, newline="")))[1] == ["1", "'=x"]
+
+
+def test_every_separator_and_trigger_is_guarded() -> None:
+    """Written out independently of the implementation's sets: each separator a spreadsheet may split on,
+    each formula trigger (ASCII and full-width), with and without spaces after the separator."""
+    separators = [",", ";", "\t", "|", "\r", "\n"]
+    triggers = ["=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20"]
+    for sep in separators:
+        for trigger in triggers:
+            for spaces in ("", "  "):
+                value = f"ok{sep}{spaces}{trigger}cmd"
+                assert neutralise(value) == f"ok{sep}{spaces}'{trigger}cmd", (sep, trigger)
+                assert restore(neutralise(value)) == value
+        assert neutralise(f"ok{sep}x=1") == f"ok{sep}x=1"       # a trigger not at a segment's start is harmless
+    for trigger in triggers:
+        assert neutralise(f"{trigger}1") == f"'{trigger}1"

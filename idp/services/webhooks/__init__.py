@@ -8,7 +8,7 @@ subscriber, the payload, the POST, the delivery log and automatic disabling.
 
 from __future__ import annotations
 
-from .delivery import KIND, SUBSCRIBER, Attempt, build_event, send_test
+from .delivery import KIND, SUBSCRIBER, Attempt, build_event, retry_dead_deliveries, send_test
 from .endpoints import (
     add_endpoint,
     delivery_dict,
@@ -17,11 +17,12 @@ from .endpoints import (
     last_deliveries,
     list_deliveries,
     list_endpoints,
+    masked_url,
     remove_endpoint,
     rotate_secret,
     set_enabled,
 )
 
 __all__ = ["KIND", "SUBSCRIBER", "Attempt", "add_endpoint", "build_event", "delivery_dict", "endpoint_dict",
-           "get_endpoint", "last_deliveries", "list_deliveries", "list_endpoints", "remove_endpoint",
-           "rotate_secret", "send_test", "set_enabled"]
+           "get_endpoint", "last_deliveries", "list_deliveries", "list_endpoints", "masked_url", "remove_endpoint",
+           "retry_dead_deliveries", "rotate_secret", "send_test", "set_enabled"]

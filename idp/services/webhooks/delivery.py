@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 
 from ... import audit
 from ...extensions import component, db
@@ -29,7 +29,7 @@ from ...notifications import bus, catalog
 from ...prepared import Prepared
 from .. import ServiceError, outbox
 from ..fetch import http_request
-from .endpoints import SWITCH, get_endpoint, routes, routes_changed, secrets_of
+from .endpoints import SWITCH, get_endpoint, masked_url, routes, routes_changed, secrets_of
 from .signing import signed_headers
 
 log = logging.getLogger("idp.webhooks")
@@ -41,6 +41,12 @@ USER_AGENT = "idp-webhooks/1"
 MAX_ANSWER = 1024 * 1024
 MAX_ERROR = 500
 LOG_KEEP_DAYS = 30
+# the circuit breaker: once an endpoint failed this many attempts in a row, its deliveries are not sent but
+# deferred to its next probe time (BREAKER_BASE_S after its last attempt, doubling with each failed probe, at most
+# BREAKER_MAX_S); one delivery at a time goes through as the probe, and a success closes the breaker
+BREAKER_FAILURES = 3
+BREAKER_BASE_S = 30.0
+BREAKER_MAX_S = 3600.0
 PRUNE_BATCH = 5000
 
 
@@ -130,8 +136,8 @@ class Attempt:
     def summary(self) -> str:
         if self.ok:
             return f"HTTP {self.status_code}"
-        if self.status_code is not None:
-            return f"the endpoint answered HTTP {self.status_code}"
+        if self.status_code is not None:   # a 3xx says why it is a failure: redirects are not followed
+            return f"the endpoint answered HTTP {self.status_code}" + (f": {self.error}" if self.error else "")
         return self.error or "failed"
 
 
@@ -170,18 +176,19 @@ def _log(endpoint_id: int, event: dict[str, Any], attempt_no: int, result: Attem
     return row
 
 
-def _attempt_no(endpoint_id: int, notice_id: str) -> int:
-    n = db.session.scalar(select(func.count()).select_from(WebhookDelivery).where(
-        WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.notice_id == notice_id))
-    return int(n or 0) + 1
-
-
 class DeliveryFailed(Exception):
     """An attempt failed; retried with the outbox's backoff."""
 
 
 class EndpointGone(outbox.PermanentFailure):
     """The endpoint answered 410 Gone: it is disabled, the job is dead."""
+
+
+class EndpointDisabled(outbox.PermanentFailure):
+    """The endpoint is disabled: the job is dead (not sent), so admins retry the backlog after enabling it."""
+
+
+DISABLED_ERROR = "endpoint disabled"
 
 
 # the failed attempt of the job in hand, for the failure hook (it runs next, in this process, in a new
@@ -196,19 +203,57 @@ def _deliver_job(payload: dict[str, Any]) -> None:
     if ep is None:
         log.info("webhook %s to endpoint %s dropped: the endpoint was removed", event.get("id"), endpoint_id)
         return
-    attempt_no = _attempt_no(endpoint_id, str(event["id"]))
+    attempt_no = outbox.current_attempt()   # the job's own count: no scan of the endpoint's delivery log
     if not ep.enabled:
-        _log(endpoint_id, event, attempt_no, None, error="skipped: the endpoint is disabled")
-        return
+        # dead, not done: after an (automatic) disable the backlog waits for an admin to retry it
+        raise EndpointDisabled(DISABLED_ERROR)
+    breaker_open = _check_breaker(ep)
     result = send(ep.url, secrets_of(ep).signing(), event)
     if result.ok:
         _log(endpoint_id, event, attempt_no, result)
         ep.failure_streak, ep.failing_since, ep.last_success_at = 0, None, utcnow()
+        if breaker_open:   # the probe went through: the deliveries deferred behind it are due now
+            db.session.execute(update(OutboxJob).where(
+                OutboxJob.kind == KIND, OutboxJob.state == "pending",
+                OutboxJob.key.like(f"webhook:{endpoint_id}:%")).values(run_after=utcnow())
+                .execution_options(synchronize_session=False))
         return
     _FAILED[(endpoint_id, str(event["id"]))] = (attempt_no, result)
     if result.status_code == 410:
         raise EndpointGone("the endpoint answered HTTP 410 Gone: disabled")
     raise DeliveryFailed(result.summary())
+
+
+def next_probe(ep: WebhookEndpoint) -> datetime | None:
+    """When the endpoint's open circuit breaker lets the next delivery through; None while it is closed (fewer
+    than BREAKER_FAILURES failed attempts in a row). The last attempt is the newest row of its delivery log (an
+    index seek on (endpoint_id, at))."""
+    streak = ep.failure_streak or 0
+    if streak < BREAKER_FAILURES or ep.failing_since is None:
+        return None
+    last = db.session.scalar(select(func.max(WebhookDelivery.at)).where(WebhookDelivery.endpoint_id == ep.id))
+    wait = min(BREAKER_MAX_S, BREAKER_BASE_S * 2 ** min(streak - BREAKER_FAILURES, 20))
+    return (last or ep.failing_since) + timedelta(seconds=wait)
+
+
+def _check_breaker(ep: WebhookEndpoint) -> bool:
+    """Raise outbox.Defer while the endpoint's breaker is open and its probe time has not come, or another
+    worker is sending the probe (it holds the endpoint's row lock until its attempt is recorded); True when this
+    delivery is the probe."""
+    probe_at = next_probe(ep)
+    if probe_at is None:
+        return False
+    now = utcnow()
+    if now < probe_at:
+        raise outbox.Defer(probe_at, f"webhook endpoint {ep.id} is failing: deferred to its next probe")
+    # one probe at a time: this transaction holds the endpoint's row until the attempt ends (PostgreSQL; SQLite
+    # serialises writers anyway)
+    held = db.session.scalar(select(WebhookEndpoint.id).where(WebhookEndpoint.id == ep.id)
+                             .with_for_update(skip_locked=True))
+    if held is None:
+        raise outbox.Defer(now + timedelta(seconds=float(_settings().webhook_timeout_s) + 1),
+                           f"webhook endpoint {ep.id} is being probed by another worker")
+    return True
 
 
 def _on_failure(payload: dict[str, Any], error: str, dead: bool) -> None:
@@ -219,7 +264,11 @@ def _on_failure(payload: dict[str, Any], error: str, dead: bool) -> None:
     ep = db.session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
     if ep is None:
         return
-    attempt_no = attempt_no or _attempt_no(endpoint_id, str(event.get("id")))
+    attempt_no = attempt_no or outbox.current_attempt()
+    if result is None and error == DISABLED_ERROR:   # not sent: no failure of the endpoint's to count
+        _log(endpoint_id, event, attempt_no, None,
+             error="skipped: the endpoint is disabled (the job is dead: retry it once the endpoint is enabled)")
+        return
     text = (result.summary() if result else error)
     if dead and not (result and result.status_code == 410):
         text += " (no more retries: dead)"
@@ -255,7 +304,7 @@ def disable_failing(ep: WebhookEndpoint, reason: str) -> None:
     routes_changed()
     bus.publish_notice(bus.Notice(type="webhook.disabled", time=now, subject=f"webhook:{ep.id}", app_slug=None,
                                   outcome="error", reason=None, source="system",
-                                  data={"endpoint_id": ep.id, "url": ep.url, "description": ep.description,
+                                  data={"endpoint_id": ep.id, "url": masked_url(ep.url), "description": ep.description,
                                         "disabled_reason": ep.disabled_reason, "failure_streak": ep.failure_streak,
                                         "failing_since": rfc3339(ep.failing_since) if ep.failing_since else None}),
                        db.session)
@@ -263,6 +312,12 @@ def disable_failing(ep: WebhookEndpoint, reason: str) -> None:
 
 
 outbox.handler(KIND, on_failure=_on_failure)(_deliver_job)
+
+
+def retry_dead_deliveries(endpoint_id: int) -> list[int]:
+    """The endpoint's dead delivery jobs pending again (audited, as `idp outbox retry`): after enabling it."""
+    get_endpoint(endpoint_id)
+    return outbox.retry_dead_of(KIND, f"webhook:{endpoint_id}:")
 
 
 # ------------------------------------------------------------------ the test button

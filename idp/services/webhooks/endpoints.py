@@ -9,6 +9,7 @@ instance) sees the change within ROUTES_TTL_S.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import weakref
@@ -140,9 +141,26 @@ def add_endpoint(url: str, event_types: list[str] | tuple[str, ...], *, app_slug
     return row, secret
 
 
+def masked_url(url: str) -> str:
+    """The URL as shown outside the endpoint's own page: scheme and host, the path and query (where Slack / Teams
+    style URLs carry their token) replaced by "…" and a short fingerprint (two masked URLs are the same endpoint
+    when their fingerprints match). For audit rows, notices to other endpoints, syslog, the webhook.disabled
+    notice and email."""
+    parts = urlsplit(url or "")
+    if not parts.scheme or not parts.netloc:
+        return "…"
+    host = parts.netloc.rsplit("@", 1)[-1]
+    rest = (parts.path or "") + (f"?{parts.query}" if parts.query else "")
+    if rest in ("", "/"):
+        return f"{parts.scheme}://{host}/"
+    fingerprint = hashlib.sha256(url.encode("utf-8")).hexdigest()[:8]
+    return f"{parts.scheme}://{host}/…#{fingerprint}"
+
+
 def _audit_view(row: WebhookEndpoint) -> dict[str, Any]:
-    return {"url": row.url, "events": list(row.event_types), "app": app_slug_of(row), "outcomes": list(row.outcomes),
-            "reasons": list(row.reasons), "description": row.description, "enabled": row.enabled}
+    return {"url": masked_url(row.url), "events": list(row.event_types), "app": app_slug_of(row),
+            "outcomes": list(row.outcomes), "reasons": list(row.reasons), "description": row.description,
+            "enabled": row.enabled}
 
 
 def app_slug_of(row: WebhookEndpoint) -> str | None:

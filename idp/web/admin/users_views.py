@@ -30,6 +30,7 @@ from idp.web.admin.forms.users import (
     UserStatusForm,
 )
 from idp.web.context import current_client, keystore, passwords, settings
+from idp.web.uow import commit
 
 USERS_PER_PAGE = 50
 
@@ -259,9 +260,11 @@ def _end_sessions(user: User, targets: list[IdpSession]) -> Response:
     except KeyStoreError:
         flash("Ending sessions is unavailable while the signing key is: try again in a minute.", "error")
         return redirect(url_for("admin.user_edit", username=user.username, _anchor="sessions"), code=303)  # type: ignore[return-value]
-    handles = [user_sessions.handle_of(t.id) for t in targets]
-    ended = end_remotely(targets, settings(), keys, current_client(), initiated_by="admin")
-    audit.record("user.sessions_end", "user", user.username, after={"sessions": handles, "ended": ended})
+    live = [t for t in targets if t.ended_at is None]
+    # audited with the sessions' end (end_remotely commits that before the back-channel exchanges)
+    audit.record("user.sessions_end", "user", user.username,
+                 after={"sessions": [user_sessions.handle_of(t.id) for t in live], "ended": len(live)})
+    ended = end_remotely(live, settings(), keys, current_client(), initiated_by="admin", checkpoint=commit)
     flash(f"{ended} session(s) of {user.username} ended.", "success")
     return redirect(url_for("admin.user_edit", username=user.username, _anchor="sessions"), code=303)  # type: ignore[return-value]
 

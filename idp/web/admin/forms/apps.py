@@ -124,8 +124,8 @@ class NewAppForm(_Naming):
 
     def validate_acs_binding(self, field: Field) -> None:
         if field.data not in ACS_BINDINGS:
-            raise ValidationError("only HTTP-POST can be used: this IdP sends responses with the HTTP-POST "
-                                  "binding only")
+            raise ValidationError("only HTTP-POST can be entered by hand; for HTTP-Artifact, register the SP "
+                                  "from its metadata")
 
     def validate_sp_certificate(self, field: Field) -> None:
         try:
