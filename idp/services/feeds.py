@@ -55,6 +55,8 @@ _ENTITY = f"{{{NS_MD}}}EntityDescriptor"
 _SP = f"{{{NS_MD}}}SPSSODescriptor"
 _ATTR_PATH = f"{{{NS_MD}}}Extensions/{{{NS_MDATTR}}}EntityAttributes/{{{NS_SAML}}}Attribute"
 _VALUE = f"{{{NS_SAML}}}AttributeValue"
+# disabling at least this many apps, and more than half of the feed's, waits for `idp feeds sync NAME --yes`
+MASS_DISABLE_MIN = 3
 BATCH = 500
 JOB_KIND = "feeds.sync"
 LISTED = 200          # entityIDs per category named in the feed.sync audit row (counts are always complete)
@@ -263,7 +265,8 @@ class _Sync:
         self.seen: set[str] = set()
         self.diff: dict[str, list[str]] = {}
         self.counts = {"entities": 0, "sps": 0, "selected": 0, "added": 0, "updated": 0, "unchanged": 0,
-                       "disabled": 0, "enabled": 0, "returned": 0, "held": 0, "conflicts": 0, "invalid": 0}
+                       "disabled": 0, "enabled": 0, "returned": 0, "held": 0, "conflicts": 0, "invalid": 0,
+                       "disable_held": 0}
         self.errors: list[str] = []
 
     def note(self, category: str, entity_id: str) -> None:
@@ -435,6 +438,18 @@ class _Sync:
 
     def disable_missing(self) -> None:
         gone = [(eid, m) for eid, m in self.members.items() if eid not in self.seen and not m.absent]
+        present = sum(1 for m in self.members.values() if not m.absent)
+        if not self.approve and len(gone) >= MASS_DISABLE_MIN and len(gone) * 2 > present:
+            # a signed feed that suddenly lists (or selects) far fewer SPs is more likely a publishing accident or a
+            # changed selection than half the federation leaving: nothing is disabled until an admin confirms
+            self.counts["disable_held"] = len(gone)
+            self.errors.append(f"{len(gone)} of the {present} apps of this feed would be disabled: held; "
+                               f"`idp feeds sync {self.name} --yes` confirms")
+            if not self.dry_run:
+                audit.record("feed.disable_held", "feed", self.name,
+                             after={"would_disable": len(gone), "of": present,
+                                    "entities": [eid for eid, _ in gone[:LISTED]]})
+            return
         for start in range(0, len(gone), BATCH):
             part = gone[start:start + BATCH]
             apps = {a.id: a for a in db.session.scalars(
@@ -508,7 +523,8 @@ def sync(feed: Feed, *, dry_run: bool = False, approve: bool = False, force: boo
                                                                           "enabled", "returned")
                                      if k in job.diff}
     summary = ", ".join(f"{job.counts[k]} {k}" for k in ("added", "updated", "unchanged", "held", "disabled",
-                                                           "enabled", "returned", "conflicts", "invalid")
+                                                           "enabled", "returned", "conflicts", "invalid",
+                                                           "disable_held")
                         if job.counts[k])
     result = SyncResult("synced", f"{job.counts['selected']} of {job.counts['sps']} SPs selected"
                         + (f": {summary}" if summary else ""), counts=dict(job.counts), diff=changed,

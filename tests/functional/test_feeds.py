@@ -325,3 +325,25 @@ def test_console_lists_feeds_syncs_now_and_marks_feed_apps(app: Flask, client: A
     client.post(f"/admin/apps/feeds/{feed.id}/sync", data={"csrf_token": admin})
     page = client.get("/admin/apps/feeds").get_data(as_text=True)
     assert "not signed" in page and 'class="badge bad">refused' in page
+
+
+def test_a_feed_that_suddenly_lists_far_fewer_sps_disables_nothing_until_yes(app: Flask, tmp_path: Path,
+                                                                           server: MetadataServer,
+                                                                           sp_keys: Any) -> None:
+    """A publishing accident (or a changed selection) must not disable half the federation's apps unattended."""
+    kp = sp_keys["other"]
+    many = [entity(f"https://sp{i}.example.edu/sp", categories=(RS,)) for i in range(6)]
+    server.docs["/feed.xml"] = aggregate(many, kp)
+    assert "6 added" in add_rs_feed(app, tmp_path, server, kp)
+    server.docs["/feed.xml"] = aggregate(many[:2], kp)          # 4 of 6 gone at once
+    out = ok(app, "feeds", "sync", "fed").stdout
+    assert "4 disable_held" in out and "disabled" not in out.replace("disable_held", "")
+    assert all(a.enabled for a in apps().values())
+    held = audits("feed.disable_held")[-1]
+    assert held.after["would_disable"] == 4 and held.after["of"] == 6
+    out = ok(app, "feeds", "sync", "fed", "--yes").stdout       # the admin confirms
+    assert "4 disabled" in out
+    assert sum(1 for a in apps().values() if not a.enabled) == 4
+    # one leaving at a time is the normal case: applied at once
+    server.docs["/feed.xml"] = aggregate(many[:1], kp)
+    assert "1 disabled" in ok(app, "feeds", "sync", "fed").stdout
