@@ -36,7 +36,7 @@ from ..saml.metadata_trust import (
 from ..saml.sp_metadata import MetadataError, SpMetadata
 from . import ServiceError, outbox
 from .app_diff import metadata_diff
-from .apps import get_app, parse_app_metadata, update_metadata
+from .apps import get_app, invalidate_cache, parse_app_metadata, update_metadata
 from .apps.oidc_settings import format_duration
 
 log = logging.getLogger("idp.metadata_refresh")
@@ -115,6 +115,7 @@ def configure(app: ConnectedApp, *, url: str | None | object = None, mdq: str | 
         if mode not in MODES:
             raise ServiceError(f"refresh must be one of {', '.join(MODES)}", field="refresh")
         src.refresh_mode = mode
+    anchored = bool(src.trust_anchor_pem)
     if trust_anchor_pem is not None:
         if trust_anchor_pem is CLEAR:
             src.trust_anchor_pem = None
@@ -140,6 +141,10 @@ def configure(app: ConnectedApp, *, url: str | None | object = None, mdq: str | 
     # document no longer apply
     if url is not None or mdq is not None or trust_anchor_pem is not None:
         src.etag = src.last_modified = None
+    if anchored != bool(src.trust_anchor_pem):
+        # the SSO / SLO flows enforce validUntil only for anchored apps (AppConfig.metadata_expires_at)
+        app.version += 1
+        invalidate_cache()
     src.next_due_at = utcnow() if src.refresh_mode != "off" and (src.url or src.mdq_base) else None
     after = {k: v for k, v in describe(src).items() if k in _SETTING_KEYS}
     changed = {k: after[k] for k in after if before is None or before.get(k) != after[k]}
@@ -205,6 +210,17 @@ def verify_document(src: MetadataSource, app: ConnectedApp, xml: bytes, now: dat
     return sp
 
 
+def stored_expiry(app: ConnectedApp) -> datetime | None:
+    """validUntil of the metadata the app uses now (the earliest of the root's and the SP's)."""
+    return SpMetadata.from_dict(app.sp).valid_until if app.sp else None
+
+
+def _expired_message(app: ConnectedApp, src: MetadataSource, until: datetime) -> str:
+    consequence = ("SAML sign-in and logout with this app are refused until a fresh signed document is applied"
+                   if src.trust_anchor_pem else "a fresh document is needed")
+    return f"the app's metadata expired at its validUntil ({until:%Y-%m-%d %H:%M} UTC): {consequence}"
+
+
 def next_due(src: MetadataSource, xml: bytes | None, now: datetime) -> datetime:
     """cacheDuration and 3/4 of the time to validUntil of the document, bounded by MIN_INTERVAL_S and the app's
     maximum interval."""
@@ -222,10 +238,12 @@ def next_due(src: MetadataSource, xml: bytes | None, now: datetime) -> datetime:
     return now + max(delay, timedelta(seconds=MIN_INTERVAL_S))
 
 
-def _retry_at(src: MetadataSource, now: datetime) -> datetime:
-    """After a failure: the minimum interval, doubled per failure in a row, at most the maximum interval."""
+def _retry_at(src: MetadataSource, now: datetime, expires: datetime | None = None) -> datetime:
+    """After a failure: the minimum interval, doubled per failure in a row, at most the maximum interval; and
+    not after the current metadata's validUntil (its expiry is then noticed and reported on time)."""
     delay = min(src.max_interval_s, MIN_INTERVAL_S * 2 ** min(src.failures - 1, 20))
-    return now + timedelta(seconds=max(MIN_INTERVAL_S, delay))
+    at = now + timedelta(seconds=max(MIN_INTERVAL_S, delay))
+    return min(at, expires) if expires is not None and expires > now else at
 
 
 def _diff_dicts(old: SpMetadata, new: SpMetadata) -> list[dict[str, Any]]:
@@ -258,6 +276,7 @@ def refresh(app: ConnectedApp, *, approve: bool = False, now: datetime | None = 
 
     # the validators stand for the last document fetched: when neither the app's metadata (replaced by hand
     # since?) nor a held change is that document, a 304 would hide a difference, so the fetch is unconditional
+    expires = stored_expiry(app)
     current = _sha256(app.metadata_xml or "")
     conditional = src.fetched_sha256 is not None and src.fetched_sha256 in (
         current, _sha256(src.held_xml) if src.held_xml else None)
@@ -267,11 +286,17 @@ def refresh(app: ConnectedApp, *, approve: bool = False, now: datetime | None = 
             allow_private=s.metadata_fetch_allow_private, timeout=s.metadata_fetch_timeout_s,
             accept=MDQ_ACCEPT if src.mdq_base else "application/samlmetadata+xml, application/xml, text/xml")
     except ServiceError as exc:
+        if expires is not None and expires <= now:   # the source is down (or blocked) and the metadata expired
+            return _refused(app, src, "metadata_expired", f"{_expired_message(app, src, expires)}; the refresh "
+                                                          f"failed: {exc}", now)
         return _refused(app, src, "fetch_failed", str(exc), now)
     src.last_fetched_at = now
     if answer.not_modified:
         if approve and src.held_xml:
             return _apply_held(app, src, now)
+        if expires is not None and expires <= now:   # a 304 does not make the stored document fresh again
+            return _refused(app, src, "metadata_expired", f"not modified (HTTP 304): "
+                                                          f"{_expired_message(app, src, expires)}", now)
         if src.held_xml:   # the source still serves the held change: it keeps waiting for an admin
             _ok(src, "held", now, None)
             return RefreshResult("held", f"not modified (HTTP 304); the held change still waits for approval: "
@@ -367,7 +392,7 @@ def _refused(app: ConnectedApp, src: MetadataSource, code: str, message: str, no
     first = src.last_outcome != "refused" or src.last_error != message
     src.last_outcome, src.last_error = "refused", message
     src.failures = (src.failures or 0) + 1
-    src.next_due_at = _retry_at(src, now) if src.refresh_mode != "off" else None
+    src.next_due_at = _retry_at(src, now, stored_expiry(app)) if src.refresh_mode != "off" else None
     if first:   # once per run of the same failure: admins are told, the audit trail is not flooded
         audit.record("app.metadata_refresh_failed", "app", app.slug,
                      after={"reason": code, "error": message, "url": request_url_of(src, app)})
