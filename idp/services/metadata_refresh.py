@@ -13,6 +13,7 @@ Services never commit: the CLI command, the console request or the worker's job 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
@@ -167,7 +168,8 @@ def describe(src: MetadataSource | None) -> dict[str, Any]:
             "refresh": src.refresh_mode, "trust_anchor_sha256": anchor_fingerprint(src.trust_anchor_pem),
             "max_interval": format_duration(src.max_interval_s), "last_fetched": iso(src.last_fetched_at),
             "next_due": iso(src.next_due_at), "last_outcome": src.last_outcome, "last_error": src.last_error,
-            "held": bool(src.held_xml), "held_reason": src.held_reason, "held_at": iso(src.held_at),
+            "held": bool(src.held_xml), "held_sha256": held_sha256(src), "held_reason": src.held_reason,
+            "held_at": iso(src.held_at),
             "held_diff": src.held_diff or []}
 
 
@@ -191,6 +193,29 @@ def request_url_of(src: MetadataSource, app: ConnectedApp | None) -> str | None:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+_B64 = "base64:"   # held_xml holds the fetched bytes as they came (a signed ISO-8859-1 document must verify again)
+
+
+def held_bytes(src: MetadataSource) -> bytes | None:
+    """The held document's bytes exactly as fetched (older rows hold UTF-8 text)."""
+    if not src.held_xml:
+        return None
+    if src.held_xml.startswith(_B64):
+        return base64.b64decode(src.held_xml[len(_B64):])
+    return src.held_xml.encode("utf-8")
+
+
+def held_sha256(src: MetadataSource) -> str | None:
+    """SHA-256 of the held document's bytes: what an approval names (console form, `--sha256`)."""
+    raw = held_bytes(src)
+    return hashlib.sha256(raw).hexdigest() if raw is not None else None
+
+
+def _held_text_sha256(src: MetadataSource) -> str | None:
+    raw = held_bytes(src)
+    return _sha256(raw.decode("utf-8", errors="replace")) if raw is not None else None
 
 
 def verify_document(src: MetadataSource, app: ConnectedApp, xml: bytes, now: datetime) -> SpMetadata:
@@ -260,9 +285,9 @@ def dangerous_change(old: SpMetadata, new: SpMetadata) -> str | None:
     return None
 
 
-def refresh(app: ConnectedApp, *, approve: bool = False, now: datetime | None = None) -> RefreshResult:
-    """Fetch the app's metadata now and apply, hold or refuse it (see the module docstring). `approve` (an admin
-    said yes: `idp apps refresh SLUG --yes`) applies a change, or a held one, whatever the mode."""
+def refresh(app: ConnectedApp, *, now: datetime | None = None) -> RefreshResult:
+    """Fetch the app's metadata now and apply, hold or refuse it (see the module docstring). An admin's yes is
+    approve_held: it applies only the held document, the one whose diff was shown."""
     now = now or utcnow()
     # the row locked (PostgreSQL) and read afresh: a worker's job, a cron `--due` run and an admin's "Refresh
     # now" for one app are serialised, each deciding on what the one before it wrote
@@ -278,8 +303,7 @@ def refresh(app: ConnectedApp, *, approve: bool = False, now: datetime | None = 
     # since?) nor a held change is that document, a 304 would hide a difference, so the fetch is unconditional
     expires = stored_expiry(app)
     current = _sha256(app.metadata_xml or "")
-    conditional = src.fetched_sha256 is not None and src.fetched_sha256 in (
-        current, _sha256(src.held_xml) if src.held_xml else None)
+    conditional = src.fetched_sha256 is not None and src.fetched_sha256 in (current, _held_text_sha256(src))
     try:
         answer = fetch_metadata_conditional(
             url, etag=src.etag if conditional else None, last_modified=src.last_modified if conditional else None,
@@ -292,8 +316,6 @@ def refresh(app: ConnectedApp, *, approve: bool = False, now: datetime | None = 
         return _refused(app, src, "fetch_failed", str(exc), now)
     src.last_fetched_at = now
     if answer.not_modified:
-        if approve and src.held_xml:
-            return _apply_held(app, src, now)
         if expires is not None and expires <= now:   # a 304 does not make the stored document fresh again
             return _refused(app, src, "metadata_expired", f"not modified (HTTP 304): "
                                                           f"{_expired_message(app, src, expires)}", now)
@@ -317,13 +339,11 @@ def refresh(app: ConnectedApp, *, approve: bool = False, now: datetime | None = 
         return _unchanged(src, "the document is unchanged", now, xml)
     old_sp = SpMetadata.from_dict(app.sp or {})
     diff = _diff_dicts(old_sp, new_sp)
-    if approve:
-        return _apply(app, src, xml, diff, now, url)
     if src.rejected_sha256 == _sha256(text):
         return _unchanged(src, "the fetched document is the one an admin rejected", now, xml)
     danger = dangerous_change(old_sp, new_sp)
     if src.refresh_mode == "approve" or danger:
-        return _hold(app, src, text, diff, danger or "refresh mode approve: an admin approves each change", now, xml)
+        return _hold(app, src, diff, danger or "refresh mode approve: an admin approves each change", now, xml)
     return _apply(app, src, xml, diff, now, url)
 
 
@@ -346,11 +366,13 @@ def _apply(app: ConnectedApp, src: MetadataSource, xml: bytes, diff: list[dict[s
     return RefreshResult("applied", "the new metadata was applied", diff=diff)
 
 
-def _hold(app: ConnectedApp, src: MetadataSource, text: str, diff: list[dict[str, Any]], why: str, now: datetime,
+def _hold(app: ConnectedApp, src: MetadataSource, diff: list[dict[str, Any]], why: str, now: datetime,
           xml: bytes) -> RefreshResult:
-    if src.held_xml != text:
-        src.held_xml, src.held_diff, src.held_reason, src.held_at = text, diff, why[:300], now
-        audit.record("app.metadata_held", "app", app.slug, after={"reason": why, "diff": diff})
+    if held_bytes(src) != xml:   # another document replaces the held one: an approval names the one it saw
+        src.held_xml = _B64 + base64.b64encode(xml).decode("ascii")
+        src.held_diff, src.held_reason, src.held_at = diff, why[:300], now
+        audit.record("app.metadata_held", "app", app.slug,
+                     after={"reason": why, "diff": diff, "sha256": hashlib.sha256(xml).hexdigest()})
     _ok(src, "held", now, xml)
     return RefreshResult("held", f"the change is held for approval: {why}", reason="held", diff=diff)
 
@@ -358,7 +380,7 @@ def _hold(app: ConnectedApp, src: MetadataSource, text: str, diff: list[dict[str
 def _apply_held(app: ConnectedApp, src: MetadataSource, now: datetime) -> RefreshResult:
     if not src.held_xml:
         raise ServiceError(f"app {app.slug} has no held metadata change", field="held")
-    xml = src.held_xml.encode("utf-8")
+    xml = held_bytes(src) or b""
     try:   # checked again: validUntil may have passed since it was held, the anchor may have changed
         new_sp = verify_document(src, app, xml, now)
     except (TrustError, ServiceError) as exc:
@@ -369,21 +391,30 @@ def _apply_held(app: ConnectedApp, src: MetadataSource, now: datetime) -> Refres
     return _apply(app, src, xml, diff, now, request_url_of(src, app) or "")
 
 
-def approve_held(app: ConnectedApp, *, now: datetime | None = None) -> RefreshResult:
-    """An admin approves the held change (console Approve)."""
-    src = source_of(app)
+def _locked_held(app: ConnectedApp, sha256: str | None) -> MetadataSource:
+    """The source row locked (PostgreSQL; a refresh holding another document waits or is waited for) and read
+    afresh; its held document must be the one the admin reviewed when `sha256` is given."""
+    src = db.session.get(MetadataSource, app.id, with_for_update=True, populate_existing=True)
     if src is None or not src.held_xml:
         raise ServiceError(f"app {app.slug} has no held metadata change", field="held")
+    if sha256 is not None and sha256.strip().lower() != held_sha256(src):
+        raise ServiceError("the held change is not the one reviewed (another document was fetched since): review "
+                           "the change shown now and approve it again", field="held")
+    return src
+
+
+def approve_held(app: ConnectedApp, *, sha256: str | None, now: datetime | None = None) -> RefreshResult:
+    """An admin approves the held change they reviewed (console Approve, `idp apps refresh SLUG --yes`):
+    `sha256` names the document reviewed (None: whatever is held, for `--yes` without `--sha256`)."""
+    src = _locked_held(app, sha256)
     return _apply_held(app, src, now or utcnow())
 
 
-def reject_held(app: ConnectedApp) -> None:
+def reject_held(app: ConnectedApp, *, sha256: str | None = None) -> None:
     """An admin rejects the held change: it is dropped and the same document is not held again."""
-    src = source_of(app)
-    if src is None or not src.held_xml:
-        raise ServiceError(f"app {app.slug} has no held metadata change", field="held")
+    src = _locked_held(app, sha256)
     audit.record("app.metadata_rejected", "app", app.slug, after={"diff": src.held_diff or []})
-    src.rejected_sha256 = _sha256(src.held_xml)
+    src.rejected_sha256 = _held_text_sha256(src)
     src.held_xml = src.held_diff = src.held_reason = src.held_at = None
 
 

@@ -13,18 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from flask import Flask
 from lxml import etree
 
 from idp.config import Settings
 from idp.extensions import db
-from idp.models import SsoEvent
+from idp.models import ConnectedApp, SsoEvent
+from idp.saml.constants import SignatureAlgorithm
+from idp.saml.signing import sign_element
 from idp.services import apps as apps_svc
 
 from ..conftest import make_settings
 from ..webclient import saml_form
 from .conftest import PASSWORD
-from .test_metadata_refresh import MetadataServer, anchor_file, audits, cli, ok, show, signed, sp_doc
+from .test_metadata_refresh import MetadataServer, anchor_file, audits, cli, ok, plain, show, signed, sp_doc
 
 
 @pytest.fixture
@@ -95,3 +98,58 @@ def test_expired_anchored_metadata_refuses_sso_until_a_fresh_document(app: Flask
     form = saml_form(browser.sso(req, "alice", PASSWORD))
     assert form is not None and form.action == sp.acs_url
     assert sp.process_response(form.saml_response, req.request_id).name_id == "alice"
+
+
+def _register(app: Flask, tmp_path: Path, xml: bytes, slug: str = "sp") -> None:
+    path = tmp_path / f"{slug}.xml"
+    path.write_bytes(xml)
+    ok(app, "apps", "add", "--metadata", str(path), "--slug", slug)
+
+
+def _acs(slug: str = "sp") -> list[str]:
+    db.session.expire_all()
+    row = db.session.query(ConnectedApp).filter_by(slug=slug).one()
+    return [a["location"] for a in (row.sp or {})["acs"]]
+
+
+def test_yes_applies_only_the_held_document(app: Flask, tmp_path: Path, server: MetadataServer) -> None:
+    """Review M2: `--yes` applies the held document (the diff shown), never a fresh fetch; `--sha256` binds it."""
+    _register(app, tmp_path, plain(sp_doc("https://sp.example.org/acs")))
+    server.docs["/md.xml"] = plain(sp_doc("https://sp.example.org/acs", "https://sp.example.org/reviewed"))
+    ok(app, "apps", "set", "sp", "--metadata-url", server.url("/md.xml"), "--refresh", "approve")
+    result = ok(app, "apps", "refresh", "sp")
+    held = show(app, "sp")["metadata_refresh"]["held_sha256"]
+    assert f"idp apps refresh sp --yes --sha256 {held}" in result.stderr
+    # the source now serves something nobody reviewed
+    server.docs["/md.xml"] = plain(sp_doc("https://evil.example.net/acs"))
+    fetches = len(server.requests)
+    result = cli(app, "apps", "refresh", "sp", "--yes", "--sha256", "0" * 64)
+    assert result.exit_code == 1 and "not the one reviewed" in result.output
+    assert _acs() == ["https://sp.example.org/acs"]
+    assert "applied" in ok(app, "apps", "refresh", "sp", "--yes", "--sha256", held).stdout
+    assert len(server.requests) == fetches   # nothing fetched: the held document was applied
+    assert _acs() == ["https://sp.example.org/acs", "https://sp.example.org/reviewed"]
+    # nothing held: --yes refreshes as usual, and a dangerous change is held, not applied
+    result = ok(app, "apps", "refresh", "sp", "--yes")
+    assert "held" in result.stdout and "Nothing was held before" in result.stderr
+    assert _acs() == ["https://sp.example.org/acs", "https://sp.example.org/reviewed"]
+
+
+def test_non_utf8_signed_document_is_held_and_approved_intact(app: Flask, tmp_path: Path, server: MetadataServer,
+                                                              sp_keys: Any) -> None:
+    """Review L4: an ISO-8859-1 signed document is held as fetched and verifies again when approved."""
+    kp = sp_keys["other"]
+    _register(app, tmp_path, plain(sp_doc("https://sp.example.org/acs")))
+    ok(app, "apps", "set", "sp", "--metadata-url", server.url("/md.xml"), "--refresh", "approve", "--trust-anchor",
+       anchor_file(tmp_path, kp))
+    root = sp_doc("https://sp.example.org/acs", "https://sp.example.org/caf\u00e9",
+                  valid_until=datetime.now(UTC) + timedelta(days=7))
+    key = serialization.load_pem_private_key(kp.key_pem.encode(), None)
+    sign_element(root, key, SignatureAlgorithm.RSA_SHA256, kp.cert_b64)  # type: ignore[arg-type]
+    body = etree.tostring(root, xml_declaration=True, encoding="ISO-8859-1")
+    assert b"caf\xe9" in body
+    server.docs["/md.xml"] = body
+    assert "held" in ok(app, "apps", "refresh", "sp").stdout
+    result = ok(app, "apps", "refresh", "sp", "--yes")
+    assert "applied" in result.stdout, result.output
+    assert _acs()[-1] == "https://sp.example.org/caf\u00e9"
