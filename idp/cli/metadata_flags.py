@@ -34,7 +34,9 @@ def refresh_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--refresh", "refresh_mode", type=click.Choice(refresh_svc.MODES),
                      help="auto: apply fetched changes (audited with their diff); approve: hold each change for an "
                           "admin; off: fetch only on `idp apps refresh`. A change removing every ACS or every "
-                          "signing certificate is always held."),
+                          "signing certificate (now or in the last approved metadata) is always held; without a "
+                          "trust anchor so is one adding an ACS host or a signing certificate, and over plain "
+                          "http:// every change."),
         click.option("--trust-anchor", type=click.Path(dir_okay=False, path_type=Path),
                      help="A PEM certificate that must have signed the metadata (enveloped signature over the "
                           "root, SHA-256 or stronger); unsigned or badly signed metadata is then refused."),
@@ -87,6 +89,8 @@ def apply_refresh_flags(app: Any, flags: dict[str, Any]) -> bool:
                f"at most every {d['max_interval']}"
                + (f", trust anchor SHA-256 {d['trust_anchor_sha256']}" if d["trust_anchor_sha256"] else
                   ", no trust anchor"))
+    if d.get("warning"):
+        click.echo(f"Warning: app {app.slug}: {d['warning']}", err=True)
     return True
 
 

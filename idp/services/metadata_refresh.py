@@ -137,6 +137,7 @@ def configure(app: ConnectedApp, *, url: str | None | object = None, mdq: str | 
         if src.url is None and src.mdq_base is None:
             raise ServiceError("give the app a metadata URL (--metadata-url) or an MDQ service (--mdq) first",
                                field="metadata_url")
+        src.baseline_sp = app.sp   # the metadata in place when an admin set the source: approved
         db.session.add(src)
     # the new source (or anchor, or mode) is checked at the next run: due now; the validators of another
     # document no longer apply
@@ -170,7 +171,8 @@ def describe(src: MetadataSource | None) -> dict[str, Any]:
             "next_due": iso(src.next_due_at), "last_outcome": src.last_outcome, "last_error": src.last_error,
             "held": bool(src.held_xml), "held_sha256": held_sha256(src), "held_reason": src.held_reason,
             "held_at": iso(src.held_at),
-            "held_diff": src.held_diff or []}
+            "held_diff": src.held_diff or [],
+            "warning": PLAIN_HTTP_HOLD if plain_http_unanchored(src) else None}
 
 
 def mdq_request_url(base: str, entity_id: str) -> str:
@@ -276,13 +278,48 @@ def _diff_dicts(old: SpMetadata, new: SpMetadata) -> list[dict[str, Any]]:
             for item in metadata_diff(old, new)]
 
 
-def dangerous_change(old: SpMetadata, new: SpMetadata) -> str | None:
-    """Why a change must never be applied unattended: it removes every ACS, or every signing certificate."""
-    if old.acs and not {e.location for e in old.acs} & {e.location for e in new.acs}:
-        return "the change removes every Assertion Consumer Service"
-    if old.signing_certs and not set(old.signing_certs) & set(new.signing_certs):
-        return "the change removes every signing certificate"
+def dangerous_change(old: SpMetadata, new: SpMetadata, baseline: SpMetadata | None = None) -> str | None:
+    """Why a change must never be applied unattended: it removes every ACS, or every signing certificate, the app
+    has now or had in its admin-approved baseline (so two unattended steps, one adding an endpoint or key and one
+    dropping the old ones, are held at the second)."""
+    for ref, what in ((old, ""), (baseline, " approved by an admin")):
+        if ref is None:
+            continue
+        if ref.acs and not {e.location for e in ref.acs} & {e.location for e in new.acs}:
+            return f"the change removes every Assertion Consumer Service{what}"
+        if ref.signing_certs and not set(ref.signing_certs) & set(new.signing_certs):
+            return f"the change removes every signing certificate{what}"
     return None
+
+
+def _host(location: str) -> str:
+    parts = urlsplit(location)
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{parts.port or ''}"
+
+
+def unauthenticated_additions(old: SpMetadata, new: SpMetadata) -> str | None:
+    """Without a trust anchor the document is not authenticated: a change that adds an ACS host or a signing
+    certificate is never applied unattended."""
+    hosts = sorted({_host(e.location) for e in new.acs} - {_host(e.location) for e in old.acs})
+    if hosts:
+        return (f"the change adds an Assertion Consumer Service host ({hosts[0].rstrip(':')}) and the metadata is "
+                "not signed by a trust anchor")
+    if set(new.signing_certs) - set(old.signing_certs):
+        return "the change adds a signing certificate and the metadata is not signed by a trust anchor"
+    return None
+
+
+PLAIN_HTTP_HOLD = ("the metadata comes over plain http:// without a trust anchor: every change is held for an "
+                   "admin (set a trust anchor, or an https:// URL)")
+
+
+def plain_http_unanchored(src: MetadataSource, app: ConnectedApp | None = None) -> bool:
+    url = request_url_of(src, app) or ""
+    return url.lower().startswith("http://") and not src.trust_anchor_pem
+
+
+def baseline_of(src: MetadataSource, app: ConnectedApp) -> SpMetadata:
+    return SpMetadata.from_dict(src.baseline_sp if src.baseline_sp is not None else (app.sp or {}))
 
 
 def refresh(app: ConnectedApp, *, now: datetime | None = None) -> RefreshResult:
@@ -341,7 +378,9 @@ def refresh(app: ConnectedApp, *, now: datetime | None = None) -> RefreshResult:
     diff = _diff_dicts(old_sp, new_sp)
     if src.rejected_sha256 == _sha256(text):
         return _unchanged(src, "the fetched document is the one an admin rejected", now, xml)
-    danger = dangerous_change(old_sp, new_sp)
+    danger = dangerous_change(old_sp, new_sp, baseline_of(src, app))
+    if danger is None and not src.trust_anchor_pem:
+        danger = PLAIN_HTTP_HOLD if plain_http_unanchored(src, app) else unauthenticated_additions(old_sp, new_sp)
     if src.refresh_mode == "approve" or danger:
         return _hold(app, src, diff, danger or "refresh mode approve: an admin approves each change", now, xml)
     return _apply(app, src, xml, diff, now, url)
@@ -358,8 +397,8 @@ def _unchanged(src: MetadataSource, message: str, now: datetime, xml: bytes | No
 
 
 def _apply(app: ConnectedApp, src: MetadataSource, xml: bytes, diff: list[dict[str, Any]], now: datetime,
-           url: str) -> RefreshResult:
-    update_metadata(app, xml, source_ref=url)
+           url: str, *, approved: bool = False) -> RefreshResult:
+    update_metadata(app, xml, source_ref=url, approved=approved)   # approved: the new baseline
     audit.record("app.metadata_refresh", "app", app.slug, after={"outcome": "applied", "url": url, "diff": diff})
     src.held_xml = src.held_diff = src.held_reason = src.held_at = None
     _ok(src, "applied", now, xml)
@@ -388,7 +427,7 @@ def _apply_held(app: ConnectedApp, src: MetadataSource, now: datetime) -> Refres
         return _refused(app, src, getattr(exc, "code", "metadata_invalid"), f"the held document: {exc}", now)
     # against what the app has now (its metadata may have been replaced by hand since the change was held)
     diff = _diff_dicts(SpMetadata.from_dict(app.sp or {}), new_sp)
-    return _apply(app, src, xml, diff, now, request_url_of(src, app) or "")
+    return _apply(app, src, xml, diff, now, request_url_of(src, app) or "", approved=True)
 
 
 def _locked_held(app: ConnectedApp, sha256: str | None) -> MetadataSource:

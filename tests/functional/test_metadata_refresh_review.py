@@ -153,3 +153,57 @@ def test_non_utf8_signed_document_is_held_and_approved_intact(app: Flask, tmp_pa
     result = ok(app, "apps", "refresh", "sp", "--yes")
     assert "applied" in result.stdout, result.output
     assert _acs()[-1] == "https://sp.example.org/caf\u00e9"
+
+
+def test_two_unattended_steps_cannot_replace_the_approved_acs_and_keys(app: Flask, tmp_path: Path,
+                                                                        server: MetadataServer,
+                                                                        sp_keys: Any) -> None:
+    """Review M1: the dangerous-change rule compares against the admin-approved baseline, not only the last
+    document: step 1 adds an endpoint and a key (kept: the old ones stay), step 2 drops the approved ones: held."""
+    kp = sp_keys["other"]
+    until = datetime.now(UTC) + timedelta(days=2)
+    old_cert, new_cert = sp_keys["sp1"].cert_b64, sp_keys["sp2"].cert_b64
+    _register(app, tmp_path, plain(sp_doc("https://sp.example.org/acs", certs=(old_cert,))))
+    ok(app, "apps", "set", "sp", "--metadata-url", server.url("/md.xml"), "--trust-anchor", anchor_file(tmp_path, kp))
+    server.docs["/md.xml"] = signed(sp_doc("https://sp.example.org/acs", "https://other.example.net/acs",
+                                           certs=(old_cert, new_cert), valid_until=until), kp)
+    assert "applied" in ok(app, "apps", "refresh", "sp").stdout
+    server.docs["/md.xml"] = signed(sp_doc("https://other.example.net/acs", certs=(new_cert,), valid_until=until,
+                                           doc_id="_md2"), kp)
+    out = ok(app, "apps", "refresh", "sp").stdout
+    assert "held" in out and "approved by an admin" in out
+    assert _acs() == ["https://sp.example.org/acs", "https://other.example.net/acs"]
+    # an admin approves: that becomes the baseline, and the next change is judged against it
+    ok(app, "apps", "refresh", "sp", "--yes")
+    assert _acs() == ["https://other.example.net/acs"]
+    server.docs["/md.xml"] = signed(sp_doc("https://other.example.net/acs", "https://other.example.net/b",
+                                           certs=(new_cert,), valid_until=until, doc_id="_md3"), kp)
+    assert "applied" in ok(app, "apps", "refresh", "sp").stdout
+
+
+def test_unauthenticated_metadata_never_adds_hosts_or_keys_unattended(app: Flask, tmp_path: Path,
+                                                                      server: MetadataServer,
+                                                                      sp_keys: Any) -> None:
+    """Review M1: without a trust anchor a change adding an ACS host or a signing certificate is held; over plain
+    http:// every change is held, with a warning when the URL is set."""
+    from idp.saml.sp_metadata import SpMetadata, parse_sp_metadata
+    from idp.services.metadata_refresh import unauthenticated_additions
+
+    def sp(*acs: str, certs: tuple[str, ...] = ()) -> SpMetadata:
+        return parse_sp_metadata(plain(sp_doc(*acs, certs=certs)))
+
+    base = sp("https://sp.example.org/acs")
+    assert unauthenticated_additions(base, sp("https://sp.example.org/acs", "https://sp.example.org/x")) is None
+    assert "host (https://evil.example.net" in (
+        unauthenticated_additions(base, sp("https://sp.example.org/acs", "https://evil.example.net/acs")) or "")
+    assert "adds a signing certificate" in (unauthenticated_additions(
+        base, sp("https://sp.example.org/acs", certs=(sp_keys["sp1"].cert_b64,))) or "")
+
+    _register(app, tmp_path, plain(sp_doc("https://sp.example.org/acs")))
+    result = ok(app, "apps", "set", "sp", "--metadata-url", server.url("/md.xml"))
+    assert "plain http:// without a trust anchor" in result.stderr
+    assert show(app, "sp")["metadata_refresh"]["warning"]
+    server.docs["/md.xml"] = plain(sp_doc("https://sp.example.org/acs", "https://sp.example.org/x"))
+    out = ok(app, "apps", "refresh", "sp").stdout
+    assert "held" in out and "plain http://" in out
+    assert _acs() == ["https://sp.example.org/acs"]

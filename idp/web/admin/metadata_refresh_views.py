@@ -91,6 +91,9 @@ def app_metadata_source(slug: str) -> tuple[str, int] | Response:
         return _detail(_app_or_404(slug), form, 422)
     flash("Metadata refresh settings saved. The metadata is fetched at the next refresh (or press “Refresh now”).",
           "success")
+    warning = refresh_svc.describe(refresh_svc.source_of(app)).get("warning")
+    if warning:
+        flash(f"Warning: {warning}", "warning")
     return _back(app.slug)
 
 
