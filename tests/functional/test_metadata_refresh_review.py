@@ -6,9 +6,12 @@ changes."""
 
 from __future__ import annotations
 
+import ssl
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from ..conftest import make_settings
 from ..webclient import saml_form
 from .conftest import PASSWORD
 from .test_metadata_refresh import MetadataServer, anchor_file, audits, cli, ok, plain, show, signed, sp_doc
+from .test_slo_soap import pki  # noqa: F401 - fixture
 
 
 @pytest.fixture
@@ -207,3 +211,36 @@ def test_unauthenticated_metadata_never_adds_hosts_or_keys_unattended(app: Flask
     out = ok(app, "apps", "refresh", "sp").stdout
     assert "held" in out and "plain http://" in out
     assert _acs() == ["https://sp.example.org/acs"]
+
+
+def test_https_to_http_redirect_is_refused(app: Flask, tmp_path: Path, server: MetadataServer,
+                                           pki: Any) -> None:  # noqa: F811 - the fixture
+    """Review L2: a metadata URL over https that redirects to plain http is refused (not followed)."""
+    target = server.url("/md.xml")
+    server.docs["/md.xml"] = plain(sp_doc("https://sp.example.org/acs", "https://sp.example.org/x"))
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki["server"])
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        _register(app, tmp_path, plain(sp_doc("https://sp.example.org/acs")))
+        ok(app, "apps", "set", "sp", "--metadata-url", f"https://127.0.0.1:{httpd.server_address[1]}/md.xml")
+        result = cli(app, "apps", "refresh", "sp")
+        assert result.exit_code == 1 and "redirected from https:// to a plain http://" in result.stdout, result.output
+        assert not server.requests   # never followed
+        assert _acs() == ["https://sp.example.org/acs"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
