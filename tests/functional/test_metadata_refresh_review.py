@@ -244,3 +244,22 @@ def test_https_to_http_redirect_is_refused(app: Flask, tmp_path: Path, server: M
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_root_id_must_be_unique_counting_xml_id(app: Flask, tmp_path: Path, server: MetadataServer,
+                                                sp_keys: Any) -> None:
+    """Review L5: an xml:id equal to the root's ID (here inside the unsigned KeyInfo) makes the Reference
+    ambiguous: refused."""
+    kp = sp_keys["other"]
+    _register(app, tmp_path, plain(sp_doc("https://sp.example.org/acs")))
+    ok(app, "apps", "set", "sp", "--metadata-url", server.url("/md.xml"), "--trust-anchor", anchor_file(tmp_path, kp))
+    root = etree.fromstring(signed(sp_doc("https://sp.example.org/acs", "https://sp.example.org/x",
+                                          valid_until=datetime.now(UTC) + timedelta(days=7)), kp))
+    data = root.find("{http://www.w3.org/2000/09/xmldsig#}Signature/{http://www.w3.org/2000/09/xmldsig#}KeyInfo/"
+                     "{http://www.w3.org/2000/09/xmldsig#}X509Data")
+    assert data is not None
+    data.set("{http://www.w3.org/XML/1998/namespace}id", "_md1")
+    server.docs["/md.xml"] = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    result = cli(app, "apps", "refresh", "sp")
+    assert result.exit_code == 1 and "ID is not unique" in result.stdout, result.output
+    assert _acs() == ["https://sp.example.org/acs"]
