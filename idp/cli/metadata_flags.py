@@ -106,6 +106,8 @@ def echo_result(slug: str, result: refresh_svc.RefreshResult) -> None:
             click.echo(f"    {item.get('before')} -> {item.get('after')}")
         if item.get("note"):
             click.echo(f"    ({item['note']})")
+    for warning in result.warnings:
+        click.echo(f"Warning: app {slug}: {warning}", err=True)
 
 
 @click.command("refresh")
@@ -148,8 +150,9 @@ def apps_refresh(slug: str | None, yes: bool, sha256: str | None, due: bool) -> 
         else:
             click.echo("Apply it with:", err=True)
         click.echo(f"  idp apps refresh {slug} --yes --sha256 {held}", err=True)
-    for warning in apps_svc.metadata_warnings(app.sp) if result.outcome == "applied" else ():
-        click.echo(f"Warning: app {slug}: {warning}", err=True)
+    stale = apps_svc.stale_metadata_warning(app.sp) if result.outcome == "applied" else None
+    if stale:
+        click.echo(f"Warning: app {slug}: {stale}", err=True)
     if result.outcome == "refused":
         sys.exit(1)
 

@@ -37,7 +37,13 @@ from ..saml.metadata_trust import (
 from ..saml.sp_metadata import MetadataError, SpMetadata
 from . import ServiceError, outbox
 from .app_diff import metadata_diff
-from .apps import get_app, invalidate_cache, parse_app_metadata, update_metadata
+from .apps import (
+    get_app,
+    invalidate_cache,
+    parse_app_metadata,
+    plain_http_endpoint_warnings,
+    update_metadata,
+)
 from .apps.oidc_settings import format_duration
 
 log = logging.getLogger("idp.metadata_refresh")
@@ -57,6 +63,7 @@ class RefreshResult:
     message: str
     reason: str | None = None     # machine code of a refusal or a hold
     diff: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)   # about the metadata applied (plain-http endpoints)
 
 
 # ------------------------------------------------------------------ configuration
@@ -399,10 +406,15 @@ def _unchanged(src: MetadataSource, message: str, now: datetime, xml: bytes | No
 def _apply(app: ConnectedApp, src: MetadataSource, xml: bytes, diff: list[dict[str, Any]], now: datetime,
            url: str, *, approved: bool = False) -> RefreshResult:
     update_metadata(app, xml, source_ref=url, approved=approved)   # approved: the new baseline
-    audit.record("app.metadata_refresh", "app", app.slug, after={"outcome": "applied", "url": url, "diff": diff})
+    # the warnings an admin gets when uploading by hand, recorded for a change nobody watched being applied
+    warnings = plain_http_endpoint_warnings(app.sp)
+    audit.record("app.metadata_refresh", "app", app.slug,
+                 after={"outcome": "applied", "url": url, "diff": diff, **({"warnings": warnings} if warnings else {})})
     src.held_xml = src.held_diff = src.held_reason = src.held_at = None
     _ok(src, "applied", now, xml)
-    return RefreshResult("applied", "the new metadata was applied", diff=diff)
+    for warning in warnings:
+        log.warning("metadata refresh of app %s applied: %s", app.slug, warning)
+    return RefreshResult("applied", "the new metadata was applied", diff=diff, warnings=warnings)
 
 
 def _hold(app: ConnectedApp, src: MetadataSource, diff: list[dict[str, Any]], why: str, now: datetime,

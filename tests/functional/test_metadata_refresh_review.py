@@ -263,3 +263,19 @@ def test_root_id_must_be_unique_counting_xml_id(app: Flask, tmp_path: Path, serv
     result = cli(app, "apps", "refresh", "sp")
     assert result.exit_code == 1 and "ID is not unique" in result.stdout, result.output
     assert _acs() == ["https://sp.example.org/acs"]
+
+
+def test_unattended_apply_records_plain_http_warnings(app: Flask, tmp_path: Path, server: MetadataServer,
+                                                      sp_keys: Any) -> None:
+    """Review L7: a change applied by `--due` (or the worker) records the plain-http endpoint warnings an admin
+    gets when uploading by hand: printed, and in the app.metadata_refresh audit row."""
+    kp = sp_keys["other"]
+    _register(app, tmp_path, plain(sp_doc("https://sp.example.org/acs")))
+    ok(app, "apps", "set", "sp", "--metadata-url", server.url("/md.xml"), "--trust-anchor", anchor_file(tmp_path, kp))
+    server.docs["/md.xml"] = signed(sp_doc("https://sp.example.org/acs", "http://sp.example.org/plain",
+                                           valid_until=datetime.now(UTC) + timedelta(days=2)), kp)
+    result = ok(app, "apps", "refresh", "--due")
+    assert "applied" in result.stdout
+    assert "Warning: app sp:" in result.stderr and "http://sp.example.org/plain" in result.stderr
+    row = audits("app.metadata_refresh")[-1]
+    assert any("http://sp.example.org/plain" in w for w in row.after["warnings"])
