@@ -51,11 +51,14 @@ class MetadataServer:
         self.etags: dict[str, str] = {}          # path -> ETag sent instead of the document's hash
         self.always_304: set[str] = set()        # paths that answer 304 whatever was asked
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.hooks: dict[str, Any] = {}          # path -> called (no arguments) before the answer
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 outer.requests.append((self.path, dict(self.headers.items())))
+                if self.path in outer.hooks:
+                    outer.hooks[self.path]()
                 body = outer.docs.get(self.path)
                 if body is None:
                     self.send_response(404)

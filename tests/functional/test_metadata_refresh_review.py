@@ -279,3 +279,45 @@ def test_unattended_apply_records_plain_http_warnings(app: Flask, tmp_path: Path
     assert "Warning: app sp:" in result.stderr and "http://sp.example.org/plain" in result.stderr
     row = audits("app.metadata_refresh")[-1]
     assert any("http://sp.example.org/plain" in w for w in row.after["warnings"])
+
+
+def test_due_commits_each_app_before_fetching_the_next(app: Flask, tmp_path: Path, server: MetadataServer,
+                                                       sp_keys: Any) -> None:
+    """Review M3: `idp apps refresh --due` commits each app's outcome before fetching the next one (the SQLite
+    write lock is not held across the other fetches): another connection sees app one's outcome while app two's
+    document is being fetched. Run it on PostgreSQL too (tests/with-services.sh sets IDP_TEST_DATABASE_URL): there
+    the old single transaction hid app one's outcome (and held its row lock) until the end of the run; on SQLite
+    pysqlite's release of the outermost savepoint happened to commit."""
+    import sqlalchemy as sa
+
+    from idp.models import MetadataSource
+
+    kp = sp_keys["other"]
+    _register(app, tmp_path, plain(sp_doc()), slug="one")
+    _register(app, tmp_path, plain(sp_doc(entity_id="https://two.example.org/sp")), slug="two")
+    server.docs["/one.xml"] = signed(sp_doc("https://sp.example.org/acs", "https://sp.example.org/one",
+                                            valid_until=datetime.now(UTC) + timedelta(days=2)), kp)
+    server.docs["/two.xml"] = plain(sp_doc(entity_id="https://two.example.org/sp"))
+    ok(app, "apps", "set", "one", "--metadata-url", server.url("/one.xml"), "--trust-anchor", anchor_file(tmp_path, kp))
+    ok(app, "apps", "set", "two", "--metadata-url", server.url("/two.xml"))
+    for slug, ago in (("one", 120), ("two", 60)):   # one is due first
+        row = db.session.query(ConnectedApp).filter_by(slug=slug).one()
+        src = db.session.get(MetadataSource, row.id)
+        assert src is not None
+        src.next_due_at = datetime.now(UTC) - timedelta(seconds=ago)
+    db.session.commit()
+    one_id = db.session.query(ConnectedApp).filter_by(slug="one").one().id
+    other = sa.create_engine(db.engine.url)
+    seen: list[str | None] = []
+
+    def look() -> None:
+        with other.connect() as conn:
+            seen.append(conn.execute(sa.text("SELECT last_outcome FROM app_metadata_sources WHERE app_id = :i"),
+                                     {"i": one_id}).scalar())
+
+    server.hooks["/two.xml"] = look
+    try:
+        assert "2 app(s) refreshed, 0 refused" in ok(app, "apps", "refresh", "--due").stdout
+    finally:
+        other.dispose()
+    assert seen == ["applied"]
