@@ -112,6 +112,14 @@ class AppDisabled(SamlFlowError):
     http_status = 403
 
 
+class MetadataExpired(SamlFlowError):
+    """The app's metadata, fetched under a trust anchor, is past its validUntil: no SSO or SLO with it until a
+    fresh verified document is applied."""
+
+    reason = Reason.METADATA_EXPIRED
+    http_status = 403
+
+
 class IdpInitiatedDisabled(SamlFlowError):
     reason = Reason.IDP_INITIATED_DISABLED
     http_status = 403

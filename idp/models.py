@@ -221,6 +221,9 @@ class MetadataSource(db.Model):  # type: ignore[name-defined]
     held_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     rejected_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     fetched_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the document ETag stands for
+    # the SP summary (SpMetadata.to_dict) an admin last approved: a manual upload, the metadata in place when the
+    # source was set, or an approved change; the dangerous-change rule compares against it
+    baseline_sp: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Feed(db.Model):  # type: ignore[name-defined]

@@ -27,6 +27,7 @@ class Reason(StrEnum):
     NO_PASSIVE = "no_passive"
     NO_AUTHN_CONTEXT = "no_authn_context"
     APP_DISABLED = "app_disabled"
+    METADATA_EXPIRED = "metadata_expired"      # the app's trust-anchored metadata is past its validUntil
     UNKNOWN_APP = "unknown_app"
     IDP_INITIATED_DISABLED = "idp_initiated_disabled"     # /apps/<slug>/sso for an app with --idp-initiated off
     RELAY_STATE_NOT_ALLOWED = "relay_state_not_allowed"   # an IdP-initiated RelayState outside the app's allow-list
@@ -114,7 +115,8 @@ DENIAL_REASONS = frozenset({
     Reason.USER_NOT_PERMITTED, Reason.IP_NOT_ALLOWED, Reason.MFA_REQUIRED, Reason.MFA_FAILED,
     Reason.PHISHING_RESISTANT_REQUIRED,
     Reason.MFA_SUSPENDED, Reason.PASSKEY_FAILED, Reason.PASSKEY_CLONED,
-    Reason.APP_DISABLED, Reason.IDP_INITIATED_DISABLED, Reason.USER_DISABLED, Reason.NO_PASSIVE,
+    Reason.APP_DISABLED, Reason.METADATA_EXPIRED,
+    Reason.IDP_INITIATED_DISABLED, Reason.USER_DISABLED, Reason.NO_PASSIVE,
     Reason.NO_AUTHN_CONTEXT, Reason.ATTRIBUTE_UNAVAILABLE,
     Reason.SESSION_EXPIRED, Reason.BAD_CREDENTIALS, Reason.THROTTLED,
     Reason.ADMIN_REQUIRED, Reason.ADMIN_MFA_REQUIRED, Reason.ADMIN_IP_DENIED,

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from idp.extensions import db
+from idp.models import ConnectedApp
 from idp.services import ServiceError
 from idp.services import apps as apps_svc
 from idp.services import metadata_refresh as refresh_svc
@@ -33,7 +34,9 @@ def refresh_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--refresh", "refresh_mode", type=click.Choice(refresh_svc.MODES),
                      help="auto: apply fetched changes (audited with their diff); approve: hold each change for an "
                           "admin; off: fetch only on `idp apps refresh`. A change removing every ACS or every "
-                          "signing certificate is always held."),
+                          "signing certificate (now or in the last approved metadata) is always held; without a "
+                          "trust anchor so is one adding an ACS host or a signing certificate, and over plain "
+                          "http:// every change."),
         click.option("--trust-anchor", type=click.Path(dir_okay=False, path_type=Path),
                      help="A PEM certificate that must have signed the metadata (enveloped signature over the "
                           "root, SHA-256 or stronger); unsigned or badly signed metadata is then refused."),
@@ -86,6 +89,8 @@ def apply_refresh_flags(app: Any, flags: dict[str, Any]) -> bool:
                f"at most every {d['max_interval']}"
                + (f", trust anchor SHA-256 {d['trust_anchor_sha256']}" if d["trust_anchor_sha256"] else
                   ", no trust anchor"))
+    if d.get("warning"):
+        click.echo(f"Warning: app {app.slug}: {d['warning']}", err=True)
     return True
 
 
@@ -101,43 +106,79 @@ def echo_result(slug: str, result: refresh_svc.RefreshResult) -> None:
             click.echo(f"    {item.get('before')} -> {item.get('after')}")
         if item.get("note"):
             click.echo(f"    ({item['note']})")
+    for warning in result.warnings:
+        click.echo(f"Warning: app {slug}: {warning}", err=True)
 
 
 @click.command("refresh")
 @click.argument("slug", required=False)
-@click.option("--yes", is_flag=True, help="Apply the fetched change (or the held one) whatever the refresh mode.")
+@click.option("--yes", is_flag=True, help="Apply the held change (the one whose diff `idp apps show` and the last "
+                                          "refresh printed), whatever the refresh mode; nothing is fetched. With "
+                                          "nothing held, refresh as usual (a change is then held, not applied).")
+@click.option("--sha256", "sha256", metavar="HASH", help="With --yes: apply the held change only if its document "
+                                                         "has this SHA-256 (held_sha256 in `idp apps show`).")
 @click.option("--due", is_flag=True, help="Refresh every app whose refresh is due (for cron); exit 1 if any was "
                                           "refused.")
 @unit_of_work
-def apps_refresh(slug: str | None, yes: bool, due: bool) -> None:
+def apps_refresh(slug: str | None, yes: bool, sha256: str | None, due: bool) -> None:
     """Fetch an app's metadata from its URL / MDQ service now: applied, held for approval, unchanged or refused
     (exit 1)."""
     if due == (slug is not None):
         fail("give an app's SLUG or --due (not both)")
+    if sha256 is not None and not yes:
+        fail("--sha256 goes with --yes")
     if due:
         if yes:
             fail("--yes goes with one app's SLUG")
-        refused = 0
-        apps = refresh_svc.due_apps()
-        for app in apps:
-            try:
-                with db.session.begin_nested():   # one app's unexpected refusal leaves the others' outcomes
-                    result = refresh_svc.refresh(app)
-            except ServiceError as exc:
-                result = refresh_svc.RefreshResult("refused", str(exc), reason="error")
-            refused += result.outcome == "refused"
-            echo_result(app.slug, result)
-        click.echo(f"{len(apps)} app(s) refreshed, {refused} refused")
-        if refused:
-            sys.exit(1)
+        _refresh_due()
         return
     assert slug is not None
     app = apps_svc.get_app(slug)
-    result = refresh_svc.refresh(app, approve=yes)
+    src = refresh_svc.source_of(app)
+    if yes and src is not None and src.held_xml:
+        result = refresh_svc.approve_held(app, sha256=sha256)
+    else:
+        if yes and sha256 is not None:
+            fail(f"app {slug} has no held metadata change")
+        result = refresh_svc.refresh(app)
     echo_result(slug, result)
     if result.outcome == "held":
-        click.echo(f"Apply it with: idp apps refresh {slug} --yes", err=True)
-    for warning in apps_svc.metadata_warnings(app.sp) if result.outcome == "applied" else ():
-        click.echo(f"Warning: app {slug}: {warning}", err=True)
+        held = refresh_svc.held_sha256(refresh_svc.source_of(app))   # type: ignore[arg-type]
+        if yes:
+            click.echo("Nothing was held before: this change was fetched now and is held, not applied. Review the "
+                       "diff above, then apply it with:", err=True)
+        else:
+            click.echo("Apply it with:", err=True)
+        click.echo(f"  idp apps refresh {slug} --yes --sha256 {held}", err=True)
+    stale = apps_svc.stale_metadata_warning(app.sp) if result.outcome == "applied" else None
+    if stale:
+        click.echo(f"Warning: app {slug}: {stale}", err=True)
     if result.outcome == "refused":
+        sys.exit(1)
+
+
+def _refresh_due() -> None:
+    """Every due app, each in its own transaction (committed per app: the SQLite write lock is not held across
+    the other apps' fetches, and one app's failure leaves the others' outcomes)."""
+    refused = 0
+    ids = [app.id for app in refresh_svc.due_apps()]
+    db.session.commit()
+    for app_id in ids:
+        app = db.session.get(ConnectedApp, app_id)
+        if app is None:   # removed meanwhile
+            continue
+        slug = app.slug
+        result: refresh_svc.RefreshResult | None
+        try:
+            result = refresh_svc.refresh_by_id(app_id)
+            db.session.commit()
+        except ServiceError as exc:
+            db.session.rollback()
+            result = refresh_svc.RefreshResult("refused", str(exc), reason="error")
+        if result is None:
+            continue
+        refused += result.outcome == "refused"
+        echo_result(slug, result)
+    click.echo(f"{len(ids)} app(s) refreshed, {refused} refused")
+    if refused:
         sys.exit(1)

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from ..certs.keystore import KeyFamily, KeySet
 from ..config import Settings
-from ..errors import AppDisabled, EventContext, MalformedRequest, SamlFlowError, UnknownSp
+from ..errors import AppDisabled, EventContext, MalformedRequest, MetadataExpired, SamlFlowError, UnknownSp
 from ..events import record_event
 from ..models import utcnow
 from ..reasons import Reason
@@ -151,6 +151,8 @@ def _authenticate(req: ArtifactResolve, xml: bytes, ctx: EventContext, settings:
     ctx.app_slug = app.slug
     if not app.enabled:
         raise AppDisabled("this app is disabled")
+    if app.metadata_expired(now):
+        raise MetadataExpired("the app's metadata expired at its validUntil")
     rules = InboundRules(endpoint_url=settings.url(ENDPOINT_PATH), signature_required=True,
                          verify_when_present=True, destination_required=False, signed_needs_destination=False)
     inbound = InboundMessage(kind="ArtifactResolve", id=req.id, issuer=req.issuer, destination=req.destination,

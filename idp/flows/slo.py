@@ -32,6 +32,7 @@ from idp.errors import (
     EventContext,
     LogoutNotBound,
     MalformedRequest,
+    MetadataExpired,
     SamlFlowError,
     UnknownSession,
     UnknownSp,
@@ -109,6 +110,8 @@ def receive_logout_request(msg: DecodedMessage, raw_query: bytes | None, setting
         if app is None:
             raise UnknownSp(f"no connected app has the entityID {req.issuer[:200]!r}")
         ctx.app_slug = app.slug
+        if app.metadata_expired(now):
+            raise MetadataExpired("the app's metadata expired at its validUntil: its LogoutRequest is refused")
         # saml-profiles-2.0-os §4.4.4.1: a LogoutRequest must be signed (or otherwise authenticated)
         rules = InboundRules(endpoint_url=settings.url("/saml/slo"), signature_required=True,
                              verify_when_present=True, destination_required=True)

@@ -31,6 +31,7 @@ from ..errors import (
     EventContext,
     IdpInitiatedDisabled,
     MalformedRequest,
+    MetadataExpired,
     RelayStateNotAllowed,
     SamlFlowError,
     UnknownApp,
@@ -205,6 +206,8 @@ def receive_authn_request(msg: DecodedMessage, raw_query: bytes | None, settings
     ctx.app_slug = app.slug
     if not app.enabled:
         return Denied(_fail(AppDisabled("this app is disabled"), ctx))
+    if app.metadata_expired(now):
+        return Denied(_fail(_expired(app), ctx))
     rules = InboundRules(endpoint_url=settings.url("/saml/sso"),
                          signature_required=app.requires_signed_requests or settings.want_authn_requests_signed,
                          verify_when_present=bool(app.saml.signing_certs), destination_required=False)
@@ -233,6 +236,8 @@ def start_idp_initiated(slug: str, relay_state: str | None,
     ctx.sp_entity_id = app.entity_id
     if not app.enabled:
         return Denied(_fail(AppDisabled("this app is disabled"), ctx))
+    if app.metadata_expired(now or utcnow()):
+        return Denied(_fail(_expired(app), ctx))
     if not app.settings.idp_initiated:
         return Denied(_fail(IdpInitiatedDisabled("IdP-initiated sign-in is off for this app"), ctx))
     try:
@@ -282,6 +287,12 @@ pending_store.register_kind(KIND, _authz_from_parked)
 
 # ---------------------------------------------------------------- issuing
 
+def _expired(app: AppConfig) -> MetadataExpired:
+    assert app.metadata_expires_at is not None
+    return MetadataExpired(f"the app's metadata expired at its validUntil "
+                           f"({app.metadata_expires_at:%Y-%m-%d %H:%M} UTC); a fresh signed document is needed")
+
+
 def _denied(decision: Decision) -> SamlFlowError:
     if decision.reason is Reason.NO_AUTHN_CONTEXT:
         return AccessDenied(decision.explanation, reason=decision.reason, saml_status=STATUS_REQUESTER,
@@ -310,6 +321,9 @@ def proceed(pending: PendingSso, token: str | None, session: SessionView | None,
     if app is None:
         _consume(token)
         return Denied(_fail(UnknownApp("the app was removed while the request was pending"), ctx))
+    if app.metadata_expired(now):   # expired while the request waited for a login
+        _consume(token)
+        return Denied(_fail(_expired(app), ctx))
     gate = authorize(pending.authz, app, session, client.ip, now)
     if isinstance(gate, LoginRequired):
         token = token or park(pending)

@@ -3,11 +3,11 @@ anchor's key only (Shibboleth's SignatureValidation filter), and validUntil (its
 
 Profile (saml-metadata-2.0-os §3, xmldsig-core): exactly one ds:Signature that is a direct child of the root
 (EntityDescriptor or EntitiesDescriptor), one Reference whose URI is "" (the whole document) or "#" + the
-root's ID (unique in the document), transforms enveloped + exclusive c14n, SHA-256 or stronger (RSA or ECDSA);
-SHA-1, KeyInfo indirection and ds:Object are refused. The signature is checked *on the root that is then read*:
-a signature over another element (signature wrapping) verifies nothing here. Signatures deeper in the document
-(an SP signing its own EntityDescriptor inside a signed aggregate) are covered by the root's digest and
-otherwise ignored.
+root's ID (unique in the document, xml:id included), transforms enveloped + exclusive c14n, SHA-256 or stronger
+(RSA or ECDSA); SHA-1, KeyInfo indirection and ds:Object are refused. The signature is checked *on the root that
+is then read*: a signature over another element (signature wrapping) verifies nothing here. Signatures deeper in
+the document (an SP signing its own EntityDescriptor inside a signed aggregate) are covered by the root's digest
+and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ METADATA_DIGESTS = frozenset({DigestAlgorithm.SHA256, DigestAlgorithm.SHA384, Di
 _TRANSFORMS = frozenset({TRANSFORM_ENVELOPED, TRANSFORM_EXC_C14N})
 _ROOTS = (f"{{{NS_MD}}}EntityDescriptor", f"{{{NS_MD}}}EntitiesDescriptor")
 MIN_RSA_BITS = 2048
+_XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 
 
 class TrustError(ValueError):
@@ -133,7 +134,9 @@ def verify_root_signature(root: Any, anchor_pem: str) -> str:
         if not root_id or uri != "#" + root_id:
             raise TrustError("signature_invalid", "the signature's Reference does not point at the root element "
                                                   "(signature wrapping?)")
-        same = [el for el in root.iter() if isinstance(el.tag, str) and el.get("ID") == root_id]
+        # xml:id counts too: libxml2 registers it as an ID, so "#" + root_id could resolve to that element
+        same = [el for el in root.iter() if isinstance(el.tag, str)
+                and root_id in (el.get("ID"), el.get(_XML_ID))]
         if len(same) != 1:
             raise TrustError("signature_invalid", "the root element's ID is not unique in the document")
     transforms = ref.findall(f"{{{NS_DS}}}Transforms/{{{NS_DS}}}Transform")

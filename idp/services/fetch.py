@@ -196,7 +196,12 @@ def fetch_metadata_conditional(url: str, *, etag: str | None = None, last_modifi
                 location = resp.getheader("Location")
                 if not location:
                     raise ServiceError("metadata URL redirected without a Location", field="url")
-                url = urljoin(url, location)
+                target = urljoin(url, location)
+                if urlsplit(url).scheme.lower() == "https" and urlsplit(target).scheme.lower() != "https":
+                    # a downgrade would hand the document to anyone on the path
+                    raise ServiceError("metadata URL redirected from https:// to a plain http:// URL: refused",
+                                       field="url")
+                url = target
                 continue
             if resp.status == 304 and len(headers) > 2:
                 return FetchedMetadata(None, _header_value(resp.getheader("ETag")) or etag,

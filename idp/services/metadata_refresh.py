@@ -13,6 +13,7 @@ Services never commit: the CLI command, the console request or the worker's job 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
@@ -36,7 +37,13 @@ from ..saml.metadata_trust import (
 from ..saml.sp_metadata import MetadataError, SpMetadata
 from . import ServiceError, outbox
 from .app_diff import metadata_diff
-from .apps import get_app, parse_app_metadata, update_metadata
+from .apps import (
+    get_app,
+    invalidate_cache,
+    parse_app_metadata,
+    plain_http_endpoint_warnings,
+    update_metadata,
+)
 from .apps.oidc_settings import format_duration
 
 log = logging.getLogger("idp.metadata_refresh")
@@ -56,6 +63,7 @@ class RefreshResult:
     message: str
     reason: str | None = None     # machine code of a refusal or a hold
     diff: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)   # about the metadata applied (plain-http endpoints)
 
 
 # ------------------------------------------------------------------ configuration
@@ -118,6 +126,7 @@ def configure(app: ConnectedApp, *, url: str | None | object = None, mdq: str | 
         if mode not in MODES:
             raise ServiceError(f"refresh must be one of {', '.join(MODES)}", field="refresh")
         src.refresh_mode = mode
+    anchored = bool(src.trust_anchor_pem)
     if trust_anchor_pem is not None:
         if trust_anchor_pem is CLEAR:
             src.trust_anchor_pem = None
@@ -138,11 +147,16 @@ def configure(app: ConnectedApp, *, url: str | None | object = None, mdq: str | 
         if src.url is None and src.mdq_base is None:
             raise ServiceError("give the app a metadata URL (--metadata-url) or an MDQ service (--mdq) first",
                                field="metadata_url")
+        src.baseline_sp = app.sp   # the metadata in place when an admin set the source: approved
         db.session.add(src)
     # the new source (or anchor, or mode) is checked at the next run: due now; the validators of another
     # document no longer apply
     if url is not None or mdq is not None or trust_anchor_pem is not None:
         src.etag = src.last_modified = None
+    if anchored != bool(src.trust_anchor_pem):
+        # the SSO / SLO flows enforce validUntil only for anchored apps (AppConfig.metadata_expires_at)
+        app.version += 1
+        invalidate_cache()
     src.next_due_at = utcnow() if src.refresh_mode != "off" and (src.url or src.mdq_base) else None
     after = {k: v for k, v in describe(src).items() if k in _SETTING_KEYS}
     changed = {k: after[k] for k in after if before is None or before.get(k) != after[k]}
@@ -165,8 +179,10 @@ def describe(src: MetadataSource | None) -> dict[str, Any]:
             "refresh": src.refresh_mode, "trust_anchor_sha256": anchor_fingerprint(src.trust_anchor_pem),
             "max_interval": format_duration(src.max_interval_s), "last_fetched": iso(src.last_fetched_at),
             "next_due": iso(src.next_due_at), "last_outcome": src.last_outcome, "last_error": src.last_error,
-            "held": bool(src.held_xml), "held_reason": src.held_reason, "held_at": iso(src.held_at),
-            "held_diff": src.held_diff or []}
+            "held": bool(src.held_xml), "held_sha256": held_sha256(src), "held_reason": src.held_reason,
+            "held_at": iso(src.held_at),
+            "held_diff": src.held_diff or [],
+            "warning": PLAIN_HTTP_HOLD if plain_http_unanchored(src) else None}
 
 
 def mdq_request_url(base: str, entity_id: str) -> str:
@@ -191,6 +207,29 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
+_B64 = "base64:"   # held_xml holds the fetched bytes as they came (a signed ISO-8859-1 document must verify again)
+
+
+def held_bytes(src: MetadataSource) -> bytes | None:
+    """The held document's bytes exactly as fetched (older rows hold UTF-8 text)."""
+    if not src.held_xml:
+        return None
+    if src.held_xml.startswith(_B64):
+        return base64.b64decode(src.held_xml[len(_B64):])
+    return src.held_xml.encode("utf-8")
+
+
+def held_sha256(src: MetadataSource) -> str | None:
+    """SHA-256 of the held document's bytes: what an approval names (console form, `--sha256`)."""
+    raw = held_bytes(src)
+    return hashlib.sha256(raw).hexdigest() if raw is not None else None
+
+
+def _held_text_sha256(src: MetadataSource) -> str | None:
+    raw = held_bytes(src)
+    return _sha256(raw.decode("utf-8", errors="replace")) if raw is not None else None
+
+
 def verify_document(src: MetadataSource, app: ConnectedApp, xml: bytes, now: datetime) -> SpMetadata:
     """Trust anchor signature, validUntil rules, then the metadata rules every app has; TrustError or
     ServiceError when refused."""
@@ -206,6 +245,17 @@ def verify_document(src: MetadataSource, app: ConnectedApp, xml: bytes, now: dat
     if sp.valid_until is not None and sp.valid_until <= now:   # a validUntil inside the document
         raise TrustError("valid_until_past", f"the SP's validUntil ({sp.valid_until:%Y-%m-%d %H:%M} UTC) has passed")
     return sp
+
+
+def stored_expiry(app: ConnectedApp) -> datetime | None:
+    """validUntil of the metadata the app uses now (the earliest of the root's and the SP's)."""
+    return SpMetadata.from_dict(app.sp).valid_until if app.sp else None
+
+
+def _expired_message(app: ConnectedApp, src: MetadataSource, until: datetime) -> str:
+    consequence = ("SAML sign-in and logout with this app are refused until a fresh signed document is applied"
+                   if src.trust_anchor_pem else "a fresh document is needed")
+    return f"the app's metadata expired at its validUntil ({until:%Y-%m-%d %H:%M} UTC): {consequence}"
 
 
 def next_due(src: MetadataSource, xml: bytes | None, now: datetime) -> datetime:
@@ -225,10 +275,12 @@ def next_due(src: MetadataSource, xml: bytes | None, now: datetime) -> datetime:
     return now + max(delay, timedelta(seconds=MIN_INTERVAL_S))
 
 
-def _retry_at(src: MetadataSource, now: datetime) -> datetime:
-    """After a failure: the minimum interval, doubled per failure in a row, at most the maximum interval."""
+def _retry_at(src: MetadataSource, now: datetime, expires: datetime | None = None) -> datetime:
+    """After a failure: the minimum interval, doubled per failure in a row, at most the maximum interval; and
+    not after the current metadata's validUntil (its expiry is then noticed and reported on time)."""
     delay = min(src.max_interval_s, MIN_INTERVAL_S * 2 ** min(src.failures - 1, 20))
-    return now + timedelta(seconds=max(MIN_INTERVAL_S, delay))
+    at = now + timedelta(seconds=max(MIN_INTERVAL_S, delay))
+    return min(at, expires) if expires is not None and expires > now else at
 
 
 def _diff_dicts(old: SpMetadata, new: SpMetadata) -> list[dict[str, Any]]:
@@ -236,18 +288,53 @@ def _diff_dicts(old: SpMetadata, new: SpMetadata) -> list[dict[str, Any]]:
             for item in metadata_diff(old, new)]
 
 
-def dangerous_change(old: SpMetadata, new: SpMetadata) -> str | None:
-    """Why a change must never be applied unattended: it removes every ACS, or every signing certificate."""
-    if old.acs and not {e.location for e in old.acs} & {e.location for e in new.acs}:
-        return "the change removes every Assertion Consumer Service"
-    if old.signing_certs and not set(old.signing_certs) & set(new.signing_certs):
-        return "the change removes every signing certificate"
+def dangerous_change(old: SpMetadata, new: SpMetadata, baseline: SpMetadata | None = None) -> str | None:
+    """Why a change must never be applied unattended: it removes every ACS, or every signing certificate, the app
+    has now or had in its admin-approved baseline (so two unattended steps, one adding an endpoint or key and one
+    dropping the old ones, are held at the second)."""
+    for ref, what in ((old, ""), (baseline, " approved by an admin")):
+        if ref is None:
+            continue
+        if ref.acs and not {e.location for e in ref.acs} & {e.location for e in new.acs}:
+            return f"the change removes every Assertion Consumer Service{what}"
+        if ref.signing_certs and not set(ref.signing_certs) & set(new.signing_certs):
+            return f"the change removes every signing certificate{what}"
     return None
 
 
-def refresh(app: ConnectedApp, *, approve: bool = False, now: datetime | None = None) -> RefreshResult:
-    """Fetch the app's metadata now and apply, hold or refuse it (see the module docstring). `approve` (an admin
-    said yes: `idp apps refresh SLUG --yes`) applies a change, or a held one, whatever the mode."""
+def _host(location: str) -> str:
+    parts = urlsplit(location)
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{parts.port or ''}"
+
+
+def unauthenticated_additions(old: SpMetadata, new: SpMetadata) -> str | None:
+    """Without a trust anchor the document is not authenticated: a change that adds an ACS host or a signing
+    certificate is never applied unattended."""
+    hosts = sorted({_host(e.location) for e in new.acs} - {_host(e.location) for e in old.acs})
+    if hosts:
+        return (f"the change adds an Assertion Consumer Service host ({hosts[0].rstrip(':')}) and the metadata is "
+                "not signed by a trust anchor")
+    if set(new.signing_certs) - set(old.signing_certs):
+        return "the change adds a signing certificate and the metadata is not signed by a trust anchor"
+    return None
+
+
+PLAIN_HTTP_HOLD = ("the metadata comes over plain http:// without a trust anchor: every change is held for an "
+                   "admin (set a trust anchor, or an https:// URL)")
+
+
+def plain_http_unanchored(src: MetadataSource, app: ConnectedApp | None = None) -> bool:
+    url = request_url_of(src, app) or ""
+    return url.lower().startswith("http://") and not src.trust_anchor_pem
+
+
+def baseline_of(src: MetadataSource, app: ConnectedApp) -> SpMetadata:
+    return SpMetadata.from_dict(src.baseline_sp if src.baseline_sp is not None else (app.sp or {}))
+
+
+def refresh(app: ConnectedApp, *, now: datetime | None = None) -> RefreshResult:
+    """Fetch the app's metadata now and apply, hold or refuse it (see the module docstring). An admin's yes is
+    approve_held: it applies only the held document, the one whose diff was shown."""
     now = now or utcnow()
     # the row locked (PostgreSQL) and read afresh: a worker's job, a cron `--due` run and an admin's "Refresh
     # now" for one app are serialised, each deciding on what the one before it wrote
@@ -261,20 +348,24 @@ def refresh(app: ConnectedApp, *, approve: bool = False, now: datetime | None = 
 
     # the validators stand for the last document fetched: when neither the app's metadata (replaced by hand
     # since?) nor a held change is that document, a 304 would hide a difference, so the fetch is unconditional
+    expires = stored_expiry(app)
     current = _sha256(app.metadata_xml or "")
-    conditional = src.fetched_sha256 is not None and src.fetched_sha256 in (
-        current, _sha256(src.held_xml) if src.held_xml else None)
+    conditional = src.fetched_sha256 is not None and src.fetched_sha256 in (current, _held_text_sha256(src))
     try:
         answer = fetch_metadata_conditional(
             url, etag=src.etag if conditional else None, last_modified=src.last_modified if conditional else None,
             allow_private=s.metadata_fetch_allow_private, timeout=s.metadata_fetch_timeout_s,
             accept=MDQ_ACCEPT if src.mdq_base else "application/samlmetadata+xml, application/xml, text/xml")
     except ServiceError as exc:
+        if expires is not None and expires <= now:   # the source is down (or blocked) and the metadata expired
+            return _refused(app, src, "metadata_expired", f"{_expired_message(app, src, expires)}; the refresh "
+                                                          f"failed: {exc}", now)
         return _refused(app, src, "fetch_failed", str(exc), now)
     src.last_fetched_at = now
     if answer.not_modified:
-        if approve and src.held_xml:
-            return _apply_held(app, src, now)
+        if expires is not None and expires <= now:   # a 304 does not make the stored document fresh again
+            return _refused(app, src, "metadata_expired", f"not modified (HTTP 304): "
+                                                          f"{_expired_message(app, src, expires)}", now)
         if src.held_xml:   # the source still serves the held change: it keeps waiting for an admin
             _ok(src, "held", now, None)
             return RefreshResult("held", f"not modified (HTTP 304); the held change still waits for approval: "
@@ -295,13 +386,13 @@ def refresh(app: ConnectedApp, *, approve: bool = False, now: datetime | None = 
         return _unchanged(src, "the document is unchanged", now, xml)
     old_sp = SpMetadata.from_dict(app.sp or {})
     diff = _diff_dicts(old_sp, new_sp)
-    if approve:
-        return _apply(app, src, xml, diff, now, url)
     if src.rejected_sha256 == _sha256(text):
         return _unchanged(src, "the fetched document is the one an admin rejected", now, xml)
-    danger = dangerous_change(old_sp, new_sp)
+    danger = dangerous_change(old_sp, new_sp, baseline_of(src, app))
+    if danger is None and not src.trust_anchor_pem:
+        danger = PLAIN_HTTP_HOLD if plain_http_unanchored(src, app) else unauthenticated_additions(old_sp, new_sp)
     if src.refresh_mode == "approve" or danger:
-        return _hold(app, src, text, diff, danger or "refresh mode approve: an admin approves each change", now, xml)
+        return _hold(app, src, diff, danger or "refresh mode approve: an admin approves each change", now, xml)
     return _apply(app, src, xml, diff, now, url)
 
 
@@ -316,19 +407,26 @@ def _unchanged(src: MetadataSource, message: str, now: datetime, xml: bytes | No
 
 
 def _apply(app: ConnectedApp, src: MetadataSource, xml: bytes, diff: list[dict[str, Any]], now: datetime,
-           url: str) -> RefreshResult:
-    update_metadata(app, xml, source_ref=url)
-    audit.record("app.metadata_refresh", "app", app.slug, after={"outcome": "applied", "url": url, "diff": diff})
+           url: str, *, approved: bool = False) -> RefreshResult:
+    update_metadata(app, xml, source_ref=url, approved=approved)   # approved: the new baseline
+    # the warnings an admin gets when uploading by hand, recorded for a change nobody watched being applied
+    warnings = plain_http_endpoint_warnings(app.sp)
+    audit.record("app.metadata_refresh", "app", app.slug,
+                 after={"outcome": "applied", "url": url, "diff": diff, **({"warnings": warnings} if warnings else {})})
     src.held_xml = src.held_diff = src.held_reason = src.held_at = None
     _ok(src, "applied", now, xml)
-    return RefreshResult("applied", "the new metadata was applied", diff=diff)
+    for warning in warnings:
+        log.warning("metadata refresh of app %s applied: %s", app.slug, warning)
+    return RefreshResult("applied", "the new metadata was applied", diff=diff, warnings=warnings)
 
 
-def _hold(app: ConnectedApp, src: MetadataSource, text: str, diff: list[dict[str, Any]], why: str, now: datetime,
+def _hold(app: ConnectedApp, src: MetadataSource, diff: list[dict[str, Any]], why: str, now: datetime,
           xml: bytes) -> RefreshResult:
-    if src.held_xml != text:
-        src.held_xml, src.held_diff, src.held_reason, src.held_at = text, diff, why[:300], now
-        audit.record("app.metadata_held", "app", app.slug, after={"reason": why, "diff": diff})
+    if held_bytes(src) != xml:   # another document replaces the held one: an approval names the one it saw
+        src.held_xml = _B64 + base64.b64encode(xml).decode("ascii")
+        src.held_diff, src.held_reason, src.held_at = diff, why[:300], now
+        audit.record("app.metadata_held", "app", app.slug,
+                     after={"reason": why, "diff": diff, "sha256": hashlib.sha256(xml).hexdigest()})
     _ok(src, "held", now, xml)
     return RefreshResult("held", f"the change is held for approval: {why}", reason="held", diff=diff)
 
@@ -336,7 +434,7 @@ def _hold(app: ConnectedApp, src: MetadataSource, text: str, diff: list[dict[str
 def _apply_held(app: ConnectedApp, src: MetadataSource, now: datetime) -> RefreshResult:
     if not src.held_xml:
         raise ServiceError(f"app {app.slug} has no held metadata change", field="held")
-    xml = src.held_xml.encode("utf-8")
+    xml = held_bytes(src) or b""
     try:   # checked again: validUntil may have passed since it was held, the anchor may have changed
         new_sp = verify_document(src, app, xml, now)
     except (TrustError, ServiceError) as exc:
@@ -344,24 +442,33 @@ def _apply_held(app: ConnectedApp, src: MetadataSource, now: datetime) -> Refres
         return _refused(app, src, getattr(exc, "code", "metadata_invalid"), f"the held document: {exc}", now)
     # against what the app has now (its metadata may have been replaced by hand since the change was held)
     diff = _diff_dicts(SpMetadata.from_dict(app.sp or {}), new_sp)
-    return _apply(app, src, xml, diff, now, request_url_of(src, app) or "")
+    return _apply(app, src, xml, diff, now, request_url_of(src, app) or "", approved=True)
 
 
-def approve_held(app: ConnectedApp, *, now: datetime | None = None) -> RefreshResult:
-    """An admin approves the held change (console Approve)."""
-    src = source_of(app)
+def _locked_held(app: ConnectedApp, sha256: str | None) -> MetadataSource:
+    """The source row locked (PostgreSQL; a refresh holding another document waits or is waited for) and read
+    afresh; its held document must be the one the admin reviewed when `sha256` is given."""
+    src = db.session.get(MetadataSource, app.id, with_for_update=True, populate_existing=True)
     if src is None or not src.held_xml:
         raise ServiceError(f"app {app.slug} has no held metadata change", field="held")
+    if sha256 is not None and sha256.strip().lower() != held_sha256(src):
+        raise ServiceError("the held change is not the one reviewed (another document was fetched since): review "
+                           "the change shown now and approve it again", field="held")
+    return src
+
+
+def approve_held(app: ConnectedApp, *, sha256: str | None, now: datetime | None = None) -> RefreshResult:
+    """An admin approves the held change they reviewed (console Approve, `idp apps refresh SLUG --yes`):
+    `sha256` names the document reviewed (None: whatever is held, for `--yes` without `--sha256`)."""
+    src = _locked_held(app, sha256)
     return _apply_held(app, src, now or utcnow())
 
 
-def reject_held(app: ConnectedApp) -> None:
+def reject_held(app: ConnectedApp, *, sha256: str | None = None) -> None:
     """An admin rejects the held change: it is dropped and the same document is not held again."""
-    src = source_of(app)
-    if src is None or not src.held_xml:
-        raise ServiceError(f"app {app.slug} has no held metadata change", field="held")
+    src = _locked_held(app, sha256)
     audit.record("app.metadata_rejected", "app", app.slug, after={"diff": src.held_diff or []})
-    src.rejected_sha256 = _sha256(src.held_xml)
+    src.rejected_sha256 = _held_text_sha256(src)
     src.held_xml = src.held_diff = src.held_reason = src.held_at = None
 
 
@@ -370,7 +477,7 @@ def _refused(app: ConnectedApp, src: MetadataSource, code: str, message: str, no
     first = src.last_outcome != "refused" or src.last_error != message
     src.last_outcome, src.last_error = "refused", message
     src.failures = (src.failures or 0) + 1
-    src.next_due_at = _retry_at(src, now) if src.refresh_mode != "off" else None
+    src.next_due_at = _retry_at(src, now, stored_expiry(app)) if src.refresh_mode != "off" else None
     if first:   # once per run of the same failure: admins are told, the audit trail is not flooded
         audit.record("app.metadata_refresh_failed", "app", app.slug,
                      after={"reason": code, "error": message, "url": request_url_of(src, app)})

@@ -271,6 +271,8 @@ _USER_MESSAGES: dict[Reason, tuple[str, str]] = {
                         "This sign-in request came from an application this identity provider does not know."),
     Reason.UNKNOWN_APP: ("Sign-in failed", "There is no such application on this identity provider."),
     Reason.APP_DISABLED: ("Sign-in failed", "This application is currently disabled on this identity provider."),
+    Reason.METADATA_EXPIRED: ("Sign-in failed", "This application's configuration has expired and must be renewed "
+                                                "by an administrator. Try again later."),
     Reason.IDP_INITIATED_DISABLED: ("Sign-in failed", "This application cannot be started from this identity "
                                                       "provider. Open the application and sign in from there."),
     Reason.RELAY_STATE_NOT_ALLOWED: ("Sign-in failed", "The link asked to open a page this application is not set "

@@ -38,6 +38,15 @@ def post_source(client: FlaskClient, csrf: str, **over: str) -> Any:
     return client.post("/admin/apps/sp/metadata-source", data=data)
 
 
+def held() -> str:
+    """The SHA-256 of the held document, as the page's Approve / Reject forms carry it."""
+    from idp.services import metadata_refresh
+    db.session.expire_all()
+    src = db.session.get(MetadataSource, fresh("sp").id)
+    assert src is not None
+    return metadata_refresh.held_sha256(src) or ""
+
+
 def acs() -> list[str]:
     return [a["location"] for a in (fresh("sp").sp or {})["acs"]]
 
@@ -60,7 +69,9 @@ def test_set_source_refresh_now_hold_approve_reject(client: FlaskClient, admin: 
     assert acs() == ["https://sp.example.org/acs"]
 
     # reject: dropped, and the same document is not held again
-    assert client.post("/admin/apps/sp/metadata-source/reject", data={"csrf_token": admin}).status_code == 303
+    assert held() in page
+    assert client.post("/admin/apps/sp/metadata-source/reject",
+                       data={"csrf_token": admin, "held_sha256": held()}).status_code == 303
     assert 'id="held-change"' not in text(client.get("/admin/apps/sp"))
     client.post("/admin/apps/sp/metadata-source/refresh", data={"csrf_token": admin})
     assert 'id="held-change"' not in text(client.get("/admin/apps/sp"))
@@ -70,7 +81,8 @@ def test_set_source_refresh_now_hold_approve_reject(client: FlaskClient, admin: 
     server.docs["/md.xml"] = plain(sp_doc("https://sp.example.org/acs", "https://sp.example.org/three"))
     client.post("/admin/apps/sp/metadata-source/refresh", data={"csrf_token": admin})
     assert 'id="held-change"' in text(client.get("/admin/apps/sp"))
-    assert client.post("/admin/apps/sp/metadata-source/approve", data={"csrf_token": admin}).status_code == 303
+    assert client.post("/admin/apps/sp/metadata-source/approve",
+                       data={"csrf_token": admin, "held_sha256": held()}).status_code == 303
     assert acs() == ["https://sp.example.org/acs", "https://sp.example.org/three"]
     page = text(client.get("/admin/apps/sp"))
     assert "applied" in page and 'id="held-change"' not in page
@@ -87,6 +99,32 @@ def test_set_source_refresh_now_hold_approve_reject(client: FlaskClient, admin: 
     page = text(client.get("/admin/apps/sp"))
     assert 'id="last-refresh-error"' in page and "not signed" in page
     assert acs() == ["https://sp.example.org/acs", "https://sp.example.org/three"]
+
+
+def test_approve_applies_only_the_document_reviewed(client: FlaskClient, admin: str, sp: Any,  # noqa: F811
+                                                     server: MetadataServer) -> None:  # noqa: F811
+    """Review M2: the Approve form names the held document shown (its SHA-256); when a refresh has held another
+    document since, the approval is refused and nothing is applied."""
+    server.docs["/md.xml"] = plain(sp_doc("https://sp.example.org/acs", "https://sp.example.org/shown"))
+    assert post_source(client, admin, md_url=server.url("/md.xml"), md_refresh="approve").status_code == 303
+    client.post("/admin/apps/sp/metadata-source/refresh", data={"csrf_token": admin})
+    shown = held()
+    assert shown in text(client.get("/admin/apps/sp"))
+    # another document arrives and replaces the held one before the admin presses Approve
+    server.docs["/md.xml"] = plain(sp_doc("https://sp.example.org/acs", "https://evil.example.net/acs"))
+    client.post("/admin/apps/sp/metadata-source/refresh", data={"csrf_token": admin})
+    assert held() != shown
+    resp = client.post("/admin/apps/sp/metadata-source/approve", data={"csrf_token": admin, "held_sha256": shown})
+    assert resp.status_code == 409 and "not the one reviewed" in text(resp)
+    assert acs() == ["https://sp.example.org/acs"]
+    # a form without the hash is refused too
+    resp = client.post("/admin/apps/sp/metadata-source/approve", data={"csrf_token": admin})
+    assert resp.status_code == 400 and acs() == ["https://sp.example.org/acs"]
+    # the change now shown is approved with its own hash
+    assert "https://evil.example.net/acs" in text(client.get("/admin/apps/sp"))
+    assert client.post("/admin/apps/sp/metadata-source/approve",
+                       data={"csrf_token": admin, "held_sha256": held()}).status_code == 303
+    assert acs() == ["https://sp.example.org/acs", "https://evil.example.net/acs"]
 
 
 def test_refusals_next_to_their_fields_and_nothing_written(client: FlaskClient, admin: str, sp: Any,  # noqa: F811

@@ -51,11 +51,14 @@ class MetadataServer:
         self.etags: dict[str, str] = {}          # path -> ETag sent instead of the document's hash
         self.always_304: set[str] = set()        # paths that answer 304 whatever was asked
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.hooks: dict[str, Any] = {}          # path -> called (no arguments) before the answer
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 outer.requests.append((self.path, dict(self.headers.items())))
+                if self.path in outer.hooks:
+                    outer.hooks[self.path]()
                 body = outer.docs.get(self.path)
                 if body is None:
                     self.send_response(404)
@@ -124,6 +127,12 @@ def plain(root: etree._Element) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
+def anchored(kp: KeyPair, *acs: str, **kw: Any) -> bytes:
+    """A document signed by the trust anchor `kp`, valid for two days: what a source is auto-applied from (an
+    unsigned document over plain http:// is always held)."""
+    return signed(sp_doc(*acs, valid_until=datetime.now(UTC).replace(microsecond=0) + timedelta(days=2), **kw), kp)
+
+
 def cli(app: Flask, *args: str) -> Result:
     result = app.test_cli_runner().invoke(args=list(args))
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
@@ -168,15 +177,17 @@ def anchor_file(tmp_path: Path, kp: KeyPair, name: str = "anchor.pem") -> str:
 
 
 def test_auto_refresh_applies_audits_the_diff_and_uses_etags(app: Flask, tmp_path: Path,
-                                                              server: MetadataServer) -> None:
-    first = plain(sp_doc("https://sp.example.org/acs"))
+                                                              server: MetadataServer, sp_keys: Any) -> None:
+    kp = sp_keys["other"]
+    first = anchored(kp, "https://sp.example.org/acs")
     register(app, tmp_path, first)
     server.docs["/md.xml"] = first
-    out = ok(app, "apps", "set", "sp", "--metadata-url", server.url("/md.xml"), "--max-interval", "6h").stdout
-    assert "refresh auto" in out and "no trust anchor" in out
+    out = ok(app, "apps", "set", "sp", "--metadata-url", server.url("/md.xml"), "--max-interval", "6h",
+             "--trust-anchor", anchor_file(tmp_path, kp)).stdout
+    assert "refresh auto" in out and "trust anchor SHA-256" in out
     assert "unchanged" in ok(app, "apps", "refresh", "sp").stdout
 
-    server.docs["/md.xml"] = plain(sp_doc("https://sp.example.org/acs", "https://sp.example.org/acs2"))
+    server.docs["/md.xml"] = anchored(kp, "https://sp.example.org/acs", "https://sp.example.org/acs2")
     out = ok(app, "apps", "refresh", "sp").stdout
     assert "applied" in out and "+ HTTP-POST https://sp.example.org/acs2 index=1" in out
     assert acs_of("sp") == ["https://sp.example.org/acs", "https://sp.example.org/acs2"]
@@ -395,12 +406,13 @@ def test_fetch_failure_is_refused_and_retried_later(app: Flask, tmp_path: Path, 
     assert audits("app.metadata_refresh_failed")[-1].after["reason"] == "fetch_failed"
 
 
-def test_hostile_validators(app: Flask, tmp_path: Path, server: MetadataServer) -> None:
+def test_hostile_validators(app: Flask, tmp_path: Path, server: MetadataServer, sp_keys: Any) -> None:
     register(app, tmp_path, plain(sp_doc()))
     # an ETag too long to echo is not stored, so it is never sent back
-    server.docs["/md.xml"] = plain(sp_doc("https://sp.example.org/acs", "https://sp.example.org/b"))
+    server.docs["/md.xml"] = anchored(sp_keys["other"], "https://sp.example.org/acs", "https://sp.example.org/b")
     server.etags["/md.xml"] = '"' + "x" * 600 + '"'
-    ok(app, "apps", "set", "sp", "--metadata-url", server.url("/md.xml"))
+    ok(app, "apps", "set", "sp", "--metadata-url", server.url("/md.xml"), "--trust-anchor",
+       anchor_file(tmp_path, sp_keys["other"]))
     assert "applied" in ok(app, "apps", "refresh", "sp").stdout
     ok(app, "apps", "refresh", "sp")
     assert "If-None-Match" not in server.requests[-1][1]
@@ -432,12 +444,13 @@ def test_mdq_request_form(app: Flask, tmp_path: Path, server: MetadataServer, sp
 # ---------------------------------------------------------------- the schedule: --due and the worker
 
 
-def test_due_and_worker_schedule(app: Flask, tmp_path: Path, server: MetadataServer) -> None:
+def test_due_and_worker_schedule(app: Flask, tmp_path: Path, server: MetadataServer, sp_keys: Any) -> None:
+    kp = sp_keys["other"]
     register(app, tmp_path, plain(sp_doc()), slug="one")
     register(app, tmp_path, plain(sp_doc(entity_id="https://two.example.org/sp")), slug="two")
-    server.docs["/one.xml"] = plain(sp_doc("https://sp.example.org/acs", "https://sp.example.org/one"))
+    server.docs["/one.xml"] = anchored(kp, "https://sp.example.org/acs", "https://sp.example.org/one")
     server.docs["/two.xml"] = plain(sp_doc("https://two.example.org/acs2", entity_id="https://two.example.org/sp"))
-    ok(app, "apps", "set", "one", "--metadata-url", server.url("/one.xml"))
+    ok(app, "apps", "set", "one", "--metadata-url", server.url("/one.xml"), "--trust-anchor", anchor_file(tmp_path, kp))
     ok(app, "apps", "set", "two", "--metadata-url", server.url("/two.xml"), "--refresh", "off")
     out = ok(app, "apps", "refresh", "--due").stdout
     assert "1 app(s) refreshed, 0 refused" in out    # "two" is off: only refreshed by hand
@@ -445,7 +458,7 @@ def test_due_and_worker_schedule(app: Flask, tmp_path: Path, server: MetadataSer
     assert "0 app(s) refreshed" in ok(app, "apps", "refresh", "--due").stdout   # not due again yet
 
     # the worker: its periodic step enqueues a job per due app, the job refreshes it
-    server.docs["/one.xml"] = plain(sp_doc("https://sp.example.org/acs", "https://sp.example.org/worker"))
+    server.docs["/one.xml"] = anchored(kp, "https://sp.example.org/acs", "https://sp.example.org/worker")
     db.session.get(MetadataSource, db.session.query(ConnectedApp).filter_by(slug="one").one().id).next_due_at = \
         datetime.now(UTC) - timedelta(seconds=1)
     db.session.commit()

@@ -73,6 +73,7 @@ from .validation import (
     check_issuer_free,
     metadata_warnings,
     parse_metadata_or_refuse,
+    plain_http_endpoint_warnings,
     signing_changes,
     stale_metadata_warning,
     validate_allowed_nameid_format,
@@ -99,7 +100,7 @@ __all__ = [
     "OidcSettings", "add_oidc", "app_config_by_client_id", "change_oidc", "format_duration", "initial_settings",
     "parse_duration", "parse_jwks", "parse_refresh_policy", "register_oidc_app", "rotate_secret",
     "saml_app_config_by_id", "check_entity_id_free", "check_issuer_free", "idp_entity_id", "parse_app_metadata",
-    "metadata_warnings", "stale_metadata_warning", "validate_allowed_nameid_format", "validate_issuer",
-    "validate_relay_state_entry",
+    "metadata_warnings", "plain_http_endpoint_warnings", "stale_metadata_warning", "validate_allowed_nameid_format",
+    "validate_issuer", "validate_relay_state_entry",
     "validate_start_url", "saml_app_config_by_slug", "secret_status", "verify_client_secret",
 ]

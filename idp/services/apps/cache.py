@@ -14,7 +14,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from ...extensions import db
-from ...models import ConnectedApp, OidcClient
+from ...models import ConnectedApp, MetadataSource, OidcClient
 from ...prepared import Prepared
 from ...saml.sp_metadata import SpMetadata
 from .oidc_settings import settings_of
@@ -26,10 +26,17 @@ _cache_lock = threading.Lock()
 
 def _to_config(row: ConnectedApp) -> AppConfig:
     sp = SpMetadata.from_dict(row.sp) if row.entity_id is not None and row.sp is not None else None
+    expires = None
+    if sp is not None and sp.valid_until is not None:
+        # built once per version: setting or removing a trust anchor bumps the app's version
+        src = db.session.get(MetadataSource, row.id)
+        if src is not None and src.trust_anchor_pem:
+            expires = sp.valid_until
     return AppConfig(
         id=row.id, slug=row.slug, name=row.name, entity_id=row.entity_id if sp else None, enabled=row.enabled,
         version=row.version, created_at=row.created_at, sp=sp,
         settings=AppSettings.from_dict(row.settings), oidc=settings_of(row.oidc) if row.oidc is not None else None,
+        metadata_expires_at=expires,
     )
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from ... import audit
 from ...attributes.release import parse_source, stored_source
 from ...extensions import component, db
-from ...models import ConnectedApp
+from ...models import ConnectedApp, MetadataSource
 from ...saml.constants import SignMode
 from ...saml.sp_metadata import SpMetadata
 from .. import ServiceError, lifecycle
@@ -100,7 +100,7 @@ def register_app(xml: bytes, *, name: str | None = None, slug: str | None = None
 
 
 def update_metadata(app: ConnectedApp, xml: bytes, *, source_ref: str | None = None,
-                    entity_id: str | None = None) -> bool:
+                    entity_id: str | None = None, approved: bool = True) -> bool:
     """Replace an app's metadata (same entityID); returns False when nothing changed.
 
     An app without SAML settings (OIDC only) gets them here: the document's SP (or `entity_id` from an
@@ -118,6 +118,10 @@ def update_metadata(app: ConnectedApp, xml: bytes, *, source_ref: str | None = N
     audit.record("app.metadata", "app", app.slug, before=before, after=metadata_summary(app.sp))
     if source_ref:
         app.source_ref = source_ref
+    if approved:   # an admin's upload (not an unattended refresh): the baseline of the refresh's safety rule
+        src = db.session.get(MetadataSource, app.id)
+        if src is not None:
+            src.baseline_sp = app.sp
     app.version += 1
     invalidate_cache()
     return True

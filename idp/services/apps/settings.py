@@ -149,6 +149,13 @@ class AppConfig:
     sp: SpMetadata | None
     settings: AppSettings
     oidc: OidcSettings | None = None
+    # validUntil of the metadata of an app whose metadata is fetched under a trust anchor: past it the app's
+    # metadata is expired and SAML SSO / SLO with it is refused (Reason.METADATA_EXPIRED) until a fresh,
+    # verified document is applied
+    metadata_expires_at: datetime | None = None
+
+    def metadata_expired(self, now: datetime) -> bool:
+        return self.metadata_expires_at is not None and self.metadata_expires_at <= now
 
     @property
     def has_saml(self) -> bool:

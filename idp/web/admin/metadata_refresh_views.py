@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, url_for
+from flask import flash, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from idp.extensions import db
@@ -91,6 +91,9 @@ def app_metadata_source(slug: str) -> tuple[str, int] | Response:
         return _detail(_app_or_404(slug), form, 422)
     flash("Metadata refresh settings saved. The metadata is fetched at the next refresh (or press “Refresh now”).",
           "success")
+    warning = refresh_svc.describe(refresh_svc.source_of(app)).get("warning")
+    if warning:
+        flash(f"Warning: {warning}", "warning")
     return _back(app.slug)
 
 
@@ -109,16 +112,26 @@ def app_metadata_refresh_now(slug: str) -> tuple[str, int] | Response:
     return _back(app.slug)
 
 
+def _reviewed() -> str | None:
+    """The SHA-256 of the held document the page showed (the Approve / Reject forms carry it)."""
+    value = request.form.get("held_sha256", "").strip().lower()
+    return value if len(value) == 64 and all(c in "0123456789abcdef" for c in value) else None
+
+
 @bp.post("/apps/<slug>/metadata-source/approve")
 def app_metadata_approve(slug: str) -> tuple[str, int] | Response:
     app = _app_or_404(slug)
     if not ConfirmForm().validate():
         return error_page(400, "Bad request", "The form expired; open the app page again.")
+    reviewed = _reviewed()
+    if reviewed is None:
+        return error_page(400, "Bad request", "The form does not name the change you reviewed; open the app page "
+                                              "again.")
     try:
-        result = refresh_svc.approve_held(app)
+        result = refresh_svc.approve_held(app, sha256=reviewed)
     except ServiceError as exc:
         db.session.rollback()
-        return error_page(409, "Nothing to approve", str(exc))
+        return error_page(409, "Not approved", str(exc))
     flash(f"Held metadata change: {result.outcome}: {result.message}",
           "error" if result.outcome == "refused" else "success")
     return _back(app.slug)
@@ -129,10 +142,14 @@ def app_metadata_reject(slug: str) -> tuple[str, int] | Response:
     app = _app_or_404(slug)
     if not ConfirmForm().validate():
         return error_page(400, "Bad request", "The form expired; open the app page again.")
+    reviewed = _reviewed()
+    if reviewed is None:
+        return error_page(400, "Bad request", "The form does not name the change you reviewed; open the app page "
+                                              "again.")
     try:
-        refresh_svc.reject_held(app)
+        refresh_svc.reject_held(app, sha256=reviewed)
     except ServiceError as exc:
         db.session.rollback()
-        return error_page(409, "Nothing to reject", str(exc))
+        return error_page(409, "Not rejected", str(exc))
     flash("Held metadata change rejected: the same document will not be held again.", "success")
     return _back(app.slug)
