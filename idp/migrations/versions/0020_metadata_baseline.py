@@ -1,15 +1,15 @@
 """Per-app metadata sources remember the admin-approved baseline (the SP summary of the last manual upload or
 approval) that the refresh's dangerous-change rule compares against.
 
-Revision ID: 0019_metadata_baseline
-Revises: 0018_metadata_refresh
+Revision ID: 0020_metadata_baseline
+Revises: 0019_feeds
 Create Date: 2026-12-05
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0019_metadata_baseline"
-down_revision = "0018_metadata_refresh"
+revision = "0020_metadata_baseline"
+down_revision = "0019_feeds"
 branch_labels = None
 depends_on = None
 
