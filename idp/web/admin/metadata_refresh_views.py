@@ -112,21 +112,23 @@ def app_metadata_refresh_now(slug: str) -> tuple[str, int] | Response:
     return _back(app.slug)
 
 
-def _reviewed() -> str | None:
-    """The SHA-256 of the held document the page showed (the Approve / Reject forms carry it)."""
+def _reviewed() -> str | Response:
+    """The SHA-256 of the held document the page showed (the Approve / Reject forms carry it, with the CSRF
+    token), or the error page when the form is stale or names no document."""
+    if not ConfirmForm().validate():
+        return error_page(400, "Bad request", "The form expired; open the app page again.")
     value = request.form.get("held_sha256", "").strip().lower()
-    return value if len(value) == 64 and all(c in "0123456789abcdef" for c in value) else None
+    if len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return value
+    return error_page(400, "Bad request", "The form does not name the change you reviewed; open the app page again.")
 
 
 @bp.post("/apps/<slug>/metadata-source/approve")
 def app_metadata_approve(slug: str) -> tuple[str, int] | Response:
     app = _app_or_404(slug)
-    if not ConfirmForm().validate():
-        return error_page(400, "Bad request", "The form expired; open the app page again.")
     reviewed = _reviewed()
-    if reviewed is None:
-        return error_page(400, "Bad request", "The form does not name the change you reviewed; open the app page "
-                                              "again.")
+    if isinstance(reviewed, Response):
+        return reviewed
     try:
         result = refresh_svc.approve_held(app, sha256=reviewed)
     except ServiceError as exc:
@@ -140,12 +142,9 @@ def app_metadata_approve(slug: str) -> tuple[str, int] | Response:
 @bp.post("/apps/<slug>/metadata-source/reject")
 def app_metadata_reject(slug: str) -> tuple[str, int] | Response:
     app = _app_or_404(slug)
-    if not ConfirmForm().validate():
-        return error_page(400, "Bad request", "The form expired; open the app page again.")
     reviewed = _reviewed()
-    if reviewed is None:
-        return error_page(400, "Bad request", "The form does not name the change you reviewed; open the app page "
-                                              "again.")
+    if isinstance(reviewed, Response):
+        return reviewed
     try:
         refresh_svc.reject_held(app, sha256=reviewed)
     except ServiceError as exc:
