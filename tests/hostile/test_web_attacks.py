@@ -82,7 +82,7 @@ def test_login_csrf(app, client, alice):  # type: ignore[no-untyped-def]
 
 
 SAMPLE_ARGS = {"slug": "wiki", "username": "bob", "name": "engineering", "step": "rotate", "passkey_id": "1",
-               "grant_id": "1", "job_id": "1", "endpoint_id": "1"}
+               "grant_id": "1", "job_id": "1", "endpoint_id": "1", "feed_id": "1"}
 
 
 def _form_bag() -> dict[str, str]:
