@@ -34,11 +34,16 @@ PARTIAL = "urn:oasis:names:tc:SAML:2.0:status:PartialLogout"
 SOAP_ACTION = "http://www.oasis-open.org/committees/security"
 
 
+TIMEOUT_S = 5.0
+
+
 @pytest.fixture
 def settings(tmp_path: Path, key_template: Path, request: pytest.FixtureRequest) -> Settings:
     # the test SPs listen on loopback: allowed here, except where a test asks for the default; a test may
     # override other settings through its param
-    overrides = {"saml_backchannel_allow_private": True, "saml_backchannel_timeout_s": 1.0,
+    # a generous timeout: the test SP verifies with pysaml2 (an xmlsec1 process) in this process's threads, slow
+    # under coverage on a busy machine; the "sleep" SP answers only after it
+    overrides = {"saml_backchannel_allow_private": True, "saml_backchannel_timeout_s": TIMEOUT_S,
                  **getattr(request, "param", {})}
     if overrides.get("saml_backchannel_client_cert") == "from-pki":
         pki = request.getfixturevalue("pki")
@@ -107,7 +112,7 @@ def test_admin_ends_a_session_and_the_sp_is_told_over_soap(app: Flask, soap_sp, 
 ])
 def test_a_failed_answer_is_a_failure_event_and_the_session_still_ends(app: Flask, soap_sp, browser, alice,  # type: ignore[no-untyped-def]
                                                                       mode, reason, cause):
-    sp = soap_sp(mode, delay=2.0)
+    sp = soap_sp(mode, delay=TIMEOUT_S + 1.5)
     sign_in(browser, sp)
     end_sessions(app)
     assert live_sessions() == 0
@@ -144,7 +149,7 @@ def test_a_private_address_is_refused_without_the_setting(app: Flask, soap_sp, b
 
 
 def test_apps_of_a_session_are_told_in_parallel(app: Flask, soap_sp, make_sp, browser, alice):  # type: ignore[no-untyped-def]
-    slow, fast = soap_sp("sleep", delay=0.5), soap_sp("sleep", delay=0.3)   # each answers well within 1 s
+    slow, fast = soap_sp("sleep", delay=0.5), soap_sp("sleep", delay=0.3)   # each answers well within the timeout
     front = make_sp("pysaml2")                 # front channel only: cannot be told without the browser
     for sp in (slow, fast, front):
         sign_in(browser, sp)
