@@ -48,8 +48,11 @@ class InboundRules:
 
 def check_inbound(msg: DecodedMessage, raw_query: bytes | None, req: InboundMessage, app: AppConfig,
                   rules: InboundRules, settings: Settings, now: datetime, *,
-                  before_replay: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Run the pipeline; returns facts for the event detail (the signature algorithm when verified)."""
+                  before_replay: Callable[[], None] | None = None, replay_at_commit: bool = False) -> dict[str, Any]:
+    """Run the pipeline; returns facts for the event detail (the signature algorithm when verified).
+
+    `replay_at_commit`: the replay-cache row is written by the caller's commit, not now (see
+    DbState.remember_at_commit); a caller that asks for it handles RecordedFirstElsewhere at its commit."""
     detail: dict[str, Any] = {}
     signed = is_signed(msg.binding, msg.signed_query, req.root)
     verified = False
@@ -77,6 +80,6 @@ def check_inbound(msg: DecodedMessage, raw_query: bytes | None, req: InboundMess
         raise RequestExpired(f"the {req.kind} has expired (NotOnOrAfter {req.not_on_or_after.isoformat()})")
     if before_replay is not None:
         before_replay()
-    if not remember_request(req.issuer, req.id, settings.request_max_age_s):
+    if not remember_request(req.issuer, req.id, settings.request_max_age_s, at_commit=replay_at_commit):
         raise ReplayedRequest(f"{req.kind} {req.id[:100]!r} from this app was already used")
     return detail

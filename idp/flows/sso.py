@@ -216,7 +216,8 @@ def receive_authn_request(msg: DecodedMessage, raw_query: bytes | None, settings
     acs: list[Endpoint] = []
     try:
         ctx.detail.update(check_inbound(msg, raw_query, inbound, app, rules, settings, now,
-                                        before_replay=lambda: acs.append(resolve_acs(app, req))))
+                                        before_replay=lambda: acs.append(resolve_acs(app, req)),
+                                        replay_at_commit=True))
     except SamlFlowError as exc:
         return Denied(_fail(exc, ctx))
     return app, PendingSso(app_id=app.id, initiated_by=InitiatedBy.SP, binding=msg.binding, acs_url=acs[0].location,

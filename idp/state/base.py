@@ -22,11 +22,26 @@ class ThrottleRule:
         return int(min(self.max_lock_s, self.base_lock_s * 2 ** min(failures - self.free, 30)))
 
 
+class RecordedFirstElsewhere(Exception):
+    """A key deferred with `remember_at_commit` was recorded by another transaction in the meantime: the commit
+    that would have recorded it is refused (the caller rolls back and answers as for a replay)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__("recorded by a concurrent request")
+        self.key = key
+
+
 class SharedState(Protocol):
     name: str
 
     def remember_once(self, key: str, ttl_s: int) -> bool:
         """Atomically record `key`; False when it was already recorded and not yet expired."""
+
+    def remember_at_commit(self, key: str, ttl_s: int) -> bool:
+        """False when `key` is recorded and live now; else True, and `key` is recorded when the caller's unit of
+        work commits. The atomicity stays with the commit: when a concurrent request recorded the key first,
+        that commit raises RecordedFirstElsewhere and writes nothing. (Backends without a write lock to
+        shorten may record at once.)"""
 
     def was_remembered(self, key: str) -> bool:
         """Whether `key` was recorded by remember_once and has not expired (a check only: records nothing)."""

@@ -6,14 +6,15 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, or_, select, text, update
+from sqlalchemy import bindparam, delete, event, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from ..extensions import db
 from ..models import PendingRequest, SeenRequest, ThrottleCounter, User, utcnow
 from ..prepared import Prepared
-from .base import ThrottleRule
+from .base import RecordedFirstElsewhere, ThrottleRule
 
 _PURGE_EVERY = 500
 # INSERT … ON CONFLICT DO NOTHING: a replay is a row count of 0, not an error that would abort the
@@ -25,6 +26,26 @@ _REMEMBER = Prepared({"sqlite": sqlite_insert(SeenRequest).on_conflict_do_nothin
 # prepared: the token endpoint replaces a code's record on every redemption
 _REPLACE = Prepared(update(PendingRequest).where(PendingRequest.id == bindparam("tid"))
                     .values(data=bindparam("d"), expires_at=bindparam("exp")))
+
+
+_AT_COMMIT = "idp.remember_at_commit"
+
+
+@event.listens_for(Session, "before_commit")
+def _record_at_commit(session: Session) -> None:
+    """Write the keys deferred by DbState.remember_at_commit, first in the commit (see there)."""
+    pending = session.info.pop(_AT_COMMIT, None)
+    if not pending:
+        return
+    for state, key, ttl_s in pending:
+        if not state.remember_once(key, ttl_s):
+            raise RecordedFirstElsewhere(key)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_at_rollback(session: Session) -> None:
+    """A rolled-back unit of work records nothing, deferred keys included."""
+    session.info.pop(_AT_COMMIT, None)
 
 
 def _insert_ignoring_conflicts(table: Any) -> Any:
@@ -65,6 +86,22 @@ class DbState:
                    SeenRequest.expires_at < now)
             .values(expires_at=now + timedelta(seconds=ttl_s)))
         return bool(getattr(result, "rowcount", 0))
+
+    def remember_at_commit(self, key: str, ttl_s: int) -> bool:
+        """The replay check now (a read: no lock), the insert when the unit of work commits.
+
+        On SQLite the first write of a transaction takes the database's one write lock until the commit.
+        An SSO that inserted its replay-cache row on arrival held that lock through policy, attributes and
+        both RSA signatures (~1.1 of ~1.9 CPU-ms in process), so a second worker's SSO waited in SQLite's
+        busy handler (sleeps of 1, 2, 5 … 100 ms) while its core idled. Deferred, every write of an SSO
+        lands in one short transaction after the signing. The unique constraint still decides a race:
+        the commit of the slower of two requests with one ID raises RecordedFirstElsewhere.
+        """
+        if self.was_remembered(key):
+            return False
+        pending: list[tuple[DbState, str, int]] = db.session.info.setdefault(_AT_COMMIT, [])
+        pending.append((self, key, ttl_s))
+        return True
 
     def was_remembered(self, key: str) -> bool:
         issuer, _, request_id = key.partition("\n")

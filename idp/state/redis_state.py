@@ -50,6 +50,10 @@ class RedisState:
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()  # bounded key size whatever the issuer
         return bool(self.client.set(f"{_PREFIX}seen:{digest}", b"1", nx=True, ex=max(1, ttl_s)))
 
+    def remember_at_commit(self, key: str, ttl_s: int) -> bool:
+        """Recorded at once: SET NX takes no lock that a later commit would hold longer."""
+        return self.remember_once(key, ttl_s)
+
     def was_remembered(self, key: str) -> bool:
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
         return bool(self.client.exists(f"{_PREFIX}seen:{digest}"))

@@ -12,7 +12,7 @@ from lxml import etree
 from .. import metrics
 from ..auth.sessions import SessionView
 from ..certs.keystore import KeyFamily, KeySet, KeyStoreError
-from ..errors import EventContext, MalformedRequest, SamlFlowError, ServiceUnavailable
+from ..errors import EventContext, MalformedRequest, ReplayedRequest, SamlFlowError, ServiceUnavailable
 from ..events import record_event
 from ..extensions import csrf
 from ..flows.artifact import ENDPOINT_PATH as ARTIFACT_PATH
@@ -31,15 +31,17 @@ from ..flows.sso import (
     unpark,
 )
 from ..reasons import Reason
+from ..replay import replayed_key
 from ..saml.bindings import BindingError, decode_post, decode_redirect
 from ..saml.constants import SIG_ECDSA_SHA256, SIG_RSA_SHA256, BindingName
 from ..saml.idp_metadata import IdpMetadataSpec, build_idp_metadata
 from ..saml.signing import sign_element
-from ..services.apps import saml_app_config_by_slug
+from ..services.apps import app_config_by_entity_id, saml_app_config_by_slug
+from ..state.base import RecordedFirstElsewhere
 from .context import current_client, keystore, settings
 from .params import flag
 from .responses import error_page, post_form
-from .uow import commit
+from .uow import commit, rollback
 
 bp = Blueprint("saml", __name__)
 _TIMED = frozenset({"saml.sso", "saml.resume", "saml.idp_initiated"})
@@ -195,6 +197,22 @@ def sso() -> Response:
         commit()
         return redirect(url_for("saml.resume", token=token), code=303)  # type: ignore[return-value]
     return _proceed(pending)
+
+
+@bp.errorhandler(RecordedFirstElsewhere)
+def replayed_at_commit(exc: RecordedFirstElsewhere) -> Response:
+    """Two requests with one AuthnRequest ID passed the replay check together; the slower one's commit found the
+    ID recorded (its replay-cache row is written by the commit, see DbState.remember_at_commit). Nothing of it was
+    written and its Response never leaves: it is refused as the replay it is."""
+    rollback()
+    issuer, request_id = replayed_key(exc.key)
+    err = ReplayedRequest(f"AuthnRequest {request_id[:100]!r} from this app was already used (by a concurrent "
+                          "request)")
+    ctx = EventContext(initiated_by="sp", binding=_binding_name(), sp_entity_id=issuer, request_id=request_id)
+    app = app_config_by_entity_id(issuer)
+    ctx.app_slug = app.slug if app is not None else None
+    err.context = ctx
+    return render_denied(err)
 
 
 @bp.post(ARTIFACT_PATH)
