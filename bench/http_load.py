@@ -38,7 +38,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     port: int
     workers: int
-    threads: int
+    threads: int | None          # None: `idp serve`'s default
     log_path: Path
 
     @property
@@ -46,15 +46,21 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
-def start_server(ws: Workspace, workers: int, threads: int = 4, timeout_s: float = 60.0) -> Server:
-    """`idp serve` (gunicorn idp.wsgi:app) on a free loopback port, pointed at the bench instance."""
+def start_server(ws: Workspace, workers: int, threads: int | None = None, timeout_s: float = 60.0,
+                 extra_env: dict[str, str] | None = None) -> Server:
+    """`idp serve` (gunicorn idp.wsgi:app) on a free loopback port, pointed at the bench instance; `threads`
+    None keeps the server's default (what an admin running `idp serve` gets)."""
     port = free_port()
     idp_cmd = Path(sys.executable).parent / "idp"
     if not idp_cmd.exists():
         raise RuntimeError(f"{idp_cmd} not found: install the project into the venv (make install)")
     env = dict(os.environ)
     env.update(ws.env(f"http://127.0.0.1:{port}"))
-    env.update({"IDP_BIND": f"127.0.0.1:{port}", "IDP_WORKERS": str(workers), "IDP_THREADS": str(threads)})
+    env.update({"IDP_BIND": f"127.0.0.1:{port}", "IDP_WORKERS": str(workers)})
+    env.pop("IDP_THREADS", None)
+    if threads is not None:
+        env["IDP_THREADS"] = str(threads)
+    env.update(extra_env or {})
     log_path = ws.root / "gunicorn.log"
     log = log_path.open("wb")
     proc = subprocess.Popen([str(idp_cmd), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
@@ -108,6 +114,16 @@ def server_cpu_s(master: int) -> float:
             continue
         total += int(fields[11]) + int(fields[12])   # utime, stime (fields 14, 15 of proc(5))
     return total / tick
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs from /proc/stat (Linux); (0, 0) elsewhere."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)   # idle + iowait
+    return float(sum(fields[:8]) - idle), float(sum(fields[:8]))
 
 
 # ---------------------------------------------------------------- client
@@ -200,10 +216,10 @@ def run_load(server: Server, pool: RequestPool, *, clients: int, warmup_s: float
         t.start()
     while time.perf_counter() < t_window:
         time.sleep(0.005)
-    srv0, cli0, w0 = server_cpu_s(server.proc.pid), time.process_time(), time.perf_counter()
+    srv0, cli0, w0, m0 = server_cpu_s(server.proc.pid), time.process_time(), time.perf_counter(), machine_cpu()
     while time.perf_counter() < t_end:
         time.sleep(0.005)
-    srv1, cli1, w1 = server_cpu_s(server.proc.pid), time.process_time(), time.perf_counter()
+    srv1, cli1, w1, m1 = server_cpu_s(server.proc.pid), time.process_time(), time.perf_counter(), machine_cpu()
     for t in threads:
         t.join(timeout=60)
     window = [(s, lat) for st in stats for s, lat in st.done if s >= t_window and s + lat <= t_end]
@@ -222,6 +238,11 @@ def run_load(server: Server, pool: RequestPool, *, clients: int, warmup_s: float
         "warmup_s": warmup_s, "window_s": round(w1 - w0, 3),
         "server_cpu_ms_per_request": round(1000.0 * server_cpu / n, 3) if server_cpu else None,
         "server_cpu_s": round(server_cpu, 2), "client_cpu_s": round(cli1 - cli0, 2),
+        # cores the IdP kept busy over the window (its CPU seconds per second), the load generator's, and the
+        # machine's idle share (everything else on it included)
+        "server_cores_busy": round(server_cpu / (w1 - w0), 2),
+        "client_cores_busy": round((cli1 - cli0) / (w1 - w0), 2),
+        "machine_idle_pct": round(100.0 * (1 - (m1[0] - m0[0]) / (m1[1] - m0[1])), 1) if m1[1] > m0[1] else None,
         "loadavg_1m": round(os.getloadavg()[0], 2),
         "setup": {"logins_s": round(login_s, 2), "request_pool": pool_n, "request_pool_s": round(pool_s, 2)},
     }

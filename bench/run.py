@@ -69,6 +69,7 @@ class Plan:
     lifecycle_runs: int
     max_deliveries: int
     purge_rows: int = 1_000_000
+    http_clients_high: int = 32
     feed_entities: int = 10_000
 
 
@@ -94,8 +95,18 @@ TARGETS: dict[str, tuple[str, str | None, Callable[[float], bool] | None]] = {
     "client_credentials_ratio": ("x RSA", ">= 0.30", lambda v: v >= 0.30),
     "oidc_code_roundtrip_per_s": ("/CPU-s", None, None),
     "oidc_code_roundtrip_ratio": ("x RSA", None, None),
-    "http_sso_per_s": ("/s", None, None),
+    # issue 19: SimpleSAMLphp 1.19 (Apache prefork + mod_php, opcache) on the same 2 cores, same client, 8 users:
+    # 210 SSO/s, p99 62 ms, 6.95 server CPU-ms per SSO
+    "http_sso_per_s": ("/s", ">= 294 (1.4x the peer, 2 cores)", lambda v: v >= 294),
     "http_sso_p95_ms": ("ms", None, None),
+    "http_sso_p99_ms": ("ms", "<= 62 (the peer's)", lambda v: v <= 62),
+    "http_sso_cpu_ms": ("CPU-ms", "<= 3", lambda v: v <= 3),
+    "server_cores_busy": ("cores", None, None),
+    "machine_idle_pct": ("%", None, None),
+    "http_sso_32_per_s": ("/s", ">= 294 (1.4x the peer, 2 cores)", lambda v: v >= 294),
+    "http_sso_32_p99_ms": ("ms", None, None),
+    "server_cores_busy_32": ("cores", None, None),
+    "machine_idle_32_pct": ("%", None, None),
     "password_login_per_s": ("/CPU-s", ">= 15", lambda v: v >= 15),
     "password_login_strong_per_s": ("/CPU-s", None, None),
     "saml_share_of_login_pct": ("%", "<= 5", lambda v: v <= 5),
@@ -313,32 +324,48 @@ def run(args: argparse.Namespace) -> int:
         b.optional("logins", logins)
 
         def http() -> None:
+            """The server as `idp serve` runs it (defaults), 8 then 32 concurrent users with a session each."""
             t = time.perf_counter()
             server = start_server(ws, workers=cores)
             start_s = time.perf_counter() - t
+            runs: dict[int, dict[str, Any]] = {}
             try:
                 pool = RequestPool(ws.sp.key, server.base_url)
-                r = run_load(server, pool, clients=plan.http_clients, warmup_s=plan.http_warmup_s,
-                             seconds=plan.http_seconds, expected_rate=sso_rate * cores)
+                for clients in (plan.http_clients, plan.http_clients_high):
+                    runs[clients] = run_load(server, pool, clients=clients, warmup_s=plan.http_warmup_s,
+                                             seconds=plan.http_seconds, expected_rate=sso_rate * cores)
             finally:
                 t = time.perf_counter()
                 stop_server(server)
-                r["setup"] = {**r.get("setup", {}), "server_start_s": round(start_s, 2),
-                              "server_stop_s": round(time.perf_counter() - t, 2)}
-            if r["errors"]:
+                for r in runs.values():
+                    r["setup"] = {**r.get("setup", {}), "server_start_s": round(start_s, 2),
+                                  "server_stop_s": round(time.perf_counter() - t, 2)}
+            if any(r["errors"] for r in runs.values()):
                 print(f"    server log tail:\n{tail_log(server)}", flush=True)
-            b.put("http_sso_per_s", r["per_s"])
-            b.put("http_sso_p95_ms", r["p95_ms"], 2)
-            b.details["http_sso"] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()}
-            print(f"    {r['per_s']:.1f} SSO/s over HTTP, p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, "
-                  f"{r['errors']} errors, server CPU {r['server_cpu_ms_per_request']} ms/request, "
-                  f"client CPU {r['client_cpu_s']} s; setup {r['setup']}", flush=True)
+            for clients, r in runs.items():
+                suffix = "" if clients == plan.http_clients else f"_{clients}"
+                b.put(f"http_sso{suffix}_per_s", r["per_s"])
+                b.put(f"http_sso{suffix}_p99_ms", r["p99_ms"], 2)
+                b.put(f"server_cores_busy{suffix}", r["server_cores_busy"], 2)
+                if r["machine_idle_pct"] is not None:
+                    b.put(f"machine_idle{suffix}_pct", r["machine_idle_pct"], 1)
+                if not suffix:
+                    b.put("http_sso_p95_ms", r["p95_ms"], 2)
+                    if r["server_cpu_ms_per_request"] is not None:
+                        b.put("http_sso_cpu_ms", r["server_cpu_ms_per_request"], 3)
+                b.details[f"http_sso{suffix}"] = {k: (round(v, 2) if isinstance(v, float) else v)
+                                                  for k, v in r.items()}
+                print(f"    {clients} clients: {r['per_s']:.1f} SSO/s over HTTP, p50 {r['p50_ms']:.1f} ms, "
+                      f"p95 {r['p95_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['errors']} errors, server CPU "
+                      f"{r['server_cpu_ms_per_request']} ms/request, server {r['server_cores_busy']} cores busy, "
+                      f"client {r['client_cores_busy']}, machine idle {r['machine_idle_pct']} %", flush=True)
 
         if args.skip_http:
             b.errors["http"] = "skipped (--skip-http)"
         else:
-            b.step(f"SSO over HTTP: `idp serve` (gunicorn, {cores} workers) + {plan.http_clients} keep-alive "
-                   f"clients, {plan.http_warmup_s:.0f}s warm-up + {plan.http_seconds:.0f}s")
+            b.step(f"SSO over HTTP: `idp serve` (gunicorn, {cores} workers) + {plan.http_clients}, then "
+                   f"{plan.http_clients_high} keep-alive clients, {plan.http_warmup_s:.0f}s warm-up + "
+                   f"{plan.http_seconds:.0f}s each")
             b.optional("http", http)
 
         # ---- scaling: copies of the base DB that differ only in apps / events, measured interleaved

@@ -23,6 +23,11 @@ _REMEMBER = Prepared({"sqlite": sqlite_insert(SeenRequest).on_conflict_do_nothin
                       "postgresql": pg_insert(SeenRequest).on_conflict_do_nothing()},
                      column_keys=("issuer", "request_id", "expires_at"))
 
+# prepared: every SSO asks it (DbState.remember_at_commit)
+_SEEN = Prepared(select(SeenRequest.id).where(SeenRequest.issuer == bindparam("issuer"),
+                                              SeenRequest.request_id == bindparam("request_id"),
+                                              SeenRequest.expires_at >= bindparam("now")))
+
 # prepared: the token endpoint replaces a code's record on every redemption
 _REPLACE = Prepared(update(PendingRequest).where(PendingRequest.id == bindparam("tid"))
                     .values(data=bindparam("d"), expires_at=bindparam("exp")))
@@ -105,11 +110,7 @@ class DbState:
 
     def was_remembered(self, key: str) -> bool:
         issuer, _, request_id = key.partition("\n")
-        found = db.session.scalar(
-            select(SeenRequest.id).where(SeenRequest.issuer == issuer[:1024],
-                                         SeenRequest.request_id == request_id[:256],
-                                         SeenRequest.expires_at >= utcnow()))
-        return found is not None
+        return _SEEN.first({"issuer": issuer[:1024], "request_id": request_id[:256], "now": utcnow()}) is not None
 
     def put(self, data: dict[str, Any], ttl_s: int) -> str:
         self._maybe_purge()
