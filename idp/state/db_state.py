@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, event, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from ..extensions import db
 from ..models import PendingRequest, SeenRequest, ThrottleCounter, User, utcnow
@@ -38,7 +38,10 @@ _AT_COMMIT = "idp.remember_at_commit"
 
 @event.listens_for(Session, "before_commit")
 def _record_at_commit(session: Session) -> None:
-    """Write the keys deferred by DbState.remember_at_commit, first in the commit (see there)."""
+    """Write the keys deferred by DbState.remember_at_commit, first in the commit (see there); a SAVEPOINT's
+    release is not the commit (the keys wait for the transaction's)."""
+    if session.get_nested_transaction() is not None:
+        return
     pending = session.info.pop(_AT_COMMIT, None)
     if not pending:
         return
@@ -47,10 +50,12 @@ def _record_at_commit(session: Session) -> None:
             raise RecordedFirstElsewhere(key)
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_at_rollback(session: Session) -> None:
-    """A rolled-back unit of work records nothing, deferred keys included."""
-    session.info.pop(_AT_COMMIT, None)
+@event.listens_for(Session, "after_transaction_end")
+def _forget_at_end(session: Session, transaction: SessionTransaction) -> None:
+    """The end of the transaction, however it ended: a rolled-back unit of work records nothing, deferred keys
+    included (a SAVEPOINT ending inside it keeps them: the check passed in the transaction, which may commit)."""
+    if transaction.parent is None:
+        session.info.pop(_AT_COMMIT, None)
 
 
 def _insert_ignoring_conflicts(table: Any) -> Any:

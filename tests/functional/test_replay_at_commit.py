@@ -92,3 +92,22 @@ def test_rolled_back_request_records_nothing(app, make_sp):
         db.session.commit()
         assert _seen("https://sp.example/x", "_kept") == 1
         assert not shared().remember_at_commit("https://sp.example/x\n_kept", 600)   # live: a replay now
+
+
+def test_savepoints_inside_the_unit_of_work_keep_the_deferred_key(app, make_sp):
+    """A SAVEPOINT rolled back or released after the check is not the transaction: the key is written by the
+    transaction's own commit, never dropped with the savepoint."""
+    from idp.state import shared
+
+    make_sp("pysaml2")
+    with app.test_request_context():
+        assert shared().remember_at_commit("https://sp.example/x\n_sp-rolled-back", 600)
+        with db.session.begin_nested() as nested:
+            nested.rollback()
+        assert shared().remember_at_commit("https://sp.example/x\n_sp-released", 600)
+        with db.session.begin_nested():
+            pass
+        assert _seen("https://sp.example/x", "_sp-released") == 0      # not written by the savepoint's release
+        db.session.commit()
+        assert _seen("https://sp.example/x", "_sp-rolled-back") == 1
+        assert _seen("https://sp.example/x", "_sp-released") == 1
