@@ -14,6 +14,9 @@ The HTTP figures are wall clock against `idp serve` (gunicorn, workers = cores) 
 The lifecycle figures (bench/lifecycle.py): SCIM user creates through the WSGI app per CPU-second, and outbox
 deliveries by the worker into scim2-server on loopback per wall-second, on SQLite and (when a PostgreSQL can be
 started, or IDP_BENCH_PG_URL names one) on PostgreSQL; "not available" for the _pg rows otherwise.
+The PostgreSQL + Redis SSO figures (bench/pg_sso.py): the in-process SSO round trip per CPU-second with the database's
+and Redis's CPU counted (sso_ratio_pg, sso_pg_vs_sqlite), and SSO over HTTP with 1 and 2 instances behind one
+database; "not available" rows when no PostgreSQL and Redis can be had.
 The webhook figures (bench/webhooks.py): signed webhook deliveries by the worker to a receiver on loopback per
 wall-second, and the SSO round trip with one org-wide sso.success subscription against none (a ratio).
 The retention figures (bench/retention.py): `idp events purge` of 1,000,000 old events on a copy of the SQLite DB,
@@ -126,6 +129,17 @@ TARGETS: dict[str, tuple[str, str | None, Callable[[float], bool] | None]] = {
     "outbox_delivery_per_s": ("/wall-s", None, None),
     "scim_user_create_pg_per_s": ("/CPU-s", None, None),
     "outbox_delivery_pg_per_s": ("/wall-s", None, None),
+    "sso_roundtrip_pg_per_s": ("/CPU-s", None, None),
+    "sso_ratio_pg": ("x RSA", None, None),
+    "sso_pg_vs_sqlite": ("x", ">= 0.8", lambda v: v >= 0.8),
+    "http_sso_pg_per_s_1": ("/s", None, None),
+    "http_sso_pg_p95_ms_1": ("ms", None, None),
+    "http_sso_pg_cpu_ms_1": ("CPU-ms", None, None),
+    "http_sso_pg_cores_busy_1": ("cores", None, None),
+    "http_sso_pg_per_s_2": ("/s", None, None),
+    "http_sso_pg_p95_ms_2": ("ms", None, None),
+    "http_sso_pg_cpu_ms_2": ("CPU-ms", None, None),
+    "http_sso_pg_cores_busy_2": ("cores", None, None),
     "webhook_delivery_per_s": ("/wall-s", None, None),
     "sso_webhook_per_s": ("/CPU-s", None, None),
     "sso_webhook_ratio": ("x", None, None),
@@ -427,6 +441,9 @@ def run(args: argparse.Namespace) -> int:
 
         lifecycle_section(b, ws, root, skip_pg=args.skip_pg)
 
+        from .pg_sso import pg_sso_section
+        pg_sso_section(b, ws, skip_pg=args.skip_pg, skip_http=args.skip_http)
+
         from .webhooks import webhook_section
         webhook_section(b, ws, root)
 
@@ -591,7 +608,9 @@ def _target_doc(results: dict[str, float]) -> dict[str, dict[str, Any]]:
 
 # rows whose absence is a property of the build, not a failure: key -> the errors entry that says why
 OPTIONAL_ROWS = {"passkey_login_flow_per_s": "passkey_login", "scim_user_create_pg_per_s": "postgresql",
-                 "outbox_delivery_pg_per_s": "postgresql"}
+                 "outbox_delivery_pg_per_s": "postgresql",
+                 **{k: "postgresql_redis" for k in TARGETS if k.startswith(("sso_roundtrip_pg", "sso_ratio_pg",
+                                                                             "sso_pg_", "http_sso_pg_"))}}
 
 
 def _table(results: dict[str, float], errors: dict[str, str], quick: bool) -> str:
@@ -701,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke mode: 1 s runs, 1k apps, 10k events (~1 min)")
     parser.add_argument("--out", help="JSON output (default bench/results.json, or bench/results-quick.json)")
     parser.add_argument("--skip-http", action="store_true", help="skip the gunicorn run")
-    parser.add_argument("--skip-pg", action="store_true", help="skip the PostgreSQL lifecycle figures")
+    parser.add_argument("--skip-pg", action="store_true", help="skip the PostgreSQL (+ Redis) figures")
     parser.add_argument("--keep", action="store_true", help="keep the temporary instance (DB, keys, server log)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed or a step failed")
     args = parser.parse_args(argv)
