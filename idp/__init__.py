@@ -122,8 +122,11 @@ def _engine_options(settings: Settings) -> dict[str, Any]:
         # a local file cannot drop the connection: no SELECT 1 before every checkout
         options.update(pool_pre_ping=False, connect_args={"timeout": 15})
     elif settings.database_url.startswith("postgresql"):
-        options.update(pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_timeout=5,
-                       pool_recycle=1800)
+        # a ping only for a connection that sat idle (idp/db_liveness.py), not one round trip per request
+        from .db_liveness import install
+        install()
+        options.update(pool_pre_ping=False, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size,
+                       pool_timeout=5, pool_recycle=1800)
         options["connect_args"] = {"connect_timeout": 5,
                                    "options": f"-c statement_timeout={settings.db_statement_timeout_ms}"}
     return options
