@@ -96,7 +96,7 @@ bench: $(APT_STAMP) ## Performance benchmark (~5 min on 2 cores): table, bench/r
 bench-quick: $(APT_STAMP) ## Benchmark smoke run (~1 min): bench/results-quick.json
 	$(BIN)/python -m bench.run --quick
 
-loadtest: $(STAMP) ## 20 clients for 60 s, then 5x that, against gunicorn on loopback (bench/loadtest.json)
+loadtest: $(STAMP) ## 20 clients for 60 s, then 5x and 10x that, against gunicorn with admission control on loopback: admitted p50/p95, shed share, recovery (bench/loadtest.json)
 	$(BIN)/python -m bench.loadtest $(LOADTEST_ARGS)
 
 certs: $(STAMP) ## Generate the first signing key pair (refuses when keys exist)

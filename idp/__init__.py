@@ -110,6 +110,8 @@ def create_app(settings: Settings | None = None, **flask_overrides: Any) -> Flas
     uow.init_app(app)
     _register_http_errors(app)
     app.after_request(_security_headers)
+    from .web import admission
+    admission.install(app)   # IDP_MAX_QUEUE_MS: shed at once what cannot be answered within the budget
     from .cli import register_cli
     register_cli(app)
     return app

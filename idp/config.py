@@ -99,6 +99,16 @@ class Settings:
     want_authn_requests_signed: bool = False
     db_pool_size: int = 10
     db_statement_timeout_ms: int = 5000
+    # admission control (idp.admission, per server process): IDP_MAX_QUEUE_MS is the latency budget within which a
+    # request must be answerable, waiting in the process and then executing (0 = off); past it, new requests get
+    # 503 + Retry-After at once. The classes execute at most this many requests at once each (sign-in bounds the
+    # argon2 hashing of a process).
+    # server_threads: the threads of one server process (IDP_THREADS, set by `idp serve`; 0 = unknown)
+    max_queue_ms: int = 250
+    signin_concurrency: int = 1
+    sso_concurrency: int = 1
+    other_concurrency: int = 2
+    server_threads: int = 0
     metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     metrics_token: str | None = None
     metrics_dir: Path | None = None        # spool shared by one server's workers (default: instance/metrics)
@@ -250,6 +260,11 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         want_authn_requests_signed=env_bool(env, "IDP_WANT_AUTHN_REQUESTS_SIGNED", False),
         metadata_signed=env_bool(env, "IDP_METADATA_SIGNED", False),
         db_pool_size=_int(env, "IDP_DB_POOL_SIZE", 10, 1),
+        max_queue_ms=_int(env, "IDP_MAX_QUEUE_MS", 250, 0),
+        signin_concurrency=_int(env, "IDP_SIGNIN_CONCURRENCY", 1, 1),
+        sso_concurrency=_int(env, "IDP_SSO_CONCURRENCY", 1, 1),
+        other_concurrency=_int(env, "IDP_OTHER_CONCURRENCY", 2, 1),
+        server_threads=_int(env, "IDP_THREADS", 0, 0),
         db_statement_timeout_ms=_int(env, "IDP_DB_STATEMENT_TIMEOUT_MS", 5000, 100),
         metrics_allow=tuple(x.strip() for x in env.get("IDP_METRICS_ALLOW", "127.0.0.1/32,::1/128").split(",")
                             if x.strip()),

@@ -43,6 +43,10 @@ COUNTERS = {
     "idp_syslog_dropped_total": ("Events and audit rows not sent to IDP_SYSLOG_URL (queue full or the sender "
                                  "gave up on them).", ("",)),
     "idp_syslog_sent_total": ("Events and audit rows sent to IDP_SYSLOG_URL.", ("",)),
+    "idp_admission_shed_total": ("Requests refused at once with 503 by admission control (IDP_MAX_QUEUE_MS), by "
+                                 "class.", ('class="signin"', 'class="sso"', 'class="other"')),
+    "idp_admission_admitted_total": ("Requests admitted by admission control (executed, perhaps after a short "
+                                     "wait), by class.", ('class="signin"', 'class="sso"', 'class="other"')),
 }
 
 FLUSH_EVERY_S = 1.0

@@ -107,6 +107,9 @@ class Reason(StrEnum):
     # infrastructure
     SIGNING_KEY_UNAVAILABLE = "signing_key_unavailable"
     SERVICE_UNAVAILABLE = "service_unavailable"
+    # admission control shed requests (503 at once): one aggregated event (event_type "overload") per server process
+    # and class at most every 10 s, the count in its detail
+    OVERLOADED = "overloaded"
     INTERNAL_ERROR = "internal_error"
 
 

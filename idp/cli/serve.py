@@ -45,22 +45,35 @@ def control_socket_args(instance_dir: Path, bind: str) -> list[str]:
     return ["--control-socket", str(path)]
 
 
+# Threads per worker when admission control is on (IDP_MAX_QUEUE_MS > 0): every arriving request reaches the app
+# at once, so the admission middleware can queue it in the process (FIFO per class, a few executing) or refuse it
+# with 503 right away; with one thread per worker the backlog would sit in the kernel, out of the app's sight.
+ADMISSION_THREADS = 64
+
+
 @click.command("serve", help="Run the production server (gunicorn). Bind: IDP_BIND or derived from IDP_BASE_URL.")
 @click.option("--bind", envvar="IDP_BIND", default=None)
 @click.option("--workers", envvar="IDP_WORKERS", type=click.IntRange(1, 64), default=None)
-@click.option("--threads", envvar="IDP_THREADS", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Threads per worker; SSO is CPU-bound, so more workers beat more threads.")
-def serve_cmd(bind: str | None, workers: int | None, threads: int) -> None:
+@click.option("--threads", envvar="IDP_THREADS", type=click.IntRange(1, 256), default=None,
+              help=f"Threads per worker (default {ADMISSION_THREADS} with admission control, IDP_MAX_QUEUE_MS > 0, "
+                   "else 1). The admission limits, not the threads, bound the requests executing at once.")
+def serve_cmd(bind: str | None, workers: int | None, threads: int | None) -> None:
     s = load_settings()
     bind = bind or default_bind(s.base_url)
     workers = workers or (os.cpu_count() or 1)
+    if threads is None:
+        threads = ADMISSION_THREADS if s.max_queue_ms > 0 else 1
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or shutil.which("gunicorn")
     if gunicorn is None:
         raise click.ClickException("gunicorn is not installed in this environment")
+    # threads > 1: gunicorn runs gthread workers; the app learns the count (admission keeps threads for /healthz)
+    os.environ["IDP_THREADS"] = str(threads)
     args = [gunicorn, "idp.wsgi:app", "--bind", bind, "--workers", str(workers), "--threads", str(threads),
             "--timeout", "30", "--graceful-timeout", "20", "--keep-alive", "5", "--backlog", "256",
             "--worker-connections", "256",
             "--max-requests", "20000", "--max-requests-jitter", "2000", "--access-logfile", "-",
             *control_socket_args(s.instance_dir, bind)]
-    click.echo(f"serving {s.base_url} on {bind} with {workers} workers x {threads} threads")
+    admission = (f"admission budget {s.max_queue_ms} ms" if s.max_queue_ms > 0 and threads > 1
+                 else "admission control off")
+    click.echo(f"serving {s.base_url} on {bind} with {workers} workers x {threads} threads ({admission})")
     os.execv(gunicorn, args)  # noqa: S606 - fixed program, admin-controlled arguments

@@ -1,0 +1,159 @@
+"""Admission control decisions (idp.admission) with an injected clock, and the request classification."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from idp.admission import Admission, ShedLog, WorkClass
+from idp.web.admission import classify
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(budget_s: float = 0.1, sso: int = 1, service_s: float = 0.01, max_waiting: int = 0) -> tuple[Admission, Clock]:
+    clock = Clock()
+    adm = Admission({WorkClass.SSO: sso, WorkClass.SIGNIN: 1, WorkClass.OTHER: 1}, budget_s, clock=clock,
+                    initial_service_s={WorkClass.SSO: service_s, WorkClass.SIGNIN: 0.05}, alpha=0.2,
+                    max_waiting=max_waiting)
+    return adm, clock
+
+
+def test_free_slot_is_granted_at_once() -> None:
+    adm, _ = make()
+    t = adm.admit(WorkClass.SSO)
+    assert t is not None and t.granted.is_set()
+    assert adm.predicted_wait_s(WorkClass.SSO) == pytest.approx(0.01)
+
+
+def test_predicted_wait_sheds_past_the_budget() -> None:
+    adm, _ = make(budget_s=0.105, sso=2, service_s=0.02)
+    granted = [adm.admit(WorkClass.SSO) for _ in range(2)]
+    assert all(t is not None and t.granted.is_set() for t in granted)
+    queued = []
+    # answered after (queued ahead + 1) x 20 ms / 2 + 20 ms <= 105 ms: 8 may queue, the 9th would take 110 ms
+    for _ in range(8):
+        t = adm.admit(WorkClass.SSO)
+        assert t is not None and not t.granted.is_set()
+        queued.append(t)
+    assert adm.admit(WorkClass.SSO) is None
+    view = {v.cls: v for v in adm.snapshot()}[WorkClass.SSO]
+    assert (view.executing, view.waiting, view.shed, view.admitted) == (2, 8, 1, 10)
+
+
+def test_release_hands_the_slot_fifo_and_learns_the_service_time() -> None:
+    adm, clock = make(budget_s=1.0, service_s=0.01)
+    first = adm.admit(WorkClass.SSO)
+    second, third = adm.admit(WorkClass.SSO), adm.admit(WorkClass.SSO)
+    assert first and second and third
+    clock.now += 0.03       # the first one took 30 ms: the EWMA moves up by alpha x 20 ms (alpha 0.2 here)
+    adm.release(first)
+    assert second.granted.is_set() and not third.granted.is_set()
+    view = {v.cls: v for v in adm.snapshot()}[WorkClass.SSO]
+    assert view.service_ms == pytest.approx(14.0)
+    assert view.executing == 1 and view.waiting == 1
+    adm.release(second)
+    adm.release(third)
+    view = {v.cls: v for v in adm.snapshot()}[WorkClass.SSO]
+    assert view.executing == 0 and view.waiting == 0
+
+
+def test_one_outlier_moves_the_average_by_a_bounded_step() -> None:
+    adm, clock = make(budget_s=1.0, service_s=0.01)
+    t = adm.admit(WorkClass.SSO)
+    assert t
+    clock.now += 5.0        # a cold start: counted as 4 x 10 ms
+    adm.release(t)
+    assert {v.cls: v for v in adm.snapshot()}[WorkClass.SSO].service_ms == pytest.approx(16.0)
+
+
+def test_classes_do_not_share_slots() -> None:
+    adm, _ = make(budget_s=0.11)
+    assert adm.admit(WorkClass.SIGNIN) is not None
+    assert adm.admit(WorkClass.SIGNIN) is not None        # answered after 50 ms waiting + 50 ms
+    assert adm.admit(WorkClass.SIGNIN) is None            # would take 150 ms
+    sso = adm.admit(WorkClass.SSO)
+    assert sso is not None and sso.granted.is_set()       # the sign-in burst does not touch SSO
+
+
+def test_max_waiting_caps_the_queue_over_all_classes() -> None:
+    adm, _ = make(budget_s=10.0, max_waiting=2)
+    assert adm.admit(WorkClass.SSO) and adm.admit(WorkClass.SIGNIN)   # executing
+    assert adm.admit(WorkClass.SSO) and adm.admit(WorkClass.SIGNIN)   # waiting: 2
+    assert adm.admit(WorkClass.SSO) is None
+    assert adm.admit(WorkClass.OTHER) is not None                     # a free slot needs no waiting
+
+
+def test_wait_blocks_until_granted_and_withdraws_on_timeout() -> None:
+    adm, _ = make(budget_s=1.0)
+    first = adm.admit(WorkClass.SSO)
+    second = adm.admit(WorkClass.SSO)
+    assert first and second
+    assert adm.wait(second, 0.01) is False                # withdrawn from the queue
+    assert {v.cls: v for v in adm.snapshot()}[WorkClass.SSO].waiting == 0
+    third = adm.admit(WorkClass.SSO)
+    assert third is not None
+    done = threading.Event()
+
+    def waiter() -> None:
+        if adm.wait(third, 10.0):
+            done.set()
+
+    th = threading.Thread(target=waiter)
+    th.start()
+    adm.release(first)
+    th.join(10.0)
+    assert done.is_set()
+
+
+def test_thread_safety_under_contention() -> None:
+    adm = Admission({WorkClass.SSO: 2}, budget_s=5.0)
+    errors: list[str] = []
+
+    def worker() -> None:
+        for _ in range(200):
+            t = adm.admit(WorkClass.SSO)
+            if t is None:
+                continue
+            if not adm.wait(t, 10.0):
+                errors.append("timeout")
+                continue
+            adm.release(t)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60.0)
+    view = {v.cls: v for v in adm.snapshot()}[WorkClass.SSO]
+    assert not errors and view.executing == 0 and view.waiting == 0
+    assert view.admitted + view.shed == 1600
+
+
+def test_shed_log_drains() -> None:
+    log = ShedLog()
+    log.add(WorkClass.SSO)
+    log.add(WorkClass.SSO)
+    log.add(WorkClass.SIGNIN)
+    assert log.drain() == {WorkClass.SSO: 2, WorkClass.SIGNIN: 1}
+    assert log.drain() == {}
+
+
+@pytest.mark.parametrize(("method", "path", "expected"), [
+    ("GET", "/healthz", None), ("GET", "/readyz", None), ("GET", "/metrics", None), ("GET", "/static/app.css", None),
+    ("POST", "/login", WorkClass.SIGNIN), ("GET", "/login", WorkClass.OTHER), ("POST", "/mfa", WorkClass.SIGNIN),
+    ("POST", "/passkeys/login", WorkClass.SIGNIN), ("GET", "/saml/sso", WorkClass.SSO),
+    ("POST", "/saml/sso", WorkClass.SSO), ("GET", "/saml/continue/abc", WorkClass.SSO),
+    ("GET", "/apps/wiki/sso", WorkClass.SSO), ("GET", "/oauth2/authorize", WorkClass.SSO),
+    ("POST", "/oauth2/token", WorkClass.SSO), ("GET", "/saml/metadata", WorkClass.OTHER),
+    ("GET", "/account", WorkClass.OTHER),
+])
+def test_classify(method: str, path: str, expected: WorkClass | None) -> None:
+    assert classify(method, path) is expected
