@@ -157,3 +157,55 @@ def test_shed_log_drains() -> None:
 ])
 def test_classify(method: str, path: str, expected: WorkClass | None) -> None:
     assert classify(method, path) is expected
+
+
+def test_a_standing_queue_is_held_to_a_fraction_of_the_budget() -> None:
+    """A burst may queue up to the budget; a queue that has not drained for longer than the budget may hold only
+    STANDING_FRACTION of it, and draining it once restores the full budget."""
+    from idp.admission import STANDING_FRACTION
+
+    assert STANDING_FRACTION == 0.3
+    adm, clock = make(budget_s=0.105, service_s=0.01)
+    head = adm.admit(WorkClass.SSO)
+    queue = [adm.admit(WorkClass.SSO) for _ in range(9)]        # answered within (8 + 1) x 10 ms + 10 <= 105 ms
+    assert head is not None and all(t is not None for t in queue)
+    assert adm.admit(WorkClass.SSO) is None                     # the 11th would take 110 ms
+    refused_at = None
+    for cycle in range(20):                                     # closed-loop users: one done, one more arrives
+        clock.now += 0.01
+        adm.release(head)
+        head = queue.pop(0)
+        assert head is not None and head.granted.is_set()
+        t = adm.admit(WorkClass.SSO)
+        if t is None:
+            refused_at = cycle
+            break
+        queue.append(t)
+    # the queue had stood 110 ms (> the 105 ms budget) in cycle 10: from then on ~100 ms > 31.5 ms is refused
+    assert refused_at == 10
+    while queue:                                                # drain it
+        clock.now += 0.01
+        adm.release(head)
+        head = queue.pop(0)
+        assert head is not None
+    clock.now += 0.01
+    adm.release(head)
+    assert [(v.executing, v.waiting) for v in adm.snapshot() if v.cls is WorkClass.SSO] == [(0, 0)]
+    burst = [adm.admit(WorkClass.SSO) for _ in range(10)]
+    assert all(t is not None for t in burst)                    # a new burst: the full budget again
+
+
+def test_a_short_standing_queue_is_not_refused() -> None:
+    """Closed-loop users below overload: a queue that stands for seconds but stays within the fraction."""
+    adm, clock = make(budget_s=0.25, service_s=0.003)
+    head = adm.admit(WorkClass.SSO)
+    queue = [adm.admit(WorkClass.SSO) for _ in range(15)]       # 16 users on this worker
+    assert head is not None and all(t is not None for t in queue)
+    for _ in range(300):                                        # 0.9 s, standing: (15 + 1) x 3 + 3 = 51 <= 75 ms
+        clock.now += 0.003
+        adm.release(head)
+        head = queue.pop(0)
+        assert head is not None
+        t = adm.admit(WorkClass.SSO)
+        assert t is not None
+        queue.append(t)
