@@ -164,6 +164,7 @@ def http_login(port: int) -> dict[str, str]:
 class ClientStats:
     done: list[tuple[float, float]] = field(default_factory=list)   # (start, latency s)
     errors: list[str] = field(default_factory=list)
+    shed: int = 0          # deliberate 503s with Retry-After (admission control), not errors
 
 
 def _client(port: int, jar: dict[str, str], queue: deque[str], start_at: float, end_at: float,
@@ -190,6 +191,10 @@ def _client(port: int, jar: dict[str, str], queue: deque[str], start_at: float, 
             conn.close()
             continue
         t1 = time.perf_counter()
+        if resp.status == 503 and resp.getheader("Retry-After"):
+            stats.shed += 1        # shed by admission control: back off as a browser's retry would (capped)
+            time.sleep(min(float(resp.getheader("Retry-After") or 1), 1.0))
+            continue
         if resp.status != 200 or b'name="SAMLResponse"' not in body:
             stats.errors.append(f"HTTP {resp.status}: {body[:200]!r}")
             continue
@@ -224,6 +229,7 @@ def run_load(server: Server, pool: RequestPool, *, clients: int, warmup_s: float
         t.join(timeout=60)
     window = [(s, lat) for st in stats for s, lat in st.done if s >= t_window and s + lat <= t_end]
     errors = [e for st in stats for e in st.errors]
+    shed = sum(st.shed for st in stats)
     latencies = sorted(lat * 1000.0 for _, lat in window)
     n = len(window)
     if n < 20:
@@ -233,7 +239,7 @@ def run_load(server: Server, pool: RequestPool, *, clients: int, warmup_s: float
     return {
         "per_s": n / seconds,
         "p50_ms": q[49], "p95_ms": q[94], "p99_ms": q[98], "mean_ms": statistics.fmean(latencies),
-        "max_ms": latencies[-1], "requests": n, "errors": len(errors), "error_samples": errors[:3],
+        "max_ms": latencies[-1], "requests": n, "errors": len(errors), "error_samples": errors[:3], "shed": shed,
         "clients": clients, "workers": server.workers, "threads_per_worker": server.threads,
         "warmup_s": warmup_s, "window_s": round(w1 - w0, 3),
         "server_cpu_ms_per_request": round(1000.0 * server_cpu / n, 3) if server_cpu else None,
