@@ -175,6 +175,11 @@ class Admission:
             else:
                 st.executing -= 1
 
+    def count_shed(self, cls: WorkClass) -> None:
+        """A request admitted to the queue that gave up waiting (see wait): counted as shed."""
+        with self._lock:
+            self._classes[cls].shed += 1
+
     def snapshot(self) -> list[ClassView]:
         with self._lock:
             return [ClassView(cls, st.limit, st.executing, len(st.waiting), round(st.service_s * 1000, 2),

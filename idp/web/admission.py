@@ -12,6 +12,7 @@ class at most every REPORT_EVERY_S seconds, off the request path: a row per shed
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -28,15 +29,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("idp.admission")
 
 REPORT_EVERY_S = 10.0
-WAIT_SAFETY_S = 20.0     # a queued request that is somehow never granted a slot gives up after this (never expected)
+# a queued request that gets no slot in this many budgets gives up (a slot held far longer than predicted: a
+# database lock wait, a statement timeout) and is answered 503 like a shed one
+WAIT_SAFETY_BUDGETS = 8
+WAIT_SAFETY_MIN_S = 2.0
 
-BYPASS_EXACT = frozenset({"/healthz", "/readyz", "/metrics", "/favicon.ico"})
+BYPASS_EXACT = frozenset({"/healthz", "/readyz", "/metrics"})
 BYPASS_PREFIX = ("/static/",)
 # POSTs that check a password, TOTP code, recovery code or passkey: argon2 hashing and friends
-SIGNIN_POST = frozenset({"/login", "/mfa", "/mfa/recovery", "/passkeys/login", "/account/password"})
+SIGNIN_POST = frozenset({"/login", "/mfa", "/mfa/recovery", "/passkeys/login", "/account/password",
+                         "/admin/users/new"})
+# writes that may hash a new password (admin console, REST API, SCIM): argon2 too, so in the sign-in class
+SIGNIN_WRITE_PREFIX = ("/admin/users/", "/api/v1/users", "/scim/v2/Users")
 # issuing a SAML response or an OIDC code / token (signing)
 SSO_EXACT = frozenset({"/saml/sso", "/saml/artifact", "/oauth2/authorize", "/oauth2/token"})
-SSO_PREFIX = ("/saml/continue/",)
+SSO_PREFIX = ("/saml/continue/", "/oauth2/authorize/")
 
 _BUSY_SSO = (b"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Busy</title></head><body>"
              b"<h1>The sign-in service is busy</h1><p>Too many sign-ins at this moment. Please try again in a few "
@@ -53,6 +60,9 @@ def classify(method: str, path: str) -> WorkClass | None:
     if path in BYPASS_EXACT or path.startswith(BYPASS_PREFIX):
         return None
     if method == "POST" and path in SIGNIN_POST:
+        return WorkClass.SIGNIN
+    if method in ("POST", "PUT", "PATCH") and path.startswith(SIGNIN_WRITE_PREFIX) and (
+            not path.startswith("/admin/") or path.endswith("/password")):
         return WorkClass.SIGNIN
     if path in SSO_EXACT or path.startswith(SSO_PREFIX) or (path.startswith("/apps/") and path.endswith("/sso")):
         return WorkClass.SSO
@@ -86,18 +96,24 @@ class AdmissionMiddleware:
         self.retry_after = str(retry_after_s)
         self.flask_app = flask_app
         self.shed_log = ShedLog()
+        self.wait_safety_s = max(WAIT_SAFETY_MIN_S, WAIT_SAFETY_BUDGETS * admission.budget_s)
+        self.max_body = int(flask_app.config.get("MAX_CONTENT_LENGTH") or 0) if flask_app is not None else 0
         self._reporter_pid: int | None = None
         self._reporter_lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        cls = classify(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", ""))
+        # the router matches "/" + PATH_INFO.lstrip("/") (werkzeug): `//login` is /login, so classify it as such
+        path = "/" + environ.get("PATH_INFO", "").lstrip("/")
+        cls = classify(environ.get("REQUEST_METHOD", "GET"), path)
         if cls is None:
             return self.wsgi_app(environ, start_response)
+        self._buffer_body(environ)     # a slow body holds a server thread, never an admission slot
         ticket = self.admission.admit(cls)
         if ticket is None:
             return self._shed(cls, start_response)
-        if not self.admission.wait(ticket, WAIT_SAFETY_S):
-            log.error("admission: a queued %s request got no slot in %.0f s", cls, WAIT_SAFETY_S)
+        if not self.admission.wait(ticket, self.wait_safety_s):
+            self.admission.count_shed(cls)
+            log.error("admission: a queued %s request got no slot in %.1f s", cls, self.wait_safety_s)
             return self._shed(cls, start_response)
         metrics.count("idp_admission_admitted_total", f'class="{cls}"')
         released = False
@@ -114,6 +130,29 @@ class AdmissionMiddleware:
             release()
             raise
         return _Release(body, release)
+
+    def _buffer_body(self, environ: dict[str, Any]) -> None:
+        """Read the request body before admission (at most MAX_CONTENT_LENGTH + 1 bytes: a larger one is still
+        refused 413 by the app). A client that trickles its body keeps this thread, not a slot of its class."""
+        if environ.get("REQUEST_METHOD") in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return                       # the app answers 400
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if length <= 0 and not chunked:
+            return
+        limit = self.max_body + 1 if self.max_body else length
+        if length > limit - 1 and self.max_body:
+            return                       # too large: the app refuses it (413) without reading it
+        stream = environ.get("wsgi.input")
+        if stream is None:
+            return
+        data = stream.read(length if length > 0 else limit)
+        environ["wsgi.input"] = io.BytesIO(data)
+        if length > 0:
+            environ["CONTENT_LENGTH"] = str(len(data))
 
     def _shed(self, cls: WorkClass, start_response: StartResponse) -> list[bytes]:
         page = _BUSY_SSO if cls is not WorkClass.OTHER else _BUSY
@@ -140,9 +179,12 @@ class AdmissionMiddleware:
     def _report_loop(self) -> None:
         while True:
             time.sleep(REPORT_EVERY_S)
-            counts = self.shed_log.drain()
-            if counts:
-                self.report(counts)
+            try:
+                counts = self.shed_log.drain()
+                if counts:
+                    self.report(counts)
+            except Exception:   # noqa: BLE001 - the reporter must outlive any one failure
+                log.exception("admission: the overload report failed")
 
     def report(self, counts: dict[WorkClass, int]) -> None:
         """Log one warning and record one `overload` event per class for the requests shed since the last report."""
@@ -184,7 +226,7 @@ def install(app: Flask) -> None:
     # let through (health, readiness, metrics). With few threads (< 16) the queue in the app is short anyway and
     # such a cap would shed at ordinary load: the budget alone decides.
     reserve = s.server_threads // 4
-    max_waiting = s.server_threads - sum(limits.values()) - reserve if s.server_threads >= 16 else 0
+    max_waiting = max(1, s.server_threads - sum(limits.values()) - reserve) if s.server_threads >= 16 else 0
     admission = Admission(limits, s.max_queue_ms / 1000.0, max_waiting=max_waiting)
     app.extensions["idp.admission"] = admission
     app.wsgi_app = AdmissionMiddleware(app.wsgi_app, admission, flask_app=app)  # type: ignore[method-assign]

@@ -153,7 +153,11 @@ def test_shed_log_drains() -> None:
     ("POST", "/saml/sso", WorkClass.SSO), ("GET", "/saml/continue/abc", WorkClass.SSO),
     ("GET", "/apps/wiki/sso", WorkClass.SSO), ("GET", "/oauth2/authorize", WorkClass.SSO),
     ("POST", "/oauth2/token", WorkClass.SSO), ("GET", "/saml/metadata", WorkClass.OTHER),
-    ("GET", "/account", WorkClass.OTHER),
+    ("GET", "/account", WorkClass.OTHER), ("GET", "/favicon.ico", WorkClass.OTHER),
+    ("POST", "/admin/users/new", WorkClass.SIGNIN), ("POST", "/admin/users/alice/password", WorkClass.SIGNIN),
+    ("POST", "/admin/users/alice/groups", WorkClass.OTHER), ("POST", "/api/v1/users", WorkClass.SIGNIN),
+    ("PATCH", "/api/v1/users/alice", WorkClass.SIGNIN), ("POST", "/scim/v2/Users", WorkClass.SIGNIN),
+    ("GET", "/api/v1/users", WorkClass.OTHER), ("POST", "/oauth2/authorize/consent", WorkClass.SSO),
 ])
 def test_classify(method: str, path: str, expected: WorkClass | None) -> None:
     assert classify(method, path) is expected
@@ -209,3 +213,40 @@ def test_a_short_standing_queue_is_not_refused() -> None:
         t = adm.admit(WorkClass.SSO)
         assert t is not None
         queue.append(t)
+
+
+def _call(mw, method: str, path: str, body: bytes = b"") -> tuple[str, dict]:  # type: ignore[no-untyped-def]
+    import io
+
+    seen: dict = {}
+    status: list[str] = []
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "CONTENT_LENGTH": str(len(body)) if body else "",
+               "wsgi.input": io.BytesIO(body)}
+    out = mw(environ, lambda s, h, e=None: status.append(s))
+    seen["input"] = environ["wsgi.input"]
+    close = getattr(out, "close", None)
+    b"".join(out)
+    if close:
+        close()
+    return status[0], seen
+
+
+def test_middleware_classifies_the_path_the_router_matches_and_buffers_the_body() -> None:
+    """`//login` routes to /login (werkzeug strips leading slashes): it is sign-in work, not "other"; the body is
+    read before a slot is taken, and the app reads the same bytes."""
+    from idp.web.admission import AdmissionMiddleware
+
+    got: list[bytes] = []
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        got.append(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"] or 0)))
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    adm, _ = make(budget_s=1.0)
+    mw = AdmissionMiddleware(app, adm)
+    assert _call(mw, "POST", "//login", b"username=a&password=b")[0] == "200 OK"
+    assert got == [b"username=a&password=b"]
+    views = {v.cls: v for v in adm.snapshot()}
+    assert (views[WorkClass.SIGNIN].admitted, views[WorkClass.OTHER].admitted) == (1, 0)
+    assert views[WorkClass.SIGNIN].executing == 0                 # released when the server closed the body
