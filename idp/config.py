@@ -106,7 +106,7 @@ class Settings:
     # server_threads: the threads of one server process (IDP_THREADS, set by `idp serve`; 0 = unknown)
     max_queue_ms: int = 250
     signin_concurrency: int = 1
-    sso_concurrency: int = 1
+    sso_concurrency: int = 2
     other_concurrency: int = 2
     server_threads: int = 0
     metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
@@ -262,7 +262,7 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         db_pool_size=_int(env, "IDP_DB_POOL_SIZE", 10, 1),
         max_queue_ms=_int(env, "IDP_MAX_QUEUE_MS", 250, 0),
         signin_concurrency=_int(env, "IDP_SIGNIN_CONCURRENCY", 1, 1),
-        sso_concurrency=_int(env, "IDP_SSO_CONCURRENCY", 1, 1),
+        sso_concurrency=_int(env, "IDP_SSO_CONCURRENCY", 2, 1),
         other_concurrency=_int(env, "IDP_OTHER_CONCURRENCY", 2, 1),
         server_threads=_int(env, "IDP_THREADS", 0, 0),
         db_statement_timeout_ms=_int(env, "IDP_DB_STATEMENT_TIMEOUT_MS", 5000, 100),
