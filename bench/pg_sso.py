@@ -338,8 +338,8 @@ def _client(port: int, jar: dict[str, str], queue: deque[str], start_at: float, 
             continue
         t1 = time.perf_counter()
         if resp.status == 503:
-            st.shed += 1   # admission control (IDP_MAX_QUEUE_MS): counted apart, not as SSO
-            time.sleep(0.05)
+            st.shed += 1   # admission control (IDP_MAX_QUEUE_MS): counted apart, not as SSO; back off as a
+            time.sleep(min(float(resp.getheader("Retry-After") or 1), 1.0))   # browser's retry would (capped)
             continue
         if resp.status != 200 or b'name="SAMLResponse"' not in body:
             st.errors.append(f"HTTP {resp.status}: {body[:200]!r}")

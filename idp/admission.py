@@ -14,9 +14,11 @@ Requests already admitted keep their place and their latency.
 A burst is allowed the whole budget; a standing queue is not. Once a class has had requests waiting without a
 break for longer than the budget (overload, not a burst: a queue that never drains adds latency and no
 throughput), arrivals are admitted only while they would be answered within STANDING_FRACTION of the budget
-(75 ms of the default 250). Admitted requests then keep a latency close to that of normal load instead of sitting
-out the whole budget, and more of the excess is refused at once (the CoDel idea, applied at admission). Closed-loop
-clients below overload are not affected: 16 users per worker at ~3 ms an SSO wait ~50 ms.
+(75 ms of the default 250; IDP_STANDING_QUEUE_MS). Admitted requests then keep a latency close to that of normal
+load instead of sitting out the whole budget, and more of the excess is refused at once (the CoDel idea, applied
+at admission). Closed-loop clients below overload are rarely affected: 16 users per worker at ~3 ms an SSO wait
+~50 ms (on PostgreSQL, where an SSO waits for the database, a few percent of such requests were refused in
+measurements: raise IDP_STANDING_QUEUE_MS, up to the budget, to trade the overload latency for fewer refusals).
 
 The classes do not share slots, so a burst of password sign-ins (argon2 hashing) cannot take the slots of users
 who already have a session (SSO signing), and the argon2 concurrency of a process is its sign-in limit.
@@ -92,11 +94,15 @@ class Admission:
 
     def __init__(self, limits: Mapping[WorkClass, int], budget_s: float, *, max_waiting: int = 0,
                  clock: Callable[[], float] = time.monotonic,
-                 initial_service_s: Mapping[WorkClass, float] | None = None, alpha: float = ALPHA) -> None:
+                 initial_service_s: Mapping[WorkClass, float] | None = None, alpha: float = ALPHA,
+                 standing_s: float | None = None) -> None:
+        """`standing_s`: the answer-time limit once a queue has stood longer than the budget (default
+        STANDING_FRACTION of the budget; the budget itself turns the rule off)."""
         if budget_s <= 0:
             raise ValueError("budget_s must be > 0")
         initial = {**DEFAULT_SERVICE_S, **(initial_service_s or {})}
         self.budget_s = budget_s
+        self.standing_s = min(budget_s, budget_s * STANDING_FRACTION if standing_s is None else standing_s)
         self.max_waiting = max_waiting
         self.alpha = alpha
         self._clock = clock
@@ -141,7 +147,7 @@ class Admission:
     def _limit_s(self, st: ClassState, now: float) -> float:
         """The budget for a burst; STANDING_FRACTION of it once the queue has stood longer than the budget."""
         if st.queued_since is not None and now - st.queued_since > self.budget_s:
-            return self.budget_s * STANDING_FRACTION
+            return self.standing_s
         return self.budget_s
 
     def wait(self, ticket: Ticket, timeout_s: float | None = None) -> bool:

@@ -105,6 +105,7 @@ class Settings:
     # argon2 hashing of a process).
     # server_threads: the threads of one server process (IDP_THREADS, set by `idp serve`; 0 = unknown)
     max_queue_ms: int = 250
+    standing_queue_ms: int | None = None      # None: 30 % of max_queue_ms (idp.admission.STANDING_FRACTION)
     signin_concurrency: int = 1
     sso_concurrency: int = 2
     other_concurrency: int = 2
@@ -261,8 +262,11 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         metadata_signed=env_bool(env, "IDP_METADATA_SIGNED", False),
         db_pool_size=_int(env, "IDP_DB_POOL_SIZE", 10, 1),
         max_queue_ms=_int(env, "IDP_MAX_QUEUE_MS", 250, 0),
+        standing_queue_ms=_int(env, "IDP_STANDING_QUEUE_MS", 0, 0) or None,
         signin_concurrency=_int(env, "IDP_SIGNIN_CONCURRENCY", 1, 1),
-        sso_concurrency=_int(env, "IDP_SSO_CONCURRENCY", 2, 1),
+        # SQLite: an SSO is CPU only, one at a time per process is cheapest; PostgreSQL: two, one signing while
+        # the other waits for its round trips (one left a worker idle at every round trip; measured in make bench)
+        sso_concurrency=_int(env, "IDP_SSO_CONCURRENCY", 2 if database_url.startswith("postgresql") else 1, 1),
         other_concurrency=_int(env, "IDP_OTHER_CONCURRENCY", 2, 1),
         server_threads=_int(env, "IDP_THREADS", 0, 0),
         db_statement_timeout_ms=_int(env, "IDP_DB_STATEMENT_TIMEOUT_MS", 5000, 100),

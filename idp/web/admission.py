@@ -227,6 +227,7 @@ def install(app: Flask) -> None:
     # such a cap would shed at ordinary load: the budget alone decides.
     reserve = s.server_threads // 4
     max_waiting = max(1, s.server_threads - sum(limits.values()) - reserve) if s.server_threads >= 16 else 0
-    admission = Admission(limits, s.max_queue_ms / 1000.0, max_waiting=max_waiting)
+    admission = Admission(limits, s.max_queue_ms / 1000.0, max_waiting=max_waiting,
+                          standing_s=s.standing_queue_ms / 1000.0 if s.standing_queue_ms else None)
     app.extensions["idp.admission"] = admission
     app.wsgi_app = AdmissionMiddleware(app.wsgi_app, admission, flask_app=app)  # type: ignore[method-assign]

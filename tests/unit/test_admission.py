@@ -250,3 +250,23 @@ def test_middleware_classifies_the_path_the_router_matches_and_buffers_the_body(
     views = {v.cls: v for v in adm.snapshot()}
     assert (views[WorkClass.SIGNIN].admitted, views[WorkClass.OTHER].admitted) == (1, 0)
     assert views[WorkClass.SIGNIN].executing == 0                 # released when the server closed the body
+
+
+def test_the_standing_limit_is_configurable_and_the_budget_turns_it_off() -> None:
+    from idp.config import load_settings
+
+    assert load_settings({}).standing_queue_ms is None
+    assert load_settings({"IDP_STANDING_QUEUE_MS": "120"}).standing_queue_ms == 120
+    clock = Clock()
+    adm = Admission({WorkClass.SSO: 1}, 0.105, clock=clock, initial_service_s={WorkClass.SSO: 0.01},
+                    standing_s=0.105)
+    head = adm.admit(WorkClass.SSO)
+    queue = [adm.admit(WorkClass.SSO) for _ in range(9)]
+    assert head is not None and all(t is not None for t in queue)
+    for _ in range(30):                                         # standing for 300 ms: still the full budget
+        clock.now += 0.01
+        adm.release(head)
+        head = queue.pop(0)
+        t = adm.admit(WorkClass.SSO)
+        assert head is not None and t is not None
+        queue.append(t)
