@@ -173,7 +173,7 @@ PHASES = [
     ("    parse_authn_request", "idp/saml/requests.py", "parse_authn_request"),
     ("    app_config_by_entity_id", "idp/services/apps/cache.py", "app_config_by_entity_id"),
     ("    verify_redirect_signature", "idp/saml/signing.py", "verify_redirect_signature"),
-    ("    remember_request (replay cache insert)", "idp/replay.py", "remember_request"),
+    ("    remember_request (replay check; row written by the commit)", "idp/replay.py", "remember_request"),
     ("  proceed (gate + issue)", "idp/flows/sso.py", "proceed"),
     ("    app_config_by_id", "idp/services/apps/cache.py", "app_config_by_id"),
     ("    decide (policy incl. org ranges, TOTP lookups)", "idp/flows/authorize.py", "decide"),
