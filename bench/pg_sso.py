@@ -27,7 +27,6 @@ Run alone: python -m bench.pg_sso [--quick]
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import shutil
 import statistics
@@ -35,9 +34,8 @@ import subprocess  # noqa: S404 - the private PostgreSQL + Redis (tests/services
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +46,12 @@ from sqlalchemy import create_engine, text
 from idp.extensions import db
 
 from .fixtures import RequestPool, Workspace, clone_instance, create_bench_app, open_app
+from .http_load import ClientStats
+from .http_load import _client as http_client
 from .inprocess import SsoBench
 from .lifecycle import NotAvailable, Postgres
 from .micro import rsa_signer
-from .timing import Measurement, PoolExhausted, Run, cpu_seconds, paired_ratio
+from .timing import cpu_seconds, measure_interleaved, paired_ratio
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -217,49 +217,6 @@ def services_workspace(ws: Workspace, name: str, pg_url: str, redis_url: str,
 
 # ---------------------------------------------------------------- in-process, per CPU-second
 
-Variant = tuple[Callable[[], object], Callable[[int], None] | None, Callable[[], float]]
-
-
-def _run_for(op: Callable[[], object], seconds: float, cpu: Callable[[], float], max_ops: int | None = None) -> Run:
-    n = 0
-    w0, c0 = time.perf_counter(), cpu()
-    deadline = w0 + seconds
-    try:
-        while True:
-            op()
-            n += 1
-            if (max_ops is not None and n >= max_ops) or time.perf_counter() >= deadline:
-                break
-    except PoolExhausted:
-        pass
-    return Run(ops=n, wall_s=time.perf_counter() - w0, cpu_s=cpu() - c0)
-
-
-def measure_rounds(variants: dict[str, Variant], *, seconds: float, runs: int,
-                   warmup_ops: int = 50) -> dict[str, Measurement]:
-    """timing.measure_interleaved with a CPU clock per variant (this process, or this process + the servers)."""
-    rates: dict[str, float] = {}
-    for name, (op, before_run, cpu) in variants.items():
-        if before_run is not None:
-            before_run(warmup_ops)
-        warm = _run_for(op, 1.0, cpu, max_ops=warmup_ops)
-        if warm.ops == 0:
-            raise RuntimeError(f"{name}: the warm-up ran out of inputs")
-        rates[name] = warm.per_wall_s or 1.0
-    out = {name: Measurement(name=name) for name in variants}
-    for _ in range(runs):
-        for name, (op, before_run, cpu) in variants.items():
-            if before_run is not None:
-                before_run(int(rates[name] * seconds * 2.5) + 50)
-            run = _run_for(op, seconds, cpu)
-            out[name].runs.append(run)
-            rates[name] = max(rates[name], run.per_wall_s)
-    for m in out.values():
-        m.loadavg = os.getloadavg()[0]
-        print(m.line(), flush=True)
-    return out
-
-
 def measure_inprocess(ws: Workspace, services: Services, servers: ServerCpu, *, seconds: float,
                       runs: int) -> dict[str, Any]:
     pg_ws = services_workspace(ws, "pg-inprocess", services.database("sso"), services.redis_url)
@@ -274,9 +231,8 @@ def measure_inprocess(ws: Workspace, services: Services, servers: ServerCpu, *, 
             return cpu_seconds() + servers.seconds()
 
         names = ("rsa-2048 sign (cryptography)", "sso round trip, SQLite", "sso round trip, PostgreSQL + Redis")
-        m = measure_rounds({names[0]: (rsa_signer(ws), None, cpu_seconds),
-                            names[1]: (*sqlite.variant(), cpu_seconds),
-                            names[2]: (*pg.variant(), pg_cpu)}, seconds=seconds, runs=runs)
+        m = measure_interleaved({names[0]: (rsa_signer(ws), None), names[1]: sqlite.variant(),
+                                 names[2]: pg.variant()}, seconds=seconds, runs=runs, clocks={names[2]: pg_cpu})
         rsa, lite, on_pg = (m[k] for k in names)
         # where the PostgreSQL round trip's CPU goes: a separate short run, each clock read on its own
         n = 500
@@ -304,49 +260,6 @@ def _dispose(app: Flask) -> None:
 
 
 # ---------------------------------------------------------------- over HTTP, 1 and 2 instances
-
-@dataclass
-class _Stats:
-    done: list[tuple[float, float]] = field(default_factory=list)   # (start, latency s)
-    shed: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-def _client(port: int, jar: dict[str, str], queue: deque[str], start_at: float, end_at: float, st: _Stats) -> None:
-    from .http_load import _cookie_header
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Cookie": _cookie_header(jar), "User-Agent": "idp-bench/1 (http.client)"}
-    while time.perf_counter() < start_at:
-        time.sleep(0.001)
-    while True:
-        t0 = time.perf_counter()
-        if t0 >= end_at:
-            break
-        try:
-            path = queue.popleft()
-        except IndexError:
-            st.errors.append("request pool exhausted")
-            break
-        try:
-            conn.request("GET", path, headers=headers)
-            resp = conn.getresponse()
-            body = resp.read()
-        except (OSError, http.client.HTTPException) as exc:
-            st.errors.append(f"{type(exc).__name__}: {exc}")
-            conn.close()
-            continue
-        t1 = time.perf_counter()
-        if resp.status == 503:
-            st.shed += 1   # admission control (IDP_MAX_QUEUE_MS): counted apart, not as SSO; back off as a
-            time.sleep(min(float(resp.getheader("Retry-After") or 1), 1.0))   # browser's retry would (capped)
-            continue
-        if resp.status != 200 or b'name="SAMLResponse"' not in body:
-            st.errors.append(f"HTTP {resp.status}: {body[:200]!r}")
-            continue
-        st.done.append((t0, t1 - t0))
-    conn.close()
-
 
 def run_http(ws: Workspace, services: Services, servers: ServerCpu, *, instances: int, cores: int,
              clients_list: tuple[int, ...], warmup_s: float, seconds: float, expected_rate: float) -> dict[str, Any]:
@@ -389,11 +302,11 @@ def _load(started: list[Any], pool: RequestPool, servers: ServerCpu, *, clients:
     jars = [login(p) for p in ports]
     pool.refill(min(int(expected_rate * (warmup_s + seconds) * 2.5) + 200, 80_000))
     queue = pool.take_all()
-    stats = [_Stats() for _ in range(clients)]
+    stats = [ClientStats() for _ in range(clients)]
     t_start = time.perf_counter() + 0.2
     t_window = t_start + warmup_s
     t_end = t_window + seconds
-    threads = [threading.Thread(target=_client, args=(ports[i], jars[i], queue, t_start, t_end, stats[i]),
+    threads = [threading.Thread(target=http_client, args=(ports[i], jars[i], queue, t_start, t_end, stats[i]),
                                 daemon=True) for i in range(clients)]
     for th in threads:
         th.start()

@@ -81,9 +81,11 @@ class Measurement:
                 f"{self.per_wall_s:>10.1f}/wall-s  runs/CPU-s=[{runs}] load={self.loadavg:.2f}")
 
 
-def _run_for(op: Callable[[], object], seconds: float, max_ops: int | None = None) -> Run:
+def _run_for(op: Callable[[], object], seconds: float, max_ops: int | None = None,
+             cpu: Callable[[], float] = cpu_seconds) -> Run:
+    """`cpu`: the CPU clock the run is counted on (this process by default; a caller may add its servers')."""
     n = 0
-    w0, c0 = time.perf_counter(), cpu_seconds()
+    w0, c0 = time.perf_counter(), cpu()
     deadline = w0 + seconds
     try:
         while True:
@@ -93,7 +95,7 @@ def _run_for(op: Callable[[], object], seconds: float, max_ops: int | None = Non
                 break
     except PoolExhausted:
         pass
-    return Run(ops=n, wall_s=time.perf_counter() - w0, cpu_s=cpu_seconds() - c0)
+    return Run(ops=n, wall_s=time.perf_counter() - w0, cpu_s=cpu() - c0)
 
 
 def measure(name: str, op: Callable[[], object], *, seconds: float, runs: int, warmup_ops: int = 3,
@@ -123,19 +125,21 @@ def measure(name: str, op: Callable[[], object], *, seconds: float, runs: int, w
 
 
 def measure_interleaved(ops: dict[str, tuple[Callable[[], object], Callable[[int], None] | None]], *,
-                        seconds: float, runs: int, warmup_ops: int = 50,
-                        warmup_s: float = 1.0) -> dict[str, Measurement]:
+                        seconds: float, runs: int, warmup_ops: int = 50, warmup_s: float = 1.0,
+                        clocks: dict[str, Callable[[], float]] | None = None) -> dict[str, Measurement]:
     """Like measure() for several variants, their runs interleaved (A B C A B C ...).
 
     Ratios between variants (10k apps vs 1 app) then compare runs taken side by side, so drifting load
     on a shared machine hits every variant alike. Each variant warms up for `warmup_ops` calls or
-    `warmup_s` seconds, whichever comes first.
+    `warmup_s` seconds, whichever comes first. `clocks` gives a variant its own CPU clock (e.g. this process
+    plus a database server's), others count this process.
     """
+    clocks = clocks or {}
     rates: dict[str, float] = {}
     for name, (op, before_run) in ops.items():
         if before_run is not None:
             before_run(warmup_ops)
-        warm = _run_for(op, seconds=warmup_s, max_ops=warmup_ops)
+        warm = _run_for(op, seconds=warmup_s, max_ops=warmup_ops, cpu=clocks.get(name, cpu_seconds))
         if warm.ops == 0:
             raise RuntimeError(f"{name}: the warm-up ran out of inputs")
         rates[name] = warm.per_wall_s or 1.0
@@ -144,7 +148,7 @@ def measure_interleaved(ops: dict[str, tuple[Callable[[], object], Callable[[int
         for name, (op, before_run) in ops.items():
             if before_run is not None:
                 before_run(int(rates[name] * seconds * 2.5) + 50)
-            run = _run_for(op, seconds)
+            run = _run_for(op, seconds, cpu=clocks.get(name, cpu_seconds))
             out[name].runs.append(run)
             rates[name] = max(rates[name], run.per_wall_s)
     for m in out.values():
